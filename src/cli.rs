@@ -1,0 +1,110 @@
+//! The operator's command line: argument types and the commands that need no
+//! running server.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+
+use crate::proto::sip::{Framing, Limits, Message, SipError};
+
+/// Parley: an IM federation gateway (SIP/SIMPLE core).
+#[derive(Debug, Parser)]
+#[command(name = "parley", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// SIP message tools.
+    Sip {
+        /// The SIP tool to run.
+        #[command(subcommand)]
+        command: SipCommand,
+    },
+}
+
+/// `parley sip …`
+#[derive(Debug, Subcommand)]
+pub enum SipCommand {
+    /// Parse a SIP message; print it as Parley would forward it, or say why it is refused.
+    Parse {
+        /// File holding one message (standard input when absent).
+        file: Option<PathBuf>,
+        /// Treat the input as received on TCP/TLS, where Content-Length is mandatory.
+        #[arg(long)]
+        stream: bool,
+    },
+}
+
+/// Outcome of `parley sip parse`: the printed message or the one-line fault.
+pub fn sip_parse(input: &[u8], stream: bool) -> Result<Vec<u8>, SipError> {
+    let limits = Limits::default();
+    let framing = if stream {
+        Framing::Stream
+    } else {
+        Framing::Datagram
+    };
+    let mut msg = Message::parse(crlf_header_section(input), framing, &limits)?;
+    msg.validate(&limits)?;
+    msg.ensure_content_length();
+    Ok(msg.to_bytes())
+}
+
+/// A message typed in an editor has LF line ends; SIP needs CRLF. When the
+/// input holds no CR at all, the header section (up to the first empty line)
+/// is converted and the body left as it is.
+fn crlf_header_section(input: &[u8]) -> Bytes {
+    if input.contains(&b'\r') {
+        return Bytes::copy_from_slice(input);
+    }
+    let head_end = memchr::memmem::find(input, b"\n\n").map_or(input.len(), |i| i + 2);
+    let mut out = Vec::with_capacity(input.len() + 64);
+    for &c in &input[..head_end] {
+        if c == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(c);
+    }
+    out.extend_from_slice(&input[head_end..]);
+    Bytes::from(out)
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Sip {
+            command: SipCommand::Parse { file, stream },
+        } => {
+            // Read one byte more than the limit so an oversized input is reported as such.
+            let cap = Limits::default().max_message_size as u64 + 1;
+            let mut input = Vec::new();
+            match &file {
+                Some(path) => {
+                    std::fs::File::open(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
+                        .take(cap)
+                        .read_to_end(&mut input)?;
+                }
+                None => {
+                    std::io::stdin().lock().take(cap).read_to_end(&mut input)?;
+                }
+            }
+            match sip_parse(&input, stream) {
+                Ok(out) => {
+                    std::io::stdout().write_all(&out)?;
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("error: {e}");
+                    Ok(1)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Sans-IO protocol code: parsers, printers and state machines.
+//!
+//! Nothing here touches a socket, a runtime or the clock: input is bytes and
+//! (later) `now`, output is values. Everything is testable and fuzzable
+//! without a network.
+
+pub mod sip;

@@ -1,0 +1,223 @@
+//! Header fields kept raw and in order, typed on demand (RFC 3261 §7.3).
+//!
+//! A parsed header points into the message buffer: its whole line (for
+//! byte-exact forwarding) and its trimmed value. Only a folded value is
+//! copied, once, with each fold replaced by one space. A header added or
+//! changed by Parley owns its canonical line.
+
+use bytes::Bytes;
+
+use super::grammar::split_commas;
+use super::name::HeaderName;
+
+/// Where a piece of text lives: in the shared message buffer or on its own.
+#[derive(Debug, Clone)]
+pub(crate) enum Src {
+    /// `start..end` of the message buffer.
+    Span(u32, u32),
+    /// Owned text (a folded value made plain, or a header Parley wrote).
+    Owned(Bytes),
+}
+
+impl Src {
+    #[inline]
+    pub(crate) fn get<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            Src::Span(s, e) => buf.get(*s as usize..*e as usize).unwrap_or(b""),
+            Src::Owned(b) => b,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn bytes(&self, buf: &Bytes) -> Bytes {
+        match self {
+            Src::Span(s, e) => buf.slice(*s as usize..*e as usize),
+            Src::Owned(b) => b.clone(),
+        }
+    }
+}
+
+/// One header field.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) name: HeaderName,
+    /// Length of the name as written, at the start of `line`.
+    pub(crate) name_len: u16,
+    /// The whole field as received (or as Parley wrote it), without the final CRLF.
+    pub(crate) line: Src,
+    /// The value, trimmed, folds made plain.
+    pub(crate) value: Src,
+}
+
+/// The header fields of one message, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    pub(crate) buf: Bytes,
+    pub(crate) list: Vec<Entry>,
+}
+
+/// A borrowed view of one header field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderRef<'a> {
+    /// The identified name.
+    pub name: HeaderName,
+    /// The name as written (`v`, `VIA`, `X-Foo`).
+    pub raw_name: &'a [u8],
+    /// The trimmed value.
+    pub value: &'a [u8],
+}
+
+impl HeaderRef<'_> {
+    /// The canonical name, or the written one for unknown headers.
+    pub fn display_name(&self) -> &str {
+        match self.name {
+            HeaderName::Other => super::grammar::text(self.raw_name),
+            n => n.canonical(),
+        }
+    }
+}
+
+impl Headers {
+    /// Number of header fields (lines, not comma-joined values).
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn view<'a>(&'a self, e: &'a Entry) -> HeaderRef<'a> {
+        let line = e.line.get(&self.buf);
+        HeaderRef {
+            name: e.name,
+            raw_name: &line[..(e.name_len as usize).min(line.len())],
+            value: e.value.get(&self.buf),
+        }
+    }
+
+    /// All fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = HeaderRef<'_>> + '_ {
+        self.list.iter().map(|e| self.view(e))
+    }
+
+    /// The first value of a known header.
+    #[inline]
+    pub fn get(&self, name: HeaderName) -> Option<&[u8]> {
+        self.list
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.value.get(&self.buf))
+    }
+
+    /// The first value of a known header as a shared slice of the message (no copy).
+    pub fn get_bytes(&self, name: HeaderName) -> Option<Bytes> {
+        self.list
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.value.bytes(&self.buf))
+    }
+
+    /// Values of every field with this name (unknown names compare without case).
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let known = HeaderName::from_bytes(name.as_bytes());
+        self.iter()
+            .filter(move |h| {
+                h.name == known
+                    && (known != HeaderName::Other
+                        || h.raw_name.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .map(|h| h.value)
+    }
+
+    /// Every field line of a known header (comma-joined values not split).
+    pub fn lines(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
+        self.list
+            .iter()
+            .filter(move |e| e.name == name)
+            .map(|e| e.value.get(&self.buf))
+    }
+
+    /// Every value of a list header, across lines and commas (RFC 3261 §7.3.1).
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &[u8]> + '_ {
+        let split = name.is_list();
+        self.lines(name).flat_map(move |v| {
+            let mut it = split_commas(v);
+            let mut single = Some(v);
+            std::iter::from_fn(move || if split { it.next() } else { single.take() })
+        })
+    }
+
+    /// How many fields carry this name.
+    pub fn count(&self, name: HeaderName) -> usize {
+        self.list.iter().filter(|e| e.name == name).count()
+    }
+
+    /// Appends a field written canonically (`Name: value`).
+    pub fn push(&mut self, name: &str, value: &str) {
+        let known = HeaderName::from_bytes(name.as_bytes());
+        let shown = match known {
+            HeaderName::Other => name,
+            n => n.canonical(),
+        };
+        let line = Bytes::from(format!("{shown}: {value}"));
+        let value = line.slice(shown.len() + 2..);
+        self.list.push(Entry {
+            name: known,
+            name_len: shown.len() as u16,
+            line: Src::Owned(line),
+            value: Src::Owned(value),
+        });
+    }
+
+    /// Inserts a field at the top (as a proxy does with Via or Record-Route).
+    pub fn push_front(&mut self, name: &str, value: &str) {
+        self.push(name, value);
+        if let Some(e) = self.list.pop() {
+            self.list.insert(0, e);
+        }
+    }
+
+    /// Removes every field with this known name; returns how many.
+    pub fn remove(&mut self, name: HeaderName) -> usize {
+        let before = self.list.len();
+        self.list.retain(|e| e.name != name);
+        before - self.list.len()
+    }
+
+    /// Removes the first field with this known name (the top Via of a response).
+    pub fn remove_first(&mut self, name: HeaderName) -> bool {
+        match self.list.iter().position(|e| e.name == name) {
+            Some(i) => {
+                self.list.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replaces every field with this name by one canonical field, in the place of the first.
+    pub fn set(&mut self, name: &str, value: &str) {
+        let known = HeaderName::from_bytes(name.as_bytes());
+        let pos = self
+            .list
+            .iter()
+            .position(|e| e.name == known && known != HeaderName::Other);
+        self.remove(known);
+        self.push(name, value);
+        if let Some(pos) = pos {
+            if let Some(e) = self.list.pop() {
+                self.list.insert(pos.min(self.list.len()), e);
+            }
+        }
+    }
+
+    /// Writes every field with CRLF after each.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        for e in &self.list {
+            out.extend_from_slice(e.line.get(&self.buf));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}

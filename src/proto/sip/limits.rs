@@ -1,0 +1,38 @@
+//! Size and count limits applied while parsing.
+//!
+//! Every parser in Parley is bounded: a hostile peer can make it refuse a
+//! message, never make it allocate without bound or spin.
+
+/// Limits for one message. The defaults suit IM traffic; a deployment can
+/// raise them in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Whole message in bytes (default 64 KiB).
+    pub max_message_size: usize,
+    /// Header fields in one message.
+    pub max_headers: usize,
+    /// One header field in bytes, folded continuation lines included.
+    pub max_header_line: usize,
+    /// One URI in bytes.
+    pub max_uri_len: usize,
+    /// Via values in one message.
+    pub max_vias: usize,
+    /// Body in bytes.
+    pub max_body_size: usize,
+    /// Parts in one multipart body (nesting counts each level's parts).
+    pub max_parts: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 64 * 1024,
+            max_headers: 128,
+            max_header_line: 8 * 1024,
+            max_uri_len: 2048,
+            max_vias: 32,
+            max_body_size: 60 * 1024,
+            max_parts: 32,
+        }
+    }
+}

@@ -1,0 +1,651 @@
+//! SIP requests and responses (RFC 3261 §7, §25): framing, the start line,
+//! header lines, the body, and the byte-exact printer.
+//!
+//! Parsing is one pass over the bytes with `memchr`; header values stay in
+//! the received buffer. What Parley does not modify prints back exactly as
+//! it arrived, so a proxy forwards what it does not understand unchanged.
+
+use bytes::Bytes;
+
+use super::error::{shown, Limit, SipError};
+use super::grammar::{is_token, is_wsp, parse_usize, text, trim, TOKEN};
+use super::headers::{Entry, Headers, Src};
+use super::limits::Limits;
+use super::name::HeaderName;
+use super::uri::Uri;
+
+/// How the message arrived: it decides what a missing Content-Length means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// UDP: the body runs to the end of the datagram when Content-Length is absent,
+    /// and octets past Content-Length are discarded (RFC 3261 §18.3).
+    Datagram,
+    /// TCP/TLS: Content-Length is mandatory.
+    Stream,
+}
+
+/// A request method. Methods are case-sensitive (RFC 3261 §7.1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// RFC 3261.
+    Invite,
+    /// RFC 3261.
+    Ack,
+    /// RFC 3261.
+    Bye,
+    /// RFC 3261.
+    Cancel,
+    /// RFC 3261.
+    Options,
+    /// RFC 3261.
+    Register,
+    /// RFC 3428.
+    Message,
+    /// RFC 6665.
+    Subscribe,
+    /// RFC 6665.
+    Notify,
+    /// RFC 3903.
+    Publish,
+    /// RFC 6086.
+    Info,
+    /// RFC 3262.
+    Prack,
+    /// RFC 3311.
+    Update,
+    /// RFC 3515.
+    Refer,
+    /// An extension method (any token).
+    Other(Bytes),
+}
+
+impl Method {
+    /// Identifies a method token (exact case).
+    pub fn from_bytes(m: &[u8]) -> Method {
+        match m {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"OPTIONS" => Method::Options,
+            b"REGISTER" => Method::Register,
+            b"MESSAGE" => Method::Message,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"PUBLISH" => Method::Publish,
+            b"INFO" => Method::Info,
+            b"PRACK" => Method::Prack,
+            b"UPDATE" => Method::Update,
+            b"REFER" => Method::Refer,
+            other => Method::Other(Bytes::copy_from_slice(other)),
+        }
+    }
+
+    /// The method token.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Register => "REGISTER",
+            Method::Message => "MESSAGE",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Publish => "PUBLISH",
+            Method::Info => "INFO",
+            Method::Prack => "PRACK",
+            Method::Update => "UPDATE",
+            Method::Refer => "REFER",
+            Method::Other(b) => text(b),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone)]
+pub(crate) enum Start {
+    Request { method: Method, uri: Src },
+    Response { code: u16, reason: Src },
+}
+
+/// A SIP request or response.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub(crate) start: Start,
+    pub(crate) start_line: Src,
+    pub(crate) headers: Headers,
+    pub(crate) body: Src,
+}
+
+impl PartialEq for Message {
+    /// Equal when the start line, every header (name and value, in order) and
+    /// the body are equal; how a header was folded or spelled does not matter.
+    fn eq(&self, other: &Self) -> bool {
+        self.start == other.start
+            && self.start_text() == other.start_text()
+            && self.body() == other.body()
+            && self.headers.len() == other.headers.len()
+            && self.headers.iter().zip(other.headers.iter()).all(|(a, b)| {
+                a.name == b.name
+                    && a.value == b.value
+                    && (a.name != HeaderName::Other || a.raw_name.eq_ignore_ascii_case(b.raw_name))
+            })
+    }
+}
+
+impl Eq for Message {}
+
+impl PartialEq for Start {
+    /// Compares what the line means; its text is compared by `Message::eq`.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Start::Request { method: a, .. }, Start::Request { method: b, .. }) => a == b,
+            (Start::Response { code: a, .. }, Start::Response { code: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Finds where the first message in a stream buffer ends.
+///
+/// Leading CRLFs (keep-alives, RFC 5626 §4.4.1) are not part of the message:
+/// the result says how many to skip. `Ok(None)` means more bytes are needed.
+pub fn frame(data: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, SipError> {
+    let skip = data
+        .iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count();
+    let data = &data[skip..];
+    let head_end = match memchr::memmem::find(data, b"\r\n\r\n") {
+        Some(i) => i + 4,
+        None if data.len() > limits.max_message_size => {
+            return Err(SipError::TooLarge {
+                limit: Limit::MessageSize,
+                seen: data.len(),
+                max: limits.max_message_size,
+            })
+        }
+        None => return Ok(None),
+    };
+    let mut cl = None;
+    let mut pos = memchr::memchr(b'\n', data).map_or(head_end, |i| i + 1);
+    while pos < head_end - 2 {
+        let end = memchr::memchr(b'\n', &data[pos..head_end]).map_or(head_end, |i| pos + i);
+        let line = &data[pos..end];
+        if let Some(colon) = memchr::memchr(b':', line) {
+            let name = trim(&line[..colon]);
+            if HeaderName::from_bytes(name) == HeaderName::ContentLength {
+                let v = trim(&line[colon + 1..]);
+                let n = parse_usize(v).ok_or_else(|| {
+                    SipError::header(
+                        "Content-Length",
+                        format!("{:?} is not a non-negative integer", shown(v)),
+                    )
+                })?;
+                if cl.is_some_and(|c| c != n) {
+                    return Err(SipError::Duplicate {
+                        name: "Content-Length",
+                        count: 2,
+                    });
+                }
+                cl = Some(n);
+            }
+        }
+        pos = end + 1;
+    }
+    let cl = cl.ok_or(SipError::MissingContentLength)?;
+    let total = head_end.saturating_add(cl);
+    if total > limits.max_message_size {
+        return Err(SipError::TooLarge {
+            limit: Limit::MessageSize,
+            seen: total,
+            max: limits.max_message_size,
+        });
+    }
+    Ok((data.len() >= total).then_some((skip, total)))
+}
+
+impl Message {
+    /// Parses one whole message.
+    pub fn parse(buf: Bytes, framing: Framing, limits: &Limits) -> Result<Message, SipError> {
+        if buf.len() > limits.max_message_size {
+            return Err(SipError::TooLarge {
+                limit: Limit::MessageSize,
+                seen: buf.len(),
+                max: limits.max_message_size,
+            });
+        }
+        let data: &[u8] = &buf;
+        // RFC 3261 §7.5: CRLFs before the start line are ignored.
+        let begin = data
+            .iter()
+            .take_while(|&&c| c == b'\r' || c == b'\n')
+            .count();
+        let head_end = memchr::memmem::find(&data[begin..], b"\r\n\r\n")
+            .map(|i| begin + i)
+            .ok_or(SipError::Incomplete)?;
+
+        // Start line.
+        let sl_end = line_end(data, begin, head_end + 2, 1)?;
+        let start = parse_start(data, begin, sl_end, limits)?;
+
+        // Header lines.
+        let mut list: Vec<Entry> = Vec::with_capacity(16);
+        let mut folded = false;
+        let mut content_length: Option<(usize, usize)> = None;
+        let mut pos = sl_end + 2;
+        let mut lineno = 1;
+        while pos < head_end + 2 {
+            lineno += 1;
+            let end = line_end(data, pos, head_end + 2, lineno)?;
+            let line = &data[pos..end];
+            if is_wsp(line[0]) {
+                // A fold continues the previous field (RFC 3261 §7.3.1).
+                let e = list.last_mut().ok_or(SipError::HeaderLine {
+                    line: lineno,
+                    reason: "continuation line before any header",
+                })?;
+                if let Src::Span(s, _) = e.line {
+                    if end - s as usize > limits.max_header_line {
+                        return Err(SipError::TooLarge {
+                            limit: Limit::HeaderLine,
+                            seen: end - s as usize,
+                            max: limits.max_header_line,
+                        });
+                    }
+                    e.line = Src::Span(s, end as u32);
+                    e.value =
+                        Src::Span(value_start(data, s as usize, e.name_len) as u32, end as u32);
+                }
+                folded = true;
+                pos = end + 2;
+                continue;
+            }
+            if line.len() > limits.max_header_line {
+                return Err(SipError::TooLarge {
+                    limit: Limit::HeaderLine,
+                    seen: line.len(),
+                    max: limits.max_header_line,
+                });
+            }
+            if list.len() == limits.max_headers {
+                return Err(SipError::TooLarge {
+                    limit: Limit::HeaderCount,
+                    seen: list.len() + 1,
+                    max: limits.max_headers,
+                });
+            }
+            let colon = memchr::memchr(b':', line).ok_or(SipError::HeaderLine {
+                line: lineno,
+                reason: "no colon after the header name",
+            })?;
+            let mut name_end = colon;
+            while name_end > 0 && is_wsp(line[name_end - 1]) {
+                name_end -= 1;
+            }
+            let name = &line[..name_end];
+            if !is_token(name) {
+                return Err(SipError::HeaderLine {
+                    line: lineno,
+                    reason: "header name is not a token",
+                });
+            }
+            let hname = HeaderName::from_bytes(name);
+            let vstart = value_start(data, pos, name_end as u16).min(end);
+            let mut vend = end;
+            while vend > vstart && is_wsp(data[vend - 1]) {
+                vend -= 1;
+            }
+            if hname == HeaderName::ContentLength {
+                let v = &data[vstart..vend];
+                let n = parse_usize(v).ok_or_else(|| {
+                    SipError::header(
+                        "Content-Length",
+                        format!("{:?} is not a non-negative integer", shown(v)),
+                    )
+                })?;
+                content_length = match content_length {
+                    None => Some((n, 1)),
+                    Some((_, count)) => {
+                        return Err(SipError::Duplicate {
+                            name: "Content-Length",
+                            count: count + 1,
+                        })
+                    }
+                };
+            }
+            list.push(Entry {
+                name: hname,
+                name_len: name_end as u16,
+                line: Src::Span(pos as u32, end as u32),
+                value: Src::Span(vstart as u32, vend as u32),
+            });
+            pos = end + 2;
+        }
+        if folded {
+            for e in &mut list {
+                let v = e.value.get(data);
+                if memchr::memchr(b'\n', v).is_some() {
+                    e.value = Src::Owned(unfold(v));
+                }
+            }
+        }
+
+        // Body.
+        let body_start = head_end + 4;
+        let received = data.len() - body_start;
+        let body_len = match (content_length, framing) {
+            (Some((n, _)), _) => n,
+            (None, Framing::Datagram) => received,
+            (None, Framing::Stream) => return Err(SipError::MissingContentLength),
+        };
+        if body_len > limits.max_body_size {
+            return Err(SipError::TooLarge {
+                limit: Limit::BodySize,
+                seen: body_len,
+                max: limits.max_body_size,
+            });
+        }
+        if body_len > received {
+            return Err(SipError::BodyTruncated {
+                declared: body_len,
+                received,
+            });
+        }
+        Ok(Message {
+            start,
+            start_line: Src::Span(begin as u32, sl_end as u32),
+            body: Src::Span(body_start as u32, (body_start + body_len) as u32),
+            headers: Headers { buf, list },
+        })
+    }
+
+    /// True for a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, Start::Request { .. })
+    }
+
+    /// The request method, for a request.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            Start::Request { method, .. } => Some(method),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI as written, for a request.
+    pub fn request_uri_raw(&self) -> Option<&[u8]> {
+        match &self.start {
+            Start::Request { uri, .. } => Some(uri.get(&self.headers.buf)),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI, parsed (it was checked when the message was parsed).
+    pub fn request_uri(&self) -> Option<Result<Uri<'_>, SipError>> {
+        self.request_uri_raw().map(Uri::parse)
+    }
+
+    /// The status code, for a response.
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            Start::Response { code, .. } => Some(code),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase, for a response (may be empty).
+    pub fn reason(&self) -> Option<&[u8]> {
+        match &self.start {
+            Start::Response { reason, .. } => Some(reason.get(&self.headers.buf)),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The start line as it will be printed.
+    pub fn start_text(&self) -> &[u8] {
+        self.start_line.get(&self.headers.buf)
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The header fields, to modify.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        &mut self.headers
+    }
+
+    /// The body (empty when there is none).
+    pub fn body(&self) -> &[u8] {
+        self.body.get(&self.headers.buf)
+    }
+
+    /// The body as a shared slice of the received buffer (no copy).
+    pub fn body_bytes(&self) -> Bytes {
+        self.body.bytes(&self.headers.buf)
+    }
+
+    /// Shares a sub-slice of this message's text (a header value, a tag, a
+    /// branch) without copying; copies when `part` is not from this message.
+    pub fn share(&self, part: &[u8]) -> Bytes {
+        let buf = &self.headers.buf;
+        let (b, p) = (buf.as_ptr() as usize, part.as_ptr() as usize);
+        if p >= b && p + part.len() <= b + buf.len() {
+            buf.slice(p - b..p - b + part.len())
+        } else {
+            Bytes::copy_from_slice(part)
+        }
+    }
+
+    /// Replaces the Request-URI; the start line is then printed canonically.
+    pub fn set_request_uri(&mut self, uri: &str) -> Result<(), SipError> {
+        Uri::parse(uri.as_bytes())?;
+        if let Start::Request { method, .. } = &self.start {
+            let line = Bytes::from(format!("{method} {uri} SIP/2.0"));
+            let u = line.slice(method.as_str().len() + 1..line.len() - 8);
+            self.start = Start::Request {
+                method: method.clone(),
+                uri: Src::Owned(u),
+            };
+            self.start_line = Src::Owned(line);
+        }
+        Ok(())
+    }
+
+    /// Replaces the body and sets Content-Length (and Content-Type when given).
+    pub fn set_body(&mut self, body: Bytes, content_type: Option<&str>) {
+        self.headers.set("Content-Length", &body.len().to_string());
+        if let Some(ct) = content_type {
+            self.headers.set("Content-Type", ct);
+        }
+        self.body = Src::Owned(body);
+    }
+
+    /// Adds `Content-Length` when it is absent (a datagram may omit it; a
+    /// stream may not), so the message can be forwarded on any transport.
+    pub fn ensure_content_length(&mut self) {
+        if self.headers.get(HeaderName::ContentLength).is_none() {
+            let n = self.body().len().to_string();
+            self.headers.push("Content-Length", &n);
+        }
+    }
+
+    /// Prints the message: untouched parts byte for byte, modified parts canonically.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.headers.buf.len() + 64);
+        self.write(&mut out);
+        out
+    }
+
+    /// Appends the printed message to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.start_text());
+        out.extend_from_slice(b"\r\n");
+        self.headers.write(out);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.body());
+    }
+}
+
+/// Index of the CR of the line starting at `pos`; refuses a bare LF or CR.
+#[inline]
+fn line_end(data: &[u8], pos: usize, limit: usize, line: usize) -> Result<usize, SipError> {
+    match memchr::memchr2(b'\r', b'\n', &data[pos..limit]) {
+        Some(i) if data[pos + i] == b'\r' && data.get(pos + i + 1) == Some(&b'\n') => Ok(pos + i),
+        _ => Err(SipError::LineEnding { line }),
+    }
+}
+
+/// Where a header value starts: after the colon and any white space,
+/// including the fold of a value that begins on a continuation line.
+#[inline]
+fn value_start(data: &[u8], line_start: usize, name_len: u16) -> usize {
+    let mut i = line_start + name_len as usize;
+    while i < data.len() && data[i] != b':' {
+        i += 1;
+    }
+    i += 1;
+    while i < data.len() {
+        if is_wsp(data[i]) {
+            i += 1;
+        } else if data[i] == b'\r' && data.get(i + 2).is_some_and(|&c| is_wsp(c)) {
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// Replaces each fold (CRLF followed by white space) with one space.
+fn unfold(v: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'\r' || v[i] == b'\n' {
+            while out.last().is_some_and(|&c| is_wsp(c)) {
+                out.pop();
+            }
+            while i < v.len() && (is_wsp(v[i]) || v[i] == b'\r' || v[i] == b'\n') {
+                i += 1;
+            }
+            out.push(b' ');
+        } else {
+            out.push(v[i]);
+            i += 1;
+        }
+    }
+    Bytes::from(out)
+}
+
+fn parse_start(data: &[u8], begin: usize, end: usize, limits: &Limits) -> Result<Start, SipError> {
+    let line = &data[begin..end];
+    let bad = |why: &str| SipError::StartLine(format!("{why} in {:?}", shown(line)));
+    let sp1 = memchr::memchr(b' ', line).ok_or_else(|| bad("no space"))?;
+    let first = &line[..sp1];
+    if first.len() >= 4 && first[..4].eq_ignore_ascii_case(b"SIP/") {
+        check_version(first)?;
+        let rest = &line[sp1 + 1..];
+        let (code, reason_at) = match memchr::memchr(b' ', rest) {
+            Some(i) => (&rest[..i], sp1 + 1 + i + 1),
+            None => (rest, line.len()),
+        };
+        if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+            return Err(SipError::StatusCode(shown(code)));
+        }
+        let code_n = code.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+        if !(100..=699).contains(&code_n) {
+            return Err(SipError::StatusCode(shown(code)));
+        }
+        let reason = &line[reason_at.min(line.len())..];
+        if std::str::from_utf8(reason).is_err()
+            || reason
+                .iter()
+                .any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f)
+        {
+            return Err(bad("reason phrase is not UTF-8 text"));
+        }
+        return Ok(Start::Response {
+            code: code_n,
+            reason: Src::Span((begin + reason_at.min(line.len())) as u32, end as u32),
+        });
+    }
+    let method = first;
+    if method.is_empty() {
+        return Err(bad("empty method (extra space?)"));
+    }
+    if !method.iter().all(|&c| TOKEN[c as usize]) {
+        return Err(SipError::Method(shown(method)));
+    }
+    let rest = &line[sp1 + 1..];
+    let sp2 = memchr::memchr(b' ', rest).ok_or_else(|| bad("no SIP version"))?;
+    let uri = &rest[..sp2];
+    let version = &rest[sp2 + 1..];
+    if uri.is_empty() {
+        return Err(bad("more than one space before the Request-URI"));
+    }
+    if version.contains(&b' ') || version.contains(&b'\t') {
+        return Err(bad("white space inside or after the SIP version"));
+    }
+    check_version(version).map_err(|e| match e {
+        SipError::StartLine(_) if version.is_empty() => {
+            bad("more than one space before the SIP version")
+        }
+        e => e,
+    })?;
+    if uri.first() == Some(&b'<') {
+        return Err(SipError::uri(
+            uri,
+            "the Request-URI must not be enclosed in <>",
+        ));
+    }
+    let parsed = Uri::parse_limited(uri, limits.max_uri_len)?;
+    if let Uri::Sip(u) = &parsed {
+        if u.headers.is_some() {
+            return Err(SipError::uri(
+                uri,
+                "headers are not allowed in a Request-URI (RFC 3261 §19.1.1)",
+            ));
+        }
+    }
+    let uri_start = begin + sp1 + 1;
+    Ok(Start::Request {
+        method: Method::from_bytes(method),
+        uri: Src::Span(uri_start as u32, (uri_start + uri.len()) as u32),
+    })
+}
+
+/// Accepts exactly SIP/2.0 ("SIP" without case, RFC 3261 §7.1).
+fn check_version(v: &[u8]) -> Result<(), SipError> {
+    if v.len() == 7 && v[..4].eq_ignore_ascii_case(b"SIP/") && &v[4..] == b"2.0" {
+        return Ok(());
+    }
+    let ok_form = v.len() > 4
+        && v[..4].eq_ignore_ascii_case(b"SIP/")
+        && match memchr::memchr(b'.', &v[4..]) {
+            Some(i) => {
+                let (a, b) = (&v[4..4 + i], &v[5 + i..]);
+                !a.is_empty() && !b.is_empty() && a.iter().chain(b).all(u8::is_ascii_digit)
+            }
+            None => false,
+        };
+    if ok_form {
+        Err(SipError::Version(shown(v)))
+    } else {
+        Err(SipError::StartLine(format!(
+            "invalid SIP version {:?}",
+            shown(v)
+        )))
+    }
+}
