@@ -596,7 +596,9 @@ fn parse_start(data: &[u8], begin: usize, end: usize, limits: &Limits) -> Result
         return Err(bad("more than one space before the Request-URI"));
     }
     if version.contains(&b' ') || version.contains(&b'\t') {
-        return Err(bad("white space inside or after the SIP version"));
+        return Err(bad(
+            "more than two spaces (white space inside the Request-URI or after the version)",
+        ));
     }
     check_version(version).map_err(|e| match e {
         SipError::StartLine(_) if version.is_empty() => {

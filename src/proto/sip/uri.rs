@@ -192,6 +192,11 @@ pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), String
             [b':', p @ ..] => (&s[..=close], Some(p)),
             _ => return Err("junk after IPv6 reference".into()),
         }
+    } else if memchr::memchr_iter(b':', s).count() > 1 {
+        return Err(format!(
+            "{:?}: an IPv6 address must be enclosed in brackets (RFC 5118)",
+            String::from_utf8_lossy(s)
+        ));
     } else {
         match memchr::memchr(b':', s) {
             Some(i) => (&s[..i], Some(&s[i + 1..])),

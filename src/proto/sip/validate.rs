@@ -40,7 +40,17 @@ impl Message {
             }
         }
         let mut vias = 0;
-        for hdr in h.iter() {
+        // The headers that identify the transaction are checked first, so the
+        // fault named is the one that matters most (RFC 4475 §3.1.2.4).
+        let core = |n: HeaderName| {
+            use HeaderName as N;
+            matches!(n, N::CSeq | N::CallId | N::From | N::To | N::Via)
+        };
+        let ordered = h
+            .iter()
+            .filter(|x| core(x.name))
+            .chain(h.iter().filter(|x| !core(x.name)));
+        for hdr in ordered {
             let v = hdr.value;
             use HeaderName as N;
             match hdr.name {

@@ -1,1 +1,76 @@
+//! Helpers shared by Parley's integration tests and benchmarks: where the
+//! test data lives and how its manifests read.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The repository's `tests/data` folder.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One message of a SIP corpus and what must happen to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipCase {
+    /// File name without `.sip`.
+    pub name: String,
+    /// RFC section the case comes from, when it comes from one.
+    pub section: Option<String>,
+    /// What the case is about.
+    pub title: String,
+    /// `accept` or `reject`.
+    pub verdict: String,
+    /// Text the error must contain (reject).
+    pub fault: Option<String>,
+    /// Status code a server answers with (reject).
+    pub status: Option<u16>,
+    /// What a server does with it beyond parsing (accept).
+    pub answer: Option<String>,
+    /// Bytes after the message that a datagram parser discards.
+    pub trailing: Option<usize>,
+    /// Number of multipart body parts.
+    pub parts: Option<usize>,
+    /// Expected Request-URI host (IPv6 cases).
+    pub host: Option<String>,
+    /// Expected Request-URI port.
+    pub port: Option<u16>,
+    /// Expected body length.
+    pub body_len: Option<usize>,
+    /// The message bytes, filled in by [`sip_corpus`].
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    case: Vec<SipCase>,
+}
+
+/// Loads `tests/data/sip/<set>/manifest.toml` and every message it names.
+pub fn sip_corpus(set: &str) -> Vec<SipCase> {
+    let dir = data_dir().join("sip").join(set);
+    let text = std::fs::read_to_string(dir.join("manifest.toml"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let manifest: Manifest =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{set} manifest: {e}"));
+    manifest
+        .case
+        .into_iter()
+        .map(|mut c| {
+            let path = dir.join(format!("{}.sip", c.name));
+            c.bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            c
+        })
+        .collect()
+}
