@@ -39,8 +39,6 @@ pub(crate) static PARAMCHAR: [bool; 256] = table(b"-_.!~*'()[]/:&+$", true);
 pub(crate) static HNV: [bool; 256] = table(b"-_.!~*'()[]/?:+$", true);
 /// `uric` of RFC 2396 (reserved / unreserved), `%` checked apart.
 pub(crate) static URIC: [bool; 256] = table(b"-_.!~*'();/?:@&=+$,[]#", true);
-/// Characters of a hostname label.
-pub(crate) static HOSTCHAR: [bool; 256] = table(b"-.", true);
 
 /// True when every byte is a `token` character and there is at least one.
 #[inline]

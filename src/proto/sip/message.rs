@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::error::{shown, Limit, SipError};
-use super::grammar::{is_token, is_wsp, parse_usize, text, trim, TOKEN};
+use super::grammar::{is_wsp, parse_usize, text, trim, TOKEN};
 use super::headers::{Entry, Headers, Src};
 use super::limits::Limits;
 use super::name::HeaderName;
@@ -155,6 +155,10 @@ impl PartialEq for Start {
     }
 }
 
+/// The blank line that ends a header section.
+static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
 /// Finds where the first message in a stream buffer ends.
 ///
 /// Leading CRLFs (keep-alives, RFC 5626 §4.4.1) are not part of the message:
@@ -165,7 +169,7 @@ pub fn frame(data: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, Sip
         .take_while(|&&c| c == b'\r' || c == b'\n')
         .count();
     let data = &data[skip..];
-    let head_end = match memchr::memmem::find(data, b"\r\n\r\n") {
+    let head_end = match HEAD_END.find(data) {
         Some(i) => i + 4,
         None if data.len() > limits.max_message_size => {
             return Err(SipError::TooLarge {
@@ -230,12 +234,8 @@ impl Message {
             .iter()
             .take_while(|&&c| c == b'\r' || c == b'\n')
             .count();
-        let head_end = memchr::memmem::find(&data[begin..], b"\r\n\r\n")
-            .map(|i| begin + i)
-            .ok_or(SipError::Incomplete)?;
-
         // Start line.
-        let sl_end = line_end(data, begin, head_end + 2, 1)?;
+        let sl_end = line_end(data, begin, 1)?;
         let start = parse_start(data, begin, sl_end, limits)?;
 
         // Header lines.
@@ -244,9 +244,17 @@ impl Message {
         let mut content_length: Option<(usize, usize)> = None;
         let mut pos = sl_end + 2;
         let mut lineno = 1;
-        while pos < head_end + 2 {
+        // Lines until the empty one that ends the header section.
+        let body_start = loop {
+            match data.get(pos..pos + 2) {
+                Some(b"\r\n") => break pos + 2,
+                None | Some([b'\r', _]) if pos + 1 >= data.len() => {
+                    return Err(SipError::Incomplete)
+                }
+                _ => {}
+            }
             lineno += 1;
-            let end = line_end(data, pos, head_end + 2, lineno)?;
+            let end = line_end(data, pos, lineno)?;
             let line = &data[pos..end];
             if is_wsp(line[0]) {
                 // A fold continues the previous field (RFC 3261 §7.3.1).
@@ -284,23 +292,41 @@ impl Message {
                     max: limits.max_headers,
                 });
             }
-            let colon = memchr::memchr(b':', line).ok_or(SipError::HeaderLine {
-                line: lineno,
-                reason: "no colon after the header name",
-            })?;
-            let mut name_end = colon;
-            while name_end > 0 && is_wsp(line[name_end - 1]) {
-                name_end -= 1;
+            // The name is a token, then optional white space, then the colon.
+            let name_end = line
+                .iter()
+                .position(|&c| !TOKEN[c as usize])
+                .unwrap_or(line.len());
+            let mut colon = name_end;
+            while colon < line.len() && is_wsp(line[colon]) {
+                colon += 1;
             }
-            let name = &line[..name_end];
-            if !is_token(name) {
+            if line.get(colon) != Some(&b':') {
+                return Err(SipError::HeaderLine {
+                    line: lineno,
+                    reason: if memchr::memchr(b':', line).is_none() {
+                        "no colon after the header name"
+                    } else {
+                        "header name is not a token"
+                    },
+                });
+            }
+            if name_end == 0 {
                 return Err(SipError::HeaderLine {
                     line: lineno,
                     reason: "header name is not a token",
                 });
             }
+            let name = &line[..name_end];
+            let mut vstart = pos + colon + 1;
+            while vstart < end && is_wsp(data[vstart]) {
+                vstart += 1;
+            }
             let hname = HeaderName::from_bytes(name);
-            let vstart = value_start(data, pos, name_end as u16).min(end);
+            if vstart == end {
+                // The value may start on a continuation line.
+                vstart = value_start(data, pos, name_end as u16).min(end);
+            }
             let mut vend = end;
             while vend > vstart && is_wsp(data[vend - 1]) {
                 vend -= 1;
@@ -330,7 +356,7 @@ impl Message {
                 value: Src::Span(vstart as u32, vend as u32),
             });
             pos = end + 2;
-        }
+        };
         if folded {
             for e in &mut list {
                 let v = e.value.get(data);
@@ -341,7 +367,6 @@ impl Message {
         }
 
         // Body.
-        let body_start = head_end + 4;
         let received = data.len() - body_start;
         let body_len = match (content_length, framing) {
             (Some((n, _)), _) => n,
@@ -500,11 +525,42 @@ impl Message {
 
 /// Index of the CR of the line starting at `pos`; refuses a bare LF or CR.
 #[inline]
-fn line_end(data: &[u8], pos: usize, limit: usize, line: usize) -> Result<usize, SipError> {
-    match memchr::memchr2(b'\r', b'\n', &data[pos..limit]) {
-        Some(i) if data[pos + i] == b'\r' && data.get(pos + i + 1) == Some(&b'\n') => Ok(pos + i),
-        _ => Err(SipError::LineEnding { line }),
+fn line_end(data: &[u8], pos: usize, line: usize) -> Result<usize, SipError> {
+    match find_cr_or_lf(data, pos) {
+        Some(i) if data[i] == b'\r' => match data.get(i + 1) {
+            Some(b'\n') => Ok(i),
+            Some(_) => Err(SipError::LineEnding { line }),
+            None => Err(SipError::Incomplete),
+        },
+        Some(_) => Err(SipError::LineEnding { line }),
+        None => Err(SipError::Incomplete),
     }
+}
+
+/// First CR or LF at or after `from`, eight bytes at a time. Header lines are
+/// short, where a vector search costs more to set up than it saves.
+#[inline]
+fn find_cr_or_lf(data: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = data.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(bytes);
+        let (cr, lf) = (w ^ (LO * 0x0d), w ^ (LO * 0x0a));
+        // A byte is flagged when it is zero in `cr` or `lf`; the lowest flag is exact.
+        let t = (cr.wrapping_sub(LO) & !cr | lf.wrapping_sub(LO) & !lf) & HI;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    data.get(i..)?
+        .iter()
+        .position(|&c| c == b'\r' || c == b'\n')
+        .map(|p| i + p)
 }
 
 /// Where a header value starts: after the colon and any white space,

@@ -31,21 +31,34 @@ macro_rules! header_names {
             }
 
             /// Identifies a name as written (full or compact, any case).
+            #[inline]
             pub fn from_bytes(name: &[u8]) -> HeaderName {
-                if name.len() == 1 {
-                    return match name[0].to_ascii_lowercase() {
-                        $( $( c if c == $compact as u8 => HeaderName::$variant, )? )*
+                match name {
+                    [] => HeaderName::Other,
+                    [c] => match c.to_ascii_lowercase() {
+                        $( $( c if u32::from(c) == $compact as u32 => HeaderName::$variant, )? )*
                         _ => HeaderName::Other,
-                    };
-                }
-                $(
-                    if name.len() == $canon.len() && name.eq_ignore_ascii_case($canon.as_bytes()) {
-                        return HeaderName::$variant;
+                    },
+                    [first, ..] => {
+                        for &i in &BUCKETS[bucket(name.len(), *first)] {
+                            if i == EMPTY {
+                                break;
+                            }
+                            let (canon, h) = NAMES[i as usize];
+                            // Most senders write the canonical spelling: try the
+                            // exact comparison before the case-blind one.
+                            if name == canon.as_bytes() || name.eq_ignore_ascii_case(canon.as_bytes()) {
+                                return h;
+                            }
+                        }
+                        HeaderName::Other
                     }
-                )*
-                HeaderName::Other
+                }
             }
         }
+
+        /// Every known name with its canonical spelling.
+        const NAMES: &[(&str, HeaderName)] = &[ $( ($canon, HeaderName::$variant), )* ];
     };
 }
 
@@ -169,6 +182,33 @@ header_names! {
     /// RFC 3261 §20.4.
     AlertInfo => "Alert-Info";
 }
+
+const EMPTY: u8 = u8::MAX;
+const BUCKET_SLOTS: usize = 4;
+
+/// Buckets by (length, first letter): a name is compared with at most four
+/// candidates instead of every known name.
+#[inline]
+const fn bucket(len: usize, first: u8) -> usize {
+    (len & 31) * 32 + ((first | 0x20) & 31) as usize
+}
+
+static BUCKETS: [[u8; BUCKET_SLOTS]; 1024] = {
+    let mut t = [[EMPTY; BUCKET_SLOTS]; 1024];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let name = NAMES[i].0.as_bytes();
+        let b = bucket(name.len(), name[0]);
+        let mut slot = 0;
+        while t[b][slot] != EMPTY {
+            slot += 1;
+            assert!(slot < BUCKET_SLOTS, "too many header names share a bucket");
+        }
+        t[b][slot] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl HeaderName {
     /// True for headers whose values may be joined with commas on one line

@@ -26,17 +26,29 @@ pub struct Params<'a> {
 impl<'a> Params<'a> {
     /// Reads params from the cursor (which stands before the first `;`).
     pub(crate) fn read(c: &mut Cursor<'a>) -> Result<Params<'a>, String> {
+        Self::read_with(c, |_, _| Ok(()))
+    }
+
+    /// Reads params, showing each `(name, value)` to `check` as it goes.
+    pub(crate) fn read_with(
+        c: &mut Cursor<'a>,
+        mut check: impl FnMut(&'a [u8], Option<&'a [u8]>) -> Result<(), String>,
+    ) -> Result<Params<'a>, String> {
         let start = c.pos;
         let mut end = c.pos;
         while c.sep(b';') {
-            c.token().ok_or("empty or invalid parameter name")?;
+            let name = c.token().ok_or("empty or invalid parameter name")?;
+            let mut value = None;
             if c.sep(b'=') {
+                let vstart = c.pos;
                 if c.peek() == Some(b'"') {
                     c.quoted()?;
                 } else if c.take(&GENVALUE).is_empty() {
                     return Err("parameter value missing".into());
                 }
+                value = Some(&c.s[vstart..c.pos]);
             }
+            check(name, value)?;
             end = c.pos;
         }
         c.pos = end;
@@ -47,12 +59,16 @@ impl<'a> Params<'a> {
 
     /// Iterates `(name, value)`; a quoted value keeps its quotes.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        self.iter_raw().map(|(n, v)| (text(n), v))
+    }
+
+    fn iter_raw(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
         let mut c = Cursor::new(self.raw);
         std::iter::from_fn(move || {
             if !c.sep(b';') {
                 return None;
             }
-            let name = text(c.token()?);
+            let name = c.token()?;
             let value = if c.sep(b'=') {
                 let start = c.pos;
                 if c.peek() == Some(b'"') {
@@ -70,8 +86,8 @@ impl<'a> Params<'a> {
 
     /// The parameter `name` (without case): `Some(None)` when it has no value.
     pub fn get(&self, name: &str) -> Option<Option<&'a [u8]>> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.iter_raw()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
 
@@ -117,6 +133,8 @@ pub struct Via<'a> {
     pub port: Option<u16>,
     /// Via parameters.
     pub params: Params<'a>,
+    /// The branch, found while the parameters were checked.
+    branch: Option<&'a str>,
 }
 
 impl<'a> Via<'a> {
@@ -150,42 +168,44 @@ impl<'a> Via<'a> {
         let hostport = &s[start..c.pos];
         // RFC 3261 allows LWS around the sent-by colon.
         let (host, port) = parse_hostport(hostport)?;
-        let params = Params::read(&mut c)?;
+        let mut branch = None;
+        let params = Params::read_with(&mut c, |n, v| {
+            let v = v.unwrap_or(b"");
+            let ok = match n.len() {
+                3 if n.eq_ignore_ascii_case(b"ttl") => parse_u32(v).is_some_and(|t| t <= 255),
+                5 if n.eq_ignore_ascii_case(b"maddr") => Host::parse(v).is_ok(),
+                8 if n.eq_ignore_ascii_case(b"received") => Host::parse(v)
+                    .or_else(|_| Host::parse_bare(v))
+                    .is_ok_and(|h| !matches!(h, Host::Name(_))),
+                5 if n.eq_ignore_ascii_case(b"rport") => {
+                    v.is_empty() || parse_u32(v).is_some_and(|p| p <= 65535)
+                }
+                6 if n.eq_ignore_ascii_case(b"branch") => {
+                    branch = Some(text(v));
+                    !v.is_empty() && v.iter().all(|&ch| TOKEN[ch as usize])
+                }
+                _ => true,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("invalid {} parameter {:?}", text(n), text(v)))
+            }
+        })?;
         done(&c, "Via parameters")?;
-        let via = Via {
+        Ok(Via {
             protocol: (text(name), text(version)),
             transport: text(transport),
             host,
             port,
             params,
-        };
-        for (n, v) in params.iter() {
-            let v = v.unwrap_or(b"");
-            let ok = if n.eq_ignore_ascii_case("ttl") {
-                parse_u32(v).is_some_and(|t| t <= 255)
-            } else if n.eq_ignore_ascii_case("maddr") {
-                Host::parse(v).is_ok()
-            } else if n.eq_ignore_ascii_case("received") {
-                Host::parse(v)
-                    .or_else(|_| Host::parse_bare(v))
-                    .is_ok_and(|h| !matches!(h, Host::Name(_)))
-            } else if n.eq_ignore_ascii_case("rport") {
-                v.is_empty() || parse_u32(v).is_some_and(|p| p <= 65535)
-            } else if n.eq_ignore_ascii_case("branch") {
-                !v.is_empty() && v.iter().all(|&ch| TOKEN[ch as usize])
-            } else {
-                true
-            };
-            if !ok {
-                return Err(format!("invalid {n} parameter {:?}", text(v)));
-            }
-        }
-        Ok(via)
+            branch,
+        })
     }
 
     /// The branch parameter (case-sensitive).
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.get("branch").flatten().map(text)
+        self.branch
     }
 
     /// The received parameter (an address; brackets allowed, RFC 5118 §4.5).
@@ -196,7 +216,7 @@ impl<'a> Via<'a> {
     /// `rport`: `Some(None)` when requested without a value (RFC 3581).
     pub fn rport(&self) -> Option<Option<u16>> {
         self.params.get("rport").map(|v| {
-            v.and_then(|v| parse_u32(v))
+            v.and_then(parse_u32)
                 .and_then(|p| u16::try_from(p).ok())
         })
     }
@@ -227,10 +247,8 @@ impl<'a> Via<'a> {
 pub struct NameAddr<'a> {
     /// The display name as written (quoted or a token sequence).
     pub display: Option<&'a [u8]>,
-    /// The URI text.
+    /// The URI text; [`NameAddr::uri`] parses it.
     pub uri_raw: &'a [u8],
-    /// The parsed URI.
-    pub uri: Uri<'a>,
     /// True when the URI was enclosed in `<>`.
     pub angle: bool,
     /// Header parameters (tag, expires, q, …).
@@ -305,16 +323,27 @@ impl<'a> NameAddr<'a> {
                 ));
             }
         }
-        let uri = Uri::parse(uri_raw).map_err(|e| e.to_string())?;
         let params = Params::read(&mut c)?;
         done(&c, "header parameters")?;
         Ok(NameAddr {
             display,
             uri_raw,
-            uri,
             angle,
             params,
         })
+    }
+
+    /// Parses one value and its URI, checking the whole grammar.
+    pub fn parse_full(s: &'a [u8], name: &'static str) -> Result<NameAddr<'a>, SipError> {
+        let na = Self::parse(s, name)?;
+        na.uri()
+            .map_err(|e| SipError::header(name, e.to_string()))?;
+        Ok(na)
+    }
+
+    /// The URI, parsed on demand (a proxy reading a tag need not parse it).
+    pub fn uri(&self) -> Result<Uri<'a>, SipError> {
+        Uri::parse(self.uri_raw)
     }
 
     /// The tag parameter (From/To, case-sensitive).
@@ -349,7 +378,7 @@ impl<'a> Contact<'a> {
         if super::grammar::trim(s) == b"*" {
             return Ok(Contact::Star);
         }
-        let na = NameAddr::parse(s, "Contact")?;
+        let na = NameAddr::parse_full(s, "Contact")?;
         for (n, v) in na.params.iter() {
             let v = v.unwrap_or(b"");
             if n.eq_ignore_ascii_case("q") && parse_q(v).is_none() {
@@ -800,7 +829,7 @@ mod tests {
             b"",
         ] {
             assert!(
-                NameAddr::parse(bad, "To").is_err(),
+                NameAddr::parse_full(bad, "To").is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

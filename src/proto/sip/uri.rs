@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::SipError;
-use super::grammar::{check_escaped, text, HNV, HOSTCHAR, PARAMCHAR, PASSWORD, URIC, USER};
+use super::grammar::{check_escaped, text, HNV, PARAMCHAR, PASSWORD, URIC, USER};
 
 /// A parsed URI, borrowing from its source text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,29 +141,36 @@ impl Host<'_> {
                 )
             });
         }
-        if s.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+        if s[0].is_ascii_digit() && s.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
             return text(s)
                 .parse::<Ipv4Addr>()
                 .map(Host::V4)
                 .map_err(|_| format!("invalid IPv4 address {:?}", text(s)));
         }
-        if !s.iter().all(|&c| HOSTCHAR[c as usize]) {
-            return Err(format!("invalid hostname {:?}", String::from_utf8_lossy(s)));
-        }
+        // One pass over the labels: alphanumerics and inner hyphens, a top
+        // label that starts with a letter, one optional trailing dot.
+        let bad = || format!("invalid hostname {:?}", String::from_utf8_lossy(s));
         let name = s.strip_suffix(b".").unwrap_or(s);
-        let labels = name.split(|&c| c == b'.');
-        let mut last: &[u8] = b"";
-        for label in labels {
-            if label.is_empty()
-                || label.len() > 63
-                || !label[0].is_ascii_alphanumeric()
-                || !label[label.len() - 1].is_ascii_alphanumeric()
-            {
-                return Err(format!("invalid hostname {:?}", text(s)));
+        let (mut label_start, mut prev) = (0, b'.');
+        for (i, &c) in name.iter().enumerate() {
+            if c == b'.' {
+                if prev == b'.' || prev == b'-' || i - label_start > 63 {
+                    return Err(bad());
+                }
+                label_start = i + 1;
+            } else if c == b'-' {
+                if prev == b'.' {
+                    return Err(bad());
+                }
+            } else if !c.is_ascii_alphanumeric() {
+                return Err(bad());
             }
-            last = label;
+            prev = c;
         }
-        if !last[0].is_ascii_alphabetic() {
+        if prev == b'.' || prev == b'-' || name.len() - label_start > 63 {
+            return Err(bad());
+        }
+        if !name[label_start].is_ascii_alphabetic() {
             return Err(format!(
                 "invalid hostname {:?}: top label must start with a letter",
                 text(s)
@@ -192,7 +199,7 @@ pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), String
             [b':', p @ ..] => (&s[..=close], Some(p)),
             _ => return Err("junk after IPv6 reference".into()),
         }
-    } else if memchr::memchr_iter(b':', s).count() > 1 {
+    } else if memchr::memchr(b':', s).is_some_and(|i| memchr::memchr(b':', &s[i + 1..]).is_some()) {
         return Err(format!(
             "{:?}: an IPv6 address must be enclosed in brackets (RFC 5118)",
             String::from_utf8_lossy(s)

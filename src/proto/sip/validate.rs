@@ -68,11 +68,11 @@ impl Message {
                     }
                 }
                 N::From | N::To => {
-                    NameAddr::parse(v, hdr.name.canonical())?;
+                    NameAddr::parse_full(v, hdr.name.canonical())?;
                 }
                 N::Route | N::RecordRoute | N::Path => {
                     for item in super::grammar::split_commas(v) {
-                        let na = NameAddr::parse(item, hdr.name.canonical())?;
+                        let na = NameAddr::parse_full(item, hdr.name.canonical())?;
                         if !na.angle {
                             return Err(SipError::header(
                                 hdr.name.canonical(),
@@ -83,7 +83,7 @@ impl Message {
                 }
                 N::PAssertedIdentity | N::PPreferredIdentity | N::ReplyTo => {
                     for item in super::grammar::split_commas(v) {
-                        NameAddr::parse(item, hdr.name.canonical())?;
+                        NameAddr::parse_full(item, hdr.name.canonical())?;
                     }
                 }
                 N::Contact => {
@@ -147,13 +147,11 @@ impl Message {
                     check_token_list(v, hdr.name.canonical(), false)?;
                 }
                 N::Supported | N::Allow => check_token_list(v, hdr.name.canonical(), true)?,
-                N::SipETag | N::SipIfMatch => {
-                    if !super::grammar::is_token(v) {
-                        return Err(SipError::header(
-                            hdr.name.canonical(),
-                            "the entity tag must be a token",
-                        ));
-                    }
+                N::SipETag | N::SipIfMatch if !super::grammar::is_token(v) => {
+                    return Err(SipError::header(
+                        hdr.name.canonical(),
+                        "the entity tag must be a token",
+                    ));
                 }
                 N::Authorization
                 | N::ProxyAuthorization
@@ -179,7 +177,10 @@ impl Message {
     /// The top Via, parsed (the one a response is routed by).
     pub fn top_via(&self) -> Option<Result<Via<'_>, SipError>> {
         let first = self.headers.get(HeaderName::Via)?;
-        let item = super::grammar::split_commas(first).next()?;
+        let item = match memchr::memchr(b',', first) {
+            None => first,
+            Some(_) => super::grammar::split_commas(first).next()?,
+        };
         Some(Via::parse(item))
     }
 
