@@ -215,10 +215,9 @@ impl<'a> Via<'a> {
 
     /// `rport`: `Some(None)` when requested without a value (RFC 3581).
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| {
-            v.and_then(parse_u32)
-                .and_then(|p| u16::try_from(p).ok())
-        })
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(parse_u32).and_then(|p| u16::try_from(p).ok()))
     }
 
     /// The maddr parameter.

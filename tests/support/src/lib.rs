@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod fuzz;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -55,6 +57,22 @@ pub struct SipCase {
 #[serde(deny_unknown_fields)]
 struct Manifest {
     case: Vec<SipCase>,
+}
+
+/// Every file of a fuzz corpus (`tests/fuzz/corpus/<target>`).
+pub fn fuzz_corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = repo_root().join("tests/fuzz/corpus").join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap_or_default())
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// Loads `tests/data/sip/<set>/manifest.toml` and every message it names.

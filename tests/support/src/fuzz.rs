@@ -1,0 +1,79 @@
+//! The properties every fuzz target checks, shared with the ordinary tests
+//! that replay the fuzz corpora: no input makes a parser panic, and whatever
+//! parses prints back to something that parses to the same message.
+
+use bytes::Bytes;
+use parley::proto::sip::{frame, Framing, HeaderName, Limits, Message, Uri};
+
+/// Checks one input as a datagram and as the start of a stream.
+pub fn sip_message(data: &[u8]) {
+    let limits = Limits::default();
+    if let Ok(msg) = Message::parse(Bytes::copy_from_slice(data), Framing::Datagram, &limits) {
+        exercise(&msg, &limits);
+        let printed = msg.to_bytes();
+        let again = Message::parse(Bytes::from(printed.clone()), Framing::Datagram, &limits)
+            .unwrap_or_else(|e| panic!("printed message does not parse: {e}"));
+        assert_eq!(again, msg, "parse(print(m)) != m");
+        assert_eq!(again.to_bytes(), printed, "printing is not stable");
+    }
+    if let Ok(Some((skip, len))) = frame(data, &limits) {
+        let framed = Bytes::copy_from_slice(&data[skip..skip + len]);
+        if let Ok(msg) = Message::parse(framed, Framing::Stream, &limits) {
+            exercise(&msg, &limits);
+        }
+    }
+}
+
+/// Calls every typed accessor; none may panic, whatever they return.
+fn exercise(msg: &Message, limits: &Limits) {
+    let _ = msg.validate(limits);
+    let _ = msg
+        .top_via()
+        .map(|v| v.map(|v| (v.branch(), v.rport(), v.received(), v.ttl())));
+    let _ = msg
+        .from()
+        .map(|f| f.map(|f| (f.tag(), f.display_name(), f.uri().is_ok())));
+    let _ = msg.to().map(|t| t.map(|t| t.tag()));
+    let _ = msg.cseq();
+    let _ = msg.content_type();
+    let _ = msg.request_uri();
+    let _ = msg.multipart(limits);
+    for name in [
+        HeaderName::Via,
+        HeaderName::Contact,
+        HeaderName::Route,
+        HeaderName::Accept,
+    ] {
+        let _ = msg.headers().values(name).count();
+    }
+    let mut copy = msg.clone();
+    copy.headers_mut()
+        .push_front("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKfuzz");
+    copy.ensure_content_length();
+    let reparsed = Message::parse(Bytes::from(copy.to_bytes()), Framing::Stream, limits);
+    assert!(
+        reparsed.is_ok(),
+        "a modified message does not re-parse: {reparsed:?}"
+    );
+}
+
+/// Checks one input as a URI.
+pub fn sip_uri(data: &[u8]) {
+    if let Ok(uri) = Uri::parse(data) {
+        let _ = uri.scheme();
+        if let Uri::Sip(sip) = &uri {
+            let _ = (
+                sip.transport(),
+                sip.lr(),
+                sip.maddr(),
+                sip.params.iter().count(),
+            );
+            let _ = sip.host.to_string();
+        }
+        // A URI that parses is accepted inside a name-addr too.
+        let text = String::from_utf8_lossy(data);
+        let field = format!("<{text}>;tag=x");
+        let parsed = parley::proto::sip::typed::NameAddr::parse_full(field.as_bytes(), "To");
+        assert!(parsed.is_ok(), "{field}: {parsed:?}");
+    }
+}
