@@ -36,6 +36,9 @@ pub enum SipCommand {
     Parse {
         /// File holding one message (standard input when absent).
         file: Option<PathBuf>,
+        /// Take the parser limits from this configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Treat the input as received on TCP/TLS, where Content-Length is mandatory.
         #[arg(long)]
         stream: bool,
@@ -43,8 +46,8 @@ pub enum SipCommand {
 }
 
 /// Outcome of `parley sip parse`: the printed message or the one-line fault.
-pub fn sip_parse(input: &[u8], stream: bool) -> Result<Vec<u8>, SipError> {
-    let limits = Limits::default();
+pub fn sip_parse(input: &[u8], stream: bool, limits: &Limits) -> Result<Vec<u8>, SipError> {
+    let limits = *limits;
     let framing = if stream {
         Framing::Stream
     } else {
@@ -79,10 +82,19 @@ fn crlf_header_section(input: &[u8]) -> Bytes {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Sip {
-            command: SipCommand::Parse { file, stream },
+            command:
+                SipCommand::Parse {
+                    file,
+                    config,
+                    stream,
+                },
         } => {
+            let limits = match &config {
+                Some(path) => crate::config::Config::load(path)?.sip.limits.limits(),
+                None => Limits::default(),
+            };
             // Read one byte more than the limit so an oversized input is reported as such.
-            let cap = Limits::default().max_message_size as u64 + 1;
+            let cap = limits.max_message_size as u64 + 1;
             let mut input = Vec::new();
             match &file {
                 Some(path) => {
@@ -95,7 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     std::io::stdin().lock().take(cap).read_to_end(&mut input)?;
                 }
             }
-            match sip_parse(&input, stream) {
+            match sip_parse(&input, stream, &limits) {
                 Ok(out) => {
                     std::io::stdout().write_all(&out)?;
                     Ok(0)

@@ -8,4 +8,5 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cli;
+pub mod config;
 pub mod proto;

@@ -1,5 +1,8 @@
 //! Parley's integration tests: one binary, one module per capability.
 
+mod cli_sip_parse;
+mod compliance;
+mod layout;
 mod sip_corpus;
 mod sip_fuzz_corpus;
 mod sip_roundtrip;
