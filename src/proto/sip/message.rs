@@ -707,3 +707,108 @@ fn check_version(v: &[u8]) -> Result<(), SipError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nTo: <sip:b@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 5\r\n\r\nhello";
+
+    #[test]
+    fn frames_a_stream() {
+        let limits = Limits::default();
+        let mut stream = b"\r\n\r\n".to_vec();
+        stream.extend_from_slice(OPTIONS);
+        stream.extend_from_slice(OPTIONS);
+        assert_eq!(frame(&stream, &limits).unwrap(), Some((4, OPTIONS.len())));
+        let rest = &stream[4 + OPTIONS.len()..];
+        assert_eq!(frame(rest, &limits).unwrap(), Some((0, OPTIONS.len())));
+        // A message cut in its headers or its body needs more bytes.
+        assert_eq!(frame(&OPTIONS[..40], &limits).unwrap(), None);
+        assert_eq!(frame(&OPTIONS[..OPTIONS.len() - 1], &limits).unwrap(), None);
+        let msg = Message::parse(Bytes::copy_from_slice(rest), Framing::Stream, &limits).unwrap();
+        assert_eq!(msg.body(), b"hello");
+    }
+
+    #[test]
+    fn framing_faults() {
+        let limits = Limits::default();
+        let no_cl = b"OPTIONS sip:b@example.com SIP/2.0\r\nCall-ID: c1\r\n\r\n";
+        assert_eq!(frame(no_cl, &limits), Err(SipError::MissingContentLength));
+        let bad_cl = b"OPTIONS sip:b@example.com SIP/2.0\r\nl: -1\r\n\r\n";
+        assert!(matches!(
+            frame(bad_cl, &limits),
+            Err(SipError::Header {
+                name: "Content-Length",
+                ..
+            })
+        ));
+        let two = b"OPTIONS sip:b@example.com SIP/2.0\r\nContent-Length: 1\r\nl: 2\r\n\r\nxx";
+        assert!(matches!(
+            frame(two, &limits),
+            Err(SipError::Duplicate { .. })
+        ));
+        let endless = vec![b'a'; limits.max_message_size + 1];
+        assert!(matches!(
+            frame(&endless, &limits),
+            Err(SipError::TooLarge {
+                limit: Limit::MessageSize,
+                ..
+            })
+        ));
+        let huge = b"OPTIONS sip:b@example.com SIP/2.0\r\nContent-Length: 99999999\r\n\r\n";
+        assert!(matches!(
+            frame(huge, &limits),
+            Err(SipError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn incomplete_and_broken_lines() {
+        let limits = Limits::default();
+        let parse =
+            |b: &[u8]| Message::parse(Bytes::copy_from_slice(b), Framing::Datagram, &limits);
+        assert_eq!(parse(&OPTIONS[..50]).unwrap_err(), SipError::Incomplete);
+        assert_eq!(
+            parse(b"OPTIONS sip:b@example.com SIP/2.0\r\nTo: x\rFrom: y\r\n\r\n").unwrap_err(),
+            SipError::LineEnding { line: 2 }
+        );
+        assert_eq!(
+            parse(b"OPTIONS sip:b@example.com SIP/2.0\nTo: x\r\n\r\n").unwrap_err(),
+            SipError::LineEnding { line: 1 }
+        );
+        assert_eq!(parse(b"").unwrap_err(), SipError::Incomplete);
+        assert_eq!(parse(b"\r\n").unwrap_err(), SipError::Incomplete);
+    }
+
+    #[test]
+    fn header_edits_print_canonically() {
+        let limits = Limits::default();
+        let mut msg =
+            Message::parse(Bytes::from_static(OPTIONS), Framing::Stream, &limits).unwrap();
+        msg.headers_mut()
+            .push_front("route", "<sip:p.example.com;lr>");
+        assert!(msg.headers_mut().remove_first(HeaderName::Via));
+        msg.headers_mut().set("Call-ID", "c2");
+        msg.set_body(Bytes::from_static(b"hi"), Some("text/plain"));
+        let text = String::from_utf8(msg.to_bytes()).unwrap();
+        assert_eq!(
+            text,
+            "OPTIONS sip:b@example.com SIP/2.0\r\nRoute: <sip:p.example.com;lr>\r\nTo: <sip:b@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: c2\r\nCSeq: 1 OPTIONS\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nhi"
+        );
+    }
+
+    #[test]
+    fn shares_slices_without_copying() {
+        let limits = Limits::default();
+        let buf = Bytes::from_static(OPTIONS);
+        let msg = Message::parse(buf.clone(), Framing::Stream, &limits).unwrap();
+        let call_id = msg.headers().get_bytes(HeaderName::CallId).unwrap();
+        assert_eq!(&call_id[..], b"c1");
+        assert!(buf.as_ptr_range().contains(&call_id.as_ptr()));
+        let tag = msg.from().unwrap().unwrap().tag().unwrap();
+        let shared = msg.share(tag.as_bytes());
+        assert!(buf.as_ptr_range().contains(&shared.as_ptr()));
+        assert!(buf.as_ptr_range().contains(&msg.body_bytes().as_ptr()));
+    }
+}
