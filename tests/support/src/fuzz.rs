@@ -50,7 +50,14 @@ fn exercise(msg: &Message, limits: &Limits) {
     copy.headers_mut()
         .push_front("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKfuzz");
     copy.ensure_content_length();
-    let reparsed = Message::parse(Bytes::from(copy.to_bytes()), Framing::Stream, limits);
+    // The added Via may take a message that sat at a limit past it; the
+    // property is about printing, so the re-parse gets room for that one field.
+    let roomier = Limits {
+        max_message_size: limits.max_message_size + 128,
+        max_headers: limits.max_headers + 2,
+        ..*limits
+    };
+    let reparsed = Message::parse(Bytes::from(copy.to_bytes()), Framing::Stream, &roomier);
     assert!(
         reparsed.is_ok(),
         "a modified message does not re-parse: {reparsed:?}"
