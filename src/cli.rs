@@ -90,7 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 },
         } => {
             let limits = match &config {
-                Some(path) => crate::config::Config::load(path)?.sip.limits.limits(),
+                Some(path) => crate::config::Config::load(path)?.sip.limits,
                 None => Limits::default(),
             };
             // Read one byte more than the limit so an oversized input is reported as such.

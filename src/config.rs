@@ -54,57 +54,7 @@ pub struct Config {
 pub struct SipConfig {
     /// `[sip.limits]`: parser limits for every received message.
     #[serde(default)]
-    pub limits: LimitsConfig,
-}
-
-/// `[sip.limits]`: each key mirrors a field of [`Limits`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Whole message in bytes.
-    pub max_message_size: usize,
-    /// Header fields in one message.
-    pub max_headers: usize,
-    /// One header field in bytes.
-    pub max_header_line: usize,
-    /// One URI in bytes.
-    pub max_uri_len: usize,
-    /// Via values in one message.
-    pub max_vias: usize,
-    /// Body in bytes.
-    pub max_body_size: usize,
-    /// Parts in one multipart body.
-    pub max_parts: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let l = Limits::default();
-        LimitsConfig {
-            max_message_size: l.max_message_size,
-            max_headers: l.max_headers,
-            max_header_line: l.max_header_line,
-            max_uri_len: l.max_uri_len,
-            max_vias: l.max_vias,
-            max_body_size: l.max_body_size,
-            max_parts: l.max_parts,
-        }
-    }
-}
-
-impl LimitsConfig {
-    /// The parser limits.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_message_size: self.max_message_size,
-            max_headers: self.max_headers,
-            max_header_line: self.max_header_line,
-            max_uri_len: self.max_uri_len,
-            max_vias: self.max_vias,
-            max_body_size: self.max_body_size,
-            max_parts: self.max_parts,
-        }
-    }
+    pub limits: Limits,
 }
 
 impl Config {
@@ -169,7 +119,7 @@ mod tests {
     fn embedded_default_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/parley.toml");
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.sip.limits.limits(), Limits::default());
+        assert_eq!(config.sip.limits, Limits::default());
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! message, never make it allocate without bound or spin.
 
 /// Limits for one message. The defaults suit IM traffic; a deployment can
-/// raise them in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// change them in the config (`[sip.limits]`, one key per field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Whole message in bytes (default 64 KiB).
     pub max_message_size: usize,
