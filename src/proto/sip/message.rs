@@ -234,8 +234,15 @@ impl Message {
             .iter()
             .take_while(|&&c| c == b'\r' || c == b'\n')
             .count();
+        // Line ends, found by one vector search that runs along the message.
+        let mut lfs = memchr::memchr_iter(b'\n', &data[begin..]);
+        let mut line_end = |pos: usize, line: usize| match lfs.next().map(|i| begin + i) {
+            Some(i) if i > pos && data[i - 1] == b'\r' => Ok(i - 1),
+            Some(_) => Err(SipError::LineEnding { line }),
+            None => Err(SipError::Incomplete),
+        };
         // Start line.
-        let sl_end = line_end(data, begin, 1)?;
+        let sl_end = line_end(begin, 1)?;
         let start = parse_start(data, begin, sl_end, limits)?;
 
         // Header lines.
@@ -254,7 +261,7 @@ impl Message {
                 _ => {}
             }
             lineno += 1;
-            let end = line_end(data, pos, lineno)?;
+            let end = line_end(pos, lineno)?;
             let line = &data[pos..end];
             if is_wsp(line[0]) {
                 // A fold continues the previous field (RFC 3261 §7.3.1).
@@ -365,6 +372,8 @@ impl Message {
                 }
             }
         }
+
+        check_bare_cr(&data[begin..body_start], lineno + 1)?;
 
         // Body.
         let received = data.len() - body_start;
@@ -523,44 +532,22 @@ impl Message {
     }
 }
 
-/// Index of the CR of the line starting at `pos`; refuses a bare LF or CR.
-#[inline]
-fn line_end(data: &[u8], pos: usize, line: usize) -> Result<usize, SipError> {
-    match find_cr_or_lf(data, pos) {
-        Some(i) if data[i] == b'\r' => match data.get(i + 1) {
-            Some(b'\n') => Ok(i),
-            Some(_) => Err(SipError::LineEnding { line }),
-            None => Err(SipError::Incomplete),
-        },
-        Some(_) => Err(SipError::LineEnding { line }),
-        None => Err(SipError::Incomplete),
+/// The header section `head` ends `lines` lines with CRLF: any other CR is a
+/// bare one (RFC 3261 §7: lines end with CRLF only). One vector count in the
+/// common case; the line is located only when there is a fault.
+fn check_bare_cr(head: &[u8], lines: usize) -> Result<(), SipError> {
+    if memchr::memchr_iter(b'\r', head).count() == lines {
+        return Ok(());
     }
-}
-
-/// First CR or LF at or after `from`, eight bytes at a time. Header lines are
-/// short, where a vector search costs more to set up than it saves.
-#[inline]
-fn find_cr_or_lf(data: &[u8], from: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = from;
-    while let Some(chunk) = data.get(i..i + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let w = u64::from_le_bytes(bytes);
-        let (cr, lf) = (w ^ (LO * 0x0d), w ^ (LO * 0x0a));
-        // A byte is flagged when it is zero in `cr` or `lf`; the lowest flag is exact.
-        let t = (cr.wrapping_sub(LO) & !cr | lf.wrapping_sub(LO) & !lf) & HI;
-        if t != 0 {
-            return Some(i + (t.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    data.get(i..)?
-        .iter()
-        .position(|&c| c == b'\r' || c == b'\n')
-        .map(|p| i + p)
+    let line = head
+        .split(|&c| c == b'\n')
+        .position(|l| {
+            l.iter()
+                .take(l.len().saturating_sub(1))
+                .any(|&c| c == b'\r')
+        })
+        .map_or(lines, |i| i + 1);
+    Err(SipError::LineEnding { line })
 }
 
 /// Where a header value starts: after the colon and any white space,

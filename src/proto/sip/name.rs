@@ -40,14 +40,18 @@ macro_rules! header_names {
                         _ => HeaderName::Other,
                     },
                     [first, ..] => {
-                        for &i in &BUCKETS[bucket(name.len(), *first)] {
-                            if i == EMPTY {
-                                break;
-                            }
+                        let slots = &BUCKETS[bucket(name.len(), *first)];
+                        // Most senders write the canonical spelling: try exact
+                        // matches first, then compare without case.
+                        for &i in slots.iter().take_while(|&&i| i != EMPTY) {
                             let (canon, h) = NAMES[i as usize];
-                            // Most senders write the canonical spelling: try the
-                            // exact comparison before the case-blind one.
-                            if name == canon.as_bytes() || name.eq_ignore_ascii_case(canon.as_bytes()) {
+                            if name == canon.as_bytes() {
+                                return h;
+                            }
+                        }
+                        for &i in slots.iter().take_while(|&&i| i != EMPTY) {
+                            let (canon, h) = NAMES[i as usize];
+                            if name.eq_ignore_ascii_case(canon.as_bytes()) {
                                 return h;
                             }
                         }

@@ -151,23 +151,18 @@ impl Host<'_> {
         // label that starts with a letter, one optional trailing dot.
         let bad = || format!("invalid hostname {:?}", String::from_utf8_lossy(s));
         let name = s.strip_suffix(b".").unwrap_or(s);
-        let (mut label_start, mut prev) = (0, b'.');
+        let (mut label_start, mut prev) = (0, HOST_DOT);
         for (i, &c) in name.iter().enumerate() {
-            if c == b'.' {
-                if prev == b'.' || prev == b'-' || i - label_start > 63 {
-                    return Err(bad());
-                }
-                label_start = i + 1;
-            } else if c == b'-' {
-                if prev == b'.' {
-                    return Err(bad());
-                }
-            } else if !c.is_ascii_alphanumeric() {
-                return Err(bad());
+            let class = HOST_CLASS[c as usize];
+            match class {
+                HOST_ALNUM => {}
+                HOST_DOT if prev == HOST_ALNUM && i - label_start <= 63 => label_start = i + 1,
+                HOST_HYPHEN if prev != HOST_DOT => {}
+                _ => return Err(bad()),
             }
-            prev = c;
+            prev = class;
         }
-        if prev == b'.' || prev == b'-' || name.len() - label_start > 63 {
+        if prev != HOST_ALNUM || name.len() - label_start > 63 {
             return Err(bad());
         }
         if !name[label_start].is_ascii_alphabetic() {
@@ -189,6 +184,26 @@ impl fmt::Display for Host<'_> {
         }
     }
 }
+
+const HOST_OTHER: u8 = 0;
+const HOST_ALNUM: u8 = 1;
+const HOST_HYPHEN: u8 = 2;
+const HOST_DOT: u8 = 3;
+
+/// The class of each byte in a hostname.
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [HOST_OTHER; 256];
+    let mut c = 0;
+    while c < 256 {
+        if (c as u8).is_ascii_alphanumeric() {
+            t[c] = HOST_ALNUM;
+        }
+        c += 1;
+    }
+    t[b'-' as usize] = HOST_HYPHEN;
+    t[b'.' as usize] = HOST_DOT;
+    t
+};
 
 /// Parses `host [":" port]`.
 pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), String> {
