@@ -114,10 +114,14 @@ pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// Byte text as `&str` for ASCII-checked grammar elements.
+/// Byte text as `&str` for grammar elements already checked to be ASCII or
+/// UTF-8. Called on unchecked bytes it would hide them as "": debug builds
+/// (tests, fuzzing) assert that never happens.
 #[inline]
 pub(crate) fn text(s: &[u8]) -> &str {
-    std::str::from_utf8(s).unwrap_or("")
+    let t = std::str::from_utf8(s);
+    debug_assert!(t.is_ok(), "text() on unchecked bytes {s:?}");
+    t.unwrap_or("")
 }
 
 /// Parses an unsigned decimal that must fit in `u32` (RFC 3261 uses 2^32-1

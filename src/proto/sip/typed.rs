@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::error::SipError;
+use super::error::{shown, SipError};
 use super::grammar::{parse_u32, text, unquote, Cursor, TOKEN};
 use super::uri::{parse_hostport, Host, Uri};
 
@@ -318,7 +318,7 @@ impl<'a> NameAddr<'a> {
             if uri_raw.contains(&b'?') || uri_raw.contains(&b',') {
                 return Err(format!(
                     "URI {:?} holds '?' or ',' and must be enclosed in <>",
-                    text(uri_raw)
+                    shown(uri_raw)
                 ));
             }
         }
@@ -471,7 +471,7 @@ pub fn check_call_id(s: &[u8]) -> Result<(), SipError> {
     } else {
         Err(SipError::header(
             "Call-ID",
-            format!("{:?} is not word[@word]", text(s)),
+            format!("{:?} is not word[@word]", shown(s)),
         ))
     }
 }
@@ -584,7 +584,7 @@ pub fn check_token_list(s: &[u8], name: &'static str, empty_ok: bool) -> Result<
         if !super::grammar::is_token(item) {
             return Err(SipError::header(
                 name,
-                format!("{:?} is not a token", text(item)),
+                format!("{:?} is not a token", shown(item)),
             ));
         }
     }
@@ -661,8 +661,8 @@ impl<'a> Auth<'a> {
 
 /// Checks a Date value: rfc1123-date in GMT (RFC 3261 §20.17).
 pub fn check_date(s: &[u8]) -> Result<(), SipError> {
-    let err = |r: &str| SipError::header("Date", format!("{:?}: {r}", text(s)));
-    let t = text(s);
+    let err = |r: &str| SipError::header("Date", format!("{:?}: {r}", shown(s)));
+    let t = std::str::from_utf8(s).map_err(|_| err("not ASCII text"))?;
     let parts: Vec<&str> = t.split(' ').collect();
     let [wkday, day, month, year, time, zone] = parts[..] else {
         return Err(err("not of the form 'Sun, 06 Nov 1994 08:49:37 GMT'"));
@@ -760,7 +760,7 @@ pub fn check_warning(s: &[u8]) -> Result<(), SipError> {
     }
     let agent = &s[start..c.pos];
     if parse_hostport(agent).is_err() && !super::grammar::is_token(agent) {
-        return Err(err(format!("invalid warn-agent {:?}", text(agent))));
+        return Err(err(format!("invalid warn-agent {:?}", shown(agent))));
     }
     if !c.eat(b' ') {
         return Err(err("missing space after the warn-agent".into()));

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::error::SipError;
+use super::error::{shown, SipError};
 use super::grammar::{check_escaped, text, HNV, PARAMCHAR, PASSWORD, URIC, USER};
 
 /// A parsed URI, borrowing from its source text.
@@ -120,10 +120,9 @@ impl Host<'_> {
             let inner = inner
                 .strip_suffix(b"]")
                 .ok_or("IPv6 reference without closing bracket")?;
-            return text(inner)
-                .parse::<Ipv6Addr>()
+            return parse_ip::<Ipv6Addr>(inner)
                 .map(Host::V6)
-                .map_err(|_| format!("invalid IPv6 reference [{}]", text(inner)));
+                .ok_or_else(|| format!("invalid IPv6 reference [{}]", shown(inner)));
         }
         Self::parse_bare(s)
     }
@@ -134,10 +133,10 @@ impl Host<'_> {
             return Err("empty host".into());
         }
         if s.contains(&b':') {
-            return text(s).parse::<Ipv6Addr>().map(Host::V6).map_err(|_| {
+            return parse_ip::<Ipv6Addr>(s).map(Host::V6).ok_or_else(|| {
                 format!(
                     "invalid host {:?} (an IPv6 address needs brackets)",
-                    text(s)
+                    shown(s)
                 )
             });
         }
@@ -183,6 +182,11 @@ impl fmt::Display for Host<'_> {
             Host::V6(a) => write!(f, "[{a}]"),
         }
     }
+}
+
+/// Parses an address from bytes that may not be text.
+fn parse_ip<T: std::str::FromStr>(s: &[u8]) -> Option<T> {
+    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 const HOST_OTHER: u8 = 0;
@@ -451,12 +455,14 @@ impl<'a> ImUri<'a> {
     fn parse_after(whole: &'a [u8], rest: &'a [u8]) -> Result<Self, SipError> {
         let err = |e: String| SipError::uri(whole, e);
         let (addr, headers) = match memchr::memchr(b'?', rest) {
-            Some(i) => (&rest[..i], Some(text(&rest[i + 1..]))),
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };
+        // Checked as bytes before it becomes text: the check admits ASCII only.
         if let Some(h) = headers {
-            check_escaped(h.as_bytes(), &HNV).map_err(err)?;
+            check_escaped(h, &HNV).map_err(err)?;
         }
+        let headers = headers.map(text);
         if addr.is_empty() {
             return Ok(ImUri {
                 user: None,
