@@ -77,6 +77,13 @@ impl HeaderRef<'_> {
     }
 }
 
+/// True when the field carries `name` (full or compact form, any case).
+fn same_name(h: &HeaderRef<'_>, name: &str) -> bool {
+    let known = HeaderName::from_bytes(name.as_bytes());
+    h.name == known
+        && (known != HeaderName::Other || h.raw_name.eq_ignore_ascii_case(name.as_bytes()))
+}
+
 impl Headers {
     /// Number of header fields (lines, not comma-joined values).
     pub fn len(&self) -> usize {
@@ -121,13 +128,8 @@ impl Headers {
 
     /// Values of every field with this name (unknown names compare without case).
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let known = HeaderName::from_bytes(name.as_bytes());
         self.iter()
-            .filter(move |h| {
-                h.name == known
-                    && (known != HeaderName::Other
-                        || h.raw_name.eq_ignore_ascii_case(name.as_bytes()))
-            })
+            .filter(move |h| same_name(h, name))
             .map(|h| h.value)
     }
 
@@ -180,9 +182,27 @@ impl Headers {
     }
 
     /// Removes every field with this known name; returns how many.
+    /// [`HeaderName::Other`] stands for no one name: use [`Headers::remove_named`].
     pub fn remove(&mut self, name: HeaderName) -> usize {
+        if name == HeaderName::Other {
+            return 0;
+        }
         let before = self.list.len();
         self.list.retain(|e| e.name != name);
+        before - self.list.len()
+    }
+
+    /// Removes every field with this name, written in any case or compact form.
+    pub fn remove_named(&mut self, name: &str) -> usize {
+        let known = HeaderName::from_bytes(name.as_bytes());
+        let buf = &self.buf;
+        let before = self.list.len();
+        self.list.retain(|e| {
+            let line = e.line.get(buf);
+            let raw = &line[..(e.name_len as usize).min(line.len())];
+            !(e.name == known
+                && (known != HeaderName::Other || raw.eq_ignore_ascii_case(name.as_bytes())))
+        });
         before - self.list.len()
     }
 
@@ -199,12 +219,8 @@ impl Headers {
 
     /// Replaces every field with this name by one canonical field, in the place of the first.
     pub fn set(&mut self, name: &str, value: &str) {
-        let known = HeaderName::from_bytes(name.as_bytes());
-        let pos = self
-            .list
-            .iter()
-            .position(|e| e.name == known && known != HeaderName::Other);
-        self.remove(known);
+        let pos = self.iter().position(|h| same_name(&h, name));
+        self.remove_named(name);
         self.push(name, value);
         if let Some(pos) = pos {
             if let Some(e) = self.list.pop() {

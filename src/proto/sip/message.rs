@@ -786,6 +786,27 @@ mod tests {
     }
 
     #[test]
+    fn unknown_headers_are_set_and_removed_by_name() {
+        let limits = Limits::default();
+        let raw = b"OPTIONS sip:b@example.com SIP/2.0\r\nX-A: 1\r\nX-B: 2\r\nx-a: 3\r\nCall-ID: c\r\n\r\n";
+        let mut msg = Message::parse(Bytes::from_static(raw), Framing::Datagram, &limits).unwrap();
+        msg.headers_mut().set("X-A", "4");
+        assert_eq!(
+            msg.headers().get_all("x-a").collect::<Vec<_>>(),
+            vec![&b"4"[..]]
+        );
+        assert_eq!(
+            msg.headers().get_all("X-B").collect::<Vec<_>>(),
+            vec![&b"2"[..]]
+        );
+        assert_eq!(msg.headers_mut().remove(HeaderName::Other), 0);
+        assert_eq!(msg.headers_mut().remove_named("x-b"), 1);
+        assert_eq!(msg.headers_mut().remove_named("i"), 1);
+        let text = String::from_utf8(msg.to_bytes()).unwrap();
+        assert_eq!(text, "OPTIONS sip:b@example.com SIP/2.0\r\nX-A: 4\r\n\r\n");
+    }
+
+    #[test]
     fn shares_slices_without_copying() {
         let limits = Limits::default();
         let buf = Bytes::from_static(OPTIONS);
