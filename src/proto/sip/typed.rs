@@ -166,8 +166,16 @@ impl<'a> Via<'a> {
             c.pos += 1;
         }
         let hostport = &s[start..c.pos];
-        // RFC 3261 allows LWS around the sent-by colon.
-        let (host, port) = parse_hostport(hostport)?;
+        let (host, mut port) = parse_hostport(hostport)?;
+        // COLON is SWS ":" SWS: the port may stand apart from the host.
+        if port.is_none() && c.sep(b':') {
+            let digits = c.take(&DIGIT);
+            port = Some(
+                parse_u32(digits)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| format!("invalid port {:?}", text(digits)))?,
+            );
+        }
         let mut branch = None;
         let params = Params::read_with(&mut c, |n, v| {
             let v = v.unwrap_or(b"");
