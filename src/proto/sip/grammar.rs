@@ -236,13 +236,14 @@ impl<'a> Cursor<'a> {
         if !self.eat(b'"') {
             return Err("expected a quoted string".into());
         }
+        let mut non_ascii = false;
         loop {
             match self.peek() {
                 None => return Err("unterminated quoted string".into()),
                 Some(b'"') => {
                     self.pos += 1;
                     let q = &self.s[start..self.pos];
-                    if std::str::from_utf8(q).is_err() {
+                    if non_ascii && std::str::from_utf8(q).is_err() {
                         return Err("quoted string is not valid UTF-8".into());
                     }
                     return Ok(q);
@@ -254,7 +255,10 @@ impl<'a> Cursor<'a> {
                 Some(c) if c < 0x20 && !is_wsp(c) && c != b'\r' && c != b'\n' || c == 0x7f => {
                     return Err(format!("control character 0x{c:02x} in quoted string"));
                 }
-                Some(_) => self.pos += 1,
+                Some(c) => {
+                    non_ascii |= c >= 0x80;
+                    self.pos += 1;
+                }
             }
         }
     }

@@ -40,15 +40,13 @@ macro_rules! header_names {
                         _ => HeaderName::Other,
                     },
                     [first, ..] => {
-                        let slots = &BUCKETS[bucket(name.len(), *first)];
-                        // Most senders write the canonical spelling: try exact
-                        // matches first, then compare without case.
-                        for &i in slots.iter().take_while(|&&i| i != EMPTY) {
-                            let (canon, h) = NAMES[i as usize];
-                            if name == canon.as_bytes() {
-                                return h;
-                            }
+                        // Most senders write the canonical spelling, which the
+                        // compiler matches by length and word compares.
+                        match name {
+                            $( n if n == $canon.as_bytes() => return HeaderName::$variant, )*
+                            _ => {}
                         }
+                        let slots = &BUCKETS[bucket(name.len(), *first)];
                         for &i in slots.iter().take_while(|&&i| i != EMPTY) {
                             let (canon, h) = NAMES[i as usize];
                             if name.eq_ignore_ascii_case(canon.as_bytes()) {

@@ -120,6 +120,32 @@ fn done(c: &Cursor<'_>, what: &str) -> Result<(), String> {
     }
 }
 
+/// A checked token as text; the usual Via and CSeq tokens skip the conversion.
+#[inline]
+fn known_token(t: &[u8]) -> &str {
+    match t {
+        b"SIP" => "SIP",
+        b"2.0" => "2.0",
+        b"UDP" => "UDP",
+        b"TCP" => "TCP",
+        b"TLS" => "TLS",
+        b"WSS" => "WSS",
+        b"WS" => "WS",
+        b"SCTP" => "SCTP",
+        b"INVITE" => "INVITE",
+        b"ACK" => "ACK",
+        b"BYE" => "BYE",
+        b"CANCEL" => "CANCEL",
+        b"OPTIONS" => "OPTIONS",
+        b"REGISTER" => "REGISTER",
+        b"MESSAGE" => "MESSAGE",
+        b"SUBSCRIBE" => "SUBSCRIBE",
+        b"NOTIFY" => "NOTIFY",
+        b"PUBLISH" => "PUBLISH",
+        _ => text(t),
+    }
+}
+
 /// One Via value (RFC 3261 §20.42, RFC 3581 rport, RFC 5118 IPv6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via<'a> {
@@ -202,8 +228,8 @@ impl<'a> Via<'a> {
         })?;
         done(&c, "Via parameters")?;
         Ok(Via {
-            protocol: (text(name), text(version)),
-            transport: text(transport),
+            protocol: (known_token(name), known_token(version)),
+            transport: known_token(transport),
             host,
             port,
             params,
@@ -453,7 +479,7 @@ impl<'a> CSeq<'a> {
         done(&c, "method").map_err(err)?;
         Ok(CSeq {
             seq,
-            method: text(method),
+            method: known_token(method),
         })
     }
 }

@@ -140,6 +140,14 @@ impl Host<'_> {
                 )
             });
         }
+        Self::parse_name_or_v4(s)
+    }
+
+    /// Parses a hostname or an IPv4 address (no colon can be in `s`).
+    fn parse_name_or_v4(s: &[u8]) -> Result<Host<'_>, String> {
+        if s.is_empty() {
+            return Err("empty host".into());
+        }
         if s[0].is_ascii_digit() && s.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
             return text(s)
                 .parse::<Ipv4Addr>()
@@ -218,18 +226,24 @@ pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), String
             [b':', p @ ..] => (&s[..=close], Some(p)),
             _ => return Err("junk after IPv6 reference".into()),
         }
-    } else if memchr::memchr(b':', s).is_some_and(|i| memchr::memchr(b':', &s[i + 1..]).is_some()) {
-        return Err(format!(
-            "{:?}: an IPv6 address must be enclosed in brackets (RFC 5118)",
-            String::from_utf8_lossy(s)
-        ));
     } else {
-        match memchr::memchr(b':', s) {
+        // Hosts are short: a plain scan beats a vector search here.
+        match s.iter().position(|&c| c == b':') {
+            Some(i) if s[i + 1..].contains(&b':') => {
+                return Err(format!(
+                    "{:?}: an IPv6 address must be enclosed in brackets (RFC 5118)",
+                    String::from_utf8_lossy(s)
+                ))
+            }
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         }
     };
-    let host = Host::parse(host)?;
+    let host = if host.first() == Some(&b'[') {
+        Host::parse(host)?
+    } else {
+        Host::parse_name_or_v4(host)?
+    };
     let port = match port {
         None => None,
         Some(p) => Some(
