@@ -10,35 +10,29 @@ use bytes::Bytes;
 use super::grammar::split_commas;
 use super::name::HeaderName;
 
-/// Where a piece of text lives: in the shared message buffer or on its own.
-#[derive(Debug, Clone)]
+/// Where a piece of text lives: in the received buffer, or in the message's
+/// own arena (a folded value made plain, a field Parley wrote). Plain
+/// offsets keep a field `Copy` with nothing to drop.
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Src {
-    /// `start..end` of the message buffer.
+    /// `start..end` of the received buffer.
     Span(u32, u32),
-    /// Owned text (a folded value made plain, or a header Parley wrote).
-    Owned(Bytes),
+    /// `start..end` of the arena.
+    Own(u32, u32),
 }
 
 impl Src {
     #[inline]
-    pub(crate) fn get<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+    pub(crate) fn get<'a>(self, buf: &'a [u8], own: &'a [u8]) -> &'a [u8] {
         match self {
-            Src::Span(s, e) => buf.get(*s as usize..*e as usize).unwrap_or(b""),
-            Src::Owned(b) => b,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn bytes(&self, buf: &Bytes) -> Bytes {
-        match self {
-            Src::Span(s, e) => buf.slice(*s as usize..*e as usize),
-            Src::Owned(b) => b.clone(),
+            Src::Span(s, e) => buf.get(s as usize..e as usize).unwrap_or(b""),
+            Src::Own(s, e) => own.get(s as usize..e as usize).unwrap_or(b""),
         }
     }
 }
 
 /// One header field.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
     pub(crate) name: HeaderName,
     /// Length of the name as written, at the start of `line`.
@@ -52,7 +46,11 @@ pub(crate) struct Entry {
 /// The header fields of one message, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
+    /// The received message.
     pub(crate) buf: Bytes,
+    /// Text Parley made: plain copies of folded values, fields and lines it
+    /// wrote. Replaced text stays until the message is dropped.
+    pub(crate) own: Vec<u8>,
     pub(crate) list: Vec<Entry>,
 }
 
@@ -85,6 +83,27 @@ fn same_name(h: &HeaderRef<'_>, name: &str) -> bool {
 }
 
 impl Headers {
+    /// The text a [`Src`] points at.
+    #[inline]
+    pub(crate) fn text(&self, src: Src) -> &[u8] {
+        src.get(&self.buf, &self.own)
+    }
+
+    /// The text a [`Src`] points at, shared when it is received text.
+    pub(crate) fn shared(&self, src: Src) -> Bytes {
+        match src {
+            Src::Span(s, e) => self.buf.slice(s as usize..e as usize),
+            Src::Own(..) => Bytes::copy_from_slice(self.text(src)),
+        }
+    }
+
+    /// Stores text Parley made and says where it is.
+    pub(crate) fn store(&mut self, text: &[u8]) -> Src {
+        let start = self.own.len();
+        self.own.extend_from_slice(text);
+        Src::Own(start as u32, self.own.len() as u32)
+    }
+
     /// Number of header fields (lines, not comma-joined values).
     pub fn len(&self) -> usize {
         self.list.len()
@@ -96,11 +115,11 @@ impl Headers {
     }
 
     fn view<'a>(&'a self, e: &'a Entry) -> HeaderRef<'a> {
-        let line = e.line.get(&self.buf);
+        let line = self.text(e.line);
         HeaderRef {
             name: e.name,
             raw_name: &line[..(e.name_len as usize).min(line.len())],
-            value: e.value.get(&self.buf),
+            value: self.text(e.value),
         }
     }
 
@@ -115,7 +134,7 @@ impl Headers {
         self.list
             .iter()
             .find(|e| e.name == name)
-            .map(|e| e.value.get(&self.buf))
+            .map(|e| self.text(e.value))
     }
 
     /// The first value of a known header as a shared slice of the message (no copy).
@@ -123,7 +142,7 @@ impl Headers {
         self.list
             .iter()
             .find(|e| e.name == name)
-            .map(|e| e.value.bytes(&self.buf))
+            .map(|e| self.shared(e.value))
     }
 
     /// Values of every field with this name (unknown names compare without case).
@@ -138,7 +157,7 @@ impl Headers {
         self.list
             .iter()
             .filter(move |e| e.name == name)
-            .map(|e| e.value.get(&self.buf))
+            .map(|e| self.text(e.value))
     }
 
     /// Every value of a list header, across lines and commas (RFC 3261 §7.3.1).
@@ -163,13 +182,15 @@ impl Headers {
             HeaderName::Other => name,
             n => n.canonical(),
         };
-        let line = Bytes::from(format!("{shown}: {value}"));
-        let value = line.slice(shown.len() + 2..);
+        let line = self.store(format!("{shown}: {value}").as_bytes());
+        let Src::Own(start, end) = line else {
+            return;
+        };
         self.list.push(Entry {
             name: known,
             name_len: shown.len() as u16,
-            line: Src::Owned(line),
-            value: Src::Owned(value),
+            line,
+            value: Src::Own(start + shown.len() as u32 + 2, end),
         });
     }
 
@@ -195,10 +216,10 @@ impl Headers {
     /// Removes every field with this name, written in any case or compact form.
     pub fn remove_named(&mut self, name: &str) -> usize {
         let known = HeaderName::from_bytes(name.as_bytes());
-        let buf = &self.buf;
+        let (buf, own) = (&self.buf, &self.own);
         let before = self.list.len();
         self.list.retain(|e| {
-            let line = e.line.get(buf);
+            let line = e.line.get(buf, own);
             let raw = &line[..(e.name_len as usize).min(line.len())];
             !(e.name == known
                 && (known != HeaderName::Other || raw.eq_ignore_ascii_case(name.as_bytes())))
@@ -232,7 +253,7 @@ impl Headers {
     /// Writes every field with CRLF after each.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         for e in &self.list {
-            out.extend_from_slice(e.line.get(&self.buf));
+            out.extend_from_slice(self.text(e.line));
             out.extend_from_slice(b"\r\n");
         }
     }

@@ -123,7 +123,14 @@ pub struct Message {
     pub(crate) start: Start,
     pub(crate) start_line: Src,
     pub(crate) headers: Headers,
-    pub(crate) body: Src,
+    pub(crate) body: Body,
+}
+
+/// Where the body lives: in the received buffer, or one Parley set.
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Span(u32, u32),
+    Owned(Bytes),
 }
 
 impl PartialEq for Message {
@@ -364,11 +371,16 @@ impl Message {
             });
             pos = end + 2;
         };
+        let mut own = Vec::new();
         if folded {
             for e in &mut list {
-                let v = e.value.get(data);
-                if memchr::memchr(b'\n', v).is_some() {
-                    e.value = Src::Owned(unfold(v));
+                if let Src::Span(s, end) = e.value {
+                    let v = &data[s as usize..end as usize];
+                    if memchr::memchr(b'\n', v).is_some() {
+                        let start = own.len() as u32;
+                        unfold(v, &mut own);
+                        e.value = Src::Own(start, own.len() as u32);
+                    }
                 }
             }
         }
@@ -398,8 +410,8 @@ impl Message {
         Ok(Message {
             start,
             start_line: Src::Span(begin as u32, sl_end as u32),
-            body: Src::Span(body_start as u32, (body_start + body_len) as u32),
-            headers: Headers { buf, list },
+            body: Body::Span(body_start as u32, (body_start + body_len) as u32),
+            headers: Headers { buf, own, list },
         })
     }
 
@@ -419,7 +431,7 @@ impl Message {
     /// The Request-URI as written, for a request.
     pub fn request_uri_raw(&self) -> Option<&[u8]> {
         match &self.start {
-            Start::Request { uri, .. } => Some(uri.get(&self.headers.buf)),
+            Start::Request { uri, .. } => Some(self.headers.text(*uri)),
             Start::Response { .. } => None,
         }
     }
@@ -440,14 +452,14 @@ impl Message {
     /// The reason phrase, for a response (may be empty).
     pub fn reason(&self) -> Option<&[u8]> {
         match &self.start {
-            Start::Response { reason, .. } => Some(reason.get(&self.headers.buf)),
+            Start::Response { reason, .. } => Some(self.headers.text(*reason)),
             Start::Request { .. } => None,
         }
     }
 
     /// The start line as it will be printed.
     pub fn start_text(&self) -> &[u8] {
-        self.start_line.get(&self.headers.buf)
+        self.headers.text(self.start_line)
     }
 
     /// The header fields.
@@ -462,12 +474,22 @@ impl Message {
 
     /// The body (empty when there is none).
     pub fn body(&self) -> &[u8] {
-        self.body.get(&self.headers.buf)
+        match &self.body {
+            Body::Span(s, e) => self
+                .headers
+                .buf
+                .get(*s as usize..*e as usize)
+                .unwrap_or(b""),
+            Body::Owned(b) => b,
+        }
     }
 
     /// The body as a shared slice of the received buffer (no copy).
     pub fn body_bytes(&self) -> Bytes {
-        self.body.bytes(&self.headers.buf)
+        match &self.body {
+            Body::Span(s, e) => self.headers.buf.slice(*s as usize..*e as usize),
+            Body::Owned(b) => b.clone(),
+        }
     }
 
     /// Shares a sub-slice of this message's text (a header value, a tag, a
@@ -486,13 +508,19 @@ impl Message {
     pub fn set_request_uri(&mut self, uri: &str) -> Result<(), SipError> {
         Uri::parse(uri.as_bytes())?;
         if let Start::Request { method, .. } = &self.start {
-            let line = Bytes::from(format!("{method} {uri} SIP/2.0"));
-            let u = line.slice(method.as_str().len() + 1..line.len() - 8);
-            self.start = Start::Request {
-                method: method.clone(),
-                uri: Src::Owned(u),
+            let method = method.clone();
+            let line = self
+                .headers
+                .store(format!("{method} {uri} SIP/2.0").as_bytes());
+            let Src::Own(start, end) = line else {
+                return Ok(());
             };
-            self.start_line = Src::Owned(line);
+            let uri_start = start + method.as_str().len() as u32 + 1;
+            self.start = Start::Request {
+                method,
+                uri: Src::Own(uri_start, end - 8),
+            };
+            self.start_line = line;
         }
         Ok(())
     }
@@ -503,7 +531,7 @@ impl Message {
         if let Some(ct) = content_type {
             self.headers.set("Content-Type", ct);
         }
-        self.body = Src::Owned(body);
+        self.body = Body::Owned(body);
     }
 
     /// Adds `Content-Length` when it is absent (a datagram may omit it; a
@@ -571,13 +599,14 @@ fn value_start(data: &[u8], line_start: usize, name_len: u16) -> usize {
     i
 }
 
-/// Replaces each fold (CRLF followed by white space) with one space.
-fn unfold(v: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(v.len());
+/// Appends `v` to `out` with each fold (CRLF and the white space around it)
+/// replaced by one space.
+fn unfold(v: &[u8], out: &mut Vec<u8>) {
+    let base = out.len();
     let mut i = 0;
     while i < v.len() {
         if v[i] == b'\r' || v[i] == b'\n' {
-            while out.last().is_some_and(|&c| is_wsp(c)) {
+            while out.len() > base && out.last().is_some_and(|&c| is_wsp(c)) {
                 out.pop();
             }
             while i < v.len() && (is_wsp(v[i]) || v[i] == b'\r' || v[i] == b'\n') {
@@ -589,7 +618,6 @@ fn unfold(v: &[u8]) -> Bytes {
             i += 1;
         }
     }
-    Bytes::from(out)
 }
 
 fn parse_start(data: &[u8], begin: usize, end: usize, limits: &Limits) -> Result<Start, SipError> {
