@@ -255,9 +255,9 @@ proptest! {
     fn modified_messages_print_canonically(g in message(), reason in "[a-zA-Z ]{0,20}") {
         let limits = Limits::default();
         let mut msg = Message::parse(Bytes::from(g.render()), Framing::Stream, &limits).unwrap();
-        msg.headers_mut().push_front("v", "SIP/2.0/TCP proxy.example.com;branch=z9hG4bKproxy");
-        msg.headers_mut().set("max-forwards", "69");
-        msg.headers_mut().push("Warning", &format!("399 proxy.example.com \"{reason}\""));
+        msg.headers_mut().push_front("v", "SIP/2.0/TCP proxy.example.com;branch=z9hG4bKproxy").unwrap();
+        msg.headers_mut().set("max-forwards", "69").unwrap();
+        msg.headers_mut().push("Warning", &format!("399 proxy.example.com \"{reason}\"")).unwrap();
         msg.set_request_uri("sip:next@hop.example.com;lr").unwrap();
         let printed = msg.to_bytes();
         let text = String::from_utf8_lossy(&printed);

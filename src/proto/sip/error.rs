@@ -129,6 +129,14 @@ pub enum SipError {
         /// Method in CSeq.
         cseq: String,
     },
+    /// A field Parley was asked to write would not print as one field.
+    #[error("cannot write header {name:?}: {reason}")]
+    Field {
+        /// The name given.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A multipart body that cannot be split.
     #[error("invalid multipart body: {0}")]
     Multipart(String),

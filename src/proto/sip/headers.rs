@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 
+use super::error::SipError;
 use super::grammar::split_commas;
 use super::name::HeaderName;
 
@@ -73,6 +74,27 @@ impl HeaderRef<'_> {
             n => n.canonical(),
         }
     }
+}
+
+/// A field Parley writes must print as one field: a token name, and a value
+/// with no line break (no header injection) and no other control character.
+fn check_field(name: &str, value: &str) -> Result<(), SipError> {
+    let bad = |reason| {
+        Err(SipError::Field {
+            name: name.chars().take(40).collect(),
+            reason,
+        })
+    };
+    if !super::grammar::is_token(name.as_bytes()) {
+        return bad("the name is not a token");
+    }
+    if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+        return bad("the value holds a line break or control character");
+    }
+    if name.len() > u16::MAX as usize {
+        return bad("the name is longer than 65535 bytes");
+    }
+    Ok(())
 }
 
 /// True when the field carries `name` (full or compact form, any case).
@@ -176,30 +198,32 @@ impl Headers {
     }
 
     /// Appends a field written canonically (`Name: value`).
-    pub fn push(&mut self, name: &str, value: &str) {
+    pub fn push(&mut self, name: &str, value: &str) -> Result<(), SipError> {
+        check_field(name, value)?;
         let known = HeaderName::from_bytes(name.as_bytes());
         let shown = match known {
             HeaderName::Other => name,
             n => n.canonical(),
         };
         let line = self.store(format!("{shown}: {value}").as_bytes());
-        let Src::Own(start, end) = line else {
-            return;
-        };
-        self.list.push(Entry {
-            name: known,
-            name_len: shown.len() as u16,
-            line,
-            value: Src::Own(start + shown.len() as u32 + 2, end),
-        });
+        if let Src::Own(start, end) = line {
+            self.list.push(Entry {
+                name: known,
+                name_len: shown.len() as u16,
+                line,
+                value: Src::Own(start + shown.len() as u32 + 2, end),
+            });
+        }
+        Ok(())
     }
 
     /// Inserts a field at the top (as a proxy does with Via or Record-Route).
-    pub fn push_front(&mut self, name: &str, value: &str) {
-        self.push(name, value);
+    pub fn push_front(&mut self, name: &str, value: &str) -> Result<(), SipError> {
+        self.push(name, value)?;
         if let Some(e) = self.list.pop() {
             self.list.insert(0, e);
         }
+        Ok(())
     }
 
     /// Removes every field with this known name; returns how many.
@@ -239,15 +263,17 @@ impl Headers {
     }
 
     /// Replaces every field with this name by one canonical field, in the place of the first.
-    pub fn set(&mut self, name: &str, value: &str) {
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), SipError> {
+        check_field(name, value)?;
         let pos = self.iter().position(|h| same_name(&h, name));
         self.remove_named(name);
-        self.push(name, value);
+        self.push(name, value)?;
         if let Some(pos) = pos {
             if let Some(e) = self.list.pop() {
                 self.list.insert(pos.min(self.list.len()), e);
             }
         }
+        Ok(())
     }
 
     /// Writes every field with CRLF after each.

@@ -325,7 +325,7 @@ impl Message {
                     },
                 });
             }
-            if name_end == 0 {
+            if name_end == 0 || name_end > u16::MAX as usize {
                 return Err(SipError::HeaderLine {
                     line: lineno,
                     reason: "header name is not a token",
@@ -526,12 +526,14 @@ impl Message {
     }
 
     /// Replaces the body and sets Content-Length (and Content-Type when given).
-    pub fn set_body(&mut self, body: Bytes, content_type: Option<&str>) {
-        self.headers.set("Content-Length", &body.len().to_string());
+    pub fn set_body(&mut self, body: Bytes, content_type: Option<&str>) -> Result<(), SipError> {
         if let Some(ct) = content_type {
-            self.headers.set("Content-Type", ct);
+            self.headers.set("Content-Type", ct)?;
         }
+        self.headers
+            .set("Content-Length", &body.len().to_string())?;
         self.body = Body::Owned(body);
+        Ok(())
     }
 
     /// Adds `Content-Length` when it is absent (a datagram may omit it; a
@@ -539,7 +541,8 @@ impl Message {
     pub fn ensure_content_length(&mut self) {
         if self.headers.get(HeaderName::ContentLength).is_none() {
             let n = self.body().len().to_string();
-            self.headers.push("Content-Length", &n);
+            // A decimal number and a known name always make a valid field.
+            let _ = self.headers.push("Content-Length", &n);
         }
     }
 
@@ -802,10 +805,14 @@ mod tests {
         let mut msg =
             Message::parse(Bytes::from_static(OPTIONS), Framing::Stream, &limits).unwrap();
         msg.headers_mut()
-            .push_front("route", "<sip:p.example.com;lr>");
+            .push_front("route", "<sip:p.example.com;lr>")
+            .unwrap();
         assert!(msg.headers_mut().remove_first(HeaderName::Via));
-        msg.headers_mut().set("Call-ID", "c2");
-        msg.set_body(Bytes::from_static(b"hi"), Some("text/plain"));
+        msg.headers_mut().set("Call-ID", "c2").unwrap();
+        msg.set_body(Bytes::from_static(b"hi"), Some("text/plain"))
+            .unwrap();
+        assert!(msg.headers_mut().set("X-Evil", "a\r\nVia: forged").is_err());
+        assert!(msg.headers_mut().push("Bad Name", "v").is_err());
         let text = String::from_utf8(msg.to_bytes()).unwrap();
         assert_eq!(
             text,
@@ -818,7 +825,7 @@ mod tests {
         let limits = Limits::default();
         let raw = b"OPTIONS sip:b@example.com SIP/2.0\r\nX-A: 1\r\nX-B: 2\r\nx-a: 3\r\nCall-ID: c\r\n\r\n";
         let mut msg = Message::parse(Bytes::from_static(raw), Framing::Datagram, &limits).unwrap();
-        msg.headers_mut().set("X-A", "4");
+        msg.headers_mut().set("X-A", "4").unwrap();
         assert_eq!(
             msg.headers().get_all("x-a").collect::<Vec<_>>(),
             vec![&b"4"[..]]

@@ -48,7 +48,8 @@ fn exercise(msg: &Message, limits: &Limits) {
     }
     let mut copy = msg.clone();
     copy.headers_mut()
-        .push_front("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKfuzz");
+        .push_front("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKfuzz")
+        .expect("a well-formed Via is accepted");
     copy.ensure_content_length();
     // The added Via may take a message that sat at a limit past it; the
     // property is about printing, so the re-parse gets room for that one field.
