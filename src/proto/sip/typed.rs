@@ -286,6 +286,8 @@ pub struct NameAddr<'a> {
     pub angle: bool,
     /// Header parameters (tag, expires, q, …).
     pub params: Params<'a>,
+    /// The first tag parameter, found while the parameters were checked.
+    tag: Option<&'a [u8]>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -356,13 +358,20 @@ impl<'a> NameAddr<'a> {
                 ));
             }
         }
-        let params = Params::read(&mut c)?;
+        let mut tag = None;
+        let params = Params::read_with(&mut c, |n, v| {
+            if tag.is_none() && n.eq_ignore_ascii_case(b"tag") {
+                tag = Some(v.unwrap_or(b""));
+            }
+            Ok(())
+        })?;
         done(&c, "header parameters")?;
         Ok(NameAddr {
             display,
             uri_raw,
             angle,
             params,
+            tag,
         })
     }
 
@@ -381,7 +390,7 @@ impl<'a> NameAddr<'a> {
 
     /// The tag parameter (From/To, case-sensitive).
     pub fn tag(&self) -> Option<&'a str> {
-        self.params.get("tag").flatten().map(text)
+        self.tag.filter(|t| !t.is_empty()).map(text)
     }
 
     /// The display name with quotes and escapes removed.
