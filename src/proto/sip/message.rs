@@ -226,7 +226,12 @@ pub fn frame(data: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, Sip
 }
 
 impl Message {
-    /// Parses one whole message.
+    /// Parses one whole message: framing, the start line (Request-URI
+    /// included) and the header lines. Header values are typed later, on
+    /// demand; [`Message::validate`] checks them all. Octets past
+    /// Content-Length are not part of the message (a datagram's are
+    /// discarded, RFC 3261 §18.3; on a stream, [`frame`] says where the next
+    /// message starts).
     pub fn parse(buf: Bytes, framing: Framing, limits: &Limits) -> Result<Message, SipError> {
         if buf.len() > limits.max_message_size {
             return Err(SipError::TooLarge {
