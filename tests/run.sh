@@ -4,11 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the tests need beyond the Rust toolchain is installed here, by the
-# scripts under tests/peers, so a clean machine passes as it is.
-if [ -x tests/peers/install.sh ]; then
-  tests/peers/install.sh
-fi
+# The suite needs only the Rust toolchain today. Peers that later tests use
+# (SIPp, Kamailio, Prosody, …) are installed here by scripts under
+# tests/peers, so a clean machine passes as it is.
 
 export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
