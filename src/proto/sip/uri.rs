@@ -499,6 +499,83 @@ impl<'a> ImUri<'a> {
     }
 }
 
+/// URI comparison (RFC 3261 §19.1.4), used to match bindings, routes and
+/// request targets.
+impl SipUri<'_> {
+    /// True when the two URIs are equivalent: same scheme; user and password
+    /// equal with case after unescaping; hosts equal without case; ports
+    /// equal or both absent; `user`, `ttl`, `method`, `maddr` and `transport`
+    /// in both or neither and equal; other parameters equal where both have
+    /// them; URI headers all present in both and equal.
+    pub fn equivalent(&self, other: &SipUri<'_>) -> bool {
+        let unesc = |s: Option<&str>| s.map(|s| super::grammar::unescape(s.as_bytes()));
+        if self.secure != other.secure
+            || unesc(self.user) != unesc(other.user)
+            || unesc(self.password) != unesc(other.password)
+            || self.port != other.port
+            || !same_host(&self.host, &other.host)
+        {
+            return false;
+        }
+        let key = |(n, v): (&str, Option<&str>)| {
+            (
+                String::from_utf8_lossy(&super::grammar::unescape(n.as_bytes()))
+                    .to_ascii_lowercase(),
+                v.map(|v| {
+                    String::from_utf8_lossy(&super::grammar::unescape(v.as_bytes()))
+                        .to_ascii_lowercase()
+                }),
+            )
+        };
+        let mine: Vec<_> = self.params.iter().map(key).collect();
+        let theirs: Vec<_> = other.params.iter().map(key).collect();
+        const MUST_MATCH: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
+        let find = |list: &[(String, Option<String>)], n: &str| {
+            list.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+        };
+        for (n, v) in &mine {
+            match find(&theirs, n) {
+                Some(w) if &w != v => return false,
+                None if MUST_MATCH.contains(&n.as_str()) => return false,
+                _ => {}
+            }
+        }
+        if theirs
+            .iter()
+            .any(|(n, _)| MUST_MATCH.contains(&n.as_str()) && find(&mine, n).is_none())
+        {
+            return false;
+        }
+        uri_headers(self.headers) == uri_headers(other.headers)
+    }
+}
+
+fn same_host(a: &Host<'_>, b: &Host<'_>) -> bool {
+    match (a, b) {
+        (Host::Name(x), Host::Name(y)) => x
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(y.trim_end_matches('.')),
+        _ => a == b,
+    }
+}
+
+/// URI headers as a sorted list: names without case, values unescaped.
+fn uri_headers(h: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = h
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (n, val) = p.split_once('=').unwrap_or((p, ""));
+            let n = String::from_utf8_lossy(&super::grammar::unescape(n.as_bytes()))
+                .to_ascii_lowercase();
+            (n, super::grammar::unescape(val.as_bytes()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,95 +685,6 @@ mod tests {
                 ..
             })
         ));
-    }
-}
-
-/// URI comparison (RFC 3261 §19.1.4), used to match bindings, routes and
-/// request targets.
-impl SipUri<'_> {
-    /// True when the two URIs are equivalent: same scheme; user and password
-    /// equal with case after unescaping; hosts equal without case; ports
-    /// equal or both absent; `user`, `ttl`, `method`, `maddr` and `transport`
-    /// in both or neither and equal; other parameters equal where both have
-    /// them; URI headers all present in both and equal.
-    pub fn equivalent(&self, other: &SipUri<'_>) -> bool {
-        let unesc = |s: Option<&str>| s.map(|s| super::grammar::unescape(s.as_bytes()));
-        if self.secure != other.secure
-            || unesc(self.user) != unesc(other.user)
-            || unesc(self.password) != unesc(other.password)
-            || self.port != other.port
-            || !same_host(&self.host, &other.host)
-        {
-            return false;
-        }
-        let key = |(n, v): (&str, Option<&str>)| {
-            (
-                String::from_utf8_lossy(&super::grammar::unescape(n.as_bytes()))
-                    .to_ascii_lowercase(),
-                v.map(|v| {
-                    String::from_utf8_lossy(&super::grammar::unescape(v.as_bytes()))
-                        .to_ascii_lowercase()
-                }),
-            )
-        };
-        let mine: Vec<_> = self.params.iter().map(key).collect();
-        let theirs: Vec<_> = other.params.iter().map(key).collect();
-        const MUST_MATCH: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
-        let find = |list: &[(String, Option<String>)], n: &str| {
-            list.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
-        };
-        for (n, v) in &mine {
-            match find(&theirs, n) {
-                Some(w) if &w != v => return false,
-                None if MUST_MATCH.contains(&n.as_str()) => return false,
-                _ => {}
-            }
-        }
-        if theirs
-            .iter()
-            .any(|(n, _)| MUST_MATCH.contains(&n.as_str()) && find(&mine, n).is_none())
-        {
-            return false;
-        }
-        uri_headers(self.headers) == uri_headers(other.headers)
-    }
-}
-
-fn same_host(a: &Host<'_>, b: &Host<'_>) -> bool {
-    match (a, b) {
-        (Host::Name(x), Host::Name(y)) => x
-            .trim_end_matches('.')
-            .eq_ignore_ascii_case(y.trim_end_matches('.')),
-        _ => a == b,
-    }
-}
-
-/// URI headers as a sorted list: names without case, values unescaped.
-fn uri_headers(h: Option<&str>) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = h
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (n, val) = p.split_once('=').unwrap_or((p, ""));
-            let n = String::from_utf8_lossy(&super::grammar::unescape(n.as_bytes()))
-                .to_ascii_lowercase();
-            (n, super::grammar::unescape(val.as_bytes()))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-#[cfg(test)]
-mod comparison_tests {
-    use super::*;
-
-    fn sip(s: &str) -> SipUri<'_> {
-        match Uri::parse(s.as_bytes()) {
-            Ok(Uri::Sip(u)) => u,
-            other => panic!("{s}: {other:?}"),
-        }
     }
 
     /// The examples of RFC 3261 §19.1.4.
