@@ -5,3 +5,4 @@
 //! without a network.
 
 pub mod sip;
+pub mod transaction;

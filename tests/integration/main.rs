@@ -6,3 +6,4 @@ mod layout;
 mod sip_corpus;
 mod sip_fuzz_corpus;
 mod sip_roundtrip;
+mod transactions;

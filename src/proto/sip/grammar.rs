@@ -293,6 +293,11 @@ pub(crate) fn split_commas(s: &[u8]) -> CommaSplit<'_> {
     }
 }
 
+/// The first element of a comma-joined value.
+pub(crate) fn split_first(s: &[u8]) -> &[u8] {
+    split_commas(s).next().unwrap_or(s)
+}
+
 /// Iterator behind [`split_commas`].
 #[derive(Debug, Clone)]
 pub(crate) struct CommaSplit<'a> {
