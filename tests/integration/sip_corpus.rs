@@ -2,7 +2,8 @@
 //! verdict its manifest states, with an error that names the fault.
 
 use bytes::Bytes;
-use parley::proto::sip::{Framing, Limits, Message, SipError};
+use parley::proto::sip::stateless::{screen, Policy, Verdict};
+use parley::proto::sip::{Framing, HeaderName, Limits, Message, SipError};
 use parley_test_support::{sip_corpus, SipCase};
 
 fn check(case: &SipCase) -> Result<Message, SipError> {
@@ -118,5 +119,84 @@ fn rfc5118_ipv6_messages() {
 
 #[test]
 fn parley_edge_messages() {
-    run_set("parley", 17);
+    run_set("parley", 20);
+}
+
+/// What the stateless screen does with every corpus message: refused
+/// requests are answered with the manifest's status, in a response that
+/// parses and echoes the request's identifiers; refused responses and ACKs
+/// are dropped; requests the policy cannot serve get 416, 420 or 483.
+#[test]
+fn stateless_answers() {
+    let limits = Limits::default();
+    let policy = Policy::default();
+    let mut checked = 0;
+    for set in ["rfc4475", "rfc5118", "parley"] {
+        for case in sip_corpus(set) {
+            let is_response = case.bytes.starts_with(b"SIP/");
+            let expected = match (case.verdict.as_str(), case.stateless, case.status) {
+                (_, Some(0), _) => None,
+                (_, Some(code), _) => Some(code),
+                ("reject", None, Some(code)) if !is_response => Some(code),
+                _ => None,
+            };
+            let verdict = screen(
+                Bytes::from(case.bytes.clone()),
+                Framing::Datagram,
+                &limits,
+                &policy,
+                "p4r1ey",
+            );
+            match (expected, verdict) {
+                (Some(code), Verdict::Answer { status, response }) => {
+                    assert_eq!(status, code, "{}", case.name);
+                    let r = Message::parse(Bytes::from(response), Framing::Stream, &limits)
+                        .unwrap_or_else(|e| panic!("{}: answer does not parse: {e}", case.name));
+                    assert_eq!(r.status(), Some(code), "{}", case.name);
+                    assert!(r.top_via().is_some(), "{}: answer has no Via", case.name);
+                    if let Some(Ok(to)) = r.to() {
+                        assert!(to.tag().is_some(), "{}: answer without a To tag", case.name);
+                    }
+                    if code == 420 {
+                        assert!(
+                            r.headers().get(HeaderName::Unsupported).is_some(),
+                            "{}",
+                            case.name
+                        );
+                    }
+                    checked += 1;
+                }
+                (None, Verdict::Accept(_)) if case.verdict == "accept" => checked += 1,
+                (None, Verdict::Drop(_)) if case.verdict == "reject" => checked += 1,
+                (e, v) => panic!("{}: expected {e:?}, got {v:?}", case.name),
+            }
+        }
+    }
+    assert_eq!(checked, 49 + 11 + 20);
+}
+
+#[test]
+fn answers_name_the_fault_and_keep_the_request_identifiers() {
+    let limits = Limits::default();
+    let case = sip_corpus("rfc4475")
+        .into_iter()
+        .find(|c| c.name == "badaspec")
+        .unwrap();
+    let Verdict::Answer { response, .. } = screen(
+        Bytes::from(case.bytes),
+        Framing::Datagram,
+        &limits,
+        &Policy::default(),
+        "t1",
+    ) else {
+        panic!("badaspec must be answered");
+    };
+    let text = String::from_utf8(response).unwrap();
+    assert!(
+        text.starts_with("SIP/2.0 400 invalid To header: white space inside () around the URI\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("\r\nCall-ID: badaspec.sdf0234n2nds0a099u23h3hnnw009cdkne3\r\n"));
+    assert!(text.contains("\r\nCSeq: 3923239 OPTIONS\r\n"));
+    assert!(text.contains(";tag=t1\r\n"));
 }

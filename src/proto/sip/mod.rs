@@ -11,6 +11,7 @@ pub mod limits;
 pub mod message;
 pub mod multipart;
 pub mod name;
+pub mod stateless;
 pub mod typed;
 pub mod uri;
 mod validate;

@@ -16,6 +16,20 @@ pub fn sip_message(data: &[u8]) {
         assert_eq!(again, msg, "parse(print(m)) != m");
         assert_eq!(again.to_bytes(), printed, "printing is not stable");
     }
+    // The stateless screen never panics, and what it answers parses.
+    let policy = parley::proto::sip::stateless::Policy::default();
+    let verdict = parley::proto::sip::stateless::screen(
+        Bytes::copy_from_slice(data),
+        Framing::Datagram,
+        &limits,
+        &policy,
+        "fuzz",
+    );
+    if let parley::proto::sip::stateless::Verdict::Answer { response, status } = verdict {
+        let answer = Message::parse(Bytes::from(response), Framing::Stream, &limits)
+            .unwrap_or_else(|e| panic!("the {status} answer does not parse: {e}"));
+        assert_eq!(answer.status(), Some(status));
+    }
     if let Ok(Some((skip, len))) = frame(data, &limits) {
         let framed = Bytes::copy_from_slice(&data[skip..skip + len]);
         if let Ok(msg) = Message::parse(framed, Framing::Stream, &limits) {

@@ -39,6 +39,9 @@ pub struct SipCase {
     pub status: Option<u16>,
     /// What a server does with it beyond parsing (accept).
     pub answer: Option<String>,
+    /// The status the stateless screen answers with, when it differs from
+    /// `status` (0: refused without an answer, as for an ACK).
+    pub stateless: Option<u16>,
     /// Bytes after the message that a datagram parser discards.
     pub trailing: Option<usize>,
     /// Number of multipart body parts.

@@ -1,0 +1,284 @@
+//! The first look at every received message, before any transaction:
+//! requests that cannot be served are answered statelessly with the status
+//! the fault calls for, and malformed responses are dropped silently
+//! (RFC 3261 §8.2, §16.3, §18.3; RFC 4475).
+//!
+//! | fault | answer |
+//! |---|---|
+//! | unparseable or invalid request | 400, the reason phrase names the fault |
+//! | SIP version other than 2.0 | 505 |
+//! | message or body over the limit | 513 |
+//! | Request-URI scheme not served | 416 |
+//! | unknown option tag in Require (or Proxy-Require at a proxy) | 420 with Unsupported |
+//! | Max-Forwards 0 on a request to forward | 483 |
+//!
+//! An ACK is never answered; a request without a usable Via cannot be
+//! answered and is dropped.
+
+use bytes::Bytes;
+
+use super::error::SipError;
+use super::grammar::{split_commas, trim};
+use super::limits::Limits;
+use super::message::{Framing, Message, Method};
+use super::name::HeaderName;
+use super::typed::parse_max_forwards;
+use super::uri::Uri;
+
+/// What this server serves, for the checks that depend on it.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Request-URI schemes accepted (lower case).
+    pub schemes: Vec<String>,
+    /// Option tags understood (Require, Proxy-Require).
+    pub supported: Vec<String>,
+    /// Check Proxy-Require too (a proxy must, RFC 3261 §16.3 item 6).
+    pub proxy: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            schemes: ["sip", "sips", "tel", "im", "pres"]
+                .map(String::from)
+                .to_vec(),
+            supported: ["path", "outbound", "gruu"].map(String::from).to_vec(),
+            proxy: true,
+        }
+    }
+}
+
+/// The outcome of screening one received message.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Verdict {
+    /// A well-formed message to hand to the transaction layer.
+    Accept(Message),
+    /// A request refused: send these bytes back to where it came from.
+    Answer {
+        /// The status code sent.
+        status: u16,
+        /// The response, printed.
+        response: Vec<u8>,
+    },
+    /// Nothing to do (a malformed response, an ACK, an unanswerable request).
+    Drop(SipError),
+}
+
+/// Screens one received message (see the module documentation).
+/// `to_tag` is the tag put into the To header of an answer.
+pub fn screen(
+    data: Bytes,
+    framing: Framing,
+    limits: &Limits,
+    policy: &Policy,
+    to_tag: &str,
+) -> Verdict {
+    let is_response = data.len() >= 4 && data[..4].eq_ignore_ascii_case(b"SIP/");
+    let msg = match Message::parse(data.clone(), framing, limits) {
+        Ok(m) => m,
+        Err(e) if is_response => return Verdict::Drop(e),
+        Err(e) => {
+            return match Salvaged::from_bytes(&data, limits) {
+                Some(s) if !s.is_ack => answer(&s, e.status(), &e.to_string(), to_tag, &[]),
+                _ => Verdict::Drop(e),
+            }
+        }
+    };
+    if let Err(e) = msg.validate(limits) {
+        if !msg.is_request() || matches!(msg.method(), Some(Method::Ack)) {
+            return Verdict::Drop(e);
+        }
+        return match Salvaged::from_message(&msg) {
+            Some(s) => answer(&s, e.status(), &e.to_string(), to_tag, &[]),
+            None => Verdict::Drop(e),
+        };
+    }
+    if !msg.is_request() || matches!(msg.method(), Some(Method::Ack)) {
+        return Verdict::Accept(msg);
+    }
+    let refuse =
+        |status: u16, reason: &str, extra: &[(&str, String)]| match Salvaged::from_message(&msg) {
+            Some(s) => answer(&s, status, reason, to_tag, extra),
+            None => Verdict::Drop(SipError::Missing("Via")),
+        };
+    let scheme = match msg.request_uri() {
+        Some(Ok(uri)) => scheme_of(&uri),
+        _ => String::new(),
+    };
+    if !policy.schemes.contains(&scheme) {
+        return refuse(416, &format!("Unsupported URI Scheme {scheme}"), &[]);
+    }
+    if !matches!(msg.method(), Some(Method::Cancel)) {
+        let mut unknown: Vec<String> = Vec::new();
+        let mut names = vec![HeaderName::Require];
+        if policy.proxy {
+            names.push(HeaderName::ProxyRequire);
+        }
+        for name in names {
+            for tag in msg.headers().values(name) {
+                let tag = String::from_utf8_lossy(trim(tag)).into_owned();
+                let known = policy
+                    .supported
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(&tag));
+                if !known && !unknown.iter().any(|u| u.eq_ignore_ascii_case(&tag)) {
+                    unknown.push(tag);
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            return refuse(420, "Bad Extension", &[("Unsupported", unknown.join(", "))]);
+        }
+    }
+    let mf = msg
+        .headers()
+        .get(HeaderName::MaxForwards)
+        .and_then(|v| parse_max_forwards(v).ok());
+    if mf == Some(0) && !matches!(msg.method(), Some(Method::Options)) {
+        return refuse(483, "Too Many Hops", &[]);
+    }
+    Verdict::Accept(msg)
+}
+
+fn scheme_of(uri: &Uri<'_>) -> String {
+    uri.scheme().to_ascii_lowercase()
+}
+
+/// The fields an answer copies from the request (RFC 3261 §8.2.6.2).
+#[derive(Debug, Default)]
+struct Salvaged {
+    vias: Vec<Vec<u8>>,
+    from: Option<Vec<u8>>,
+    to: Option<Vec<u8>>,
+    call_id: Option<Vec<u8>>,
+    cseq: Option<Vec<u8>>,
+    is_ack: bool,
+}
+
+/// A value copied into an answer must print as one line.
+fn printable(v: &[u8]) -> bool {
+    !v.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f)
+}
+
+impl Salvaged {
+    fn keep(&mut self, name: HeaderName, value: &[u8]) {
+        if !printable(value) {
+            return;
+        }
+        let v = value.to_vec();
+        match name {
+            HeaderName::Via => self.vias.push(v),
+            HeaderName::From => self.from = self.from.take().or(Some(v)),
+            HeaderName::To => self.to = self.to.take().or(Some(v)),
+            HeaderName::CallId => self.call_id = self.call_id.take().or(Some(v)),
+            HeaderName::CSeq => self.cseq = self.cseq.take().or(Some(v)),
+            _ => {}
+        }
+    }
+
+    fn from_message(msg: &Message) -> Option<Salvaged> {
+        let mut s = Salvaged {
+            is_ack: matches!(msg.method(), Some(Method::Ack)),
+            ..Salvaged::default()
+        };
+        for h in msg.headers().iter() {
+            s.keep(h.name, h.value);
+        }
+        (!s.vias.is_empty()).then_some(s)
+    }
+
+    /// Reads the fields from a message the parser refused, line by line
+    /// and leniently, within the limits.
+    fn from_bytes(data: &[u8], limits: &Limits) -> Option<Salvaged> {
+        let data = &data[..data.len().min(limits.max_message_size)];
+        let mut lines = data
+            .split(|&c| c == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let first = lines.next()?;
+        let mut s = Salvaged {
+            is_ack: first.starts_with(b"ACK "),
+            ..Salvaged::default()
+        };
+        for line in lines.take(limits.max_headers * 2) {
+            if line.is_empty() {
+                break;
+            }
+            if let Some(colon) = memchr::memchr(b':', line) {
+                let name = HeaderName::from_bytes(trim(&line[..colon]));
+                s.keep(name, trim(&line[colon + 1..]));
+            }
+        }
+        (!s.vias.is_empty()).then_some(s)
+    }
+}
+
+/// A reason phrase made of what RFC 3261 §25.1 allows, from any text.
+fn reason_phrase(text: &str) -> String {
+    let allowed =
+        |c: char| c.is_alphanumeric() || " \t-_.!~*'();/?:@&=+$,".contains(c) || !c.is_ascii();
+    let mut out: String = text
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '<' => '(',
+            '>' => ')',
+            c if allowed(c) && !c.is_control() => c,
+            _ => '_',
+        })
+        .take(160)
+        .collect();
+    if out.trim().is_empty() {
+        out = "Refused".into();
+    }
+    out
+}
+
+fn answer(
+    s: &Salvaged,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, String)],
+) -> Verdict {
+    let mut out = format!("SIP/2.0 {status} {}\r\n", reason_phrase(reason)).into_bytes();
+    let mut field = |name: &str, value: &[u8]| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    for via in &s.vias {
+        for v in split_commas(via) {
+            field("Via", v);
+        }
+    }
+    if let Some(f) = &s.from {
+        field("From", f);
+    }
+    if let Some(t) = &s.to {
+        let has_tag = super::typed::NameAddr::parse(t, "To").is_ok_and(|n| n.tag().is_some());
+        if has_tag || status == 100 {
+            field("To", t);
+        } else {
+            let mut v = t.clone();
+            v.extend_from_slice(format!(";tag={to_tag}").as_bytes());
+            field("To", &v);
+        }
+    }
+    if let Some(c) = &s.call_id {
+        field("Call-ID", c);
+    }
+    if let Some(c) = &s.cseq {
+        field("CSeq", c);
+    }
+    for (name, value) in extra {
+        field(name, value.as_bytes());
+    }
+    field("Content-Length", b"0");
+    out.extend_from_slice(b"\r\n");
+    Verdict::Answer {
+        status,
+        response: out,
+    }
+}
