@@ -21,6 +21,18 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the server.
+    Run {
+        /// Configuration file.
+        #[arg(long, default_value = "config/parley.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print what it would listen on.
+    CheckConfig {
+        /// Configuration file.
+        #[arg(default_value = "config/parley.toml")]
+        file: PathBuf,
+    },
     /// SIP message tools.
     Sip {
         /// The SIP tool to run.
@@ -81,6 +93,37 @@ fn crlf_header_section(input: &[u8]) -> Bytes {
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Run { config } => {
+            let config = crate::config::Config::load(&config)?;
+            crate::app::init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let listeners = crate::net::Listeners::bind(&config).await?;
+                crate::app::run(config, listeners, crate::app::signals()).await
+            })?;
+            Ok(0)
+        }
+        Command::CheckConfig { file } => {
+            let config = crate::config::Config::load(&file)?;
+            println!("{}: ok", file.display());
+            for l in &config.sip.listen {
+                let note = match l.transport {
+                    crate::config::Transport::Tls => {
+                        let files = crate::net::tls::cert_files(&config);
+                        if files.self_made {
+                            format!(" (self-signed certificate in {})", files.cert.display())
+                        } else {
+                            format!(" (certificate {})", files.cert.display())
+                        }
+                    }
+                    _ => String::new(),
+                };
+                println!("listen {} {}{note}", l.transport, l.address);
+            }
+            Ok(0)
+        }
         Command::Sip {
             command:
                 SipCommand::Parse {

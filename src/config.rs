@@ -1,11 +1,15 @@
 //! Parley's configuration file (`config/parley.toml` is the embedded
-//! default). Unknown keys are errors; values are checked once, on load.
+//! default). Unknown keys are errors that name the key's path; values are
+//! checked once, on load.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::proto::sip::Limits;
+use crate::proto::transaction::TimerConfig;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +28,7 @@ pub enum ConfigError {
     Syntax {
         /// The file.
         path: String,
-        /// What the TOML reader said, with the line and key.
+        /// The key's path and what the TOML reader said.
         message: String,
     },
     /// A value is out of range.
@@ -46,15 +50,180 @@ pub struct Config {
     /// `[sip]`: the SIP core.
     #[serde(default)]
     pub sip: SipConfig,
+    /// `[log]`: logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Where Parley keeps generated state (the self-made certificate).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("var")
+}
+
+/// A SIP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        })
+    }
+}
+
+/// `[[sip.listen]]`: one address to listen on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// `udp`, `tcp` or `tls`.
+    pub transport: Transport,
+    /// Address and port (`127.0.0.1:5060`, `[::1]:5061`).
+    pub address: SocketAddr,
 }
 
 /// `[sip]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
     /// `[sip.limits]`: parser limits for every received message.
     #[serde(default)]
     pub limits: Limits,
+    /// `[[sip.listen]]`: where to listen.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Listen>,
+    /// `[sip.timers]`: RFC 3261 timer bases.
+    #[serde(default)]
+    pub timers: Timers,
+    /// `[sip.tls]`: certificate and key.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Open TCP/TLS connections at most.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Seconds graceful shutdown waits for transactions in flight.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            limits: Limits::default(),
+            listen: default_listen(),
+            timers: Timers::default(),
+            tls: TlsConfig::default(),
+            max_connections: default_max_connections(),
+            idle_timeout_secs: default_idle_timeout(),
+            shutdown_grace_secs: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<Listen> {
+    let at = |transport, address: &str| Listen {
+        transport,
+        address: address
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 5060))),
+    };
+    vec![
+        at(Transport::Udp, "127.0.0.1:5060"),
+        at(Transport::Tcp, "127.0.0.1:5060"),
+        at(Transport::Tls, "127.0.0.1:5061"),
+    ]
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_idle_timeout() -> u64 {
+    600
+}
+
+fn default_shutdown_grace() -> u64 {
+    5
+}
+
+/// `[sip.timers]`, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timers {
+    /// T1, the round-trip estimate.
+    pub t1_ms: u64,
+    /// T2, the longest retransmit interval.
+    pub t2_ms: u64,
+    /// T4, the longest a message stays in the network.
+    pub t4_ms: u64,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+impl Timers {
+    /// The transaction layer's timer bases.
+    pub fn config(&self) -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_millis(self.t1_ms),
+            t2: Duration::from_millis(self.t2_ms),
+            t4: Duration::from_millis(self.t4_ms),
+        }
+    }
+}
+
+/// `[sip.tls]`: PEM files; when both are absent a self-signed certificate
+/// is made on first start and kept under the state directory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM).
+    pub key: Option<PathBuf>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `parley=debug`); `RUST_LOG` wins when set.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
 }
 
 impl Config {
@@ -70,9 +239,16 @@ impl Config {
 
     /// Parses and checks configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let syntax = |message: String| ConfigError::Syntax {
             path: origin.to_string(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message,
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| syntax(e.to_string().trim_end().replace('\n', " ")))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().message().to_string();
+            syntax(format!("{path}: {inner}"))
         })?;
         let l = &config.sip.limits;
         let value = |key, reason: String| ConfigError::Value {
@@ -87,6 +263,7 @@ impl Config {
             ("sip.limits.max_uri_len", l.max_uri_len),
             ("sip.limits.max_vias", l.max_vias),
             ("sip.limits.max_parts", l.max_parts),
+            ("sip.max_connections", config.sip.max_connections),
         ] {
             if v == 0 {
                 return Err(value(key, "must be greater than 0".into()));
@@ -107,6 +284,19 @@ impl Config {
                 ),
             ));
         }
+        let t = &config.sip.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
+            return Err(value(
+                "sip.timers",
+                "needs 0 < t1_ms <= t2_ms and t4_ms > 0".into(),
+            ));
+        }
+        if config.sip.tls.cert.is_some() != config.sip.tls.key.is_some() {
+            return Err(value("sip.tls", "cert and key go together".into()));
+        }
+        if config.sip.listen.is_empty() {
+            return Err(value("sip.listen", "needs at least one address".into()));
+        }
         Ok(config)
     }
 }
@@ -120,12 +310,24 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/parley.toml");
         let config = Config::load(&path).unwrap();
         assert_eq!(config.sip.limits, Limits::default());
+        assert_eq!(config.sip.listen.len(), 3);
+        assert_eq!(config.sip.timers.config(), TimerConfig::default());
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let e = Config::parse("[sip.limits]\nmax_mesage_size = 10\n", "t.toml").unwrap_err();
-        assert!(e.to_string().contains("max_mesage_size"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("t.toml: sip.limits.max_mesage_size: unknown field"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[[sip.listen]]\ntransport = \"sctp\"\naddress = \"127.0.0.1:1\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("sip.listen[0].transport"), "{e}");
         let e = Config::parse("[sip.limits]\nmax_headers = 0\n", "t.toml").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -133,5 +335,7 @@ mod tests {
         );
         let e = Config::parse("[sip.limits]\nmax_message_size = 100\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("sip.limits.max_body_size"), "{e}");
+        let e = Config::parse("[sip.tls]\ncert = \"c.pem\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("cert and key go together"), "{e}");
     }
 }

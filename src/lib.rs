@@ -7,6 +7,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app;
 pub mod cli;
 pub mod config;
+pub mod net;
 pub mod proto;
+pub mod simple;

@@ -276,6 +276,25 @@ impl Headers {
         Ok(())
     }
 
+    /// Replaces the value of the first field with this known name, in place.
+    pub fn set_first(&mut self, name: HeaderName, value: &str) -> Result<(), SipError> {
+        let canonical = name.canonical();
+        check_field(canonical, value)?;
+        let Some(i) = self.list.iter().position(|e| e.name == name) else {
+            return self.push(canonical, value);
+        };
+        let line = self.store(format!("{canonical}: {value}").as_bytes());
+        if let Src::Own(start, end) = line {
+            self.list[i] = Entry {
+                name,
+                name_len: canonical.len() as u16,
+                line,
+                value: Src::Own(start + canonical.len() as u32 + 2, end),
+            };
+        }
+        Ok(())
+    }
+
     /// Writes every field with CRLF after each.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         for e in &self.list {

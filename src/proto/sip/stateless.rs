@@ -42,7 +42,7 @@ impl Default for Policy {
             schemes: ["sip", "sips", "tel", "im", "pres"]
                 .map(String::from)
                 .to_vec(),
-            supported: ["path", "outbound", "gruu"].map(String::from).to_vec(),
+            supported: Vec::new(),
             proxy: true,
         }
     }
@@ -210,6 +210,76 @@ impl Salvaged {
             }
         }
         (!s.vias.is_empty()).then_some(s)
+    }
+}
+
+/// Marks where a request really came from in its top Via (RFC 3261
+/// §18.2.1, RFC 3581 §4): `received` when the sent-by is not the source
+/// address, and the source port in an empty `rport`. A top Via that does
+/// not parse is left as it is.
+pub fn stamp_via(msg: &mut Message, source: std::net::SocketAddr) {
+    if !msg.is_request() {
+        return;
+    }
+    let Some(first) = msg.headers().get(HeaderName::Via).map(<[u8]>::to_vec) else {
+        return;
+    };
+    let mut values = split_commas(&first);
+    let top = values.next().unwrap_or(b"").to_vec();
+    let rest: Vec<Vec<u8>> = values.map(<[u8]>::to_vec).collect();
+    let Ok(via) = super::typed::Via::parse(&top) else {
+        return;
+    };
+    let same_host = match via.host {
+        super::uri::Host::V4(a) => std::net::IpAddr::V4(a) == source.ip(),
+        super::uri::Host::V6(a) => std::net::IpAddr::V6(a) == source.ip(),
+        super::uri::Host::Name(_) => false,
+    };
+    let wants_rport = via.rport() == Some(None);
+    if same_host && !wants_rport {
+        return;
+    }
+    let mut stamped = String::new();
+    for part in String::from_utf8_lossy(&top).split(';') {
+        let name = part.split('=').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("received") {
+            continue;
+        }
+        if !stamped.is_empty() {
+            stamped.push(';');
+        }
+        if name.eq_ignore_ascii_case("rport") && wants_rport {
+            stamped.push_str(&format!("rport={}", source.port()));
+        } else {
+            stamped.push_str(part);
+        }
+    }
+    if !same_host {
+        stamped.push_str(&format!(";received={}", source.ip()));
+    }
+    for r in rest {
+        stamped.push_str(", ");
+        stamped.push_str(&String::from_utf8_lossy(&r));
+    }
+    // The value came from a parsed field, so it prints as one; a refusal
+    // would leave the Via as received, which is still a valid answer path.
+    let _ = msg.headers_mut().set_first(HeaderName::Via, &stamped);
+}
+
+/// A response to `request` (RFC 3261 §8.2.6.2): its Vias, From, To (with
+/// `to_tag` added when it has none), Call-ID and CSeq, then `extra` fields
+/// and an empty body.
+pub fn respond(
+    request: &Message,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, String)],
+) -> Vec<u8> {
+    let s = Salvaged::from_message(request).unwrap_or_default();
+    match answer(&s, status, reason, to_tag, extra) {
+        Verdict::Answer { response, .. } => response,
+        _ => Vec::new(),
     }
 }
 

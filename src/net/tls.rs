@@ -1,0 +1,84 @@
+//! TLS for SIP over TLS: the certificate from the config, or one Parley
+//! makes with rcgen on first start and keeps under the state directory, so
+//! the embedded default runs as it is. ring is the one crypto provider.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::Config;
+
+/// Paths of the certificate and key in use, and whether Parley made them.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// True when made by Parley (self-signed).
+    pub self_made: bool,
+}
+
+/// Where the certificate comes from for this config (nothing is created).
+pub fn cert_files(config: &Config) -> CertFiles {
+    match (&config.sip.tls.cert, &config.sip.tls.key) {
+        (Some(cert), Some(key)) => CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            self_made: false,
+        },
+        _ => {
+            let dir = config.state_dir.join("tls");
+            CertFiles {
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+                self_made: true,
+            }
+        }
+    }
+}
+
+/// Makes a self-signed certificate for `localhost` and the loopback
+/// addresses when none exists yet.
+fn make_self_signed(files: &CertFiles) -> anyhow::Result<()> {
+    if files.cert.exists() && files.key.exists() {
+        return Ok(());
+    }
+    let dir = files.cert.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).context("cannot make a certificate")?;
+    std::fs::write(&files.cert, certified.cert.pem())?;
+    std::fs::write(&files.key, certified.signing_key.serialize_pem())?;
+    tracing::info!(cert = %files.cert.display(), "made a self-signed TLS certificate");
+    Ok(())
+}
+
+/// The rustls server configuration for the SIP TLS listeners.
+pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let files = cert_files(config);
+    if files.self_made {
+        make_self_signed(&files)?;
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .with_context(|| format!("cannot read {}", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad certificate in {}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("bad key in {}", files.key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("certificate and key do not match")?;
+    Ok(Arc::new(tls))
+}
