@@ -494,10 +494,27 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+    // Transactions keep senders to this connection after it ends, so the
+    // writer stops on `done`, writing what is already queued first.
+    let done = CancellationToken::new();
+    let writer_done = done.clone();
     let writer = tokio::spawn(async move {
-        while let Some(data) = rx.recv().await {
-            if wr.write_all(&data).await.is_err() {
-                break;
+        loop {
+            tokio::select! {
+                biased;
+                Some(data) = rx.recv() => {
+                    if wr.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+                _ = writer_done.cancelled() => {
+                    while let Ok(data) = rx.try_recv() {
+                        if wr.write_all(&data).await.is_err() {
+                            break;
+                        }
+                    }
+                    break;
+                }
             }
         }
         let _ = wr.shutdown().await;
@@ -558,5 +575,6 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         }
     }
     drop(tx);
+    done.cancel();
     let _ = writer.await;
 }

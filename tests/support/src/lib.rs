@@ -5,6 +5,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod fuzz;
+pub mod server;
 pub mod simnet;
 
 use std::path::{Path, PathBuf};
