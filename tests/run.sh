@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The suite needs only the Rust toolchain today. Peers that later tests use
-# (SIPp, Kamailio, Prosody, …) are installed here by scripts under
-# tests/peers, so a clean machine passes as it is.
+# The real peers the tests drive (SIPp, sipsak; OpenSSL's client is part of
+# the base system) are installed here, so a clean machine passes as it is.
+bash tests/peers/install.sh
 
 export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"

@@ -3,6 +3,7 @@
 mod cli_sip_parse;
 mod compliance;
 mod layout;
+mod peers_sip;
 mod server;
 mod sip_corpus;
 mod sip_fuzz_corpus;

@@ -1,0 +1,198 @@
+//! Parley against software nobody here wrote: SIPp scenarios over UDP and
+//! TCP, sipsak's OPTIONS ping, and OpenSSL's TLS client for SIP over TLS
+//! (Debian's SIPp is built without TLS, and sipsak's TLS mode does not read
+//! the response). `tests/peers/install.sh` installs them; `tests/run.sh`
+//! calls it first.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use parley_test_support::data_dir;
+use parley_test_support::server::TestServer;
+
+fn scenario(name: &str) -> PathBuf {
+    data_dir().join("sipp").join(name)
+}
+
+/// A port no one holds right now (bound, then released).
+fn free_port() -> u16 {
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = u.local_addr().unwrap().port();
+    // TCP needs it free too.
+    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+        Ok(_) => port,
+        Err(_) => free_port(),
+    }
+}
+
+/// Runs a SIPp scenario to completion; returns SIPp's message trace.
+fn sipp(server: &TestServer, scenario_file: &str, transport: &str, calls: u32) -> String {
+    let target = match transport {
+        "u1" => server.udp,
+        "t1" => server.tcp,
+        "l1" => server.tls,
+        other => panic!("transport {other}"),
+    };
+    let stem = std::env::temp_dir().join(format!(
+        "sipp-{}-{scenario_file}-{transport}",
+        std::process::id()
+    ));
+    let errors = stem.with_extension("err");
+    let messages = stem.with_extension("msg");
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(scenario(scenario_file))
+        .args(["-t", transport, "-i", "127.0.0.1", "-p"])
+        .arg(free_port().to_string())
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "50",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(&errors)
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(&messages)
+        .arg(target.to_string());
+    let out = cmd
+        .output()
+        .expect("sipp runs (tests/peers/install.sh installs it)");
+    let err_text = std::fs::read_to_string(&errors).unwrap_or_default();
+    let trace = std::fs::read_to_string(&messages).unwrap_or_default();
+    let _ = std::fs::remove_file(&errors);
+    let _ = std::fs::remove_file(&messages);
+    assert!(
+        out.status.success(),
+        "sipp {scenario_file} over {transport}: {:?}\n{}\n{}\n{err_text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    trace
+}
+
+#[test]
+fn sipp_options_over_udp_and_tcp() {
+    let server = TestServer::start("");
+    for transport in ["u1", "t1"] {
+        let trace = sipp(&server, "options.xml", transport, 20);
+        assert_eq!(trace.matches("\nSIP/2.0 200 OK").count(), 20, "{transport}");
+    }
+}
+
+#[test]
+fn sipp_lost_responses_are_recovered_by_retransmission() {
+    let server = TestServer::start("");
+    let trace = sipp(&server, "options_retransmit.xml", "u1", 30);
+    let sent = trace.matches("\nOPTIONS sip:").count();
+    let answered = trace.matches("\nSIP/2.0 200 OK").count();
+    // SIPp dropped some 200s and retransmitted: every retransmission was answered.
+    assert!(sent > 30, "no retransmission happened ({sent} requests)");
+    assert_eq!(
+        answered, sent,
+        "every request, first or retransmitted, gets its 200"
+    );
+}
+
+#[test]
+fn sipp_malformed_requests_get_the_rfc4475_answers() {
+    let server = TestServer::start("");
+    for transport in ["u1", "t1"] {
+        sipp(&server, "malformed.xml", transport, 3);
+    }
+}
+
+#[test]
+fn sipsak_options_ping_over_udp_and_tcp() {
+    let server = TestServer::start("");
+    for (args, addr) in [(vec![], server.udp), (vec!["--transport=tcp"], server.tcp)] {
+        let out = Command::new("sipsak")
+            .args(&args)
+            .args(["-H", "127.0.0.1", "-l"])
+            .arg(free_port().to_string())
+            .arg("-s")
+            .arg(format!("sip:probe@{addr}"))
+            .output()
+            .expect("sipsak runs (tests/peers/install.sh installs it)");
+        assert!(
+            out.status.success(),
+            "sipsak {args:?}: {:?}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn openssl_client_gets_options_answered_over_tls() {
+    use std::io::{Read, Write};
+    let server = TestServer::start("");
+    let ca = server.state_dir.join("tls/cert.pem");
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-verify_return_error",
+            "-servername",
+            "localhost",
+            "-connect",
+        ])
+        .arg(server.tls.to_string())
+        .arg("-CAfile")
+        .arg(&ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    let request = "OPTIONS sip:localhost SIP/2.0\r\n\
+                   Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKossl1\r\n\
+                   Max-Forwards: 70\r\n\
+                   From: <sip:probe@localhost>;tag=9\r\n\
+                   To: <sip:localhost>\r\n\
+                   Call-ID: ossl1@test\r\n\
+                   CSeq: 1 OPTIONS\r\n\
+                   Content-Length: 0\r\n\r\n";
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(request.as_bytes()).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(stdin);
+    let _ = child.kill();
+    let seen = reader.join().unwrap();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}\n{err}");
+    assert!(!err.contains("verify error"), "{err}");
+}
