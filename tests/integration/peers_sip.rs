@@ -189,6 +189,7 @@ fn openssl_client_gets_options_answered_over_tls() {
     }
     drop(stdin);
     let _ = child.kill();
+    let _ = child.wait();
     let seen = reader.join().unwrap();
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
