@@ -205,19 +205,13 @@ impl Shared {
                     Reply::Udp { .. } => Reliability::Unreliable,
                     Reply::Stream(_) => Reliability::Reliable,
                 };
-                let Ok(mut txn) = ServerTransaction::new(now, &msg, reliability, self.timers)
-                else {
-                    return;
-                };
+                let mut txn =
+                    ServerTransaction::with_key(now, &msg, key.clone(), reliability, self.timers);
                 let span = tracing::debug_span!("transaction", method = %msg.method().map_or("", |m| m.as_str()));
                 let _enter = span.enter();
-                if let Some(resp) = self.core.handle_request(&msg, &tag) {
-                    if let Ok(resp) =
-                        Message::parse(Bytes::from(resp), Framing::Stream, &self.limits)
-                    {
-                        txn.send_response(now, &resp);
-                        debug!(status = resp.status(), "answered");
-                    }
+                if let Some((status, resp)) = self.core.handle_request(&msg, &tag) {
+                    txn.send_printed(now, status, Bytes::from(resp));
+                    debug!(status, "answered");
                 }
                 let out: Vec<_> = std::iter::from_fn(|| txn.poll_transmit()).collect();
                 let next = txn.poll_timeout();
@@ -306,8 +300,14 @@ pub async fn serve(
     let idle = Duration::from_secs(config.sip.idle_timeout_secs);
 
     tracker.spawn(timers(shared.clone(), timer_rx, stop.clone()));
+    // Several readers per UDP socket, as many as there are cores, so a burst
+    // is drained while one reader is busy or descheduled.
+    let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
     for socket in listeners.udp {
-        tracker.spawn(udp(shared.clone(), Arc::new(socket), stop.clone()));
+        let socket = Arc::new(socket);
+        for _ in 0..readers {
+            tracker.spawn(udp(shared.clone(), socket.clone(), stop.clone()));
+        }
     }
     for listener in listeners.tcp {
         tracker.spawn(accept(

@@ -14,16 +14,12 @@ pub struct Core;
 
 impl Core {
     /// The final response to a request that opened a server transaction,
-    /// or `None` for ACK (which gets no response).
-    pub fn handle_request(&self, request: &Message, to_tag: &str) -> Option<Vec<u8>> {
+    /// with its status, or `None` for ACK (which gets no response).
+    pub fn handle_request(&self, request: &Message, to_tag: &str) -> Option<(u16, Vec<u8>)> {
         match request.method()? {
             Method::Ack => None,
-            Method::Options => Some(respond(
-                request,
-                200,
-                "OK",
-                to_tag,
-                &[
+            Method::Options => {
+                let extra = [
                     ("Allow", ALLOW.to_string()),
                     // Empty lists: no bodies and no extensions are understood yet.
                     ("Accept", String::new()),
@@ -32,15 +28,16 @@ impl Core {
                         "Server",
                         concat!("Parley/", env!("CARGO_PKG_VERSION")).to_string(),
                     ),
-                ],
-            )),
-            _ => Some(respond(
-                request,
-                501,
-                "Not Implemented",
-                to_tag,
-                &[("Allow", ALLOW.to_string())],
-            )),
+                ];
+                Some((200, respond(request, 200, "OK", to_tag, &extra)))
+            }
+            _ => {
+                let extra = [("Allow", ALLOW.to_string())];
+                Some((
+                    501,
+                    respond(request, 501, "Not Implemented", to_tag, &extra),
+                ))
+            }
         }
     }
 }

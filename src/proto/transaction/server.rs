@@ -83,7 +83,23 @@ impl ServerTransaction {
         reliability: Reliability,
         timers: TimerConfig,
     ) -> Result<ServerTransaction, SipError> {
-        let key = Key::for_request(request)?;
+        Ok(Self::with_key(
+            now,
+            request,
+            Key::for_request(request)?,
+            reliability,
+            timers,
+        ))
+    }
+
+    /// Creates the transaction when the caller has the key already.
+    pub fn with_key(
+        now: Instant,
+        request: &Message,
+        key: Key,
+        reliability: Reliability,
+        timers: TimerConfig,
+    ) -> ServerTransaction {
         let invite = matches!(request.method(), Some(Method::Invite));
         let (state, trying) = if invite {
             (
@@ -95,7 +111,7 @@ impl ServerTransaction {
         } else {
             (ServerState::Trying, None)
         };
-        Ok(ServerTransaction {
+        ServerTransaction {
             key,
             invite,
             reliability,
@@ -105,7 +121,7 @@ impl ServerTransaction {
             last_response: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-        })
+        }
     }
 
     /// The key requests are matched by.
@@ -226,7 +242,12 @@ impl ServerTransaction {
         let Some(code) = response.status() else {
             return false;
         };
-        let wire = Bytes::from(response.to_bytes());
+        self.send_printed(now, code, Bytes::from(response.to_bytes()))
+    }
+
+    /// The TU answers with a response it printed itself (`status` is its code).
+    pub fn send_printed(&mut self, now: Instant, status: u16, wire: Bytes) -> bool {
+        let code = status;
         let unreliable = self.reliability == Reliability::Unreliable;
         let t1x64 = self.timers.t1x64();
         let state = std::mem::replace(&mut self.state, ServerState::Terminated);
