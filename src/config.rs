@@ -119,6 +119,11 @@ pub struct SipConfig {
     /// Seconds graceful shutdown waits for transactions in flight.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: u64,
+    /// Receive and send buffer of each UDP socket, in bytes (the kernel caps
+    /// it at net.core.rmem_max / wmem_max). A burst larger than the buffer
+    /// is lost and has to be retransmitted.
+    #[serde(default = "default_udp_buffer")]
+    pub udp_buffer_bytes: usize,
 }
 
 impl Default for SipConfig {
@@ -131,6 +136,7 @@ impl Default for SipConfig {
             max_connections: default_max_connections(),
             idle_timeout_secs: default_idle_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
+            udp_buffer_bytes: default_udp_buffer(),
         }
     }
 }
@@ -159,6 +165,10 @@ fn default_idle_timeout() -> u64 {
 
 fn default_shutdown_grace() -> u64 {
     5
+}
+
+fn default_udp_buffer() -> usize {
+    4 * 1024 * 1024
 }
 
 /// `[sip.timers]`, in milliseconds.

@@ -304,6 +304,14 @@ pub async fn serve(
     // is drained while one reader is busy or descheduled.
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
     for socket in listeners.udp {
+        let sock = socket2::SockRef::from(&socket);
+        let size = config.sip.udp_buffer_bytes;
+        if let Err(e) = sock
+            .set_recv_buffer_size(size)
+            .and_then(|_| sock.set_send_buffer_size(size))
+        {
+            warn!(error = %e, "cannot size the UDP buffers");
+        }
         let socket = Arc::new(socket);
         for _ in 0..readers {
             tracker.spawn(udp(shared.clone(), socket.clone(), stop.clone()));
