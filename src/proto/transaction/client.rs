@@ -165,6 +165,7 @@ impl ClientTransaction {
 
     /// Lets time pass: fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Several timers can be due at once (a late call): fire until none is.
         loop {
             let before = self.state.clone();
             self.fire(now);
@@ -173,7 +174,6 @@ impl ClientTransaction {
             }
         }
     }
-
     fn fire(&mut self, now: Instant) {
         let t2 = self.timers.t2;
         self.state = match std::mem::replace(&mut self.state, ClientState::Terminated) {

@@ -67,6 +67,16 @@ pub enum Key {
     },
 }
 
+/// The sent-by of a Via as a key part: host without case, port as written.
+fn sent_by(via: &crate::proto::sip::typed::Via<'_>) -> Bytes {
+    let mut s = via.host.to_string().to_ascii_lowercase();
+    if let Some(p) = via.port {
+        s.push(':');
+        s.push_str(&p.to_string());
+    }
+    Bytes::from(s)
+}
+
 fn missing(name: &'static str) -> SipError {
     SipError::Missing(name)
 }
@@ -77,18 +87,11 @@ impl Key {
         let method = MethodKey::of(req.method().ok_or_else(|| missing("Request-Line"))?);
         let via = req.top_via().ok_or_else(|| missing("Via"))??;
         match via.branch() {
-            Some(b) if b.starts_with("z9hG4bK") && b.len() > 7 => {
-                let mut sent_by = via.host.to_string().to_ascii_lowercase();
-                if let Some(p) = via.port {
-                    sent_by.push(':');
-                    sent_by.push_str(&p.to_string());
-                }
-                Ok(Key::Rfc3261 {
-                    branch: Bytes::copy_from_slice(b.as_bytes()),
-                    sent_by: Bytes::from(sent_by),
-                    method,
-                })
-            }
+            Some(b) if b.starts_with("z9hG4bK") && b.len() > 7 => Ok(Key::Rfc3261 {
+                branch: Bytes::copy_from_slice(b.as_bytes()),
+                sent_by: sent_by(&via),
+                method,
+            }),
             _ => {
                 let from = req.from().ok_or_else(|| missing("From"))??;
                 let cseq = req.cseq().ok_or_else(|| missing("CSeq"))??;
@@ -119,14 +122,9 @@ impl Key {
         let branch = via
             .branch()
             .ok_or_else(|| SipError::header("Via", "no branch"))?;
-        let mut sent_by = via.host.to_string().to_ascii_lowercase();
-        if let Some(p) = via.port {
-            sent_by.push(':');
-            sent_by.push_str(&p.to_string());
-        }
         Ok(Key::Rfc3261 {
             branch: Bytes::copy_from_slice(branch.as_bytes()),
-            sent_by: Bytes::from(sent_by),
+            sent_by: sent_by(&via),
             method: MethodKey::of_cseq(cseq.method),
         })
     }

@@ -163,6 +163,7 @@ impl ServerTransaction {
 
     /// Lets time pass: fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Several timers can be due at once (a late call): fire until none is.
         loop {
             let before = self.state.clone();
             self.fire(now);
@@ -171,7 +172,6 @@ impl ServerTransaction {
             }
         }
     }
-
     fn fire(&mut self, now: Instant) {
         let t2 = self.timers.t2;
         self.state = match std::mem::replace(&mut self.state, ServerState::Terminated) {
