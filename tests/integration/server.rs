@@ -3,7 +3,7 @@
 //! requests, stream framing faults, keep-alives and graceful shutdown.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -241,5 +241,54 @@ fn shutdown_is_prompt_when_nothing_is_pending() {
     assert!(recv(&c).is_some());
     let took = server.stop();
     assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
-    let _: SocketAddr = "127.0.0.1:1".parse().unwrap();
+}
+
+#[test]
+fn ipv6_udp_and_tcp_listeners_answer() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (Ok(udp), Ok(tcp)) = (
+        rt.block_on(tokio::net::UdpSocket::bind("[::1]:0")),
+        rt.block_on(tokio::net::TcpListener::bind("[::1]:0")),
+    ) else {
+        panic!("::1 is not available on this machine");
+    };
+    let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+    let config = parley::config::Config::parse("", "test").unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(parley::app::run(
+        config,
+        parley::net::Listeners {
+            udp: vec![udp],
+            tcp: vec![tcp],
+            tls: vec![],
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let c = UdpSocket::bind("[::1]:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.connect(udp_addr).unwrap();
+    let via = c.local_addr().unwrap().to_string();
+    c.send(options("z9hG4bKv6u", &via, "UDP").as_bytes())
+        .unwrap();
+    let r = recv(&c).expect("a 200 over IPv6 UDP");
+    assert_eq!(r.status(), Some(200));
+    assert_eq!(
+        r.top_via().unwrap().unwrap().rport(),
+        Some(Some(c.local_addr().unwrap().port()))
+    );
+    let mut s = TcpStream::connect(tcp_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let via = s.local_addr().unwrap().to_string();
+    s.write_all(options("z9hG4bKv6t", &via, "TCP").as_bytes())
+        .unwrap();
+    let got = responses(&read_until(&mut s, 200));
+    assert_eq!(got.first().and_then(|r| r.status()), Some(200));
+    let _ = stop.send(());
+    rt.block_on(server).unwrap().unwrap();
 }
