@@ -124,6 +124,10 @@ pub struct SipConfig {
     /// is lost and has to be retransmitted.
     #[serde(default = "default_udp_buffer")]
     pub udp_buffer_bytes: usize,
+    /// Send a response to a multicast or broadcast Via maddr (RFC 3261
+    /// §18.2.2); off, such responses go to the source address instead.
+    #[serde(default)]
+    pub multicast_responses: bool,
 }
 
 impl Default for SipConfig {
@@ -137,6 +141,7 @@ impl Default for SipConfig {
             idle_timeout_secs: default_idle_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
             udp_buffer_bytes: default_udp_buffer(),
+            multicast_responses: false,
         }
     }
 }

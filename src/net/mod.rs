@@ -137,6 +137,7 @@ struct Shared {
     transactions: Mutex<HashMap<Key, Entry>>,
     timer_tx: mpsc::UnboundedSender<(Key, std::time::Instant)>,
     tags: AtomicU64,
+    multicast_responses: bool,
 }
 
 fn now() -> std::time::Instant {
@@ -293,6 +294,7 @@ pub async fn serve(
         transactions: Mutex::new(HashMap::new()),
         timer_tx,
         tags: AtomicU64::new(u64::from(std::process::id()) << 20),
+        multicast_responses: config.sip.multicast_responses,
     });
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -387,16 +389,28 @@ async fn timers(
     }
 }
 
-/// Where a UDP response goes (RFC 3261 §18.2.2, RFC 3581 §4): the source
-/// address; the source port when rport was asked for, else the Via port.
-fn udp_destination(msg: &Message, source: SocketAddr) -> SocketAddr {
+/// Where a UDP response goes (RFC 3261 §18.2.2, RFC 3581 §4): to the Via
+/// maddr when it is an address (multicast or broadcast only when the config
+/// allows), else to the source address, on the source port when rport was
+/// asked for and on the Via port otherwise.
+fn udp_destination(msg: &Message, source: SocketAddr, allow_multicast: bool) -> SocketAddr {
     let Some(Ok(via)) = msg.top_via() else {
         return source;
     };
+    let port = via.port.unwrap_or(5060);
+    if let Some(maddr) = via
+        .maddr()
+        .and_then(|m| m.trim_matches(['[', ']']).parse::<IpAddr>().ok())
+    {
+        if sendable(maddr) || allow_multicast {
+            return SocketAddr::new(maddr, port);
+        }
+        debug!(%maddr, "not answering to a multicast or broadcast maddr");
+    }
     if via.rport().is_some() {
         return source;
     }
-    SocketAddr::new(source.ip(), via.port.unwrap_or(5060))
+    SocketAddr::new(source.ip(), port)
 }
 
 /// Never answer to a broadcast or multicast address (RFC 4475 §3.3.10).
@@ -428,7 +442,7 @@ async fn udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: CancellationToke
         let answer = shared
             .handle(data, source, Framing::Datagram, |m| Reply::Udp {
                 socket: sock.clone(),
-                to: udp_destination(m, source),
+                to: udp_destination(m, source, shared.multicast_responses),
             })
             .await;
         if let Some(answer) = answer {

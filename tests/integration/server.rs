@@ -292,3 +292,31 @@ fn ipv6_udp_and_tcp_listeners_answer() {
     let _ = stop.send(());
     rt.block_on(server).unwrap().unwrap();
 }
+
+#[test]
+fn udp_responses_follow_maddr_but_never_to_multicast() {
+    let server = TestServer::start("");
+    // maddr names another loopback address: the response goes there, to the sent-by port.
+    let target = UdpSocket::bind("127.0.0.2:0").unwrap();
+    target
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let port = target.local_addr().unwrap().port();
+    let sender = udp_client();
+    let req = options("z9hG4bKmaddr1", &format!("127.0.0.1:{port}"), "UDP")
+        .replace(";rport", ";maddr=127.0.0.2");
+    sender.send_to(req.as_bytes(), server.udp).unwrap();
+    assert_eq!(
+        recv(&target).expect("the 200 at the maddr").status(),
+        Some(200)
+    );
+    // A multicast maddr is not used: the response goes to the source address and Via port.
+    let local = sender.local_addr().unwrap();
+    let req =
+        options("z9hG4bKmaddr2", &local.to_string(), "UDP").replace(";rport", ";maddr=224.0.1.75");
+    sender.send_to(req.as_bytes(), server.udp).unwrap();
+    assert_eq!(
+        recv(&sender).expect("the 200 at the source").status(),
+        Some(200)
+    );
+}
