@@ -3,22 +3,25 @@
 
 use parley_test_support::{fuzz, fuzz_corpus};
 
-#[test]
-fn sip_message_corpus() {
-    let corpus = fuzz_corpus("sip_message");
-    assert!(corpus.len() >= 77, "the message corpus lost its seeds");
+/// Replays every input of a corpus through its property check.
+fn replay(target: &str, seeds: usize, check: fn(&[u8])) {
+    let corpus = fuzz_corpus(target);
+    assert!(corpus.len() >= seeds, "the {target} corpus lost its seeds");
     for (name, data) in corpus {
-        let outcome = std::panic::catch_unwind(|| fuzz::sip_message(&data));
-        assert!(outcome.is_ok(), "corpus input {name} broke a property");
+        let outcome = std::panic::catch_unwind(|| check(&data));
+        assert!(
+            outcome.is_ok(),
+            "{target} corpus input {name} broke a property"
+        );
     }
 }
 
 #[test]
+fn sip_message_corpus() {
+    replay("sip_message", 77, fuzz::sip_message);
+}
+
+#[test]
 fn sip_uri_corpus() {
-    let corpus = fuzz_corpus("sip_uri");
-    assert!(corpus.len() >= 14, "the URI corpus lost its seeds");
-    for (name, data) in corpus {
-        let outcome = std::panic::catch_unwind(|| fuzz::sip_uri(&data));
-        assert!(outcome.is_ok(), "corpus input {name} broke a property");
-    }
+    replay("sip_uri", 14, fuzz::sip_uri);
 }

@@ -166,16 +166,12 @@ impl ClientTransaction {
     /// Lets time pass: fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         // Several timers can be due at once (a late call): fire until none is.
-        loop {
-            let before = self.state.clone();
-            self.fire(now);
-            if self.state == before {
-                break;
-            }
-        }
+        while self.fire(now) {}
     }
-    fn fire(&mut self, now: Instant) {
+    /// Fires the first timer due at `now`; false when none was.
+    fn fire(&mut self, now: Instant) -> bool {
         let t2 = self.timers.t2;
+        let mut fired = true;
         self.state = match std::mem::replace(&mut self.state, ClientState::Terminated) {
             ClientState::Calling { timeout, .. } | ClientState::Trying { timeout, .. }
                 if now >= timeout =>
@@ -228,8 +224,12 @@ impl ClientTransaction {
             ClientState::Completed { until } | ClientState::Accepted { until } if now >= until => {
                 ClientState::Terminated
             }
-            other => other,
+            other => {
+                fired = false;
+                other
+            }
         };
+        fired
     }
 
     /// A response whose key matched this transaction.

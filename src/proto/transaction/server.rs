@@ -164,16 +164,12 @@ impl ServerTransaction {
     /// Lets time pass: fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         // Several timers can be due at once (a late call): fire until none is.
-        loop {
-            let before = self.state.clone();
-            self.fire(now);
-            if self.state == before {
-                break;
-            }
-        }
+        while self.fire(now) {}
     }
-    fn fire(&mut self, now: Instant) {
+    /// Fires the first timer due at `now`; false when none was.
+    fn fire(&mut self, now: Instant) -> bool {
         let t2 = self.timers.t2;
+        let mut fired = true;
         self.state = match std::mem::replace(&mut self.state, ServerState::Terminated) {
             ServerState::Proceeding {
                 trying_at: Some(at),
@@ -206,8 +202,12 @@ impl ServerTransaction {
             ServerState::Accepted { until } | ServerState::Confirmed { until } if now >= until => {
                 ServerState::Terminated
             }
-            other => other,
+            other => {
+                fired = false;
+                other
+            }
         };
+        fired
     }
 
     /// A request whose key matched this transaction: a retransmission, or
