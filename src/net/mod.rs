@@ -17,6 +17,7 @@
 pub mod tls;
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,8 +161,7 @@ impl Shared {
         framing: Framing,
         reply: impl FnOnce(&Message) -> Reply,
     ) -> Option<Bytes> {
-        let tag = self.tag();
-        match screen(data, framing, &self.limits, &self.policy, &tag) {
+        match screen(data, framing, &self.limits, &self.policy) {
             Verdict::Answer { status, response } => {
                 debug!(status, "answered statelessly");
                 Some(Bytes::from(response))
@@ -177,13 +177,20 @@ impl Shared {
             }
             Verdict::Accept(mut msg) => {
                 crate::proto::sip::stateless::stamp_via(&mut msg, source);
-                self.request(msg, tag, reply).await;
+                self.request(msg, reply).await;
                 None
             }
         }
     }
 
-    async fn request(&self, msg: Message, tag: String, reply: impl FnOnce(&Message) -> Reply) {
+    async fn request(&self, msg: Message, reply: impl FnOnce(&Message) -> Reply) {
+        // Requests whose answer is a function of the request alone are
+        // answered without a transaction, as a stateless UAS (RFC 3261
+        // §8.2.7): a retransmission gets the same response again.
+        if let Some(response) = self.core.answer_stateless(&msg, self.policy.tag_secret) {
+            reply(&msg).send(Bytes::from(response)).await;
+            return;
+        }
         let Ok(key) = Key::for_request(&msg) else {
             return;
         };
@@ -210,7 +217,7 @@ impl Shared {
                     ServerTransaction::with_key(now, &msg, key.clone(), reliability, self.timers);
                 let span = tracing::debug_span!("transaction", method = %msg.method().map_or("", |m| m.as_str()));
                 let _enter = span.enter();
-                if let Some((status, resp)) = self.core.handle_request(&msg, &tag) {
+                if let Some((status, resp)) = self.core.handle_request(&msg, &self.tag()) {
                     txn.send_printed(now, status, Bytes::from(resp));
                     debug!(status, "answered");
                 }
@@ -289,7 +296,10 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         core: Core,
         limits: config.sip.limits,
-        policy: Policy::default(),
+        policy: Policy {
+            tag_secret: std::collections::hash_map::RandomState::new().hash_one(std::process::id()),
+            ..Policy::default()
+        },
         timers: config.sip.timers.config(),
         transactions: Mutex::new(HashMap::new()),
         timer_tx,
@@ -582,13 +592,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     // can be identified, then close (RFC 4475 §3.1.2.2, §3.3.9).
                     debug!(error = %e, "unframeable stream");
                     let data = buf.split().freeze();
-                    if let Verdict::Answer { response, .. } = screen(
-                        data,
-                        Framing::Stream,
-                        &shared.limits,
-                        &shared.policy,
-                        &shared.tag(),
-                    ) {
+                    if let Verdict::Answer { response, .. } =
+                        screen(data, Framing::Stream, &shared.limits, &shared.policy)
+                    {
                         let _ = tx.send(Bytes::from(response)).await;
                     }
                     break 'read;

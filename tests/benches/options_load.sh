@@ -17,7 +17,7 @@ bash tests/peers/install.sh >/dev/null
 command -v kamailio >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio >/dev/null; }
 cargo build --release -q
 
-RATES=${RATES:-"2000 5000 8000 12000 16000 20000 25000 30000"}
+RATES=${RATES:-"4000 8000 12000 16000 20000 24000 28000 32000 36000 40000"}
 SECONDS_PER_RATE=${SECONDS_PER_RATE:-4}
 FIXED_RATE=${FIXED_RATE:-5000}
 work=$(mktemp -d)

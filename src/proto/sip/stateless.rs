@@ -34,6 +34,9 @@ pub struct Policy {
     pub supported: Vec<String>,
     /// Check Proxy-Require too (a proxy must, RFC 3261 §16.3 item 6).
     pub proxy: bool,
+    /// Keys the To tags of stateless answers, so a retransmitted request
+    /// gets the same tag (RFC 3261 §8.2.7) and outsiders cannot predict it.
+    pub tag_secret: u64,
 }
 
 impl Default for Policy {
@@ -44,6 +47,7 @@ impl Default for Policy {
                 .to_vec(),
             supported: Vec::new(),
             proxy: true,
+            tag_secret: 0,
         }
     }
 }
@@ -65,22 +69,17 @@ pub enum Verdict {
     Drop(SipError),
 }
 
-/// Screens one received message (see the module documentation).
-/// `to_tag` is the tag put into the To header of an answer.
-pub fn screen(
-    data: Bytes,
-    framing: Framing,
-    limits: &Limits,
-    policy: &Policy,
-    to_tag: &str,
-) -> Verdict {
+/// Screens one received message (see the module documentation). Answers
+/// carry a To tag derived from the request and `policy.tag_secret`.
+pub fn screen(data: Bytes, framing: Framing, limits: &Limits, policy: &Policy) -> Verdict {
+    let secret = policy.tag_secret;
     let is_response = data.len() >= 4 && data[..4].eq_ignore_ascii_case(b"SIP/");
     let msg = match Message::parse(data.clone(), framing, limits) {
         Ok(m) => m,
         Err(e) if is_response => return Verdict::Drop(e),
         Err(e) => {
             return match Salvaged::from_bytes(&data, limits) {
-                Some(s) if !s.is_ack => answer(&s, e.status(), &e.to_string(), to_tag, &[]),
+                Some(s) if !s.is_ack => answer(&s, e.status(), &e.to_string(), &s.tag(secret), &[]),
                 _ => Verdict::Drop(e),
             }
         }
@@ -90,7 +89,7 @@ pub fn screen(
             return Verdict::Drop(e);
         }
         return match Salvaged::from_message(&msg) {
-            Some(s) => answer(&s, e.status(), &e.to_string(), to_tag, &[]),
+            Some(s) => answer(&s, e.status(), &e.to_string(), &s.tag(secret), &[]),
             None => Verdict::Drop(e),
         };
     }
@@ -99,7 +98,7 @@ pub fn screen(
     }
     let refuse =
         |status: u16, reason: &str, extra: &[(&str, String)]| match Salvaged::from_message(&msg) {
-            Some(s) => answer(&s, status, reason, to_tag, extra),
+            Some(s) => answer(&s, status, reason, &s.tag(secret), extra),
             None => Verdict::Drop(SipError::Missing("Via")),
         };
     let scheme = match msg.request_uri() {
@@ -175,6 +174,19 @@ impl Salvaged {
             HeaderName::CSeq => self.cseq = self.cseq.take().or(Some(v)),
             _ => {}
         }
+    }
+
+    /// A To tag that is the same for every retransmission of the request:
+    /// a keyed hash of the fields that identify it.
+    fn tag(&self, secret: u64) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        secret.hash(&mut h);
+        self.vias.first().hash(&mut h);
+        self.from.hash(&mut h);
+        self.call_id.hash(&mut h);
+        self.cseq.hash(&mut h);
+        format!("s{:012x}", h.finish() & 0xffff_ffff_ffff)
     }
 
     fn from_message(msg: &Message) -> Option<Salvaged> {
@@ -264,6 +276,14 @@ pub fn stamp_via(msg: &mut Message, source: std::net::SocketAddr) {
     // The value came from a parsed field, so it prints as one; a refusal
     // would leave the Via as received, which is still a valid answer path.
     let _ = msg.headers_mut().set_first(HeaderName::Via, &stamped);
+}
+
+/// A To tag for a response sent without a transaction: the same for every
+/// retransmission of `request` (RFC 3261 §8.2.7), keyed by `secret`.
+pub fn stateless_tag(request: &Message, secret: u64) -> String {
+    Salvaged::from_message(request)
+        .unwrap_or_default()
+        .tag(secret)
 }
 
 /// A response to `request` (RFC 3261 §8.2.6.2): its Vias, From, To (with

@@ -23,7 +23,6 @@ pub fn sip_message(data: &[u8]) {
         Framing::Datagram,
         &limits,
         &policy,
-        "fuzz",
     );
     if let parley::proto::sip::stateless::Verdict::Answer { response, status } = verdict {
         let answer = Message::parse(Bytes::from(response), Framing::Stream, &limits)
