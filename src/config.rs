@@ -63,7 +63,7 @@ fn default_state_dir() -> PathBuf {
 }
 
 /// A SIP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// UDP.
@@ -72,6 +72,22 @@ pub enum Transport {
     Tcp,
     /// TLS over TCP.
     Tls,
+}
+
+impl Transport {
+    /// True for TCP and TLS.
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+
+    /// The name in a Via header (`UDP`, `TCP`, `TLS`).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
 }
 
 impl std::fmt::Display for Transport {
@@ -218,6 +234,9 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// Private key (PEM).
     pub key: Option<PathBuf>,
+    /// Trust anchors (PEM) for connections Parley opens; without them
+    /// Parley opens no TLS connection.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[log]`

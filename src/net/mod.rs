@@ -11,32 +11,44 @@
 //!   in on. A CRLF CRLF ping gets a CRLF pong (RFC 5626 §4.4.1). Silent
 //!   connections close after the idle timeout; past the connection limit
 //!   new ones are closed at once.
-//! - Server transactions live in one table; one timer task drives all
-//!   their timers from a delay queue.
+//! - Requests Parley sends ([`Sip::request`]) run in client transactions.
+//!   Every open connection, accepted or opened, is reused for requests to
+//!   its peer; a request too large for UDP goes over TCP (RFC 3261
+//!   §18.1.1). Responses are matched to client transactions by their top
+//!   Via; one that matches none is dropped.
+//! - Server and client transactions live in two tables; one timer task
+//!   drives all their timers from a delay queue.
 
+mod stream;
 pub mod tls;
+mod udp;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::config::{Config, Transport};
-use crate::proto::sip::stateless::{screen, Policy, Verdict};
-use crate::proto::sip::{frame, Framing, Limits, Message, Method};
-use crate::proto::transaction::{Key, Reliability, ServerTransaction, TimerConfig};
+use crate::proto::sip::stateless::{respond, screen, stamp_via, Policy, Verdict};
+use crate::proto::sip::{Framing, HeaderName, Limits, Message, Method, SipError};
+use crate::proto::transaction::{
+    ClientEvent, ClientTransaction, Key, Reliability, ServerTransaction, TimerConfig,
+};
 use crate::simple::Core;
+
+/// A request larger than this goes over TCP instead of UDP (RFC 3261
+/// §18.1.1: 200 octets below a 1500-octet path MTU).
+pub const UDP_REQUEST_LIMIT: usize = 1300;
 
 /// Sockets bound before the server starts, so tests can bind port 0.
 #[derive(Debug, Default)]
@@ -99,9 +111,44 @@ impl Listeners {
     }
 }
 
-/// Where the responses of one server transaction go.
+/// Where a request goes: a transport and an address (what RFC 3263 target
+/// selection produces). `name` is the host the TLS certificate must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The transport asked for; UDP becomes TCP for a large request.
+    pub transport: Transport,
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// The server name for TLS (SNI and certificate check); the address
+    /// when empty.
+    pub name: Option<String>,
+}
+
+impl Target {
+    /// A target without a TLS server name.
+    pub fn new(transport: Transport, addr: SocketAddr) -> Target {
+        Target {
+            transport,
+            addr,
+            name: None,
+        }
+    }
+}
+
+/// Why a request could not be sent at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The request cannot be sent as it is.
+    #[error("cannot send the request: {0}")]
+    Request(#[from] SipError),
+    /// No socket of the right kind or family to send from.
+    #[error("no {0} socket to send from")]
+    NoSocket(Transport),
+}
+
+/// Where the messages of one transaction go.
 #[derive(Debug, Clone)]
-enum Reply {
+enum Path {
     Udp {
         socket: Arc<UdpSocket>,
         to: SocketAddr,
@@ -109,25 +156,50 @@ enum Reply {
     Stream(mpsc::Sender<Bytes>),
 }
 
-impl Reply {
-    async fn send(&self, data: Bytes) {
+impl Path {
+    /// Sends; false when the connection is gone.
+    async fn send(&self, data: Bytes) -> bool {
         match self {
-            Reply::Udp { socket, to } => {
+            Path::Udp { socket, to } => {
                 if let Err(e) = socket.send_to(&data, to).await {
                     debug!(%to, error = %e, "udp send failed");
                 }
+                true
             }
-            Reply::Stream(tx) => {
-                let _ = tx.send(data).await;
-            }
+            Path::Stream(tx) => tx.send(data).await.is_ok(),
+        }
+    }
+
+    fn reliability(&self) -> Reliability {
+        match self {
+            Path::Udp { .. } => Reliability::Unreliable,
+            Path::Stream(_) => Reliability::Reliable,
         }
     }
 }
 
-struct Entry {
+struct ServerEntry {
     txn: ServerTransaction,
-    reply: Reply,
+    path: Path,
 }
+
+struct ClientEntry {
+    txn: ClientTransaction,
+    path: Path,
+    responses: mpsc::UnboundedSender<Message>,
+}
+
+/// The timers of both tables share one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TimerKey {
+    Server(Key),
+    Client(Key),
+}
+
+/// Open connections by transport, peer address and, for TLS opened by
+/// Parley, the name the peer's certificate was checked against: a
+/// connection is only reused for the identity it was authenticated as.
+type Connections = HashMap<(Transport, SocketAddr, Option<String>), stream::Slot>;
 
 /// What every transport task shares.
 struct Shared {
@@ -135,10 +207,18 @@ struct Shared {
     limits: Limits,
     policy: Policy,
     timers: TimerConfig,
-    transactions: Mutex<HashMap<Key, Entry>>,
-    timer_tx: mpsc::UnboundedSender<(Key, std::time::Instant)>,
-    tags: AtomicU64,
+    servers: Mutex<HashMap<Key, ServerEntry>>,
+    clients: Mutex<HashMap<Key, ClientEntry>>,
+    timer_tx: mpsc::UnboundedSender<(TimerKey, std::time::Instant)>,
+    counter: AtomicU64,
+    random: std::collections::hash_map::RandomState,
     multicast_responses: bool,
+    udp: Vec<Arc<UdpSocket>>,
+    /// The address each stream transport listens on, for Via sent-by.
+    stream_listen: Vec<(Transport, SocketAddr)>,
+    connections: Mutex<Connections>,
+    tls_client: Option<tokio_rustls::TlsConnector>,
+    conn: stream::Settings,
 }
 
 fn now() -> std::time::Instant {
@@ -146,20 +226,20 @@ fn now() -> std::time::Instant {
 }
 
 impl Shared {
-    fn tag(&self) -> String {
-        format!(
-            "p{:x}",
-            self.tags.fetch_add(1, Ordering::Relaxed) ^ 0x5a17_3c00
-        )
+    /// A fresh, unpredictable token (To tags, branches).
+    fn token(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}", self.random.hash_one(n))
     }
 
-    /// One received message, from any transport.
+    /// One received message, from any transport. Returns a stateless
+    /// answer to send back to the source.
     async fn handle(
-        &self,
+        self: &Arc<Self>,
         data: Bytes,
         source: SocketAddr,
         framing: Framing,
-        reply: impl FnOnce(&Message) -> Reply,
+        path: impl FnOnce(&Message) -> Path,
     ) -> Option<Bytes> {
         match screen(data, framing, &self.limits, &self.policy) {
             Verdict::Answer { status, response } => {
@@ -171,24 +251,23 @@ impl Shared {
                 None
             }
             Verdict::Accept(msg) if !msg.is_request() => {
-                // No client transactions yet: a response matches nothing we sent.
-                debug!("dropped a response that matches no transaction");
+                self.response(msg).await;
                 None
             }
             Verdict::Accept(mut msg) => {
-                crate::proto::sip::stateless::stamp_via(&mut msg, source);
-                self.request(msg, reply).await;
+                stamp_via(&mut msg, source);
+                self.request(msg, path).await;
                 None
             }
         }
     }
 
-    async fn request(&self, msg: Message, reply: impl FnOnce(&Message) -> Reply) {
+    async fn request(self: &Arc<Self>, msg: Message, path: impl FnOnce(&Message) -> Path) {
         // Requests whose answer is a function of the request alone are
         // answered without a transaction, as a stateless UAS (RFC 3261
         // §8.2.7): a retransmission gets the same response again.
         if let Some(response) = self.core.answer_stateless(&msg, self.policy.tag_secret) {
-            reply(&msg).send(Bytes::from(response)).await;
+            path(&msg).send(Bytes::from(response)).await;
             return;
         }
         let Ok(key) = Key::for_request(&msg) else {
@@ -196,28 +275,29 @@ impl Shared {
         };
         let now = now();
         let (out, path, next) = {
-            let mut table = self.transactions.lock().unwrap_or_else(|p| p.into_inner());
+            let mut table = self.servers.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(entry) = table.get_mut(&key) {
                 entry.txn.handle_request(now, msg);
                 (
                     std::iter::from_fn(|| entry.txn.poll_transmit()).collect::<Vec<_>>(),
-                    entry.reply.clone(),
+                    entry.path.clone(),
                     None,
                 )
             } else if matches!(msg.method(), Some(Method::Ack)) {
                 debug!("ACK without a transaction");
                 return;
             } else {
-                let path = reply(&msg);
-                let reliability = match path {
-                    Reply::Udp { .. } => Reliability::Unreliable,
-                    Reply::Stream(_) => Reliability::Reliable,
-                };
-                let mut txn =
-                    ServerTransaction::with_key(now, &msg, key.clone(), reliability, self.timers);
+                let path = path(&msg);
+                let mut txn = ServerTransaction::with_key(
+                    now,
+                    &msg,
+                    key.clone(),
+                    path.reliability(),
+                    self.timers,
+                );
                 let span = tracing::debug_span!("transaction", method = %msg.method().map_or("", |m| m.as_str()));
                 let _enter = span.enter();
-                if let Some((status, resp)) = self.core.handle_request(&msg, &self.tag()) {
+                if let Some((status, resp)) = self.core.handle_request(&msg, &self.token()) {
                     txn.send_printed(now, status, Bytes::from(resp));
                     debug!(status, "answered");
                 }
@@ -226,9 +306,9 @@ impl Shared {
                 if !txn.is_terminated() {
                     table.insert(
                         key.clone(),
-                        Entry {
+                        ServerEntry {
                             txn,
-                            reply: path.clone(),
+                            path: path.clone(),
                         },
                     );
                 }
@@ -239,23 +319,85 @@ impl Shared {
             path.send(data).await;
         }
         if let Some(at) = next {
-            let _ = self.timer_tx.send((key, at));
+            let _ = self.timer_tx.send((TimerKey::Server(key), at));
         }
     }
 
-    /// Fires the timers of one transaction.
-    async fn expire(&self, key: &Key) -> Option<std::time::Instant> {
+    /// A response: to the client transaction it matches, or dropped.
+    async fn response(&self, msg: Message) {
+        let Ok(key) = Key::for_response(&msg) else {
+            debug!("dropped a response without a usable Via");
+            return;
+        };
+        let now = now();
         let (out, path, next) = {
-            let mut table = self.transactions.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = table.get_mut(key)?;
-            entry.txn.handle_timeout(now());
-            let out: Vec<_> = std::iter::from_fn(|| entry.txn.poll_transmit()).collect();
-            let path = entry.reply.clone();
-            let next = entry.txn.poll_timeout();
-            if entry.txn.is_terminated() {
-                table.remove(key);
+            let mut table = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(entry) = table.get_mut(&key) else {
+                debug!("dropped a response that matches no transaction");
+                return;
+            };
+            entry.txn.handle_response(now, msg);
+            Self::client_step(&mut table, &key)
+        };
+        for data in out {
+            path.send(data).await;
+        }
+        if let Some(at) = next {
+            let _ = self.timer_tx.send((TimerKey::Client(key), at));
+        }
+    }
+
+    /// Drains a client transaction after an input: what to send, where, and
+    /// the next timer. Timeouts and transport errors reach the requester as
+    /// 408 and 503 responses (RFC 3261 §16.7 step 1, §8.1.3.1).
+    fn client_step(
+        table: &mut HashMap<Key, ClientEntry>,
+        key: &Key,
+    ) -> (Vec<Bytes>, Path, Option<std::time::Instant>) {
+        let Some(entry) = table.get_mut(key) else {
+            return (Vec::new(), Path::Stream(mpsc::channel(1).0), None);
+        };
+        while let Some(event) = entry.txn.poll_event() {
+            let response = match event {
+                ClientEvent::Response(m) => Some(m),
+                ClientEvent::Timeout => local_response(entry.txn.request(), 408, "Request Timeout"),
+                ClientEvent::TransportError => {
+                    local_response(entry.txn.request(), 503, "Service Unavailable")
+                }
+            };
+            if let Some(r) = response {
+                let _ = entry.responses.send(r);
             }
-            (out, path, next)
+        }
+        let out: Vec<_> = std::iter::from_fn(|| entry.txn.poll_transmit()).collect();
+        let path = entry.path.clone();
+        let next = entry.txn.poll_timeout();
+        if entry.txn.is_terminated() {
+            table.remove(key);
+        }
+        (out, path, next)
+    }
+
+    /// Fires the timers of one transaction.
+    async fn expire(&self, key: &TimerKey) -> Option<std::time::Instant> {
+        let (out, path, next) = match key {
+            TimerKey::Server(key) => {
+                let mut table = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = table.get_mut(key)?;
+                entry.txn.handle_timeout(now());
+                let out: Vec<_> = std::iter::from_fn(|| entry.txn.poll_transmit()).collect();
+                let path = entry.path.clone();
+                let next = entry.txn.poll_timeout();
+                if entry.txn.is_terminated() {
+                    table.remove(key);
+                }
+                (out, path, next)
+            }
+            TimerKey::Client(key) => {
+                let mut table = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+                table.get_mut(key)?.txn.handle_timeout(now());
+                Self::client_step(&mut table, key)
+            }
         };
         for data in out {
             path.send(data).await;
@@ -266,7 +408,7 @@ impl Shared {
     /// Transactions still waiting for their final response.
     fn unanswered(&self) -> usize {
         use crate::proto::transaction::ServerState;
-        self.transactions.lock().map_or(0, |t| {
+        self.servers.lock().map_or(0, |t| {
             t.values()
                 .filter(|e| {
                     matches!(
@@ -277,103 +419,283 @@ impl Shared {
                 .count()
         })
     }
+
+    /// The UDP socket to send to `to` from: the first of the same family.
+    fn udp_socket(&self, to: SocketAddr) -> Option<Arc<UdpSocket>> {
+        self.udp
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
+            .cloned()
+    }
+
+    /// The sent-by for a Via on `transport` towards `to`: the address
+    /// Parley listens on for that transport and family.
+    fn sent_by(&self, transport: Transport, to: SocketAddr) -> Option<SocketAddr> {
+        if transport == Transport::Udp {
+            return self.udp_socket(to).and_then(|s| s.local_addr().ok());
+        }
+        self.stream_listen
+            .iter()
+            .find(|(t, a)| *t == transport && a.is_ipv4() == to.is_ipv4())
+            .map(|(_, a)| *a)
+    }
 }
 
-/// Runs the SIP server on bound listeners until `shutdown` completes, then
-/// stops accepting and lets transactions in flight finish for up to the
-/// configured grace period.
+/// A response made locally for a request that got none (408, 503), parsed
+/// back so the requester sees one kind of thing.
+fn local_response(request: &Message, status: u16, reason: &str) -> Option<Message> {
+    let tag = crate::proto::sip::stateless::stateless_tag(request, 0);
+    let wire = respond(request, status, reason, &tag, &[]);
+    Message::parse(Bytes::from(wire), Framing::Stream, &Limits::default()).ok()
+}
+
+/// A handle on the running transports, for the services that send requests.
+#[derive(Clone)]
+pub struct Sip {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Sip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sip").finish_non_exhaustive()
+    }
+}
+
+impl Sip {
+    /// Sends `request` to `target` in a new client transaction, with a
+    /// top Via of Parley's own (fresh branch, rport). The receiver yields
+    /// every response in order: provisional ones, then the final one (or a
+    /// local 408 on timeout, 503 on a transport error); for INVITE, every
+    /// 2xx that arrives while the transaction lasts.
+    pub async fn request(
+        &self,
+        mut request: Message,
+        target: &Target,
+    ) -> Result<mpsc::UnboundedReceiver<Message>, SendError> {
+        let shared = &self.shared;
+        let mut transport = target.transport;
+        if transport == Transport::Udp && request.to_bytes().len() + 100 > UDP_REQUEST_LIMIT {
+            transport = Transport::Tcp; // RFC 3261 §18.1.1
+        }
+        let (path, local) = match transport {
+            Transport::Udp => {
+                let socket = shared
+                    .udp_socket(target.addr)
+                    .ok_or(SendError::NoSocket(transport))?;
+                let local = socket.local_addr().ok();
+                (
+                    Path::Udp {
+                        socket,
+                        to: target.addr,
+                    },
+                    local,
+                )
+            }
+            _ => match stream::open(shared, transport, target).await {
+                Ok((tx, local)) => (
+                    Path::Stream(tx),
+                    shared.sent_by(transport, target.addr).or(Some(local)),
+                ),
+                Err(e) => {
+                    debug!(addr = %target.addr, error = %e, "cannot connect");
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    if let Some(r) = local_response(&request, 503, "Service Unavailable") {
+                        let _ = tx.send(r);
+                    }
+                    return Ok(rx);
+                }
+            },
+        };
+        let local = local.ok_or(SendError::NoSocket(transport))?;
+        let via = format!(
+            "SIP/2.0/{} {local};branch=z9hG4bK{};rport",
+            transport.via_name(),
+            shared.token()
+        );
+        request.headers_mut().push_front("Via", &via)?;
+        if request.headers().get(HeaderName::MaxForwards).is_none() {
+            request.headers_mut().push("Max-Forwards", "70")?;
+        }
+        request.ensure_content_length();
+        let txn = ClientTransaction::new(now(), request, path.reliability(), shared.timers)?;
+        let key = txn.key().clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (out, path, next) = {
+            let mut table = shared.clients.lock().unwrap_or_else(|p| p.into_inner());
+            table.insert(
+                key.clone(),
+                ClientEntry {
+                    txn,
+                    path,
+                    responses: tx,
+                },
+            );
+            Shared::client_step(&mut table, &key)
+        };
+        for data in out {
+            if !path.send(data).await {
+                let step = {
+                    let mut table = shared.clients.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(e) = table.get_mut(&key) {
+                        e.txn.handle_transport_error();
+                    }
+                    Shared::client_step(&mut table, &key)
+                };
+                drop(step);
+                return Ok(rx);
+            }
+        }
+        if let Some(at) = next {
+            let _ = shared.timer_tx.send((TimerKey::Client(key), at));
+        }
+        Ok(rx)
+    }
+
+    /// Open connections (accepted and opened), for monitoring and tests.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.lock().map_or(0, |c| c.len())
+    }
+}
+
+/// A SIP server on bound listeners.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Listeners,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    grace: Duration,
+    timer_rx: mpsc::UnboundedReceiver<(TimerKey, std::time::Instant)>,
+    readers: usize,
+}
+
+impl Server {
+    /// Prepares the server: loads the TLS material, sizes the UDP buffers.
+    pub fn new(config: &Config, listeners: Listeners) -> anyhow::Result<Server> {
+        let tls = if listeners.tls.is_empty() {
+            None
+        } else {
+            Some(tokio_rustls::TlsAcceptor::from(tls::server_config(config)?))
+        };
+        let tls_client = tls::client_config(config)?.map(tokio_rustls::TlsConnector::from);
+        let (timer_tx, timer_rx) = mpsc::unbounded_channel();
+        let random = std::collections::hash_map::RandomState::new();
+        let mut listeners = listeners;
+        let mut udp_sockets = Vec::new();
+        for socket in std::mem::take(&mut listeners.udp) {
+            udp::size_buffers(&socket, config.sip.udp_buffer_bytes);
+            udp_sockets.push(Arc::new(socket));
+        }
+        let mut stream_listen = Vec::new();
+        for (t, list) in [
+            (Transport::Tcp, &listeners.tcp),
+            (Transport::Tls, &listeners.tls),
+        ] {
+            for l in list {
+                if let Ok(a) = l.local_addr() {
+                    stream_listen.push((t, a));
+                }
+            }
+        }
+        let shared = Arc::new(Shared {
+            core: Core,
+            limits: config.sip.limits,
+            policy: Policy {
+                tag_secret: random.hash_one(std::process::id()),
+                ..Policy::default()
+            },
+            timers: config.sip.timers.config(),
+            servers: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            timer_tx,
+            counter: AtomicU64::new(0),
+            random,
+            multicast_responses: config.sip.multicast_responses,
+            udp: udp_sockets,
+            stream_listen,
+            connections: Mutex::new(HashMap::new()),
+            tls_client,
+            conn: stream::Settings {
+                idle: Duration::from_secs(config.sip.idle_timeout_secs),
+                permits: Arc::new(Semaphore::new(config.sip.max_connections)),
+                stop: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            },
+        });
+        Ok(Server {
+            shared,
+            listeners,
+            tls,
+            grace: Duration::from_secs(config.sip.shutdown_grace_secs),
+            timer_rx,
+            // Several readers per UDP socket, as many as there are cores,
+            // so a burst is drained while one reader is busy.
+            readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        })
+    }
+
+    /// The handle services use to send requests.
+    pub fn sip(&self) -> Sip {
+        Sip {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets
+    /// transactions in flight finish for up to the configured grace period.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            shared,
+            listeners,
+            tls,
+            grace,
+            timer_rx,
+            readers,
+        } = self;
+        let stop = shared.conn.stop.clone();
+        let tracker = shared.conn.tracker.clone();
+        tracker.spawn(timers(shared.clone(), timer_rx, stop.clone()));
+        for socket in &shared.udp {
+            for _ in 0..readers {
+                tracker.spawn(udp::reader(shared.clone(), socket.clone()));
+            }
+        }
+        for listener in listeners.tcp {
+            tracker.spawn(stream::accept(shared.clone(), listener, None));
+        }
+        for listener in listeners.tls {
+            tracker.spawn(stream::accept(shared.clone(), listener, tls.clone()));
+        }
+
+        shutdown.await;
+        info!("shutting down");
+        // Let transactions in flight get their final responses out, then stop.
+        let deadline = tokio::time::Instant::now() + grace;
+        while shared.unanswered() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs the SIP server on bound listeners until `shutdown` completes.
 pub async fn serve(
     config: &Config,
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let tls = if listeners.tls.is_empty() {
-        None
-    } else {
-        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(config)?))
-    };
-    let (timer_tx, timer_rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        core: Core,
-        limits: config.sip.limits,
-        policy: Policy {
-            tag_secret: std::collections::hash_map::RandomState::new().hash_one(std::process::id()),
-            ..Policy::default()
-        },
-        timers: config.sip.timers.config(),
-        transactions: Mutex::new(HashMap::new()),
-        timer_tx,
-        tags: AtomicU64::new(u64::from(std::process::id()) << 20),
-        multicast_responses: config.sip.multicast_responses,
-    });
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let connections = Arc::new(Semaphore::new(config.sip.max_connections));
-    let idle = Duration::from_secs(config.sip.idle_timeout_secs);
-
-    tracker.spawn(timers(shared.clone(), timer_rx, stop.clone()));
-    // Several readers per UDP socket, as many as there are cores, so a burst
-    // is drained while one reader is busy or descheduled.
-    let readers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for socket in listeners.udp {
-        let sock = socket2::SockRef::from(&socket);
-        let size = config.sip.udp_buffer_bytes;
-        if let Err(e) = sock
-            .set_recv_buffer_size(size)
-            .and_then(|_| sock.set_send_buffer_size(size))
-        {
-            warn!(error = %e, "cannot size the UDP buffers");
-        }
-        let socket = Arc::new(socket);
-        for _ in 0..readers {
-            tracker.spawn(udp(shared.clone(), socket.clone(), stop.clone()));
-        }
-    }
-    for listener in listeners.tcp {
-        tracker.spawn(accept(
-            shared.clone(),
-            listener,
-            None,
-            connections.clone(),
-            idle,
-            stop.clone(),
-            tracker.clone(),
-        ));
-    }
-    for listener in listeners.tls {
-        tracker.spawn(accept(
-            shared.clone(),
-            listener,
-            tls.clone(),
-            connections.clone(),
-            idle,
-            stop.clone(),
-            tracker.clone(),
-        ));
-    }
-
-    shutdown.await;
-    info!("shutting down");
-    // Let transactions in flight get their final responses out, then stop.
-    let grace = Duration::from_secs(config.sip.shutdown_grace_secs);
-    let deadline = tokio::time::Instant::now() + grace;
-    while shared.unanswered() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.cancel();
-    tracker.close();
-    tracker.wait().await;
-    info!("stopped");
-    Ok(())
+    Server::new(config, listeners)?.run(shutdown).await
 }
 
 async fn timers(
     shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<(Key, std::time::Instant)>,
+    mut rx: mpsc::UnboundedReceiver<(TimerKey, std::time::Instant)>,
     stop: CancellationToken,
 ) {
-    let mut queue: DelayQueue<Key> = DelayQueue::new();
-    let mut scheduled: HashMap<Key, tokio_util::time::delay_queue::Key> = HashMap::new();
+    let mut queue: DelayQueue<TimerKey> = DelayQueue::new();
+    let mut scheduled: HashMap<TimerKey, tokio_util::time::delay_queue::Key> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -397,212 +719,4 @@ async fn timers(
             }
         }
     }
-}
-
-/// Where a UDP response goes (RFC 3261 §18.2.2, RFC 3581 §4): to the Via
-/// maddr when it is an address (multicast or broadcast only when the config
-/// allows), else to the source address, on the source port when rport was
-/// asked for and on the Via port otherwise.
-fn udp_destination(msg: &Message, source: SocketAddr, allow_multicast: bool) -> SocketAddr {
-    let Some(Ok(via)) = msg.top_via() else {
-        return source;
-    };
-    let port = via.port.unwrap_or(5060);
-    if let Some(maddr) = via
-        .maddr()
-        .and_then(|m| m.trim_matches(['[', ']']).parse::<IpAddr>().ok())
-    {
-        if sendable(maddr) || allow_multicast {
-            return SocketAddr::new(maddr, port);
-        }
-        debug!(%maddr, "not answering to a multicast or broadcast maddr");
-    }
-    if via.rport().is_some() {
-        return source;
-    }
-    SocketAddr::new(source.ip(), port)
-}
-
-/// Never answer to a broadcast or multicast address (RFC 4475 §3.3.10).
-fn sendable(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => !a.is_broadcast() && !a.is_multicast() && !a.is_unspecified(),
-        IpAddr::V6(a) => !a.is_multicast() && !a.is_unspecified(),
-    }
-}
-
-async fn udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, stop: CancellationToken) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let (n, source) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    debug!(error = %e, "udp receive failed");
-                    continue;
-                }
-            },
-        };
-        if n == 0 || buf[..n].iter().all(|&c| c == b'\r' || c == b'\n') {
-            continue; // keep-alive
-        }
-        let data = Bytes::copy_from_slice(&buf[..n]);
-        let sock = socket.clone();
-        let answer = shared
-            .handle(data, source, Framing::Datagram, |m| Reply::Udp {
-                socket: sock.clone(),
-                to: udp_destination(m, source, shared.multicast_responses),
-            })
-            .await;
-        if let Some(answer) = answer {
-            // A stateless answer goes where the request came from.
-            if sendable(source.ip()) {
-                let _ = socket.send_to(&answer, source).await;
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn accept(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    connections: Arc<Semaphore>,
-    idle: Duration,
-    stop: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            warn!(%peer, "connection limit reached; closing");
-            continue;
-        };
-        let shared = shared.clone();
-        let stop = stop.clone();
-        match tls.clone() {
-            None => {
-                tracker.spawn(async move {
-                    connection(shared, stream, peer, idle, stop).await;
-                    drop(permit);
-                });
-            }
-            Some(acceptor) => {
-                tracker.spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => connection(shared, tls, peer, idle, stop).await,
-                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                    drop(permit);
-                });
-            }
-        }
-    }
-}
-
-/// One TCP or TLS connection: framing, keep-alives, responses on the same
-/// connection, idle timeout.
-async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
-    shared: Arc<Shared>,
-    stream: S,
-    peer: SocketAddr,
-    idle: Duration,
-    stop: CancellationToken,
-) {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-    // Transactions keep senders to this connection after it ends, so the
-    // writer stops on `done`, writing what is already queued first.
-    let done = CancellationToken::new();
-    let writer_done = done.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                Some(data) = rx.recv() => {
-                    if wr.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
-                _ = writer_done.cancelled() => {
-                    while let Ok(data) = rx.try_recv() {
-                        if wr.write_all(&data).await.is_err() {
-                            break;
-                        }
-                    }
-                    break;
-                }
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-    let mut buf = BytesMut::with_capacity(4096);
-    'read: loop {
-        let n = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => n,
-                Err(_) => {
-                    debug!("idle connection closed");
-                    break;
-                }
-            },
-        };
-        let _ = n;
-        loop {
-            // RFC 5626 §4.4.1: a CRLF CRLF ping gets a CRLF pong.
-            if buf.starts_with(b"\r\n\r\n") {
-                let _ = buf.split_to(4);
-                let _ = tx.send(Bytes::from_static(b"\r\n")).await;
-                continue;
-            }
-            if buf.len() < 4 && b"\r\n\r\n".starts_with(&buf) {
-                break;
-            }
-            match frame(&buf, &shared.limits) {
-                Ok(Some((skip, len))) => {
-                    let data = buf.split_to(skip + len).freeze().slice(skip..);
-                    let tx2 = tx.clone();
-                    if let Some(answer) = shared
-                        .handle(data, peer, Framing::Stream, |_| Reply::Stream(tx2.clone()))
-                        .await
-                    {
-                        let _ = tx.send(answer).await;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // Garbage or a bad Content-Length: answer when the request
-                    // can be identified, then close (RFC 4475 §3.1.2.2, §3.3.9).
-                    debug!(error = %e, "unframeable stream");
-                    let data = buf.split().freeze();
-                    if let Verdict::Answer { response, .. } =
-                        screen(data, Framing::Stream, &shared.limits, &shared.policy)
-                    {
-                        let _ = tx.send(Bytes::from(response)).await;
-                    }
-                    break 'read;
-                }
-            }
-        }
-    }
-    drop(tx);
-    done.cancel();
-    let _ = writer.await;
 }

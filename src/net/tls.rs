@@ -82,3 +82,27 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig
         .context("certificate and key do not match")?;
     Ok(Arc::new(tls))
 }
+
+/// The rustls client configuration for connections Parley opens, trusting
+/// the anchors in `sip.tls.ca_file`; `None` when no file is configured.
+pub fn client_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    let Some(file) = &config.sip.tls.ca_file else {
+        return Ok(None);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+    {
+        let cert = cert.with_context(|| format!("bad certificate in {}", file.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("unusable trust anchor in {}", file.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(cfg)))
+}

@@ -1,6 +1,7 @@
 //! Parley's integration tests: one binary, one module per capability.
 
 mod cli_sip_parse;
+mod client;
 mod compliance;
 mod layout;
 mod peers_sip;

@@ -4,83 +4,20 @@
 //! the response). `tests/peers/install.sh` installs them; `tests/run.sh`
 //! calls it first.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use parley_test_support::data_dir;
 use parley_test_support::server::TestServer;
+use parley_test_support::sipp::{free_port, Sipp};
 
-fn scenario(name: &str) -> PathBuf {
-    data_dir().join("sipp").join(name)
-}
-
-/// A port no one holds right now (bound, then released).
-fn free_port() -> u16 {
-    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u.local_addr().unwrap().port();
-    // TCP needs it free too.
-    match std::net::TcpListener::bind(("127.0.0.1", port)) {
-        Ok(_) => port,
-        Err(_) => free_port(),
-    }
-}
-
-/// Runs a SIPp scenario to completion; returns SIPp's message trace.
+/// Runs a SIPp scenario against the server to completion; returns SIPp's
+/// message trace.
 fn sipp(server: &TestServer, scenario_file: &str, transport: &str, calls: u32) -> String {
     let target = match transport {
         "u1" => server.udp,
         "t1" => server.tcp,
-        "l1" => server.tls,
         other => panic!("transport {other}"),
     };
-    let stem = std::env::temp_dir().join(format!(
-        "sipp-{}-{scenario_file}-{transport}",
-        std::process::id()
-    ));
-    let errors = stem.with_extension("err");
-    let messages = stem.with_extension("msg");
-    let mut cmd = Command::new("sipp");
-    cmd.arg("-sf")
-        .arg(scenario(scenario_file))
-        .args(["-t", transport, "-i", "127.0.0.1", "-p"])
-        .arg(free_port().to_string())
-        .args([
-            "-m",
-            &calls.to_string(),
-            "-r",
-            "50",
-            "-nostdin",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-        ])
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(&errors)
-        .arg("-trace_msg")
-        .arg("-message_file")
-        .arg(&messages)
-        .arg(target.to_string());
-    let out = cmd
-        .output()
-        .expect("sipp runs (tests/peers/install.sh installs it)");
-    let err_text = std::fs::read_to_string(&errors).unwrap_or_default();
-    let trace = std::fs::read_to_string(&messages).unwrap_or_default();
-    let _ = std::fs::remove_file(&errors);
-    let _ = std::fs::remove_file(&messages);
-    assert!(
-        out.status.success(),
-        "sipp {scenario_file} over {transport}: {:?}\n{}\n{}\n{err_text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n"),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    trace
+    Sipp::start(scenario_file, transport, calls, Some(target), &[]).wait()
 }
 
 #[test]

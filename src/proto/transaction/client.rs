@@ -120,6 +120,11 @@ impl ClientTransaction {
         &self.key
     }
 
+    /// The request this transaction sends.
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
     /// The current state.
     pub fn state(&self) -> &ClientState {
         &self.state

@@ -7,6 +7,7 @@
 pub mod fuzz;
 pub mod server;
 pub mod simnet;
+pub mod sipp;
 
 use std::path::{Path, PathBuf};
 

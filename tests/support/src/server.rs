@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use parley::config::Config;
-use parley::net::Listeners;
+use parley::net::{Listeners, SendError, Sip, Target};
+use parley::proto::sip::Message;
 
 /// A running server and the addresses it listens on.
 pub struct TestServer {
@@ -18,6 +19,9 @@ pub struct TestServer {
     pub tls: SocketAddr,
     /// The state directory (holds the self-made certificate).
     pub state_dir: PathBuf,
+    /// The handle for sending requests.
+    pub sip: Sip,
+    runtime: tokio::runtime::Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
@@ -45,24 +49,28 @@ impl TestServer {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
+            let runtime = rt.handle().clone();
             rt.block_on(async move {
                 let listeners = Listeners {
                     udp: vec![tokio::net::UdpSocket::bind("127.0.0.1:0").await?],
                     tcp: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
                     tls: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
                 };
-                addr_tx.send((
+                let addrs = (
                     listeners.udp[0].local_addr()?,
                     listeners.tcp[0].local_addr()?,
                     listeners.tls[0].local_addr()?,
-                ))?;
-                parley::app::run(config, listeners, async {
-                    let _ = stopped.await;
-                })
-                .await
+                );
+                let server = parley::net::Server::new(&config, listeners)?;
+                addr_tx.send((addrs, server.sip(), runtime))?;
+                server
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
             })
         });
-        let (udp, tcp, tls) = addr_rx
+        let ((udp, tcp, tls), sip, runtime) = addr_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server started");
         // The TLS certificate is made before the listeners accept.
@@ -77,9 +85,43 @@ impl TestServer {
             tcp,
             tls,
             state_dir,
+            sip,
+            runtime,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// Sends `request` to `target` through Parley and returns every
+    /// response up to the final one (at most `wait` for all of them).
+    pub fn request(
+        &self,
+        request: Message,
+        target: &Target,
+        wait: Duration,
+    ) -> Result<Vec<Message>, SendError> {
+        let sip = self.sip.clone();
+        let target = target.clone();
+        self.runtime.block_on(async move {
+            let mut rx = sip.request(request, &target).await?;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(wait, async {
+                while let Some(m) = rx.recv().await {
+                    let last = m.status().is_some_and(|s| s >= 200);
+                    out.push(m);
+                    if last {
+                        break;
+                    }
+                }
+            })
+            .await;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on the server's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
     }
 
     /// Stops the server and returns how long it took.
