@@ -4,5 +4,6 @@
 //! (later) `now`, output is values. Everything is testable and fuzzable
 //! without a network.
 
+pub mod digest;
 pub mod sip;
 pub mod transaction;
