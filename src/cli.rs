@@ -33,6 +33,12 @@ pub enum Command {
         #[arg(default_value = "config/parley.toml")]
         file: PathBuf,
     },
+    /// Provision users of the local domains (stored as digest HA1 values).
+    User {
+        /// The user tool to run.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// SIP message tools.
     Sip {
         /// The SIP tool to run.
@@ -55,6 +61,114 @@ pub enum SipCommand {
         #[arg(long)]
         stream: bool,
     },
+}
+
+/// `parley user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or set a new password for one.
+    Add {
+        /// The address, `user@domain`; the domain must be a local one.
+        address: String,
+        /// The password (read from standard input when absent). Only its
+        /// HA1 values are kept.
+        #[arg(long)]
+        password: Option<String>,
+        /// Configuration file.
+        #[arg(long, default_value = "config/parley.toml")]
+        config: PathBuf,
+    },
+    /// List the users.
+    List {
+        /// Configuration file.
+        #[arg(long, default_value = "config/parley.toml")]
+        config: PathBuf,
+    },
+    /// Remove a user.
+    Remove {
+        /// The address, `user@domain`.
+        address: String,
+        /// Configuration file.
+        #[arg(long, default_value = "config/parley.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Splits `user@domain`, checking the user part and that the domain is local.
+fn user_address<'a>(
+    address: &'a str,
+    config: &crate::config::Config,
+) -> anyhow::Result<(&'a str, &'a str)> {
+    let (user, domain) = address
+        .split_once('@')
+        .filter(|(u, d)| !u.is_empty() && !d.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{address:?} is not user@domain"))?;
+    let unreserved = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c);
+    if !user.chars().all(unreserved) {
+        anyhow::bail!("{user:?} holds characters a SIP user part cannot");
+    }
+    if !config.is_local_domain(domain) {
+        anyhow::bail!(
+            "{domain} is not a local domain (domains = {:?})",
+            config.domains
+        );
+    }
+    Ok((user, domain))
+}
+
+fn user_command(command: UserCommand) -> anyhow::Result<i32> {
+    use crate::store::{SqliteStore, Store, User};
+    let config_path = match &command {
+        UserCommand::Add { config, .. }
+        | UserCommand::List { config }
+        | UserCommand::Remove { config, .. } => config.clone(),
+    };
+    let config = crate::config::Config::load(&config_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = SqliteStore::open(&config.sqlite_path()).await?;
+        match command {
+            UserCommand::Add {
+                address, password, ..
+            } => {
+                let (user, domain) = user_address(&address, &config)?;
+                let password = match password {
+                    Some(p) => p,
+                    None => {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        line.trim_end_matches(['\r', '\n']).to_string()
+                    }
+                };
+                if password.is_empty() {
+                    anyhow::bail!("the password is empty");
+                }
+                store
+                    .put_user(&User::with_password(user, domain, &password))
+                    .await?;
+                println!("{user}@{domain}: added");
+                Ok(0)
+            }
+            UserCommand::List { .. } => {
+                for u in store.users().await? {
+                    println!("{}@{}", u.username, u.domain);
+                }
+                Ok(0)
+            }
+            UserCommand::Remove { address, .. } => {
+                let (user, domain) = user_address(&address, &config)?;
+                if store.remove_user(user, domain).await? {
+                    println!("{user}@{domain}: removed");
+                    Ok(0)
+                } else {
+                    println!("{user}@{domain}: no such user");
+                    Ok(1)
+                }
+            }
+        }
+    })
 }
 
 /// Outcome of `parley sip parse`: the printed message or the one-line fault.
@@ -124,6 +238,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::User { command } => user_command(command),
         Command::Sip {
             command:
                 SipCommand::Parse {

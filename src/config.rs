@@ -44,7 +44,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[sip]`: the SIP core.
@@ -53,9 +53,102 @@ pub struct Config {
     /// `[log]`: logging.
     #[serde(default)]
     pub log: LogConfig,
-    /// Where Parley keeps generated state (the self-made certificate).
+    /// Where Parley keeps generated state (the self-made certificate, the
+    /// SQLite database).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// The domains Parley is the registrar and proxy for. Requests to the
+    /// addresses Parley listens on are local too.
+    #[serde(default = "default_domains")]
+    pub domains: Vec<String>,
+    /// `[registrar]`: binding lifetimes.
+    #[serde(default)]
+    pub registrar: RegistrarConfig,
+    /// `[auth]`: digest authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `[store]`: where durable state lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+fn default_domains() -> Vec<String> {
+    vec!["localhost".to_string()]
+}
+
+/// `[registrar]`, in seconds (RFC 3261 §10.2.1.1, §10.3 item 7).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Shorter registrations are refused with 423 and Min-Expires.
+    pub min_expires: u32,
+    /// Longer registrations are shortened to this.
+    pub max_expires: u32,
+    /// Used when the REGISTER names no expiry.
+    pub default_expires: u32,
+    /// Bindings one address of record may hold at most.
+    pub max_contacts: usize,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 86_400,
+            default_expires: 3_600,
+            max_contacts: 16,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Digest algorithms offered, in preference order (`SHA-512-256`,
+    /// `SHA-256`, `MD5`); one challenge is sent for each.
+    pub algorithms: Vec<String>,
+    /// Seconds a nonce stays fresh; an older one gets `stale=true`.
+    pub nonce_lifetime_secs: u64,
+    /// REGISTER must be authenticated.
+    pub registrar: bool,
+    /// Requests from a local domain must be authenticated (407) before
+    /// they are relayed.
+    pub proxy: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            algorithms: ["SHA-512-256", "SHA-256", "MD5"].map(String::from).to_vec(),
+            nonce_lifetime_secs: 300,
+            registrar: true,
+            proxy: true,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database file; `state_dir/parley.db` when absent.
+    pub sqlite: Option<PathBuf>,
+}
+
+impl Config {
+    /// The SQLite database file in use.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.store
+            .sqlite
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("parley.db"))
+    }
+
+    /// True when `domain` is one Parley serves (without case).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -330,6 +423,36 @@ impl Config {
         }
         if config.sip.listen.is_empty() {
             return Err(value("sip.listen", "needs at least one address".into()));
+        }
+        let r = &config.registrar;
+        if r.min_expires > r.max_expires
+            || r.default_expires < r.min_expires
+            || r.default_expires > r.max_expires
+        {
+            return Err(value(
+                "registrar",
+                "needs min_expires <= default_expires <= max_expires".into(),
+            ));
+        }
+        if r.max_contacts == 0 {
+            return Err(value(
+                "registrar.max_contacts",
+                "must be greater than 0".into(),
+            ));
+        }
+        if config.auth.algorithms.is_empty() {
+            return Err(value("auth.algorithms", "needs at least one".into()));
+        }
+        for a in &config.auth.algorithms {
+            if crate::proto::digest::Algorithm::parse(a).map_or(true, |(_, sess)| sess) {
+                return Err(value(
+                    "auth.algorithms",
+                    format!("unknown algorithm {a:?} (SHA-512-256, SHA-256, MD5)"),
+                ));
+            }
+        }
+        if config.domains.is_empty() {
+            return Err(value("domains", "needs at least one domain".into()));
         }
         Ok(config)
     }

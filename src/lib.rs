@@ -13,3 +13,4 @@ pub mod config;
 pub mod net;
 pub mod proto;
 pub mod simple;
+pub mod store;

@@ -1,0 +1,277 @@
+//! Durable state behind one trait, [`Store`]: users (HA1 values) and
+//! registrar bindings. SQLite through sqlx is the embedded default; the
+//! schema lives in `src/store/migrations`, applied on open.
+//!
+//! The hot path never waits on the database: the services keep what they
+//! serve in memory and write through, off the request path.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::proto::digest::Algorithm;
+
+/// A boxed future, so [`Store`] can be used as a trait object.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// A user: an address in a local domain and one HA1 per algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user part.
+    pub username: String,
+    /// The domain (also the digest realm).
+    pub domain: String,
+    /// `H(username:realm:password)` for MD5, SHA-256 and SHA-512-256.
+    pub ha1: [String; 3],
+}
+
+impl User {
+    /// A user with the HA1 values of `password` (the password is not kept).
+    pub fn with_password(username: &str, domain: &str, password: &str) -> User {
+        let ha1 = [Algorithm::Md5, Algorithm::Sha256, Algorithm::Sha512_256]
+            .map(|a| a.ha1(username, domain, password));
+        User {
+            username: username.to_string(),
+            domain: domain.to_string(),
+            ha1,
+        }
+    }
+
+    /// The HA1 for `algorithm`.
+    pub fn ha1(&self, algorithm: Algorithm) -> &str {
+        match algorithm {
+            Algorithm::Md5 => &self.ha1[0],
+            Algorithm::Sha256 => &self.ha1[1],
+            Algorithm::Sha512_256 => &self.ha1[2],
+        }
+    }
+}
+
+/// A registrar binding as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRow {
+    /// The address of record, `user@domain`.
+    pub aor: String,
+    /// The contact URI as sent.
+    pub uri: String,
+    /// The whole Contact value as sent (parameters kept exactly).
+    pub contact: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: i64,
+    /// q-value in thousandths.
+    pub q: i64,
+    /// Call-ID of the last REGISTER that touched it.
+    pub call_id: String,
+    /// CSeq number of that REGISTER.
+    pub cseq: i64,
+    /// The Path values (RFC 3327), comma-separated.
+    pub path: String,
+    /// The transport the REGISTER came over.
+    pub transport: String,
+    /// The address it came from.
+    pub source: String,
+}
+
+/// Durable state. Every method is a short database call; none is made on
+/// the request path.
+pub trait Store: Send + Sync {
+    /// Adds a user or replaces its HA1 values.
+    fn put_user<'a>(&'a self, user: &'a User) -> StoreFuture<'a, ()>;
+    /// Removes a user; false when there was none.
+    fn remove_user<'a>(&'a self, username: &'a str, domain: &'a str) -> StoreFuture<'a, bool>;
+    /// One user.
+    fn user<'a>(&'a self, username: &'a str, domain: &'a str) -> StoreFuture<'a, Option<User>>;
+    /// Every user, ordered by domain then name.
+    fn users(&self) -> StoreFuture<'_, Vec<User>>;
+    /// Adds or replaces a binding.
+    fn put_binding<'a>(&'a self, binding: &'a BindingRow) -> StoreFuture<'a, ()>;
+    /// Removes one binding.
+    fn remove_binding<'a>(&'a self, aor: &'a str, uri: &'a str) -> StoreFuture<'a, ()>;
+    /// Removes the bindings that expired at or before `now` (Unix seconds).
+    fn remove_expired(&self, now: i64) -> StoreFuture<'_, u64>;
+    /// Every binding.
+    fn bindings(&self) -> StoreFuture<'_, Vec<BindingRow>>;
+}
+
+/// SQLite, the embedded default.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file and applies the
+    /// migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("src/store/migrations").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn user_of(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        username: row.try_get("username")?,
+        domain: row.try_get("domain")?,
+        ha1: [
+            row.try_get("ha1_md5")?,
+            row.try_get("ha1_sha256")?,
+            row.try_get("ha1_sha512_256")?,
+        ],
+    })
+}
+
+impl Store for SqliteStore {
+    fn put_user<'a>(&'a self, user: &'a User) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO users (username, domain, ha1_md5, ha1_sha256, ha1_sha512_256)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (username, domain) DO UPDATE SET
+                   ha1_md5 = excluded.ha1_md5, ha1_sha256 = excluded.ha1_sha256,
+                   ha1_sha512_256 = excluded.ha1_sha512_256",
+            )
+            .bind(&user.username)
+            .bind(&user.domain)
+            .bind(&user.ha1[0])
+            .bind(&user.ha1[1])
+            .bind(&user.ha1[2])
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_user<'a>(&'a self, username: &'a str, domain: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM users WHERE username = ? AND domain = ?")
+                .bind(username)
+                .bind(domain)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn user<'a>(&'a self, username: &'a str, domain: &'a str) -> StoreFuture<'a, Option<User>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM users WHERE username = ? AND domain = ?")
+                .bind(username)
+                .bind(domain)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(user_of).transpose()?)
+        })
+    }
+
+    fn users(&self) -> StoreFuture<'_, Vec<User>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM users ORDER BY domain, username")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(user_of).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn put_binding<'a>(&'a self, b: &'a BindingRow) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT OR REPLACE INTO bindings
+                 (aor, uri, contact, expires_at, q, call_id, cseq, path, transport, source)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&b.aor)
+            .bind(&b.uri)
+            .bind(&b.contact)
+            .bind(b.expires_at)
+            .bind(b.q)
+            .bind(&b.call_id)
+            .bind(b.cseq)
+            .bind(&b.path)
+            .bind(&b.transport)
+            .bind(&b.source)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_binding<'a>(&'a self, aor: &'a str, uri: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM bindings WHERE aor = ? AND uri = ?")
+                .bind(aor)
+                .bind(uri)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_expired(&self, now: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM bindings WHERE expires_at <= ?")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    fn bindings(&self) -> StoreFuture<'_, Vec<BindingRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM bindings ORDER BY aor, uri")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(BindingRow {
+                        aor: r.try_get("aor")?,
+                        uri: r.try_get("uri")?,
+                        contact: r.try_get("contact")?,
+                        expires_at: r.try_get("expires_at")?,
+                        q: r.try_get("q")?,
+                        call_id: r.try_get("call_id")?,
+                        cseq: r.try_get("cseq")?,
+                        path: r.try_get("path")?,
+                        transport: r.try_get("transport")?,
+                        source: r.try_get("source")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+}
