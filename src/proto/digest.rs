@@ -260,7 +260,7 @@ impl Nonces {
         };
         if !constant_time_eq(
             self.mac(time, salt, realm).as_bytes(),
-            nonce[32..].as_bytes(),
+            &nonce.as_bytes()[32..],
         ) {
             return NonceState::Forged;
         }
