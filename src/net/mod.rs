@@ -153,7 +153,7 @@ enum Path {
         socket: Arc<UdpSocket>,
         to: SocketAddr,
     },
-    Stream(mpsc::Sender<Bytes>),
+    Stream(mpsc::Sender<Bytes>, Transport),
 }
 
 impl Path {
@@ -166,14 +166,21 @@ impl Path {
                 }
                 true
             }
-            Path::Stream(tx) => tx.send(data).await.is_ok(),
+            Path::Stream(tx, _) => tx.send(data).await.is_ok(),
         }
     }
 
     fn reliability(&self) -> Reliability {
         match self {
             Path::Udp { .. } => Reliability::Unreliable,
-            Path::Stream(_) => Reliability::Reliable,
+            Path::Stream(..) => Reliability::Reliable,
+        }
+    }
+
+    fn transport(&self) -> Transport {
+        match self {
+            Path::Udp { .. } => Transport::Udp,
+            Path::Stream(_, t) => *t,
         }
     }
 }
@@ -203,7 +210,7 @@ type Connections = HashMap<(Transport, SocketAddr, Option<String>), stream::Slot
 
 /// What every transport task shares.
 struct Shared {
-    core: Core,
+    core: Arc<Core>,
     limits: Limits,
     policy: Policy,
     timers: TimerConfig,
@@ -256,13 +263,18 @@ impl Shared {
             }
             Verdict::Accept(mut msg) => {
                 stamp_via(&mut msg, source);
-                self.request(msg, path).await;
+                self.request(msg, source, path).await;
                 None
             }
         }
     }
 
-    async fn request(self: &Arc<Self>, msg: Message, path: impl FnOnce(&Message) -> Path) {
+    async fn request(
+        self: &Arc<Self>,
+        msg: Message,
+        source: SocketAddr,
+        path: impl FnOnce(&Message) -> Path,
+    ) {
         // Requests whose answer is a function of the request alone are
         // answered without a transaction, as a stateless UAS (RFC 3261
         // §8.2.7): a retransmission gets the same response again.
@@ -284,35 +296,49 @@ impl Shared {
                     None,
                 )
             } else if matches!(msg.method(), Some(Method::Ack)) {
-                debug!("ACK without a transaction");
+                // The ACK for a 2xx is a transaction of its own, with no
+                // response: the core forwards it.
+                drop(table);
+                let core = self.core.clone();
+                let sip = Sip {
+                    shared: self.clone(),
+                };
+                tokio::spawn(async move { core.ack(&sip, msg).await });
                 return;
             } else {
                 let path = path(&msg);
-                let mut txn = ServerTransaction::with_key(
+                let txn = ServerTransaction::with_key(
                     now,
                     &msg,
                     key.clone(),
                     path.reliability(),
                     self.timers,
                 );
-                let span = tracing::debug_span!("transaction", method = %msg.method().map_or("", |m| m.as_str()));
-                let _enter = span.enter();
-                if let Some((status, resp)) = self.core.handle_request(&msg, &self.token()) {
-                    txn.send_printed(now, status, Bytes::from(resp));
-                    debug!(status, "answered");
-                }
-                let out: Vec<_> = std::iter::from_fn(|| txn.poll_transmit()).collect();
                 let next = txn.poll_timeout();
-                if !txn.is_terminated() {
-                    table.insert(
-                        key.clone(),
-                        ServerEntry {
-                            txn,
-                            path: path.clone(),
-                        },
-                    );
-                }
-                (out, path, next)
+                table.insert(
+                    key.clone(),
+                    ServerEntry {
+                        txn,
+                        path: path.clone(),
+                    },
+                );
+                let incoming = Incoming {
+                    transport: path.transport(),
+                    source,
+                    responder: Responder {
+                        shared: self.clone(),
+                        key: key.clone(),
+                        request: msg.clone(),
+                        finished: false,
+                    },
+                    message: msg,
+                };
+                let core = self.core.clone();
+                let sip = Sip {
+                    shared: self.clone(),
+                };
+                tokio::spawn(async move { core.handle(&sip, incoming).await });
+                (Vec::new(), path, next)
             }
         };
         for data in out {
@@ -321,6 +347,28 @@ impl Shared {
         if let Some(at) = next {
             let _ = self.timer_tx.send((TimerKey::Server(key), at));
         }
+    }
+
+    /// Sends a response the core made in the server transaction `key`.
+    /// Returns false when the transaction is gone.
+    fn respond_now(&self, key: &Key, status: u16, wire: Bytes) -> Option<(Vec<Bytes>, Path)> {
+        let now = now();
+        let (out, path, next) = {
+            let mut table = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = table.get_mut(key)?;
+            entry.txn.send_printed(now, status, wire);
+            let out: Vec<_> = std::iter::from_fn(|| entry.txn.poll_transmit()).collect();
+            let path = entry.path.clone();
+            let next = entry.txn.poll_timeout();
+            if entry.txn.is_terminated() {
+                table.remove(key);
+            }
+            (out, path, next)
+        };
+        if let Some(at) = next {
+            let _ = self.timer_tx.send((TimerKey::Server(key.clone()), at));
+        }
+        Some((out, path))
     }
 
     /// A response: to the client transaction it matches, or dropped.
@@ -355,7 +403,11 @@ impl Shared {
         key: &Key,
     ) -> (Vec<Bytes>, Path, Option<std::time::Instant>) {
         let Some(entry) = table.get_mut(key) else {
-            return (Vec::new(), Path::Stream(mpsc::channel(1).0), None);
+            return (
+                Vec::new(),
+                Path::Stream(mpsc::channel(1).0, Transport::Tcp),
+                None,
+            );
         };
         while let Some(event) = entry.txn.poll_event() {
             let response = match event {
@@ -449,6 +501,86 @@ fn local_response(request: &Message, status: u16, reason: &str) -> Option<Messag
     Message::parse(Bytes::from(wire), Framing::Stream, &Limits::default()).ok()
 }
 
+/// A request that opened a server transaction, handed to the core.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The request, its top Via stamped with received/rport.
+    pub message: Message,
+    /// Where it came from.
+    pub source: SocketAddr,
+    /// The transport it came over.
+    pub transport: Transport,
+    /// Sends the responses.
+    pub responder: Responder,
+}
+
+/// Sends the responses of one server transaction. Dropping it before a
+/// final response was sent answers 500, so no request is left unanswered.
+pub struct Responder {
+    shared: Arc<Shared>,
+    key: Key,
+    request: Message,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("key", &self.key)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    /// Sends a printed response (provisional or final).
+    pub async fn send(&mut self, status: u16, wire: Bytes) {
+        if status >= 200 {
+            self.finished = true;
+        }
+        if let Some((out, path)) = self.shared.respond_now(&self.key, status, wire) {
+            for data in out {
+                path.send(data).await;
+            }
+        }
+    }
+
+    /// Sends a response made from the request (RFC 3261 §8.2.6) with
+    /// `extra` header fields; the To tag is the transaction's own.
+    pub async fn reply(&mut self, status: u16, reason: &str, extra: &[(&str, String)]) {
+        let tag = crate::proto::sip::stateless::stateless_tag(
+            &self.request,
+            self.shared.policy.tag_secret,
+        );
+        let wire = respond(&self.request, status, reason, &tag, extra);
+        self.send(status, Bytes::from(wire)).await;
+    }
+
+    /// True once a final response was sent.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let tag = crate::proto::sip::stateless::stateless_tag(&self.request, 0);
+        let wire = respond(&self.request, 500, "Server Internal Error", &tag, &[]);
+        if let Some((out, path)) = self.shared.respond_now(&self.key, 500, Bytes::from(wire)) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    for data in out {
+                        path.send(data).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// A handle on the running transports, for the services that send requests.
 #[derive(Clone)]
 pub struct Sip {
@@ -493,7 +625,7 @@ impl Sip {
             }
             _ => match stream::open(shared, transport, target).await {
                 Ok((tx, local)) => (
-                    Path::Stream(tx),
+                    Path::Stream(tx, transport),
                     shared.sent_by(transport, target.addr).or(Some(local)),
                 ),
                 Err(e) => {
@@ -569,7 +701,7 @@ pub struct Server {
 
 impl Server {
     /// Prepares the server: loads the TLS material, sizes the UDP buffers.
-    pub fn new(config: &Config, listeners: Listeners) -> anyhow::Result<Server> {
+    pub fn new(config: &Config, listeners: Listeners, core: Arc<Core>) -> anyhow::Result<Server> {
         let tls = if listeners.tls.is_empty() {
             None
         } else {
@@ -596,7 +728,7 @@ impl Server {
             }
         }
         let shared = Arc::new(Shared {
-            core: Core,
+            core,
             limits: config.sip.limits,
             policy: Policy {
                 tag_secret: random.hash_one(std::process::id()),
@@ -630,6 +762,31 @@ impl Server {
             // so a burst is drained while one reader is busy.
             readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
+    }
+
+    /// Opens the store, loads the services and prepares the server.
+    pub async fn start(config: &Config, listeners: Listeners) -> anyhow::Result<Server> {
+        let store = crate::store::SqliteStore::open(&config.sqlite_path()).await?;
+        let mut listen = Vec::new();
+        for (t, list) in [
+            (Transport::Tcp, &listeners.tcp),
+            (Transport::Tls, &listeners.tls),
+        ] {
+            listen.extend(
+                list.iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .map(|a| (t, a)),
+            );
+        }
+        listen.extend(
+            listeners
+                .udp
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| (Transport::Udp, a)),
+        );
+        let core = Core::start(config, Arc::new(store), listen).await?;
+        Server::new(config, listeners, core)
     }
 
     /// The handle services use to send requests.
@@ -686,7 +843,7 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    Server::new(config, listeners)?.run(shutdown).await
+    Server::start(config, listeners).await?.run(shutdown).await
 }
 
 async fn timers(

@@ -221,7 +221,7 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
     let reader_tx = tx.clone();
     let shared2 = shared.clone();
     tracker.spawn(async move {
-        read(&shared2, rd, peer, &reader_tx).await;
+        read(&shared2, rd, peer, key.0, &reader_tx).await;
         unregister(&shared2, &key, &reader_tx);
         drop(reader_tx);
         done.cancel();
@@ -237,6 +237,7 @@ async fn read<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     mut rd: R,
     peer: SocketAddr,
+    transport: Transport,
     tx: &mpsc::Sender<Bytes>,
 ) {
     let stop = &shared.conn.stop;
@@ -267,7 +268,9 @@ async fn read<R: AsyncRead + Unpin>(
                 Ok(Some((skip, len))) => {
                     let data = buf.split_to(skip + len).freeze().slice(skip..);
                     if let Some(answer) = shared
-                        .handle(data, peer, Framing::Stream, |_| Path::Stream(tx.clone()))
+                        .handle(data, peer, Framing::Stream, |_| {
+                            Path::Stream(tx.clone(), transport)
+                        })
                         .await
                     {
                         let _ = tx.send(answer).await;

@@ -1,43 +1,233 @@
-//! The SIMPLE services. Today: the user-agent core that answers OPTIONS
-//! (RFC 3261 §11) and refuses, with 501, the methods Parley does not serve
-//! yet. The registrar, proxy and presence agent join it here.
+//! The SIMPLE services behind the transaction layer: the user-agent core
+//! that answers OPTIONS (RFC 3261 §11), the registrar (§10) and the proxy
+//! (§16) with digest authentication (§22). The presence agent and the
+//! pager join them here.
 
+pub mod auth;
+pub mod location;
+pub mod proxy;
+pub mod registrar;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, RegistrarConfig, Transport};
+use crate::net::{Incoming, Sip};
+use crate::proto::digest::Algorithm;
 use crate::proto::sip::stateless::{respond, stateless_tag};
+use crate::proto::sip::uri::Host;
 use crate::proto::sip::{Message, Method};
+use crate::store::Store;
 
-/// The methods Parley serves, for Allow.
-pub const ALLOW: &str = "OPTIONS";
+/// The methods Parley serves itself, for Allow.
+pub const ALLOW: &str = "OPTIONS, REGISTER";
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A host as it is written in a URI (IPv6 in brackets).
+pub fn host_text(host: &Host<'_>) -> String {
+    match host {
+        Host::Name(n) => (*n).to_string(),
+        Host::V4(a) => a.to_string(),
+        Host::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// An RFC 1123 date (`Date` header, RFC 3261 §20.17).
+pub fn http_date(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        months[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
 
 /// The request handler behind the server transactions.
-#[derive(Debug, Default, Clone)]
-pub struct Core;
+#[derive(Debug)]
+pub struct Core {
+    /// The local domains.
+    pub config_domains: Vec<String>,
+    /// The addresses Parley listens on, by transport.
+    pub listen: Vec<(Transport, SocketAddr)>,
+    /// Binding lifetimes.
+    pub registrar: RegistrarConfig,
+    /// REGISTER must authenticate.
+    pub auth_registrar: bool,
+    /// Local users must authenticate to send through the proxy.
+    pub auth_proxy: bool,
+    /// Digest authentication.
+    pub auth: auth::Authenticator,
+    /// Registrar bindings.
+    pub location: location::Location,
+}
 
 impl Core {
+    /// Loads users and bindings from the store and starts the expiry sweep.
+    pub async fn start(
+        config: &Config,
+        store: Arc<dyn Store>,
+        listen: Vec<(Transport, SocketAddr)>,
+    ) -> anyhow::Result<Arc<Core>> {
+        let algorithms = config
+            .auth
+            .algorithms
+            .iter()
+            .filter_map(|a| Algorithm::parse(a).map(|(a, _)| a))
+            .collect();
+        let core = Arc::new(Core {
+            config_domains: config
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            listen,
+            registrar: config.registrar,
+            auth_registrar: config.auth.registrar,
+            auth_proxy: config.auth.proxy,
+            auth: auth::Authenticator::new(
+                algorithms,
+                config.auth.nonce_lifetime_secs,
+                store.clone(),
+            )
+            .await?,
+            location: location::Location::load(store, now_secs()).await?,
+        });
+        let weak = Arc::downgrade(&core);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(core) = weak.upgrade() else { return };
+                core.location.sweep(now_secs());
+            }
+        });
+        Ok(core)
+    }
+
+    /// True for a local domain (without case).
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.config_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// True when `host:port` is an address Parley listens on (a missing
+    /// port matches 5060 and 5061).
+    pub fn is_own_address(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        let ip = match host {
+            Host::V4(a) => std::net::IpAddr::V4(*a),
+            Host::V6(a) => std::net::IpAddr::V6(*a),
+            Host::Name(_) => return false,
+        };
+        self.listen.iter().any(|(t, a)| {
+            a.ip() == ip
+                && match port {
+                    Some(p) => a.port() == p,
+                    None => a.port() == if *t == Transport::Tls { 5061 } else { 5060 },
+                }
+        })
+    }
+
+    /// True when a URI host names Parley: a local domain or its address.
+    pub fn is_local(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        match host {
+            Host::Name(n) => self.is_local_domain(n),
+            _ => self.is_own_address(host, port),
+        }
+    }
+
+    /// Record-Route values for a request that came over `inbound` and
+    /// leaves over `outbound`: one, or two when the transport changes
+    /// (RFC 3261 §16.6 item 4, RFC 5658). Returned top first.
+    pub fn record_route(&self, inbound: Transport, outbound: Transport) -> Vec<String> {
+        let entry = |t: Transport| {
+            self.listen.iter().find(|(lt, _)| *lt == t).map(|(_, a)| {
+                let scheme = if t == Transport::Tls { "sips" } else { "sip" };
+                let param = if t == Transport::Udp {
+                    String::new()
+                } else {
+                    format!(";transport={t}")
+                };
+                format!("<{scheme}:{a}{param};lr>")
+            })
+        };
+        let mut out = Vec::new();
+        if let Some(e) = entry(outbound) {
+            out.push(e);
+        }
+        if inbound != outbound {
+            if let Some(e) = entry(inbound) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
     /// The response to a request Parley answers without a transaction
-    /// (RFC 3261 §8.2.7): OPTIONS, whose answer depends on the request
-    /// alone. The To tag is derived from the request with `tag_secret`, so a
-    /// retransmission gets the same response.
+    /// (RFC 3261 §8.2.7): OPTIONS to Parley itself (no user part), whose
+    /// answer depends on the request alone. The To tag is derived from the
+    /// request with `tag_secret`, so a retransmission gets the same response.
     pub fn answer_stateless(&self, request: &Message, tag_secret: u64) -> Option<Vec<u8>> {
         match request.method()? {
-            Method::Options => Some(options(request, &stateless_tag(request, tag_secret))),
+            Method::Options => {
+                let uri = request.request_uri()?.ok()?;
+                let to_us = uri.as_sip().is_some_and(|s| s.user.is_none());
+                to_us.then(|| options(request, &stateless_tag(request, tag_secret)))
+            }
             _ => None,
         }
     }
 
-    /// The final response to a request that opened a server transaction,
-    /// with its status, or `None` for ACK (which gets no response).
-    pub fn handle_request(&self, request: &Message, to_tag: &str) -> Option<(u16, Vec<u8>)> {
-        match request.method()? {
-            Method::Ack => None,
-            Method::Options => Some((200, options(request, to_tag))),
-            _ => {
-                let extra = [("Allow", ALLOW.to_string())];
-                Some((
-                    501,
-                    respond(request, 501, "Not Implemented", to_tag, &extra),
-                ))
+    /// Serves one request that opened a server transaction.
+    pub async fn handle(&self, sip: &Sip, mut incoming: Incoming) {
+        let span = tracing::debug_span!(
+            "request",
+            method = %incoming.message.method().map_or("", |m| m.as_str()),
+            source = %incoming.source
+        );
+        let _enter = span.enter();
+        match incoming.message.method() {
+            Some(Method::Register) => registrar::register(self, &mut incoming).await,
+            Some(Method::Cancel) => {
+                // CANCEL matched no INVITE transaction here (§9.2).
+                incoming
+                    .responder
+                    .reply(481, "Call/Transaction Does Not Exist", &[])
+                    .await;
             }
+            _ => proxy::route(self, sip, incoming).await,
         }
+    }
+
+    /// An ACK with no transaction (the ACK for a 2xx): forwarded
+    /// statelessly along its route. Dropped for now when it has nowhere
+    /// to go.
+    pub async fn ack(&self, _sip: &Sip, _ack: Message) {
+        tracing::debug!("ACK for a 2xx not forwarded yet");
     }
 }
 
@@ -54,4 +244,16 @@ fn options(request: &Message, to_tag: &str) -> Vec<u8> {
         ),
     ];
     respond(request, 200, "OK", to_tag, &extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_date;
+
+    #[test]
+    fn dates_print_as_rfc1123() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_289_690_940), "Sat, 13 Nov 2010 23:29:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
 }

@@ -60,7 +60,7 @@ fn sipsak_options_ping_over_udp_and_tcp() {
             .args(["-H", "127.0.0.1", "-l"])
             .arg(free_port().to_string())
             .arg("-s")
-            .arg(format!("sip:probe@{addr}"))
+            .arg(format!("sip:{addr}"))
             .output()
             .expect("sipsak runs (tests/peers/install.sh installs it)");
         assert!(

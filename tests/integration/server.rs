@@ -55,7 +55,10 @@ fn udp_options_is_answered_and_a_retransmission_gets_the_same_response() {
     c.send(req.as_bytes()).unwrap();
     let r = recv(&c).expect("a 200");
     assert_eq!(r.status(), Some(200));
-    assert_eq!(r.headers().get(HeaderName::Allow), Some(&b"OPTIONS"[..]));
+    assert_eq!(
+        r.headers().get(HeaderName::Allow),
+        Some(&b"OPTIONS, REGISTER"[..])
+    );
     let via = r.top_via().unwrap().unwrap();
     assert_eq!(
         via.rport(),
@@ -72,13 +75,19 @@ fn udp_options_is_answered_and_a_retransmission_gets_the_same_response() {
         .unwrap();
     let other = recv(&c).unwrap();
     assert_ne!(other.to().unwrap().unwrap().tag(), Some(tag.as_str()));
-    // A method not served yet: 501 with Allow.
+    // Another method addressed to the server itself: 405 with Allow.
     let message = req
-        .replace("OPTIONS sip:", "MESSAGE sip:")
+        .replace(
+            "OPTIONS sip:127.0.0.1 ",
+            &format!("MESSAGE sip:{} ", server.udp),
+        )
         .replace("1 OPTIONS", "1 MESSAGE")
-        .replace("z9hG4bKudp1", "z9hG4bKudp3");
+        .replace("z9hG4bKudp1", "z9hG4bKudp3")
+        .replace("probe@localhost", "probe@example.com");
     c.send(message.as_bytes()).unwrap();
-    assert_eq!(recv(&c).unwrap().status(), Some(501));
+    let refused = recv(&c).unwrap();
+    assert_eq!(refused.status(), Some(405));
+    assert!(refused.headers().get(HeaderName::Allow).is_some());
 }
 
 #[test]

@@ -262,6 +262,25 @@ impl Headers {
         }
     }
 
+    /// Removes the first value of the first field with this name: the whole
+    /// field when it holds one value, else the value before the first comma
+    /// (`Via: a, b` becomes `Via: b`). For Via, Route and Record-Route.
+    pub fn pop_first_value(&mut self, name: HeaderName) -> bool {
+        let Some(first) = self.get(name) else {
+            return false;
+        };
+        let rest: Vec<&[u8]> = super::grammar::split_commas(first).skip(1).collect();
+        if rest.is_empty() {
+            return self.remove_first(name);
+        }
+        let joined = rest
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.set_first(name, &joined).is_ok()
+    }
+
     /// Replaces every field with this name by one canonical field, in the place of the first.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), SipError> {
         check_field(name, value)?;

@@ -61,7 +61,7 @@ impl TestServer {
                     listeners.tcp[0].local_addr()?,
                     listeners.tls[0].local_addr()?,
                 );
-                let server = parley::net::Server::new(&config, listeners)?;
+                let server = parley::net::Server::start(&config, listeners).await?;
                 addr_tx.send((addrs, server.sip(), runtime))?;
                 server
                     .run(async {

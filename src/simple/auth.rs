@@ -1,0 +1,157 @@
+//! Digest authentication of requests (RFC 3261 §22): 401 challenges at the
+//! registrar, 407 at the proxy, one challenge per configured algorithm in
+//! preference order (RFC 8760 §2.4), stale nonces answered with
+//! `stale=true`, replays refused by nonce-count.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::proto::digest::{challenge, Algorithm, Credentials, NonceCounts, NonceState, Nonces};
+use crate::proto::sip::typed::Auth;
+use crate::proto::sip::{HeaderName, Message};
+use crate::store::{Store, User};
+
+/// The outcome of checking a request's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Authenticated as this user.
+    User(String, String),
+    /// Challenge (again); `stale` when the nonce was ours but too old.
+    Challenge {
+        /// Send `stale=true`.
+        stale: bool,
+    },
+    /// Refused outright (403), with the reason phrase.
+    Forbidden(&'static str),
+}
+
+/// Checks credentials against the users; issues challenges.
+pub struct Authenticator {
+    nonces: Nonces,
+    counts: Mutex<NonceCounts>,
+    algorithms: Vec<Algorithm>,
+    users: RwLock<HashMap<(String, String), User>>,
+    store: Arc<dyn Store>,
+    random: std::collections::hash_map::RandomState,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Nonces whose counts are tracked at most (each is a few dozen bytes).
+const TRACKED_NONCES: usize = 100_000;
+
+impl Authenticator {
+    /// An authenticator offering `algorithms`, with a fresh random secret.
+    pub async fn new(
+        algorithms: Vec<Algorithm>,
+        nonce_lifetime_secs: u64,
+        store: Arc<dyn Store>,
+    ) -> Result<Authenticator, crate::store::StoreError> {
+        let random = std::collections::hash_map::RandomState::new();
+        let mut secret = Vec::with_capacity(32);
+        for i in 0..4u64 {
+            secret.extend_from_slice(&random.hash_one((i, std::process::id())).to_be_bytes());
+        }
+        let users = store
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| ((u.username.clone(), u.domain.to_ascii_lowercase()), u))
+            .collect();
+        Ok(Authenticator {
+            nonces: Nonces::new(&secret, nonce_lifetime_secs),
+            counts: Mutex::new(NonceCounts::new(TRACKED_NONCES)),
+            algorithms,
+            users: RwLock::new(users),
+            store,
+            random,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// A user, from memory or (on a miss) from the store, so users added
+    /// while Parley runs are found.
+    pub async fn user(&self, username: &str, domain: &str) -> Option<User> {
+        let key = (username.to_string(), domain.to_ascii_lowercase());
+        if let Some(u) = self.users.read().ok()?.get(&key) {
+            return Some(u.clone());
+        }
+        let found = self.store.user(username, &key.1).await.ok().flatten()?;
+        if let Ok(mut users) = self.users.write() {
+            users.insert(key, found.clone());
+        }
+        Some(found)
+    }
+
+    /// The challenge header values for `realm`, strongest algorithm first.
+    pub fn challenges(&self, realm: &str, stale: bool, now: u64) -> Vec<String> {
+        let salt = self
+            .random
+            .hash_one(self.counter.fetch_add(1, Ordering::Relaxed));
+        let nonce = self.nonces.issue(now, salt, realm);
+        if let Ok(mut c) = self.counts.lock() {
+            c.issued(&nonce);
+        }
+        self.algorithms
+            .iter()
+            .map(|a| challenge(realm, &nonce, *a, stale))
+            .collect()
+    }
+
+    /// Checks the credentials in `header` (Authorization or
+    /// Proxy-Authorization) for `realm`.
+    pub async fn check(
+        &self,
+        request: &Message,
+        header: HeaderName,
+        realm: &str,
+        now: u64,
+    ) -> Verdict {
+        let method = request.method().map_or("", |m| m.as_str()).to_string();
+        let name = header.canonical();
+        let creds = request
+            .headers()
+            .lines(header)
+            .filter_map(|v| Auth::parse(v, name).ok())
+            .filter_map(|a| Credentials::from_auth(&a).ok())
+            .find(|c| c.realm == realm);
+        let Some(creds) = creds else {
+            return Verdict::Challenge { stale: false };
+        };
+        match self.nonces.check(&creds.nonce, now, realm) {
+            NonceState::Fresh => {}
+            NonceState::Stale => return Verdict::Challenge { stale: true },
+            NonceState::Forged => return Verdict::Challenge { stale: false },
+        }
+        if creds.algorithm.1 || !self.algorithms.contains(&creds.algorithm.0) {
+            return Verdict::Challenge { stale: false };
+        }
+        let Some(user) = self.user(&creds.username, realm).await else {
+            return Verdict::Forbidden("Unknown user");
+        };
+        if creds.uri.as_bytes() != request.request_uri_raw().unwrap_or(b"") {
+            return Verdict::Forbidden("Digest URI differs from the Request-URI");
+        }
+        if !creds.verify(&method, user.ha1(creds.algorithm.0)) {
+            return Verdict::Forbidden("Wrong credentials");
+        }
+        // Only after the response checks out, so a forger cannot burn counts.
+        let fresh_count = match creds.nc {
+            Some(nc) => self.counts.lock().map(|mut c| c.accept(&creds.nonce, nc)),
+            None => Ok(false), // qop=auth is always offered, so nc is required
+        };
+        if !matches!(fresh_count, Ok(true)) {
+            return Verdict::Challenge { stale: false };
+        }
+        Verdict::User(user.username, user.domain)
+    }
+}

@@ -1,0 +1,201 @@
+//! The location service: registrar bindings in memory, by address of
+//! record, written through to the store by one writer task so no request
+//! waits on the database.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::config::Transport;
+use crate::store::{BindingRow, Store};
+
+/// One binding of an address of record to a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The contact URI as sent.
+    pub uri: Box<str>,
+    /// The whole Contact value as sent, parameters kept exactly.
+    pub contact: Box<str>,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// q-value in thousandths (1000 when absent).
+    pub q: u16,
+    /// Call-ID of the REGISTER that last touched it.
+    pub call_id: Box<str>,
+    /// Its CSeq number.
+    pub cseq: u32,
+    /// The Path values (RFC 3327), comma-separated, empty when none.
+    pub path: Box<str>,
+    /// The transport the REGISTER came over.
+    pub transport: Transport,
+    /// Where it came from: requests over a stream go back on that flow.
+    pub source: SocketAddr,
+}
+
+impl Binding {
+    fn row(&self, aor: &str) -> BindingRow {
+        BindingRow {
+            aor: aor.to_string(),
+            uri: self.uri.to_string(),
+            contact: self.contact.to_string(),
+            expires_at: i64::try_from(self.expires_at).unwrap_or(i64::MAX),
+            q: i64::from(self.q),
+            call_id: self.call_id.to_string(),
+            cseq: i64::from(self.cseq),
+            path: self.path.to_string(),
+            transport: self.transport.to_string(),
+            source: self.source.to_string(),
+        }
+    }
+
+    fn from_row(row: &BindingRow) -> Option<(String, Binding)> {
+        let transport = match row.transport.as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            _ => return None,
+        };
+        Some((
+            row.aor.clone(),
+            Binding {
+                uri: row.uri.as_str().into(),
+                contact: row.contact.as_str().into(),
+                expires_at: u64::try_from(row.expires_at).ok()?,
+                q: u16::try_from(row.q).ok()?,
+                call_id: row.call_id.as_str().into(),
+                cseq: u32::try_from(row.cseq).ok()?,
+                path: row.path.as_str().into(),
+                transport,
+                source: row.source.parse().ok()?,
+            },
+        ))
+    }
+}
+
+/// A change to write through.
+#[derive(Debug)]
+enum Write {
+    Put(BindingRow),
+    Remove { aor: String, uri: String },
+    Expired(i64),
+}
+
+/// Bindings by address of record (`user@domain`, lower-case domain).
+pub struct Location {
+    map: Mutex<HashMap<Box<str>, Vec<Binding>>>,
+    writes: mpsc::UnboundedSender<Write>,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location")
+            .field("aors", &self.aors())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Location {
+    /// Loads the unexpired bindings from the store and starts the writer.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        now: u64,
+    ) -> Result<Location, crate::store::StoreError> {
+        store
+            .remove_expired(i64::try_from(now).unwrap_or(i64::MAX))
+            .await?;
+        let mut map: HashMap<Box<str>, Vec<Binding>> = HashMap::new();
+        for row in store.bindings().await? {
+            match Binding::from_row(&row) {
+                Some((aor, b)) if b.expires_at > now => map.entry(aor.into()).or_default().push(b),
+                Some(_) => {}
+                None => warn!(aor = %row.aor, uri = %row.uri, "unreadable binding in the store"),
+            }
+        }
+        let (writes, mut rx) = mpsc::unbounded_channel::<Write>();
+        tokio::spawn(async move {
+            while let Some(w) = rx.recv().await {
+                let r = match &w {
+                    Write::Put(row) => store.put_binding(row).await,
+                    Write::Remove { aor, uri } => store.remove_binding(aor, uri).await,
+                    Write::Expired(now) => store.remove_expired(*now).await.map(|_| ()),
+                };
+                if let Err(e) = r {
+                    warn!(error = %e, "binding not written to the store");
+                }
+            }
+        });
+        Ok(Location {
+            map: Mutex::new(map),
+            writes,
+        })
+    }
+
+    /// The live bindings of `aor`, highest q first.
+    pub fn lookup(&self, aor: &str, now: u64) -> Vec<Binding> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Binding> = map
+            .get(aor)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).cloned().collect())
+            .unwrap_or_default();
+        out.sort_by_key(|b| std::cmp::Reverse(b.q));
+        out
+    }
+
+    /// Runs `change` on the bindings of `aor` under the lock; when it
+    /// succeeds, writes the differences through and returns its result.
+    pub fn update<T, E>(
+        &self,
+        aor: &str,
+        change: impl FnOnce(&mut Vec<Binding>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bindings = map.get(aor).cloned().unwrap_or_default();
+        let before = bindings.clone();
+        let out = change(&mut bindings)?;
+        for old in &before {
+            if !bindings.iter().any(|b| b.uri == old.uri) {
+                let _ = self.writes.send(Write::Remove {
+                    aor: aor.to_string(),
+                    uri: old.uri.to_string(),
+                });
+            }
+        }
+        for b in &bindings {
+            if !before.contains(b) {
+                let _ = self.writes.send(Write::Put(b.row(aor)));
+            }
+        }
+        if bindings.is_empty() {
+            map.remove(aor);
+        } else {
+            map.insert(aor.into(), bindings);
+        }
+        Ok(out)
+    }
+
+    /// Drops the bindings that expired by `now`, in memory and in the store.
+    pub fn sweep(&self, now: u64) -> usize {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut removed = 0;
+        map.retain(|_, v| {
+            let before = v.len();
+            v.retain(|b| b.expires_at > now);
+            removed += before - v.len();
+            !v.is_empty()
+        });
+        if removed > 0 {
+            let _ = self
+                .writes
+                .send(Write::Expired(i64::try_from(now).unwrap_or(i64::MAX)));
+        }
+        removed
+    }
+
+    /// Addresses of record with at least one binding.
+    pub fn aors(&self) -> usize {
+        self.map.lock().map_or(0, |m| m.len())
+    }
+}

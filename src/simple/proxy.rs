@@ -1,0 +1,519 @@
+//! The stateful proxy (RFC 3261 §16): Route processing with loose routing
+//! (and strict-route compatibility), Max-Forwards, Record-Route (two
+//! entries when the transport changes), forking to the registered contacts
+//! (parallel within a q-value, sequential between q-values), the response
+//! context with best-response selection (§16.7), and no open relay.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::config::Transport;
+use crate::net::{Incoming, Sip, Target};
+use crate::proto::sip::typed::{parse_max_forwards, NameAddr};
+use crate::proto::sip::uri::{Host, SipUri, Uri};
+use crate::proto::sip::{HeaderName, Message, Method};
+
+use super::auth::Verdict;
+use super::location::Binding;
+use super::{now_secs, Core};
+
+/// Where one branch goes.
+#[derive(Debug, Clone)]
+struct Branch {
+    request_uri: String,
+    routes: Vec<String>,
+    target: Target,
+}
+
+/// Routes one request that is not for Parley itself.
+pub async fn route(core: &Core, sip: &Sip, mut inc: Incoming) {
+    let now = now_secs();
+    let method = inc.message.method().cloned();
+    let invite = matches!(method, Some(Method::Invite));
+
+    // §16.4: our own Route entries go; a strict router's Request-URI is
+    // restored from the last Route.
+    let mut msg = inc.message.clone();
+    if let Some(Ok(uri)) = msg.request_uri() {
+        let ours = uri
+            .as_sip()
+            .is_some_and(|s| s.lr() && core.is_own_address(&s.host, s.port));
+        if ours {
+            let last = msg
+                .headers()
+                .values(HeaderName::Route)
+                .last()
+                .map(<[u8]>::to_vec);
+            if let Some(last) = last {
+                if let Ok(na) = NameAddr::parse(&last, "Route") {
+                    let uri = String::from_utf8_lossy(na.uri_raw).into_owned();
+                    let _ = msg.set_request_uri(&uri);
+                    remove_last_route(&mut msg);
+                }
+            }
+        }
+    }
+    let mut routed_by_us = false;
+    loop {
+        let top = msg
+            .headers()
+            .values(HeaderName::Route)
+            .next()
+            .map(<[u8]>::to_vec);
+        let Some(top) = top else { break };
+        let ours = NameAddr::parse(&top, "Route")
+            .ok()
+            .and_then(|na| {
+                na.uri()
+                    .ok()
+                    .and_then(|u| u.as_sip().map(|s| (s.host, s.port)))
+            })
+            .is_some_and(|(h, p)| core.is_own_address(&h, p) || core.is_local(&h, p));
+        if !ours {
+            break;
+        }
+        msg.headers_mut().pop_first_value(HeaderName::Route);
+        routed_by_us = true;
+    }
+
+    // §16.3 item 3 and §16.6 item 3: Max-Forwards.
+    let mf = msg
+        .headers()
+        .get(HeaderName::MaxForwards)
+        .and_then(|v| parse_max_forwards(v).ok())
+        .unwrap_or(70);
+    if mf == 0 {
+        return inc.responder.reply(483, "Too Many Hops", &[]).await;
+    }
+    let _ = msg.headers_mut().set("Max-Forwards", &(mf - 1).to_string());
+
+    // Who is asking: a local user must prove it (407), except for ACK and
+    // CANCEL, which cannot be challenged (§22.1).
+    let from_local = from_domain(&msg).is_some_and(|d| core.is_local_domain(&d));
+    let challengeable = !matches!(method, Some(Method::Ack) | Some(Method::Cancel));
+    let mut authenticated = false;
+    if from_local && core.auth_proxy && challengeable {
+        let (user, domain) = from_user(&msg).unwrap_or_default();
+        match core
+            .auth
+            .check(&msg, HeaderName::ProxyAuthorization, &domain, now)
+            .await
+        {
+            Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {
+                authenticated = true;
+            }
+            Verdict::User(..) => {
+                return inc
+                    .responder
+                    .reply(403, "Not allowed to send as this address", &[])
+                    .await
+            }
+            Verdict::Challenge { stale } => {
+                let extra: Vec<(&str, String)> = core
+                    .auth
+                    .challenges(&domain, stale, now)
+                    .into_iter()
+                    .map(|c| ("Proxy-Authenticate", c))
+                    .collect();
+                return inc
+                    .responder
+                    .reply(407, "Proxy Authentication Required", &extra)
+                    .await;
+            }
+            Verdict::Forbidden(reason) => return inc.responder.reply(403, reason, &[]).await,
+        }
+        // The credentials were for Parley; they go no further.
+        msg.headers_mut().remove(HeaderName::ProxyAuthorization);
+    } else if from_local && !core.auth_proxy {
+        authenticated = true;
+    }
+    // A request on a route set Parley recorded belongs to a dialog it let
+    // through; the CANCEL of a request follows the request.
+    let may_relay = authenticated
+        || (routed_by_us && in_dialog(&msg))
+        || matches!(method, Some(Method::Cancel) | Some(Method::Ack));
+
+    // Where to: a Route left, a local user, or another domain.
+    let branches: Vec<Vec<Branch>> = if let Some(top) = msg
+        .headers()
+        .values(HeaderName::Route)
+        .next()
+        .map(<[u8]>::to_vec)
+    {
+        if !may_relay {
+            return inc.responder.reply(403, "Relaying denied", &[]).await;
+        }
+        match route_target(&top, inc.transport) {
+            Some(target) => vec![vec![Branch {
+                request_uri: request_uri_text(&msg),
+                routes: Vec::new(),
+                target,
+            }]],
+            None => return inc.responder.reply(503, "Route not reachable", &[]).await,
+        }
+    } else {
+        let Some(Ok(ruri)) = msg.request_uri() else {
+            return inc
+                .responder
+                .reply(416, "Unsupported URI Scheme", &[])
+                .await;
+        };
+        let Some(sip_uri) = ruri.as_sip().cloned() else {
+            return inc
+                .responder
+                .reply(416, "Unsupported URI Scheme", &[])
+                .await;
+        };
+        if core.is_local(&sip_uri.host, sip_uri.port) {
+            let Some(user) = sip_uri.user else {
+                return inc
+                    .responder
+                    .reply(
+                        405,
+                        "Method Not Allowed",
+                        &[("Allow", super::ALLOW.to_string())],
+                    )
+                    .await;
+            };
+            let domain = super::host_text(&sip_uri.host).to_ascii_lowercase();
+            let domain = if core.is_local_domain(&domain) {
+                domain
+            } else {
+                core.config_domains[0].clone()
+            };
+            let aor = format!("{user}@{domain}");
+            let bindings = core.location.lookup(&aor, now);
+            if bindings.is_empty() {
+                return if core.auth.user(user, &domain).await.is_some() {
+                    inc.responder
+                        .reply(480, "Temporarily Unavailable", &[])
+                        .await
+                } else {
+                    inc.responder.reply(404, "Not Found", &[]).await
+                };
+            }
+            groups(&bindings)
+        } else {
+            if !may_relay {
+                return inc.responder.reply(403, "Relaying denied", &[]).await;
+            }
+            match uri_target(&sip_uri, inc.transport).await {
+                Some(target) => vec![vec![Branch {
+                    request_uri: request_uri_text(&msg),
+                    routes: Vec::new(),
+                    target,
+                }]],
+                None => {
+                    return inc
+                        .responder
+                        .reply(604, "Does Not Exist Anywhere (no address)", &[])
+                        .await
+                }
+            }
+        }
+    };
+
+    forward(core, sip, inc, msg, branches, invite).await;
+}
+
+/// Sends the branches, group by group, and answers upstream (§16.7).
+async fn forward(
+    core: &Core,
+    sip: &Sip,
+    mut inc: Incoming,
+    msg: Message,
+    groups: Vec<Vec<Branch>>,
+    invite: bool,
+) {
+    let dialog_creating = matches!(
+        msg.method(),
+        Some(Method::Invite) | Some(Method::Subscribe) | Some(Method::Refer)
+    );
+    let mut best: Option<Message> = None;
+    let mut answered = false;
+    'groups: for group in groups {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        let mut live = 0usize;
+        for branch in group {
+            let mut copy = msg.clone();
+            if copy.set_request_uri(&branch.request_uri).is_err() {
+                continue;
+            }
+            for route in branch.routes.iter().rev() {
+                let _ = copy.headers_mut().push_front("Route", route);
+            }
+            if dialog_creating && !in_dialog(&msg) {
+                for rr in core.record_route(inc.transport, branch.target.transport) {
+                    let _ = copy.headers_mut().push_front("Record-Route", &rr);
+                }
+            }
+            match sip.request(copy, &branch.target).await {
+                Ok(mut responses) => {
+                    live += 1;
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        while let Some(r) = responses.recv().await {
+                            if tx.send(r).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(e) => debug!(error = %e, "branch not sent"),
+            }
+        }
+        drop(tx);
+        if live == 0 {
+            continue;
+        }
+        let mut finals = 0;
+        while let Some(mut response) = rx.recv().await {
+            let Some(status) = response.status() else {
+                continue;
+            };
+            response.headers_mut().pop_first_value(HeaderName::Via);
+            match status {
+                100 => {}
+                101..=199 => {
+                    if !answered {
+                        send(&mut inc, status, &response).await;
+                    }
+                }
+                200..=299 => {
+                    // Every 2xx goes upstream (INVITE forks may bring several).
+                    send(&mut inc, status, &response).await;
+                    answered = true;
+                    if !invite {
+                        break 'groups;
+                    }
+                }
+                _ => {
+                    finals += 1;
+                    if better(&response, best.as_ref()) {
+                        best = Some(response);
+                    }
+                    if status >= 600 {
+                        break 'groups;
+                    }
+                }
+            }
+            if finals >= live {
+                break;
+            }
+        }
+        if answered {
+            break;
+        }
+    }
+    if answered {
+        return;
+    }
+    match best {
+        // §16.7 step 6: a 503 from downstream becomes 500.
+        Some(r) if r.status() == Some(503) => {
+            inc.responder.reply(500, "Server Internal Error", &[]).await;
+        }
+        Some(r) => {
+            let status = r.status().unwrap_or(500);
+            send(&mut inc, status, &r).await;
+        }
+        None => {
+            inc.responder
+                .reply(480, "Temporarily Unavailable", &[])
+                .await
+        }
+    }
+}
+
+async fn send(inc: &mut Incoming, status: u16, response: &Message) {
+    inc.responder
+        .send(status, Bytes::from(response.to_bytes()))
+        .await;
+}
+
+/// §16.7 step 6: 6xx first, then the lowest class; the first of a class
+/// stays.
+fn better(new: &Message, old: Option<&Message>) -> bool {
+    let Some(old) = old else {
+        return true;
+    };
+    let (n, o) = (new.status().unwrap_or(699), old.status().unwrap_or(699));
+    let rank = |s: u16| if s >= 600 { 0 } else { s / 100 };
+    rank(n) < rank(o)
+}
+
+/// Bindings into branch groups: one group per q-value, highest first.
+fn groups(bindings: &[Binding]) -> Vec<Vec<Branch>> {
+    let mut out: Vec<Vec<Branch>> = Vec::new();
+    let mut last_q = None;
+    for b in bindings {
+        let Some(target) = binding_target(b) else {
+            continue;
+        };
+        let routes: Vec<String> = if b.path.is_empty() {
+            Vec::new()
+        } else {
+            crate::proto::sip::grammar::split_commas(b.path.as_bytes())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        };
+        let branch = Branch {
+            request_uri: b.uri.to_string(),
+            routes,
+            target,
+        };
+        if last_q == Some(b.q) {
+            if let Some(g) = out.last_mut() {
+                g.push(branch);
+                continue;
+            }
+        }
+        last_q = Some(b.q);
+        out.push(vec![branch]);
+    }
+    out
+}
+
+/// Where a binding is reached: through its Path, back over the flow it
+/// registered on (TCP/TLS), or at its contact address (UDP).
+fn binding_target(b: &Binding) -> Option<Target> {
+    if !b.path.is_empty() {
+        let first = crate::proto::sip::grammar::split_commas(b.path.as_bytes()).next()?;
+        return route_target(first, b.transport);
+    }
+    if b.transport.is_stream() {
+        return Some(Target::new(b.transport, b.source));
+    }
+    let uri = Uri::parse(b.uri.as_bytes()).ok()?;
+    let sip = uri.as_sip()?;
+    match ip_of(&sip.host) {
+        Some(ip) => Some(Target::new(
+            transport_param(sip).unwrap_or(Transport::Udp),
+            SocketAddr::new(ip, sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 })),
+        )),
+        None => Some(Target::new(b.transport, b.source)),
+    }
+}
+
+/// The target of a Route value whose URI host is an address.
+fn route_target(value: &[u8], fallback: Transport) -> Option<Target> {
+    let na = NameAddr::parse(value, "Route").ok()?;
+    let uri = na.uri().ok()?;
+    let sip = uri.as_sip()?;
+    let ip = ip_of(&sip.host)?;
+    let transport = transport_param(sip).unwrap_or(if sip.secure {
+        Transport::Tls
+    } else {
+        fallback.min_udp()
+    });
+    let port = sip.port.unwrap_or(if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    });
+    Some(Target::new(transport, SocketAddr::new(ip, port)))
+}
+
+/// A Request-URI in another domain: an address as written, or the host's
+/// A/AAAA records (RFC 3263 NAPTR/SRV selection comes with the resolver).
+async fn uri_target(sip: &SipUri<'_>, _incoming: Transport) -> Option<Target> {
+    let transport = transport_param(sip).unwrap_or(if sip.secure {
+        Transport::Tls
+    } else {
+        Transport::Udp
+    });
+    let port = sip.port.unwrap_or(if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    });
+    if let Some(ip) = ip_of(&sip.host) {
+        return Some(Target::new(transport, SocketAddr::new(ip, port)));
+    }
+    let name = super::host_text(&sip.host);
+    let addr = tokio::net::lookup_host((name.as_str(), port))
+        .await
+        .ok()?
+        .next()?;
+    Some(Target {
+        transport,
+        addr,
+        name: Some(name),
+    })
+}
+
+fn ip_of(host: &Host<'_>) -> Option<IpAddr> {
+    match host {
+        Host::V4(a) => Some(IpAddr::V4(*a)),
+        Host::V6(a) => Some(IpAddr::V6(*a)),
+        Host::Name(_) => None,
+    }
+}
+
+fn transport_param(sip: &SipUri<'_>) -> Option<Transport> {
+    match sip.transport()?.to_ascii_lowercase().as_str() {
+        "udp" => Some(Transport::Udp),
+        "tcp" => Some(Transport::Tcp),
+        "tls" => Some(Transport::Tls),
+        _ => None,
+    }
+}
+
+trait MinUdp {
+    fn min_udp(self) -> Transport;
+}
+
+impl MinUdp for Transport {
+    /// A Route without a transport parameter is reached over UDP (RFC 3263
+    /// §4.1 for an address with no transport), except where the request
+    /// came over TLS, which is not downgraded.
+    fn min_udp(self) -> Transport {
+        if self == Transport::Tls {
+            Transport::Tls
+        } else {
+            Transport::Udp
+        }
+    }
+}
+
+/// A request inside a dialog (a To tag): it follows its route set.
+fn in_dialog(msg: &Message) -> bool {
+    msg.to()
+        .and_then(Result::ok)
+        .is_some_and(|t| t.tag().is_some())
+}
+
+fn request_uri_text(msg: &Message) -> String {
+    String::from_utf8_lossy(msg.request_uri_raw().unwrap_or(b"")).into_owned()
+}
+
+fn from_user(msg: &Message) -> Option<(String, String)> {
+    let from = msg.from()?.ok()?;
+    let uri = from.uri().ok()?;
+    let sip = uri.as_sip()?;
+    Some((
+        sip.user?.to_string(),
+        super::host_text(&sip.host).to_ascii_lowercase(),
+    ))
+}
+
+fn from_domain(msg: &Message) -> Option<String> {
+    let from = msg.from()?.ok()?;
+    let uri = from.uri().ok()?;
+    Some(super::host_text(&uri.as_sip()?.host).to_ascii_lowercase())
+}
+
+fn remove_last_route(msg: &mut Message) {
+    let all: Vec<String> = msg
+        .headers()
+        .values(HeaderName::Route)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    msg.headers_mut().remove(HeaderName::Route);
+    for r in &all[..all.len().saturating_sub(1)] {
+        let _ = msg.headers_mut().push("Route", r);
+    }
+}

@@ -1,0 +1,268 @@
+//! The registrar (RFC 3261 §10.3): add, refresh and remove bindings,
+//! `Contact: *` with `Expires: 0`, min/max expires (423 with Min-Expires),
+//! q-values, Call-ID/CSeq ordering, Path (RFC 3327). The 200 lists every
+//! current binding with its remaining time.
+
+use crate::net::Incoming;
+use crate::proto::sip::typed::{parse_delta, parse_q, Contact};
+use crate::proto::sip::uri::Uri;
+use crate::proto::sip::{HeaderName, Message};
+
+use super::auth::Verdict;
+use super::location::Binding;
+use super::{http_date, now_secs, Core};
+
+/// What the registrar refuses once it looks at the bindings.
+enum Refusal {
+    OutOfOrder,
+    TooMany,
+}
+
+/// One contact of the request.
+struct Wanted {
+    uri: String,
+    /// The Contact value without its expires parameter.
+    contact: String,
+    expires: u32,
+    q: u16,
+}
+
+/// Rebuilds a Contact value without `expires`, every other part as sent.
+fn without_expires(na: &crate::proto::sip::typed::NameAddr<'_>) -> String {
+    let mut out = String::new();
+    if let Some(d) = na.display {
+        out.push_str(&String::from_utf8_lossy(d));
+        out.push(' ');
+    }
+    out.push('<');
+    out.push_str(&String::from_utf8_lossy(na.uri_raw));
+    out.push('>');
+    for (name, value) in na.params.iter() {
+        if name.eq_ignore_ascii_case("expires") {
+            continue;
+        }
+        out.push(';');
+        out.push_str(name);
+        if let Some(v) = value {
+            out.push('=');
+            out.push_str(&String::from_utf8_lossy(v));
+        }
+    }
+    out
+}
+
+/// Equal contact URIs per RFC 3261 §19.1.4 (sip/sips), else byte-equal.
+fn same_uri(a: &str, b: &str) -> bool {
+    match (Uri::parse(a.as_bytes()), Uri::parse(b.as_bytes())) {
+        (Ok(x), Ok(y)) => match (x.as_sip(), y.as_sip()) {
+            (Some(x), Some(y)) => x.equivalent(y),
+            _ => a == b,
+        },
+        _ => a == b,
+    }
+}
+
+/// Serves one REGISTER.
+pub async fn register(core: &Core, inc: &mut Incoming) {
+    let now = now_secs();
+    let msg = &inc.message;
+    let r = &mut inc.responder;
+    let cfg = &core.registrar;
+
+    // Step 1: the Request-URI names a domain served here.
+    let local = match msg.request_uri() {
+        Some(Ok(uri)) => uri.as_sip().is_some_and(|s| core.is_local(&s.host, s.port)),
+        _ => false,
+    };
+    if !local {
+        return r.reply(403, "Not a domain served here", &[]).await;
+    }
+    // Step 5: the To URI is the address of record.
+    let Some((user, domain)) = aor_of(msg) else {
+        return r.reply(404, "Not Found (no user in To)", &[]).await;
+    };
+    if !core
+        .config_domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&domain))
+    {
+        return r.reply(404, "Not Found (not a local domain)", &[]).await;
+    }
+    let aor = format!("{user}@{domain}");
+
+    // Steps 3 and 4: who is asking, and may they change this AOR.
+    if core.auth_registrar {
+        match core
+            .auth
+            .check(msg, HeaderName::Authorization, &domain, now)
+            .await
+        {
+            Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {}
+            Verdict::User(..) => {
+                return r
+                    .reply(403, "Not allowed to register this address", &[])
+                    .await
+            }
+            Verdict::Challenge { stale } => {
+                let extra: Vec<(&str, String)> = core
+                    .auth
+                    .challenges(&domain, stale, now)
+                    .into_iter()
+                    .map(|c| ("WWW-Authenticate", c))
+                    .collect();
+                return r.reply(401, "Unauthorized", &extra).await;
+            }
+            Verdict::Forbidden(reason) => return r.reply(403, reason, &[]).await,
+        }
+    } else if core.auth.user(&user, &domain).await.is_none() {
+        return r.reply(404, "Not Found", &[]).await;
+    }
+
+    // Step 6: the contacts and their lifetimes.
+    let default_expires = match msg.headers().get(HeaderName::Expires) {
+        Some(v) => match parse_delta(v, "Expires") {
+            Ok(e) => e,
+            Err(e) => return r.reply(400, &e.to_string(), &[]).await,
+        },
+        None => cfg.default_expires,
+    };
+    let mut star = false;
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for value in msg.headers().values(HeaderName::Contact) {
+        match Contact::parse(value) {
+            Ok(Contact::Star) => star = true,
+            Ok(Contact::Addr(na)) => {
+                let expires = na
+                    .params
+                    .value("expires")
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(default_expires);
+                let q = na
+                    .params
+                    .value("q")
+                    .and_then(|v| parse_q(v.as_bytes()))
+                    .unwrap_or(1000);
+                wanted.push(Wanted {
+                    uri: String::from_utf8_lossy(na.uri_raw).into_owned(),
+                    contact: without_expires(&na),
+                    expires,
+                    q,
+                });
+            }
+            Err(e) => return r.reply(400, &e.to_string(), &[]).await,
+        }
+    }
+    if star && (!wanted.is_empty() || default_expires != 0) {
+        return r
+            .reply(400, "Contact * needs Expires 0 and no other contact", &[])
+            .await;
+    }
+    if wanted
+        .iter()
+        .any(|w| w.expires > 0 && w.expires < cfg.min_expires)
+    {
+        return r
+            .reply(
+                423,
+                "Interval Too Brief",
+                &[("Min-Expires", cfg.min_expires.to_string())],
+            )
+            .await;
+    }
+    let call_id = msg
+        .headers()
+        .get(HeaderName::CallId)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    let cseq = msg.cseq().and_then(Result::ok).map_or(0, |c| c.seq);
+    let path: Vec<String> = msg
+        .headers()
+        .values(HeaderName::Path)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let (transport, source) = (inc.transport, inc.source);
+
+    // Steps 7 and 8: apply, all or nothing.
+    let changed = core.location.update(&aor, |bindings| {
+        let stale = |b: &Binding| b.call_id.as_ref() == call_id && cseq <= b.cseq;
+        if star {
+            if bindings.iter().any(stale) {
+                return Err(Refusal::OutOfOrder);
+            }
+            bindings.clear();
+            return Ok(());
+        }
+        for w in &wanted {
+            let pos = bindings.iter().position(|b| same_uri(&b.uri, &w.uri));
+            if let Some(i) = pos {
+                if stale(&bindings[i]) {
+                    return Err(Refusal::OutOfOrder);
+                }
+                bindings.remove(i);
+            }
+            if w.expires == 0 {
+                continue;
+            }
+            bindings.retain(|b| b.expires_at > now);
+            if bindings.len() >= cfg.max_contacts {
+                return Err(Refusal::TooMany);
+            }
+            bindings.push(Binding {
+                uri: w.uri.as_str().into(),
+                contact: w.contact.as_str().into(),
+                expires_at: now + u64::from(w.expires.min(cfg.max_expires)),
+                q: w.q,
+                call_id: call_id.as_str().into(),
+                cseq,
+                path: path.join(", ").into(),
+                transport,
+                source,
+            });
+        }
+        Ok(())
+    });
+    match changed {
+        Ok(()) => {}
+        Err(Refusal::OutOfOrder) => {
+            return r
+                .reply(500, "Out-of-order REGISTER (CSeq not higher)", &[])
+                .await
+        }
+        Err(Refusal::TooMany) => {
+            return r
+                .reply(403, "Too many contacts for this address", &[])
+                .await
+        }
+    }
+
+    let mut extra: Vec<(&str, String)> = core
+        .location
+        .lookup(&aor, now)
+        .into_iter()
+        .map(|b| {
+            (
+                "Contact",
+                format!("{};expires={}", b.contact, b.expires_at.saturating_sub(now)),
+            )
+        })
+        .collect();
+    // RFC 3327 §5.3: the Path is echoed when the UA supports it.
+    let supports_path = msg
+        .headers()
+        .values(HeaderName::Supported)
+        .any(|v| v.eq_ignore_ascii_case(b"path"));
+    if supports_path {
+        extra.extend(path.into_iter().map(|p| ("Path", p)));
+    }
+    extra.push(("Date", http_date(now)));
+    r.reply(200, "OK", &extra).await
+}
+
+/// The address of record in To: user and lower-case host.
+fn aor_of(msg: &Message) -> Option<(String, String)> {
+    let to = msg.to()?.ok()?;
+    let uri = to.uri().ok()?;
+    let sip = uri.as_sip()?;
+    let user = sip.user?.to_string();
+    Some((user, super::host_text(&sip.host).to_ascii_lowercase()))
+}
