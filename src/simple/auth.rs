@@ -108,13 +108,16 @@ impl Authenticator {
     }
 
     /// Checks the credentials in `header` (Authorization or
-    /// Proxy-Authorization) for `realm`.
+    /// Proxy-Authorization) for `realm`. The digest-uri must be the
+    /// Request-URI or, as some agents send, a URI `names_us` accepts
+    /// (RFC 7616 §3.4.6 asks only that it identify the same resource).
     pub async fn check(
         &self,
         request: &Message,
         header: HeaderName,
         realm: &str,
         now: u64,
+        names_us: impl Fn(&str) -> bool,
     ) -> Verdict {
         let method = request.method().map_or("", |m| m.as_str()).to_string();
         let name = header.canonical();
@@ -138,7 +141,8 @@ impl Authenticator {
         let Some(user) = self.user(&creds.username, realm).await else {
             return Verdict::Forbidden("Unknown user");
         };
-        if creds.uri.as_bytes() != request.request_uri_raw().unwrap_or(b"") {
+        if creds.uri.as_bytes() != request.request_uri_raw().unwrap_or(b"") && !names_us(&creds.uri)
+        {
             return Verdict::Forbidden("Digest URI differs from the Request-URI");
         }
         if !creds.verify(&method, user.ha1(creds.algorithm.0)) {

@@ -160,6 +160,15 @@ impl Core {
         }
     }
 
+    /// True when `uri` is a SIP URI naming Parley (a local domain or one
+    /// of its addresses).
+    pub fn names_us(&self, uri: &str) -> bool {
+        crate::proto::sip::uri::Uri::parse(uri.as_bytes())
+            .ok()
+            .and_then(|u| u.as_sip().map(|s| self.is_local(&s.host, s.port)))
+            .unwrap_or(false)
+    }
+
     /// Record-Route values for a request that came over `inbound` and
     /// leaves over `outbound`: one, or two when the transport changes
     /// (RFC 3261 §16.6 item 4, RFC 5658). Returned top first.

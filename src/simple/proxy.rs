@@ -99,7 +99,9 @@ pub async fn route(core: &Core, sip: &Sip, mut inc: Incoming) {
         let (user, domain) = from_user(&msg).unwrap_or_default();
         match core
             .auth
-            .check(&msg, HeaderName::ProxyAuthorization, &domain, now)
+            .check(&msg, HeaderName::ProxyAuthorization, &domain, now, |u| {
+                core.names_us(u)
+            })
             .await
         {
             Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {

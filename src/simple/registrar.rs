@@ -94,7 +94,9 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     if core.auth_registrar {
         match core
             .auth
-            .check(msg, HeaderName::Authorization, &domain, now)
+            .check(msg, HeaderName::Authorization, &domain, now, |u| {
+                core.names_us(u)
+            })
             .await
         {
             Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {}

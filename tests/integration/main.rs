@@ -5,6 +5,7 @@ mod client;
 mod compliance;
 mod layout;
 mod peers_sip;
+mod registrar_proxy;
 mod server;
 mod sip_corpus;
 mod sip_fuzz_corpus;

@@ -45,7 +45,18 @@ impl Sipp {
         remote: Option<SocketAddr>,
         extra: &[&str],
     ) -> Sipp {
-        let port = free_port();
+        Self::start_on(scenario_file, transport, calls, remote, free_port(), extra)
+    }
+
+    /// [`Sipp::start`] on a chosen local port.
+    pub fn start_on(
+        scenario_file: &str,
+        transport: &str,
+        calls: u32,
+        remote: Option<SocketAddr>,
+        port: u16,
+        extra: &[&str],
+    ) -> Sipp {
         let stem = std::env::temp_dir().join(format!(
             "sipp-{}-{port}-{scenario_file}-{transport}",
             std::process::id()
