@@ -22,6 +22,7 @@ pub struct TestServer {
     /// The handle for sending requests.
     pub sip: Sip,
     runtime: tokio::runtime::Handle,
+    owns_dir: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
@@ -37,6 +38,15 @@ impl TestServer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
+        let mut server = Self::start_in(&state_dir, config_text);
+        server.owns_dir = true;
+        server
+    }
+
+    /// Starts Parley with its state in `state_dir`, which is kept when the
+    /// server stops (to start another on the same state).
+    pub fn start_in(state_dir: &std::path::Path, config_text: &str) -> TestServer {
+        let state_dir = state_dir.to_path_buf();
         let text = format!(
             "state_dir = {:?}\n{config_text}",
             state_dir.display().to_string()
@@ -87,6 +97,7 @@ impl TestServer {
             state_dir,
             sip,
             runtime,
+            owns_dir: false,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -145,6 +156,8 @@ impl Drop for TestServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        }
     }
 }
