@@ -198,7 +198,14 @@ fn registrar_challenges_strongest_first_and_serves_bindings() {
     let c2 = "<sip:carol@192.0.2.1:5070;ob>;q=0.9".to_string();
 
     // No credentials: one challenge per algorithm, strongest first.
-    let r = ua.register("carol", "reg1", 1, &[c1.clone()], Some(600), None);
+    let r = ua.register(
+        "carol",
+        "reg1",
+        1,
+        std::slice::from_ref(&c1),
+        Some(600),
+        None,
+    );
     assert_eq!(r.status(), Some(401));
     let ch = challenges(&r);
     assert_eq!(ch.len(), 3, "{ch:?}");
@@ -230,18 +237,39 @@ fn registrar_challenges_strongest_first_and_serves_bindings() {
         .is_some());
 
     // The same nonce-count again is a replay: challenged, not served.
-    let r = ua.register("carol", "reg1", 3, &[c1.clone()], Some(600), Some(&auth));
+    let r = ua.register(
+        "carol",
+        "reg1",
+        3,
+        std::slice::from_ref(&c1),
+        Some(600),
+        Some(&auth),
+    );
     assert_eq!(r.status(), Some(401));
 
     // A wrong password is refused.
     let ch = challenges(&r);
     let bad = answer(&ch[1], "REGISTER", "sip:localhost", "carol", "wrong", 1);
-    let r = ua.register("carol", "reg1", 4, &[c1.clone()], Some(600), Some(&bad));
+    let r = ua.register(
+        "carol",
+        "reg1",
+        4,
+        std::slice::from_ref(&c1),
+        Some(600),
+        Some(&bad),
+    );
     assert_eq!(r.status(), Some(403));
 
     // Too short an interval: 423 with Min-Expires.
     let good = |nc| answer(&ch[1], "REGISTER", "sip:localhost", "carol", "carol-pw", nc);
-    let r = ua.register("carol", "reg1", 5, &[c1.clone()], Some(10), Some(&good(1)));
+    let r = ua.register(
+        "carol",
+        "reg1",
+        5,
+        std::slice::from_ref(&c1),
+        Some(10),
+        Some(&good(1)),
+    );
     assert_eq!(r.status(), Some(423));
     assert_eq!(
         r.headers().get(parley::proto::sip::HeaderName::MinExpires),
@@ -249,11 +277,25 @@ fn registrar_challenges_strongest_first_and_serves_bindings() {
     );
 
     // An older CSeq on the same Call-ID is out of order.
-    let r = ua.register("carol", "reg1", 1, &[c1.clone()], Some(600), Some(&good(2)));
+    let r = ua.register(
+        "carol",
+        "reg1",
+        1,
+        std::slice::from_ref(&c1),
+        Some(600),
+        Some(&good(2)),
+    );
     assert_eq!(r.status(), Some(500));
 
     // Removing one contact leaves the other.
-    let r = ua.register("carol", "reg1", 6, &[c2.clone()], Some(0), Some(&good(3)));
+    let r = ua.register(
+        "carol",
+        "reg1",
+        6,
+        std::slice::from_ref(&c2),
+        Some(0),
+        Some(&good(3)),
+    );
     assert_eq!(r.status(), Some(200));
     assert_eq!(contacts(&r).len(), 1);
 
@@ -266,7 +308,14 @@ fn registrar_challenges_strongest_first_and_serves_bindings() {
 
     // Someone else's address is not carol's to register.
     user_add(&server, "dave@localhost", "dave-pw");
-    let r = ua.register("dave", "reg2", 1, &[c1.clone()], Some(600), Some(&good(6)));
+    let r = ua.register(
+        "dave",
+        "reg2",
+        1,
+        std::slice::from_ref(&c1),
+        Some(600),
+        Some(&good(6)),
+    );
     assert_eq!(r.status(), Some(403));
 }
 
@@ -315,7 +364,14 @@ fn bindings_survive_a_restart() {
     user_add(&first, "frank@localhost", "frank-pw");
     let ua = Ua::new(first.udp);
     let c = format!("<sip:frank@{}>", ua.local);
-    let r = ua.register("frank", "persist", 1, &[c.clone()], Some(900), None);
+    let r = ua.register(
+        "frank",
+        "persist",
+        1,
+        std::slice::from_ref(&c),
+        Some(900),
+        None,
+    );
     assert_eq!(r.status(), Some(200));
     // Written through off the request path: give the writer a moment.
     std::thread::sleep(std::time::Duration::from_millis(300));
