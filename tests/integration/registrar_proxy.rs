@@ -75,7 +75,7 @@ struct Ua {
     sock: std::net::UdpSocket,
     local: std::net::SocketAddr,
     server: std::net::SocketAddr,
-    branch: std::cell::Cell<u32>,
+    branch: std::sync::atomic::AtomicU32,
 }
 
 impl Ua {
@@ -87,19 +87,21 @@ impl Ua {
             local: sock.local_addr().unwrap(),
             sock,
             server,
-            branch: std::cell::Cell::new(0),
+            branch: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
     /// Sends a request (the Via is added) and returns the final response.
     fn request(&self, head: &str, body: &str) -> parley::proto::sip::Message {
-        self.branch.set(self.branch.get() + 1);
+        let branch = self
+            .branch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let text = format!(
             "{}\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKua{}x{};rport\r\nMax-Forwards: 70\r\nContent-Length: {}\r\n\r\n{body}",
             head.trim_end().replace('\n', "\r\n"),
             self.local,
             self.local.port(),
-            self.branch.get(),
+            branch,
             body.len()
         );
         self.sock.send_to(text.as_bytes(), self.server).unwrap();
@@ -388,4 +390,113 @@ fn bindings_survive_a_restart() {
     assert!(listed.iter().any(|l| l.contains(&ua.local.to_string())));
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A user agent that receives one request and answers it with `status`.
+fn answer_one(sock: &std::net::UdpSocket, status: u16) -> parley::proto::sip::Message {
+    let (req, from) = receive(sock);
+    let reply = parley::proto::sip::stateless::respond(&req, status, "Test", "uas", &[]);
+    sock.send_to(&reply, from).unwrap();
+    req
+}
+
+/// Receives one request.
+fn receive(sock: &std::net::UdpSocket) -> (parley::proto::sip::Message, std::net::SocketAddr) {
+    let mut buf = vec![0u8; 65_536];
+    let (n, from) = sock.recv_from(&mut buf).expect("a forked request");
+    let req = parley::proto::sip::Message::parse(
+        bytes::Bytes::copy_from_slice(&buf[..n]),
+        parley::proto::sip::Framing::Datagram,
+        &parley::proto::sip::Limits::default(),
+    )
+    .unwrap();
+    (req, from)
+}
+
+fn quiet(sock: &std::net::UdpSocket) -> bool {
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let got = sock.recv(&mut buf).is_err();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    got
+}
+
+#[test]
+fn the_proxy_forks_by_q_value_and_picks_the_best_response() {
+    let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
+    user_add(&server, "gina@localhost", "gina-pw");
+    let high = Ua::new(server.udp);
+    let low = Ua::new(server.udp);
+    let sender = Ua::new(server.udp);
+    let message = |n: u32| {
+        format!(
+            "MESSAGE sip:gina@localhost SIP/2.0\nFrom: <sip:pal@example.com>;tag=f{n}\nTo: <sip:gina@localhost>\nCall-ID: fork{n}\nCSeq: 1 MESSAGE\nContent-Type: text/plain\n"
+        )
+    };
+    let bind = |ua: &Ua, q: &str, cseq: u32| {
+        let c = format!("<sip:gina@{}>;q={q}", ua.local);
+        let r = ua.register(
+            "gina",
+            &format!("bind-{}", ua.local.port()),
+            cseq,
+            &[c],
+            Some(600),
+            None,
+        );
+        assert_eq!(r.status(), Some(200));
+    };
+
+    // Sequential: the q=1.0 contact first; on its 486 the q=0.5 one.
+    bind(&high, "1.0", 1);
+    bind(&low, "0.5", 1);
+    std::thread::scope(|s| {
+        let uas = s.spawn(|| {
+            let (first, from) = receive(&high.sock);
+            assert!(quiet(&low.sock), "the lower q waits for the higher");
+            let busy = parley::proto::sip::stateless::respond(&first, 486, "Busy Here", "h", &[]);
+            high.sock.send_to(&busy, from).unwrap();
+            let second = answer_one(&low.sock, 200);
+            // Max-Forwards went down by one on the way.
+            assert_eq!(
+                second
+                    .headers()
+                    .get(parley::proto::sip::HeaderName::MaxForwards),
+                Some(&b"69"[..])
+            );
+        });
+        let r = sender.request(&message(1), "hello");
+        uas.join().unwrap();
+        assert_eq!(r.status(), Some(200));
+        // The proxy's own Via is gone from the response it forwards.
+        assert_eq!(
+            r.headers()
+                .values(parley::proto::sip::HeaderName::Via)
+                .count(),
+            1
+        );
+    });
+
+    // Parallel: equal q-values are tried at once; every branch fails, and
+    // the best class wins (4xx over 5xx).
+    bind(&low, "1.0", 2);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| answer_one(&high.sock, 503));
+        let b = s.spawn(|| answer_one(&low.sock, 486));
+        let r = sender.request(&message(2), "hello");
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(r.status(), Some(486));
+    });
+
+    // A 503 chosen as best goes upstream as 500 (RFC 3261 §16.7 step 6).
+    std::thread::scope(|s| {
+        let a = s.spawn(|| answer_one(&high.sock, 503));
+        let b = s.spawn(|| answer_one(&low.sock, 503));
+        let r = sender.request(&message(3), "hello");
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(r.status(), Some(500));
+    });
 }
