@@ -211,6 +211,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = crate::config::Config::load(&config)?;
             crate::app::init_logging(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.workers())
                 .enable_all()
                 .build()?;
             runtime.block_on(async {

@@ -137,6 +137,14 @@ pub struct StoreConfig {
 }
 
 impl Config {
+    /// Worker threads to run: `sip.workers`, or one per core.
+    pub fn workers(&self) -> usize {
+        match self.sip.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// The SQLite database file in use.
     pub fn sqlite_path(&self) -> PathBuf {
         self.store
@@ -233,6 +241,9 @@ pub struct SipConfig {
     /// is lost and has to be retransmitted.
     #[serde(default = "default_udp_buffer")]
     pub udp_buffer_bytes: usize,
+    /// Worker threads (and UDP readers per socket); 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
     /// Send a response to a multicast or broadcast Via maddr (RFC 3261
     /// §18.2.2); off, such responses go to the source address instead.
     #[serde(default)]
@@ -250,6 +261,7 @@ impl Default for SipConfig {
             idle_timeout_secs: default_idle_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
             udp_buffer_bytes: default_udp_buffer(),
+            workers: 0,
             multicast_responses: false,
         }
     }

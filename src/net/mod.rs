@@ -20,6 +20,7 @@
 //!   drives all their timers from a delay queue.
 
 mod stream;
+mod timer;
 pub mod tls;
 mod udp;
 
@@ -35,7 +36,6 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_util::time::DelayQueue;
 use tracing::{debug, info};
 
 use crate::config::{Config, Transport};
@@ -193,7 +193,25 @@ struct ServerEntry {
 struct ClientEntry {
     txn: ClientTransaction,
     path: Path,
-    responses: mpsc::UnboundedSender<Message>,
+    responses: Sink,
+}
+
+/// Where the responses of a client transaction go.
+#[derive(Debug, Clone)]
+enum Sink {
+    /// A receiver of its own.
+    One(mpsc::UnboundedSender<Message>),
+    /// A receiver shared by the branches of a fork, tagged with the branch.
+    Branch(mpsc::UnboundedSender<(usize, Message)>, usize),
+}
+
+impl Sink {
+    fn send(&self, m: Message) {
+        let _ = match self {
+            Sink::One(tx) => tx.send(m).map_err(|_| ()),
+            Sink::Branch(tx, i) => tx.send((*i, m)).map_err(|_| ()),
+        };
+    }
 }
 
 /// The timers of both tables share one queue.
@@ -216,7 +234,7 @@ struct Shared {
     timers: TimerConfig,
     servers: Mutex<HashMap<Key, ServerEntry>>,
     clients: Mutex<HashMap<Key, ClientEntry>>,
-    timer_tx: mpsc::UnboundedSender<(TimerKey, std::time::Instant)>,
+    timers_queue: timer::Timers<TimerKey>,
     counter: AtomicU64,
     random: std::collections::hash_map::RandomState,
     multicast_responses: bool,
@@ -345,7 +363,7 @@ impl Shared {
             path.send(data).await;
         }
         if let Some(at) = next {
-            let _ = self.timer_tx.send((TimerKey::Server(key), at));
+            self.timers_queue.schedule(TimerKey::Server(key), at);
         }
     }
 
@@ -366,7 +384,8 @@ impl Shared {
             (out, path, next)
         };
         if let Some(at) = next {
-            let _ = self.timer_tx.send((TimerKey::Server(key.clone()), at));
+            self.timers_queue
+                .schedule(TimerKey::Server(key.clone()), at);
         }
         Some((out, path))
     }
@@ -391,7 +410,7 @@ impl Shared {
             path.send(data).await;
         }
         if let Some(at) = next {
-            let _ = self.timer_tx.send((TimerKey::Client(key), at));
+            self.timers_queue.schedule(TimerKey::Client(key), at);
         }
     }
 
@@ -418,7 +437,7 @@ impl Shared {
                 }
             };
             if let Some(r) = response {
-                let _ = entry.responses.send(r);
+                entry.responses.send(r);
             }
         }
         let out: Vec<_> = std::iter::from_fn(|| entry.txn.poll_transmit()).collect();
@@ -601,9 +620,33 @@ impl Sip {
     /// 2xx that arrives while the transaction lasts.
     pub async fn request(
         &self,
-        mut request: Message,
+        request: Message,
         target: &Target,
     ) -> Result<mpsc::UnboundedReceiver<Message>, SendError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.send_request(request, target, Sink::One(tx)).await?;
+        Ok(rx)
+    }
+
+    /// [`Sip::request`] for one branch of a fork: the responses go to
+    /// `responses`, tagged with `branch`.
+    pub async fn request_branch(
+        &self,
+        request: Message,
+        target: &Target,
+        responses: mpsc::UnboundedSender<(usize, Message)>,
+        branch: usize,
+    ) -> Result<(), SendError> {
+        self.send_request(request, target, Sink::Branch(responses, branch))
+            .await
+    }
+
+    async fn send_request(
+        &self,
+        mut request: Message,
+        target: &Target,
+        sink: Sink,
+    ) -> Result<(), SendError> {
         let shared = &self.shared;
         let mut transport = target.transport;
         if transport == Transport::Udp && request.to_bytes().len() + 100 > UDP_REQUEST_LIMIT {
@@ -630,11 +673,10 @@ impl Sip {
                 ),
                 Err(e) => {
                     debug!(addr = %target.addr, error = %e, "cannot connect");
-                    let (tx, rx) = mpsc::unbounded_channel();
                     if let Some(r) = local_response(&request, 503, "Service Unavailable") {
-                        let _ = tx.send(r);
+                        sink.send(r);
                     }
-                    return Ok(rx);
+                    return Ok(());
                 }
             },
         };
@@ -651,7 +693,6 @@ impl Sip {
         request.ensure_content_length();
         let txn = ClientTransaction::new(now(), request, path.reliability(), shared.timers)?;
         let key = txn.key().clone();
-        let (tx, rx) = mpsc::unbounded_channel();
         let (out, path, next) = {
             let mut table = shared.clients.lock().unwrap_or_else(|p| p.into_inner());
             table.insert(
@@ -659,7 +700,7 @@ impl Sip {
                 ClientEntry {
                     txn,
                     path,
-                    responses: tx,
+                    responses: sink,
                 },
             );
             Shared::client_step(&mut table, &key)
@@ -674,13 +715,13 @@ impl Sip {
                     Shared::client_step(&mut table, &key)
                 };
                 drop(step);
-                return Ok(rx);
+                return Ok(());
             }
         }
         if let Some(at) = next {
-            let _ = shared.timer_tx.send((TimerKey::Client(key), at));
+            shared.timers_queue.schedule(TimerKey::Client(key), at);
         }
-        Ok(rx)
+        Ok(())
     }
 
     /// Open connections (accepted and opened), for monitoring and tests.
@@ -695,7 +736,6 @@ pub struct Server {
     listeners: Listeners,
     tls: Option<tokio_rustls::TlsAcceptor>,
     grace: Duration,
-    timer_rx: mpsc::UnboundedReceiver<(TimerKey, std::time::Instant)>,
     readers: usize,
 }
 
@@ -708,7 +748,6 @@ impl Server {
             Some(tokio_rustls::TlsAcceptor::from(tls::server_config(config)?))
         };
         let tls_client = tls::client_config(config)?.map(tokio_rustls::TlsConnector::from);
-        let (timer_tx, timer_rx) = mpsc::unbounded_channel();
         let random = std::collections::hash_map::RandomState::new();
         let mut listeners = listeners;
         let mut udp_sockets = Vec::new();
@@ -737,7 +776,7 @@ impl Server {
             timers: config.sip.timers.config(),
             servers: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
-            timer_tx,
+            timers_queue: timer::Timers::new(),
             counter: AtomicU64::new(0),
             random,
             multicast_responses: config.sip.multicast_responses,
@@ -757,10 +796,9 @@ impl Server {
             listeners,
             tls,
             grace: Duration::from_secs(config.sip.shutdown_grace_secs),
-            timer_rx,
             // Several readers per UDP socket, as many as there are cores,
             // so a burst is drained while one reader is busy.
-            readers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            readers: config.workers(),
         })
     }
 
@@ -804,12 +842,11 @@ impl Server {
             listeners,
             tls,
             grace,
-            timer_rx,
             readers,
         } = self;
         let stop = shared.conn.stop.clone();
         let tracker = shared.conn.tracker.clone();
-        tracker.spawn(timers(shared.clone(), timer_rx, stop.clone()));
+        tracker.spawn(timers(shared.clone(), stop.clone()));
         for socket in &shared.udp {
             for _ in 0..readers {
                 tracker.spawn(udp::reader(shared.clone(), socket.clone()));
@@ -846,33 +883,23 @@ pub async fn serve(
     Server::start(config, listeners).await?.run(shutdown).await
 }
 
-async fn timers(
-    shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<(TimerKey, std::time::Instant)>,
-    stop: CancellationToken,
-) {
-    let mut queue: DelayQueue<TimerKey> = DelayQueue::new();
-    let mut scheduled: HashMap<TimerKey, tokio_util::time::delay_queue::Key> = HashMap::new();
+async fn timers(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
+        let next = shared.timers_queue.next();
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            Some((key, at)) = rx.recv() => {
-                let at = tokio::time::Instant::from_std(at);
-                match scheduled.get(&key) {
-                    Some(k) => queue.reset_at(k, at),
-                    None => {
-                        let k = queue.insert_at(key.clone(), at);
-                        scheduled.insert(key, k);
-                    }
-                }
-            }
-            Some(expired) = std::future::poll_fn(|cx| queue.poll_expired(cx)) => {
-                let key = expired.into_inner();
-                scheduled.remove(&key);
-                if let Some(next) = shared.expire(&key).await {
-                    let k = queue.insert_at(key.clone(), tokio::time::Instant::from_std(next));
-                    scheduled.insert(key, k);
-                }
+            _ = shared.timers_queue.changed.notified() => continue,
+            _ = sleep => {}
+        }
+        for key in shared.timers_queue.due(now()) {
+            if let Some(next) = shared.expire(&key).await {
+                shared.timers_queue.schedule(key, next);
             }
         }
     }

@@ -237,7 +237,7 @@ async fn forward(
     let mut best: Option<Message> = None;
     let mut answered = false;
     'groups: for group in groups {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Message)>();
         let mut live = 0usize;
         for branch in group {
             let mut copy = msg.clone();
@@ -252,18 +252,11 @@ async fn forward(
                     let _ = copy.headers_mut().push_front("Record-Route", &rr);
                 }
             }
-            match sip.request(copy, &branch.target).await {
-                Ok(mut responses) => {
-                    live += 1;
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        while let Some(r) = responses.recv().await {
-                            if tx.send(r).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
+            match sip
+                .request_branch(copy, &branch.target, tx.clone(), live)
+                .await
+            {
+                Ok(()) => live += 1,
                 Err(e) => debug!(error = %e, "branch not sent"),
             }
         }
@@ -272,7 +265,7 @@ async fn forward(
             continue;
         }
         let mut finals = 0;
-        while let Some(mut response) = rx.recv().await {
+        while let Some((_, mut response)) = rx.recv().await {
             let Some(status) = response.status() else {
                 continue;
             };

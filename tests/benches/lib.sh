@@ -1,0 +1,72 @@
+# Shared by the load scripts: server CPU accounting and SIPp runs at rising
+# rates. Sourced, not run. Expects $work, $SECONDS_PER_RATE and $RATES.
+
+# CPU ticks (utime + stime) of a process and its child processes.
+ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    if [ -r "/proc/$p/stat" ]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    fi
+  done
+  echo "$total"
+}
+
+# Runs a SIPp client scenario at a rate; prints "successful failed retransmissions".
+# Usage: run_sipp SCENARIO PORT RATE CALLS
+run_sipp() {
+  local scenario=$1 port=$2 rate=$3 calls=$4 stats="$work/stats-$2-$3.csv"
+  rm -f "$stats"
+  timeout $((SECONDS_PER_RATE + 20)) sipp -sf "$scenario" -t u1 -i 127.0.0.1 -p 0 \
+    -r "$rate" -m "$calls" -nostdin -timeout $((SECONDS_PER_RATE + 15))s -buff_size 1048576 \
+    -trace_stat -stf "$stats" -fd 1 127.0.0.1:"$port" >/dev/null 2>&1 || true
+  awk -F';' 'NR==1 { for (i=1;i<=NF;i++) { if ($i=="SuccessfulCall(C)") s=i; if ($i=="FailedCall(C)") f=i; if ($i=="Retransmissions(C)") r=i } }
+             END { print $s+0, $f+0, $r+0 }' "$stats"
+}
+
+# The highest rate of $RATES held with < 0.1 % failures and no retransmissions.
+# Usage: max_rate SCENARIO PORT
+max_rate() {
+  local scenario=$1 port=$2 best=0 rate ok fail retr calls
+  for rate in $RATES; do
+    calls=$((rate * SECONDS_PER_RATE))
+    read -r ok fail retr < <(run_sipp "$scenario" "$port" "$rate" "$calls")
+    if [ "$retr" -eq 0 ] && [ $((fail * 1000)) -lt "$calls" ] && [ "$ok" -ge $((calls * 999 / 1000)) ]; then
+      best=$rate
+    else
+      break
+    fi
+  done
+  echo "$best"
+}
+
+# Microseconds of server CPU per successful call at $FIXED_RATE.
+# Usage: cpu_per_request SCENARIO PORT PID
+cpu_per_request() {
+  local scenario=$1 port=$2 pid=$3 calls=$((FIXED_RATE * SECONDS_PER_RATE)) before after ok hz
+  before=$(ticks "$pid")
+  read -r ok _ _ < <(run_sipp "$scenario" "$port" "$FIXED_RATE" "$calls")
+  after=$(ticks "$pid")
+  hz=$(getconf CLK_TCK)
+  awk -v d=$((after - before)) -v hz="$hz" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", d * 1000000 / hz / n; else print "nan" }'
+}
+
+# Prints the table and the ratios.
+# Usage: report WHAT P_MAX P_CPU K_MAX K_CPU
+report() {
+  printf '%-10s %22s %26s\n' server "max clean rate ($1/s)" "CPU per request at ${FIXED_RATE}/s"
+  printf '%-10s %22s %24s us\n' parley "$2" "$3"
+  printf '%-10s %22s %24s us\n' kamailio "$4" "$5"
+  awk -v pm="$2" -v km="$4" -v pc="$3" -v kc="$5" 'BEGIN {
+    printf "ratio parley/kamailio: rate %.2fx, CPU per request %.2fx less\n", (km > 0 ? pm / km : 0), (pc > 0 ? kc / pc : 0) }'
+}
+
+# The directory of Kamailio's modules.
+kamailio_modules() {
+  dirname "$(find /usr/lib -name sl.so -path '*kamailio*' | head -n1)"
+}
+
+install_load_peers() {
+  bash tests/peers/install.sh >/dev/null
+  command -v kamailio >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio >/dev/null; }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# MESSAGE relaying over UDP: a SIPp client sends MESSAGE to bob@localhost,
+# registered at a SIPp user agent server, through Parley and through
+# Kamailio 5.6 as registrar + stateful proxy (usrloc, lookup, t_relay),
+# measured in the same run on the same machine with the same scenarios.
+# Neither server authenticates, so both do the same work.
+#
+# For each server it prints the highest rate held with < 0.1 % failed
+# calls and no retransmissions, and the server's CPU time per relayed
+# MESSAGE at a fixed rate both hold (from /proc/PID/stat); then the ratios.
+#
+# Only 127.0.0.1 is addressed; every SIPp run is bounded by -m and a timeout.
+# Usage: bash tests/benches/message_load.sh   (installs SIPp and Kamailio)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/benches/lib.sh
+install_load_peers
+cargo build --release -q
+
+RATES=${RATES:-"2000 4000 6000 8000 10000 12000 14000 16000 18000 20000 24000"}
+SECONDS_PER_RATE=${SECONDS_PER_RATE:-4}
+FIXED_RATE=${FIXED_RATE:-3000}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# Parley, with bob provisioned and authentication off.
+cat > "$work/parley.toml" <<TOML
+state_dir = "$work/var"
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:25060"
+[auth]
+registrar = false
+proxy = false
+[log]
+level = "warn"
+TOML
+target/release/parley user add bob@localhost --password load --config "$work/parley.toml" >/dev/null
+target/release/parley run --config "$work/parley.toml" > "$work/parley.log" 2>&1 &
+parley_pid=$!
+
+# Kamailio
+mpath=$(kamailio_modules)/
+sed -e "s|PORT|25070|" -e "s|MPATH|$mpath|" tests/data/kamailio/registrar-proxy.cfg > "$work/kamailio.cfg"
+mkdir -p "$work/kam"
+kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 256 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
+kam_pid=$!
+sleep 2
+
+# One SIPp user agent server per proxy, registered as bob.
+uas() {
+  local port=$1 server=$2
+  timeout 3600 sipp -sf tests/data/sipp/uas_message.xml -t u1 -i 127.0.0.1 -p "$port" \
+    -m 100000000 -nostdin -buff_size 1048576 >/dev/null 2>&1 &
+  sleep 0.5
+  sipp -sf tests/data/sipp/register_contact.xml -t u1 -i 127.0.0.1 -p 0 -s bob \
+    -key uas_port "$port" -m 1 -nostdin -timeout 10s 127.0.0.1:"$server" >/dev/null 2>&1 \
+    || { echo "registering bob at $server failed"; exit 1; }
+}
+uas 25160 25060
+uas 25170 25070
+
+scenario=tests/data/sipp/message_load.xml
+echo "MESSAGE over UDP through a registrar+proxy, SIPp (client and UAS) on the same 2 cores; rates tried: $RATES (${SECONDS_PER_RATE}s each)"
+p_cpu=$(cpu_per_request $scenario 25060 $parley_pid)
+k_cpu=$(cpu_per_request $scenario 25070 $kam_pid)
+p_max=$(max_rate $scenario 25060)
+k_max=$(max_rate $scenario 25070)
+report MESSAGE "$p_max" "$p_cpu" "$k_max" "$k_cpu"
