@@ -70,6 +70,28 @@ pub struct Config {
     /// `[store]`: where durable state lives.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[dns]`: how other domains are found (RFC 3263).
+    #[serde(default)]
+    pub dns: DnsConfig,
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// The nameserver to ask (`127.0.0.1:5353`); the system's when absent.
+    pub nameserver: Option<SocketAddr>,
+    /// Milliseconds to wait for one answer.
+    pub timeout_ms: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameserver: None,
+            timeout_ms: 2000,
+        }
+    }
 }
 
 fn default_domains() -> Vec<String> {

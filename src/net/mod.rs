@@ -19,6 +19,7 @@
 //! - Server and client transactions live in two tables; one timer task
 //!   drives all their timers from a delay queue.
 
+pub mod dns;
 mod stream;
 mod timer;
 pub mod tls;

@@ -5,5 +5,6 @@
 //! without a network.
 
 pub mod digest;
+pub mod locate;
 pub mod sip;
 pub mod transaction;

@@ -83,6 +83,8 @@ pub struct Core {
     pub auth: auth::Authenticator,
     /// Registrar bindings.
     pub location: location::Location,
+    /// RFC 3263 server location for other domains.
+    pub dns: crate::net::dns::Resolver,
 }
 
 impl Core {
@@ -115,6 +117,7 @@ impl Core {
             )
             .await?,
             location: location::Location::load(store, now_secs()).await?,
+            dns: crate::net::dns::Resolver::new(&config.dns),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {

@@ -139,6 +139,7 @@ pub async fn route(core: &Core, sip: &Sip, mut inc: Incoming) {
         || matches!(method, Some(Method::Cancel) | Some(Method::Ack));
 
     // Where to: a Route left, a local user, or another domain.
+    let mut failover = false;
     let branches: Vec<Vec<Branch>> = if let Some(top) = msg
         .headers()
         .values(HeaderName::Route)
@@ -202,23 +203,31 @@ pub async fn route(core: &Core, sip: &Sip, mut inc: Incoming) {
             if !may_relay {
                 return inc.responder.reply(403, "Relaying denied", &[]).await;
             }
-            match uri_target(&sip_uri, inc.transport).await {
-                Some(target) => vec![vec![Branch {
-                    request_uri: request_uri_text(&msg),
-                    routes: Vec::new(),
-                    target,
-                }]],
-                None => {
-                    return inc
-                        .responder
-                        .reply(604, "Does Not Exist Anywhere (no address)", &[])
-                        .await
-                }
+            // RFC 3263: every target in order, the next one only after a
+            // timeout, a transport error or a 503.
+            failover = true;
+            let targets = uri_targets(core, &sip_uri).await;
+            if targets.is_empty() {
+                return inc
+                    .responder
+                    .reply(503, "Service Unavailable (destination not resolved)", &[])
+                    .await;
             }
+            let request_uri = request_uri_text(&msg);
+            targets
+                .into_iter()
+                .map(|target| {
+                    vec![Branch {
+                        request_uri: request_uri.clone(),
+                        routes: Vec::new(),
+                        target,
+                    }]
+                })
+                .collect()
         }
     };
 
-    forward(core, sip, inc, msg, branches, invite).await;
+    forward(core, sip, inc, msg, branches, invite, failover).await;
 }
 
 /// Sends the branches, group by group, and answers upstream (§16.7).
@@ -229,6 +238,7 @@ async fn forward(
     msg: Message,
     groups: Vec<Vec<Branch>>,
     invite: bool,
+    failover: bool,
 ) {
     let dialog_creating = matches!(
         msg.method(),
@@ -300,6 +310,14 @@ async fn forward(
             }
         }
         if answered {
+            break;
+        }
+        // Failing over to the next server is only for a server that did
+        // not answer or is unavailable (RFC 3263 §4.3).
+        let retry = best
+            .as_ref()
+            .is_some_and(|b| matches!(b.status(), Some(408) | Some(503)));
+        if failover && !retry {
             break;
         }
     }
@@ -412,32 +430,29 @@ fn route_target(value: &[u8], fallback: Transport) -> Option<Target> {
     Some(Target::new(transport, SocketAddr::new(ip, port)))
 }
 
-/// A Request-URI in another domain: an address as written, or the host's
-/// A/AAAA records (RFC 3263 NAPTR/SRV selection comes with the resolver).
-async fn uri_target(sip: &SipUri<'_>, _incoming: Transport) -> Option<Target> {
-    let transport = transport_param(sip).unwrap_or(if sip.secure {
-        Transport::Tls
-    } else {
-        Transport::Udp
-    });
-    let port = sip.port.unwrap_or(if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    });
+/// The targets for a Request-URI in another domain: its address as
+/// written, or RFC 3263 location over DNS.
+async fn uri_targets(core: &Core, sip: &SipUri<'_>) -> Vec<Target> {
+    let transport = transport_param(sip);
     if let Some(ip) = ip_of(&sip.host) {
-        return Some(Target::new(transport, SocketAddr::new(ip, port)));
+        let t = transport.unwrap_or(if sip.secure {
+            Transport::Tls
+        } else {
+            Transport::Udp
+        });
+        let port = sip
+            .port
+            .unwrap_or(if t == Transport::Tls { 5061 } else { 5060 });
+        return vec![Target::new(t, SocketAddr::new(ip, port))];
     }
-    let name = super::host_text(&sip.host);
-    let addr = tokio::net::lookup_host((name.as_str(), port))
+    core.dns
+        .locate(
+            &super::host_text(&sip.host),
+            sip.port,
+            transport,
+            sip.secure,
+        )
         .await
-        .ok()?
-        .next()?;
-    Some(Target {
-        transport,
-        addr,
-        name: Some(name),
-    })
 }
 
 fn ip_of(host: &Host<'_>) -> Option<IpAddr> {

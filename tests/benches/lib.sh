@@ -70,3 +70,14 @@ install_load_peers() {
   bash tests/peers/install.sh >/dev/null
   command -v kamailio >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio >/dev/null; }
 }
+
+# Waits (at most 30 s) until something listens on UDP 127.0.0.1:PORT.
+wait_udp() {
+  local i
+  for i in $(seq 150); do
+    ss -lun 2>/dev/null | grep -q "127.0.0.1:$1 " && return 0
+    sleep 0.2
+  done
+  echo "nothing listens on udp $1" >&2
+  return 1
+}

@@ -43,9 +43,11 @@ parley_pid=$!
 mpath=$(kamailio_modules)/
 sed -e "s|PORT|25070|" -e "s|MPATH|$mpath|" tests/data/kamailio/registrar-proxy.cfg > "$work/kamailio.cfg"
 mkdir -p "$work/kam"
-kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 256 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
+kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 2048 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
 kam_pid=$!
-sleep 2
+wait_udp 25060
+wait_udp 25070
+sleep 1
 
 # One SIPp user agent server per proxy, registered as bob.
 uas() {
@@ -54,7 +56,7 @@ uas() {
     -m 100000000 -nostdin -buff_size 1048576 >/dev/null 2>&1 &
   sleep 0.5
   sipp -sf tests/data/sipp/register_contact.xml -t u1 -i 127.0.0.1 -p 0 -s bob \
-    -key uas_port "$port" -m 1 -nostdin -timeout 10s 127.0.0.1:"$server" >/dev/null 2>&1 \
+    -key uas_port "$port" -key domain localhost -m 1 -nostdin -timeout 10s 127.0.0.1:"$server" >/dev/null 2>&1 \
     || { echo "registering bob at $server failed"; exit 1; }
 }
 uas 25160 25060

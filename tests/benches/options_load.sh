@@ -39,9 +39,11 @@ parley_pid=$!
 mpath=$(kamailio_modules)/
 sed -e "s|PORT|25070|" -e "s|MPATH|$mpath|" tests/data/kamailio/options-stateless.cfg > "$work/kamailio.cfg"
 mkdir -p "$work/kam"
-kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 256 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
+kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 2048 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
 kam_pid=$!
-sleep 2
+wait_udp 25060
+wait_udp 25070
+sleep 1
 
 scenario=tests/data/sipp/options_load.xml
 echo "OPTIONS over UDP, SIPp on the same 2 cores; rates tried: $RATES (${SECONDS_PER_RATE}s each)"

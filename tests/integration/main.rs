@@ -3,6 +3,7 @@
 mod cli_sip_parse;
 mod client;
 mod compliance;
+mod interdomain;
 mod layout;
 mod peers_sip;
 mod registrar_proxy;

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests drive: SIPp and sipsak (Debian packages).
+# Installs the real peers the tests drive: SIPp, sipsak and Kamailio (Debian
+# packages; Kamailio is not started as a service, the tests run their own).
 # Runs as root on Debian; does nothing when they are already there.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v sipsak >/dev/null 2>&1 || need+=(sipsak)
+command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod dns;
 pub mod fuzz;
+pub mod kamailio;
 pub mod server;
 pub mod simnet;
 pub mod sipp;

@@ -1,0 +1,188 @@
+//! RFC 3263 server location over DNS with hickory: NAPTR, then SRV, then
+//! A/AAAA, honouring `transport=` and `sips:`. Answers are cached by their
+//! TTL in the resolver. The order of SRV targets and the choice of NAPTR
+//! records are decided in `proto::locate`.
+
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::TokioResolver;
+use tracing::debug;
+
+use super::Target;
+use crate::config::{DnsConfig, Transport};
+use crate::proto::locate::{naptr_choices, order_srv, srv_names, Naptr, Srv};
+
+/// Finds where to send requests for a domain.
+pub struct Resolver {
+    inner: TokioResolver,
+    random: std::collections::hash_map::RandomState,
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver").finish_non_exhaustive()
+    }
+}
+
+impl Resolver {
+    /// A resolver asking the configured nameserver, or the system's.
+    pub fn new(config: &DnsConfig) -> Resolver {
+        let (rc, mut opts) = match config.nameserver {
+            Some(addr) => {
+                let mut rc = ResolverConfig::new();
+                rc.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
+                (rc, ResolverOpts::default())
+            }
+            None => hickory_resolver::system_conf::read_system_conf()
+                .unwrap_or_else(|_| (ResolverConfig::default(), ResolverOpts::default())),
+        };
+        opts.timeout = Duration::from_millis(config.timeout_ms);
+        opts.attempts = 2;
+        opts.cache_size = 4096;
+        let inner = TokioResolver::builder_with_config(rc, TokioConnectionProvider::default())
+            .with_options(opts)
+            .build();
+        Resolver {
+            inner,
+            random: std::collections::hash_map::RandomState::new(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn random(&self, n: u32) -> u32 {
+        let r = self
+            .random
+            .hash_one(self.counter.fetch_add(1, Ordering::Relaxed));
+        (r % (u64::from(n) + 1)) as u32
+    }
+
+    /// The targets for `host` (a domain name), best first, per RFC 3263
+    /// §4: `transport` and `port` as the URI gives them.
+    pub async fn locate(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        transport: Option<Transport>,
+        secure: bool,
+    ) -> Vec<Target> {
+        let default_port = |t: Transport| if t == Transport::Tls { 5061 } else { 5060 };
+        let name = host.trim_end_matches('.').to_string();
+        // §4.1/§4.2: a port (or an explicit transport with a port) skips NAPTR and SRV.
+        if let Some(port) = port {
+            let t = transport.unwrap_or(if secure {
+                Transport::Tls
+            } else {
+                Transport::Udp
+            });
+            return self.addresses(&name, port, t, &name).await;
+        }
+        // The (transport, SRV name) pairs to follow.
+        let mut choices: Vec<(Transport, String)> = Vec::new();
+        if transport.is_none() {
+            match self.inner.lookup(name.as_str(), RecordType::NAPTR).await {
+                Ok(answer) => {
+                    let records: Vec<Naptr> = answer
+                        .iter()
+                        .filter_map(|r| match r {
+                            RData::NAPTR(n) => Some(Naptr {
+                                order: n.order(),
+                                preference: n.preference(),
+                                flags: String::from_utf8_lossy(n.flags()).into_owned(),
+                                service: String::from_utf8_lossy(n.services()).into_owned(),
+                                replacement: n.replacement().to_utf8(),
+                            }),
+                            _ => None,
+                        })
+                        .collect();
+                    choices = naptr_choices(&records, secure);
+                }
+                Err(e) => debug!(%name, error = %e, "no NAPTR"),
+            }
+        }
+        if choices.is_empty() {
+            choices = srv_names(&name, secure)
+                .into_iter()
+                .filter(|(t, _)| transport.is_none_or_eq(*t))
+                .collect();
+        }
+        for (t, srv_name) in choices {
+            let Ok(answer) = self.inner.lookup(srv_name.as_str(), RecordType::SRV).await else {
+                continue;
+            };
+            let records: Vec<Srv> = answer
+                .iter()
+                .filter_map(|r| match r {
+                    RData::SRV(s) => Some(Srv {
+                        priority: s.priority(),
+                        weight: s.weight(),
+                        port: s.port(),
+                        target: s.target().to_utf8(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if records.is_empty() {
+                continue;
+            }
+            let mut out = Vec::new();
+            for srv in order_srv(&records, |n| self.random(n)) {
+                let target = srv.target.trim_end_matches('.').to_string();
+                out.extend(self.addresses(&target, srv.port, t, &name).await);
+            }
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        // §4.2: no SRV either: the domain's own addresses.
+        let t = transport.unwrap_or(if secure {
+            Transport::Tls
+        } else {
+            Transport::Udp
+        });
+        self.addresses(&name, default_port(t), t, &name).await
+    }
+
+    /// A/AAAA of `host` as targets; `domain` is the name TLS must verify
+    /// (RFC 5922 §4: the domain of the URI, not the SRV target).
+    async fn addresses(&self, host: &str, port: u16, t: Transport, domain: &str) -> Vec<Target> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return vec![target(t, SocketAddr::new(ip, port), domain)];
+        }
+        match self.inner.lookup_ip(host).await {
+            Ok(ips) => ips
+                .iter()
+                .map(|ip| target(t, SocketAddr::new(ip, port), domain))
+                .collect(),
+            Err(e) => {
+                debug!(%host, error = %e, "no address");
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn target(transport: Transport, addr: SocketAddr, domain: &str) -> Target {
+    Target {
+        transport,
+        addr,
+        name: Some(domain.to_string()),
+    }
+}
+
+trait OptionTransport {
+    fn is_none_or_eq(&self, t: Transport) -> bool;
+}
+
+impl OptionTransport for Option<Transport> {
+    fn is_none_or_eq(&self, t: Transport) -> bool {
+        self.map_or(true, |x| x == t)
+    }
+}
