@@ -49,7 +49,7 @@ impl Kamailio {
         std::fs::create_dir_all(&dir).expect("kamailio dir");
         let file = dir.join("kamailio.cfg");
         std::fs::write(&file, cfg).expect("kamailio cfg");
-        let child = Command::new("kamailio")
+        let mut child = Command::new("kamailio")
             .args(["-DD", "-E", "-n", "1", "-m", "64", "-f"])
             .arg(&file)
             .arg("-Y")
@@ -70,6 +70,8 @@ impl Kamailio {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("kamailio did not start listening on {port}");
     }
 }
