@@ -26,6 +26,7 @@ pub mod tls;
 mod udp;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,6 +172,47 @@ impl Path {
         }
     }
 
+    /// Sends without waiting when the socket or queue has room (nearly
+    /// always), else waits; false when the connection is gone.
+    async fn send_now(&self, data: Bytes) -> bool {
+        match self {
+            Path::Udp { socket, to } => match socket.try_send_to(&data, *to) {
+                Ok(_) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.send(data).await,
+                Err(e) => {
+                    debug!(%to, error = %e, "udp send failed");
+                    true
+                }
+            },
+            Path::Stream(tx, _) => match tx.try_send(data) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(data)) => self.send(data).await,
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+        }
+    }
+
+    /// Sends from synchronous code: in place when there is room, else on a
+    /// task of its own.
+    fn send_detached(&self, data: Bytes) {
+        let pending = match self {
+            Path::Udp { socket, to } => match socket.try_send_to(&data, *to) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(data),
+                _ => None,
+            },
+            Path::Stream(tx, _) => match tx.try_send(data) {
+                Err(mpsc::error::TrySendError::Full(data)) => Some(data),
+                _ => None,
+            },
+        };
+        if let Some(data) = pending {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let path = self.clone();
+                rt.spawn(async move { path.send(data).await });
+            }
+        }
+    }
+
     fn reliability(&self) -> Reliability {
         match self {
             Path::Udp { .. } => Reliability::Unreliable,
@@ -197,22 +239,37 @@ struct ClientEntry {
     responses: Sink,
 }
 
+/// Called with each response of a client transaction, on the task that
+/// received it: the proxy's response context runs here, without a task
+/// switch.
+pub type OnResponse = Arc<dyn Fn(Message) + Send + Sync>;
+
 /// Where the responses of a client transaction go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Sink {
     /// A receiver of its own.
     One(mpsc::UnboundedSender<Message>),
-    /// A receiver shared by the branches of a fork, tagged with the branch.
-    Branch(mpsc::UnboundedSender<(usize, Message)>, usize),
+    /// A function called in place.
+    Call(OnResponse),
 }
 
 impl Sink {
     fn send(&self, m: Message) {
-        let _ = match self {
-            Sink::One(tx) => tx.send(m).map_err(|_| ()),
-            Sink::Branch(tx, i) => tx.send((*i, m)).map_err(|_| ()),
-        };
+        match self {
+            Sink::One(tx) => {
+                let _ = tx.send(m);
+            }
+            Sink::Call(f) => f(m),
+        }
     }
+}
+
+/// What one input to a client transaction produced.
+struct ClientStep {
+    out: Vec<Bytes>,
+    path: Option<Path>,
+    next: Option<std::time::Instant>,
+    deliver: Vec<(Sink, Message)>,
 }
 
 /// The timers of both tables share one queue.
@@ -305,13 +362,14 @@ impl Shared {
             return;
         };
         let now = now();
-        let (out, path, next) = {
+        let (out, path, next, incoming) = {
             let mut table = self.servers.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(entry) = table.get_mut(&key) {
                 entry.txn.handle_request(now, msg);
                 (
                     std::iter::from_fn(|| entry.txn.poll_transmit()).collect::<Vec<_>>(),
                     entry.path.clone(),
+                    None,
                     None,
                 )
             } else if matches!(msg.method(), Some(Method::Ack)) {
@@ -322,7 +380,7 @@ impl Shared {
                 let sip = Sip {
                     shared: self.clone(),
                 };
-                tokio::spawn(async move { core.ack(&sip, msg).await });
+                tokio::spawn(async move { core.ack(sip, msg).await });
                 return;
             } else {
                 let path = path(&msg);
@@ -352,19 +410,29 @@ impl Shared {
                     },
                     message: msg,
                 };
-                let core = self.core.clone();
-                let sip = Sip {
-                    shared: self.clone(),
-                };
-                tokio::spawn(async move { core.handle(&sip, incoming).await });
-                (Vec::new(), path, next)
+                (Vec::new(), path, next, Some(incoming))
             }
         };
         for data in out {
-            path.send(data).await;
+            path.send_now(data).await;
         }
         if let Some(at) = next {
             self.timers_queue.schedule(TimerKey::Server(key), at);
+        }
+        if let Some(incoming) = incoming {
+            // The core runs here, on the receiving task, as far as it can
+            // without waiting; only what must wait gets a task of its own.
+            let sip = Sip {
+                shared: self.clone(),
+            };
+            let mut handler = Box::pin(self.core.clone().handle(sip, incoming));
+            let done = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(handler.as_mut().poll(cx).is_ready())
+            })
+            .await;
+            if !done {
+                tokio::spawn(handler);
+            }
         }
     }
 
@@ -398,7 +466,7 @@ impl Shared {
             return;
         };
         let now = now();
-        let (out, path, next) = {
+        let step = {
             let mut table = self.clients.lock().unwrap_or_else(|p| p.into_inner());
             let Some(entry) = table.get_mut(&key) else {
                 debug!("dropped a response that matches no transaction");
@@ -407,28 +475,38 @@ impl Shared {
             entry.txn.handle_response(now, msg);
             Self::client_step(&mut table, &key)
         };
-        for data in out {
-            path.send(data).await;
+        self.finish_client_step(key, step).await;
+    }
+
+    /// Sends, schedules and delivers what a client step produced, outside
+    /// the table's lock.
+    async fn finish_client_step(&self, key: Key, step: ClientStep) {
+        if let Some(path) = &step.path {
+            for data in step.out {
+                path.send_now(data).await;
+            }
         }
-        if let Some(at) = next {
+        if let Some(at) = step.next {
             self.timers_queue.schedule(TimerKey::Client(key), at);
+        }
+        for (sink, m) in step.deliver {
+            sink.send(m);
         }
     }
 
     /// Drains a client transaction after an input: what to send, where, and
     /// the next timer. Timeouts and transport errors reach the requester as
     /// 408 and 503 responses (RFC 3261 §16.7 step 1, §8.1.3.1).
-    fn client_step(
-        table: &mut HashMap<Key, ClientEntry>,
-        key: &Key,
-    ) -> (Vec<Bytes>, Path, Option<std::time::Instant>) {
+    fn client_step(table: &mut HashMap<Key, ClientEntry>, key: &Key) -> ClientStep {
         let Some(entry) = table.get_mut(key) else {
-            return (
-                Vec::new(),
-                Path::Stream(mpsc::channel(1).0, Transport::Tcp),
-                None,
-            );
+            return ClientStep {
+                out: Vec::new(),
+                path: None,
+                next: None,
+                deliver: Vec::new(),
+            };
         };
+        let mut deliver = Vec::new();
         while let Some(event) = entry.txn.poll_event() {
             let response = match event {
                 ClientEvent::Response(m) => Some(m),
@@ -438,21 +516,26 @@ impl Shared {
                 }
             };
             if let Some(r) = response {
-                entry.responses.send(r);
+                deliver.push((entry.responses.clone(), r));
             }
         }
         let out: Vec<_> = std::iter::from_fn(|| entry.txn.poll_transmit()).collect();
-        let path = entry.path.clone();
+        let path = Some(entry.path.clone());
         let next = entry.txn.poll_timeout();
         if entry.txn.is_terminated() {
             table.remove(key);
         }
-        (out, path, next)
+        ClientStep {
+            out,
+            path,
+            next,
+            deliver,
+        }
     }
 
     /// Fires the timers of one transaction.
     async fn expire(&self, key: &TimerKey) -> Option<std::time::Instant> {
-        let (out, path, next) = match key {
+        let (out, path, next, deliver) = match key {
             TimerKey::Server(key) => {
                 let mut table = self.servers.lock().unwrap_or_else(|p| p.into_inner());
                 let entry = table.get_mut(key)?;
@@ -463,16 +546,22 @@ impl Shared {
                 if entry.txn.is_terminated() {
                     table.remove(key);
                 }
-                (out, path, next)
+                (out, Some(path), next, Vec::new())
             }
             TimerKey::Client(key) => {
                 let mut table = self.clients.lock().unwrap_or_else(|p| p.into_inner());
                 table.get_mut(key)?.txn.handle_timeout(now());
-                Self::client_step(&mut table, key)
+                let s = Self::client_step(&mut table, key);
+                (s.out, s.path, s.next, s.deliver)
             }
         };
-        for data in out {
-            path.send(data).await;
+        if let Some(path) = path {
+            for data in out {
+                path.send_now(data).await;
+            }
+        }
+        for (sink, m) in deliver {
+            sink.send(m);
         }
         next
     }
@@ -555,12 +644,18 @@ impl std::fmt::Debug for Responder {
 impl Responder {
     /// Sends a printed response (provisional or final).
     pub async fn send(&mut self, status: u16, wire: Bytes) {
+        self.send_sync(status, wire);
+    }
+
+    /// Sends a printed response from synchronous code (a response
+    /// callback): in place, or on a task of its own when the socket is full.
+    pub fn send_sync(&mut self, status: u16, wire: Bytes) {
         if status >= 200 {
             self.finished = true;
         }
         if let Some((out, path)) = self.shared.respond_now(&self.key, status, wire) {
             for data in out {
-                path.send(data).await;
+                path.send_detached(data);
             }
         }
     }
@@ -568,12 +663,17 @@ impl Responder {
     /// Sends a response made from the request (RFC 3261 §8.2.6) with
     /// `extra` header fields; the To tag is the transaction's own.
     pub async fn reply(&mut self, status: u16, reason: &str, extra: &[(&str, String)]) {
+        self.reply_sync(status, reason, extra);
+    }
+
+    /// [`Responder::reply`] from synchronous code.
+    pub fn reply_sync(&mut self, status: u16, reason: &str, extra: &[(&str, String)]) {
         let tag = crate::proto::sip::stateless::stateless_tag(
             &self.request,
             self.shared.policy.tag_secret,
         );
         let wire = respond(&self.request, status, reason, &tag, extra);
-        self.send(status, Bytes::from(wire)).await;
+        self.send_sync(status, Bytes::from(wire));
     }
 
     /// True once a final response was sent.
@@ -590,12 +690,8 @@ impl Drop for Responder {
         let tag = crate::proto::sip::stateless::stateless_tag(&self.request, 0);
         let wire = respond(&self.request, 500, "Server Internal Error", &tag, &[]);
         if let Some((out, path)) = self.shared.respond_now(&self.key, 500, Bytes::from(wire)) {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    for data in out {
-                        path.send(data).await;
-                    }
-                });
+            for data in out {
+                path.send_detached(data);
             }
         }
     }
@@ -629,17 +725,18 @@ impl Sip {
         Ok(rx)
     }
 
-    /// [`Sip::request`] for one branch of a fork: the responses go to
-    /// `responses`, tagged with `branch`.
-    pub async fn request_branch(
-        &self,
-        request: Message,
-        target: &Target,
-        responses: mpsc::UnboundedSender<(usize, Message)>,
-        branch: usize,
-    ) -> Result<(), SendError> {
-        self.send_request(request, target, Sink::Branch(responses, branch))
-            .await
+    /// [`Sip::request`] with `on_response` called for each response, in
+    /// place, on the task that received it (it must not block).
+    /// A request that cannot be sent at all gets a local 503 the same way.
+    pub async fn request_with(&self, request: Message, target: &Target, on_response: OnResponse) {
+        let fallback = local_response(&request, 503, "Service Unavailable");
+        let sink = Sink::Call(on_response.clone());
+        if let Err(e) = self.send_request(request, target, sink).await {
+            debug!(error = %e, "request not sent");
+            if let Some(r) = fallback {
+                on_response(r);
+            }
+        }
     }
 
     async fn send_request(
@@ -694,7 +791,7 @@ impl Sip {
         request.ensure_content_length();
         let txn = ClientTransaction::new(now(), request, path.reliability(), shared.timers)?;
         let key = txn.key().clone();
-        let (out, path, next) = {
+        let step = {
             let mut table = shared.clients.lock().unwrap_or_else(|p| p.into_inner());
             table.insert(
                 key.clone(),
@@ -706,21 +803,29 @@ impl Sip {
             );
             Shared::client_step(&mut table, &key)
         };
-        for data in out {
-            if !path.send(data).await {
-                let step = {
+        let path = step.path.clone();
+        for data in step.out {
+            let sent = match &path {
+                Some(p) => p.send_now(data).await,
+                None => false,
+            };
+            if !sent {
+                let failed = {
                     let mut table = shared.clients.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(e) = table.get_mut(&key) {
                         e.txn.handle_transport_error();
                     }
                     Shared::client_step(&mut table, &key)
                 };
-                drop(step);
+                shared.finish_client_step(key, failed).await;
                 return Ok(());
             }
         }
-        if let Some(at) = next {
+        if let Some(at) = step.next {
             shared.timers_queue.schedule(TimerKey::Client(key), at);
+        }
+        for (sink, m) in step.deliver {
+            sink.send(m);
         }
         Ok(())
     }

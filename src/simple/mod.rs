@@ -215,30 +215,34 @@ impl Core {
     }
 
     /// Serves one request that opened a server transaction.
-    pub async fn handle(&self, sip: &Sip, mut incoming: Incoming) {
+    pub async fn handle(self: Arc<Self>, sip: Sip, mut incoming: Incoming) {
+        use tracing::Instrument;
         let span = tracing::debug_span!(
             "request",
             method = %incoming.message.method().map_or("", |m| m.as_str()),
             source = %incoming.source
         );
-        let _enter = span.enter();
-        match incoming.message.method() {
-            Some(Method::Register) => registrar::register(self, &mut incoming).await,
-            Some(Method::Cancel) => {
-                // CANCEL matched no INVITE transaction here (§9.2).
-                incoming
-                    .responder
-                    .reply(481, "Call/Transaction Does Not Exist", &[])
-                    .await;
+        async move {
+            match incoming.message.method() {
+                Some(Method::Register) => registrar::register(&self, &mut incoming).await,
+                Some(Method::Cancel) => {
+                    // CANCEL matched no INVITE transaction here (§9.2).
+                    incoming
+                        .responder
+                        .reply(481, "Call/Transaction Does Not Exist", &[])
+                        .await;
+                }
+                _ => proxy::route(self.clone(), sip, incoming).await,
             }
-            _ => proxy::route(self, sip, incoming).await,
         }
+        .instrument(span)
+        .await
     }
 
     /// An ACK with no transaction (the ACK for a 2xx): forwarded
     /// statelessly along its route. Dropped for now when it has nowhere
     /// to go.
-    pub async fn ack(&self, _sip: &Sip, _ack: Message) {
+    pub async fn ack(&self, _sip: Sip, _ack: Message) {
         tracing::debug!("ACK for a 2xx not forwarded yet");
     }
 }

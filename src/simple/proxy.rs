@@ -4,14 +4,14 @@
 //! (parallel within a q-value, sequential between q-values), the response
 //! context with best-response selection (§16.7), and no open relay.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
-use tracing::debug;
 
 use crate::config::Transport;
-use crate::net::{Incoming, Sip, Target};
+use crate::net::{Incoming, OnResponse, Sip, Target};
 use crate::proto::sip::typed::{parse_max_forwards, NameAddr};
 use crate::proto::sip::uri::{Host, SipUri, Uri};
 use crate::proto::sip::{HeaderName, Message, Method};
@@ -29,7 +29,7 @@ struct Branch {
 }
 
 /// Routes one request that is not for Parley itself.
-pub async fn route(core: &Core, sip: &Sip, mut inc: Incoming) {
+pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     let now = now_secs();
     let method = inc.message.method().cloned();
     let invite = matches!(method, Some(Method::Invite));
@@ -206,7 +206,7 @@ pub async fn route(core: &Core, sip: &Sip, mut inc: Incoming) {
             // RFC 3263: every target in order, the next one only after a
             // timeout, a transport error or a 503.
             failover = true;
-            let targets = uri_targets(core, &sip_uri).await;
+            let targets = uri_targets(&core, &sip_uri).await;
             if targets.is_empty() {
                 return inc
                     .responder
@@ -227,124 +227,180 @@ pub async fn route(core: &Core, sip: &Sip, mut inc: Incoming) {
         }
     };
 
-    forward(core, sip, inc, msg, branches, invite, failover).await;
-}
-
-/// Sends the branches, group by group, and answers upstream (§16.7).
-async fn forward(
-    core: &Core,
-    sip: &Sip,
-    mut inc: Incoming,
-    msg: Message,
-    groups: Vec<Vec<Branch>>,
-    invite: bool,
-    failover: bool,
-) {
     let dialog_creating = matches!(
         msg.method(),
         Some(Method::Invite) | Some(Method::Subscribe) | Some(Method::Refer)
-    );
-    let mut best: Option<Message> = None;
-    let mut answered = false;
-    'groups: for group in groups {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(usize, Message)>();
-        let mut live = 0usize;
-        for branch in group {
-            let mut copy = msg.clone();
-            if copy.set_request_uri(&branch.request_uri).is_err() {
-                continue;
-            }
-            for route in branch.routes.iter().rev() {
-                let _ = copy.headers_mut().push_front("Route", route);
-            }
-            if dialog_creating && !in_dialog(&msg) {
-                for rr in core.record_route(inc.transport, branch.target.transport) {
-                    let _ = copy.headers_mut().push_front("Record-Route", &rr);
+    ) && !in_dialog(&msg);
+    let ctx = Arc::new(Mutex::new(Context {
+        inbound: inc.transport,
+        responder: inc.responder,
+        msg,
+        groups: branches.into(),
+        invite,
+        failover,
+        dialog_creating,
+        live: 0,
+        finals: 0,
+        best: None,
+        answered: false,
+        done: false,
+    }));
+    start_group(ctx, core, sip).await;
+}
+
+/// The response context of one proxied request (§16.7): the branch
+/// groups still to try and the responses so far. Responses are handled in
+/// place, on the task that received them.
+struct Context {
+    responder: crate::net::Responder,
+    msg: Message,
+    inbound: Transport,
+    groups: VecDeque<Vec<Branch>>,
+    invite: bool,
+    failover: bool,
+    dialog_creating: bool,
+    /// Branches of the current group, and how many have a final response.
+    live: usize,
+    finals: usize,
+    best: Option<Message>,
+    answered: bool,
+    done: bool,
+}
+
+fn lock(ctx: &Mutex<Context>) -> std::sync::MutexGuard<'_, Context> {
+    ctx.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends the next group of branches; when no group is left, answers
+/// upstream with the best response.
+async fn start_group(ctx: Arc<Mutex<Context>>, core: Arc<Core>, sip: Sip) {
+    loop {
+        let copies = {
+            let mut c = lock(&ctx);
+            let Some(group) = c.groups.pop_front() else {
+                finish(&mut c);
+                return;
+            };
+            let mut copies = Vec::new();
+            for branch in group {
+                let mut copy = c.msg.clone();
+                if copy.set_request_uri(&branch.request_uri).is_err() {
+                    continue;
                 }
+                for route in branch.routes.iter().rev() {
+                    let _ = copy.headers_mut().push_front("Route", route);
+                }
+                if c.dialog_creating {
+                    for rr in core.record_route(c.inbound, branch.target.transport) {
+                        let _ = copy.headers_mut().push_front("Record-Route", &rr);
+                    }
+                }
+                copies.push((copy, branch.target));
             }
-            match sip
-                .request_branch(copy, &branch.target, tx.clone(), live)
-                .await
-            {
-                Ok(()) => live += 1,
-                Err(e) => debug!(error = %e, "branch not sent"),
-            }
-        }
-        drop(tx);
-        if live == 0 {
+            // Set before sending: a response may come back at once.
+            c.live = copies.len();
+            c.finals = 0;
+            copies
+        };
+        if copies.is_empty() {
             continue;
         }
-        let mut finals = 0;
-        while let Some((_, mut response)) = rx.recv().await {
-            let Some(status) = response.status() else {
-                continue;
+        for (copy, target) in copies {
+            let on_response: OnResponse = {
+                let ctx = ctx.clone();
+                let core = core.clone();
+                let sip = sip.clone();
+                Arc::new(move |r| on_response(&ctx, &core, &sip, r))
             };
-            response.headers_mut().pop_first_value(HeaderName::Via);
-            match status {
-                100 => {}
-                101..=199 => {
-                    if !answered {
-                        send(&mut inc, status, &response).await;
-                    }
-                }
-                200..=299 => {
-                    // Every 2xx goes upstream (INVITE forks may bring several).
-                    send(&mut inc, status, &response).await;
-                    answered = true;
-                    if !invite {
-                        break 'groups;
-                    }
-                }
-                _ => {
-                    finals += 1;
-                    if better(&response, best.as_ref()) {
-                        best = Some(response);
-                    }
-                    if status >= 600 {
-                        break 'groups;
-                    }
-                }
-            }
-            if finals >= live {
-                break;
-            }
+            sip.request_with(copy, &target, on_response).await;
         }
-        if answered {
-            break;
-        }
-        // Failing over to the next server is only for a server that did
-        // not answer or is unavailable (RFC 3263 §4.3).
-        let retry = best
-            .as_ref()
-            .is_some_and(|b| matches!(b.status(), Some(408) | Some(503)));
-        if failover && !retry {
-            break;
-        }
-    }
-    if answered {
         return;
-    }
-    match best {
-        // §16.7 step 6: a 503 from downstream becomes 500.
-        Some(r) if r.status() == Some(503) => {
-            inc.responder.reply(500, "Server Internal Error", &[]).await;
-        }
-        Some(r) => {
-            let status = r.status().unwrap_or(500);
-            send(&mut inc, status, &r).await;
-        }
-        None => {
-            inc.responder
-                .reply(480, "Temporarily Unavailable", &[])
-                .await
-        }
     }
 }
 
-async fn send(inc: &mut Incoming, status: u16, response: &Message) {
-    inc.responder
-        .send(status, Bytes::from(response.to_bytes()))
-        .await;
+/// One response from a branch.
+fn on_response(ctx: &Arc<Mutex<Context>>, core: &Arc<Core>, sip: &Sip, mut response: Message) {
+    let Some(status) = response.status() else {
+        return;
+    };
+    let mut c = lock(ctx);
+    if c.done {
+        return;
+    }
+    response.headers_mut().pop_first_value(HeaderName::Via);
+    match status {
+        100 => return,
+        101..=199 => {
+            if !c.answered {
+                forward_upstream(&mut c, status, &response);
+            }
+            return;
+        }
+        200..=299 => {
+            // Every 2xx goes upstream (an INVITE fork may bring several).
+            forward_upstream(&mut c, status, &response);
+            c.answered = true;
+            if !c.invite {
+                c.done = true;
+            }
+            return;
+        }
+        _ => {}
+    }
+    c.finals += 1;
+    if better(&response, c.best.as_ref()) {
+        c.best = Some(response);
+    }
+    if status >= 600 {
+        c.groups.clear();
+    }
+    if c.finals < c.live {
+        return;
+    }
+    if c.answered {
+        c.done = true;
+        return;
+    }
+    // The group is over without a 2xx. Failing over to the next server is
+    // only for one that did not answer or is unavailable (RFC 3263 §4.3).
+    let retry = c
+        .best
+        .as_ref()
+        .is_some_and(|b| matches!(b.status(), Some(408) | Some(503)));
+    if c.groups.is_empty() || (c.failover && !retry) {
+        finish(&mut c);
+        return;
+    }
+    drop(c);
+    tokio::spawn(start_group(ctx.clone(), core.clone(), sip.clone()));
+}
+
+fn forward_upstream(c: &mut Context, status: u16, response: &Message) {
+    c.responder
+        .send_sync(status, Bytes::from(response.to_bytes()));
+}
+
+/// Answers upstream with the best response (§16.7 step 6).
+fn finish(c: &mut Context) {
+    if c.done {
+        return;
+    }
+    c.done = true;
+    if c.answered {
+        return;
+    }
+    let local = |c: &mut Context, status: u16, reason: &str| {
+        c.responder.reply_sync(status, reason, &[]);
+    };
+    match c.best.take() {
+        // A 503 from downstream becomes 500.
+        Some(r) if r.status() == Some(503) => local(c, 500, "Server Internal Error"),
+        Some(r) => {
+            let status = r.status().unwrap_or(500);
+            forward_upstream(c, status, &r);
+        }
+        None => local(c, 480, "Temporarily Unavailable"),
+    }
 }
 
 /// §16.7 step 6: 6xx first, then the lowest class; the first of a class
