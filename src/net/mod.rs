@@ -272,6 +272,10 @@ struct ClientStep {
     deliver: Vec<(Sink, Message)>,
 }
 
+/// A hash map keyed by what peers send (branches), with a per-process
+/// random seed: fast, and collisions cannot be computed in advance.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The timers of both tables share one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum TimerKey {
@@ -290,13 +294,13 @@ struct Shared {
     limits: Limits,
     policy: Policy,
     timers: TimerConfig,
-    servers: Mutex<HashMap<Key, ServerEntry>>,
-    clients: Mutex<HashMap<Key, ClientEntry>>,
+    servers: Mutex<FastMap<Key, ServerEntry>>,
+    clients: Mutex<FastMap<Key, ClientEntry>>,
     timers_queue: timer::Timers<TimerKey>,
     counter: AtomicU64,
     random: std::collections::hash_map::RandomState,
     multicast_responses: bool,
-    udp: Vec<Arc<UdpSocket>>,
+    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
     /// The address each stream transport listens on, for Via sent-by.
     stream_listen: Vec<(Transport, SocketAddr)>,
     connections: Mutex<Connections>,
@@ -497,7 +501,7 @@ impl Shared {
     /// Drains a client transaction after an input: what to send, where, and
     /// the next timer. Timeouts and transport errors reach the requester as
     /// 408 and 503 responses (RFC 3261 §16.7 step 1, §8.1.3.1).
-    fn client_step(table: &mut HashMap<Key, ClientEntry>, key: &Key) -> ClientStep {
+    fn client_step(table: &mut FastMap<Key, ClientEntry>, key: &Key) -> ClientStep {
         let Some(entry) = table.get_mut(key) else {
             return ClientStep {
                 out: Vec::new(),
@@ -582,10 +586,10 @@ impl Shared {
     }
 
     /// The UDP socket to send to `to` from: the first of the same family.
-    fn udp_socket(&self, to: SocketAddr) -> Option<Arc<UdpSocket>> {
+    fn udp_socket(&self, to: SocketAddr) -> Option<(Arc<UdpSocket>, SocketAddr)> {
         self.udp
             .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()))
+            .find(|(_, a)| a.is_ipv4() == to.is_ipv4())
             .cloned()
     }
 
@@ -593,7 +597,7 @@ impl Shared {
     /// Parley listens on for that transport and family.
     fn sent_by(&self, transport: Transport, to: SocketAddr) -> Option<SocketAddr> {
         if transport == Transport::Udp {
-            return self.udp_socket(to).and_then(|s| s.local_addr().ok());
+            return self.udp_socket(to).map(|(_, a)| a);
         }
         self.stream_listen
             .iter()
@@ -747,15 +751,15 @@ impl Sip {
     ) -> Result<(), SendError> {
         let shared = &self.shared;
         let mut transport = target.transport;
-        if transport == Transport::Udp && request.to_bytes().len() + 100 > UDP_REQUEST_LIMIT {
+        if transport == Transport::Udp && request.wire_len() + 100 > UDP_REQUEST_LIMIT {
             transport = Transport::Tcp; // RFC 3261 §18.1.1
         }
         let (path, local) = match transport {
             Transport::Udp => {
-                let socket = shared
+                let (socket, local) = shared
                     .udp_socket(target.addr)
                     .ok_or(SendError::NoSocket(transport))?;
-                let local = socket.local_addr().ok();
+                let local = Some(local);
                 (
                     Path::Udp {
                         socket,
@@ -859,7 +863,8 @@ impl Server {
         let mut udp_sockets = Vec::new();
         for socket in std::mem::take(&mut listeners.udp) {
             udp::size_buffers(&socket, config.sip.udp_buffer_bytes);
-            udp_sockets.push(Arc::new(socket));
+            let local = socket.local_addr()?;
+            udp_sockets.push((Arc::new(socket), local));
         }
         let mut stream_listen = Vec::new();
         for (t, list) in [
@@ -880,8 +885,8 @@ impl Server {
                 ..Policy::default()
             },
             timers: config.sip.timers.config(),
-            servers: Mutex::new(HashMap::new()),
-            clients: Mutex::new(HashMap::new()),
+            servers: Mutex::new(FastMap::default()),
+            clients: Mutex::new(FastMap::default()),
             timers_queue: timer::Timers::new(),
             counter: AtomicU64::new(0),
             random,
@@ -953,7 +958,7 @@ impl Server {
         let stop = shared.conn.stop.clone();
         let tracker = shared.conn.tracker.clone();
         tracker.spawn(timers(shared.clone(), stop.clone()));
-        for socket in &shared.udp {
+        for (socket, _) in &shared.udp {
             for _ in 0..readers {
                 tracker.spawn(udp::reader(shared.clone(), socket.clone()));
             }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 struct Inner<K> {
     queue: BTreeMap<(Instant, u64), K>,
-    scheduled: HashMap<K, (Instant, u64)>,
+    scheduled: HashMap<K, (Instant, u64), foldhash::fast::RandomState>,
     seq: u64,
 }
 
@@ -28,7 +28,7 @@ impl<K: Clone + Eq + Hash> Timers<K> {
         Timers {
             inner: Mutex::new(Inner {
                 queue: BTreeMap::new(),
-                scheduled: HashMap::new(),
+                scheduled: HashMap::default(),
                 seq: 0,
             }),
             changed: Notify::new(),

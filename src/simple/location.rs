@@ -87,6 +87,7 @@ enum Write {
 pub struct Location {
     map: Mutex<HashMap<Box<str>, Vec<Binding>>>,
     writes: mpsc::UnboundedSender<Write>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Location {
@@ -115,8 +116,11 @@ impl Location {
             }
         }
         let (writes, mut rx) = mpsc::unbounded_channel::<Write>();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pending.clone();
         tokio::spawn(async move {
             while let Some(w) = rx.recv().await {
+                counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 let r = match &w {
                     Write::Put(row) => store.put_binding(row).await,
                     Write::Remove { aor, uri } => store.remove_binding(aor, uri).await,
@@ -130,6 +134,7 @@ impl Location {
         Ok(Location {
             map: Mutex::new(map),
             writes,
+            pending,
         })
     }
 
@@ -157,7 +162,7 @@ impl Location {
         let out = change(&mut bindings)?;
         for old in &before {
             if !bindings.iter().any(|b| b.uri == old.uri) {
-                let _ = self.writes.send(Write::Remove {
+                self.write(Write::Remove {
                     aor: aor.to_string(),
                     uri: old.uri.to_string(),
                 });
@@ -165,7 +170,7 @@ impl Location {
         }
         for b in &bindings {
             if !before.contains(b) {
-                let _ = self.writes.send(Write::Put(b.row(aor)));
+                self.write(Write::Put(b.row(aor)));
             }
         }
         if bindings.is_empty() {
@@ -187,11 +192,23 @@ impl Location {
             !v.is_empty()
         });
         if removed > 0 {
-            let _ = self
-                .writes
-                .send(Write::Expired(i64::try_from(now).unwrap_or(i64::MAX)));
+            self.write(Write::Expired(i64::try_from(now).unwrap_or(i64::MAX)));
         }
         removed
+    }
+
+    fn write(&self, w: Write) {
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.writes.send(w).is_err() {
+            self.pending
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Changes not yet written to the store.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Addresses of record with at least one binding.

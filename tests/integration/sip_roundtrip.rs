@@ -260,6 +260,7 @@ proptest! {
         msg.headers_mut().push("Warning", &format!("399 proxy.example.com \"{reason}\"")).unwrap();
         msg.set_request_uri("sip:next@hop.example.com;lr").unwrap();
         let printed = msg.to_bytes();
+        prop_assert_eq!(msg.wire_len(), printed.len());
         let text = String::from_utf8_lossy(&printed);
         prop_assert!(text.starts_with(&format!("{} sip:next@hop.example.com;lr SIP/2.0\r\nVia: SIP/2.0/TCP proxy.example.com;branch=z9hG4bKproxy\r\n", g.method)), "{}", text);
         prop_assert!(text.contains("\r\nMax-Forwards: 69\r\n"));

@@ -314,6 +314,16 @@ impl Headers {
         Ok(())
     }
 
+    /// Octets [`Headers::write`] produces.
+    pub(crate) fn wire_len(&self) -> usize {
+        self.list
+            .iter()
+            .map(|e| match e.line {
+                Src::Span(s, e) | Src::Own(s, e) => (e - s) as usize + 2,
+            })
+            .sum()
+    }
+
     /// Writes every field with CRLF after each.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         for e in &self.list {

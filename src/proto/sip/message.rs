@@ -553,9 +553,14 @@ impl Message {
 
     /// Prints the message: untouched parts byte for byte, modified parts canonically.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.headers.buf.len() + 64);
+        let mut out = Vec::with_capacity(self.wire_len());
         self.write(&mut out);
         out
+    }
+
+    /// Octets [`Message::to_bytes`] produces, without printing.
+    pub fn wire_len(&self) -> usize {
+        self.start_text().len() + 2 + self.headers.wire_len() + 2 + self.body().len()
     }
 
     /// Appends the printed message to `out`.

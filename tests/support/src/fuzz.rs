@@ -11,6 +11,11 @@ pub fn sip_message(data: &[u8]) {
     if let Ok(msg) = Message::parse(Bytes::copy_from_slice(data), Framing::Datagram, &limits) {
         exercise(&msg, &limits);
         let printed = msg.to_bytes();
+        assert_eq!(
+            msg.wire_len(),
+            printed.len(),
+            "wire_len disagrees with the print"
+        );
         let again = Message::parse(Bytes::from(printed.clone()), Framing::Datagram, &limits)
             .unwrap_or_else(|e| panic!("printed message does not parse: {e}"));
         assert_eq!(again, msg, "parse(print(m)) != m");
