@@ -176,6 +176,8 @@ impl Location {
         if bindings.is_empty() {
             map.remove(aor);
         } else {
+            // Most addresses hold one binding: no spare capacity.
+            bindings.shrink_to_fit();
             map.insert(aor.into(), bindings);
         }
         Ok(out)

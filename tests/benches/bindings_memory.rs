@@ -27,7 +27,12 @@ fn main() {
     let n: usize = std::env::var("BINDINGS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        // `cargo test` runs this as a smoke test: a small count.
+        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
+            100_000
+        } else {
+            2_000
+        });
     let dir = std::env::temp_dir().join(format!("parley-bindings-{}", std::process::id()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -70,6 +75,13 @@ fn main() {
         let before = rss();
         for i in 0..n {
             add(i);
+            // Registrations arrive over time: let the writer keep up, so
+            // its queue does not inflate the figure.
+            if i % 1000 == 999 {
+                while location.pending_writes() > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
         }
         // Let the writer drain its queue, so only the held bindings remain.
         for _ in 0..600 {
