@@ -606,6 +606,34 @@ impl Shared {
     }
 }
 
+/// The CANCEL for an INVITE as it was sent (RFC 3261 §9.1).
+fn cancel_for(invite: &Message) -> Option<Message> {
+    let text = |name: HeaderName| {
+        invite
+            .headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let uri = String::from_utf8_lossy(invite.request_uri_raw()?).into_owned();
+    let via = invite
+        .headers()
+        .values(HeaderName::Via)
+        .next()
+        .map(|v| String::from_utf8_lossy(v).into_owned())?;
+    let cseq = invite.cseq()?.ok()?.seq;
+    let mut out = format!("CANCEL {uri} SIP/2.0\r\nVia: {via}\r\n");
+    for route in invite.headers().lines(HeaderName::Route) {
+        out.push_str(&format!("Route: {}\r\n", String::from_utf8_lossy(route)));
+    }
+    out.push_str(&format!(
+        "From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        text(HeaderName::From)?,
+        text(HeaderName::To)?,
+        text(HeaderName::CallId)?
+    ));
+    Message::parse(Bytes::from(out), Framing::Stream, &Limits::default()).ok()
+}
+
 /// A response made locally for a request that got none (408, 503), parsed
 /// back so the requester sees one kind of thing.
 fn local_response(request: &Message, status: u16, reason: &str) -> Option<Message> {
@@ -680,6 +708,11 @@ impl Responder {
         self.send_sync(status, Bytes::from(wire));
     }
 
+    /// The server transaction's key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
     /// True once a final response was sent.
     pub fn is_finished(&self) -> bool {
         self.finished
@@ -732,15 +765,132 @@ impl Sip {
     /// [`Sip::request`] with `on_response` called for each response, in
     /// place, on the task that received it (it must not block).
     /// A request that cannot be sent at all gets a local 503 the same way.
-    pub async fn request_with(&self, request: Message, target: &Target, on_response: OnResponse) {
+    /// Returns the client transaction's key, for [`Sip::cancel`].
+    pub async fn request_with(
+        &self,
+        request: Message,
+        target: &Target,
+        on_response: OnResponse,
+    ) -> Option<Key> {
         let fallback = local_response(&request, 503, "Service Unavailable");
         let sink = Sink::Call(on_response.clone());
-        if let Err(e) = self.send_request(request, target, sink).await {
-            debug!(error = %e, "request not sent");
-            if let Some(r) = fallback {
-                on_response(r);
+        match self.send_request(request, target, sink).await {
+            Ok(key) => key,
+            Err(e) => {
+                debug!(error = %e, "request not sent");
+                if let Some(r) = fallback {
+                    on_response(r);
+                }
+                None
             }
         }
+    }
+
+    /// Cancels the INVITE client transaction `key` (RFC 3261 §9.1): a
+    /// CANCEL with the INVITE's Request-URI, top Via, Route, From, To,
+    /// Call-ID and CSeq number goes the same way. False when the INVITE has
+    /// no provisional response yet (the CANCEL must wait for one) or is over.
+    pub async fn cancel(&self, key: &Key) -> bool {
+        use crate::proto::transaction::ClientState;
+        let (cancel, path) = {
+            let table = self
+                .shared
+                .clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let Some(entry) = table.get(key) else {
+                return false;
+            };
+            if !matches!(entry.txn.state(), ClientState::Proceeding { .. }) {
+                return false;
+            }
+            let Some(cancel) = cancel_for(entry.txn.request()) else {
+                return false;
+            };
+            (cancel, entry.path.clone())
+        };
+        let Ok(txn) = ClientTransaction::new(now(), cancel, path.reliability(), self.shared.timers)
+        else {
+            return false;
+        };
+        let ckey = txn.key().clone();
+        let step = {
+            let mut table = self
+                .shared
+                .clients
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // The 200 to the CANCEL is of no further use.
+            let (tx, _) = mpsc::unbounded_channel();
+            table.insert(
+                ckey.clone(),
+                ClientEntry {
+                    txn,
+                    path,
+                    responses: Sink::One(tx),
+                },
+            );
+            Shared::client_step(&mut table, &ckey)
+        };
+        self.shared.finish_client_step(ckey, step).await;
+        true
+    }
+
+    /// Forwards a request without a transaction (the ACK for a 2xx, RFC
+    /// 3261 §16.11): a Via of Parley's own, whose branch is derived from
+    /// the request's, so a retransmission is forwarded identically.
+    pub async fn forward_stateless(&self, mut request: Message, target: &Target) {
+        let shared = &self.shared;
+        let branch_of = request
+            .top_via()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        let (path, local) = match target.transport {
+            Transport::Udp => match shared.udp_socket(target.addr) {
+                Some((socket, local)) => (
+                    Path::Udp {
+                        socket,
+                        to: target.addr,
+                    },
+                    local,
+                ),
+                None => return,
+            },
+            t => match stream::open(shared, t, target).await {
+                Ok((tx, local)) => (
+                    Path::Stream(tx, t),
+                    shared.sent_by(t, target.addr).unwrap_or(local),
+                ),
+                Err(e) => {
+                    debug!(addr = %target.addr, error = %e, "ACK not forwarded");
+                    return;
+                }
+            },
+        };
+        let via = format!(
+            "SIP/2.0/{} {local};branch=z9hG4bK{:016x};rport",
+            path.transport().via_name(),
+            shared.random.hash_one(&branch_of)
+        );
+        if request.headers_mut().push_front("Via", &via).is_err() {
+            return;
+        }
+        request.ensure_content_length();
+        path.send_now(Bytes::from(request.to_bytes())).await;
+    }
+
+    /// True while the server transaction `key` waits for its final response.
+    pub fn is_pending(&self, key: &Key) -> bool {
+        use crate::proto::transaction::ServerState;
+        self.shared.servers.lock().is_ok_and(|t| {
+            t.get(key).is_some_and(|e| {
+                matches!(
+                    e.txn.state(),
+                    ServerState::Trying | ServerState::Proceeding { .. }
+                )
+            })
+        })
     }
 
     async fn send_request(
@@ -748,7 +898,7 @@ impl Sip {
         mut request: Message,
         target: &Target,
         sink: Sink,
-    ) -> Result<(), SendError> {
+    ) -> Result<Option<Key>, SendError> {
         let shared = &self.shared;
         let mut transport = target.transport;
         if transport == Transport::Udp && request.wire_len() + 100 > UDP_REQUEST_LIMIT {
@@ -778,7 +928,7 @@ impl Sip {
                     if let Some(r) = local_response(&request, 503, "Service Unavailable") {
                         sink.send(r);
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
             },
         };
@@ -822,16 +972,18 @@ impl Sip {
                     Shared::client_step(&mut table, &key)
                 };
                 shared.finish_client_step(key, failed).await;
-                return Ok(());
+                return Ok(None);
             }
         }
         if let Some(at) = step.next {
-            shared.timers_queue.schedule(TimerKey::Client(key), at);
+            shared
+                .timers_queue
+                .schedule(TimerKey::Client(key.clone()), at);
         }
         for (sink, m) in step.deliver {
             sink.send(m);
         }
-        Ok(())
+        Ok(Some(key))
     }
 
     /// Open connections (accepted and opened), for monitoring and tests.

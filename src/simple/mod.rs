@@ -85,6 +85,8 @@ pub struct Core {
     pub location: location::Location,
     /// RFC 3263 server location for other domains.
     pub dns: crate::net::dns::Resolver,
+    /// INVITEs being proxied, for CANCEL.
+    pub invites: proxy::Invites,
 }
 
 impl Core {
@@ -118,6 +120,7 @@ impl Core {
             .await?,
             location: location::Location::load(store, now_secs()).await?,
             dns: crate::net::dns::Resolver::new(&config.dns),
+            invites: proxy::Invites::default(),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {
@@ -225,13 +228,7 @@ impl Core {
         async move {
             match incoming.message.method() {
                 Some(Method::Register) => registrar::register(&self, &mut incoming).await,
-                Some(Method::Cancel) => {
-                    // CANCEL matched no INVITE transaction here (§9.2).
-                    incoming
-                        .responder
-                        .reply(481, "Call/Transaction Does Not Exist", &[])
-                        .await;
-                }
+                Some(Method::Cancel) => proxy::cancel(&self, &sip, incoming).await,
                 _ => proxy::route(self.clone(), sip, incoming).await,
             }
         }
@@ -240,10 +237,9 @@ impl Core {
     }
 
     /// An ACK with no transaction (the ACK for a 2xx): forwarded
-    /// statelessly along its route. Dropped for now when it has nowhere
-    /// to go.
-    pub async fn ack(&self, _sip: Sip, _ack: Message) {
-        tracing::debug!("ACK for a 2xx not forwarded yet");
+    /// statelessly along its route (RFC 3261 §16.11).
+    pub async fn ack(&self, sip: Sip, ack: Message) {
+        proxy::ack(self, &sip, ack).await;
     }
 }
 

@@ -4,9 +4,9 @@
 //! (parallel within a q-value, sequential between q-values), the response
 //! context with best-response selection (§16.7), and no open relay.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
@@ -15,6 +15,7 @@ use crate::net::{Incoming, OnResponse, Sip, Target};
 use crate::proto::sip::typed::{parse_max_forwards, NameAddr};
 use crate::proto::sip::uri::{Host, SipUri, Uri};
 use crate::proto::sip::{HeaderName, Message, Method};
+use crate::proto::transaction::Key;
 
 use super::auth::Verdict;
 use super::location::Binding;
@@ -34,50 +35,8 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     let method = inc.message.method().cloned();
     let invite = matches!(method, Some(Method::Invite));
 
-    // §16.4: our own Route entries go; a strict router's Request-URI is
-    // restored from the last Route.
     let mut msg = inc.message.clone();
-    if let Some(Ok(uri)) = msg.request_uri() {
-        let ours = uri
-            .as_sip()
-            .is_some_and(|s| s.lr() && core.is_own_address(&s.host, s.port));
-        if ours {
-            let last = msg
-                .headers()
-                .values(HeaderName::Route)
-                .last()
-                .map(<[u8]>::to_vec);
-            if let Some(last) = last {
-                if let Ok(na) = NameAddr::parse(&last, "Route") {
-                    let uri = String::from_utf8_lossy(na.uri_raw).into_owned();
-                    let _ = msg.set_request_uri(&uri);
-                    remove_last_route(&mut msg);
-                }
-            }
-        }
-    }
-    let mut routed_by_us = false;
-    loop {
-        let top = msg
-            .headers()
-            .values(HeaderName::Route)
-            .next()
-            .map(<[u8]>::to_vec);
-        let Some(top) = top else { break };
-        let ours = NameAddr::parse(&top, "Route")
-            .ok()
-            .and_then(|na| {
-                na.uri()
-                    .ok()
-                    .and_then(|u| u.as_sip().map(|s| (s.host, s.port)))
-            })
-            .is_some_and(|(h, p)| core.is_own_address(&h, p) || core.is_local(&h, p));
-        if !ours {
-            break;
-        }
-        msg.headers_mut().pop_first_value(HeaderName::Route);
-        routed_by_us = true;
-    }
+    let routed_by_us = preprocess_routes(&core, &mut msg);
 
     // §16.3 item 3 and §16.6 item 3: Max-Forwards.
     let mf = msg
@@ -231,6 +190,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         msg.method(),
         Some(Method::Invite) | Some(Method::Subscribe) | Some(Method::Refer)
     ) && !in_dialog(&msg);
+    let invite_key = invite.then(|| inc.responder.key().clone());
     let ctx = Arc::new(Mutex::new(Context {
         inbound: inc.transport,
         responder: inc.responder,
@@ -244,8 +204,115 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         best: None,
         answered: false,
         done: false,
+        branches: Vec::new(),
+        cancelling: false,
     }));
+    if let Some(key) = invite_key {
+        core.invites.insert(key, &ctx);
+    }
     start_group(ctx, core, sip).await;
+}
+
+/// §16.4: Parley's own Route entries go, and a strict router's
+/// Request-URI is restored from the last Route. True when a Route of
+/// Parley's was removed.
+fn preprocess_routes(core: &Core, msg: &mut Message) -> bool {
+    if let Some(Ok(uri)) = msg.request_uri() {
+        let ours = uri
+            .as_sip()
+            .is_some_and(|s| s.lr() && core.is_own_address(&s.host, s.port));
+        if ours {
+            let last = msg
+                .headers()
+                .values(HeaderName::Route)
+                .last()
+                .map(<[u8]>::to_vec);
+            if let Some(last) = last {
+                if let Ok(na) = NameAddr::parse(&last, "Route") {
+                    let uri = String::from_utf8_lossy(na.uri_raw).into_owned();
+                    let _ = msg.set_request_uri(&uri);
+                    remove_last_route(msg);
+                }
+            }
+        }
+    }
+    let mut routed_by_us = false;
+    loop {
+        let top = msg
+            .headers()
+            .values(HeaderName::Route)
+            .next()
+            .map(<[u8]>::to_vec);
+        let Some(top) = top else { break };
+        let ours = NameAddr::parse(&top, "Route")
+            .ok()
+            .and_then(|na| {
+                na.uri()
+                    .ok()
+                    .and_then(|u| u.as_sip().map(|s| (s.host, s.port)))
+            })
+            .is_some_and(|(h, p)| core.is_own_address(&h, p) || core.is_local(&h, p));
+        if !ours {
+            break;
+        }
+        msg.headers_mut().pop_first_value(HeaderName::Route);
+        routed_by_us = true;
+    }
+    routed_by_us
+}
+
+/// The ACK for a 2xx (RFC 3261 §16.11 with §16.6): no transaction, no
+/// response; forwarded along its route, or to the registered contact of a
+/// local user, or to the Request-URI's address.
+pub async fn ack(core: &Core, sip: &Sip, mut msg: Message) {
+    preprocess_routes(core, &mut msg);
+    let mf = msg
+        .headers()
+        .get(HeaderName::MaxForwards)
+        .and_then(|v| parse_max_forwards(v).ok())
+        .unwrap_or(70);
+    if mf == 0 {
+        return;
+    }
+    let _ = msg.headers_mut().set("Max-Forwards", &(mf - 1).to_string());
+    let top = msg
+        .headers()
+        .values(HeaderName::Route)
+        .next()
+        .map(<[u8]>::to_vec);
+    let target = if let Some(top) = top {
+        route_target(&top, Transport::Udp)
+    } else {
+        let Some(Ok(uri)) = msg.request_uri() else {
+            return;
+        };
+        let Some(sip_uri) = uri.as_sip().cloned() else {
+            return;
+        };
+        if core.is_local(&sip_uri.host, sip_uri.port) {
+            let Some(user) = sip_uri.user else { return };
+            let domain = super::host_text(&sip_uri.host).to_ascii_lowercase();
+            let domain = if core.is_local_domain(&domain) {
+                domain
+            } else {
+                core.config_domains[0].clone()
+            };
+            let bindings = core
+                .location
+                .lookup(&format!("{user}@{domain}"), now_secs());
+            let Some(b) = bindings.first() else { return };
+            let uri = b.uri.to_string();
+            let target = binding_target(b);
+            let _ = msg.set_request_uri(&uri);
+            target
+        } else {
+            uri_targets(core, &sip_uri).await.into_iter().next()
+        }
+    };
+    match target {
+        Some(t) => sip.forward_stateless(msg, &t).await,
+        None => tracing::debug!("ACK with nowhere to go"),
+    }
 }
 
 /// The response context of one proxied request (§16.7): the branch
@@ -265,6 +332,86 @@ struct Context {
     best: Option<Message>,
     answered: bool,
     done: bool,
+    /// The current group's client transactions, for CANCEL.
+    branches: Vec<BranchState>,
+    /// CANCEL received (or a 2xx arrived): pending branches are cancelled.
+    cancelling: bool,
+}
+
+/// What the context knows of one branch of the current group.
+#[derive(Debug, Default, Clone)]
+struct BranchState {
+    key: Option<Key>,
+    provisional: bool,
+    finished: bool,
+}
+
+/// The response contexts of INVITEs being proxied, by server transaction,
+/// so a CANCEL can find its INVITE's branches (RFC 3261 §16.10).
+#[derive(Default)]
+pub struct Invites {
+    map: Mutex<HashMap<Key, Weak<Mutex<Context>>>>,
+}
+
+impl std::fmt::Debug for Invites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invites").finish_non_exhaustive()
+    }
+}
+
+impl Invites {
+    fn insert(&self, key: Key, ctx: &Arc<Mutex<Context>>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 1024 && map.len().is_power_of_two() {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        map.insert(key, Arc::downgrade(ctx));
+    }
+
+    fn get(&self, key: &Key) -> Option<Arc<Mutex<Context>>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let ctx = map.get(key)?.upgrade();
+        if ctx.is_none() {
+            map.remove(key);
+        }
+        ctx
+    }
+}
+
+/// A CANCEL (RFC 3261 §16.10): answered 200 when it matches an INVITE
+/// being proxied, whose pending branches are then cancelled; 481 otherwise.
+pub async fn cancel(core: &Core, sip: &Sip, mut inc: Incoming) {
+    let ctx = inc
+        .responder
+        .key()
+        .cancelled_invite()
+        .filter(|k| sip.is_pending(k))
+        .and_then(|k| core.invites.get(&k));
+    let Some(ctx) = ctx else {
+        return inc
+            .responder
+            .reply(481, "Call/Transaction Does Not Exist", &[])
+            .await;
+    };
+    inc.responder.reply(200, "OK", &[]).await;
+    let keys = {
+        let mut c = lock(&ctx);
+        c.cancelling = true;
+        c.groups.clear();
+        pending_cancels(&c)
+    };
+    for k in keys {
+        sip.cancel(&k).await;
+    }
+}
+
+/// Branches that can be cancelled now: provisional received, no final.
+fn pending_cancels(c: &Context) -> Vec<Key> {
+    c.branches
+        .iter()
+        .filter(|b| b.provisional && !b.finished)
+        .filter_map(|b| b.key.clone())
+        .collect()
 }
 
 fn lock(ctx: &Mutex<Context>) -> std::sync::MutexGuard<'_, Context> {
@@ -300,30 +447,66 @@ async fn start_group(ctx: Arc<Mutex<Context>>, core: Arc<Core>, sip: Sip) {
             // Set before sending: a response may come back at once.
             c.live = copies.len();
             c.finals = 0;
+            c.branches = vec![BranchState::default(); copies.len()];
             copies
         };
         if copies.is_empty() {
             continue;
         }
-        for (copy, target) in copies {
+        for (i, (copy, target)) in copies.into_iter().enumerate() {
             let on_response: OnResponse = {
                 let ctx = ctx.clone();
                 let core = core.clone();
                 let sip = sip.clone();
-                Arc::new(move |r| on_response(&ctx, &core, &sip, r))
+                Arc::new(move |r| on_response(&ctx, &core, &sip, i, r))
             };
-            sip.request_with(copy, &target, on_response).await;
+            let key = sip.request_with(copy, &target, on_response).await;
+            let cancel_now = {
+                let mut c = lock(&ctx);
+                let cancelling = c.cancelling;
+                match c.branches.get_mut(i) {
+                    Some(b) => {
+                        b.key = key.clone();
+                        cancelling && b.provisional && !b.finished
+                    }
+                    None => false,
+                }
+            };
+            if let (true, Some(k)) = (cancel_now, key) {
+                sip.cancel(&k).await;
+            }
         }
         return;
     }
 }
 
 /// One response from a branch.
-fn on_response(ctx: &Arc<Mutex<Context>>, core: &Arc<Core>, sip: &Sip, mut response: Message) {
+fn on_response(
+    ctx: &Arc<Mutex<Context>>,
+    core: &Arc<Core>,
+    sip: &Sip,
+    branch: usize,
+    mut response: Message,
+) {
     let Some(status) = response.status() else {
         return;
     };
     let mut c = lock(ctx);
+    if let Some(b) = c.branches.get_mut(branch) {
+        if status < 200 {
+            b.provisional = true;
+        } else {
+            b.finished = true;
+        }
+    }
+    // A branch that answers after its CANCEL was due gets it now.
+    if c.cancelling && status < 200 {
+        let key = c.branches.get(branch).and_then(|b| b.key.clone());
+        if let Some(k) = key {
+            let sip = sip.clone();
+            tokio::spawn(async move { sip.cancel(&k).await });
+        }
+    }
     if c.done {
         return;
     }
@@ -337,11 +520,22 @@ fn on_response(ctx: &Arc<Mutex<Context>>, core: &Arc<Core>, sip: &Sip, mut respo
             return;
         }
         200..=299 => {
-            // Every 2xx goes upstream (an INVITE fork may bring several).
+            // Every 2xx goes upstream (an INVITE fork may bring several);
+            // the other branches of an INVITE are cancelled (§16.7 step 10).
             forward_upstream(&mut c, status, &response);
             c.answered = true;
             if !c.invite {
                 c.done = true;
+            } else if !c.cancelling {
+                c.cancelling = true;
+                c.groups.clear();
+                let keys = pending_cancels(&c);
+                let sip = sip.clone();
+                tokio::spawn(async move {
+                    for k in keys {
+                        sip.cancel(&k).await;
+                    }
+                });
             }
             return;
         }

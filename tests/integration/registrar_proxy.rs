@@ -500,3 +500,58 @@ fn the_proxy_forks_by_q_value_and_picks_the_best_response() {
         assert_eq!(r.status(), Some(500));
     });
 }
+
+/// Registers `user` at the SIPp agent on `port` without authentication.
+fn register_plain(server: &TestServer, user: &str, port: u16) {
+    Sipp::start(
+        "register_contact.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &[
+            "-s",
+            user,
+            "-key",
+            "uas_port",
+            &port.to_string(),
+            "-key",
+            "domain",
+            "localhost",
+        ],
+    )
+    .wait();
+}
+
+#[test]
+fn sipp_calls_through_the_proxy_with_ack_and_bye() {
+    let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
+    user_add(&server, "henry@localhost", "pw");
+    let port = parley_test_support::sipp::free_port();
+    // SIPp's built-in user agent server: 180, 200, then the ACK and the BYE.
+    let uas = Sipp::start_on("", "u1", 1, None, port, &["-sn", "uas"]);
+    register_plain(&server, "henry", port);
+    Sipp::start(
+        "",
+        "u1",
+        1,
+        Some(server.udp),
+        &["-sn", "uac", "-s", "henry"],
+    )
+    .wait();
+    let trace = uas.wait();
+    assert!(trace.contains("Record-Route: <sip:127.0.0.1:"), "{trace}");
+    assert!(trace.contains("ACK sip:"), "{trace}");
+    assert!(trace.contains("BYE sip:"), "{trace}");
+}
+
+#[test]
+fn sipp_cancel_reaches_the_ringing_branch() {
+    let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
+    user_add(&server, "iris@localhost", "pw");
+    let port = parley_test_support::sipp::free_port();
+    let uas = Sipp::start_on("uas_cancel.xml", "u1", 1, None, port, &[]);
+    register_plain(&server, "iris", port);
+    Sipp::start("uac_cancel.xml", "u1", 1, Some(server.udp), &["-s", "iris"]).wait();
+    let trace = uas.wait();
+    assert!(trace.contains("CANCEL sip:"), "{trace}");
+}

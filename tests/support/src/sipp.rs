@@ -36,7 +36,8 @@ pub struct Sipp {
 }
 
 impl Sipp {
-    /// Starts SIPp on 127.0.0.1 with `scenario_file`, `transport` (`u1`,
+    /// Starts SIPp on 127.0.0.1 with `scenario_file` (empty for a built-in
+    /// scenario named in `extra`), `transport` (`u1`,
     /// `t1`) and `calls` calls; towards `remote` when it is a client.
     pub fn start(
         scenario_file: &str,
@@ -64,9 +65,11 @@ impl Sipp {
         let errors = stem.with_extension("err");
         let messages = stem.with_extension("msg");
         let mut cmd = Command::new("sipp");
-        cmd.arg("-sf")
-            .arg(scenario(scenario_file))
-            .args(["-t", transport, "-i", "127.0.0.1", "-p"])
+        // An empty name runs a built-in scenario given in `extra` (`-sn uas`).
+        if !scenario_file.is_empty() {
+            cmd.arg("-sf").arg(scenario(scenario_file));
+        }
+        cmd.args(["-t", transport, "-i", "127.0.0.1", "-p"])
             .arg(port.to_string())
             .args(["-m", &calls.to_string(), "-r", "50", "-nostdin"])
             .args(["-timeout", "20s", "-timeout_error"])
