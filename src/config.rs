@@ -73,6 +73,33 @@ pub struct Config {
     /// `[dns]`: how other domains are found (RFC 3263).
     #[serde(default)]
     pub dns: DnsConfig,
+    /// `[[redirect]]`: answer with 301/302 and contacts instead of proxying.
+    #[serde(default)]
+    pub redirect: Vec<RedirectConfig>,
+}
+
+/// `[[redirect]]`: one redirect rule. With `domain`, requests for users of
+/// that domain are answered with their registered contacts (or with `to`
+/// for another domain); with `user` (`name@domain`), requests for that
+/// address are answered with `to`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// The domain the rule applies to.
+    pub domain: Option<String>,
+    /// The address the rule applies to.
+    pub user: Option<String>,
+    /// The contacts to answer with (SIP URIs); for a local domain, empty
+    /// means the registered contacts.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// 302 Moved Temporarily (default) or 301 Moved Permanently.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    302
 }
 
 /// `[dns]`
@@ -488,6 +515,37 @@ impl Config {
         if config.domains.is_empty() {
             return Err(value("domains", "needs at least one domain".into()));
         }
+        for r in &config.redirect {
+            if r.domain.is_some() == r.user.is_some() {
+                return Err(value(
+                    "redirect",
+                    "needs exactly one of domain and user".into(),
+                ));
+            }
+            if r.status != 301 && r.status != 302 {
+                return Err(value(
+                    "redirect.status",
+                    format!("{} is not 301 or 302", r.status),
+                ));
+            }
+            let local = r
+                .domain
+                .as_deref()
+                .is_some_and(|d| config.is_local_domain(d));
+            if r.to.is_empty() && !local {
+                return Err(value(
+                    "redirect.to",
+                    "needs contacts unless the domain is local".into(),
+                ));
+            }
+            for uri in &r.to {
+                let ok = crate::proto::sip::uri::Uri::parse(uri.as_bytes())
+                    .is_ok_and(|u| u.as_sip().is_some());
+                if !ok {
+                    return Err(value("redirect.to", format!("{uri:?} is not a SIP URI")));
+                }
+            }
+        }
         Ok(config)
     }
 }
@@ -495,6 +553,35 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_rules_are_checked() {
+        let bad = [
+            (
+                "[[redirect]]\nto = [\"sip:a@b\"]\n",
+                "exactly one of domain and user",
+            ),
+            (
+                "[[redirect]]\nuser = \"a@localhost\"\ndomain = \"x\"\nto = [\"sip:a@b\"]\n",
+                "exactly one of domain and user",
+            ),
+            ("[[redirect]]\nuser = \"a@localhost\"\n", "needs contacts"),
+            (
+                "[[redirect]]\nuser = \"a@localhost\"\nto = [\"mailto:a@b\"]\n",
+                "not a SIP URI",
+            ),
+            (
+                "[[redirect]]\ndomain = \"localhost\"\nstatus = 305\n",
+                "not 301 or 302",
+            ),
+        ];
+        for (text, want) in bad {
+            let e = Config::parse(text, "t").unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        let ok = Config::parse("[[redirect]]\ndomain = \"localhost\"\n", "t").unwrap();
+        assert_eq!(ok.redirect[0].status, 302);
+    }
 
     #[test]
     fn embedded_default_loads() {

@@ -87,6 +87,8 @@ pub struct Core {
     pub dns: crate::net::dns::Resolver,
     /// INVITEs being proxied, for CANCEL.
     pub invites: proxy::Invites,
+    /// Redirect rules.
+    pub redirects: Vec<crate::config::RedirectConfig>,
 }
 
 impl Core {
@@ -121,6 +123,7 @@ impl Core {
             location: location::Location::load(store, now_secs()).await?,
             dns: crate::net::dns::Resolver::new(&config.dns),
             invites: proxy::Invites::default(),
+            redirects: config.redirect.clone(),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {

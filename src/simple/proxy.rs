@@ -129,6 +129,21 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                 .reply(416, "Unsupported URI Scheme", &[])
                 .await;
         };
+        if let Some((status, contacts)) = redirect(&core, &sip_uri, now) {
+            if contacts.is_empty() {
+                return inc
+                    .responder
+                    .reply(480, "Temporarily Unavailable", &[])
+                    .await;
+            }
+            let reason = if status == 301 {
+                "Moved Permanently"
+            } else {
+                "Moved Temporarily"
+            };
+            let extra: Vec<(&str, String)> = contacts.into_iter().map(|c| ("Contact", c)).collect();
+            return inc.responder.reply(status, reason, &extra).await;
+        }
         if core.is_local(&sip_uri.host, sip_uri.port) {
             let Some(user) = sip_uri.user else {
                 return inc
@@ -211,6 +226,34 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         core.invites.insert(key, &ctx);
     }
     start_group(ctx, core, sip).await;
+}
+
+/// The redirect rule for a Request-URI, if any, as (status, Contact
+/// values): the rule's targets, or a local user's registered contacts.
+fn redirect(core: &Core, uri: &SipUri<'_>, now: u64) -> Option<(u16, Vec<String>)> {
+    let domain = super::host_text(&uri.host).to_ascii_lowercase();
+    let aor = uri.user.map(|u| format!("{u}@{domain}"));
+    let rule = core.redirects.iter().find(|r| match (&r.user, &r.domain) {
+        (Some(u), _) => aor.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(u)),
+        (None, Some(d)) => d.eq_ignore_ascii_case(&domain),
+        _ => false,
+    })?;
+    if !rule.to.is_empty() {
+        return Some((
+            rule.status,
+            rule.to.iter().map(|t| format!("<{t}>")).collect(),
+        ));
+    }
+    let contacts = core
+        .location
+        .lookup(aor.as_deref()?, now)
+        .into_iter()
+        .map(|b| {
+            let q = f64::from(b.q) / 1000.0;
+            format!("<{}>;q={q}", b.uri)
+        })
+        .collect();
+    Some((rule.status, contacts))
 }
 
 /// §16.4: Parley's own Route entries go, and a strict router's

@@ -555,3 +555,48 @@ fn sipp_cancel_reaches_the_ringing_branch() {
     let trace = uas.wait();
     assert!(trace.contains("CANCEL sip:"), "{trace}");
 }
+
+#[test]
+fn a_redirect_rule_answers_302_and_sipp_follows_it() {
+    let server = TestServer::start(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[redirect]]\nuser = \"old@localhost\"\nto = [\"sip:jane@localhost\"]\n",
+    );
+    user_add(&server, "jane@localhost", "pw");
+    let port = parley_test_support::sipp::free_port();
+    let jane = Sipp::start_on("uas_message.xml", "u1", 1, None, port, &[]);
+    register_plain(&server, "jane", port);
+    Sipp::start(
+        "uac_follow_redirect.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &["-s", "old"],
+    )
+    .wait();
+    let trace = jane.wait();
+    assert!(trace.contains("Found you"), "{trace}");
+    assert!(
+        !trace.contains("Where are you"),
+        "the first MESSAGE was redirected, not relayed"
+    );
+}
+
+#[test]
+fn a_redirect_domain_answers_with_the_registered_contacts() {
+    let server = TestServer::start(
+        "[auth]\nregistrar = false\nproxy = false\n[[redirect]]\ndomain = \"localhost\"\nstatus = 301\n",
+    );
+    user_add(&server, "kim@localhost", "pw");
+    let ua = Ua::new(server.udp);
+    let c = format!("<sip:kim@{}>;q=0.7", ua.local);
+    let r = ua.register("kim", "redir", 1, std::slice::from_ref(&c), Some(600), None);
+    assert_eq!(r.status(), Some(200));
+    let r = ua.request(
+        "MESSAGE sip:kim@localhost SIP/2.0\nFrom: <sip:x@example.com>;tag=1\nTo: <sip:kim@localhost>\nCall-ID: redir2\nCSeq: 1 MESSAGE\n",
+        "",
+    );
+    assert_eq!(r.status(), Some(301));
+    let contacts = contacts(&r);
+    assert_eq!(contacts, [format!("<sip:kim@{}>;q=0.7", ua.local)]);
+}
