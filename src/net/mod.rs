@@ -766,15 +766,21 @@ impl Sip {
     /// place, on the task that received it (it must not block).
     /// A request that cannot be sent at all gets a local 503 the same way.
     /// Returns the client transaction's key, for [`Sip::cancel`].
+    /// `loop_tag` goes into the branch (RFC 3261 §16.6 item 8) so the
+    /// proxy can tell a loop from a spiral.
     pub async fn request_with(
         &self,
         request: Message,
         target: &Target,
         on_response: OnResponse,
+        loop_tag: Option<u64>,
     ) -> Option<Key> {
         let fallback = local_response(&request, 503, "Service Unavailable");
         let sink = Sink::Call(on_response.clone());
-        match self.send_request(request, target, sink).await {
+        match self
+            .send_request_tagged(request, target, sink, loop_tag)
+            .await
+        {
             Ok(key) => key,
             Err(e) => {
                 debug!(error = %e, "request not sent");
@@ -895,9 +901,19 @@ impl Sip {
 
     async fn send_request(
         &self,
+        request: Message,
+        target: &Target,
+        sink: Sink,
+    ) -> Result<Option<Key>, SendError> {
+        self.send_request_tagged(request, target, sink, None).await
+    }
+
+    async fn send_request_tagged(
+        &self,
         mut request: Message,
         target: &Target,
         sink: Sink,
+        loop_tag: Option<u64>,
     ) -> Result<Option<Key>, SendError> {
         let shared = &self.shared;
         let mut transport = target.transport;
@@ -933,8 +949,9 @@ impl Sip {
             },
         };
         let local = local.ok_or(SendError::NoSocket(transport))?;
+        let tag = loop_tag.map_or_else(String::new, |t| format!(".{t:016x}"));
         let via = format!(
-            "SIP/2.0/{} {local};branch=z9hG4bK{};rport",
+            "SIP/2.0/{} {local};branch=z9hG4bK{}{tag};rport",
             transport.via_name(),
             shared.token()
         );

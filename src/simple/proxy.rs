@@ -35,6 +35,12 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     let method = inc.message.method().cloned();
     let invite = matches!(method, Some(Method::Invite));
 
+    // §16.3 item 4: a request that carries a Via of ours whose branch has
+    // this request's loop hash has been here in the same shape: a loop.
+    let loop_tag = loop_hash(&inc.message);
+    if has_looped(&core, &inc.message, loop_tag) {
+        return inc.responder.reply(482, "Loop Detected", &[]).await;
+    }
     let mut msg = inc.message.clone();
     let routed_by_us = preprocess_routes(&core, &mut msg);
 
@@ -221,6 +227,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         done: false,
         branches: Vec::new(),
         cancelling: false,
+        loop_tag,
     }));
     if let Some(key) = invite_key {
         core.invites.insert(key, &ctx);
@@ -254,6 +261,43 @@ fn redirect(core: &Core, uri: &SipUri<'_>, now: u64) -> Option<(u16, Vec<String>
         })
         .collect();
     Some((rule.status, contacts))
+}
+
+/// The loop hash of a request (RFC 3261 §16.6 item 8): To and From tags,
+/// Call-ID, Request-URI, CSeq number, Proxy-Require and
+/// Proxy-Authorization. The same request coming back unchanged hashes the
+/// same; a spiral (a new Request-URI) does not.
+fn loop_hash(msg: &Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    msg.to()
+        .and_then(Result::ok)
+        .and_then(|t| t.tag())
+        .hash(&mut h);
+    msg.from()
+        .and_then(Result::ok)
+        .and_then(|f| f.tag())
+        .hash(&mut h);
+    msg.headers().get(HeaderName::CallId).hash(&mut h);
+    msg.request_uri_raw().hash(&mut h);
+    msg.cseq().and_then(Result::ok).map(|c| c.seq).hash(&mut h);
+    for name in [HeaderName::ProxyRequire, HeaderName::ProxyAuthorization] {
+        for v in msg.headers().lines(name) {
+            v.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// True when a Via of Parley's carries `tag` in its branch.
+fn has_looped(core: &Core, msg: &Message, tag: u64) -> bool {
+    let suffix = format!(".{tag:016x}");
+    msg.headers().values(HeaderName::Via).any(|v| {
+        crate::proto::sip::typed::Via::parse(v).is_ok_and(|via| {
+            core.is_own_address(&via.host, via.port)
+                && via.branch().is_some_and(|b| b.ends_with(&suffix))
+        })
+    })
 }
 
 /// §16.4: Parley's own Route entries go, and a strict router's
@@ -379,6 +423,8 @@ struct Context {
     branches: Vec<BranchState>,
     /// CANCEL received (or a 2xx arrived): pending branches are cancelled.
     cancelling: bool,
+    /// The request's loop hash, carried in the branches.
+    loop_tag: u64,
 }
 
 /// What the context knows of one branch of the current group.
@@ -464,6 +510,7 @@ fn lock(ctx: &Mutex<Context>) -> std::sync::MutexGuard<'_, Context> {
 /// Sends the next group of branches; when no group is left, answers
 /// upstream with the best response.
 async fn start_group(ctx: Arc<Mutex<Context>>, core: Arc<Core>, sip: Sip) {
+    let loop_tag = lock(&ctx).loop_tag;
     loop {
         let copies = {
             let mut c = lock(&ctx);
@@ -503,7 +550,9 @@ async fn start_group(ctx: Arc<Mutex<Context>>, core: Arc<Core>, sip: Sip) {
                 let sip = sip.clone();
                 Arc::new(move |r| on_response(&ctx, &core, &sip, i, r))
             };
-            let key = sip.request_with(copy, &target, on_response).await;
+            let key = sip
+                .request_with(copy, &target, on_response, Some(loop_tag))
+                .await;
             let cancel_now = {
                 let mut c = lock(&ctx);
                 let cancelling = c.cancelling;

@@ -600,3 +600,27 @@ fn a_redirect_domain_answers_with_the_registered_contacts() {
     let contacts = contacts(&r);
     assert_eq!(contacts, [format!("<sip:kim@{}>;q=0.7", ua.local)]);
 }
+
+#[test]
+fn a_request_that_comes_back_unchanged_is_a_loop() {
+    let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
+    user_add(&server, "loopy@localhost", "pw");
+    let ua = Ua::new(server.udp);
+    // A binding that points back at Parley itself.
+    let c = format!("<sip:loopy@{}>", server.udp);
+    let r = ua.register(
+        "loopy",
+        "loop",
+        1,
+        std::slice::from_ref(&c),
+        Some(600),
+        None,
+    );
+    assert_eq!(r.status(), Some(200));
+    let r = ua.request(
+        "MESSAGE sip:loopy@localhost SIP/2.0\nFrom: <sip:x@example.com>;tag=1\nTo: <sip:loopy@localhost>\nCall-ID: loop1\nCSeq: 1 MESSAGE\n",
+        "round and round",
+    );
+    // The first return is a spiral (new Request-URI); the second is a loop.
+    assert_eq!(r.status(), Some(482), "{:?}", r.reason());
+}
