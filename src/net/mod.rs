@@ -251,6 +251,8 @@ enum Sink {
     One(mpsc::UnboundedSender<Message>),
     /// A function called in place.
     Call(OnResponse),
+    /// The final response was delivered; nothing more goes anywhere.
+    Done,
 }
 
 impl Sink {
@@ -260,6 +262,7 @@ impl Sink {
                 let _ = tx.send(m);
             }
             Sink::Call(f) => f(m),
+            Sink::Done => {}
         }
     }
 }
@@ -511,6 +514,7 @@ impl Shared {
             };
         };
         let mut deliver = Vec::new();
+        let invite = matches!(entry.txn.request().method(), Some(Method::Invite));
         while let Some(event) = entry.txn.poll_event() {
             let response = match event {
                 ClientEvent::Response(m) => Some(m),
@@ -520,7 +524,14 @@ impl Shared {
                 }
             };
             if let Some(r) = response {
+                let last = r.status().is_some_and(|s| s >= 200) && !invite;
                 deliver.push((entry.responses.clone(), r));
+                if last {
+                    // Nothing more reaches the requester: let go of what
+                    // it holds (a proxy's response context) now rather
+                    // than when Timer K ends the transaction.
+                    entry.responses = Sink::Done;
+                }
             }
         }
         let out: Vec<_> = std::iter::from_fn(|| entry.txn.poll_transmit()).collect();
