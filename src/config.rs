@@ -76,6 +76,24 @@ pub struct Config {
     /// `[[redirect]]`: answer with 301/302 and contacts instead of proxying.
     #[serde(default)]
     pub redirect: Vec<RedirectConfig>,
+    /// `[proxy]`
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+}
+
+/// `[proxy]`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Timer C (RFC 3261 §16.8), seconds: an INVITE branch silent this long
+    /// after its last provisional response is cancelled. More than 180.
+    pub timer_c_secs: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig { timer_c_secs: 181 }
+    }
 }
 
 /// `[[redirect]]`: one redirect rule. With `domain`, requests for users of
@@ -514,6 +532,9 @@ impl Config {
         }
         if config.domains.is_empty() {
             return Err(value("domains", "needs at least one domain".into()));
+        }
+        if config.proxy.timer_c_secs == 0 {
+            return Err(value("proxy.timer_c_secs", "must be greater than 0".into()));
         }
         for r in &config.redirect {
             if r.domain.is_some() == r.user.is_some() {

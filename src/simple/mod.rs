@@ -89,6 +89,8 @@ pub struct Core {
     pub invites: proxy::Invites,
     /// Redirect rules.
     pub redirects: Vec<crate::config::RedirectConfig>,
+    /// Timer C: how long an INVITE branch may go without a response.
+    pub timer_c: Duration,
 }
 
 impl Core {
@@ -124,6 +126,7 @@ impl Core {
             dns: crate::net::dns::Resolver::new(&config.dns),
             invites: proxy::Invites::default(),
             redirects: config.redirect.clone(),
+            timer_c: Duration::from_secs(config.proxy.timer_c_secs),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {

@@ -228,9 +228,16 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         branches: Vec::new(),
         cancelling: false,
         loop_tag,
+        last_provisional: std::time::Instant::now(),
     }));
     if let Some(key) = invite_key {
         core.invites.insert(key, &ctx);
+        tokio::spawn(timer_c(
+            Arc::downgrade(&ctx),
+            core.clone(),
+            sip.clone(),
+            core.timer_c,
+        ));
     }
     start_group(ctx, core, sip).await;
 }
@@ -425,6 +432,8 @@ struct Context {
     cancelling: bool,
     /// The request's loop hash, carried in the branches.
     loop_tag: u64,
+    /// When Timer C last started (the INVITE went out or a provisional came).
+    last_provisional: std::time::Instant,
 }
 
 /// What the context knows of one branch of the current group.
@@ -591,6 +600,9 @@ fn on_response(
             b.finished = true;
         }
     }
+    if status < 200 {
+        c.last_provisional = std::time::Instant::now();
+    }
     // A branch that answers after its CANCEL was due gets it now.
     if c.cancelling && status < 200 {
         let key = c.branches.get(branch).and_then(|b| b.key.clone());
@@ -633,6 +645,18 @@ fn on_response(
         }
         _ => {}
     }
+    final_response(c, ctx, core, sip, response);
+}
+
+/// A final non-2xx response of a branch (received, or made for Timer C).
+fn final_response(
+    mut c: std::sync::MutexGuard<'_, Context>,
+    ctx: &Arc<Mutex<Context>>,
+    core: &Arc<Core>,
+    sip: &Sip,
+    response: Message,
+) {
+    let status = response.status().unwrap_or(500);
     c.finals += 1;
     if better(&response, c.best.as_ref()) {
         c.best = Some(response);
@@ -659,6 +683,71 @@ fn on_response(
     }
     drop(c);
     tokio::spawn(start_group(ctx.clone(), core.clone(), sip.clone()));
+}
+
+/// Timer C fired: the branches to cancel, after counting the silent ones
+/// as 408; `None` when the timer was restarted meanwhile.
+fn fire_timer_c(
+    ctx: &Arc<Mutex<Context>>,
+    core: &Arc<Core>,
+    sip: &Sip,
+    after: std::time::Duration,
+) -> Option<Vec<Key>> {
+    let mut c = lock(ctx);
+    if c.done || c.last_provisional + after > std::time::Instant::now() {
+        return if c.done { Some(Vec::new()) } else { None };
+    }
+    let mut cancel = Vec::new();
+    let mut silent = 0;
+    for b in c.branches.iter_mut().filter(|b| !b.finished) {
+        if b.provisional {
+            cancel.extend(b.key.clone());
+        } else {
+            b.finished = true;
+            silent += 1;
+        }
+    }
+    // Cancelled branches answer 487 and end the context the usual way;
+    // silent ones count as 408 now.
+    c.last_provisional = std::time::Instant::now();
+    for _ in 0..silent {
+        let timeout =
+            crate::proto::sip::stateless::respond(&c.msg, 408, "Request Timeout", "p", &[]);
+        let Ok(m) = Message::parse(
+            Bytes::from(timeout),
+            crate::proto::sip::Framing::Stream,
+            &crate::proto::sip::Limits::default(),
+        ) else {
+            continue;
+        };
+        final_response(c, ctx, core, sip, m);
+        c = lock(ctx);
+    }
+    Some(cancel)
+}
+
+/// Timer C (RFC 3261 §16.8): an INVITE branch with no final response
+/// after `after` since the last provisional is cancelled when it has rung,
+/// and counted as a 408 when it has not.
+async fn timer_c(ctx: Weak<Mutex<Context>>, core: Arc<Core>, sip: Sip, after: std::time::Duration) {
+    loop {
+        let deadline = {
+            let Some(ctx) = ctx.upgrade() else { return };
+            let c = lock(&ctx);
+            if c.done {
+                return;
+            }
+            c.last_provisional + after
+        };
+        tokio::time::sleep_until(deadline.into()).await;
+        let Some(ctx) = ctx.upgrade() else { return };
+        let Some(cancel) = fire_timer_c(&ctx, &core, &sip, after) else {
+            continue;
+        };
+        for k in cancel {
+            sip.cancel(&k).await;
+        }
+    }
 }
 
 fn forward_upstream(c: &mut Context, status: u16, response: &Message) {

@@ -624,3 +624,23 @@ fn a_request_that_comes_back_unchanged_is_a_loop() {
     // The first return is a spiral (new Request-URI); the second is a loop.
     assert_eq!(r.status(), Some(482), "{:?}", r.reason());
 }
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_forever() {
+    let server =
+        TestServer::start("[auth]\nregistrar = false\nproxy = false\n[proxy]\ntimer_c_secs = 1\n");
+    user_add(&server, "lena@localhost", "pw");
+    let port = parley_test_support::sipp::free_port();
+    let uas = Sipp::start_on("uas_cancel.xml", "u1", 1, None, port, &[]);
+    register_plain(&server, "lena", port);
+    Sipp::start(
+        "uac_ring_timeout.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &["-s", "lena"],
+    )
+    .wait();
+    let trace = uas.wait();
+    assert!(trace.contains("CANCEL sip:"), "{trace}");
+}
