@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MESSAGE relaying over UDP: a SIPp client sends MESSAGE to bob@localhost,
+# MESSAGE relaying: a SIPp client sends MESSAGE to bob@localhost,
 # registered at a SIPp user agent server, through Parley and through
 # Kamailio 5.6 as registrar + stateful proxy (usrloc, lookup, t_relay),
 # measured in the same run on the same machine with the same scenarios.
@@ -10,6 +10,8 @@
 # MESSAGE at a fixed rate both hold (from /proc/PID/stat); then the ratios.
 #
 # Only 127.0.0.1 is addressed; every SIPp run is bounded by -m and a timeout.
+# The client speaks UDP, or TCP with TRANSPORT=t1 (one connection); the
+# UAS is reached over UDP.
 # Usage: bash tests/benches/message_load.sh   (installs SIPp and Kamailio)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,6 +30,9 @@ cat > "$work/parley.toml" <<TOML
 state_dir = "$work/var"
 [[sip.listen]]
 transport = "udp"
+address = "127.0.0.1:25060"
+[[sip.listen]]
+transport = "tcp"
 address = "127.0.0.1:25060"
 [auth]
 registrar = false
@@ -63,7 +68,7 @@ uas 25160 25060
 uas 25170 25070
 
 scenario=tests/data/sipp/message_load.xml
-echo "MESSAGE over UDP through a registrar+proxy, SIPp (client and UAS) on the same 2 cores; rates tried: $RATES (${SECONDS_PER_RATE}s each)"
+echo "MESSAGE over ${TRANSPORT:-u1} through a registrar+proxy, SIPp (client and UAS) on the same 2 cores; rates tried: $RATES (${SECONDS_PER_RATE}s each)"
 p_cpu=$(cpu_per_request $scenario 25060 $parley_pid)
 k_cpu=$(cpu_per_request $scenario 25070 $kam_pid)
 p_max=$(max_rate $scenario 25060)
