@@ -155,8 +155,13 @@ enum Path {
         socket: Arc<UdpSocket>,
         to: SocketAddr,
     },
-    Stream(mpsc::Sender<Bytes>, Transport),
+    /// A connection's queue, its transport, and the certificate its TLS
+    /// peer presented.
+    Stream(mpsc::Sender<Bytes>, Transport, Option<PeerCertificate>),
 }
+
+/// The certificate a TLS peer authenticated with (mutual TLS).
+pub type PeerCertificate = Arc<rustls::pki_types::CertificateDer<'static>>;
 
 impl Path {
     /// Sends; false when the connection is gone.
@@ -168,7 +173,7 @@ impl Path {
                 }
                 true
             }
-            Path::Stream(tx, _) => tx.send(data).await.is_ok(),
+            Path::Stream(tx, ..) => tx.send(data).await.is_ok(),
         }
     }
 
@@ -184,7 +189,7 @@ impl Path {
                     true
                 }
             },
-            Path::Stream(tx, _) => match tx.try_send(data) {
+            Path::Stream(tx, ..) => match tx.try_send(data) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(data)) => self.send(data).await,
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -200,7 +205,7 @@ impl Path {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(data),
                 _ => None,
             },
-            Path::Stream(tx, _) => match tx.try_send(data) {
+            Path::Stream(tx, ..) => match tx.try_send(data) {
                 Err(mpsc::error::TrySendError::Full(data)) => Some(data),
                 _ => None,
             },
@@ -220,10 +225,17 @@ impl Path {
         }
     }
 
+    fn peer_certificate(&self) -> Option<PeerCertificate> {
+        match self {
+            Path::Udp { .. } => None,
+            Path::Stream(_, _, c) => c.clone(),
+        }
+    }
+
     fn transport(&self) -> Transport {
         match self {
             Path::Udp { .. } => Transport::Udp,
-            Path::Stream(_, t) => *t,
+            Path::Stream(_, t, _) => *t,
         }
     }
 }
@@ -408,6 +420,7 @@ impl Shared {
                 );
                 let incoming = Incoming {
                     transport: path.transport(),
+                    peer_certificate: path.peer_certificate(),
                     source,
                     responder: Responder {
                         shared: self.clone(),
@@ -662,6 +675,9 @@ pub struct Incoming {
     pub source: SocketAddr,
     /// The transport it came over.
     pub transport: Transport,
+    /// The certificate of the TLS peer it came from, when the peer
+    /// authenticated with one (RFC 5922 §7.4).
+    pub peer_certificate: Option<PeerCertificate>,
     /// Sends the responses.
     pub responder: Responder,
 }
@@ -876,7 +892,7 @@ impl Sip {
             },
             t => match stream::open(shared, t, target).await {
                 Ok((tx, local)) => (
-                    Path::Stream(tx, t),
+                    Path::Stream(tx, t, None),
                     shared.sent_by(t, target.addr).unwrap_or(local),
                 ),
                 Err(e) => {
@@ -947,7 +963,7 @@ impl Sip {
             }
             _ => match stream::open(shared, transport, target).await {
                 Ok((tx, local)) => (
-                    Path::Stream(tx, transport),
+                    Path::Stream(tx, transport, None),
                     shared.sent_by(transport, target.addr).or(Some(local)),
                 ),
                 Err(e) => {

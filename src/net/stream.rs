@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::{Path, Shared, Target};
+use super::{Path, PeerCertificate, Shared, Target};
 use crate::config::Transport;
 use crate::proto::sip::stateless::{screen, Verdict};
 use crate::proto::sip::{frame, Framing};
@@ -77,7 +77,14 @@ pub(super) async fn accept(
         };
         match tls.clone() {
             None => {
-                let conn = start(&shared, stream, (transport, peer, None), local, permit);
+                let conn = start(
+                    &shared,
+                    stream,
+                    (transport, peer, None),
+                    local,
+                    permit,
+                    None,
+                );
                 register(&shared, transport, peer, conn);
             }
             Some(acceptor) => {
@@ -85,7 +92,16 @@ pub(super) async fn accept(
                 shared.conn.tracker.clone().spawn(async move {
                     match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn = start(&shared, tls, (transport, peer, None), local, permit);
+                            // RFC 5922 §7.4: the certificate a peer server
+                            // presents says which domain it speaks for.
+                            let cert = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .map(|c| Arc::new(c.clone().into_owned()));
+                            let conn =
+                                start(&shared, tls, (transport, peer, None), local, permit, cert);
                             register(&shared, transport, peer, conn);
                         }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
@@ -171,9 +187,22 @@ pub(super) async fn open(
                 .await
                 .map_err(|_| err(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
             let key = (transport, target.addr, target.name.clone());
-            start(shared, tls, key, local, permit)
+            let cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.clone().into_owned()));
+            start(shared, tls, key, local, permit, cert)
         }
-        _ => start(shared, tcp, (transport, target.addr, None), local, permit),
+        _ => start(
+            shared,
+            tcp,
+            (transport, target.addr, None),
+            local,
+            permit,
+            None,
+        ),
     };
     *held = Some(conn.clone());
     Ok((conn.tx, local))
@@ -186,6 +215,7 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
     key: SlotKey,
     local: SocketAddr,
     permit: OwnedSemaphorePermit,
+    peer_certificate: Option<PeerCertificate>,
 ) -> Conn {
     let peer = key.1;
     let (rd, mut wr) = tokio::io::split(stream);
@@ -221,7 +251,7 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
     let reader_tx = tx.clone();
     let shared2 = shared.clone();
     tracker.spawn(async move {
-        read(&shared2, rd, peer, key.0, &reader_tx).await;
+        read(&shared2, rd, peer, key.0, peer_certificate, &reader_tx).await;
         unregister(&shared2, &key, &reader_tx);
         drop(reader_tx);
         done.cancel();
@@ -238,6 +268,7 @@ async fn read<R: AsyncRead + Unpin>(
     mut rd: R,
     peer: SocketAddr,
     transport: Transport,
+    peer_certificate: Option<PeerCertificate>,
     tx: &mpsc::Sender<Bytes>,
 ) {
     let stop = &shared.conn.stop;
@@ -269,7 +300,7 @@ async fn read<R: AsyncRead + Unpin>(
                     let data = buf.split_to(skip + len).freeze().slice(skip..);
                     if let Some(answer) = shared
                         .handle(data, peer, Framing::Stream, |_| {
-                            Path::Stream(tx.clone(), transport)
+                            Path::Stream(tx.clone(), transport, peer_certificate.clone())
                         })
                         .await
                     {

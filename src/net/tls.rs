@@ -64,6 +64,35 @@ fn make_self_signed(files: &CertFiles) -> anyhow::Result<()> {
 
 /// The rustls server configuration for the SIP TLS listeners.
 pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (certs, key) = own_certificate(config)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    // With trust anchors, a peer server may authenticate with its own
+    // certificate (mutual TLS, RFC 5922 §7.4); clients without one are
+    // still served.
+    let tls = match trust_anchors(config)? {
+        Some(roots) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .context("client certificate verifier")?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    }
+    .with_single_cert(certs, key)
+    .context("certificate and key do not match")?;
+    Ok(Arc::new(tls))
+}
+
+/// The certificate chain and key Parley presents (made when missing).
+fn own_certificate(
+    config: &Config,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let files = cert_files(config);
     if files.self_made {
         make_self_signed(&files)?;
@@ -74,18 +103,11 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig
         .with_context(|| format!("bad certificate in {}", files.cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("bad key in {}", files.key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("certificate and key do not match")?;
-    Ok(Arc::new(tls))
+    Ok((certs, key))
 }
 
-/// The rustls client configuration for connections Parley opens, trusting
-/// the anchors in `sip.tls.ca_file`; `None` when no file is configured.
-pub fn client_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+/// The trust anchors in `sip.tls.ca_file`, when configured.
+fn trust_anchors(config: &Config) -> anyhow::Result<Option<rustls::RootCertStore>> {
     let Some(file) = &config.sip.tls.ca_file else {
         return Ok(None);
     };
@@ -98,11 +120,37 @@ pub fn client_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::Clien
             .add(cert)
             .with_context(|| format!("unusable trust anchor in {}", file.display()))?;
     }
+    Ok(Some(roots))
+}
+
+/// True when `cert` is valid for `domain` (a dNSName, RFC 5922 §7.1).
+pub fn certificate_names(cert: &CertificateDer<'_>, domain: &str) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(domain) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+/// The rustls client configuration for connections Parley opens, trusting
+/// the anchors in `sip.tls.ca_file` and presenting Parley's own
+/// certificate (mutual TLS between domains); `None` without anchors.
+pub fn client_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    let Some(roots) = trust_anchors(config)? else {
+        return Ok(None);
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let cfg = match own_certificate(config) {
+        Ok((certs, key)) => builder
+            .with_client_auth_cert(certs, key)
+            .context("certificate and key do not match")?,
+        Err(_) => builder.with_no_client_auth(),
+    };
     Ok(Some(Arc::new(cfg)))
 }

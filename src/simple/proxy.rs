@@ -58,6 +58,17 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     // Who is asking: a local user must prove it (407), except for ACK and
     // CANCEL, which cannot be challenged (§22.1).
     let from_local = from_domain(&msg).is_some_and(|d| core.is_local_domain(&d));
+    // RFC 5922 §7.4: a peer server that authenticated with a certificate
+    // speaks only for the domains that certificate names.
+    if let (Some(cert), false) = (&inc.peer_certificate, from_local) {
+        let domain = from_domain(&msg).unwrap_or_default();
+        if !crate::net::tls::certificate_names(cert, &domain) {
+            return inc
+                .responder
+                .reply(403, "From domain is not the TLS peer's domain", &[])
+                .await;
+        }
+    }
     let challengeable = !matches!(method, Some(Method::Ack) | Some(Method::Cancel));
     let mut authenticated = false;
     if from_local && core.auth_proxy && challengeable {

@@ -223,3 +223,55 @@ fn user_add(server: &TestServer, address: &str) {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[test]
+fn a_tls_peer_speaks_only_for_the_domains_its_certificate_names() {
+    // The peer server of a.example.test, with a certificate naming it.
+    let dir = std::env::temp_dir().join(format!("parley-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let peer = rcgen::generate_simple_self_signed(vec!["a.example.test".to_string()]).unwrap();
+    let cert = dir.join("a.pem");
+    let key = dir.join("a.key");
+    std::fs::write(&cert, peer.cert.pem()).unwrap();
+    std::fs::write(&key, peer.signing_key.serialize_pem()).unwrap();
+    let server = TestServer::start(&format!(
+        "[sip.tls]\nca_file = {:?}\n",
+        cert.display().to_string()
+    ));
+    let server_ca = server.state_dir.join("tls/cert.pem");
+    let message = |from: &str, n: u32| {
+        format!(
+            "MESSAGE sip:nobody@localhost SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKmtls{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:someone@{from}>;tag={n}\r\nTo: <sip:nobody@localhost>\r\n\
+             Call-ID: mtls{n}@test\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let status = |text: &str| text.split(' ').nth(1).unwrap_or("").to_string();
+    let with_cert = Some((cert.as_path(), key.as_path()));
+    // The domain it authenticated as: past the check (nobody is unknown: 404).
+    let (text, err) = crate::peers_sip::openssl_exchange(
+        server.tls,
+        &server_ca,
+        with_cert,
+        &message("a.example.test", 1),
+    );
+    assert_eq!(status(&text), "404", "{text}\n{err}");
+    // Another domain over the same kind of connection: refused.
+    let (text, err) = crate::peers_sip::openssl_exchange(
+        server.tls,
+        &server_ca,
+        with_cert,
+        &message("evil.example", 2),
+    );
+    assert_eq!(status(&text), "403", "{text}\n{err}");
+    assert!(text.contains("TLS peer"), "{text}");
+    // Without a client certificate there is no claim to check.
+    let (text, err) = crate::peers_sip::openssl_exchange(
+        server.tls,
+        &server_ca,
+        None,
+        &message("evil.example", 3),
+    );
+    assert_eq!(status(&text), "404", "{text}\n{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

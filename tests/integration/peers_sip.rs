@@ -75,26 +75,8 @@ fn sipsak_options_ping_over_udp_and_tcp() {
 
 #[test]
 fn openssl_client_gets_options_answered_over_tls() {
-    use std::io::{Read, Write};
     let server = TestServer::start("");
     let ca = server.state_dir.join("tls/cert.pem");
-    let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-quiet",
-            "-verify_return_error",
-            "-servername",
-            "localhost",
-            "-connect",
-        ])
-        .arg(server.tls.to_string())
-        .arg("-CAfile")
-        .arg(&ca)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("openssl runs");
     let request = "OPTIONS sip:localhost SIP/2.0\r\n\
                    Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bKossl1\r\n\
                    Max-Forwards: 70\r\n\
@@ -103,6 +85,42 @@ fn openssl_client_gets_options_answered_over_tls() {
                    Call-ID: ossl1@test\r\n\
                    CSeq: 1 OPTIONS\r\n\
                    Content-Length: 0\r\n\r\n";
+    let (text, err) = openssl_exchange(server.tls, &ca, None, request);
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}\n{err}");
+    assert!(!err.contains("verify error"), "{err}");
+}
+
+/// Sends `request` over TLS with OpenSSL's client (verifying the server
+/// against `ca`, presenting `client` = (certificate, key) when given) and
+/// returns the first response and OpenSSL's diagnostics.
+pub(crate) fn openssl_exchange(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+    request: &str,
+) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-quiet",
+        "-verify_return_error",
+        "-servername",
+        "localhost",
+        "-connect",
+    ])
+    .arg(addr.to_string())
+    .arg("-CAfile")
+    .arg(ca);
+    if let Some((cert, key)) = client {
+        cmd.arg("-cert").arg(cert).arg("-key").arg(key);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(request.as_bytes()).unwrap();
     let mut stdout = child.stdout.take().unwrap();
@@ -130,7 +148,5 @@ fn openssl_client_gets_options_answered_over_tls() {
     let seen = reader.join().unwrap();
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    let text = String::from_utf8_lossy(&seen);
-    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}\n{err}");
-    assert!(!err.contains("verify error"), "{err}");
+    (String::from_utf8_lossy(&seen).into_owned(), err)
 }
