@@ -309,8 +309,10 @@ struct Shared {
     limits: Limits,
     policy: Policy,
     timers: TimerConfig,
-    servers: Mutex<FastMap<Key, ServerEntry>>,
-    clients: Mutex<FastMap<Key, ClientEntry>>,
+    // Entries are boxed: a table keeps spare slots, and a slot is then
+    // only a key and a pointer.
+    servers: Mutex<FastMap<Key, Box<ServerEntry>>>,
+    clients: Mutex<FastMap<Key, Box<ClientEntry>>>,
     timers_queue: timer::Timers<TimerKey>,
     counter: AtomicU64,
     random: std::collections::hash_map::RandomState,
@@ -413,10 +415,10 @@ impl Shared {
                 let next = txn.poll_timeout();
                 table.insert(
                     key.clone(),
-                    ServerEntry {
+                    Box::new(ServerEntry {
                         txn,
                         path: path.clone(),
-                    },
+                    }),
                 );
                 let incoming = Incoming {
                     transport: path.transport(),
@@ -517,7 +519,7 @@ impl Shared {
     /// Drains a client transaction after an input: what to send, where, and
     /// the next timer. Timeouts and transport errors reach the requester as
     /// 408 and 503 responses (RFC 3261 §16.7 step 1, §8.1.3.1).
-    fn client_step(table: &mut FastMap<Key, ClientEntry>, key: &Key) -> ClientStep {
+    fn client_step(table: &mut FastMap<Key, Box<ClientEntry>>, key: &Key) -> ClientStep {
         let Some(entry) = table.get_mut(key) else {
             return ClientStep {
                 out: Vec::new(),
@@ -857,11 +859,11 @@ impl Sip {
             let (tx, _) = mpsc::unbounded_channel();
             table.insert(
                 ckey.clone(),
-                ClientEntry {
+                Box::new(ClientEntry {
                     txn,
                     path,
                     responses: Sink::One(tx),
-                },
+                }),
             );
             Shared::client_step(&mut table, &ckey)
         };
@@ -993,11 +995,11 @@ impl Sip {
             let mut table = shared.clients.lock().unwrap_or_else(|p| p.into_inner());
             table.insert(
                 key.clone(),
-                ClientEntry {
+                Box::new(ClientEntry {
                     txn,
                     path,
                     responses: sink,
-                },
+                }),
             );
             Shared::client_step(&mut table, &key)
         };
