@@ -107,6 +107,21 @@ impl Authenticator {
             .collect()
     }
 
+    /// The challenge header fields for `realm`, named `header`
+    /// (WWW-Authenticate or Proxy-Authenticate).
+    pub fn challenge_fields(
+        &self,
+        header: &'static str,
+        realm: &str,
+        stale: bool,
+        now: u64,
+    ) -> Vec<(&'static str, String)> {
+        self.challenges(realm, stale, now)
+            .into_iter()
+            .map(|c| (header, c))
+            .collect()
+    }
+
     /// Checks the credentials in `header` (Authorization or
     /// Proxy-Authorization) for `realm`. The digest-uri must be the
     /// Request-URI or, as some agents send, a URI `names_us` accepts

@@ -45,15 +45,9 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     let routed_by_us = preprocess_routes(&core, &mut msg);
 
     // §16.3 item 3 and §16.6 item 3: Max-Forwards.
-    let mf = msg
-        .headers()
-        .get(HeaderName::MaxForwards)
-        .and_then(|v| parse_max_forwards(v).ok())
-        .unwrap_or(70);
-    if mf == 0 {
+    if !decrement_max_forwards(&mut msg) {
         return inc.responder.reply(483, "Too Many Hops", &[]).await;
     }
-    let _ = msg.headers_mut().set("Max-Forwards", &(mf - 1).to_string());
 
     // Who is asking: a local user must prove it (407), except for ACK and
     // CANCEL, which cannot be challenged (§22.1).
@@ -90,12 +84,9 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                     .await
             }
             Verdict::Challenge { stale } => {
-                let extra: Vec<(&str, String)> = core
+                let extra = core
                     .auth
-                    .challenges(&domain, stale, now)
-                    .into_iter()
-                    .map(|c| ("Proxy-Authenticate", c))
-                    .collect();
+                    .challenge_fields("Proxy-Authenticate", &domain, stale, now);
                 return inc
                     .responder
                     .reply(407, "Proxy Authentication Required", &extra)
@@ -172,13 +163,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                     )
                     .await;
             };
-            let domain = super::host_text(&sip_uri.host).to_ascii_lowercase();
-            let domain = if core.is_local_domain(&domain) {
-                domain
-            } else {
-                core.config_domains[0].clone()
-            };
-            let aor = format!("{user}@{domain}");
+            let (aor, domain) = local_aor(&core, user, &sip_uri.host);
             let bindings = core.location.lookup(&aor, now);
             if bindings.is_empty() {
                 return if core.auth.user(user, &domain).await.is_some() {
@@ -318,6 +303,33 @@ fn has_looped(core: &Core, msg: &Message, tag: u64) -> bool {
     })
 }
 
+/// Takes one from Max-Forwards (70 when absent, §16.6 item 3); false when
+/// it is already 0 and the request must not be forwarded.
+fn decrement_max_forwards(msg: &mut Message) -> bool {
+    let mf = msg
+        .headers()
+        .get(HeaderName::MaxForwards)
+        .and_then(|v| parse_max_forwards(v).ok())
+        .unwrap_or(70);
+    if mf == 0 {
+        return false;
+    }
+    let _ = msg.headers_mut().set("Max-Forwards", &(mf - 1).to_string());
+    true
+}
+
+/// The address of record a local Request-URI names: its user at its
+/// domain, or at the first local domain when the host is Parley's address.
+fn local_aor(core: &Core, user: &str, host: &Host<'_>) -> (String, String) {
+    let domain = super::host_text(host).to_ascii_lowercase();
+    let domain = if core.is_local_domain(&domain) {
+        domain
+    } else {
+        core.config_domains[0].clone()
+    };
+    (format!("{user}@{domain}"), domain)
+}
+
 /// §16.4: Parley's own Route entries go, and a strict router's
 /// Request-URI is restored from the last Route. True when a Route of
 /// Parley's was removed.
@@ -371,15 +383,9 @@ fn preprocess_routes(core: &Core, msg: &mut Message) -> bool {
 /// local user, or to the Request-URI's address.
 pub async fn ack(core: &Core, sip: &Sip, mut msg: Message) {
     preprocess_routes(core, &mut msg);
-    let mf = msg
-        .headers()
-        .get(HeaderName::MaxForwards)
-        .and_then(|v| parse_max_forwards(v).ok())
-        .unwrap_or(70);
-    if mf == 0 {
+    if !decrement_max_forwards(&mut msg) {
         return;
     }
-    let _ = msg.headers_mut().set("Max-Forwards", &(mf - 1).to_string());
     let top = msg
         .headers()
         .values(HeaderName::Route)

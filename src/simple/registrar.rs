@@ -106,12 +106,9 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                     .await
             }
             Verdict::Challenge { stale } => {
-                let extra: Vec<(&str, String)> = core
+                let extra = core
                     .auth
-                    .challenges(&domain, stale, now)
-                    .into_iter()
-                    .map(|c| ("WWW-Authenticate", c))
-                    .collect();
+                    .challenge_fields("WWW-Authenticate", &domain, stale, now);
                 return r.reply(401, "Unauthorized", &extra).await;
             }
             Verdict::Forbidden(reason) => return r.reply(403, reason, &[]).await,

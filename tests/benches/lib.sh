@@ -68,6 +68,18 @@ report() {
     printf "ratio parley/kamailio: rate %.2fx, CPU per request %.2fx less\n", (km > 0 ? pm / km : 0), (pc > 0 ? kc / pc : 0) }'
 }
 
+# Starts Kamailio in the foreground from a template under tests/data/kamailio
+# on UDP (and TCP) port PORT with 2 children and 2 GB of shared memory; sets
+# kam_pid. Usage: start_kamailio TEMPLATE PORT
+start_kamailio() {
+  local mpath
+  mpath=$(kamailio_modules)/
+  sed -e "s|PORT|$2|" -e "s|MPATH|$mpath|" "tests/data/kamailio/$1" > "$work/kamailio.cfg"
+  mkdir -p "$work/kam"
+  kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 2048 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
+  kam_pid=$!
+}
+
 # The directory of Kamailio's modules.
 kamailio_modules() {
   dirname "$(find /usr/lib -name sl.so -path '*kamailio*' | head -n1)"

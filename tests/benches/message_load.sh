@@ -45,11 +45,7 @@ target/release/parley run --config "$work/parley.toml" > "$work/parley.log" 2>&1
 parley_pid=$!
 
 # Kamailio
-mpath=$(kamailio_modules)/
-sed -e "s|PORT|25070|" -e "s|MPATH|$mpath|" tests/data/kamailio/registrar-proxy.cfg > "$work/kamailio.cfg"
-mkdir -p "$work/kam"
-kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 2048 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
-kam_pid=$!
+start_kamailio registrar-proxy.cfg 25070
 wait_udp 25060
 wait_udp 25070
 sleep 1

@@ -36,11 +36,7 @@ target/release/parley run --config "$work/parley.toml" > "$work/parley.log" 2>&1
 parley_pid=$!
 
 # Kamailio
-mpath=$(kamailio_modules)/
-sed -e "s|PORT|25070|" -e "s|MPATH|$mpath|" tests/data/kamailio/options-stateless.cfg > "$work/kamailio.cfg"
-mkdir -p "$work/kam"
-kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 2048 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
-kam_pid=$!
+start_kamailio options-stateless.cfg 25070
 wait_udp 25060
 wait_udp 25070
 sleep 1
