@@ -1032,6 +1032,20 @@ impl Sip {
         Ok(Some(key))
     }
 
+    /// True when a connection over `transport` to `peer` is open (a flow a
+    /// user agent registered over).
+    pub fn is_connected(&self, transport: Transport, peer: SocketAddr) -> bool {
+        let map = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(&(transport, peer, None)).is_some_and(|slot| {
+            slot.try_lock()
+                .is_ok_and(|c| c.as_ref().is_some_and(|c| !c.tx.is_closed()))
+        })
+    }
+
     /// Open connections (accepted and opened), for monitoring and tests.
     pub fn open_connections(&self) -> usize {
         self.shared.connections.lock().map_or(0, |c| c.len())

@@ -174,7 +174,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                     inc.responder.reply(404, "Not Found", &[]).await
                 };
             }
-            groups(&bindings)
+            groups(&bindings, &sip)
         } else {
             if !may_relay {
                 return inc.responder.reply(403, "Relaying denied", &[]).await;
@@ -413,7 +413,7 @@ pub async fn ack(core: &Core, sip: &Sip, mut msg: Message) {
                 .lookup(&format!("{user}@{domain}"), now_secs());
             let Some(b) = bindings.first() else { return };
             let uri = b.uri.to_string();
-            let target = binding_target(b);
+            let target = binding_target(b, sip);
             let _ = msg.set_request_uri(&uri);
             target
         } else {
@@ -807,11 +807,11 @@ fn better(new: &Message, old: Option<&Message>) -> bool {
 }
 
 /// Bindings into branch groups: one group per q-value, highest first.
-fn groups(bindings: &[Binding]) -> Vec<Vec<Branch>> {
+fn groups(bindings: &[Binding], sip: &Sip) -> Vec<Vec<Branch>> {
     let mut out: Vec<Vec<Branch>> = Vec::new();
     let mut last_q = None;
     for b in bindings {
-        let Some(target) = binding_target(b) else {
+        let Some(target) = binding_target(b, sip) else {
             continue;
         };
         let routes: Vec<String> = if b.path.is_empty() {
@@ -839,13 +839,14 @@ fn groups(bindings: &[Binding]) -> Vec<Vec<Branch>> {
 }
 
 /// Where a binding is reached: through its Path, back over the flow it
-/// registered on (TCP/TLS), or at its contact address (UDP).
-fn binding_target(b: &Binding) -> Option<Target> {
+/// registered on while that connection is open (TCP/TLS), or at its
+/// contact address.
+fn binding_target(b: &Binding, sip: &Sip) -> Option<Target> {
     if !b.path.is_empty() {
         let first = crate::proto::sip::grammar::split_commas(b.path.as_bytes()).next()?;
         return route_target(first, b.transport);
     }
-    if b.transport.is_stream() {
+    if b.transport.is_stream() && sip.is_connected(b.transport, b.source) {
         return Some(Target::new(b.transport, b.source));
     }
     let uri = Uri::parse(b.uri.as_bytes()).ok()?;

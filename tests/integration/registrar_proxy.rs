@@ -644,3 +644,83 @@ fn timer_c_cancels_a_branch_that_rings_forever() {
     let trace = uas.wait();
     assert!(trace.contains("CANCEL sip:"), "{trace}");
 }
+
+/// Reads one Content-Length-framed message from a blocking stream.
+fn read_framed(stream: &mut std::net::TcpStream) -> parley::proto::sip::Message {
+    use std::io::Read;
+    let limits = parley::proto::sip::Limits::default();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Ok(Some((skip, len))) = parley::proto::sip::frame(&buf, &limits) {
+            let data = bytes::Bytes::copy_from_slice(&buf[skip..skip + len]);
+            return parley::proto::sip::Message::parse(
+                data,
+                parley::proto::sip::Framing::Stream,
+                &limits,
+            )
+            .expect("a message");
+        }
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn a_tcp_binding_is_reached_over_its_flow_then_at_its_contact() {
+    use std::io::Write;
+    let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
+    user_add(&server, "mona@localhost", "pw");
+    let contact_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let contact = contact_listener.local_addr().unwrap();
+    let mut flow = std::net::TcpStream::connect(server.tcp).unwrap();
+    flow.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let me = flow.local_addr().unwrap();
+    flow.write_all(
+        format!(
+            "REGISTER sip:localhost SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKflow1\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:mona@localhost>;tag=f1\r\nTo: <sip:mona@localhost>\r\n\
+             Call-ID: flow1\r\nCSeq: 1 REGISTER\r\nContact: <sip:mona@{contact};transport=tcp>\r\n\
+             Expires: 600\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(read_framed(&mut flow).status(), Some(200));
+    let ua = Ua::new(server.udp);
+    let message = |n: u32| {
+        format!(
+            "MESSAGE sip:mona@localhost SIP/2.0\nFrom: <sip:x@example.com>;tag={n}\nTo: <sip:mona@localhost>\nCall-ID: flowmsg{n}\nCSeq: 1 MESSAGE\nContent-Type: text/plain\n"
+        )
+    };
+    // While the flow is open, the request comes back over it.
+    std::thread::scope(|s| {
+        let uas = s.spawn(|| {
+            let req = read_framed(&mut flow);
+            let ok = parley::proto::sip::stateless::respond(&req, 200, "OK", "m", &[]);
+            flow.write_all(&ok).unwrap();
+        });
+        assert_eq!(ua.request(&message(1), "over the flow").status(), Some(200));
+        uas.join().unwrap();
+    });
+    // Once it is closed, the contact address is used instead.
+    drop(flow);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::scope(|s| {
+        let uas = s.spawn(|| {
+            let (mut conn, _) = contact_listener.accept().unwrap();
+            conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let req = read_framed(&mut conn);
+            let ok = parley::proto::sip::stateless::respond(&req, 200, "OK", "m", &[]);
+            conn.write_all(&ok).unwrap();
+        });
+        assert_eq!(
+            ua.request(&message(2), "at the contact").status(),
+            Some(200)
+        );
+        uas.join().unwrap();
+    });
+}
