@@ -47,12 +47,15 @@ max_rate() {
   echo "$best"
 }
 
-# Microseconds of server CPU per successful call at $FIXED_RATE.
+# Microseconds of server CPU per successful call at $FIXED_RATE, over
+# $CPU_SECONDS (default 10: the clock tick is 10 ms, so a longer window
+# measures finer).
 # Usage: cpu_per_request SCENARIO PORT PID
 cpu_per_request() {
-  local scenario=$1 port=$2 pid=$3 calls=$((FIXED_RATE * SECONDS_PER_RATE)) before after ok hz
+  local scenario=$1 port=$2 pid=$3 seconds=${CPU_SECONDS:-10} calls before after ok hz
+  calls=$((FIXED_RATE * seconds))
   before=$(ticks "$pid")
-  read -r ok _ _ < <(run_sipp "$scenario" "$port" "$FIXED_RATE" "$calls")
+  read -r ok _ _ < <(SECONDS_PER_RATE=$seconds run_sipp "$scenario" "$port" "$FIXED_RATE" "$calls")
   after=$(ticks "$pid")
   hz=$(getconf CLK_TCK)
   awk -v d=$((after - before)) -v hz="$hz" -v n="$ok" 'BEGIN { if (n > 0) printf "%.1f", d * 1000000 / hz / n; else print "nan" }'
