@@ -248,6 +248,25 @@ impl Transport {
         self != Transport::Udp
     }
 
+    /// The port a URI without one means: 5061 for TLS, else 5060.
+    pub fn default_port(self) -> u16 {
+        if self == Transport::Tls {
+            5061
+        } else {
+            5060
+        }
+    }
+
+    /// Reads a `transport=` value or a stored name, without case.
+    pub fn from_name(name: &str) -> Option<Transport> {
+        match name.to_ascii_lowercase().as_str() {
+            "udp" => Some(Transport::Udp),
+            "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
     /// The name in a Via header (`UDP`, `TCP`, `TLS`).
     pub fn via_name(self) -> &'static str {
         match self {

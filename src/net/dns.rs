@@ -73,7 +73,6 @@ impl Resolver {
         transport: Option<Transport>,
         secure: bool,
     ) -> Vec<Target> {
-        let default_port = |t: Transport| if t == Transport::Tls { 5061 } else { 5060 };
         let name = host.trim_end_matches('.').to_string();
         // §4.1/§4.2: a port (or an explicit transport with a port) skips NAPTR and SRV.
         if let Some(port) = port {
@@ -110,7 +109,7 @@ impl Resolver {
         if choices.is_empty() {
             choices = srv_names(&name, secure)
                 .into_iter()
-                .filter(|(t, _)| transport.is_none_or_eq(*t))
+                .filter(|(t, _)| transport.map_or(true, |x| x == *t))
                 .collect();
         }
         for (t, srv_name) in choices {
@@ -147,7 +146,7 @@ impl Resolver {
         } else {
             Transport::Udp
         });
-        self.addresses(&name, default_port(t), t, &name).await
+        self.addresses(&name, t.default_port(), t, &name).await
     }
 
     /// A/AAAA of `host` as targets; `domain` is the name TLS must verify
@@ -174,15 +173,5 @@ fn target(transport: Transport, addr: SocketAddr, domain: &str) -> Target {
         transport,
         addr,
         name: Some(domain.to_string()),
-    }
-}
-
-trait OptionTransport {
-    fn is_none_or_eq(&self, t: Transport) -> bool;
-}
-
-impl OptionTransport for Option<Transport> {
-    fn is_none_or_eq(&self, t: Transport) -> bool {
-        self.map_or(true, |x| x == t)
     }
 }

@@ -598,17 +598,9 @@ impl Shared {
 
     /// Transactions still waiting for their final response.
     fn unanswered(&self) -> usize {
-        use crate::proto::transaction::ServerState;
-        self.servers.lock().map_or(0, |t| {
-            t.values()
-                .filter(|e| {
-                    matches!(
-                        e.txn.state(),
-                        ServerState::Trying | ServerState::Proceeding { .. }
-                    )
-                })
-                .count()
-        })
+        self.servers
+            .lock()
+            .map_or(0, |t| t.values().filter(|e| e.txn.awaits_final()).count())
     }
 
     /// The UDP socket to send to `to` from: the first of the same family.
@@ -662,7 +654,7 @@ fn cancel_for(invite: &Message) -> Option<Message> {
 
 /// A response made locally for a request that got none (408, 503), parsed
 /// back so the requester sees one kind of thing.
-fn local_response(request: &Message, status: u16, reason: &str) -> Option<Message> {
+pub fn local_response(request: &Message, status: u16, reason: &str) -> Option<Message> {
     let tag = crate::proto::sip::stateless::stateless_tag(request, 0);
     let wire = respond(request, status, reason, &tag, &[]);
     Message::parse(Bytes::from(wire), Framing::Stream, &Limits::default()).ok()
@@ -787,7 +779,8 @@ impl Sip {
         target: &Target,
     ) -> Result<mpsc::UnboundedReceiver<Message>, SendError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.send_request(request, target, Sink::One(tx)).await?;
+        self.send_request(request, target, Sink::One(tx), None)
+            .await?;
         Ok(rx)
     }
 
@@ -806,10 +799,7 @@ impl Sip {
     ) -> Option<Key> {
         let fallback = local_response(&request, 503, "Service Unavailable");
         let sink = Sink::Call(on_response.clone());
-        match self
-            .send_request_tagged(request, target, sink, loop_tag)
-            .await
-        {
+        match self.send_request(request, target, sink, loop_tag).await {
             Ok(key) => key,
             Err(e) => {
                 debug!(error = %e, "request not sent");
@@ -881,27 +871,12 @@ impl Sip {
             .and_then(Result::ok)
             .and_then(|v| v.branch().map(str::to_string))
             .unwrap_or_default();
-        let (path, local) = match target.transport {
-            Transport::Udp => match shared.udp_socket(target.addr) {
-                Some((socket, local)) => (
-                    Path::Udp {
-                        socket,
-                        to: target.addr,
-                    },
-                    local,
-                ),
-                None => return,
-            },
-            t => match stream::open(shared, t, target).await {
-                Ok((tx, local)) => (
-                    Path::Stream(tx, t, None),
-                    shared.sent_by(t, target.addr).unwrap_or(local),
-                ),
-                Err(e) => {
-                    debug!(addr = %target.addr, error = %e, "ACK not forwarded");
-                    return;
-                }
-            },
+        let (path, local) = match self.path_to(target.transport, target).await {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(addr = %target.addr, error = %e, "ACK not forwarded");
+                return;
+            }
         };
         let via = format!(
             "SIP/2.0/{} {local};branch=z9hG4bK{:016x};rport",
@@ -917,27 +892,37 @@ impl Sip {
 
     /// True while the server transaction `key` waits for its final response.
     pub fn is_pending(&self, key: &Key) -> bool {
-        use crate::proto::transaction::ServerState;
-        self.shared.servers.lock().is_ok_and(|t| {
-            t.get(key).is_some_and(|e| {
-                matches!(
-                    e.txn.state(),
-                    ServerState::Trying | ServerState::Proceeding { .. }
-                )
-            })
-        })
+        self.shared
+            .servers
+            .lock()
+            .is_ok_and(|t| t.get(key).is_some_and(|e| e.txn.awaits_final()))
+    }
+
+    /// Where to send to `target` over `transport`, and the sent-by for the
+    /// Via: the UDP socket of the right family, or a connection (open or
+    /// new) with the address Parley listens on for that transport.
+    async fn path_to(
+        &self,
+        transport: Transport,
+        target: &Target,
+    ) -> Result<(Path, SocketAddr), std::io::Error> {
+        let shared = &self.shared;
+        if transport == Transport::Udp {
+            let (socket, local) = shared.udp_socket(target.addr).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no UDP socket")
+            })?;
+            let path = Path::Udp {
+                socket,
+                to: target.addr,
+            };
+            return Ok((path, local));
+        }
+        let (tx, local) = stream::open(shared, transport, target).await?;
+        let sent_by = shared.sent_by(transport, target.addr).unwrap_or(local);
+        Ok((Path::Stream(tx, transport, None), sent_by))
     }
 
     async fn send_request(
-        &self,
-        request: Message,
-        target: &Target,
-        sink: Sink,
-    ) -> Result<Option<Key>, SendError> {
-        self.send_request_tagged(request, target, sink, None).await
-    }
-
-    async fn send_request_tagged(
         &self,
         mut request: Message,
         target: &Target,
@@ -949,35 +934,17 @@ impl Sip {
         if transport == Transport::Udp && request.wire_len() + 100 > UDP_REQUEST_LIMIT {
             transport = Transport::Tcp; // RFC 3261 §18.1.1
         }
-        let (path, local) = match transport {
-            Transport::Udp => {
-                let (socket, local) = shared
-                    .udp_socket(target.addr)
-                    .ok_or(SendError::NoSocket(transport))?;
-                let local = Some(local);
-                (
-                    Path::Udp {
-                        socket,
-                        to: target.addr,
-                    },
-                    local,
-                )
-            }
-            _ => match stream::open(shared, transport, target).await {
-                Ok((tx, local)) => (
-                    Path::Stream(tx, transport, None),
-                    shared.sent_by(transport, target.addr).or(Some(local)),
-                ),
-                Err(e) => {
-                    debug!(addr = %target.addr, error = %e, "cannot connect");
-                    if let Some(r) = local_response(&request, 503, "Service Unavailable") {
-                        sink.send(r);
-                    }
-                    return Ok(None);
+        let (path, local) = match self.path_to(transport, target).await {
+            Ok(p) => p,
+            Err(_) if transport == Transport::Udp => return Err(SendError::NoSocket(transport)),
+            Err(e) => {
+                debug!(addr = %target.addr, error = %e, "cannot connect");
+                if let Some(r) = local_response(&request, 503, "Service Unavailable") {
+                    sink.send(r);
                 }
-            },
+                return Ok(None);
+            }
         };
-        let local = local.ok_or(SendError::NoSocket(transport))?;
         let tag = loop_tag.map_or_else(String::new, |t| format!(".{t:016x}"));
         let via = format!(
             "SIP/2.0/{} {local};branch=z9hG4bK{}{tag};rport",

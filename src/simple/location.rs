@@ -52,12 +52,7 @@ impl Binding {
     }
 
     fn from_row(row: &BindingRow) -> Option<(String, Binding)> {
-        let transport = match row.transport.as_str() {
-            "udp" => Transport::Udp,
-            "tcp" => Transport::Tcp,
-            "tls" => Transport::Tls,
-            _ => return None,
-        };
+        let transport = Transport::from_name(&row.transport)?;
         Some((
             row.aor.clone(),
             Binding {

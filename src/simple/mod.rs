@@ -30,15 +30,6 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A host as it is written in a URI (IPv6 in brackets).
-pub fn host_text(host: &Host<'_>) -> String {
-    match host {
-        Host::Name(n) => (*n).to_string(),
-        Host::V4(a) => a.to_string(),
-        Host::V6(a) => format!("[{a}]"),
-    }
-}
-
 /// An RFC 1123 date (`Date` header, RFC 3261 §20.17).
 pub fn http_date(secs: u64) -> String {
     let days = secs / 86_400;
@@ -150,18 +141,12 @@ impl Core {
     /// True when `host:port` is an address Parley listens on (a missing
     /// port matches 5060 and 5061).
     pub fn is_own_address(&self, host: &Host<'_>, port: Option<u16>) -> bool {
-        let ip = match host {
-            Host::V4(a) => std::net::IpAddr::V4(*a),
-            Host::V6(a) => std::net::IpAddr::V6(*a),
-            Host::Name(_) => return false,
+        let Some(ip) = host.ip() else {
+            return false;
         };
-        self.listen.iter().any(|(t, a)| {
-            a.ip() == ip
-                && match port {
-                    Some(p) => a.port() == p,
-                    None => a.port() == if *t == Transport::Tls { 5061 } else { 5060 },
-                }
-        })
+        self.listen
+            .iter()
+            .any(|(t, a)| a.ip() == ip && a.port() == port.unwrap_or(t.default_port()))
     }
 
     /// True when a URI host names Parley: a local domain or its address.

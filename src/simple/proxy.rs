@@ -5,7 +5,7 @@
 //! context with best-response selection (§16.7), and no open relay.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -29,7 +29,8 @@ struct Branch {
     target: Target,
 }
 
-/// Routes one request that is not for Parley itself.
+/// Routes one request that is not for Parley itself (neither ACK nor
+/// CANCEL, which have their own paths).
 pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     let now = now_secs();
     let method = inc.message.method().cloned();
@@ -49,24 +50,24 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         return inc.responder.reply(483, "Too Many Hops", &[]).await;
     }
 
-    // Who is asking: a local user must prove it (407), except for ACK and
-    // CANCEL, which cannot be challenged (§22.1).
-    let from_local = from_domain(&msg).is_some_and(|d| core.is_local_domain(&d));
+    // Who is asking: a local user must prove it (407). ACK and CANCEL,
+    // which cannot be challenged (§22.1), never come here: they go to
+    // `ack` and `cancel`.
+    let (from_user, from_domain) = from_parts(&msg).unwrap_or_default();
+    let from_local = core.is_local_domain(&from_domain);
     // RFC 5922 §7.4: a peer server that authenticated with a certificate
     // speaks only for the domains that certificate names.
     if let (Some(cert), false) = (&inc.peer_certificate, from_local) {
-        let domain = from_domain(&msg).unwrap_or_default();
-        if !crate::net::tls::certificate_names(cert, &domain) {
+        if !crate::net::tls::certificate_names(cert, &from_domain) {
             return inc
                 .responder
                 .reply(403, "From domain is not the TLS peer's domain", &[])
                 .await;
         }
     }
-    let challengeable = !matches!(method, Some(Method::Ack) | Some(Method::Cancel));
     let mut authenticated = false;
-    if from_local && core.auth_proxy && challengeable {
-        let (user, domain) = from_user(&msg).unwrap_or_default();
+    if from_local && core.auth_proxy {
+        let (user, domain) = (from_user.unwrap_or_default(), from_domain);
         match core
             .auth
             .check(&msg, HeaderName::ProxyAuthorization, &domain, now, |u| {
@@ -100,10 +101,8 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         authenticated = true;
     }
     // A request on a route set Parley recorded belongs to a dialog it let
-    // through; the CANCEL of a request follows the request.
-    let may_relay = authenticated
-        || (routed_by_us && in_dialog(&msg))
-        || matches!(method, Some(Method::Cancel) | Some(Method::Ack));
+    // through.
+    let may_relay = authenticated || (routed_by_us && in_dialog(&msg));
 
     // Where to: a Route left, a local user, or another domain.
     let mut failover = false;
@@ -241,7 +240,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
 /// The redirect rule for a Request-URI, if any, as (status, Contact
 /// values): the rule's targets, or a local user's registered contacts.
 fn redirect(core: &Core, uri: &SipUri<'_>, now: u64) -> Option<(u16, Vec<String>)> {
-    let domain = super::host_text(&uri.host).to_ascii_lowercase();
+    let domain = uri.host.to_string().to_ascii_lowercase();
     let aor = uri.user.map(|u| format!("{u}@{domain}"));
     let rule = core.redirects.iter().find(|r| match (&r.user, &r.domain) {
         (Some(u), _) => aor.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(u)),
@@ -321,7 +320,7 @@ fn decrement_max_forwards(msg: &mut Message) -> bool {
 /// The address of record a local Request-URI names: its user at its
 /// domain, or at the first local domain when the host is Parley's address.
 fn local_aor(core: &Core, user: &str, host: &Host<'_>) -> (String, String) {
-    let domain = super::host_text(host).to_ascii_lowercase();
+    let domain = host.to_string().to_ascii_lowercase();
     let domain = if core.is_local_domain(&domain) {
         domain
     } else {
@@ -402,15 +401,8 @@ pub async fn ack(core: &Core, sip: &Sip, mut msg: Message) {
         };
         if core.is_local(&sip_uri.host, sip_uri.port) {
             let Some(user) = sip_uri.user else { return };
-            let domain = super::host_text(&sip_uri.host).to_ascii_lowercase();
-            let domain = if core.is_local_domain(&domain) {
-                domain
-            } else {
-                core.config_domains[0].clone()
-            };
-            let bindings = core
-                .location
-                .lookup(&format!("{user}@{domain}"), now_secs());
+            let (aor, _) = local_aor(core, user, &sip_uri.host);
+            let bindings = core.location.lookup(&aor, now_secs());
             let Some(b) = bindings.first() else { return };
             let uri = b.uri.to_string();
             let target = binding_target(b, sip);
@@ -728,13 +720,7 @@ fn fire_timer_c(
     // silent ones count as 408 now.
     c.last_provisional = std::time::Instant::now();
     for _ in 0..silent {
-        let timeout =
-            crate::proto::sip::stateless::respond(&c.msg, 408, "Request Timeout", "p", &[]);
-        let Ok(m) = Message::parse(
-            Bytes::from(timeout),
-            crate::proto::sip::Framing::Stream,
-            &crate::proto::sip::Limits::default(),
-        ) else {
+        let Some(m) = crate::net::local_response(&c.msg, 408, "Request Timeout") else {
             continue;
         };
         final_response(c, ctx, core, sip, m);
@@ -851,91 +837,47 @@ fn binding_target(b: &Binding, sip: &Sip) -> Option<Target> {
     }
     let uri = Uri::parse(b.uri.as_bytes()).ok()?;
     let sip = uri.as_sip()?;
-    match ip_of(&sip.host) {
-        Some(ip) => Some(Target::new(
-            transport_param(sip).unwrap_or(Transport::Udp),
-            SocketAddr::new(ip, sip.port.unwrap_or(if sip.secure { 5061 } else { 5060 })),
-        )),
-        None => Some(Target::new(b.transport, b.source)),
-    }
+    address_target(sip, Transport::Udp).or(Some(Target::new(b.transport, b.source)))
 }
 
-/// The target of a Route value whose URI host is an address.
-fn route_target(value: &[u8], fallback: Transport) -> Option<Target> {
+/// The target of a SIP URI whose host is an address (RFC 3263 §4.1 and
+/// §4.2 for a numeric host): its `transport=`, else TLS for `sips:` and
+/// `plain` otherwise; its port, else the transport's default.
+fn address_target(sip: &SipUri<'_>, plain: Transport) -> Option<Target> {
+    let ip = sip.host.ip()?;
+    let transport = transport_param(sip).unwrap_or(if sip.secure { Transport::Tls } else { plain });
+    let port = sip.port.unwrap_or(transport.default_port());
+    Some(Target::new(transport, SocketAddr::new(ip, port)))
+}
+
+/// The target of a Route value whose URI host is an address. Without a
+/// transport parameter it is reached over UDP, except where the request
+/// came over TLS, which is not downgraded.
+fn route_target(value: &[u8], inbound: Transport) -> Option<Target> {
     let na = NameAddr::parse(value, "Route").ok()?;
     let uri = na.uri().ok()?;
-    let sip = uri.as_sip()?;
-    let ip = ip_of(&sip.host)?;
-    let transport = transport_param(sip).unwrap_or(if sip.secure {
+    let plain = if inbound == Transport::Tls {
         Transport::Tls
     } else {
-        fallback.min_udp()
-    });
-    let port = sip.port.unwrap_or(if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    });
-    Some(Target::new(transport, SocketAddr::new(ip, port)))
+        Transport::Udp
+    };
+    address_target(uri.as_sip()?, plain)
 }
 
 /// The targets for a Request-URI in another domain: its address as
 /// written, or RFC 3263 location over DNS.
 async fn uri_targets(core: &Core, sip: &SipUri<'_>) -> Vec<Target> {
-    let transport = transport_param(sip);
-    if let Some(ip) = ip_of(&sip.host) {
-        let t = transport.unwrap_or(if sip.secure {
-            Transport::Tls
-        } else {
-            Transport::Udp
-        });
-        let port = sip
-            .port
-            .unwrap_or(if t == Transport::Tls { 5061 } else { 5060 });
-        return vec![Target::new(t, SocketAddr::new(ip, port))];
+    if let Some(target) = address_target(sip, Transport::Udp) {
+        return vec![target];
     }
+    let transport = transport_param(sip);
     core.dns
-        .locate(
-            &super::host_text(&sip.host),
-            sip.port,
-            transport,
-            sip.secure,
-        )
+        .locate(&sip.host.to_string(), sip.port, transport, sip.secure)
         .await
 }
 
-fn ip_of(host: &Host<'_>) -> Option<IpAddr> {
-    match host {
-        Host::V4(a) => Some(IpAddr::V4(*a)),
-        Host::V6(a) => Some(IpAddr::V6(*a)),
-        Host::Name(_) => None,
-    }
-}
-
 fn transport_param(sip: &SipUri<'_>) -> Option<Transport> {
-    match sip.transport()?.to_ascii_lowercase().as_str() {
-        "udp" => Some(Transport::Udp),
-        "tcp" => Some(Transport::Tcp),
-        "tls" => Some(Transport::Tls),
-        _ => None,
-    }
-}
-
-trait MinUdp {
-    fn min_udp(self) -> Transport;
-}
-
-impl MinUdp for Transport {
-    /// A Route without a transport parameter is reached over UDP (RFC 3263
-    /// §4.1 for an address with no transport), except where the request
-    /// came over TLS, which is not downgraded.
-    fn min_udp(self) -> Transport {
-        if self == Transport::Tls {
-            Transport::Tls
-        } else {
-            Transport::Udp
-        }
-    }
+    Transport::from_name(sip.transport()?)
 }
 
 /// A request inside a dialog (a To tag): it follows its route set.
@@ -949,20 +891,15 @@ fn request_uri_text(msg: &Message) -> String {
     String::from_utf8_lossy(msg.request_uri_raw().unwrap_or(b"")).into_owned()
 }
 
-fn from_user(msg: &Message) -> Option<(String, String)> {
+/// The From URI's user (when it has one) and lower-case host.
+fn from_parts(msg: &Message) -> Option<(Option<String>, String)> {
     let from = msg.from()?.ok()?;
     let uri = from.uri().ok()?;
     let sip = uri.as_sip()?;
     Some((
-        sip.user?.to_string(),
-        super::host_text(&sip.host).to_ascii_lowercase(),
+        sip.user.map(str::to_string),
+        sip.host.to_string().to_ascii_lowercase(),
     ))
-}
-
-fn from_domain(msg: &Message) -> Option<String> {
-    let from = msg.from()?.ok()?;
-    let uri = from.uri().ok()?;
-    Some(super::host_text(&uri.as_sip()?.host).to_ascii_lowercase())
 }
 
 fn remove_last_route(msg: &mut Message) {

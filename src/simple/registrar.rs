@@ -263,5 +263,5 @@ fn aor_of(msg: &Message) -> Option<(String, String)> {
     let uri = to.uri().ok()?;
     let sip = uri.as_sip()?;
     let user = sip.user?.to_string();
-    Some((user, super::host_text(&sip.host).to_ascii_lowercase()))
+    Some((user, sip.host.to_string().to_ascii_lowercase()))
 }

@@ -71,6 +71,28 @@ report() {
     printf "ratio parley/kamailio: rate %.2fx, CPU per request %.2fx less\n", (km > 0 ? pm / km : 0), (pc > 0 ? kc / pc : 0) }'
 }
 
+# Writes $work/parley.toml (UDP and TCP on 127.0.0.1:PORT, warnings only,
+# then the TOML given on stdin) and starts Parley with it; sets parley_pid.
+# Usage: start_parley PORT <<TOML ... TOML
+start_parley() {
+  {
+    cat <<TOML
+state_dir = "$work/var"
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:$1"
+[[sip.listen]]
+transport = "tcp"
+address = "127.0.0.1:$1"
+[log]
+level = "warn"
+TOML
+    cat
+  } > "$work/parley.toml"
+  target/release/parley run --config "$work/parley.toml" > "$work/parley.log" 2>&1 &
+  parley_pid=$!
+}
+
 # Starts Kamailio in the foreground from a template under tests/data/kamailio
 # on UDP (and TCP) port PORT with 2 children and 2 GB of shared memory; sets
 # kam_pid. Usage: start_kamailio TEMPLATE PORT
@@ -90,7 +112,11 @@ kamailio_modules() {
 
 install_load_peers() {
   bash tests/peers/install.sh >/dev/null
-  command -v kamailio >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio >/dev/null; }
+  # ss (iproute2) waits for listeners; pgrep (procps) finds Kamailio's workers.
+  command -v ss >/dev/null && command -v pgrep >/dev/null || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 procps >/dev/null
+  }
 }
 
 # Waits (at most 30 s) until something listens on UDP 127.0.0.1:PORT.

@@ -26,23 +26,12 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # Parley, with bob provisioned and authentication off.
-cat > "$work/parley.toml" <<TOML
-state_dir = "$work/var"
-[[sip.listen]]
-transport = "udp"
-address = "127.0.0.1:25060"
-[[sip.listen]]
-transport = "tcp"
-address = "127.0.0.1:25060"
+start_parley 25060 <<TOML
 [auth]
 registrar = false
 proxy = false
-[log]
-level = "warn"
 TOML
 target/release/parley user add bob@localhost --password load --config "$work/parley.toml" >/dev/null
-target/release/parley run --config "$work/parley.toml" > "$work/parley.log" 2>&1 &
-parley_pid=$!
 
 # Kamailio
 start_kamailio registrar-proxy.cfg 25070

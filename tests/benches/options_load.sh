@@ -24,16 +24,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # Parley
-cat > "$work/parley.toml" <<TOML
-state_dir = "$work/var"
-[[sip.listen]]
-transport = "udp"
-address = "127.0.0.1:25060"
-[log]
-level = "warn"
-TOML
-target/release/parley run --config "$work/parley.toml" > "$work/parley.log" 2>&1 &
-parley_pid=$!
+start_parley 25060 </dev/null
 
 # Kamailio
 start_kamailio options-stateless.cfg 25070

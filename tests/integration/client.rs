@@ -3,7 +3,7 @@
 //! from UDP to TCP (RFC 3261 §18.1.1); a 408 when no response comes and a
 //! 503 when the connection cannot be made.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use parley::config::Transport;
 use parley::net::Target;
 use parley::proto::sip::{Framing, Limits, Message};
+use parley_test_support::read_message;
 use parley_test_support::server::TestServer;
 use parley_test_support::sipp::{free_port, Sipp};
 
@@ -192,19 +193,4 @@ fn tls_request_verified_against_the_configured_anchor() {
         .unwrap();
     assert_eq!(statuses(&responses), [503]);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Reads one Content-Length-framed message from a blocking stream.
-fn read_message(stream: &mut std::net::TcpStream) -> Message {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Ok(Some((skip, len))) = parley::proto::sip::frame(&buf, &Limits::default()) {
-            let data = Bytes::copy_from_slice(&buf[skip..skip + len]);
-            return Message::parse(data, Framing::Stream, &Limits::default()).expect("message");
-        }
-        let n = stream.read(&mut chunk).expect("read");
-        assert!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }

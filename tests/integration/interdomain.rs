@@ -169,7 +169,7 @@ fn messages_cross_both_ways_with_kamailio_serving_the_other_domain() {
     assert!(bob.wait().contains("Across domains"));
 
     // Kamailio → Parley: carol is registered at Parley, dave sends through Kamailio.
-    user_add(&server, "carol@localhost");
+    crate::registrar_proxy::user_add(&server, "carol@localhost", "pw");
     let carol_port = free_port();
     let carol = Sipp::start_on("uas_message.xml", "u1", 1, None, carol_port, &[]);
     Sipp::start(
@@ -207,21 +207,6 @@ fn messages_cross_both_ways_with_kamailio_serving_the_other_domain() {
     )
     .wait();
     assert!(carol.wait().contains("Across domains"));
-}
-
-fn user_add(server: &TestServer, address: &str) {
-    let config = server.state_dir.join("cli.toml");
-    std::fs::write(
-        &config,
-        format!("state_dir = {:?}\n", server.state_dir.display().to_string()),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["user", "add", address, "--password", "pw", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
 }
 
 #[test]

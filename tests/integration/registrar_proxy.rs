@@ -11,7 +11,7 @@ use parley_test_support::sipp::Sipp;
 const SIPP_AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\n";
 
 /// Provisions a user with the real command line, on the server's database.
-fn user_add(server: &TestServer, address: &str, password: &str) {
+pub(crate) fn user_add(server: &TestServer, address: &str, password: &str) {
     let config = server.state_dir.join("cli.toml");
     std::fs::write(
         &config,
@@ -645,28 +645,6 @@ fn timer_c_cancels_a_branch_that_rings_forever() {
     assert!(trace.contains("CANCEL sip:"), "{trace}");
 }
 
-/// Reads one Content-Length-framed message from a blocking stream.
-fn read_framed(stream: &mut std::net::TcpStream) -> parley::proto::sip::Message {
-    use std::io::Read;
-    let limits = parley::proto::sip::Limits::default();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Ok(Some((skip, len))) = parley::proto::sip::frame(&buf, &limits) {
-            let data = bytes::Bytes::copy_from_slice(&buf[skip..skip + len]);
-            return parley::proto::sip::Message::parse(
-                data,
-                parley::proto::sip::Framing::Stream,
-                &limits,
-            )
-            .expect("a message");
-        }
-        let n = stream.read(&mut chunk).expect("read");
-        assert!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 #[test]
 fn a_tcp_binding_is_reached_over_its_flow_then_at_its_contact() {
     use std::io::Write;
@@ -688,7 +666,10 @@ fn a_tcp_binding_is_reached_over_its_flow_then_at_its_contact() {
         .as_bytes(),
     )
     .unwrap();
-    assert_eq!(read_framed(&mut flow).status(), Some(200));
+    assert_eq!(
+        parley_test_support::read_message(&mut flow).status(),
+        Some(200)
+    );
     let ua = Ua::new(server.udp);
     let message = |n: u32| {
         format!(
@@ -698,7 +679,7 @@ fn a_tcp_binding_is_reached_over_its_flow_then_at_its_contact() {
     // While the flow is open, the request comes back over it.
     std::thread::scope(|s| {
         let uas = s.spawn(|| {
-            let req = read_framed(&mut flow);
+            let req = parley_test_support::read_message(&mut flow);
             let ok = parley::proto::sip::stateless::respond(&req, 200, "OK", "m", &[]);
             flow.write_all(&ok).unwrap();
         });
@@ -713,7 +694,7 @@ fn a_tcp_binding_is_reached_over_its_flow_then_at_its_contact() {
             let (mut conn, _) = contact_listener.accept().unwrap();
             conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
                 .unwrap();
-            let req = read_framed(&mut conn);
+            let req = parley_test_support::read_message(&mut conn);
             let ok = parley::proto::sip::stateless::respond(&req, 200, "OK", "m", &[]);
             conn.write_all(&ok).unwrap();
         });

@@ -182,6 +182,17 @@ impl Host<'_> {
     }
 }
 
+impl Host<'_> {
+    /// The address, when the host is one (not a name).
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Host::Name(_) => None,
+            Host::V4(a) => Some(std::net::IpAddr::V4(*a)),
+            Host::V6(a) => Some(std::net::IpAddr::V6(*a)),
+        }
+    }
+}
+
 impl fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -134,6 +134,14 @@ impl ServerTransaction {
         &self.state
     }
 
+    /// True while no final response has been sent (Trying, Proceeding).
+    pub fn awaits_final(&self) -> bool {
+        matches!(
+            self.state,
+            ServerState::Trying | ServerState::Proceeding { .. }
+        )
+    }
+
     /// True once the transaction is over.
     pub fn is_terminated(&self) -> bool {
         self.state == ServerState::Terminated

@@ -100,3 +100,26 @@ pub fn sip_corpus(set: &str) -> Vec<SipCase> {
         })
         .collect()
 }
+
+/// Reads one Content-Length-framed SIP message from a blocking stream
+/// (panics when the stream ends or fails first).
+pub fn read_message(stream: &mut std::net::TcpStream) -> parley::proto::sip::Message {
+    use std::io::Read;
+    let limits = parley::proto::sip::Limits::default();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Ok(Some((skip, len))) = parley::proto::sip::frame(&buf, &limits) {
+            let data = bytes::Bytes::copy_from_slice(&buf[skip..skip + len]);
+            return parley::proto::sip::Message::parse(
+                data,
+                parley::proto::sip::Framing::Stream,
+                &limits,
+            )
+            .expect("a message");
+        }
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
