@@ -154,18 +154,12 @@ fn a_request_to_a_peer_reuses_the_connection_it_opened() {
 
 #[test]
 fn tls_request_verified_against_the_configured_anchor() {
-    let dir = std::env::temp_dir().join(format!("parley-tls-client-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let own = parley_test_support::pki::TestCert::self_signed("localhost");
     let server = TestServer::start(&format!(
-        "[sip.tls]\ncert = {:?}\nkey = {:?}\nca_file = {:?}\n",
-        cert.display().to_string(),
-        key.display().to_string(),
-        cert.display().to_string()
+        "[sip.tls]\ncert = {}\nkey = {}\nca_file = {}\n",
+        own.cert_toml(),
+        own.key_toml(),
+        own.cert_toml()
     ));
     // Parley's client side talks TLS to Parley's own listener, which
     // answers OPTIONS.
@@ -192,5 +186,4 @@ fn tls_request_verified_against_the_configured_anchor() {
         .request(options("elsewhere.example"), &bad, WAIT)
         .unwrap();
     assert_eq!(statuses(&responses), [503]);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -212,17 +212,8 @@ fn messages_cross_both_ways_with_kamailio_serving_the_other_domain() {
 #[test]
 fn a_tls_peer_speaks_only_for_the_domains_its_certificate_names() {
     // The peer server of a.example.test, with a certificate naming it.
-    let dir = std::env::temp_dir().join(format!("parley-mtls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let peer = rcgen::generate_simple_self_signed(vec!["a.example.test".to_string()]).unwrap();
-    let cert = dir.join("a.pem");
-    let key = dir.join("a.key");
-    std::fs::write(&cert, peer.cert.pem()).unwrap();
-    std::fs::write(&key, peer.signing_key.serialize_pem()).unwrap();
-    let server = TestServer::start(&format!(
-        "[sip.tls]\nca_file = {:?}\n",
-        cert.display().to_string()
-    ));
+    let peer = parley_test_support::pki::TestCert::self_signed("a.example.test");
+    let server = TestServer::start(&format!("[sip.tls]\nca_file = {}\n", peer.cert_toml()));
     let server_ca = server.state_dir.join("tls/cert.pem");
     let message = |from: &str, n: u32| {
         format!(
@@ -232,7 +223,7 @@ fn a_tls_peer_speaks_only_for_the_domains_its_certificate_names() {
         )
     };
     let status = |text: &str| text.split(' ').nth(1).unwrap_or("").to_string();
-    let with_cert = Some((cert.as_path(), key.as_path()));
+    let with_cert = Some((peer.cert.as_path(), peer.key.as_path()));
     // The domain it authenticated as: past the check (nobody is unknown: 404).
     let (text, err) = crate::peers_sip::openssl_exchange(
         server.tls,
@@ -258,5 +249,4 @@ fn a_tls_peer_speaks_only_for_the_domains_its_certificate_names() {
         &message("evil.example", 3),
     );
     assert_eq!(status(&text), "404", "{text}\n{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,7 @@
 pub mod dns;
 pub mod fuzz;
 pub mod kamailio;
+pub mod pki;
 pub mod server;
 pub mod simnet;
 pub mod sipp;
