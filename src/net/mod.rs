@@ -152,7 +152,7 @@ pub enum SendError {
 #[derive(Debug, Clone)]
 enum Path {
     Udp {
-        socket: Arc<UdpSocket>,
+        socket: Arc<std::net::UdpSocket>,
         to: SocketAddr,
     },
     /// A connection's queue, its transport, and the certificate its TLS
@@ -168,9 +168,7 @@ impl Path {
     async fn send(&self, data: Bytes) -> bool {
         match self {
             Path::Udp { socket, to } => {
-                if let Err(e) = socket.send_to(&data, to).await {
-                    debug!(%to, error = %e, "udp send failed");
-                }
+                udp::send(socket, &data, *to);
                 true
             }
             Path::Stream(tx, ..) => tx.send(data).await.is_ok(),
@@ -181,14 +179,10 @@ impl Path {
     /// always), else waits; false when the connection is gone.
     async fn send_now(&self, data: Bytes) -> bool {
         match self {
-            Path::Udp { socket, to } => match socket.try_send_to(&data, *to) {
-                Ok(_) => true,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.send(data).await,
-                Err(e) => {
-                    debug!(%to, error = %e, "udp send failed");
-                    true
-                }
-            },
+            Path::Udp { socket, to } => {
+                udp::send(socket, &data, *to);
+                true
+            }
             Path::Stream(tx, ..) => match tx.try_send(data) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(data)) => self.send(data).await,
@@ -201,10 +195,10 @@ impl Path {
     /// task of its own.
     fn send_detached(&self, data: Bytes) {
         let pending = match self {
-            Path::Udp { socket, to } => match socket.try_send_to(&data, *to) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(data),
-                _ => None,
-            },
+            Path::Udp { socket, to } => {
+                udp::send(socket, &data, *to);
+                None
+            }
             Path::Stream(tx, ..) => match tx.try_send(data) {
                 Err(mpsc::error::TrySendError::Full(data)) => Some(data),
                 _ => None,
@@ -317,7 +311,7 @@ struct Shared {
     counter: AtomicU64,
     random: std::collections::hash_map::RandomState,
     multicast_responses: bool,
-    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    udp: Vec<(Arc<std::net::UdpSocket>, SocketAddr)>,
     /// The address each stream transport listens on, for Via sent-by.
     stream_listen: Vec<(Transport, SocketAddr)>,
     connections: Mutex<Connections>,
@@ -604,7 +598,7 @@ impl Shared {
     }
 
     /// The UDP socket to send to `to` from: the first of the same family.
-    fn udp_socket(&self, to: SocketAddr) -> Option<(Arc<UdpSocket>, SocketAddr)> {
+    fn udp_socket(&self, to: SocketAddr) -> Option<(Arc<std::net::UdpSocket>, SocketAddr)> {
         self.udp
             .iter()
             .find(|(_, a)| a.is_ipv4() == to.is_ipv4())
@@ -797,13 +791,14 @@ impl Sip {
         on_response: OnResponse,
         loop_tag: Option<u64>,
     ) -> Option<Key> {
-        let fallback = local_response(&request, 503, "Service Unavailable");
+        // Kept for a local 503, made only when the request cannot be sent.
+        let original = request.clone();
         let sink = Sink::Call(on_response.clone());
         match self.send_request(request, target, sink, loop_tag).await {
             Ok(key) => key,
             Err(e) => {
                 debug!(error = %e, "request not sent");
-                if let Some(r) = fallback {
+                if let Some(r) = local_response(&original, 503, "Service Unavailable") {
                     on_response(r);
                 }
                 None
@@ -1041,7 +1036,7 @@ impl Server {
         let mut listeners = listeners;
         let mut udp_sockets = Vec::new();
         for socket in std::mem::take(&mut listeners.udp) {
-            udp::size_buffers(&socket, config.sip.udp_buffer_bytes);
+            let socket = udp::blocking(socket, config.sip.udp_buffer_bytes)?;
             let local = socket.local_addr()?;
             udp_sockets.push((Arc::new(socket), local));
         }
@@ -1139,7 +1134,8 @@ impl Server {
         tracker.spawn(timers(shared.clone(), stop.clone()));
         for (socket, _) in &shared.udp {
             for _ in 0..readers {
-                tracker.spawn(udp::reader(shared.clone(), socket.clone()));
+                let (shared, socket) = (shared.clone(), socket.clone());
+                tracker.spawn_blocking(move || udp::reader(shared, socket));
             }
         }
         for listener in listeners.tcp {

@@ -72,8 +72,10 @@ report() {
 }
 
 # Writes $work/parley.toml (UDP and TCP on 127.0.0.1:PORT, warnings only,
-# then the TOML given on stdin) and starts Parley with it; sets parley_pid.
-# Usage: start_parley PORT <<TOML ... TOML
+# then the TOML given on stdin), provisions the users named in
+# $PARLEY_USERS (password "load") before the server opens the database,
+# and starts Parley with it; sets parley_pid.
+# Usage: [PARLEY_USERS="bob@localhost"] start_parley PORT <<TOML ... TOML
 start_parley() {
   {
     cat <<TOML
@@ -89,6 +91,10 @@ level = "warn"
 TOML
     cat
   } > "$work/parley.toml"
+  local user
+  for user in ${PARLEY_USERS:-}; do
+    target/release/parley user add "$user" --password load --config "$work/parley.toml" >/dev/null
+  done
   target/release/parley run --config "$work/parley.toml" > "$work/parley.log" 2>&1 &
   parley_pid=$!
 }
