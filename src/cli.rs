@@ -45,6 +45,23 @@ pub enum Command {
         #[command(subcommand)]
         command: SipCommand,
     },
+    /// Presence document (PIDF) tools.
+    Pidf {
+        /// The PIDF tool to run.
+        #[command(subcommand)]
+        command: PidfCommand,
+    },
+}
+
+/// `parley pidf …`
+#[derive(Debug, Subcommand)]
+pub enum PidfCommand {
+    /// Check a PIDF document (RFC 3863, with RPID and CIPID); print it in
+    /// canonical form, or say in one line why it is refused (exit 1).
+    Parse {
+        /// File holding the document (standard input when absent).
+        file: Option<PathBuf>,
+    },
 }
 
 /// `parley sip …`
@@ -240,6 +257,22 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::User { command } => user_command(command),
+        Command::Pidf {
+            command: PidfCommand::Parse { file },
+        } => {
+            let limits = crate::proto::pidf::Limits::default();
+            let input = read_input(file.as_deref(), limits.xml.max_bytes)?;
+            match crate::proto::pidf::Presence::parse(&input, &limits) {
+                Ok(doc) => {
+                    print!("{}", doc.to_xml());
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("error: {e}");
+                    Ok(1)
+                }
+            }
+        }
         Command::Sip {
             command:
                 SipCommand::Parse {
@@ -252,20 +285,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 Some(path) => crate::config::Config::load(path)?.sip.limits,
                 None => Limits::default(),
             };
-            // Read one byte more than the limit so an oversized input is reported as such.
-            let cap = limits.max_message_size as u64 + 1;
-            let mut input = Vec::new();
-            match &file {
-                Some(path) => {
-                    std::fs::File::open(path)
-                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
-                        .take(cap)
-                        .read_to_end(&mut input)?;
-                }
-                None => {
-                    std::io::stdin().lock().take(cap).read_to_end(&mut input)?;
-                }
-            }
+            let input = read_input(file.as_deref(), limits.max_message_size)?;
             match sip_parse(&input, stream, &limits) {
                 Ok(out) => {
                     std::io::stdout().write_all(&out)?;
@@ -278,4 +298,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
     }
+}
+
+/// Reads a file, or standard input without one, up to one byte more than
+/// `limit`, so an oversized input is reported as such without being
+/// read whole.
+fn read_input(file: Option<&std::path::Path>, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let cap = limit as u64 + 1;
+    let mut input = Vec::new();
+    match file {
+        Some(path) => {
+            std::fs::File::open(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
+                .take(cap)
+                .read_to_end(&mut input)?;
+        }
+        None => {
+            std::io::stdin().lock().take(cap).read_to_end(&mut input)?;
+        }
+    }
+    Ok(input)
 }

@@ -723,6 +723,19 @@ impl Responder {
         self.send_sync(status, Bytes::from(wire));
     }
 
+    /// [`Responder::reply`] with a To tag of the caller's choosing (a
+    /// dialog the core creates, e.g. a subscription).
+    pub async fn reply_with_tag(
+        &mut self,
+        status: u16,
+        reason: &str,
+        to_tag: &str,
+        extra: &[(&str, String)],
+    ) {
+        let wire = respond(&self.request, status, reason, to_tag, extra);
+        self.send_sync(status, Bytes::from(wire));
+    }
+
     /// The server transaction's key.
     pub fn key(&self) -> &Key {
         &self.key
@@ -1132,6 +1145,7 @@ impl Server {
         let stop = shared.conn.stop.clone();
         let tracker = shared.conn.tracker.clone();
         tracker.spawn(timers(shared.clone(), stop.clone()));
+        tracker.spawn(ticks(shared.clone(), stop.clone()));
         for (socket, _) in &shared.udp {
             for _ in 0..readers {
                 let (shared, socket) = (shared.clone(), socket.clone());
@@ -1169,12 +1183,37 @@ pub async fn serve(
     Server::start(config, listeners).await?.run(shutdown).await
 }
 
+/// Gives the core a turn every second (expiry sweeps that send requests).
+async fn ticks(shared: Arc<Shared>, stop: CancellationToken) {
+    let sip = Sip {
+        shared: shared.clone(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => shared.core.tick(&sip).await,
+        }
+    }
+}
+
+/// Runs the transaction timers. Deadlines that fall close together are
+/// handled in one wake-up: after a round the task sleeps at least a
+/// granule (a fiftieth of T1, at most 10 ms), so under load the timers
+/// cost a bounded number of wake-ups per second instead of one per
+/// transaction, and fire at most a granule late.
 async fn timers(shared: Arc<Shared>, stop: CancellationToken) {
+    let granule = (shared.timers.t1 / 50).min(Duration::from_millis(10));
+    let mut not_before = now();
     loop {
         let next = shared.timers_queue.next();
         let sleep = async {
             match next {
-                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                Some(at) => {
+                    let at = at.max(not_before);
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
+                }
                 None => std::future::pending().await,
             }
         };
@@ -1183,10 +1222,12 @@ async fn timers(shared: Arc<Shared>, stop: CancellationToken) {
             _ = shared.timers_queue.changed.notified() => continue,
             _ = sleep => {}
         }
-        for key in shared.timers_queue.due(now()) {
+        let round = now();
+        for key in shared.timers_queue.due(round) {
             if let Some(next) = shared.expire(&key).await {
                 shared.timers_queue.schedule(key, next);
             }
         }
+        not_before = round + granule;
     }
 }

@@ -6,5 +6,7 @@
 
 pub mod digest;
 pub mod locate;
+pub mod pidf;
 pub mod sip;
 pub mod transaction;
+pub mod xml;

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod location;
+pub mod presence;
 pub mod proxy;
 pub mod registrar;
 
@@ -21,7 +22,7 @@ use crate::proto::sip::{Message, Method};
 use crate::store::Store;
 
 /// The methods Parley serves itself, for Allow.
-pub const ALLOW: &str = "OPTIONS, REGISTER";
+pub const ALLOW: &str = "OPTIONS, REGISTER, PUBLISH, SUBSCRIBE";
 
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
@@ -82,6 +83,8 @@ pub struct Core {
     pub redirects: Vec<crate::config::RedirectConfig>,
     /// Timer C: how long an INVITE branch may go without a response.
     pub timer_c: Duration,
+    /// The presence agent.
+    pub presence: Arc<presence::PresenceAgent>,
 }
 
 impl Core {
@@ -118,6 +121,9 @@ impl Core {
             invites: proxy::Invites::default(),
             redirects: config.redirect.clone(),
             timer_c: Duration::from_secs(config.proxy.timer_c_secs),
+            presence: Arc::new(presence::PresenceAgent::new(
+                presence::PresenceConfig::default(),
+            )),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {
@@ -220,11 +226,22 @@ impl Core {
             match incoming.message.method() {
                 Some(Method::Register) => registrar::register(&self, &mut incoming).await,
                 Some(Method::Cancel) => proxy::cancel(&self, &sip, incoming).await,
+                Some(Method::Publish) if presence::serves(&self, &incoming.message) => {
+                    presence::publish(&self, &sip, incoming).await
+                }
+                Some(Method::Subscribe) if presence::serves(&self, &incoming.message) => {
+                    presence::subscribe(&self, &sip, incoming).await
+                }
                 _ => proxy::route(self.clone(), sip, incoming).await,
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Work that runs once a second: presence expiry.
+    pub async fn tick(&self, sip: &Sip) {
+        presence::sweep(self, sip).await;
     }
 
     /// An ACK with no transaction (the ACK for a 2xx): forwarded
@@ -238,8 +255,9 @@ impl Core {
 fn options(request: &Message, to_tag: &str) -> Vec<u8> {
     let extra = [
         ("Allow", ALLOW.to_string()),
-        // Empty lists: no bodies and no extensions are understood yet.
-        ("Accept", String::new()),
+        // No extensions are understood yet.
+        ("Accept", crate::proto::pidf::CONTENT_TYPE.to_string()),
+        ("Allow-Events", presence::EVENTS.to_string()),
         ("Supported", String::new()),
         (
             "Server",

@@ -53,53 +53,10 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     // Who is asking: a local user must prove it (407). ACK and CANCEL,
     // which cannot be challenged (§22.1), never come here: they go to
     // `ack` and `cancel`.
-    let (from_user, from_domain) = from_parts(&msg).unwrap_or_default();
-    let from_local = core.is_local_domain(&from_domain);
-    // RFC 5922 §7.4: a peer server that authenticated with a certificate
-    // speaks only for the domains that certificate names.
-    if let (Some(cert), false) = (&inc.peer_certificate, from_local) {
-        if !crate::net::tls::certificate_names(cert, &from_domain) {
-            return inc
-                .responder
-                .reply(403, "From domain is not the TLS peer's domain", &[])
-                .await;
-        }
-    }
-    let mut authenticated = false;
-    if from_local && core.auth_proxy {
-        let (user, domain) = (from_user.unwrap_or_default(), from_domain);
-        match core
-            .auth
-            .check(&msg, HeaderName::ProxyAuthorization, &domain, now, |u| {
-                core.names_us(u)
-            })
-            .await
-        {
-            Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {
-                authenticated = true;
-            }
-            Verdict::User(..) => {
-                return inc
-                    .responder
-                    .reply(403, "Not allowed to send as this address", &[])
-                    .await
-            }
-            Verdict::Challenge { stale } => {
-                let extra = core
-                    .auth
-                    .challenge_fields("Proxy-Authenticate", &domain, stale, now);
-                return inc
-                    .responder
-                    .reply(407, "Proxy Authentication Required", &extra)
-                    .await;
-            }
-            Verdict::Forbidden(reason) => return inc.responder.reply(403, reason, &[]).await,
-        }
-        // The credentials were for Parley; they go no further.
-        msg.headers_mut().remove(HeaderName::ProxyAuthorization);
-    } else if from_local && !core.auth_proxy {
-        authenticated = true;
-    }
+    let Some(sender) = authenticate(&core, &mut msg, &mut inc, now).await else {
+        return;
+    };
+    let authenticated = sender.authenticated;
     // A request on a route set Parley recorded belongs to a dialog it let
     // through.
     let may_relay = authenticated || (routed_by_us && in_dialog(&msg));
@@ -319,7 +276,7 @@ fn decrement_max_forwards(msg: &mut Message) -> bool {
 
 /// The address of record a local Request-URI names: its user at its
 /// domain, or at the first local domain when the host is Parley's address.
-fn local_aor(core: &Core, user: &str, host: &Host<'_>) -> (String, String) {
+pub(super) fn local_aor(core: &Core, user: &str, host: &Host<'_>) -> (String, String) {
     let domain = host.to_string().to_ascii_lowercase();
     let domain = if core.is_local_domain(&domain) {
         domain
@@ -843,7 +800,7 @@ fn binding_target(b: &Binding, sip: &Sip) -> Option<Target> {
 /// The target of a SIP URI whose host is an address (RFC 3263 §4.1 and
 /// §4.2 for a numeric host): its `transport=`, else TLS for `sips:` and
 /// `plain` otherwise; its port, else the transport's default.
-fn address_target(sip: &SipUri<'_>, plain: Transport) -> Option<Target> {
+pub(super) fn address_target(sip: &SipUri<'_>, plain: Transport) -> Option<Target> {
     let ip = sip.host.ip()?;
     let transport = transport_param(sip).unwrap_or(if sip.secure { Transport::Tls } else { plain });
     let port = sip.port.unwrap_or(transport.default_port());
@@ -853,7 +810,7 @@ fn address_target(sip: &SipUri<'_>, plain: Transport) -> Option<Target> {
 /// The target of a Route value whose URI host is an address. Without a
 /// transport parameter it is reached over UDP, except where the request
 /// came over TLS, which is not downgraded.
-fn route_target(value: &[u8], inbound: Transport) -> Option<Target> {
+pub(super) fn route_target(value: &[u8], inbound: Transport) -> Option<Target> {
     let na = NameAddr::parse(value, "Route").ok()?;
     let uri = na.uri().ok()?;
     let plain = if inbound == Transport::Tls {
@@ -912,4 +869,86 @@ fn remove_last_route(msg: &mut Message) {
     for r in &all[..all.len().saturating_sub(1)] {
         let _ = msg.headers_mut().push("Route", r);
     }
+}
+
+/// Who sent a request, as far as Parley can tell.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Sender {
+    /// The From user.
+    pub user: Option<String>,
+    /// The From domain, lower-cased.
+    pub domain: String,
+    /// A local user proved the From identity (or authentication is off).
+    pub authenticated: bool,
+}
+
+/// Checks the sender of `msg` (the request of `inc`, or a copy being
+/// forwarded): a local From must authenticate with digest when the
+/// config asks for it (407, then 403 for someone else's address); a
+/// peer server that authenticated with a certificate speaks only for the
+/// domains that certificate names (RFC 5922 §7.4). The credentials are
+/// removed from `msg`: they were for Parley. None when a response was
+/// sent.
+pub(super) async fn authenticate(
+    core: &Core,
+    msg: &mut Message,
+    inc: &mut Incoming,
+    now: u64,
+) -> Option<Sender> {
+    let (from_user, from_domain) = from_parts(msg).unwrap_or_default();
+    let local = core.is_local_domain(&from_domain);
+    let mut sender = Sender {
+        user: from_user,
+        domain: from_domain,
+        authenticated: false,
+    };
+    if let (Some(cert), false) = (&inc.peer_certificate, local) {
+        if !crate::net::tls::certificate_names(cert, &sender.domain) {
+            inc.responder
+                .reply(403, "From domain is not the TLS peer's domain", &[])
+                .await;
+            return None;
+        }
+    }
+    if !local {
+        return Some(sender);
+    }
+    if !core.auth_proxy {
+        sender.authenticated = true;
+        return Some(sender);
+    }
+    let user = sender.user.clone().unwrap_or_default();
+    let domain = sender.domain.clone();
+    match core
+        .auth
+        .check(msg, HeaderName::ProxyAuthorization, &domain, now, |u| {
+            core.names_us(u)
+        })
+        .await
+    {
+        Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {
+            sender.authenticated = true;
+        }
+        Verdict::User(..) => {
+            inc.responder
+                .reply(403, "Not allowed to send as this address", &[])
+                .await;
+            return None;
+        }
+        Verdict::Challenge { stale } => {
+            let extra = core
+                .auth
+                .challenge_fields("Proxy-Authenticate", &domain, stale, now);
+            inc.responder
+                .reply(407, "Proxy Authentication Required", &extra)
+                .await;
+            return None;
+        }
+        Verdict::Forbidden(reason) => {
+            inc.responder.reply(403, reason, &[]).await;
+            return None;
+        }
+    }
+    msg.headers_mut().remove(HeaderName::ProxyAuthorization);
+    Some(sender)
 }

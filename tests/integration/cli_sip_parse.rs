@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use parley_test_support::data_dir;
 
-fn parley(args: &[&str], stdin: Option<&[u8]>) -> (i32, Vec<u8>, String) {
+pub(crate) fn parley(args: &[&str], stdin: Option<&[u8]>) -> (i32, Vec<u8>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
         .args(args)
         .stdin(Stdio::piped())

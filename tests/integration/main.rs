@@ -6,6 +6,8 @@ mod compliance;
 mod interdomain;
 mod layout;
 mod peers_sip;
+mod pidf;
+mod presence;
 mod registrar_proxy;
 mod server;
 mod sip_corpus;

@@ -57,7 +57,11 @@ fn udp_options_is_answered_and_a_retransmission_gets_the_same_response() {
     assert_eq!(r.status(), Some(200));
     assert_eq!(
         r.headers().get(HeaderName::Allow),
-        Some(&b"OPTIONS, REGISTER"[..])
+        Some(&b"OPTIONS, REGISTER, PUBLISH, SUBSCRIBE"[..])
+    );
+    assert_eq!(
+        r.headers().get(HeaderName::AllowEvents),
+        Some(&b"presence"[..])
     );
     let via = r.top_via().unwrap().unwrap();
     assert_eq!(

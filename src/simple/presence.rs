@@ -1,0 +1,745 @@
+//! The presence agent: PUBLISH (RFC 3903) with entity tags, SUBSCRIBE and
+//! NOTIFY (RFC 6665) for the presence event package (RFC 3856), and
+//! composition of a presentity's publications into one PIDF document
+//! (RFC 4479) sent to every watcher when it changes.
+//!
+//! State lives in memory behind one lock; NOTIFYs are sent after the lock
+//! is released. Subscriptions and publications expire on a sweep that
+//! runs every second.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tracing::debug;
+
+use super::{now_secs, proxy, Core};
+use crate::config::Transport;
+use crate::net::{Incoming, Sip, Target};
+use crate::proto::pidf::{self, Presence as Document};
+use crate::proto::sip::typed::{parse_delta, TokenParams};
+use crate::proto::sip::{Framing, HeaderName, Limits, Message};
+
+/// Event packages the agent serves, for Allow-Events.
+pub const EVENTS: &str = "presence";
+
+/// Bounds and defaults (RFC 3856 §6.4, RFC 3903 §4).
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceConfig {
+    /// Expires when a SUBSCRIBE or PUBLISH has none.
+    pub default_expires: u32,
+    /// Shorter requests get 423 with Min-Expires.
+    pub min_expires: u32,
+    /// Longer requests are cut to this.
+    pub max_expires: u32,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 7200,
+        }
+    }
+}
+
+/// One publication (RFC 3903 §4.1: an event state with its entity tag).
+#[derive(Debug, Clone)]
+struct Publication {
+    etag: String,
+    document: Document,
+    expires_at: u64,
+}
+
+/// The dialog a subscription lives in, as the notifier sees it.
+#[derive(Debug, Clone)]
+struct Dialog {
+    call_id: String,
+    local_tag: String,
+    remote_tag: String,
+    /// The subscriber's To URI (the presentity), our From in NOTIFY.
+    local_uri: String,
+    /// The subscriber's From URI, our To in NOTIFY.
+    remote_uri: String,
+    /// The subscriber's Contact: the NOTIFY Request-URI.
+    remote_target: String,
+    /// Record-Route of the SUBSCRIBE, in order (a NOTIFY uses it as is).
+    route_set: Vec<String>,
+    local_cseq: u32,
+    /// Where the SUBSCRIBE came from, for a target without a usable host.
+    source: SocketAddr,
+    transport: Transport,
+}
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    presentity: String,
+    event_id: Option<String>,
+    dialog: Dialog,
+    expires_at: u64,
+}
+
+/// The identity of a subscription dialog: Call-ID, our tag, theirs.
+type DialogId = (String, String, String);
+
+#[derive(Debug, Default)]
+struct State {
+    /// Publications per presentity (`user@domain`), oldest first.
+    publications: HashMap<String, Vec<Publication>>,
+    subscriptions: HashMap<DialogId, Subscription>,
+    /// Subscription ids per presentity.
+    watchers: HashMap<String, Vec<DialogId>>,
+}
+
+/// The presence agent.
+#[derive(Debug)]
+pub struct PresenceAgent {
+    config: PresenceConfig,
+    state: Mutex<State>,
+    counter: AtomicU64,
+    random: std::collections::hash_map::RandomState,
+    limits: pidf::Limits,
+}
+
+/// A NOTIFY ready to go: the request and where to send it.
+struct Outgoing {
+    id: DialogId,
+    request: Message,
+    target: Target,
+}
+
+impl PresenceAgent {
+    /// An agent with no state.
+    pub fn new(config: PresenceConfig) -> PresenceAgent {
+        PresenceAgent {
+            config,
+            state: Mutex::new(State::default()),
+            counter: AtomicU64::new(1),
+            random: std::collections::hash_map::RandomState::new(),
+            limits: pidf::Limits::default(),
+        }
+    }
+
+    fn token(&self) -> String {
+        use std::hash::BuildHasher;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}", self.random.hash_one(n))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many subscriptions are active.
+    pub fn subscription_count(&self) -> usize {
+        self.state().subscriptions.len()
+    }
+
+    /// The composed document of a presentity (`user@domain`), or a closed
+    /// one without publications.
+    pub fn document(&self, presentity: &str) -> Document {
+        compose(&self.state(), presentity)
+    }
+}
+
+fn compose(state: &State, presentity: &str) -> Document {
+    let entity = format!("pres:{presentity}");
+    match state.publications.get(presentity) {
+        Some(list) if !list.is_empty() => {
+            Document::compose(&entity, list.iter().map(|p| &p.document))
+        }
+        _ => Document::closed(&entity),
+    }
+}
+
+/// The Event package of a request, when it is one the agent serves.
+fn event(msg: &Message) -> Result<(String, Option<String>), &'static str> {
+    let raw = msg
+        .headers()
+        .get(HeaderName::Event)
+        .ok_or("no Event header")?;
+    let ev = TokenParams::parse(raw, "Event").map_err(|_| "malformed Event header")?;
+    if !ev.token.eq_ignore_ascii_case("presence") {
+        return Err("event package not served");
+    }
+    Ok((
+        ev.token.to_ascii_lowercase(),
+        ev.params.value("id").map(|v| v.into_owned()),
+    ))
+}
+
+/// The requested Expires, bounded; Err(()) when below the minimum.
+fn expires(msg: &Message, config: &PresenceConfig) -> Result<u32, Option<String>> {
+    let asked = match msg.headers().get(HeaderName::Expires) {
+        Some(v) => parse_delta(v, "Expires").map_err(|e| Some(e.to_string()))?,
+        None => config.default_expires,
+    };
+    if asked != 0 && asked < config.min_expires {
+        return Err(None);
+    }
+    Ok(asked.min(config.max_expires))
+}
+
+/// The presentity a request addresses: `user@domain` of a local
+/// Request-URI with a user part.
+fn presentity(core: &Core, msg: &Message) -> Option<String> {
+    let uri = msg.request_uri()?.ok()?;
+    let sip = uri.as_sip()?;
+    let user = sip.user?;
+    if !core.is_local(&sip.host, sip.port) {
+        return None;
+    }
+    let (aor, _) = proxy::local_aor(core, user, &sip.host);
+    Some(aor)
+}
+
+/// True when the request is for the presence agent: PUBLISH or
+/// SUBSCRIBE to a local user, or a SUBSCRIBE inside a dialog the agent
+/// holds.
+pub fn serves(core: &Core, msg: &Message) -> bool {
+    use crate::proto::sip::Method;
+    match msg.method() {
+        Some(Method::Publish) => presentity(core, msg).is_some(),
+        // Other event packages go to the user's agents, as a proxy does.
+        Some(Method::Subscribe) if event(msg).is_err() => false,
+        Some(Method::Subscribe) => {
+            presentity(core, msg).is_some()
+                || (to_tag(msg).is_some()
+                    && (names_agent(core, msg)
+                        || dialog_id(msg).is_some_and(|id| {
+                            core.presence.state().subscriptions.contains_key(&id)
+                        })))
+        }
+        _ => false,
+    }
+}
+
+/// True when the Request-URI is Parley itself (no user part): the
+/// Contact the agent gives its dialogs.
+fn names_agent(core: &Core, msg: &Message) -> bool {
+    msg.request_uri()
+        .and_then(Result::ok)
+        .and_then(|u| {
+            u.as_sip()
+                .map(|s| s.user.is_none() && core.is_local(&s.host, s.port))
+        })
+        .unwrap_or(false)
+}
+
+fn to_tag(msg: &Message) -> Option<String> {
+    msg.to()?.ok()?.tag().map(str::to_string)
+}
+
+fn dialog_id(msg: &Message) -> Option<DialogId> {
+    let call_id = String::from_utf8_lossy(msg.call_id()?).into_owned();
+    let local = to_tag(msg)?;
+    let remote = msg.from()?.ok()?.tag()?.to_string();
+    Some((call_id, local, remote))
+}
+
+/// PUBLISH (RFC 3903 §6).
+pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
+    let msg = &inc.message;
+    let Some(presentity) = presentity(core, msg) else {
+        return inc.responder.reply(404, "Not Found", &[]).await;
+    };
+    if let Err(reason) = event(msg) {
+        return inc
+            .responder
+            .reply(
+                489,
+                &format!("Bad Event ({reason})"),
+                &[("Allow-Events", EVENTS.into())],
+            )
+            .await;
+    }
+    // Only the presentity publishes its own state.
+    let mut copy = inc.message.clone();
+    let Some(sender) = proxy::authenticate(core, &mut copy, &mut inc, now_secs()).await else {
+        return;
+    };
+    let publisher = format!("{}@{}", sender.user.unwrap_or_default(), sender.domain);
+    if !sender.authenticated || !publisher.eq_ignore_ascii_case(&presentity) {
+        return inc
+            .responder
+            .reply(403, "Only the presentity publishes its presence", &[])
+            .await;
+    }
+    let msg = &inc.message;
+    let agent = &core.presence;
+    let expires = match expires(msg, &agent.config) {
+        Ok(e) => e,
+        Err(Some(reason)) => return inc.responder.reply(400, &reason, &[]).await,
+        Err(None) => {
+            return inc
+                .responder
+                .reply(
+                    423,
+                    "Interval Too Brief",
+                    &[("Min-Expires", agent.config.min_expires.to_string())],
+                )
+                .await
+        }
+    };
+    let if_match = msg
+        .headers()
+        .get(HeaderName::SipIfMatch)
+        .map(|v| String::from_utf8_lossy(v).trim().to_string());
+    let body = msg.body();
+    let document = if body.is_empty() {
+        None
+    } else {
+        let is_pidf = msg.content_type().and_then(Result::ok).is_some_and(|ct| {
+            ct.kind.eq_ignore_ascii_case("application")
+                && ct.subtype.eq_ignore_ascii_case("pidf+xml")
+        });
+        if !is_pidf {
+            return inc
+                .responder
+                .reply(
+                    415,
+                    "Unsupported Media Type",
+                    &[("Accept", pidf::CONTENT_TYPE.into())],
+                )
+                .await;
+        }
+        match Document::parse(body, &agent.limits) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return inc
+                    .responder
+                    .reply(400, &format!("Bad PIDF: {e}"), &[])
+                    .await
+            }
+        }
+    };
+    let now = now_secs();
+    let outcome = {
+        let mut state = agent.state();
+        apply_publish(
+            core,
+            &mut state,
+            &presentity,
+            if_match.as_deref(),
+            document,
+            expires,
+            now,
+        )
+    };
+    let (etag, notify) = match outcome {
+        Ok(o) => o,
+        Err((status, reason)) => return inc.responder.reply(status, reason, &[]).await,
+    };
+    let mut extra = vec![("Expires", expires.to_string())];
+    if !etag.is_empty() {
+        extra.push(("SIP-ETag", etag));
+    }
+    inc.responder.reply(200, "OK", &extra).await;
+    send_all(core, sip, notify).await;
+}
+
+/// Applies one PUBLISH to the state: the new entity tag (empty after a
+/// removal) and the NOTIFYs the change calls for, or the refusal.
+fn apply_publish(
+    core: &Core,
+    state: &mut State,
+    presentity: &str,
+    if_match: Option<&str>,
+    document: Option<Document>,
+    expires: u32,
+    now: u64,
+) -> Result<(String, Vec<Outgoing>), (u16, &'static str)> {
+    let agent = &core.presence;
+    let before = compose(state, presentity);
+    let list = state
+        .publications
+        .entry(presentity.to_string())
+        .or_default();
+    let etag = match if_match {
+        None => {
+            // Initial publication: a body is required (§6 step 4).
+            let Some(document) = document else {
+                return Err((400, "PUBLISH without a body"));
+            };
+            if expires == 0 {
+                return Err((400, "Initial PUBLISH with Expires 0"));
+            }
+            let etag = agent.token();
+            list.push(Publication {
+                etag: etag.clone(),
+                document,
+                expires_at: now + u64::from(expires),
+            });
+            etag
+        }
+        Some(tag) => {
+            let Some(at) = list.iter().position(|p| p.etag == tag) else {
+                if list.is_empty() {
+                    state.publications.remove(presentity);
+                }
+                return Err((412, "Conditional Request Failed"));
+            };
+            if expires == 0 {
+                list.remove(at);
+                String::new()
+            } else {
+                // Refresh, or modify with a body; a new tag either way
+                // (§6 step 7). A modified publication becomes the newest.
+                let mut p = list.remove(at);
+                if let Some(d) = document {
+                    p.document = d;
+                }
+                p.etag = agent.token();
+                p.expires_at = now + u64::from(expires);
+                let etag = p.etag.clone();
+                list.push(p);
+                etag
+            }
+        }
+    };
+    if list.is_empty() {
+        state.publications.remove(presentity);
+    }
+    let after = compose(state, presentity);
+    let notify = if after != before {
+        notifications(core, state, presentity, now)
+    } else {
+        Vec::new()
+    };
+    Ok((etag, notify))
+}
+
+/// SUBSCRIBE (RFC 6665 §4.2, RFC 3856 §6).
+pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
+    let agent = &core.presence;
+    let (_, event_id) = match event(&inc.message) {
+        Ok(e) => e,
+        Err(reason) => {
+            return inc
+                .responder
+                .reply(
+                    489,
+                    &format!("Bad Event ({reason})"),
+                    &[("Allow-Events", EVENTS.into())],
+                )
+                .await
+        }
+    };
+    let expires = match expires(&inc.message, &agent.config) {
+        Ok(e) => e,
+        Err(Some(reason)) => return inc.responder.reply(400, &reason, &[]).await,
+        Err(None) => {
+            return inc
+                .responder
+                .reply(
+                    423,
+                    "Interval Too Brief",
+                    &[("Min-Expires", agent.config.min_expires.to_string())],
+                )
+                .await
+        }
+    };
+    let now = now_secs();
+    let contact = our_contact(core, inc.transport);
+    if to_tag(&inc.message).is_some() {
+        // A refresh or an unsubscribe inside the dialog.
+        let Some(id) = dialog_id(&inc.message) else {
+            return inc
+                .responder
+                .reply(481, "Subscription does not exist", &[])
+                .await;
+        };
+        let notify = {
+            let mut state = agent.state();
+            match state.subscriptions.get_mut(&id) {
+                Some(sub) => {
+                    sub.expires_at = now + u64::from(expires);
+                    if let Some(c) = contact_uri(&inc.message) {
+                        sub.dialog.remote_target = c;
+                    }
+                    Some(notify_one(core, &mut state, &id, now))
+                }
+                None => None,
+            }
+        };
+        let Some(notify) = notify else {
+            return inc
+                .responder
+                .reply(481, "Subscription does not exist", &[])
+                .await;
+        };
+        inc.responder
+            .reply(
+                200,
+                "OK",
+                &[("Expires", expires.to_string()), ("Contact", contact)],
+            )
+            .await;
+        return send_all(core, sip, notify.into_iter().collect()).await;
+    }
+
+    let Some(presentity) = presentity(core, &inc.message) else {
+        return inc.responder.reply(404, "Not Found", &[]).await;
+    };
+    let (user, domain) = presentity.split_once('@').unwrap_or((&presentity, ""));
+    if core.auth.user(user, domain).await.is_none() {
+        return inc.responder.reply(404, "Not Found", &[]).await;
+    }
+    // A watcher of a local domain proves who it is; one of another domain
+    // is who its server (and the RFC 5922 check) says it is.
+    let mut copy = inc.message.clone();
+    if proxy::authenticate(core, &mut copy, &mut inc, now)
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let msg = &inc.message;
+    let (Some(call_id), Some(Ok(from)), Some(Ok(to))) = (msg.call_id(), msg.from(), msg.to())
+    else {
+        return inc
+            .responder
+            .reply(400, "Missing dialog headers", &[])
+            .await;
+    };
+    let Some(remote_tag) = from.tag() else {
+        return inc.responder.reply(400, "From has no tag", &[]).await;
+    };
+    let Some(remote_target) = contact_uri(msg) else {
+        return inc
+            .responder
+            .reply(400, "SUBSCRIBE without a Contact", &[])
+            .await;
+    };
+    let local_tag = agent.token();
+    let dialog = Dialog {
+        call_id: String::from_utf8_lossy(call_id).into_owned(),
+        local_tag: local_tag.clone(),
+        remote_tag: remote_tag.to_string(),
+        local_uri: String::from_utf8_lossy(to.uri_raw).into_owned(),
+        remote_uri: String::from_utf8_lossy(from.uri_raw).into_owned(),
+        remote_target,
+        route_set: msg
+            .headers()
+            .values(HeaderName::RecordRoute)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect(),
+        local_cseq: 0,
+        source: inc.source,
+        transport: inc.transport,
+    };
+    let id: DialogId = (
+        dialog.call_id.clone(),
+        local_tag.clone(),
+        dialog.remote_tag.clone(),
+    );
+    let notify = {
+        let mut state = agent.state();
+        state.subscriptions.insert(
+            id.clone(),
+            Subscription {
+                presentity: presentity.clone(),
+                event_id,
+                dialog,
+                expires_at: now + u64::from(expires),
+            },
+        );
+        state
+            .watchers
+            .entry(presentity)
+            .or_default()
+            .push(id.clone());
+        // RFC 6665 §4.2.1.4: a NOTIFY right after the 200, also for a
+        // fetch (Expires 0), which then ends the subscription.
+        notify_one(core, &mut state, &id, now)
+    };
+    inc.responder
+        .reply_with_tag(
+            200,
+            "OK",
+            &local_tag,
+            &[("Expires", expires.to_string()), ("Contact", contact)],
+        )
+        .await;
+    send_all(core, sip, notify.into_iter().collect()).await;
+}
+
+/// Ends expired subscriptions and publications; sends what that changes.
+pub async fn sweep(core: &Core, sip: &Sip) {
+    let now = now_secs();
+    let out = {
+        let mut state = core.presence.state();
+        let mut out = Vec::new();
+        let expired: Vec<String> = state
+            .publications
+            .iter_mut()
+            .filter_map(|(who, list)| {
+                let n = list.len();
+                list.retain(|p| p.expires_at > now);
+                (list.len() != n).then(|| who.clone())
+            })
+            .collect();
+        state.publications.retain(|_, l| !l.is_empty());
+        for who in expired {
+            out.extend(notifications(core, &mut state, &who, now));
+        }
+        let ended: Vec<DialogId> = state
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.expires_at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            out.extend(notify_one(core, &mut state, &id, now));
+        }
+        out
+    };
+    send_all(core, sip, out).await;
+}
+
+/// A NOTIFY for every watcher of `presentity`.
+fn notifications(core: &Core, state: &mut State, presentity: &str, now: u64) -> Vec<Outgoing> {
+    let ids = state.watchers.get(presentity).cloned().unwrap_or_default();
+    ids.iter()
+        .filter_map(|id| notify_one(core, state, id, now))
+        .collect()
+}
+
+/// The NOTIFY for one subscription with the current document; a
+/// subscription past its expiry gets `terminated;reason=timeout` and is
+/// removed.
+fn notify_one(core: &Core, state: &mut State, id: &DialogId, now: u64) -> Option<Outgoing> {
+    let document = {
+        let sub = state.subscriptions.get(id)?;
+        compose(state, &sub.presentity)
+    };
+    let sub = state.subscriptions.get_mut(id)?;
+    let remaining = sub.expires_at.saturating_sub(now);
+    let ended = remaining == 0;
+    sub.dialog.local_cseq += 1;
+    let substate = if ended {
+        "terminated;reason=timeout".to_string()
+    } else {
+        format!("active;expires={remaining}")
+    };
+    let request = notify_request(core, sub, &substate, &document.to_xml())?;
+    let target = notify_target(core, &sub.dialog)?;
+    if ended {
+        let presentity = sub.presentity.clone();
+        remove(state, id, &presentity);
+    }
+    Some(Outgoing {
+        id: id.clone(),
+        request,
+        target,
+    })
+}
+
+fn remove(state: &mut State, id: &DialogId, presentity: &str) {
+    state.subscriptions.remove(id);
+    if let Some(list) = state.watchers.get_mut(presentity) {
+        list.retain(|x| x != id);
+        if list.is_empty() {
+            state.watchers.remove(presentity);
+        }
+    }
+}
+
+fn notify_request(core: &Core, sub: &Subscription, substate: &str, body: &str) -> Option<Message> {
+    let d = &sub.dialog;
+    let mut text = format!("NOTIFY {} SIP/2.0\r\n", d.remote_target);
+    for r in &d.route_set {
+        text.push_str(&format!("Route: {r}\r\n"));
+    }
+    let event = match &sub.event_id {
+        Some(id) => format!("presence;id={id}"),
+        None => "presence".to_string(),
+    };
+    text.push_str(&format!(
+        "From: <{}>;tag={}\r\nTo: <{}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} NOTIFY\r\n\
+         Max-Forwards: 70\r\nContact: {}\r\nEvent: {event}\r\nSubscription-State: {substate}\r\n\
+         Content-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        d.local_uri,
+        d.local_tag,
+        d.remote_uri,
+        d.remote_tag,
+        d.call_id,
+        d.local_cseq,
+        our_contact(core, d.transport),
+        pidf::CONTENT_TYPE,
+        body.len(),
+    ));
+    Message::parse(Bytes::from(text), Framing::Stream, &Limits::default())
+        .map_err(|e| debug!(error = %e, "NOTIFY not made"))
+        .ok()
+}
+
+/// Where a NOTIFY goes: the first Route of the route set, else the
+/// remote target; a target Parley cannot resolve goes back where the
+/// SUBSCRIBE came from.
+fn notify_target(core: &Core, d: &Dialog) -> Option<Target> {
+    if let Some(first) = d.route_set.first() {
+        if let Some(t) = proxy::route_target(first.as_bytes(), d.transport) {
+            return Some(t);
+        }
+    }
+    let uri = crate::proto::sip::Uri::parse(d.remote_target.as_bytes()).ok();
+    let from_uri = uri
+        .as_ref()
+        .and_then(|u| u.as_sip())
+        .and_then(|s| proxy::address_target(s, d.transport));
+    let _ = core;
+    Some(from_uri.unwrap_or_else(|| Target::new(d.transport, d.source)))
+}
+
+/// Sends NOTIFYs; a subscriber that answers 481 (or cannot be reached)
+/// loses its subscription (RFC 6665 §4.2.2).
+async fn send_all(core: &Core, sip: &Sip, out: Vec<Outgoing>) {
+    for o in out {
+        let agent = Arc::downgrade(&core.presence);
+        let id = o.id.clone();
+        let on_response: crate::net::OnResponse = Arc::new(move |m: Message| {
+            let status = m.status().unwrap_or(0);
+            if status == 481
+                || status == 408
+                || (status >= 300 && status != 401 && status != 407 && status < 500)
+            {
+                if let Some(agent) = agent.upgrade() {
+                    let mut state = agent.state();
+                    if let Some(p) = state.subscriptions.get(&id).map(|s| s.presentity.clone()) {
+                        debug!(status, "subscription ended by the subscriber");
+                        remove(&mut state, &id, &p);
+                    }
+                }
+            }
+        });
+        sip.request_with(o.request, &o.target, on_response, None)
+            .await;
+    }
+}
+
+/// Parley's Contact for a dialog over `transport`.
+fn our_contact(core: &Core, transport: Transport) -> String {
+    let listen = core
+        .listen
+        .iter()
+        .find(|(t, _)| *t == transport)
+        .or_else(|| core.listen.first());
+    match listen {
+        Some((t, a)) if *t == Transport::Udp => format!("<sip:{a}>"),
+        Some((Transport::Tls, a)) => format!("<sips:{a}>"),
+        Some((t, a)) => format!("<sip:{a};transport={t}>"),
+        None => "<sip:parley.invalid>".to_string(),
+    }
+}
+
+/// The URI of the first Contact.
+fn contact_uri(msg: &Message) -> Option<String> {
+    let raw = msg.headers().values(HeaderName::Contact).next()?;
+    let first = crate::proto::sip::grammar::split_commas(raw).next()?;
+    let na = crate::proto::sip::typed::NameAddr::parse(first, "Contact").ok()?;
+    Some(String::from_utf8_lossy(na.uri_raw).into_owned())
+}

@@ -1,0 +1,346 @@
+//! The presence agent with real user agents: SIPp publishes (RFC 3903)
+//! and subscribes (RFC 6665, RFC 3856) through Parley; raw requests check
+//! the refusals.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use parley_test_support::server::TestServer;
+use parley_test_support::sipp::Sipp;
+
+use crate::registrar_proxy::user_add;
+
+const NO_AUTH: &str = "[auth]\nregistrar = false\nproxy = false\n";
+
+#[test]
+fn a_sipp_watcher_sees_a_sipp_publication_come_and_go() {
+    let server = TestServer::start(NO_AUTH);
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "bob@localhost", "b");
+    let watcher = Sipp::start(
+        "uac_subscribe.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &[
+            "-s",
+            "bob",
+            "-key",
+            "domain",
+            "localhost",
+            "-key",
+            "to",
+            "alice@localhost",
+        ],
+    );
+    // The watcher's first NOTIFY (closed) comes before anything is published.
+    std::thread::sleep(Duration::from_millis(1500));
+    Sipp::start(
+        "uac_publish.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &[
+            "-s",
+            "alice",
+            "-key",
+            "domain",
+            "localhost",
+            "-key",
+            "basic",
+            "open",
+            "-key",
+            "note",
+            "Reading RFC 3856",
+        ],
+    )
+    .wait();
+    let trace = watcher.wait();
+    assert!(trace.contains("Reading RFC 3856"), "{trace}");
+    assert!(
+        trace.contains("Subscription-State: terminated;reason=timeout"),
+        "{trace}"
+    );
+}
+
+/// A bare user agent on UDP: sends requests, returns what comes back.
+struct Ua {
+    sock: UdpSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+    n: std::cell::Cell<u32>,
+}
+
+impl Ua {
+    fn new(server: SocketAddr) -> Ua {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Ua {
+            local: sock.local_addr().unwrap(),
+            sock,
+            server,
+            n: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Sends a request; `head` holds the request line and headers (no
+    /// Via, no Content-Length).
+    fn send(&self, head: &str, body: &str) {
+        self.n.set(self.n.get() + 1);
+        let text = format!(
+            "{}\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKpa{}x{};rport\r\nMax-Forwards: 70\r\nContent-Length: {}\r\n\r\n{body}",
+            head.trim().replace('\n', "\r\n"),
+            self.local,
+            self.local.port(),
+            self.n.get(),
+            body.len()
+        );
+        self.sock.send_to(text.as_bytes(), self.server).unwrap();
+    }
+
+    /// The next message within five seconds; NOTIFYs are answered 200.
+    fn next(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = vec![0u8; 65_536];
+        while Instant::now() < deadline {
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.starts_with("NOTIFY ") {
+                let keep: String = text
+                    .split("\r\n")
+                    .filter(|l| {
+                        ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                            .iter()
+                            .any(|h| l.starts_with(h))
+                    })
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                let ok = format!("SIP/2.0 200 OK\r\n{keep}Content-Length: 0\r\n\r\n");
+                self.sock.send_to(ok.as_bytes(), from).unwrap();
+            }
+            return text;
+        }
+        panic!("nothing arrived in five seconds");
+    }
+
+    /// The final response to the last request.
+    fn final_response(&self) -> String {
+        loop {
+            let m = self.next();
+            if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
+                return m;
+            }
+        }
+    }
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.split("\r\n")
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+}
+
+fn status(msg: &str) -> u16 {
+    msg[8..11].parse().unwrap()
+}
+
+fn pidf(entity: &str, basic: &str) -> String {
+    format!(
+        r#"<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{entity}"><tuple id="t"><status><basic>{basic}</basic></status></tuple></presence>"#
+    )
+}
+
+#[test]
+fn publish_follows_rfc3903_and_refuses_what_it_must() {
+    let server = TestServer::start(NO_AUTH);
+    user_add(&server, "alice@localhost", "a");
+    let ua = Ua::new(server.udp);
+    let publish = |extra: &str, body: &str| {
+        ua.send(
+            &format!(
+                "PUBLISH sip:alice@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=1\nTo: <sip:alice@localhost>\nCall-ID: pub-{}\nCSeq: 1 PUBLISH\n{extra}",
+                ua.n.get()
+            ),
+            body,
+        );
+        ua.final_response()
+    };
+    let doc = pidf("pres:alice@localhost", "open");
+    let pidf_type = "Content-Type: application/pidf+xml\n";
+
+    let r = publish(&format!("Event: presence\nExpires: 120\n{pidf_type}"), &doc);
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(header(&r, "Expires"), Some("120"));
+    let etag = header(&r, "SIP-ETag").expect("an entity tag").to_string();
+
+    // Refresh: a new tag, the old one is gone.
+    let r = publish(
+        &format!("Event: presence\nExpires: 120\nSIP-If-Match: {etag}\n"),
+        "",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let etag2 = header(&r, "SIP-ETag").unwrap().to_string();
+    assert_ne!(etag, etag2);
+    let r = publish(&format!("Event: presence\nSIP-If-Match: {etag}\n"), "");
+    assert_eq!(status(&r), 412, "{r}");
+
+    // Refusals.
+    let r = publish(&format!("Event: dialog\n{pidf_type}"), &doc);
+    assert_eq!(
+        (status(&r), header(&r, "Allow-Events")),
+        (489, Some("presence")),
+        "{r}"
+    );
+    let r = publish(&format!("Event: presence\nExpires: 5\n{pidf_type}"), &doc);
+    assert_eq!(
+        (status(&r), header(&r, "Min-Expires")),
+        (423, Some("60")),
+        "{r}"
+    );
+    let r = publish("Event: presence\nContent-Type: text/plain\n", "open");
+    assert_eq!(status(&r), 415, "{r}");
+    let r = publish("Event: presence\n", "");
+    assert_eq!(status(&r), 400, "initial PUBLISH without a body: {r}");
+    let hostile = std::fs::read_to_string(
+        parley_test_support::data_dir().join("pidf/invalid/billion-laughs.xml"),
+    )
+    .unwrap();
+    let r = publish(&format!("Event: presence\n{pidf_type}"), &hostile);
+    assert_eq!(status(&r), 400, "{r}");
+    assert!(r.contains("DTD refused"), "{r}");
+    // Someone else's presence.
+    ua.send(
+        &format!("PUBLISH sip:alice@localhost SIP/2.0\nFrom: <sip:mallory@localhost>;tag=1\nTo: <sip:alice@localhost>\nCall-ID: pub-x\nCSeq: 1 PUBLISH\nEvent: presence\n{pidf_type}"),
+        &doc,
+    );
+    assert_eq!(status(&ua.final_response()), 403);
+
+    // Removal.
+    let r = publish(
+        &format!("Event: presence\nExpires: 0\nSIP-If-Match: {etag2}\n"),
+        "",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let r = publish(&format!("Event: presence\nSIP-If-Match: {etag2}\n"), "");
+    assert_eq!(status(&r), 412, "{r}");
+}
+
+#[test]
+fn subscriptions_fetch_refresh_and_end_per_rfc6665() {
+    let server = TestServer::start(NO_AUTH);
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "bob@localhost", "b");
+    let ua = Ua::new(server.udp);
+    let contact = format!("Contact: <sip:bob@{}>", ua.local);
+    let subscribe = |call: &str, to_tag: &str, extra: &str| {
+        ua.send(
+            &format!(
+                "SUBSCRIBE sip:alice@localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=b1\nTo: <sip:alice@localhost>{to_tag}\nCall-ID: {call}\nCSeq: {} SUBSCRIBE\n{contact}\n{extra}",
+                ua.n.get() + 1
+            ),
+            "",
+        );
+    };
+
+    // A fetch: 200, then one NOTIFY that ends the subscription at once.
+    subscribe("fetch", "", "Event: presence\nExpires: 0");
+    let r = ua.final_response();
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(
+        header(&r, "Contact").is_some(),
+        "the 200 carries a Contact: {r}"
+    );
+    let n = ua.next();
+    assert!(n.starts_with("NOTIFY "), "{n}");
+    assert_eq!(
+        header(&n, "Subscription-State"),
+        Some("terminated;reason=timeout")
+    );
+    assert_eq!(header(&n, "Content-Type"), Some("application/pidf+xml"));
+    assert!(
+        n.contains("<basic>closed</basic>"),
+        "nothing published: closed: {n}"
+    );
+
+    // A subscription, then a publication: the watcher hears of it.
+    subscribe("sub", "", "Event: presence;id=7\nExpires: 300");
+    let r = ua.final_response();
+    assert_eq!(
+        (status(&r), header(&r, "Expires")),
+        (200, Some("300")),
+        "{r}"
+    );
+    let to = header(&r, "To").unwrap().to_string();
+    let tag = to.split(";tag=").nth(1).unwrap().to_string();
+    let n = ua.next();
+    assert!(
+        header(&n, "Subscription-State")
+            .unwrap()
+            .starts_with("active;expires="),
+        "{n}"
+    );
+    assert_eq!(header(&n, "Event"), Some("presence;id=7"));
+    let publisher = Ua::new(server.udp);
+    publisher.send(
+        "PUBLISH sip:alice@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=1\nTo: <sip:alice@localhost>\nCall-ID: p1\nCSeq: 1 PUBLISH\nEvent: presence\nContent-Type: application/pidf+xml",
+        &pidf("pres:alice@localhost", "open"),
+    );
+    assert_eq!(status(&publisher.final_response()), 200);
+    let n = ua.next();
+    assert!(n.contains("<basic>open</basic>"), "{n}");
+    let cseq = |m: &str| {
+        header(m, "CSeq")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let first = cseq(&n);
+
+    // Refresh inside the dialog: 200 and a NOTIFY with a higher CSeq.
+    subscribe(
+        "sub",
+        &format!(";tag={tag}"),
+        "Event: presence;id=7\nExpires: 600",
+    );
+    let r = ua.final_response();
+    assert_eq!(
+        (status(&r), header(&r, "Expires")),
+        (200, Some("600")),
+        "{r}"
+    );
+    let n = ua.next();
+    assert!(cseq(&n) > first);
+
+    // An unknown dialog: 481. A short one: 423. Another event package
+    // is for alice's own agents, as a proxy sends it: she has none (480).
+    subscribe("sub", ";tag=nonesuch", "Event: presence\nExpires: 600");
+    assert_eq!(status(&ua.final_response()), 481);
+    subscribe("other", "", "Event: dialog\nExpires: 600");
+    assert_eq!(status(&ua.final_response()), 480);
+    subscribe("other", "", "Event: presence\nExpires: 10");
+    assert_eq!(status(&ua.final_response()), 423);
+    ua.send(
+        &format!("SUBSCRIBE sip:nobody@localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=b1\nTo: <sip:nobody@localhost>\nCall-ID: nobody\nCSeq: 1 SUBSCRIBE\n{contact}\nEvent: presence"),
+        "",
+    );
+    assert_eq!(status(&ua.final_response()), 404);
+
+    // Unsubscribe: 200, then the terminating NOTIFY.
+    subscribe(
+        "sub",
+        &format!(";tag={tag}"),
+        "Event: presence;id=7\nExpires: 0",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
+    let n = ua.next();
+    assert_eq!(
+        header(&n, "Subscription-State"),
+        Some("terminated;reason=timeout")
+    );
+}
