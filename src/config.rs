@@ -79,6 +79,58 @@ pub struct Config {
     /// `[proxy]`
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// `[offline]`: store-and-forward of MESSAGE for users with no contact.
+    #[serde(default)]
+    pub offline: OfflineConfig,
+    /// `[presence]`: the presence agent.
+    #[serde(default)]
+    pub presence: PresenceConfig,
+}
+
+/// `[offline]`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Keep MESSAGEs for known local users with no registered contact
+    /// (202 Accepted) and deliver them when a contact registers.
+    pub enabled: bool,
+    /// Messages kept per user; beyond it a MESSAGE gets 480.
+    pub max_per_user: u32,
+    /// Seconds a message is kept; then the sender is told it was not
+    /// delivered.
+    pub expiry_secs: u64,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        OfflineConfig {
+            enabled: true,
+            max_per_user: 100,
+            expiry_secs: 7 * 86_400,
+        }
+    }
+}
+
+/// `[presence]`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Seconds, for a SUBSCRIBE or PUBLISH without Expires.
+    pub default_expires: u32,
+    /// Shorter requests get 423 with Min-Expires.
+    pub min_expires: u32,
+    /// Longer requests are shortened to this.
+    pub max_expires: u32,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 7200,
+        }
+    }
 }
 
 /// `[proxy]`

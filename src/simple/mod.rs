@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod location;
+pub mod pager;
 pub mod presence;
 pub mod proxy;
 pub mod registrar;
@@ -85,6 +86,8 @@ pub struct Core {
     pub timer_c: Duration,
     /// The presence agent.
     pub presence: Arc<presence::PresenceAgent>,
+    /// MESSAGEs kept for users with no contact.
+    pub offline: pager::Offline,
 }
 
 impl Core {
@@ -116,14 +119,13 @@ impl Core {
                 store.clone(),
             )
             .await?,
-            location: location::Location::load(store, now_secs()).await?,
+            location: location::Location::load(store.clone(), now_secs()).await?,
+            offline: pager::Offline::load(store, config.offline).await?,
             dns: crate::net::dns::Resolver::new(&config.dns),
             invites: proxy::Invites::default(),
             redirects: config.redirect.clone(),
             timer_c: Duration::from_secs(config.proxy.timer_c_secs),
-            presence: Arc::new(presence::PresenceAgent::new(
-                presence::PresenceConfig::default(),
-            )),
+            presence: Arc::new(presence::PresenceAgent::new(config.presence)),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {
@@ -224,7 +226,15 @@ impl Core {
         );
         async move {
             match incoming.message.method() {
-                Some(Method::Register) => registrar::register(&self, &mut incoming).await,
+                Some(Method::Register) => {
+                    registrar::register(&self, &mut incoming).await;
+                    // A contact came: deliver what was kept (off this task).
+                    if let Some(aor) = registered_aor(&self, &incoming.message) {
+                        if self.offline.waiting(&aor) > 0 {
+                            tokio::spawn(pager::deliver(self.clone(), sip.clone(), aor));
+                        }
+                    }
+                }
                 Some(Method::Cancel) => proxy::cancel(&self, &sip, incoming).await,
                 Some(Method::Publish) if presence::serves(&self, &incoming.message) => {
                     presence::publish(&self, &sip, incoming).await
@@ -239,9 +249,10 @@ impl Core {
         .await
     }
 
-    /// Work that runs once a second: presence expiry.
+    /// Work that runs once a second: presence and offline expiry.
     pub async fn tick(&self, sip: &Sip) {
         presence::sweep(self, sip).await;
+        pager::expire(self, sip).await;
     }
 
     /// An ACK with no transaction (the ACK for a 2xx): forwarded
@@ -249,6 +260,16 @@ impl Core {
     pub async fn ack(&self, sip: Sip, ack: Message) {
         proxy::ack(self, &sip, ack).await;
     }
+}
+
+/// The address of record a REGISTER is for (its To), when it is local.
+fn registered_aor(core: &Core, msg: &Message) -> Option<String> {
+    let to = msg.to()?.ok()?;
+    let uri = to.uri().ok()?;
+    let sip = uri.as_sip()?;
+    let user = sip.user?;
+    core.is_local(&sip.host, sip.port)
+        .then(|| proxy::local_aor(core, user, &sip.host).0)
 }
 
 /// The 200 to OPTIONS (RFC 3261 §11.2).

@@ -25,26 +25,7 @@ use crate::proto::sip::{Framing, HeaderName, Limits, Message};
 /// Event packages the agent serves, for Allow-Events.
 pub const EVENTS: &str = "presence";
 
-/// Bounds and defaults (RFC 3856 §6.4, RFC 3903 §4).
-#[derive(Debug, Clone, Copy)]
-pub struct PresenceConfig {
-    /// Expires when a SUBSCRIBE or PUBLISH has none.
-    pub default_expires: u32,
-    /// Shorter requests get 423 with Min-Expires.
-    pub min_expires: u32,
-    /// Longer requests are cut to this.
-    pub max_expires: u32,
-}
-
-impl Default for PresenceConfig {
-    fn default() -> Self {
-        PresenceConfig {
-            default_expires: 3600,
-            min_expires: 60,
-            max_expires: 7200,
-        }
-    }
-}
+pub use crate::config::PresenceConfig;
 
 /// One publication (RFC 3903 §4.1: an event state with its entity tag).
 #[derive(Debug, Clone)]
@@ -123,7 +104,8 @@ impl PresenceAgent {
         }
     }
 
-    fn token(&self) -> String {
+    /// A fresh, unpredictable token (tags, entity tags, Call-IDs).
+    pub(crate) fn token(&self) -> String {
         use std::hash::BuildHasher;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("{:016x}", self.random.hash_one(n))

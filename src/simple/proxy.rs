@@ -122,13 +122,17 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
             let (aor, domain) = local_aor(&core, user, &sip_uri.host);
             let bindings = core.location.lookup(&aor, now);
             if bindings.is_empty() {
-                return if core.auth.user(user, &domain).await.is_some() {
-                    inc.responder
-                        .reply(480, "Temporarily Unavailable", &[])
-                        .await
-                } else {
-                    inc.responder.reply(404, "Not Found", &[]).await
-                };
+                if core.auth.user(user, &domain).await.is_none() {
+                    return inc.responder.reply(404, "Not Found", &[]).await;
+                }
+                // RFC 3428 pager mode: kept for the user's next contact.
+                if matches!(method, Some(Method::Message)) && core.offline.enabled() {
+                    return super::pager::keep(&core, &mut inc, &aor).await;
+                }
+                return inc
+                    .responder
+                    .reply(480, "Temporarily Unavailable", &[])
+                    .await;
             }
             groups(&bindings, &sip)
         } else {
@@ -784,7 +788,7 @@ fn groups(bindings: &[Binding], sip: &Sip) -> Vec<Vec<Branch>> {
 /// Where a binding is reached: through its Path, back over the flow it
 /// registered on while that connection is open (TCP/TLS), or at its
 /// contact address.
-fn binding_target(b: &Binding, sip: &Sip) -> Option<Target> {
+pub(super) fn binding_target(b: &Binding, sip: &Sip) -> Option<Target> {
     if !b.path.is_empty() {
         let first = crate::proto::sip::grammar::split_commas(b.path.as_bytes()).next()?;
         return route_target(first, b.transport);
@@ -823,7 +827,7 @@ pub(super) fn route_target(value: &[u8], inbound: Transport) -> Option<Target> {
 
 /// The targets for a Request-URI in another domain: its address as
 /// written, or RFC 3263 location over DNS.
-async fn uri_targets(core: &Core, sip: &SipUri<'_>) -> Vec<Target> {
+pub(super) async fn uri_targets(core: &Core, sip: &SipUri<'_>) -> Vec<Target> {
     if let Some(target) = address_target(sip, Transport::Udp) {
         return vec![target];
     }

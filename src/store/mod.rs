@@ -92,6 +92,25 @@ pub struct BindingRow {
     pub source: String,
 }
 
+/// A MESSAGE kept for a user with no registered contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineRow {
+    /// Assigned by the store (0 before).
+    pub id: i64,
+    /// The recipient, `user@domain`.
+    pub aor: String,
+    /// The From value of the original request.
+    pub sender: String,
+    /// Its Content-Type.
+    pub content_type: String,
+    /// Its body.
+    pub body: Vec<u8>,
+    /// When it was accepted, Unix seconds.
+    pub received_at: i64,
+    /// When it is given up, Unix seconds.
+    pub expires_at: i64,
+}
+
 /// Durable state. Every method is a short database call; none is made on
 /// the request path.
 pub trait Store: Send + Sync {
@@ -111,6 +130,16 @@ pub trait Store: Send + Sync {
     fn remove_expired(&self, now: i64) -> StoreFuture<'_, u64>;
     /// Every binding.
     fn bindings(&self) -> StoreFuture<'_, Vec<BindingRow>>;
+    /// Keeps a MESSAGE; returns its id once it is durable.
+    fn put_offline<'a>(&'a self, row: &'a OfflineRow) -> StoreFuture<'a, i64>;
+    /// The MESSAGEs kept for `aor`, oldest first.
+    fn offline_for<'a>(&'a self, aor: &'a str) -> StoreFuture<'a, Vec<OfflineRow>>;
+    /// Removes one kept MESSAGE; false when it was already gone.
+    fn remove_offline(&self, id: i64) -> StoreFuture<'_, bool>;
+    /// The kept MESSAGEs that expired at or before `now`, oldest first.
+    fn offline_expired(&self, now: i64) -> StoreFuture<'_, Vec<OfflineRow>>;
+    /// How many MESSAGEs are kept, per recipient.
+    fn offline_counts(&self) -> StoreFuture<'_, Vec<(String, i64)>>;
 }
 
 /// SQLite, the embedded default.
@@ -154,7 +183,81 @@ fn user_of(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
     })
 }
 
+fn offline_of(r: &sqlx::sqlite::SqliteRow) -> Result<OfflineRow, sqlx::Error> {
+    Ok(OfflineRow {
+        id: r.try_get("id")?,
+        aor: r.try_get("aor")?,
+        sender: r.try_get("sender")?,
+        content_type: r.try_get("content_type")?,
+        body: r.try_get("body")?,
+        received_at: r.try_get("received_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
 impl Store for SqliteStore {
+    fn put_offline<'a>(&'a self, row: &'a OfflineRow) -> StoreFuture<'a, i64> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "INSERT INTO offline_messages
+                 (aor, sender, content_type, body, received_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&row.aor)
+            .bind(&row.sender)
+            .bind(&row.content_type)
+            .bind(&row.body)
+            .bind(row.received_at)
+            .bind(row.expires_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.last_insert_rowid())
+        })
+    }
+
+    fn offline_for<'a>(&'a self, aor: &'a str) -> StoreFuture<'a, Vec<OfflineRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM offline_messages WHERE aor = ? ORDER BY id")
+                .bind(aor)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(offline_of).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn remove_offline(&self, id: i64) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM offline_messages WHERE id = ?")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn offline_expired(&self, now: i64) -> StoreFuture<'_, Vec<OfflineRow>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT * FROM offline_messages WHERE expires_at <= ? ORDER BY id")
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
+            Ok(rows.iter().map(offline_of).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn offline_counts(&self) -> StoreFuture<'_, Vec<(String, i64)>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT aor, COUNT(*) AS n FROM offline_messages GROUP BY aor")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("aor")?, r.try_get("n")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
     fn put_user<'a>(&'a self, user: &'a User) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             sqlx::query(

@@ -5,6 +5,7 @@ mod client;
 mod compliance;
 mod interdomain;
 mod layout;
+mod offline;
 mod peers_sip;
 mod pidf;
 mod presence;

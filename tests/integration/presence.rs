@@ -63,16 +63,18 @@ fn a_sipp_watcher_sees_a_sipp_publication_come_and_go() {
     );
 }
 
-/// A bare user agent on UDP: sends requests, returns what comes back.
-struct Ua {
+/// A bare user agent on UDP: sends requests, returns what comes back,
+/// answers every request it gets with 200.
+pub(crate) struct Ua {
     sock: UdpSocket,
-    local: SocketAddr,
+    /// Where it listens.
+    pub(crate) local: SocketAddr,
     server: SocketAddr,
     n: std::cell::Cell<u32>,
 }
 
 impl Ua {
-    fn new(server: SocketAddr) -> Ua {
+    pub(crate) fn new(server: SocketAddr) -> Ua {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -86,7 +88,7 @@ impl Ua {
 
     /// Sends a request; `head` holds the request line and headers (no
     /// Via, no Content-Length).
-    fn send(&self, head: &str, body: &str) {
+    pub(crate) fn send(&self, head: &str, body: &str) {
         self.n.set(self.n.get() + 1);
         let text = format!(
             "{}\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKpa{}x{};rport\r\nMax-Forwards: 70\r\nContent-Length: {}\r\n\r\n{body}",
@@ -99,8 +101,8 @@ impl Ua {
         self.sock.send_to(text.as_bytes(), self.server).unwrap();
     }
 
-    /// The next message within five seconds; NOTIFYs are answered 200.
-    fn next(&self) -> String {
+    /// The next message within five seconds; a request is answered 200.
+    pub(crate) fn next(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut buf = vec![0u8; 65_536];
         while Instant::now() < deadline {
@@ -108,7 +110,7 @@ impl Ua {
                 continue;
             };
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if text.starts_with("NOTIFY ") {
+            if !text.starts_with("SIP/2.0 ") && !text.starts_with("ACK ") {
                 let keep: String = text
                     .split("\r\n")
                     .filter(|l| {
@@ -127,7 +129,7 @@ impl Ua {
     }
 
     /// The final response to the last request.
-    fn final_response(&self) -> String {
+    pub(crate) fn final_response(&self) -> String {
         loop {
             let m = self.next();
             if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
@@ -137,13 +139,13 @@ impl Ua {
     }
 }
 
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.split("\r\n")
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
         .map(str::trim)
 }
 
-fn status(msg: &str) -> u16 {
+pub(crate) fn status(msg: &str) -> u16 {
     msg[8..11].parse().unwrap()
 }
 

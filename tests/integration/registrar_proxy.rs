@@ -341,9 +341,10 @@ fn the_proxy_is_no_open_relay_and_names_missing_users() {
         "{:?}",
         String::from_utf8_lossy(r.reason().unwrap_or(b""))
     );
-    // From outside to a local user who is not registered: 480; to no such user: 404.
+    // From outside to a local user who is not registered: kept for her
+    // (202, RFC 3428 pager mode); to no such user: 404.
     let r = ua.request(&message("friend@example.com", "erin@localhost"), "hi");
-    assert_eq!(r.status(), Some(480));
+    assert_eq!(r.status(), Some(202));
     let r = ua.request(&message("friend@example.com", "nobody@localhost"), "hi");
     assert_eq!(r.status(), Some(404));
     // A local sender must authenticate first.

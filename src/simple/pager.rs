@@ -1,0 +1,343 @@
+//! Pager-mode IM (RFC 3428) beyond relaying: store and forward.
+//!
+//! A MESSAGE for a known local user with no registered contact is written
+//! to the store and only then answered 202 Accepted, so a crash after the
+//! 202 loses nothing. When a contact of that user registers, the kept
+//! messages go out oldest first, each as a new MESSAGE from the original
+//! sender with a Date header saying when it was accepted; one is removed
+//! only after a 2xx. One that expires first is removed and its sender gets
+//! a MESSAGE saying it was not delivered.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use super::{http_date, now_secs, proxy, Core};
+use crate::config::OfflineConfig;
+use crate::net::{Incoming, Sip, Target};
+use crate::proto::sip::{Framing, HeaderName, Limits, Message};
+use crate::store::{OfflineRow, Store};
+
+/// The offline store: counts per recipient in memory (so a REGISTER
+/// costs no database call unless something waits), rows in the store.
+pub struct Offline {
+    store: Arc<dyn Store>,
+    config: OfflineConfig,
+    pending: Mutex<HashMap<String, u32>>,
+    delivering: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Offline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offline")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Offline {
+    /// Loads the counts of what is kept.
+    pub async fn load(store: Arc<dyn Store>, config: OfflineConfig) -> anyhow::Result<Offline> {
+        let pending = store
+            .offline_counts()
+            .await?
+            .into_iter()
+            .map(|(aor, n)| (aor, u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect();
+        Ok(Offline {
+            store,
+            config,
+            pending: Mutex::new(pending),
+            delivering: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// True when store and forward is on.
+    pub fn enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    /// How many messages wait for `aor`.
+    pub fn waiting(&self, aor: &str) -> u32 {
+        self.counts().get(aor).copied().unwrap_or(0)
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn took(&self, aor: &str) {
+        let mut counts = self.counts();
+        if let Some(n) = counts.get_mut(aor) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(aor);
+            }
+        }
+    }
+}
+
+/// Keeps a MESSAGE for `aor` (a known user with no contact) and answers
+/// 202 once it is durable; 480 when the user's share is full, 500 when
+/// the store fails (nothing was accepted then).
+pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) {
+    let offline = &core.offline;
+    if offline.waiting(aor) >= offline.config.max_per_user {
+        return inc
+            .responder
+            .reply(480, "Temporarily Unavailable (offline store full)", &[])
+            .await;
+    }
+    let msg = &inc.message;
+    let Some(Ok(from)) = msg.from() else {
+        return inc.responder.reply(400, "Bad From", &[]).await;
+    };
+    let sender = match from.display {
+        Some(d) => format!(
+            "{} <{}>",
+            String::from_utf8_lossy(d),
+            String::from_utf8_lossy(from.uri_raw)
+        ),
+        None => format!("<{}>", String::from_utf8_lossy(from.uri_raw)),
+    };
+    let content_type = msg.headers().get(HeaderName::ContentType).map_or_else(
+        || "text/plain".to_string(),
+        |v| String::from_utf8_lossy(v).trim().to_string(),
+    );
+    let now = now_secs() as i64;
+    let row = OfflineRow {
+        id: 0,
+        aor: aor.to_string(),
+        sender,
+        content_type,
+        body: msg.body().to_vec(),
+        received_at: now,
+        expires_at: now.saturating_add(offline.config.expiry_secs as i64),
+    };
+    match offline.store.put_offline(&row).await {
+        Ok(id) => {
+            *offline.counts().entry(aor.to_string()).or_default() += 1;
+            debug!(id, aor, "message kept for an offline user");
+            inc.responder
+                .reply(202, "Accepted (stored for delivery)", &[])
+                .await;
+        }
+        Err(e) => {
+            warn!(error = %e, "offline store failed");
+            inc.responder.reply(500, "Offline store failed", &[]).await;
+        }
+    }
+}
+
+/// Delivers what waits for `aor` to its registered contacts, oldest
+/// first; stops at the first message no contact accepts.
+pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
+    let offline = &core.offline;
+    if offline.waiting(&aor) == 0 {
+        return;
+    }
+    // One delivery per recipient at a time.
+    if !offline
+        .delivering
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(aor.clone())
+    {
+        return;
+    }
+    let rows = match offline.store.offline_for(&aor).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "offline store failed");
+            Vec::new()
+        }
+    };
+    let mut delivered = 0usize;
+    for row in &rows {
+        if !deliver_one(&core, &sip, row).await {
+            break;
+        }
+        match offline.store.remove_offline(row.id).await {
+            Ok(true) => offline.took(&aor),
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "offline store failed"),
+        }
+        delivered += 1;
+    }
+    if delivered > 0 {
+        info!(aor = %aor, delivered, "offline messages delivered");
+    }
+    offline
+        .delivering
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&aor);
+}
+
+/// Sends one kept message to the contacts of its recipient, best q
+/// first, until one answers 2xx.
+async fn deliver_one(core: &Core, sip: &Sip, row: &OfflineRow) -> bool {
+    let bindings = core.location.lookup(&row.aor, now_secs());
+    for b in &bindings {
+        let Some(target) = proxy::binding_target(b, sip) else {
+            continue;
+        };
+        let routes: Vec<String> = crate::proto::sip::grammar::split_commas(b.path.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        let Some(request) = message(
+            core,
+            &b.uri,
+            &routes,
+            &row.sender,
+            &format!("<sip:{}>", row.aor),
+            row.received_at,
+            &row.content_type,
+            &row.body,
+        ) else {
+            return false;
+        };
+        if final_status(sip, request, &target)
+            .await
+            .is_some_and(|s| (200..300).contains(&s))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Sends a request in a client transaction and waits for its final status.
+async fn final_status(sip: &Sip, request: Message, target: &Target) -> Option<u16> {
+    let mut rx = sip.request(request, target).await.ok()?;
+    while let Some(m) = rx.recv().await {
+        match m.status() {
+            Some(s) if s >= 200 => return Some(s),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A MESSAGE Parley originates.
+#[allow(clippy::too_many_arguments)]
+fn message(
+    core: &Core,
+    request_uri: &str,
+    routes: &[String],
+    from: &str,
+    to: &str,
+    date: i64,
+    content_type: &str,
+    body: &[u8],
+) -> Option<Message> {
+    let mut text = format!("MESSAGE {request_uri} SIP/2.0\r\n");
+    for r in routes {
+        text.push_str(&format!("Route: {r}\r\n"));
+    }
+    text.push_str(&format!(
+        "From: {from};tag={}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: 1 MESSAGE\r\nDate: {}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        core.presence.token(),
+        core.presence.token(),
+        http_date(u64::try_from(date).unwrap_or(0)),
+        body.len()
+    ));
+    let mut wire = text.into_bytes();
+    wire.extend_from_slice(body);
+    Message::parse(Bytes::from(wire), Framing::Stream, &Limits::default())
+        .map_err(|e| debug!(error = %e, "MESSAGE not made"))
+        .ok()
+}
+
+/// Removes expired messages and tells each sender (RFC 3428 leaves the
+/// report to the service; this is a plain-text MESSAGE from Parley).
+pub async fn expire(core: &Core, sip: &Sip) {
+    let offline = &core.offline;
+    if offline.counts().is_empty() {
+        return;
+    }
+    let rows = match offline.store.offline_expired(now_secs() as i64).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "offline store failed");
+            return;
+        }
+    };
+    for row in rows {
+        if !matches!(offline.store.remove_offline(row.id).await, Ok(true)) {
+            continue;
+        }
+        offline.took(&row.aor);
+        info!(aor = %row.aor, sender = %row.sender, "offline message expired");
+        report_expiry(core, sip, &row).await;
+    }
+}
+
+/// The not-delivered report to the sender of an expired message.
+async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
+    let Some(uri) = row
+        .sender
+        .split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map(|(u, _)| u.to_string())
+    else {
+        return;
+    };
+    let domain = row.aor.split_once('@').map_or("localhost", |(_, d)| d);
+    let text = format!(
+        "Your message to sip:{} of {} was not delivered: no device of the recipient came online before it expired.",
+        row.aor,
+        http_date(u64::try_from(row.received_at).unwrap_or(0))
+    );
+    let Ok(parsed) = crate::proto::sip::Uri::parse(uri.as_bytes()) else {
+        return;
+    };
+    let Some(sip_uri) = parsed.as_sip() else {
+        return;
+    };
+    // A local sender is reached at its contacts; another domain through DNS.
+    let targets: Vec<(String, Vec<String>, Target)> =
+        if sip_uri.user.is_some() && core.is_local(&sip_uri.host, sip_uri.port) {
+            let (aor, _) = proxy::local_aor(core, sip_uri.user.unwrap_or_default(), &sip_uri.host);
+            core.location
+                .lookup(&aor, now_secs())
+                .iter()
+                .filter_map(|b| {
+                    let routes = crate::proto::sip::grammar::split_commas(b.path.as_bytes())
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .collect();
+                    proxy::binding_target(b, sip).map(|t| (b.uri.to_string(), routes, t))
+                })
+                .collect()
+        } else {
+            proxy::uri_targets(core, sip_uri)
+                .await
+                .into_iter()
+                .map(|t| (uri.clone(), Vec::new(), t))
+                .collect()
+        };
+    for (request_uri, routes, target) in targets {
+        let Some(request) = message(
+            core,
+            &request_uri,
+            &routes,
+            &format!("<sip:parley@{domain}>"),
+            &row.sender,
+            now_secs() as i64,
+            "text/plain;charset=UTF-8",
+            text.as_bytes(),
+        ) else {
+            return;
+        };
+        if final_status(sip, request, &target)
+            .await
+            .is_some_and(|s| (200..300).contains(&s))
+        {
+            return;
+        }
+    }
+    debug!(sender = %row.sender, "the not-delivered report found no one");
+}

@@ -1,0 +1,239 @@
+//! Store and forward (RFC 3428 pager mode): a MESSAGE for a known user
+//! with no contact is kept (202), delivered when a contact registers,
+//! reported to its sender when it expires, and survives SIGKILL.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use parley_test_support::server::TestServer;
+use parley_test_support::sipp::{free_port, Sipp};
+
+use crate::presence::{header, status, Ua};
+use crate::registrar_proxy::user_add;
+
+const NO_AUTH: &str = "[auth]\nregistrar = false\nproxy = false\n";
+
+fn message(ua: &Ua, to: &str, text: &str) -> String {
+    ua.send(
+        &format!(
+            "MESSAGE sip:{to} SIP/2.0\nFrom: \"Alice\" <sip:alice@localhost>;tag=a1\nTo: <sip:{to}>\nCall-ID: m-{text}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"
+        ),
+        text,
+    );
+    ua.final_response()
+}
+
+fn register(ua: &Ua, user: &str, expires: u32) -> String {
+    ua.send(
+        &format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:{user}@localhost>;tag=r{expires}\nTo: <sip:{user}@localhost>\nCall-ID: reg-{user}-{}\nCSeq: {} REGISTER\nContact: <sip:{user}@{}>\nExpires: {expires}",
+            ua.local, expires + 1, ua.local
+        ),
+        "",
+    );
+    ua.final_response()
+}
+
+#[test]
+fn a_message_for_an_offline_user_waits_for_its_contact() {
+    let server = TestServer::start(&format!("{NO_AUTH}[offline]\nmax_per_user = 2\n"));
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "bob@localhost", "b");
+    let alice = Ua::new(server.udp);
+
+    let r = message(&alice, "bob@localhost", "first");
+    assert_eq!(status(&r), 202, "{r}");
+    assert_eq!(status(&message(&alice, "bob@localhost", "second")), 202);
+    // Bob's share is two messages.
+    let r = message(&alice, "bob@localhost", "third");
+    assert_eq!(status(&r), 480, "{r}");
+    // Nobody of that name: nothing is kept.
+    assert_eq!(status(&message(&alice, "nobody@localhost", "x")), 404);
+
+    // Bob comes online: both arrive in order, from Alice, with the Date
+    // they were accepted.
+    let bob = Ua::new(server.udp);
+    assert_eq!(status(&register(&bob, "bob", 600)), 200);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = bob.next();
+        if m.starts_with("MESSAGE ") {
+            assert!(
+                header(&m, "From")
+                    .unwrap()
+                    .starts_with("\"Alice\" <sip:alice@localhost>"),
+                "{m}"
+            );
+            assert!(
+                header(&m, "Date").is_some_and(|d| d.ends_with("GMT")),
+                "{m}"
+            );
+            got.push(m.split("\r\n\r\n").nth(1).unwrap().to_string());
+        }
+    }
+    assert_eq!(got, ["first", "second"]);
+    // Delivered once: registering again brings nothing more.
+    assert_eq!(status(&register(&bob, "bob", 601)), 200);
+    std::thread::sleep(Duration::from_millis(800));
+    // And with a contact, a MESSAGE goes straight through.
+    alice.send(
+        "MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=a2\nTo: <sip:bob@localhost>\nCall-ID: live\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        "live",
+    );
+    let m = bob.next();
+    assert!(m.starts_with("MESSAGE ") && m.ends_with("live"), "{m}");
+    assert_eq!(status(&alice.final_response()), 200);
+}
+
+#[test]
+fn an_expired_message_is_reported_to_its_sender() {
+    let server = TestServer::start(&format!("{NO_AUTH}[offline]\nexpiry_secs = 1\n"));
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "carol@localhost", "c");
+    let alice = Ua::new(server.udp);
+    assert_eq!(status(&register(&alice, "alice", 600)), 200);
+    assert_eq!(status(&message(&alice, "carol@localhost", "lost")), 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no report came");
+        let m = alice.next();
+        if m.starts_with("MESSAGE ") {
+            assert!(
+                header(&m, "From")
+                    .unwrap()
+                    .starts_with("<sip:parley@localhost>"),
+                "{m}"
+            );
+            assert!(m.contains("Your message to sip:carol@localhost"), "{m}");
+            assert!(m.contains("was not delivered"), "{m}");
+            break;
+        }
+    }
+}
+
+/// Parley as its own process, so it can be killed.
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    fn start(dir: &std::path::Path, port: u16) -> Process {
+        let config = dir.join("parley.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {:?}\n[[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\n{NO_AUTH}[log]\nlevel = \"warn\"\n",
+                dir.display().to_string()
+            ),
+        )
+        .unwrap();
+        let process = Process {
+            child: Command::new(env!("CARGO_BIN_EXE_parley"))
+                .args(["run", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        };
+        // Ready when it answers OPTIONS.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let local = probe.local_addr().unwrap();
+        for i in 0..100 {
+            let options = format!(
+                "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{i}\r\nFrom: <sip:probe@localhost>;tag=p\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: probe{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            probe
+                .send_to(options.as_bytes(), ("127.0.0.1", port))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            if probe.recv(&mut buf).is_ok() {
+                return process;
+            }
+        }
+        panic!("parley did not start");
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no shutdown, no flush.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_kept_message_survives_sigkill() {
+    let dir = std::env::temp_dir().join(format!("parley-sigkill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(args)
+            .arg("--config")
+            .arg(dir.join("parley.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let first = Process::start(&dir, port);
+    cli(&["user", "add", "alice@localhost", "--password", "a"]);
+    cli(&["user", "add", "bob@localhost", "--password", "b"]);
+    Sipp::start(
+        "uac_message_stored.xml",
+        "u1",
+        1,
+        Some(server),
+        &[
+            "-s",
+            "alice",
+            "-key",
+            "domain",
+            "localhost",
+            "-key",
+            "to",
+            "bob@localhost",
+        ],
+    )
+    .wait();
+    first.kill();
+
+    let _second = Process::start(&dir, port);
+    let bob_port = free_port();
+    let bob = Sipp::start_on("uas_message.xml", "u1", 1, None, bob_port, &[]);
+    Sipp::start(
+        "register_contact.xml",
+        "u1",
+        1,
+        Some(server),
+        &[
+            "-s",
+            "bob",
+            "-key",
+            "uas_port",
+            &bob_port.to_string(),
+            "-key",
+            "domain",
+            "localhost",
+        ],
+    )
+    .wait();
+    let trace = bob.wait();
+    assert!(trace.contains("Kept while you were away"), "{trace}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
