@@ -939,7 +939,8 @@ impl Sip {
     ) -> Result<Option<Key>, SendError> {
         let shared = &self.shared;
         let mut transport = target.transport;
-        if transport == Transport::Udp && request.wire_len() + 100 > UDP_REQUEST_LIMIT {
+        let too_large = transport == Transport::Udp && request.wire_len() + 100 > UDP_REQUEST_LIMIT;
+        if too_large {
             transport = Transport::Tcp; // RFC 3261 §18.1.1
         }
         let (path, local) = match self.path_to(transport, target).await {
@@ -947,7 +948,14 @@ impl Sip {
             Err(_) if transport == Transport::Udp => return Err(SendError::NoSocket(transport)),
             Err(e) => {
                 debug!(addr = %target.addr, error = %e, "cannot connect");
-                if let Some(r) = local_response(&request, 503, "Service Unavailable") {
+                // Too large for UDP and no TCP at the target: the request
+                // cannot go there at all (RFC 3428 §5: 513).
+                let answer = if too_large {
+                    local_response(&request, 513, "Message Too Large")
+                } else {
+                    local_response(&request, 503, "Service Unavailable")
+                };
+                if let Some(r) = answer {
                     sink.send(r);
                 }
                 return Ok(None);

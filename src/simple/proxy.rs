@@ -57,6 +57,13 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         return;
     };
     let authenticated = sender.authenticated;
+    // RFC 3862 §4: the identity inside a CPIM body is the sender's, checked
+    // here for the local users Parley authenticates.
+    if authenticated {
+        if let Err(reason) = check_cpim_identity(&msg, &sender) {
+            return inc.responder.reply(reason.0, reason.1, &[]).await;
+        }
+    }
     // A request on a route set Parley recorded belongs to a dialog it let
     // through.
     let may_relay = authenticated || (routed_by_us && in_dialog(&msg));
@@ -955,4 +962,29 @@ pub(super) async fn authenticate(
     }
     msg.headers_mut().remove(HeaderName::ProxyAuthorization);
     Some(sender)
+}
+
+/// A `message/cpim` body must name its sender in CPIM From: 403 when it
+/// names someone else, 400 when it is not CPIM at all.
+fn check_cpim_identity(msg: &Message, sender: &Sender) -> Result<(), (u16, &'static str)> {
+    use crate::proto::cpim;
+    let is_cpim = msg.content_type().and_then(Result::ok).is_some_and(|ct| {
+        ct.kind.eq_ignore_ascii_case("message") && ct.subtype.eq_ignore_ascii_case("cpim")
+    });
+    if !is_cpim {
+        return Ok(());
+    }
+    let body = msg.body_bytes();
+    let parsed =
+        cpim::Cpim::parse(&body, &cpim::Limits::default()).map_err(|_| (400, "Bad CPIM body"))?;
+    let claimed = parsed
+        .from_uri()
+        .and_then(cpim::address_key)
+        .ok_or((400, "CPIM body without a From address"))?;
+    let user = sender.user.as_deref().unwrap_or_default();
+    if claimed.eq_ignore_ascii_case(&format!("{user}@{}", sender.domain)) {
+        Ok(())
+    } else {
+        Err((403, "CPIM From is not the sender"))
+    }
 }

@@ -5,7 +5,7 @@ mod client;
 mod compliance;
 mod interdomain;
 mod layout;
-mod offline;
+mod pager;
 mod peers_sip;
 mod pidf;
 mod presence;

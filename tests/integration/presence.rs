@@ -111,7 +111,8 @@ impl Ua {
             };
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
             if !text.starts_with("SIP/2.0 ") && !text.starts_with("ACK ") {
-                let keep: String = text
+                let head = text.split("\r\n\r\n").next().unwrap_or_default();
+                let keep: String = head
                     .split("\r\n")
                     .filter(|l| {
                         ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]

@@ -1,6 +1,7 @@
-//! Store and forward (RFC 3428 pager mode): a MESSAGE for a known user
+//! Pager mode (RFC 3428): store and forward (a MESSAGE for a known user
 //! with no contact is kept (202), delivered when a contact registers,
-//! reported to its sender when it expires, and survives SIGKILL.
+//! reported to its sender when it expires, and survives SIGKILL), the
+//! size rule, and CPIM identity.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -236,4 +237,71 @@ fn a_kept_message_survives_sigkill() {
     let trace = bob.wait();
     assert!(trace.contains("Kept while you were away"), "{trace}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_large_message_never_goes_over_udp() {
+    let server = TestServer::start(NO_AUTH);
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "bob@localhost", "b");
+    let alice = Ua::new(server.udp);
+    // Bob listens on UDP only: no TCP behind his contact.
+    let bob = Ua::new(server.udp);
+    assert_eq!(status(&register(&bob, "bob", 600)), 200);
+    let big = "x".repeat(1400);
+    alice.send(
+        "MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=big\nTo: <sip:bob@localhost>\nCall-ID: big\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        &big,
+    );
+    let r = alice.final_response();
+    assert_eq!(status(&r), 513, "{r}");
+    // A small one still reaches him over UDP.
+    alice.send(
+        "MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=small\nTo: <sip:bob@localhost>\nCall-ID: small\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        "small",
+    );
+    assert!(bob.next().ends_with("small"));
+    assert_eq!(status(&alice.final_response()), 200);
+}
+
+#[test]
+fn cpim_must_name_the_sender_and_bodies_pass_untouched() {
+    let server = TestServer::start(NO_AUTH);
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "bob@localhost", "b");
+    let alice = Ua::new(server.udp);
+    let bob = Ua::new(server.udp);
+    assert_eq!(status(&register(&bob, "bob", 600)), 200);
+    let send = |call: &str, content_type: &str, body: &str| {
+        alice.send(
+            &format!("MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag={call}\nTo: <sip:bob@localhost>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: {content_type}"),
+            body,
+        );
+    };
+    let cpim = |from: &str| {
+        format!(
+            "From: Alice <{from}>\r\nTo: <im:bob@localhost>\r\nDateTime: 2026-11-26T10:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: 34jk324j\r\nimdn.Disposition-Notification: positive-delivery, display\r\n\r\nContent-Type: text/plain\r\n\r\nHello in CPIM"
+        )
+    };
+    // CPIM with IMDN headers (RFC 5438): relayed byte for byte.
+    let good = cpim("im:alice@localhost");
+    send("cpim-ok", "message/cpim", &good);
+    let m = bob.next();
+    assert!(m.starts_with("MESSAGE "), "{m}");
+    assert_eq!(m.split_once("\r\n\r\n").unwrap().1, good);
+    assert_eq!(status(&alice.final_response()), 200);
+    // isComposing (RFC 3994): untouched too.
+    let composing = r#"<?xml version="1.0" encoding="UTF-8"?>
+<isComposing xmlns="urn:ietf:params:xml:ns:im-iscomposing"><state>active</state><contenttype>text/plain</contenttype><refresh>60</refresh></isComposing>"#;
+    send("composing", "application/im-iscomposing+xml", composing);
+    let m = bob.next();
+    assert_eq!(m.split_once("\r\n\r\n").unwrap().1, composing);
+    assert_eq!(status(&alice.final_response()), 200);
+
+    // Someone else's identity inside CPIM: 403, and nothing reaches Bob.
+    send("cpim-forged", "message/cpim", &cpim("im:mallory@localhost"));
+    let r = alice.final_response();
+    assert_eq!(status(&r), 403, "{r}");
+    send("cpim-bad", "message/cpim", "not cpim at all");
+    assert_eq!(status(&alice.final_response()), 400);
 }
