@@ -6,6 +6,7 @@
 
 pub mod cpim;
 pub mod digest;
+pub mod imdn;
 pub mod locate;
 pub mod pidf;
 pub mod sip;

@@ -6,7 +6,9 @@
 //! messages go out oldest first, each as a new MESSAGE from the original
 //! sender with a Date header saying when it was accepted; one is removed
 //! only after a 2xx. One that expires first is removed and its sender gets
-//! a MESSAGE saying it was not delivered.
+//! a MESSAGE saying it was not delivered. A kept CPIM message that asks
+//! for IMDN delivery notifications (RFC 5438) gets them: `delivered` when
+//! a device of the recipient accepted it, `failed` when it expired.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -14,10 +16,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use super::{http_date, now_secs, proxy, Core};
+use super::{http_date, now_secs, proxy, rfc3339, Core};
 use crate::config::OfflineConfig;
 use crate::net::{Incoming, Sip, Target};
 use crate::proto::sip::{Framing, HeaderName, Limits, Message};
+use crate::proto::{cpim, imdn};
 use crate::store::{OfflineRow, Store};
 
 /// The offline store: counts per recipient in memory (so a REGISTER
@@ -159,6 +162,12 @@ pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
         if !deliver_one(&core, &sip, row).await {
             break;
         }
+        {
+            let (core, sip, row) = (core.clone(), sip.clone(), row.clone());
+            tokio::spawn(async move {
+                notify_disposition(&core, &sip, &row, imdn::Delivery::Delivered).await;
+            });
+        }
         match offline.store.remove_offline(row.id).await {
             Ok(true) => offline.took(&aor),
             Ok(false) => {}
@@ -276,14 +285,79 @@ pub async fn expire(core: &Core, sip: &Sip) {
     }
 }
 
-/// The not-delivered report to the sender of an expired message.
-async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
-    let Some(uri) = row
-        .sender
+/// The URI inside `<>` of a name-addr.
+fn angle(value: &str) -> Option<String> {
+    value
         .split_once('<')
         .and_then(|(_, r)| r.split_once('>'))
         .map(|(u, _)| u.to_string())
-    else {
+}
+
+/// What the kept message asked to be told (IMDN, RFC 5438).
+fn imdn_request(row: &OfflineRow) -> Option<imdn::Request> {
+    let is_cpim = row
+        .content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(cpim::CONTENT_TYPE));
+    if !is_cpim {
+        return None;
+    }
+    let body = Bytes::from(row.body.clone());
+    imdn::Request::of(&cpim::Cpim::parse(&body, &cpim::Limits::default()).ok()?)
+}
+
+/// Sends an IMDN delivery notification for a kept message, from its
+/// recipient to its sender, when the message asked for this outcome.
+async fn notify_disposition(
+    core: &Core,
+    sip: &Sip,
+    row: &OfflineRow,
+    outcome: imdn::Delivery,
+) -> bool {
+    let Some(request) = imdn_request(row) else {
+        return false;
+    };
+    let wanted = match outcome {
+        imdn::Delivery::Delivered => request.positive_delivery,
+        imdn::Delivery::Failed => request.negative_delivery,
+    };
+    let Some(sender) = angle(&row.sender) else {
+        return false;
+    };
+    if !wanted {
+        // Asked, but not for this outcome: nothing is sent.
+        return true;
+    }
+    let recipient = format!("sip:{}", row.aor);
+    let body = imdn::delivery_message(
+        &request,
+        &recipient,
+        &sender,
+        &core.presence.token(),
+        &rfc3339(now_secs()),
+        outcome,
+    );
+    send_to_address(
+        core,
+        sip,
+        &sender,
+        &format!("<{recipient}>"),
+        &row.sender,
+        cpim::CONTENT_TYPE,
+        &body,
+    )
+    .await;
+    true
+}
+
+/// The not-delivered report to the sender of an expired message: an IMDN
+/// failure when the message asked for one, else plain text.
+async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
+    if notify_disposition(core, sip, row, imdn::Delivery::Failed).await {
+        return;
+    }
+    let Some(uri) = angle(&row.sender) else {
         return;
     };
     let domain = row.aor.split_once('@').map_or("localhost", |(_, d)| d);
@@ -292,13 +366,35 @@ async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
         row.aor,
         http_date(u64::try_from(row.received_at).unwrap_or(0))
     );
+    send_to_address(
+        core,
+        sip,
+        &uri,
+        &format!("<sip:parley@{domain}>"),
+        &row.sender,
+        "text/plain;charset=UTF-8",
+        text.as_bytes(),
+    )
+    .await;
+}
+
+/// Sends a MESSAGE Parley originates to `uri`: a local user at its
+/// contacts, another domain through DNS (RFC 3263); true on a 2xx.
+async fn send_to_address(
+    core: &Core,
+    sip: &Sip,
+    uri: &str,
+    from: &str,
+    to: &str,
+    content_type: &str,
+    body: &[u8],
+) -> bool {
     let Ok(parsed) = crate::proto::sip::Uri::parse(uri.as_bytes()) else {
-        return;
+        return false;
     };
     let Some(sip_uri) = parsed.as_sip() else {
-        return;
+        return false;
     };
-    // A local sender is reached at its contacts; another domain through DNS.
     let targets: Vec<(String, Vec<String>, Target)> =
         if sip_uri.user.is_some() && core.is_local(&sip_uri.host, sip_uri.port) {
             let (aor, _) = proxy::local_aor(core, sip_uri.user.unwrap_or_default(), &sip_uri.host);
@@ -316,7 +412,7 @@ async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
             proxy::uri_targets(core, sip_uri)
                 .await
                 .into_iter()
-                .map(|t| (uri.clone(), Vec::new(), t))
+                .map(|t| (uri.to_string(), Vec::new(), t))
                 .collect()
         };
     for (request_uri, routes, target) in targets {
@@ -324,20 +420,21 @@ async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
             core,
             &request_uri,
             &routes,
-            &format!("<sip:parley@{domain}>"),
-            &row.sender,
+            from,
+            to,
             now_secs() as i64,
-            "text/plain;charset=UTF-8",
-            text.as_bytes(),
+            content_type,
+            body,
         ) else {
-            return;
+            return false;
         };
         if final_status(sip, request, &target)
             .await
             .is_some_and(|s| (200..300).contains(&s))
         {
-            return;
+            return true;
         }
     }
-    debug!(sender = %row.sender, "the not-delivered report found no one");
+    debug!(to = %uri, "a MESSAGE Parley made found no one");
+    false
 }

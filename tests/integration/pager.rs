@@ -305,3 +305,72 @@ fn cpim_must_name_the_sender_and_bodies_pass_untouched() {
     send("cpim-bad", "message/cpim", "not cpim at all");
     assert_eq!(status(&alice.final_response()), 400);
 }
+
+/// A CPIM body from Alice to `to` asking for IMDN `wanted`.
+fn cpim_asking(to: &str, id: &str, wanted: &str) -> String {
+    format!(
+        "From: Alice <im:alice@localhost>\r\nTo: <im:{to}>\r\nDateTime: 2026-11-26T10:00:00Z\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\nimdn.Disposition-Notification: {wanted}\r\n\r\nContent-Type: text/plain\r\n\r\nPlease tell me"
+    )
+}
+
+/// Waits for a MESSAGE at `ua` carrying an IMDN document.
+fn imdn_at(ua: &Ua) -> String {
+    loop {
+        let m = ua.next();
+        if m.starts_with("MESSAGE ") && m.contains("message/imdn+xml") {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn kept_messages_get_the_imdn_notifications_they_ask_for() {
+    let server = TestServer::start(&format!("{NO_AUTH}[offline]\nexpiry_secs = 2\n"));
+    for u in ["alice", "bob", "carol"] {
+        user_add(&server, &format!("{u}@localhost"), "x");
+    }
+    let alice = Ua::new(server.udp);
+    assert_eq!(status(&register(&alice, "alice", 600)), 200);
+    let send = |to: &str, call: &str, body: &str| {
+        alice.send(
+            &format!("MESSAGE sip:{to} SIP/2.0\nFrom: <sip:alice@localhost>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: message/cpim"),
+            body,
+        );
+        alice.final_response()
+    };
+    // Kept for Bob, then delivered when he registers: "delivered".
+    assert_eq!(
+        status(&send(
+            "bob@localhost",
+            "m1",
+            &cpim_asking("bob@localhost", "id-bob", "positive-delivery")
+        )),
+        202
+    );
+    let bob = Ua::new(server.udp);
+    assert_eq!(status(&register(&bob, "bob", 600)), 200);
+    let m = bob.next();
+    assert!(m.contains("Please tell me"), "{m}");
+    let n = imdn_at(&alice);
+    assert!(n.contains("<message-id>id-bob</message-id>"), "{n}");
+    assert!(n.contains("<delivered/>"), "{n}");
+    assert!(
+        header(&n, "From")
+            .unwrap()
+            .starts_with("<sip:bob@localhost>"),
+        "{n}"
+    );
+
+    // Kept for Carol, who never comes: "failed" when it expires.
+    assert_eq!(
+        status(&send(
+            "carol@localhost",
+            "m2",
+            &cpim_asking("carol@localhost", "id-carol", "negative-delivery")
+        )),
+        202
+    );
+    let n = imdn_at(&alice);
+    assert!(n.contains("<message-id>id-carol</message-id>"), "{n}");
+    assert!(n.contains("<failed/>"), "{n}");
+}
