@@ -45,12 +45,50 @@ pub enum Command {
         #[command(subcommand)]
         command: SipCommand,
     },
+    /// Who may watch whom: presence authorization rules. A running
+    /// server applies a change within a second.
+    Presence {
+        /// The rule tool to run.
+        #[command(subcommand)]
+        command: PresenceCommand,
+    },
     /// Presence document (PIDF) tools.
     Pidf {
         /// The PIDF tool to run.
         #[command(subcommand)]
         command: PidfCommand,
     },
+}
+
+/// `parley presence …`
+#[derive(Debug, Subcommand)]
+pub enum PresenceCommand {
+    /// Let WATCHER see PRESENTITY (approves a pending watcher).
+    Allow(RuleArgs),
+    /// Refuse WATCHER: its subscriptions end and new ones get 403.
+    Deny(RuleArgs),
+    /// Accept WATCHER but show it only "closed" (polite blocking).
+    Block(RuleArgs),
+    /// Remove the rule: the default policy applies again.
+    Forget(RuleArgs),
+    /// List the rules.
+    Rules {
+        /// Configuration file.
+        #[arg(long, default_value = "config/parley.toml")]
+        config: PathBuf,
+    },
+}
+
+/// The arguments of one rule.
+#[derive(Debug, clap::Args)]
+pub struct RuleArgs {
+    /// The local user watched, `user@domain`.
+    pub presentity: String,
+    /// The watcher, `user@domain`, or `*` for everyone without a rule.
+    pub watcher: String,
+    /// Configuration file.
+    #[arg(long, default_value = "config/parley.toml")]
+    pub config: PathBuf,
 }
 
 /// `parley pidf …`
@@ -188,6 +226,60 @@ fn user_command(command: UserCommand) -> anyhow::Result<i32> {
     })
 }
 
+fn presence_command(command: PresenceCommand) -> anyhow::Result<i32> {
+    use crate::store::{SqliteStore, Store};
+    let config_path = match &command {
+        PresenceCommand::Allow(a)
+        | PresenceCommand::Deny(a)
+        | PresenceCommand::Block(a)
+        | PresenceCommand::Forget(a) => a.config.clone(),
+        PresenceCommand::Rules { config } => config.clone(),
+    };
+    let config = crate::config::Config::load(&config_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = SqliteStore::open(&config.sqlite_path()).await?;
+        let checked = |a: &RuleArgs| -> anyhow::Result<(String, String)> {
+            let (user, domain) = user_address(&a.presentity, &config)?;
+            let watcher = a.watcher.trim().to_ascii_lowercase();
+            if watcher != "*"
+                && !watcher
+                    .split_once('@')
+                    .is_some_and(|(u, d)| !u.is_empty() && !d.is_empty())
+            {
+                anyhow::bail!("the watcher must be user@domain or *");
+            }
+            Ok((format!("{user}@{domain}"), watcher))
+        };
+        let (args, decision) = match &command {
+            PresenceCommand::Allow(a) => (a, "allow"),
+            PresenceCommand::Deny(a) => (a, "deny"),
+            PresenceCommand::Block(a) => (a, "polite-block"),
+            PresenceCommand::Forget(a) => {
+                let (p, w) = checked(a)?;
+                let removed = store.remove_presence_rule(&p, &w).await?;
+                println!(
+                    "{p} watched by {w}: {}",
+                    if removed { "rule removed" } else { "no rule" }
+                );
+                return Ok(if removed { 0 } else { 1 });
+            }
+            PresenceCommand::Rules { .. } => {
+                for (p, w, d) in store.presence_rules().await? {
+                    println!("{p}\t{w}\t{d}");
+                }
+                return Ok(0);
+            }
+        };
+        let (p, w) = checked(args)?;
+        store.put_presence_rule(&p, &w, decision).await?;
+        println!("{p} watched by {w}: {decision}");
+        Ok(0)
+    })
+}
+
 /// Outcome of `parley sip parse`: the printed message or the one-line fault.
 pub fn sip_parse(input: &[u8], stream: bool, limits: &Limits) -> Result<Vec<u8>, SipError> {
     let limits = *limits;
@@ -257,6 +349,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::User { command } => user_command(command),
+        Command::Presence { command } => presence_command(command),
         Command::Pidf {
             command: PidfCommand::Parse { file },
         } => {

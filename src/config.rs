@@ -121,6 +121,22 @@ pub struct PresenceConfig {
     pub min_expires: u32,
     /// Longer requests are shortened to this.
     pub max_expires: u32,
+    /// Who may watch a presentity that has no rule for the watcher:
+    /// `allow` everyone, `local` watchers of the local domains (others
+    /// wait, pending, until a rule allows them), or `pending` everyone.
+    pub default_policy: DefaultPolicy,
+}
+
+/// `[presence] default_policy`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultPolicy {
+    /// Every watcher is allowed.
+    Allow,
+    /// Watchers of a local domain are allowed; others are pending.
+    Local,
+    /// Every watcher is pending until a rule allows it.
+    Pending,
 }
 
 impl Default for PresenceConfig {
@@ -129,6 +145,7 @@ impl Default for PresenceConfig {
             default_expires: 3600,
             min_expires: 60,
             max_expires: 7200,
+            default_policy: DefaultPolicy::Local,
         }
     }
 }

@@ -138,12 +138,15 @@ impl Core {
             )
             .await?,
             location: location::Location::load(store.clone(), now_secs()).await?,
-            offline: pager::Offline::load(store, config.offline).await?,
+            offline: pager::Offline::load(store.clone(), config.offline).await?,
             dns: crate::net::dns::Resolver::new(&config.dns),
             invites: proxy::Invites::default(),
             redirects: config.redirect.clone(),
             timer_c: Duration::from_secs(config.proxy.timer_c_secs),
-            presence: Arc::new(presence::PresenceAgent::new(config.presence)),
+            presence: Arc::new(presence::PresenceAgent::new(
+                config.presence,
+                Some(store.clone()),
+            )),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {

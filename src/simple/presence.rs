@@ -3,6 +3,14 @@
 //! composition of a presentity's publications into one PIDF document
 //! (RFC 4479) sent to every watcher when it changes.
 //!
+//! Watchers are authorized per presentity (RFC 3856 §6.6, the
+//! sub-handling values of RFC 5025): allow, deny (403), polite-block (the
+//! watcher sees only "closed") or, without a rule, the configured default
+//! (pending watchers get a neutral NOTIFY until a rule allows them). Rules
+//! live in the store; `parley presence` edits them and a running server
+//! picks up the change within a second. A presentity watches its own
+//! watchers through the watcher-info package (RFC 3857, RFC 3858).
+//!
 //! State lives in memory behind one lock; NOTIFYs are sent after the lock
 //! is released. Subscriptions and publications expire on a sweep that
 //! runs every second.
@@ -23,9 +31,56 @@ use crate::proto::sip::typed::{parse_delta, TokenParams};
 use crate::proto::sip::{Framing, HeaderName, Limits, Message};
 
 /// Event packages the agent serves, for Allow-Events.
-pub const EVENTS: &str = "presence";
+pub const EVENTS: &str = "presence, presence.winfo";
 
-pub use crate::config::PresenceConfig;
+/// The watcher-info document namespace (RFC 3858).
+pub const NS_WATCHERINFO: &str = "urn:ietf:params:xml:ns:watcherinfo";
+
+pub use crate::config::{DefaultPolicy, PresenceConfig};
+
+/// What a watcher of a presentity may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The presentity's state.
+    Allow,
+    /// Nothing: the SUBSCRIBE gets 403.
+    Deny,
+    /// Accepted, but it only ever sees "closed".
+    PoliteBlock,
+    /// Accepted and waiting for a rule; sees a neutral document.
+    Pending,
+}
+
+impl Decision {
+    /// The name a rule is stored under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::PoliteBlock => "polite-block",
+            Decision::Pending => "pending",
+        }
+    }
+
+    /// The decision a stored rule names.
+    pub fn parse(s: &str) -> Option<Decision> {
+        match s {
+            "allow" => Some(Decision::Allow),
+            "deny" => Some(Decision::Deny),
+            "polite-block" => Some(Decision::PoliteBlock),
+            _ => None,
+        }
+    }
+}
+
+/// The event packages served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Package {
+    /// RFC 3856.
+    Presence,
+    /// RFC 3857: the watchers of a presentity.
+    Winfo,
+}
 
 /// One publication (RFC 3903 §4.1: an event state with its entity tag).
 #[derive(Debug, Clone)]
@@ -58,9 +113,15 @@ struct Dialog {
 #[derive(Debug, Clone)]
 struct Subscription {
     presentity: String,
+    /// The subscriber, `user@domain`.
+    watcher: String,
+    package: Package,
     event_id: Option<String>,
     dialog: Dialog,
     expires_at: u64,
+    decision: Decision,
+    /// The watcher-info document version (RFC 3858 §4.2).
+    version: u32,
 }
 
 /// The identity of a subscription dialog: Call-ID, our tag, theirs.
@@ -73,12 +134,16 @@ struct State {
     subscriptions: HashMap<DialogId, Subscription>,
     /// Subscription ids per presentity.
     watchers: HashMap<String, Vec<DialogId>>,
+    /// Rules by (presentity, watcher); watcher `*` for everyone else.
+    rules: HashMap<(String, String), Decision>,
+    /// What the store said last time the rules were read.
+    rules_version: Option<(i64, i64)>,
 }
 
 /// The presence agent.
-#[derive(Debug)]
 pub struct PresenceAgent {
     config: PresenceConfig,
+    store: Option<Arc<dyn crate::store::Store>>,
     state: Mutex<State>,
     counter: AtomicU64,
     random: std::collections::hash_map::RandomState,
@@ -92,11 +157,23 @@ struct Outgoing {
     target: Target,
 }
 
+impl std::fmt::Debug for PresenceAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresenceAgent")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PresenceAgent {
-    /// An agent with no state.
-    pub fn new(config: PresenceConfig) -> PresenceAgent {
+    /// An agent with no state; rules come from `store` when there is one.
+    pub fn new(
+        config: PresenceConfig,
+        store: Option<Arc<dyn crate::store::Store>>,
+    ) -> PresenceAgent {
         PresenceAgent {
             config,
+            store,
             state: Mutex::new(State::default()),
             counter: AtomicU64::new(1),
             random: std::collections::hash_map::RandomState::new(),
@@ -125,6 +202,31 @@ impl PresenceAgent {
     pub fn document(&self, presentity: &str) -> Document {
         compose(&self.state(), presentity)
     }
+
+    /// What `watcher` may see of `presentity`: its own rule, else the
+    /// presentity's rule for everyone, else the default policy.
+    fn decide(&self, state: &State, core: &Core, presentity: &str, watcher: &str) -> Decision {
+        if presentity.eq_ignore_ascii_case(watcher) {
+            return Decision::Allow;
+        }
+        let rule = |w: &str| {
+            state
+                .rules
+                .get(&(presentity.to_string(), w.to_string()))
+                .copied()
+        };
+        if let Some(d) = rule(watcher).or_else(|| rule("*")) {
+            return d;
+        }
+        let local = watcher
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| core.is_local_domain(d));
+        match self.config.default_policy {
+            DefaultPolicy::Allow => Decision::Allow,
+            DefaultPolicy::Local if local => Decision::Allow,
+            DefaultPolicy::Local | DefaultPolicy::Pending => Decision::Pending,
+        }
+    }
 }
 
 fn compose(state: &State, presentity: &str) -> Document {
@@ -138,19 +240,20 @@ fn compose(state: &State, presentity: &str) -> Document {
 }
 
 /// The Event package of a request, when it is one the agent serves.
-fn event(msg: &Message) -> Result<(String, Option<String>), &'static str> {
+fn event(msg: &Message) -> Result<(Package, Option<String>), &'static str> {
     let raw = msg
         .headers()
         .get(HeaderName::Event)
         .ok_or("no Event header")?;
     let ev = TokenParams::parse(raw, "Event").map_err(|_| "malformed Event header")?;
-    if !ev.token.eq_ignore_ascii_case("presence") {
+    let package = if ev.token.eq_ignore_ascii_case("presence") {
+        Package::Presence
+    } else if ev.token.eq_ignore_ascii_case("presence.winfo") {
+        Package::Winfo
+    } else {
         return Err("event package not served");
-    }
-    Ok((
-        ev.token.to_ascii_lowercase(),
-        ev.params.value("id").map(|v| v.into_owned()),
-    ))
+    };
+    Ok((package, ev.params.value("id").map(|v| v.into_owned())))
 }
 
 /// The requested Expires, bounded; Err(()) when below the minimum.
@@ -228,7 +331,13 @@ pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
     let Some(presentity) = presentity(core, msg) else {
         return inc.responder.reply(404, "Not Found", &[]).await;
     };
-    if let Err(reason) = event(msg) {
+    if let Err(reason) = event(msg).and_then(|(p, _)| {
+        if p == Package::Presence {
+            Ok(())
+        } else {
+            Err("only presence is published")
+        }
+    }) {
         return inc
             .responder
             .reply(
@@ -394,10 +503,10 @@ fn apply_publish(
     Ok((etag, notify))
 }
 
-/// SUBSCRIBE (RFC 6665 §4.2, RFC 3856 §6).
+/// SUBSCRIBE (RFC 6665 §4.2, RFC 3856 §6, RFC 3857 §5).
 pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
     let agent = &core.presence;
-    let (_, event_id) = match event(&inc.message) {
+    let (package, event_id) = match event(&inc.message) {
         Ok(e) => e,
         Err(reason) => {
             return inc
@@ -442,7 +551,14 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
                     if let Some(c) = contact_uri(&inc.message) {
                         sub.dialog.remote_target = c;
                     }
-                    Some(notify_one(core, &mut state, &id, now))
+                    let (presentity, package) = (sub.presentity.clone(), sub.package);
+                    let mut out: Vec<Outgoing> = notify_one(core, &mut state, &id, now, None)
+                        .into_iter()
+                        .collect();
+                    if expires == 0 && package == Package::Presence {
+                        out.extend(winfo_notifications(core, &mut state, &presentity, now));
+                    }
+                    Some(out)
                 }
                 None => None,
             }
@@ -460,7 +576,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
                 &[("Expires", expires.to_string()), ("Contact", contact)],
             )
             .await;
-        return send_all(core, sip, notify.into_iter().collect()).await;
+        return send_all(core, sip, notify).await;
     }
 
     let Some(presentity) = presentity(core, &inc.message) else {
@@ -473,12 +589,14 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
     // A watcher of a local domain proves who it is; one of another domain
     // is who its server (and the RFC 5922 check) says it is.
     let mut copy = inc.message.clone();
-    if proxy::authenticate(core, &mut copy, &mut inc, now)
-        .await
-        .is_none()
-    {
+    let Some(sender) = proxy::authenticate(core, &mut copy, &mut inc, now).await else {
         return;
-    }
+    };
+    let watcher = format!(
+        "{}@{}",
+        sender.user.clone().unwrap_or_default(),
+        sender.domain
+    );
     let msg = &inc.message;
     let (Some(call_id), Some(Ok(from)), Some(Ok(to))) = (msg.call_id(), msg.from(), msg.to())
     else {
@@ -520,23 +638,51 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
     );
     let notify = {
         let mut state = agent.state();
-        state.subscriptions.insert(
-            id.clone(),
-            Subscription {
-                presentity: presentity.clone(),
-                event_id,
-                dialog,
-                expires_at: now + u64::from(expires),
-            },
-        );
-        state
-            .watchers
-            .entry(presentity)
-            .or_default()
-            .push(id.clone());
-        // RFC 6665 §4.2.1.4: a NOTIFY right after the 200, also for a
-        // fetch (Expires 0), which then ends the subscription.
-        notify_one(core, &mut state, &id, now)
+        let decision = match package {
+            // Only the presentity watches its own watchers.
+            Package::Winfo if sender.authenticated && watcher.eq_ignore_ascii_case(&presentity) => {
+                Decision::Allow
+            }
+            Package::Winfo => Decision::Deny,
+            Package::Presence => agent.decide(&state, core, &presentity, &watcher),
+        };
+        if decision == Decision::Deny {
+            None
+        } else {
+            state.subscriptions.insert(
+                id.clone(),
+                Subscription {
+                    presentity: presentity.clone(),
+                    watcher,
+                    package,
+                    event_id,
+                    dialog,
+                    expires_at: now + u64::from(expires),
+                    decision,
+                    version: 0,
+                },
+            );
+            state
+                .watchers
+                .entry(presentity.clone())
+                .or_default()
+                .push(id.clone());
+            // RFC 6665 §4.2.1.4: a NOTIFY right after the 200, also for a
+            // fetch (Expires 0), which then ends the subscription.
+            let mut out: Vec<Outgoing> = notify_one(core, &mut state, &id, now, None)
+                .into_iter()
+                .collect();
+            if package == Package::Presence {
+                out.extend(winfo_notifications(core, &mut state, &presentity, now));
+            }
+            Some(out)
+        }
+    };
+    let Some(notify) = notify else {
+        return inc
+            .responder
+            .reply(403, "Forbidden (not allowed to watch)", &[])
+            .await;
     };
     inc.responder
         .reply_with_tag(
@@ -546,15 +692,36 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
             &[("Expires", expires.to_string()), ("Contact", contact)],
         )
         .await;
-    send_all(core, sip, notify.into_iter().collect()).await;
+    send_all(core, sip, notify).await;
 }
 
-/// Ends expired subscriptions and publications; sends what that changes.
+/// Ends expired subscriptions and publications, applies changed rules;
+/// sends what that changes.
 pub async fn sweep(core: &Core, sip: &Sip) {
     let now = now_secs();
+    let agent = &core.presence;
+    // Rules changed in the store (by `parley presence`): reload them.
+    let mut reloaded = None;
+    if let Some(store) = &agent.store {
+        if let Ok(version) = store.presence_rules_version().await {
+            if agent.state().rules_version != Some(version) {
+                if let Ok(rows) = store.presence_rules().await {
+                    reloaded = Some((version, rows));
+                }
+            }
+        }
+    }
     let out = {
-        let mut state = core.presence.state();
+        let mut state = agent.state();
         let mut out = Vec::new();
+        if let Some((version, rows)) = reloaded {
+            state.rules = rows
+                .into_iter()
+                .filter_map(|(p, w, d)| Decision::parse(&d).map(|d| ((p, w), d)))
+                .collect();
+            state.rules_version = Some(version);
+            out.extend(apply_rules(core, &mut state, now));
+        }
         let expired: Vec<String> = state
             .publications
             .iter_mut()
@@ -568,46 +735,146 @@ pub async fn sweep(core: &Core, sip: &Sip) {
         for who in expired {
             out.extend(notifications(core, &mut state, &who, now));
         }
-        let ended: Vec<DialogId> = state
+        let ended: Vec<(DialogId, String, Package)> = state
             .subscriptions
             .iter()
             .filter(|(_, s)| s.expires_at <= now)
-            .map(|(id, _)| id.clone())
+            .map(|(id, s)| (id.clone(), s.presentity.clone(), s.package))
             .collect();
-        for id in ended {
-            out.extend(notify_one(core, &mut state, &id, now));
+        for (id, presentity, package) in ended {
+            out.extend(notify_one(core, &mut state, &id, now, None));
+            if package == Package::Presence {
+                out.extend(winfo_notifications(core, &mut state, &presentity, now));
+            }
         }
         out
     };
     send_all(core, sip, out).await;
 }
 
-/// A NOTIFY for every watcher of `presentity`.
+/// Decides every presence subscription again under new rules: a watcher
+/// now denied is told `terminated;reason=rejected`; one whose decision
+/// changed otherwise gets a NOTIFY with what it may now see.
+fn apply_rules(core: &Core, state: &mut State, now: u64) -> Vec<Outgoing> {
+    let agent = &core.presence;
+    let mut changed: Vec<(DialogId, Decision, String)> = Vec::new();
+    for (id, sub) in &state.subscriptions {
+        if sub.package != Package::Presence {
+            continue;
+        }
+        let d = agent.decide(state, core, &sub.presentity, &sub.watcher);
+        if d != sub.decision {
+            changed.push((id.clone(), d, sub.presentity.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    let mut presentities: Vec<String> = Vec::new();
+    for (id, decision, presentity) in changed {
+        if decision == Decision::Deny {
+            out.extend(notify_one(core, state, &id, now, Some("rejected")));
+        } else {
+            if let Some(sub) = state.subscriptions.get_mut(&id) {
+                sub.decision = decision;
+            }
+            out.extend(notify_one(core, state, &id, now, None));
+        }
+        if !presentities.contains(&presentity) {
+            presentities.push(presentity);
+        }
+    }
+    for p in presentities {
+        out.extend(winfo_notifications(core, state, &p, now));
+    }
+    out
+}
+
+/// A NOTIFY for every presence watcher of `presentity` allowed to see
+/// its state (pending and blocked watchers see no change).
 fn notifications(core: &Core, state: &mut State, presentity: &str, now: u64) -> Vec<Outgoing> {
-    let ids = state.watchers.get(presentity).cloned().unwrap_or_default();
-    ids.iter()
-        .filter_map(|id| notify_one(core, state, id, now))
+    watchers_of(state, presentity, Package::Presence)
+        .iter()
+        .filter(|id| {
+            state
+                .subscriptions
+                .get(*id)
+                .is_some_and(|s| s.decision == Decision::Allow)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|id| notify_one(core, state, id, now, None))
         .collect()
 }
 
-/// The NOTIFY for one subscription with the current document; a
-/// subscription past its expiry gets `terminated;reason=timeout` and is
-/// removed.
-fn notify_one(core: &Core, state: &mut State, id: &DialogId, now: u64) -> Option<Outgoing> {
-    let document = {
+/// A NOTIFY for every watcher-info subscriber of `presentity`.
+fn winfo_notifications(
+    core: &Core,
+    state: &mut State,
+    presentity: &str,
+    now: u64,
+) -> Vec<Outgoing> {
+    watchers_of(state, presentity, Package::Winfo)
+        .iter()
+        .filter_map(|id| notify_one(core, state, id, now, None))
+        .collect()
+}
+
+fn watchers_of(state: &State, presentity: &str, package: Package) -> Vec<DialogId> {
+    state
+        .watchers
+        .get(presentity)
+        .map(|ids| {
+            ids.iter()
+                .filter(|id| {
+                    state
+                        .subscriptions
+                        .get(*id)
+                        .is_some_and(|s| s.package == package)
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The NOTIFY for one subscription with what it may see now. One past its
+/// expiry gets `terminated;reason=timeout`, one given `reason`
+/// `terminated;reason=…`; either is then removed.
+fn notify_one(
+    core: &Core,
+    state: &mut State,
+    id: &DialogId,
+    now: u64,
+    reason: Option<&str>,
+) -> Option<Outgoing> {
+    let (body, content_type) = {
         let sub = state.subscriptions.get(id)?;
-        compose(state, &sub.presentity)
+        match (sub.package, sub.decision) {
+            (Package::Winfo, _) => (
+                watcherinfo(state, &sub.presentity, sub.version),
+                "application/watcherinfo+xml",
+            ),
+            (Package::Presence, Decision::Allow) => {
+                (compose(state, &sub.presentity).to_xml(), pidf::CONTENT_TYPE)
+            }
+            // Pending and politely blocked watchers see a neutral "closed".
+            (Package::Presence, _) => (
+                Document::closed(&format!("pres:{}", sub.presentity)).to_xml(),
+                pidf::CONTENT_TYPE,
+            ),
+        }
     };
     let sub = state.subscriptions.get_mut(id)?;
     let remaining = sub.expires_at.saturating_sub(now);
-    let ended = remaining == 0;
+    let ended = remaining == 0 || reason.is_some();
     sub.dialog.local_cseq += 1;
-    let substate = if ended {
-        "terminated;reason=timeout".to_string()
-    } else {
-        format!("active;expires={remaining}")
+    sub.version += 1;
+    let substate = match (reason, remaining, sub.decision) {
+        (Some(r), ..) => format!("terminated;reason={r}"),
+        (None, 0, _) => "terminated;reason=timeout".to_string(),
+        (None, _, Decision::Pending) => format!("pending;expires={remaining}"),
+        (None, _, _) => format!("active;expires={remaining}"),
     };
-    let request = notify_request(core, sub, &substate, &document.to_xml())?;
+    let request = notify_request(core, sub, &substate, content_type, &body)?;
     let target = notify_target(core, &sub.dialog)?;
     if ended {
         let presentity = sub.presentity.clone();
@@ -620,6 +887,37 @@ fn notify_one(core: &Core, state: &mut State, id: &DialogId, now: u64) -> Option
     })
 }
 
+/// The watcher-info document of a presentity (RFC 3858), always full
+/// state: every presence subscription with its status.
+fn watcherinfo(state: &State, presentity: &str, version: u32) -> String {
+    use crate::proto::xml::{self, Element};
+    let mut list = Element::new(NS_WATCHERINFO, "watcher-list")
+        .with_attr("", "resource", &format!("sip:{presentity}"))
+        .with_attr("", "package", "presence");
+    for id in watchers_of(state, presentity, Package::Presence) {
+        let Some(sub) = state.subscriptions.get(&id) else {
+            continue;
+        };
+        let status = if sub.decision == Decision::Pending {
+            "pending"
+        } else {
+            "active"
+        };
+        list = list.with_child(
+            Element::new(NS_WATCHERINFO, "watcher")
+                .with_attr("", "id", &sub.dialog.local_tag)
+                .with_attr("", "event", "subscribe")
+                .with_attr("", "status", status)
+                .with_text(&sub.dialog.remote_uri),
+        );
+    }
+    let root = Element::new(NS_WATCHERINFO, "watcherinfo")
+        .with_attr("", "version", &version.to_string())
+        .with_attr("", "state", "full")
+        .with_child(list);
+    xml::write(&root, &[])
+}
+
 fn remove(state: &mut State, id: &DialogId, presentity: &str) {
     state.subscriptions.remove(id);
     if let Some(list) = state.watchers.get_mut(presentity) {
@@ -630,20 +928,30 @@ fn remove(state: &mut State, id: &DialogId, presentity: &str) {
     }
 }
 
-fn notify_request(core: &Core, sub: &Subscription, substate: &str, body: &str) -> Option<Message> {
+fn notify_request(
+    core: &Core,
+    sub: &Subscription,
+    substate: &str,
+    content_type: &str,
+    body: &str,
+) -> Option<Message> {
     let d = &sub.dialog;
     let mut text = format!("NOTIFY {} SIP/2.0\r\n", d.remote_target);
     for r in &d.route_set {
         text.push_str(&format!("Route: {r}\r\n"));
     }
+    let package = match sub.package {
+        Package::Presence => "presence",
+        Package::Winfo => "presence.winfo",
+    };
     let event = match &sub.event_id {
-        Some(id) => format!("presence;id={id}"),
-        None => "presence".to_string(),
+        Some(id) => format!("{package};id={id}"),
+        None => package.to_string(),
     };
     text.push_str(&format!(
         "From: <{}>;tag={}\r\nTo: <{}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} NOTIFY\r\n\
          Max-Forwards: 70\r\nContact: {}\r\nEvent: {event}\r\nSubscription-State: {substate}\r\n\
-         Content-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         d.local_uri,
         d.local_tag,
         d.remote_uri,
@@ -651,7 +959,6 @@ fn notify_request(core: &Core, sub: &Subscription, substate: &str, body: &str) -
         d.call_id,
         d.local_cseq,
         our_contact(core, d.transport),
-        pidf::CONTENT_TYPE,
         body.len(),
     ));
     Message::parse(Bytes::from(text), Framing::Stream, &Limits::default())

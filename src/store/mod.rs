@@ -140,6 +140,24 @@ pub trait Store: Send + Sync {
     fn offline_expired(&self, now: i64) -> StoreFuture<'_, Vec<OfflineRow>>;
     /// How many MESSAGEs are kept, per recipient.
     fn offline_counts(&self) -> StoreFuture<'_, Vec<(String, i64)>>;
+    /// Sets the rule for `watcher` of `presentity` (both `user@domain`;
+    /// watcher `*` for everyone else).
+    fn put_presence_rule<'a>(
+        &'a self,
+        presentity: &'a str,
+        watcher: &'a str,
+        decision: &'a str,
+    ) -> StoreFuture<'a, ()>;
+    /// Removes a rule; false when there was none.
+    fn remove_presence_rule<'a>(
+        &'a self,
+        presentity: &'a str,
+        watcher: &'a str,
+    ) -> StoreFuture<'a, bool>;
+    /// Every rule as (presentity, watcher, decision), ordered.
+    fn presence_rules(&self) -> StoreFuture<'_, Vec<(String, String, String)>>;
+    /// A value that changes whenever the rules change.
+    fn presence_rules_version(&self) -> StoreFuture<'_, (i64, i64)>;
 }
 
 /// SQLite, the embedded default.
@@ -196,6 +214,64 @@ fn offline_of(r: &sqlx::sqlite::SqliteRow) -> Result<OfflineRow, sqlx::Error> {
 }
 
 impl Store for SqliteStore {
+    fn put_presence_rule<'a>(
+        &'a self,
+        presentity: &'a str,
+        watcher: &'a str,
+        decision: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT OR REPLACE INTO presence_rules (presentity, watcher, decision, updated)
+                 VALUES (?, ?, ?, (SELECT COALESCE(MAX(updated), 0) + 1 FROM presence_rules))",
+            )
+            .bind(presentity)
+            .bind(watcher)
+            .bind(decision)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_presence_rule<'a>(
+        &'a self,
+        presentity: &'a str,
+        watcher: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM presence_rules WHERE presentity = ? AND watcher = ?")
+                .bind(presentity)
+                .bind(watcher)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn presence_rules(&self) -> StoreFuture<'_, Vec<(String, String, String)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT presentity, watcher, decision FROM presence_rules ORDER BY presentity, watcher",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn presence_rules_version(&self) -> StoreFuture<'_, (i64, i64)> {
+        Box::pin(async move {
+            let r = sqlx::query("SELECT COUNT(*), COALESCE(MAX(updated), 0) FROM presence_rules")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok((r.try_get(0)?, r.try_get(1)?))
+        })
+    }
+
     fn put_offline<'a>(&'a self, row: &'a OfflineRow) -> StoreFuture<'a, i64> {
         Box::pin(async move {
             let r = sqlx::query(

@@ -194,7 +194,7 @@ fn publish_follows_rfc3903_and_refuses_what_it_must() {
     let r = publish(&format!("Event: dialog\n{pidf_type}"), &doc);
     assert_eq!(
         (status(&r), header(&r, "Allow-Events")),
-        (489, Some("presence")),
+        (489, Some("presence, presence.winfo")),
         "{r}"
     );
     let r = publish(&format!("Event: presence\nExpires: 5\n{pidf_type}"), &doc);
@@ -346,4 +346,164 @@ fn subscriptions_fetch_refresh_and_end_per_rfc6665() {
         header(&n, "Subscription-State"),
         Some("terminated;reason=timeout")
     );
+}
+
+/// Runs `parley presence VERB PRESENTITY WATCHER` on the server's database.
+fn presence_rule(server: &TestServer, verb: &str, presentity: &str, watcher: &str) {
+    let config = server.state_dir.join("cli.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = {:?}\n", server.state_dir.display().to_string()),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["presence", verb, presentity, watcher, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The next NOTIFY at `ua` that `want` accepts (retransmissions and
+/// others are answered and passed over).
+fn notify_where(ua: &Ua, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no such NOTIFY came");
+        let m = ua.next();
+        if m.starts_with("NOTIFY ") && want(&m) {
+            return m;
+        }
+    }
+}
+
+fn subscribe_as(ua: &Ua, watcher: &str, presentity: &str, package: &str, call: &str) -> String {
+    ua.send(
+        &format!(
+            "SUBSCRIBE sip:{presentity} SIP/2.0\nFrom: <sip:{watcher}>;tag=w-{call}\nTo: <sip:{presentity}>\nCall-ID: {call}\nCSeq: 1 SUBSCRIBE\nContact: <sip:w@{}>\nEvent: {package}\nExpires: 600",
+            ua.local
+        ),
+        "",
+    );
+    ua.final_response()
+}
+
+#[test]
+fn watchers_are_authorized_and_the_presentity_sees_them() {
+    let server = TestServer::start(NO_AUTH);
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "carol@localhost", "c");
+    let alice = Ua::new(server.udp);
+    let bob = Ua::new(server.udp);
+    let carol = Ua::new(server.udp);
+
+    // Alice watches her watchers (RFC 3857): nobody yet.
+    let r = subscribe_as(
+        &alice,
+        "alice@localhost",
+        "alice@localhost",
+        "presence.winfo",
+        "winfo",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let n = notify_where(&alice, |_| true);
+    assert_eq!(header(&n, "Event"), Some("presence.winfo"));
+    assert_eq!(
+        header(&n, "Content-Type"),
+        Some("application/watcherinfo+xml")
+    );
+    assert!(
+        n.contains("<watcher-list resource=\"sip:alice@localhost\" package=\"presence\"/>"),
+        "{n}"
+    );
+    // Nobody else watches Alice's watchers.
+    let r = subscribe_as(
+        &bob,
+        "bob@example.com",
+        "alice@localhost",
+        "presence.winfo",
+        "spy",
+    );
+    assert_eq!(status(&r), 403, "{r}");
+
+    // Bob, of another domain, waits: pending, and a neutral document.
+    let r = subscribe_as(
+        &bob,
+        "bob@example.com",
+        "alice@localhost",
+        "presence",
+        "bob",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let n = notify_where(&bob, |_| true);
+    assert!(
+        header(&n, "Subscription-State")
+            .unwrap()
+            .starts_with("pending;expires="),
+        "{n}"
+    );
+    assert!(n.contains("<basic>closed</basic>"), "{n}");
+    let n = notify_where(&alice, |m| m.contains("status=\"pending\""));
+    assert!(n.contains(">sip:bob@example.com</watcher>"), "{n}");
+
+    // Alice is online; Bob still sees nothing of it.
+    let publisher = Ua::new(server.udp);
+    publisher.send(
+        "PUBLISH sip:alice@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=1\nTo: <sip:alice@localhost>\nCall-ID: pub\nCSeq: 1 PUBLISH\nEvent: presence\nContent-Type: application/pidf+xml",
+        &pidf("pres:alice@localhost", "open"),
+    );
+    assert_eq!(status(&publisher.final_response()), 200);
+
+    // Carol is blocked politely: accepted, and only ever sees closed.
+    presence_rule(&server, "block", "alice@localhost", "carol@localhost");
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = subscribe_as(
+        &carol,
+        "carol@localhost",
+        "alice@localhost",
+        "presence",
+        "carol",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let n = notify_where(&carol, |_| true);
+    assert!(
+        header(&n, "Subscription-State")
+            .unwrap()
+            .starts_with("active;"),
+        "{n}"
+    );
+    assert!(n.contains("<basic>closed</basic>"), "{n}");
+
+    // Alice approves Bob: he sees her state at once; her list says active.
+    presence_rule(&server, "allow", "alice@localhost", "bob@example.com");
+    let n = notify_where(&bob, |m| m.contains("<basic>open</basic>"));
+    assert!(
+        header(&n, "Subscription-State")
+            .unwrap()
+            .starts_with("active;"),
+        "{n}"
+    );
+    notify_where(&alice, |m| {
+        m.contains("status=\"active\">sip:bob@example.com</watcher>")
+    });
+
+    // Alice denies him: his subscription ends, and he cannot come back.
+    presence_rule(&server, "deny", "alice@localhost", "bob@example.com");
+    let n = notify_where(&bob, |m| m.contains("terminated"));
+    assert_eq!(
+        header(&n, "Subscription-State"),
+        Some("terminated;reason=rejected")
+    );
+    let r = subscribe_as(
+        &bob,
+        "bob@example.com",
+        "alice@localhost",
+        "presence",
+        "bob2",
+    );
+    assert_eq!(status(&r), 403, "{r}");
 }

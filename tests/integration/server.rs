@@ -61,7 +61,7 @@ fn udp_options_is_answered_and_a_retransmission_gets_the_same_response() {
     );
     assert_eq!(
         r.headers().get(HeaderName::AllowEvents),
-        Some(&b"presence"[..])
+        Some(&b"presence, presence.winfo"[..])
     );
     let via = r.top_via().unwrap().unwrap();
     assert_eq!(
