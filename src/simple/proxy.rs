@@ -860,14 +860,18 @@ fn request_uri_text(msg: &Message) -> String {
 }
 
 /// The From URI's user (when it has one) and lower-case host.
-fn from_parts(msg: &Message) -> Option<(Option<String>, String)> {
+/// The From user and domain; a From naming one of Parley's own addresses
+/// counts as the first local domain.
+fn from_parts(core: &Core, msg: &Message) -> Option<(Option<String>, String)> {
     let from = msg.from()?.ok()?;
     let uri = from.uri().ok()?;
     let sip = uri.as_sip()?;
-    Some((
-        sip.user.map(str::to_string),
-        sip.host.to_string().to_ascii_lowercase(),
-    ))
+    let domain = if core.is_own_address(&sip.host, sip.port) {
+        core.config_domains.first()?.clone()
+    } else {
+        sip.host.to_string().to_ascii_lowercase()
+    };
+    Some((sip.user.map(str::to_string), domain))
 }
 
 fn remove_last_route(msg: &mut Message) {
@@ -906,7 +910,7 @@ pub(super) async fn authenticate(
     inc: &mut Incoming,
     now: u64,
 ) -> Option<Sender> {
-    let (from_user, from_domain) = from_parts(msg).unwrap_or_default();
+    let (from_user, from_domain) = from_parts(core, msg).unwrap_or_default();
     let local = core.is_local_domain(&from_domain);
     let mut sender = Sender {
         user: from_user,

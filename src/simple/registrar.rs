@@ -78,7 +78,7 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
         return r.reply(403, "Not a domain served here", &[]).await;
     }
     // Step 5: the To URI is the address of record.
-    let Some((user, domain)) = aor_of(msg) else {
+    let Some((user, domain)) = aor_of(core, msg) else {
         return r.reply(404, "Not Found (no user in To)", &[]).await;
     };
     if !core
@@ -258,10 +258,20 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
 }
 
 /// The address of record in To: user and lower-case host.
-fn aor_of(msg: &Message) -> Option<(String, String)> {
+/// The address of record of a REGISTER: its To user and domain; a To
+/// that names one of Parley's own addresses counts as the first local
+/// domain (as the proxy treats it).
+fn aor_of(core: &Core, msg: &Message) -> Option<(String, String)> {
     let to = msg.to()?.ok()?;
     let uri = to.uri().ok()?;
     let sip = uri.as_sip()?;
-    let user = sip.user?.to_string();
-    Some((user, sip.host.to_string().to_ascii_lowercase()))
+    let user = sip.user?;
+    if core.is_own_address(&sip.host, sip.port) {
+        let (aor, _) = super::proxy::local_aor(core, user, &sip.host);
+        let domain = aor
+            .rsplit_once('@')
+            .map_or(String::new(), |(_, d)| d.to_string());
+        return Some((user.to_string(), domain));
+    }
+    Some((user.to_string(), sip.host.to_string().to_ascii_lowercase()))
 }

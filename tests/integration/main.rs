@@ -6,6 +6,7 @@ mod compliance;
 mod interdomain;
 mod layout;
 mod pager;
+mod peers_simple;
 mod peers_sip;
 mod pidf;
 mod presence;

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod baresip;
 pub mod dns;
 pub mod fuzz;
 pub mod kamailio;
