@@ -15,7 +15,7 @@
 //! is released. Subscriptions and publications expire on a sweep that
 //! runs every second.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -74,7 +74,7 @@ impl Decision {
 }
 
 /// The event packages served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Package {
     /// RFC 3856.
     Presence,
@@ -127,13 +127,20 @@ struct Subscription {
 /// The identity of a subscription dialog: Call-ID, our tag, theirs.
 type DialogId = (String, String, String);
 
+/// A subscription's number, unique while the agent runs.
+type SubId = u64;
+
 #[derive(Debug, Default)]
 struct State {
     /// Publications per presentity (`user@domain`), oldest first.
     publications: HashMap<String, Vec<Publication>>,
-    subscriptions: HashMap<DialogId, Subscription>,
-    /// Subscription ids per presentity.
-    watchers: HashMap<String, Vec<DialogId>>,
+    subscriptions: HashMap<SubId, Subscription>,
+    /// Subscriptions by their dialog.
+    by_dialog: HashMap<DialogId, SubId>,
+    /// Subscriptions per presentity and package: a NOTIFY fan-out walks
+    /// one set, and a new watcher costs O(1).
+    watchers: HashMap<(String, Package), HashSet<SubId>>,
+    next_id: SubId,
     /// Rules by (presentity, watcher); watcher `*` for everyone else.
     rules: HashMap<(String, String), Decision>,
     /// What the store said last time the rules were read.
@@ -152,7 +159,7 @@ pub struct PresenceAgent {
 
 /// A NOTIFY ready to go: the request and where to send it.
 struct Outgoing {
-    id: DialogId,
+    id: SubId,
     request: Message,
     target: Target,
 }
@@ -294,9 +301,8 @@ pub fn serves(core: &Core, msg: &Message) -> bool {
             presentity(core, msg).is_some()
                 || (to_tag(msg).is_some()
                     && (names_agent(core, msg)
-                        || dialog_id(msg).is_some_and(|id| {
-                            core.presence.state().subscriptions.contains_key(&id)
-                        })))
+                        || dialog_id(msg)
+                            .is_some_and(|id| core.presence.state().by_dialog.contains_key(&id))))
         }
         _ => false,
     }
@@ -537,7 +543,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
     let contact = our_contact(core, inc.transport);
     if to_tag(&inc.message).is_some() {
         // A refresh or an unsubscribe inside the dialog.
-        let Some(id) = dialog_id(&inc.message) else {
+        let Some(dialog) = dialog_id(&inc.message) else {
             return inc
                 .responder
                 .reply(481, "Subscription does not exist", &[])
@@ -545,6 +551,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
         };
         let notify = {
             let mut state = agent.state();
+            let id = state.by_dialog.get(&dialog).copied().unwrap_or(0);
             match state.subscriptions.get_mut(&id) {
                 Some(sub) => {
                     sub.expires_at = now + u64::from(expires);
@@ -552,7 +559,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
                         sub.dialog.remote_target = c;
                     }
                     let (presentity, package) = (sub.presentity.clone(), sub.package);
-                    let mut out: Vec<Outgoing> = notify_one(core, &mut state, &id, now, None)
+                    let mut out: Vec<Outgoing> = notify_one(core, &mut state, id, now, None, None)
                         .into_iter()
                         .collect();
                     if expires == 0 && package == Package::Presence {
@@ -631,7 +638,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
         source: inc.source,
         transport: inc.transport,
     };
-    let id: DialogId = (
+    let dialog_key: DialogId = (
         dialog.call_id.clone(),
         local_tag.clone(),
         dialog.remote_tag.clone(),
@@ -649,8 +656,11 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
         if decision == Decision::Deny {
             None
         } else {
+            state.next_id += 1;
+            let id = state.next_id;
+            state.by_dialog.insert(dialog_key, id);
             state.subscriptions.insert(
-                id.clone(),
+                id,
                 Subscription {
                     presentity: presentity.clone(),
                     watcher,
@@ -664,12 +674,12 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
             );
             state
                 .watchers
-                .entry(presentity.clone())
+                .entry((presentity.clone(), package))
                 .or_default()
-                .push(id.clone());
+                .insert(id);
             // RFC 6665 §4.2.1.4: a NOTIFY right after the 200, also for a
             // fetch (Expires 0), which then ends the subscription.
-            let mut out: Vec<Outgoing> = notify_one(core, &mut state, &id, now, None)
+            let mut out: Vec<Outgoing> = notify_one(core, &mut state, id, now, None, None)
                 .into_iter()
                 .collect();
             if package == Package::Presence {
@@ -735,14 +745,14 @@ pub async fn sweep(core: &Core, sip: &Sip) {
         for who in expired {
             out.extend(notifications(core, &mut state, &who, now));
         }
-        let ended: Vec<(DialogId, String, Package)> = state
+        let ended: Vec<(SubId, String, Package)> = state
             .subscriptions
             .iter()
             .filter(|(_, s)| s.expires_at <= now)
-            .map(|(id, s)| (id.clone(), s.presentity.clone(), s.package))
+            .map(|(id, s)| (*id, s.presentity.clone(), s.package))
             .collect();
         for (id, presentity, package) in ended {
-            out.extend(notify_one(core, &mut state, &id, now, None));
+            out.extend(notify_one(core, &mut state, id, now, None, None));
             if package == Package::Presence {
                 out.extend(winfo_notifications(core, &mut state, &presentity, now));
             }
@@ -757,26 +767,26 @@ pub async fn sweep(core: &Core, sip: &Sip) {
 /// changed otherwise gets a NOTIFY with what it may now see.
 fn apply_rules(core: &Core, state: &mut State, now: u64) -> Vec<Outgoing> {
     let agent = &core.presence;
-    let mut changed: Vec<(DialogId, Decision, String)> = Vec::new();
+    let mut changed: Vec<(SubId, Decision, String)> = Vec::new();
     for (id, sub) in &state.subscriptions {
         if sub.package != Package::Presence {
             continue;
         }
         let d = agent.decide(state, core, &sub.presentity, &sub.watcher);
         if d != sub.decision {
-            changed.push((id.clone(), d, sub.presentity.clone()));
+            changed.push((*id, d, sub.presentity.clone()));
         }
     }
     let mut out = Vec::new();
     let mut presentities: Vec<String> = Vec::new();
     for (id, decision, presentity) in changed {
         if decision == Decision::Deny {
-            out.extend(notify_one(core, state, &id, now, Some("rejected")));
+            out.extend(notify_one(core, state, id, now, Some("rejected"), None));
         } else {
             if let Some(sub) = state.subscriptions.get_mut(&id) {
                 sub.decision = decision;
             }
-            out.extend(notify_one(core, state, &id, now, None));
+            out.extend(notify_one(core, state, id, now, None, None));
         }
         if !presentities.contains(&presentity) {
             presentities.push(presentity);
@@ -789,19 +799,21 @@ fn apply_rules(core: &Core, state: &mut State, now: u64) -> Vec<Outgoing> {
 }
 
 /// A NOTIFY for every presence watcher of `presentity` allowed to see
-/// its state (pending and blocked watchers see no change).
+/// its state (pending and blocked watchers see no change). The document
+/// is composed and printed once for all of them.
 fn notifications(core: &Core, state: &mut State, presentity: &str, now: u64) -> Vec<Outgoing> {
+    let body = compose(state, presentity).to_xml();
     watchers_of(state, presentity, Package::Presence)
-        .iter()
+        .into_iter()
         .filter(|id| {
             state
                 .subscriptions
-                .get(*id)
+                .get(id)
                 .is_some_and(|s| s.decision == Decision::Allow)
         })
         .collect::<Vec<_>>()
         .into_iter()
-        .filter_map(|id| notify_one(core, state, id, now, None))
+        .filter_map(|id| notify_one(core, state, id, now, None, Some(&body)))
         .collect()
 }
 
@@ -813,26 +825,16 @@ fn winfo_notifications(
     now: u64,
 ) -> Vec<Outgoing> {
     watchers_of(state, presentity, Package::Winfo)
-        .iter()
-        .filter_map(|id| notify_one(core, state, id, now, None))
+        .into_iter()
+        .filter_map(|id| notify_one(core, state, id, now, None, None))
         .collect()
 }
 
-fn watchers_of(state: &State, presentity: &str, package: Package) -> Vec<DialogId> {
+fn watchers_of(state: &State, presentity: &str, package: Package) -> Vec<SubId> {
     state
         .watchers
-        .get(presentity)
-        .map(|ids| {
-            ids.iter()
-                .filter(|id| {
-                    state
-                        .subscriptions
-                        .get(*id)
-                        .is_some_and(|s| s.package == package)
-                })
-                .cloned()
-                .collect()
-        })
+        .get(&(presentity.to_string(), package))
+        .map(|ids| ids.iter().copied().collect())
         .unwrap_or_default()
 }
 
@@ -842,13 +844,17 @@ fn watchers_of(state: &State, presentity: &str, package: Package) -> Vec<DialogI
 fn notify_one(
     core: &Core,
     state: &mut State,
-    id: &DialogId,
+    id: SubId,
     now: u64,
     reason: Option<&str>,
+    composed: Option<&str>,
 ) -> Option<Outgoing> {
     let (body, content_type) = {
-        let sub = state.subscriptions.get(id)?;
+        let sub = state.subscriptions.get(&id)?;
         match (sub.package, sub.decision) {
+            (Package::Presence, Decision::Allow) if composed.is_some() => {
+                (composed.unwrap_or_default().to_string(), pidf::CONTENT_TYPE)
+            }
             (Package::Winfo, _) => (
                 watcherinfo(state, &sub.presentity, sub.version),
                 "application/watcherinfo+xml",
@@ -863,7 +869,7 @@ fn notify_one(
             ),
         }
     };
-    let sub = state.subscriptions.get_mut(id)?;
+    let sub = state.subscriptions.get_mut(&id)?;
     let remaining = sub.expires_at.saturating_sub(now);
     let ended = remaining == 0 || reason.is_some();
     sub.dialog.local_cseq += 1;
@@ -877,11 +883,10 @@ fn notify_one(
     let request = notify_request(core, sub, &substate, content_type, &body)?;
     let target = notify_target(core, &sub.dialog)?;
     if ended {
-        let presentity = sub.presentity.clone();
-        remove(state, id, &presentity);
+        remove(state, id);
     }
     Some(Outgoing {
-        id: id.clone(),
+        id,
         request,
         target,
     })
@@ -918,12 +923,19 @@ fn watcherinfo(state: &State, presentity: &str, version: u32) -> String {
     xml::write(&root, &[])
 }
 
-fn remove(state: &mut State, id: &DialogId, presentity: &str) {
-    state.subscriptions.remove(id);
-    if let Some(list) = state.watchers.get_mut(presentity) {
-        list.retain(|x| x != id);
-        if list.is_empty() {
-            state.watchers.remove(presentity);
+fn remove(state: &mut State, id: SubId) {
+    let Some(sub) = state.subscriptions.remove(&id) else {
+        return;
+    };
+    let d = &sub.dialog;
+    state
+        .by_dialog
+        .remove(&(d.call_id.clone(), d.local_tag.clone(), d.remote_tag.clone()));
+    let key = (sub.presentity, sub.package);
+    if let Some(set) = state.watchers.get_mut(&key) {
+        set.remove(&id);
+        if set.is_empty() {
+            state.watchers.remove(&key);
         }
     }
 }
@@ -989,7 +1001,7 @@ fn notify_target(core: &Core, d: &Dialog) -> Option<Target> {
 async fn send_all(core: &Core, sip: &Sip, out: Vec<Outgoing>) {
     for o in out {
         let agent = Arc::downgrade(&core.presence);
-        let id = o.id.clone();
+        let id = o.id;
         let on_response: crate::net::OnResponse = Arc::new(move |m: Message| {
             let status = m.status().unwrap_or(0);
             if status == 481
@@ -998,9 +1010,9 @@ async fn send_all(core: &Core, sip: &Sip, out: Vec<Outgoing>) {
             {
                 if let Some(agent) = agent.upgrade() {
                     let mut state = agent.state();
-                    if let Some(p) = state.subscriptions.get(&id).map(|s| s.presentity.clone()) {
+                    if state.subscriptions.contains_key(&id) {
                         debug!(status, "subscription ended by the subscriber");
-                        remove(&mut state, &id, &p);
+                        remove(&mut state, id);
                     }
                 }
             }

@@ -100,14 +100,15 @@ TOML
 }
 
 # Starts Kamailio in the foreground from a template under tests/data/kamailio
-# on UDP (and TCP) port PORT with 2 children and 2 GB of shared memory; sets
+# on UDP (and TCP) port PORT with $KAM_CHILDREN children (default 2) and 2 GB
+# of shared memory; DBFILE in the template becomes $work/kamailio.db; sets
 # kam_pid. Usage: start_kamailio TEMPLATE PORT
 start_kamailio() {
   local mpath
   mpath=$(kamailio_modules)/
-  sed -e "s|PORT|$2|" -e "s|MPATH|$mpath|" "tests/data/kamailio/$1" > "$work/kamailio.cfg"
+  sed -e "s|PORT|$2|g" -e "s|MPATH|$mpath|" -e "s|DBFILE|$work/kamailio.db|g" "tests/data/kamailio/$1" > "$work/kamailio.cfg"
   mkdir -p "$work/kam"
-  kamailio -DD -E -f "$work/kamailio.cfg" -n 2 -m 2048 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
+  kamailio -DD -E -f "$work/kamailio.cfg" -n "${KAM_CHILDREN:-2}" -m 2048 -Y "$work/kam" -P "$work/kam/pid" -w "$work/kam" > "$work/kamailio.log" 2>&1 &
   kam_pid=$!
 }
 
@@ -123,6 +124,11 @@ install_load_peers() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 procps >/dev/null
   }
+}
+
+# Resident memory of a process in KiB.
+rss_kib() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
 # Waits (at most 30 s) until something listens on UDP 127.0.0.1:PORT.
