@@ -87,6 +87,20 @@ impl ClientTransaction {
         let key = Key::for_request(&request)?;
         let invite = matches!(request.method(), Some(crate::proto::sip::Method::Invite));
         let wire = Bytes::from(request.to_bytes());
+        // Kept for the life of the transaction (Timer K, up to 5 s after
+        // the response): read back from the printed bytes it shares one
+        // buffer with them, instead of holding the received message, the
+        // text added to it and the printed copy at once.
+        let request = Message::parse(
+            wire.clone(),
+            crate::proto::sip::Framing::Datagram,
+            &crate::proto::sip::Limits {
+                max_message_size: wire.len().max(1),
+                max_body_size: wire.len(),
+                ..crate::proto::sip::Limits::default()
+            },
+        )
+        .unwrap_or(request);
         let retransmit =
             (reliability == Reliability::Unreliable).then(|| Retransmit::start(now, timers.t1));
         let timeout = now + timers.t1x64();
