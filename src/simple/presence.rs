@@ -93,15 +93,9 @@ struct Publication {
 /// The dialog a subscription lives in, as the notifier sees it.
 #[derive(Debug, Clone)]
 struct Dialog {
-    call_id: String,
-    local_tag: String,
-    remote_tag: String,
-    /// The subscriber's To URI (the presentity), our From in NOTIFY.
-    local_uri: String,
-    /// The subscriber's From URI, our To in NOTIFY.
-    remote_uri: String,
-    /// The subscriber's Contact: the NOTIFY Request-URI.
-    remote_target: String,
+    /// Call-ID, tags, URIs, the remote target and the watcher, in one
+    /// allocation (see [`Texts`]).
+    texts: Texts,
     /// Record-Route of the SUBSCRIBE, in order (a NOTIFY uses it as is).
     route_set: Vec<String>,
     local_cseq: u32,
@@ -110,13 +104,84 @@ struct Dialog {
     transport: Transport,
 }
 
+/// The text of a dialog, one string with the end of each part: a
+/// subscription holds one allocation for its seven strings, which keeps
+/// it small and keeps the heap from being pinned by many small pieces.
+#[derive(Debug, Clone)]
+struct Texts {
+    buf: Box<str>,
+    ends: [u32; 7],
+}
+
+/// The parts of [`Texts`].
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    CallId,
+    LocalTag,
+    RemoteTag,
+    /// The subscriber's To URI (the presentity), our From in NOTIFY.
+    LocalUri,
+    /// The subscriber's From URI, our To in NOTIFY.
+    RemoteUri,
+    /// The subscriber's Contact: the NOTIFY Request-URI.
+    RemoteTarget,
+    /// The subscriber, `user@domain`.
+    Watcher,
+}
+
+impl Texts {
+    fn new(parts: [&str; 7]) -> Texts {
+        let mut buf = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0u32; 7];
+        for (i, p) in parts.iter().enumerate() {
+            buf.push_str(p);
+            ends[i] = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        }
+        Texts {
+            buf: buf.into_boxed_str(),
+            ends,
+        }
+    }
+
+    fn get(&self, part: Part) -> &str {
+        let i = part as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.buf
+            .get(start..self.ends[i] as usize)
+            .unwrap_or_default()
+    }
+
+    /// The same texts with one part replaced.
+    fn with(&self, part: Part, value: &str) -> Texts {
+        let mut parts: [&str; 7] = [""; 7];
+        for (i, p) in [
+            Part::CallId,
+            Part::LocalTag,
+            Part::RemoteTag,
+            Part::LocalUri,
+            Part::RemoteUri,
+            Part::RemoteTarget,
+            Part::Watcher,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            parts[i] = if i == part as usize {
+                value
+            } else {
+                self.get(p)
+            };
+        }
+        Texts::new(parts)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Subscription {
-    presentity: String,
-    /// The subscriber, `user@domain`.
-    watcher: String,
+    /// Shared by every watcher of the presentity.
+    presentity: Arc<str>,
     package: Package,
-    event_id: Option<String>,
+    event_id: Option<Box<str>>,
     dialog: Dialog,
     expires_at: u64,
     decision: Decision,
@@ -135,11 +200,16 @@ struct State {
     /// Publications per presentity (`user@domain`), oldest first.
     publications: HashMap<String, Vec<Publication>>,
     subscriptions: HashMap<SubId, Subscription>,
-    /// Subscriptions by their dialog.
-    by_dialog: HashMap<DialogId, SubId>,
+    /// Subscriptions by a keyed hash of their dialog (Call-ID and tags);
+    /// the rare dialog whose hash is taken goes to `collided`.
+    by_dialog: HashMap<u64, SubId>,
+    collided: HashMap<DialogId, SubId>,
+    /// The key of that hash, random per process.
+    dialog_seed: std::collections::hash_map::RandomState,
     /// Subscriptions per presentity and package: a NOTIFY fan-out walks
-    /// one set, and a new watcher costs O(1).
-    watchers: HashMap<(String, Package), HashSet<SubId>>,
+    /// one set, and a new watcher costs O(1). The name is shared with the
+    /// subscriptions.
+    watchers: HashMap<(String, Package), (Arc<str>, HashSet<SubId>)>,
     next_id: SubId,
     /// Rules by (presentity, watcher); watcher `*` for everyone else.
     rules: HashMap<(String, String), Decision>,
@@ -236,6 +306,41 @@ impl PresenceAgent {
     }
 }
 
+impl State {
+    fn dialog_hash(&self, id: &DialogId) -> u64 {
+        use std::hash::BuildHasher;
+        self.dialog_seed
+            .hash_one((id.0.as_str(), id.1.as_str(), id.2.as_str()))
+    }
+}
+
+/// The subscription of a dialog.
+fn find(state: &State, id: &DialogId) -> Option<SubId> {
+    let h = state.dialog_hash(id);
+    if let Some(&sub) = state.by_dialog.get(&h) {
+        let t = &state.subscriptions.get(&sub)?.dialog.texts;
+        if t.get(Part::CallId) == id.0
+            && t.get(Part::LocalTag) == id.1
+            && t.get(Part::RemoteTag) == id.2
+        {
+            return Some(sub);
+        }
+    }
+    state.collided.get(id).copied()
+}
+
+fn index_dialog(state: &mut State, key: DialogId, sub: SubId) {
+    let h = state.dialog_hash(&key);
+    match state.by_dialog.entry(h) {
+        std::collections::hash_map::Entry::Occupied(_) => {
+            state.collided.insert(key, sub);
+        }
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(sub);
+        }
+    }
+}
+
 fn compose(state: &State, presentity: &str) -> Document {
     let entity = format!("pres:{presentity}");
     match state.publications.get(presentity) {
@@ -302,7 +407,7 @@ pub fn serves(core: &Core, msg: &Message) -> bool {
                 || (to_tag(msg).is_some()
                     && (names_agent(core, msg)
                         || dialog_id(msg)
-                            .is_some_and(|id| core.presence.state().by_dialog.contains_key(&id))))
+                            .is_some_and(|id| find(&core.presence.state(), &id).is_some())))
         }
         _ => false,
     }
@@ -551,14 +656,16 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
         };
         let notify = {
             let mut state = agent.state();
-            let id = state.by_dialog.get(&dialog).copied().unwrap_or(0);
+            let id = find(&state, &dialog).unwrap_or(0);
             match state.subscriptions.get_mut(&id) {
                 Some(sub) => {
                     sub.expires_at = now + u64::from(expires);
                     if let Some(c) = contact_uri(&inc.message) {
-                        sub.dialog.remote_target = c;
+                        if sub.dialog.texts.get(Part::RemoteTarget) != c {
+                            sub.dialog.texts = sub.dialog.texts.with(Part::RemoteTarget, &c);
+                        }
                     }
-                    let (presentity, package) = (sub.presentity.clone(), sub.package);
+                    let (presentity, package) = (sub.presentity.to_string(), sub.package);
                     let mut out: Vec<Outgoing> = notify_one(core, &mut state, id, now, None, None)
                         .into_iter()
                         .collect();
@@ -622,13 +729,17 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
             .await;
     };
     let local_tag = agent.token();
+    let call_id = String::from_utf8_lossy(call_id).into_owned();
     let dialog = Dialog {
-        call_id: String::from_utf8_lossy(call_id).into_owned(),
-        local_tag: local_tag.clone(),
-        remote_tag: remote_tag.to_string(),
-        local_uri: String::from_utf8_lossy(to.uri_raw).into_owned(),
-        remote_uri: String::from_utf8_lossy(from.uri_raw).into_owned(),
-        remote_target,
+        texts: Texts::new([
+            &call_id,
+            &local_tag,
+            remote_tag,
+            &String::from_utf8_lossy(to.uri_raw),
+            &String::from_utf8_lossy(from.uri_raw),
+            &remote_target,
+            &watcher,
+        ]),
         route_set: msg
             .headers()
             .values(HeaderName::RecordRoute)
@@ -638,11 +749,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
         source: inc.source,
         transport: inc.transport,
     };
-    let dialog_key: DialogId = (
-        dialog.call_id.clone(),
-        local_tag.clone(),
-        dialog.remote_tag.clone(),
-    );
+    let dialog_key: DialogId = (call_id, local_tag.clone(), remote_tag.to_string());
     let notify = {
         let mut state = agent.state();
         let decision = match package {
@@ -658,25 +765,25 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
         } else {
             state.next_id += 1;
             let id = state.next_id;
-            state.by_dialog.insert(dialog_key, id);
+            index_dialog(&mut state, dialog_key, id);
+            let (shared, set) = state
+                .watchers
+                .entry((presentity.clone(), package))
+                .or_insert_with(|| (Arc::from(presentity.as_str()), HashSet::new()));
+            set.insert(id);
+            let shared = shared.clone();
             state.subscriptions.insert(
                 id,
                 Subscription {
-                    presentity: presentity.clone(),
-                    watcher,
+                    presentity: shared,
                     package,
-                    event_id,
+                    event_id: event_id.map(String::into_boxed_str),
                     dialog,
                     expires_at: now + u64::from(expires),
                     decision,
                     version: 0,
                 },
             );
-            state
-                .watchers
-                .entry((presentity.clone(), package))
-                .or_default()
-                .insert(id);
             // RFC 6665 §4.2.1.4: a NOTIFY right after the 200, also for a
             // fetch (Expires 0), which then ends the subscription.
             let mut out: Vec<Outgoing> = notify_one(core, &mut state, id, now, None, None)
@@ -749,7 +856,7 @@ pub async fn sweep(core: &Core, sip: &Sip) {
             .subscriptions
             .iter()
             .filter(|(_, s)| s.expires_at <= now)
-            .map(|(id, s)| (*id, s.presentity.clone(), s.package))
+            .map(|(id, s)| (*id, s.presentity.to_string(), s.package))
             .collect();
         for (id, presentity, package) in ended {
             out.extend(notify_one(core, &mut state, id, now, None, None));
@@ -772,9 +879,14 @@ fn apply_rules(core: &Core, state: &mut State, now: u64) -> Vec<Outgoing> {
         if sub.package != Package::Presence {
             continue;
         }
-        let d = agent.decide(state, core, &sub.presentity, &sub.watcher);
+        let d = agent.decide(
+            state,
+            core,
+            &sub.presentity,
+            sub.dialog.texts.get(Part::Watcher),
+        );
         if d != sub.decision {
-            changed.push((*id, d, sub.presentity.clone()));
+            changed.push((*id, d, sub.presentity.to_string()));
         }
     }
     let mut out = Vec::new();
@@ -834,7 +946,7 @@ fn watchers_of(state: &State, presentity: &str, package: Package) -> Vec<SubId> 
     state
         .watchers
         .get(&(presentity.to_string(), package))
-        .map(|ids| ids.iter().copied().collect())
+        .map(|(_, ids)| ids.iter().copied().collect())
         .unwrap_or_default()
 }
 
@@ -910,10 +1022,10 @@ fn watcherinfo(state: &State, presentity: &str, version: u32) -> String {
         };
         list = list.with_child(
             Element::new(NS_WATCHERINFO, "watcher")
-                .with_attr("", "id", &sub.dialog.local_tag)
+                .with_attr("", "id", sub.dialog.texts.get(Part::LocalTag))
                 .with_attr("", "event", "subscribe")
                 .with_attr("", "status", status)
-                .with_text(&sub.dialog.remote_uri),
+                .with_text(sub.dialog.texts.get(Part::RemoteUri)),
         );
     }
     let root = Element::new(NS_WATCHERINFO, "watcherinfo")
@@ -927,12 +1039,20 @@ fn remove(state: &mut State, id: SubId) {
     let Some(sub) = state.subscriptions.remove(&id) else {
         return;
     };
-    let d = &sub.dialog;
-    state
-        .by_dialog
-        .remove(&(d.call_id.clone(), d.local_tag.clone(), d.remote_tag.clone()));
-    let key = (sub.presentity, sub.package);
-    if let Some(set) = state.watchers.get_mut(&key) {
+    let t = &sub.dialog.texts;
+    let key: DialogId = (
+        t.get(Part::CallId).to_string(),
+        t.get(Part::LocalTag).to_string(),
+        t.get(Part::RemoteTag).to_string(),
+    );
+    if state.collided.remove(&key).is_none() {
+        let h = state.dialog_hash(&key);
+        if state.by_dialog.get(&h) == Some(&id) {
+            state.by_dialog.remove(&h);
+        }
+    }
+    let key = (sub.presentity.to_string(), sub.package);
+    if let Some((_, set)) = state.watchers.get_mut(&key) {
         set.remove(&id);
         if set.is_empty() {
             state.watchers.remove(&key);
@@ -948,7 +1068,8 @@ fn notify_request(
     body: &str,
 ) -> Option<Message> {
     let d = &sub.dialog;
-    let mut text = format!("NOTIFY {} SIP/2.0\r\n", d.remote_target);
+    let t = &d.texts;
+    let mut text = format!("NOTIFY {} SIP/2.0\r\n", t.get(Part::RemoteTarget));
     for r in &d.route_set {
         text.push_str(&format!("Route: {r}\r\n"));
     }
@@ -964,11 +1085,11 @@ fn notify_request(
         "From: <{}>;tag={}\r\nTo: <{}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} NOTIFY\r\n\
          Max-Forwards: 70\r\nContact: {}\r\nEvent: {event}\r\nSubscription-State: {substate}\r\n\
          Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        d.local_uri,
-        d.local_tag,
-        d.remote_uri,
-        d.remote_tag,
-        d.call_id,
+        t.get(Part::LocalUri),
+        t.get(Part::LocalTag),
+        t.get(Part::RemoteUri),
+        t.get(Part::RemoteTag),
+        t.get(Part::CallId),
         d.local_cseq,
         our_contact(core, d.transport),
         body.len(),
@@ -987,7 +1108,7 @@ fn notify_target(core: &Core, d: &Dialog) -> Option<Target> {
             return Some(t);
         }
     }
-    let uri = crate::proto::sip::Uri::parse(d.remote_target.as_bytes()).ok();
+    let uri = crate::proto::sip::Uri::parse(d.texts.get(Part::RemoteTarget).as_bytes()).ok();
     let from_uri = uri
         .as_ref()
         .and_then(|u| u.as_sip())
@@ -1043,4 +1164,71 @@ fn contact_uri(msg: &Message) -> Option<String> {
     let first = crate::proto::sip::grammar::split_commas(raw).next()?;
     let na = crate::proto::sip::typed::NameAddr::parse(first, "Contact").ok()?;
     Some(String::from_utf8_lossy(na.uri_raw).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(call_id: &str, local: &str, remote: &str) -> Subscription {
+        Subscription {
+            presentity: Arc::from("alice@localhost"),
+            package: Package::Presence,
+            event_id: None,
+            dialog: Dialog {
+                texts: Texts::new([
+                    call_id,
+                    local,
+                    remote,
+                    "sip:alice@localhost",
+                    "sip:bob@localhost",
+                    "sip:bob@127.0.0.1:5070",
+                    "bob@localhost",
+                ]),
+                route_set: Vec::new(),
+                local_cseq: 0,
+                source: "127.0.0.1:5070".parse().unwrap(),
+                transport: Transport::Udp,
+            },
+            expires_at: 0,
+            decision: Decision::Allow,
+            version: 0,
+        }
+    }
+
+    fn key(c: &str, l: &str, r: &str) -> DialogId {
+        (c.to_string(), l.to_string(), r.to_string())
+    }
+
+    #[test]
+    fn texts_keep_their_parts_apart() {
+        let t = subscription("c1", "l1", "r1").dialog.texts;
+        assert_eq!(t.get(Part::CallId), "c1");
+        assert_eq!(t.get(Part::RemoteTag), "r1");
+        assert_eq!(t.get(Part::Watcher), "bob@localhost");
+        let moved = t.with(Part::RemoteTarget, "sip:bob@10.0.0.1");
+        assert_eq!(moved.get(Part::RemoteTarget), "sip:bob@10.0.0.1");
+        assert_eq!(moved.get(Part::RemoteUri), "sip:bob@localhost");
+        assert_eq!(moved.get(Part::Watcher), "bob@localhost");
+    }
+
+    #[test]
+    fn a_dialog_whose_hash_is_taken_is_still_found_and_removed() {
+        let mut state = State::default();
+        state.subscriptions.insert(1, subscription("a", "la", "ra"));
+        index_dialog(&mut state, key("a", "la", "ra"), 1);
+        // Dialog B's hash slot is taken by A, as a collision would do.
+        let b = key("b", "lb", "rb");
+        let hb = state.dialog_hash(&b);
+        state.by_dialog.insert(hb, 1);
+        state.subscriptions.insert(2, subscription("b", "lb", "rb"));
+        index_dialog(&mut state, b.clone(), 2);
+        assert_eq!(find(&state, &b), Some(2), "found through the collision map");
+        assert_eq!(find(&state, &key("a", "la", "ra")), Some(1));
+        assert_eq!(find(&state, &key("a", "la", "rX")), None);
+        remove(&mut state, 2);
+        assert_eq!(find(&state, &b), None);
+        assert!(state.collided.is_empty());
+        assert_eq!(find(&state, &key("a", "la", "ra")), Some(1));
+    }
 }
