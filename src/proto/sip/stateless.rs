@@ -331,7 +331,25 @@ fn answer(
     to_tag: &str,
     extra: &[(&str, String)],
 ) -> Verdict {
-    let mut out = format!("SIP/2.0 {status} {}\r\n", reason_phrase(reason)).into_bytes();
+    // Sized up front: a response can stay in its server transaction for
+    // Timer J (32 s), so it should not carry the slack of a grown buffer.
+    let reason = reason_phrase(reason);
+    let need = 32
+        + reason.len()
+        + s.vias.iter().map(|v| v.len() + 16).sum::<usize>()
+        + [&s.from, &s.to, &s.call_id, &s.cseq]
+            .iter()
+            .map(|f| f.as_ref().map_or(0, |v| v.len() + 16))
+            .sum::<usize>()
+        + to_tag.len()
+        + 8
+        + extra
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>()
+        + 24;
+    let mut out = Vec::with_capacity(need);
+    out.extend_from_slice(format!("SIP/2.0 {status} {reason}\r\n").as_bytes());
     let mut field = |name: &str, value: &[u8]| {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
