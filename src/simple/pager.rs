@@ -188,24 +188,50 @@ pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
 /// Sends one kept message to the contacts of its recipient, best q
 /// first, until one answers 2xx.
 async fn deliver_one(core: &Core, sip: &Sip, row: &OfflineRow) -> bool {
-    let bindings = core.location.lookup(&row.aor, now_secs());
-    for b in &bindings {
-        let Some(target) = proxy::binding_target(b, sip) else {
-            continue;
-        };
-        let routes: Vec<String> = crate::proto::sip::grammar::split_commas(b.path.as_bytes())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect();
-        let Some(request) = message(
-            core,
-            &b.uri,
-            &routes,
-            &row.sender,
-            &format!("<sip:{}>", row.aor),
-            row.received_at,
-            &row.content_type,
-            &row.body,
-        ) else {
+    let message = Outgoing {
+        from: &row.sender,
+        to: &format!("<sip:{}>", row.aor),
+        date: row.received_at,
+        content_type: &row.content_type,
+        body: &row.body,
+    };
+    send_first(core, sip, contact_targets(core, sip, &row.aor), &message).await
+}
+
+/// Where a local user is reached: each registered contact (best q first)
+/// as (Request-URI, Route set, target).
+fn contact_targets(core: &Core, sip: &Sip, aor: &str) -> Vec<(String, Vec<String>, Target)> {
+    core.location
+        .lookup(aor, now_secs())
+        .iter()
+        .filter_map(|b| {
+            let routes = crate::proto::sip::grammar::split_commas(b.path.as_bytes())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            proxy::binding_target(b, sip).map(|t| (b.uri.to_string(), routes, t))
+        })
+        .collect()
+}
+
+/// A MESSAGE Parley originates, before it has a Request-URI.
+struct Outgoing<'a> {
+    from: &'a str,
+    to: &'a str,
+    /// The Date it carries, Unix seconds.
+    date: i64,
+    content_type: &'a str,
+    body: &'a [u8],
+}
+
+/// Sends `message` to each target in turn until one answers 2xx.
+async fn send_first(
+    core: &Core,
+    sip: &Sip,
+    targets: Vec<(String, Vec<String>, Target)>,
+    message: &Outgoing<'_>,
+) -> bool {
+    for (request_uri, routes, target) in targets {
+        let Some(request) = build(core, &request_uri, &routes, message) else {
             return false;
         };
         if final_status(sip, request, &target)
@@ -230,32 +256,25 @@ async fn final_status(sip: &Sip, request: Message, target: &Target) -> Option<u1
     None
 }
 
-/// A MESSAGE Parley originates.
-#[allow(clippy::too_many_arguments)]
-fn message(
-    core: &Core,
-    request_uri: &str,
-    routes: &[String],
-    from: &str,
-    to: &str,
-    date: i64,
-    content_type: &str,
-    body: &[u8],
-) -> Option<Message> {
+/// The MESSAGE request for one target.
+fn build(core: &Core, request_uri: &str, routes: &[String], m: &Outgoing<'_>) -> Option<Message> {
     let mut text = format!("MESSAGE {request_uri} SIP/2.0\r\n");
     for r in routes {
         text.push_str(&format!("Route: {r}\r\n"));
     }
     text.push_str(&format!(
-        "From: {from};tag={}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: 1 MESSAGE\r\nDate: {}\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "From: {};tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 MESSAGE\r\nDate: {}\r\n\
+         Content-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        m.from,
         core.presence.token(),
+        m.to,
         core.presence.token(),
-        http_date(u64::try_from(date).unwrap_or(0)),
-        body.len()
+        http_date(u64::try_from(m.date).unwrap_or(0)),
+        m.content_type,
+        m.body.len()
     ));
     let mut wire = text.into_bytes();
-    wire.extend_from_slice(body);
+    wire.extend_from_slice(m.body);
     Message::parse(Bytes::from(wire), Framing::Stream, &Limits::default())
         .map_err(|e| debug!(error = %e, "MESSAGE not made"))
         .ok()
@@ -395,45 +414,25 @@ async fn send_to_address(
     let Some(sip_uri) = parsed.as_sip() else {
         return false;
     };
-    let targets: Vec<(String, Vec<String>, Target)> =
-        if sip_uri.user.is_some() && core.is_local(&sip_uri.host, sip_uri.port) {
-            let (aor, _) = proxy::local_aor(core, sip_uri.user.unwrap_or_default(), &sip_uri.host);
-            core.location
-                .lookup(&aor, now_secs())
-                .iter()
-                .filter_map(|b| {
-                    let routes = crate::proto::sip::grammar::split_commas(b.path.as_bytes())
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .collect();
-                    proxy::binding_target(b, sip).map(|t| (b.uri.to_string(), routes, t))
-                })
-                .collect()
-        } else {
-            proxy::uri_targets(core, sip_uri)
-                .await
-                .into_iter()
-                .map(|t| (uri.to_string(), Vec::new(), t))
-                .collect()
-        };
-    for (request_uri, routes, target) in targets {
-        let Some(request) = message(
-            core,
-            &request_uri,
-            &routes,
-            from,
-            to,
-            now_secs() as i64,
-            content_type,
-            body,
-        ) else {
-            return false;
-        };
-        if final_status(sip, request, &target)
+    let targets = if sip_uri.user.is_some() && core.is_local(&sip_uri.host, sip_uri.port) {
+        let (aor, _) = proxy::local_aor(core, sip_uri.user.unwrap_or_default(), &sip_uri.host);
+        contact_targets(core, sip, &aor)
+    } else {
+        proxy::uri_targets(core, sip_uri)
             .await
-            .is_some_and(|s| (200..300).contains(&s))
-        {
-            return true;
-        }
+            .into_iter()
+            .map(|t| (uri.to_string(), Vec::new(), t))
+            .collect()
+    };
+    let message = Outgoing {
+        from,
+        to,
+        date: now_secs() as i64,
+        content_type,
+        body,
+    };
+    if send_first(core, sip, targets, &message).await {
+        return true;
     }
     debug!(to = %uri, "a MESSAGE Parley made found no one");
     false

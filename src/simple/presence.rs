@@ -380,6 +380,25 @@ fn expires(msg: &Message, config: &PresenceConfig) -> Result<u32, Option<String>
     Ok(asked.min(config.max_expires))
 }
 
+/// The Expires of a SUBSCRIBE or PUBLISH, bounded; None when it was
+/// refused (400 for a malformed one, 423 with Min-Expires for a short one).
+async fn checked_expires(agent: &PresenceAgent, inc: &mut Incoming) -> Option<u32> {
+    match expires(&inc.message, &agent.config) {
+        Ok(e) => Some(e),
+        Err(Some(reason)) => {
+            inc.responder.reply(400, &reason, &[]).await;
+            None
+        }
+        Err(None) => {
+            let min = agent.config.min_expires.to_string();
+            inc.responder
+                .reply(423, "Interval Too Brief", &[("Min-Expires", min)])
+                .await;
+            None
+        }
+    }
+}
+
 /// The presentity a request addresses: `user@domain` of a local
 /// Request-URI with a user part.
 fn presentity(core: &Core, msg: &Message) -> Option<String> {
@@ -470,22 +489,11 @@ pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
             .reply(403, "Only the presentity publishes its presence", &[])
             .await;
     }
-    let msg = &inc.message;
     let agent = &core.presence;
-    let expires = match expires(msg, &agent.config) {
-        Ok(e) => e,
-        Err(Some(reason)) => return inc.responder.reply(400, &reason, &[]).await,
-        Err(None) => {
-            return inc
-                .responder
-                .reply(
-                    423,
-                    "Interval Too Brief",
-                    &[("Min-Expires", agent.config.min_expires.to_string())],
-                )
-                .await
-        }
+    let Some(expires) = checked_expires(agent, &mut inc).await else {
+        return;
     };
+    let msg = &inc.message;
     let if_match = msg
         .headers()
         .get(HeaderName::SipIfMatch)
@@ -630,19 +638,8 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
                 .await
         }
     };
-    let expires = match expires(&inc.message, &agent.config) {
-        Ok(e) => e,
-        Err(Some(reason)) => return inc.responder.reply(400, &reason, &[]).await,
-        Err(None) => {
-            return inc
-                .responder
-                .reply(
-                    423,
-                    "Interval Too Brief",
-                    &[("Min-Expires", agent.config.min_expires.to_string())],
-                )
-                .await
-        }
+    let Some(expires) = checked_expires(agent, &mut inc).await else {
+        return;
     };
     let now = now_secs();
     let contact = our_contact(core, inc.transport);
