@@ -523,14 +523,18 @@ impl Shared {
             };
         };
         let mut deliver = Vec::new();
-        let invite = matches!(entry.txn.request().method(), Some(Method::Invite));
+        let invite = entry.txn.is_invite();
         while let Some(event) = entry.txn.poll_event() {
             let response = match event {
                 ClientEvent::Response(m) => Some(m),
-                ClientEvent::Timeout => local_response(entry.txn.request(), 408, "Request Timeout"),
-                ClientEvent::TransportError => {
-                    local_response(entry.txn.request(), 503, "Service Unavailable")
-                }
+                ClientEvent::Timeout => entry
+                    .txn
+                    .request()
+                    .and_then(|r| local_response(&r, 408, "Request Timeout")),
+                ClientEvent::TransportError => entry
+                    .txn
+                    .request()
+                    .and_then(|r| local_response(&r, 503, "Service Unavailable")),
             };
             if let Some(r) = response {
                 let last = r.status().is_some_and(|s| s >= 200) && !invite;
@@ -837,7 +841,7 @@ impl Sip {
             if !matches!(entry.txn.state(), ClientState::Proceeding { .. }) {
                 return false;
             }
-            let Some(cancel) = cancel_for(entry.txn.request()) else {
+            let Some(cancel) = entry.txn.request().as_ref().and_then(cancel_for) else {
                 return false;
             };
             (cancel, entry.path.clone())

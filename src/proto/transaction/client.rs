@@ -65,7 +65,7 @@ pub enum ClientState {
 pub struct ClientTransaction {
     key: Key,
     invite: bool,
-    request: Message,
+    /// The request as sent: all the transaction keeps of it.
     wire: Bytes,
     reliability: Reliability,
     timers: TimerConfig,
@@ -86,21 +86,10 @@ impl ClientTransaction {
     ) -> Result<ClientTransaction, SipError> {
         let key = Key::for_request(&request)?;
         let invite = matches!(request.method(), Some(crate::proto::sip::Method::Invite));
+        // Only the printed bytes are kept for the life of the transaction
+        // (Timer K, up to 5 s after the response); the parsed request is
+        // read back from them in the rare cases that need it.
         let wire = Bytes::from(request.to_bytes());
-        // Kept for the life of the transaction (Timer K, up to 5 s after
-        // the response): read back from the printed bytes it shares one
-        // buffer with them, instead of holding the received message, the
-        // text added to it and the printed copy at once.
-        let request = Message::parse(
-            wire.clone(),
-            crate::proto::sip::Framing::Datagram,
-            &crate::proto::sip::Limits {
-                max_message_size: wire.len().max(1),
-                max_body_size: wire.len(),
-                ..crate::proto::sip::Limits::default()
-            },
-        )
-        .unwrap_or(request);
         let retransmit =
             (reliability == Reliability::Unreliable).then(|| Retransmit::start(now, timers.t1));
         let timeout = now + timers.t1x64();
@@ -118,7 +107,6 @@ impl ClientTransaction {
         Ok(ClientTransaction {
             key,
             invite,
-            request,
             transmits: VecDeque::from([wire.clone()]),
             wire,
             reliability,
@@ -134,9 +122,28 @@ impl ClientTransaction {
         &self.key
     }
 
-    /// The request this transaction sends.
-    pub fn request(&self) -> &Message {
-        &self.request
+    /// The request this transaction sends, read back from the bytes it
+    /// sent (for a local 408 or 503, a CANCEL, an ACK); None only if those
+    /// bytes do not parse, which Parley's own printer does not produce.
+    pub fn request(&self) -> Option<Message> {
+        let limits = crate::proto::sip::Limits {
+            max_message_size: self.wire.len().max(1),
+            max_body_size: self.wire.len(),
+            max_headers: usize::MAX,
+            max_vias: usize::MAX,
+            ..crate::proto::sip::Limits::default()
+        };
+        Message::parse(
+            self.wire.clone(),
+            crate::proto::sip::Framing::Datagram,
+            &limits,
+        )
+        .ok()
+    }
+
+    /// True for an INVITE transaction.
+    pub fn is_invite(&self) -> bool {
+        self.invite
     }
 
     /// The current state.
@@ -343,7 +350,9 @@ impl ClientTransaction {
     /// request's Request-URI, Call-ID, From, top Via and Route headers; the
     /// response's To (with its tag); CSeq with the same number and ACK.
     fn build_ack(&self, response: &Message) -> Bytes {
-        let req = &self.request;
+        let Some(req) = self.request() else {
+            return Bytes::new();
+        };
         let mut out = Vec::with_capacity(self.wire.len());
         let uri = String::from_utf8_lossy(req.request_uri_raw().unwrap_or(b""));
         out.extend_from_slice(format!("ACK {uri} SIP/2.0\r\n").as_bytes());
