@@ -172,18 +172,14 @@ fn user_address<'a>(
 }
 
 fn user_command(command: UserCommand) -> anyhow::Result<i32> {
-    use crate::store::{SqliteStore, Store, User};
+    use crate::store::{Store, User};
     let config_path = match &command {
         UserCommand::Add { config, .. }
         | UserCommand::List { config }
         | UserCommand::Remove { config, .. } => config.clone(),
     };
-    let config = crate::config::Config::load(&config_path)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (config, runtime, store) = open_store(&config_path)?;
     runtime.block_on(async {
-        let store = SqliteStore::open(&config.sqlite_path()).await?;
         match command {
             UserCommand::Add {
                 address, password, ..
@@ -226,8 +222,25 @@ fn user_command(command: UserCommand) -> anyhow::Result<i32> {
     })
 }
 
+/// The configuration, a runtime for the store's calls, and the store
+/// itself: what every command that edits stored state starts with.
+fn open_store(
+    config_path: &std::path::Path,
+) -> anyhow::Result<(
+    crate::config::Config,
+    tokio::runtime::Runtime,
+    crate::store::SqliteStore,
+)> {
+    let config = crate::config::Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = runtime.block_on(crate::store::SqliteStore::open(&config.sqlite_path()))?;
+    Ok((config, runtime, store))
+}
+
 fn presence_command(command: PresenceCommand) -> anyhow::Result<i32> {
-    use crate::store::{SqliteStore, Store};
+    use crate::store::Store;
     let config_path = match &command {
         PresenceCommand::Allow(a)
         | PresenceCommand::Deny(a)
@@ -235,12 +248,8 @@ fn presence_command(command: PresenceCommand) -> anyhow::Result<i32> {
         | PresenceCommand::Forget(a) => a.config.clone(),
         PresenceCommand::Rules { config } => config.clone(),
     };
-    let config = crate::config::Config::load(&config_path)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (config, runtime, store) = open_store(&config_path)?;
     runtime.block_on(async {
-        let store = SqliteStore::open(&config.sqlite_path()).await?;
         let checked = |a: &RuleArgs| -> anyhow::Result<(String, String)> {
             let (user, domain) = user_address(&a.presentity, &config)?;
             let watcher = a.watcher.trim().to_ascii_lowercase();

@@ -14,13 +14,20 @@ use crate::registrar_proxy::user_add;
 
 const NO_AUTH: &str = "[auth]\nregistrar = false\nproxy = false\n";
 
-fn message(ua: &Ua, to: &str, text: &str) -> String {
+/// Sends a MESSAGE from Alice to `to` in a dialog-less request of its own
+/// (`call` is its Call-ID and From tag).
+fn send_message(ua: &Ua, to: &str, call: &str, content_type: &str, body: &str) {
     ua.send(
         &format!(
-            "MESSAGE sip:{to} SIP/2.0\nFrom: \"Alice\" <sip:alice@localhost>;tag=a1\nTo: <sip:{to}>\nCall-ID: m-{text}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"
+            "MESSAGE sip:{to} SIP/2.0\nFrom: \"Alice\" <sip:alice@localhost>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: {content_type}"
         ),
-        text,
+        body,
     );
+}
+
+/// A text/plain MESSAGE from Alice and its final response.
+fn message(ua: &Ua, to: &str, text: &str) -> String {
+    send_message(ua, to, &format!("m-{text}"), "text/plain", text);
     ua.final_response()
 }
 
@@ -77,10 +84,7 @@ fn a_message_for_an_offline_user_waits_for_its_contact() {
     assert_eq!(status(&register(&bob, "bob", 601)), 200);
     std::thread::sleep(Duration::from_millis(800));
     // And with a contact, a MESSAGE goes straight through.
-    alice.send(
-        "MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=a2\nTo: <sip:bob@localhost>\nCall-ID: live\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
-        "live",
-    );
+    send_message(&alice, "bob@localhost", "live", "text/plain", "live");
     let m = bob.next();
     assert!(m.starts_with("MESSAGE ") && m.ends_with("live"), "{m}");
     assert_eq!(status(&alice.final_response()), 200);
@@ -249,17 +253,11 @@ fn a_large_message_never_goes_over_udp() {
     let bob = Ua::new(server.udp);
     assert_eq!(status(&register(&bob, "bob", 600)), 200);
     let big = "x".repeat(1400);
-    alice.send(
-        "MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=big\nTo: <sip:bob@localhost>\nCall-ID: big\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
-        &big,
-    );
+    send_message(&alice, "bob@localhost", "big", "text/plain", &big);
     let r = alice.final_response();
     assert_eq!(status(&r), 513, "{r}");
     // A small one still reaches him over UDP.
-    alice.send(
-        "MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=small\nTo: <sip:bob@localhost>\nCall-ID: small\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
-        "small",
-    );
+    send_message(&alice, "bob@localhost", "small", "text/plain", "small");
     assert!(bob.next().ends_with("small"));
     assert_eq!(status(&alice.final_response()), 200);
 }
@@ -273,10 +271,7 @@ fn cpim_must_name_the_sender_and_bodies_pass_untouched() {
     let bob = Ua::new(server.udp);
     assert_eq!(status(&register(&bob, "bob", 600)), 200);
     let send = |call: &str, content_type: &str, body: &str| {
-        alice.send(
-            &format!("MESSAGE sip:bob@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag={call}\nTo: <sip:bob@localhost>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: {content_type}"),
-            body,
-        );
+        send_message(&alice, "bob@localhost", call, content_type, body);
     };
     let cpim = |from: &str| {
         format!(
@@ -332,10 +327,7 @@ fn kept_messages_get_the_imdn_notifications_they_ask_for() {
     let alice = Ua::new(server.udp);
     assert_eq!(status(&register(&alice, "alice", 600)), 200);
     let send = |to: &str, call: &str, body: &str| {
-        alice.send(
-            &format!("MESSAGE sip:{to} SIP/2.0\nFrom: <sip:alice@localhost>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: message/cpim"),
-            body,
-        );
+        send_message(&alice, to, call, "message/cpim", body);
         alice.final_response()
     };
     // Kept for Bob, then delivered when he registers: "delivered".

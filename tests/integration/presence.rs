@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parley_test_support::server::TestServer;
 use parley_test_support::sipp::Sipp;
 
-use crate::registrar_proxy::user_add;
+use crate::registrar_proxy::{cli_on, user_add};
 
 const NO_AUTH: &str = "[auth]\nregistrar = false\nproxy = false\n";
 
@@ -350,22 +350,7 @@ fn subscriptions_fetch_refresh_and_end_per_rfc6665() {
 
 /// Runs `parley presence VERB PRESENTITY WATCHER` on the server's database.
 fn presence_rule(server: &TestServer, verb: &str, presentity: &str, watcher: &str) {
-    let config = server.state_dir.join("cli.toml");
-    std::fs::write(
-        &config,
-        format!("state_dir = {:?}\n", server.state_dir.display().to_string()),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["presence", verb, presentity, watcher, "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_on(server, &["presence", verb, presentity, watcher]);
 }
 
 /// The next NOTIFY at `ua` that `want` accepts (retransmissions and

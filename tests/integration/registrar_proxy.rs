@@ -10,8 +10,9 @@ use parley_test_support::sipp::Sipp;
 /// Digest as SIPp speaks it: MD5 only.
 const SIPP_AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\n";
 
-/// Provisions a user with the real command line, on the server's database.
-pub(crate) fn user_add(server: &TestServer, address: &str, password: &str) {
+/// Runs `parley ARGS --config …` on the server's database and checks it
+/// succeeded.
+pub(crate) fn cli_on(server: &TestServer, args: &[&str]) {
     let config = server.state_dir.join("cli.toml");
     std::fs::write(
         &config,
@@ -19,7 +20,8 @@ pub(crate) fn user_add(server: &TestServer, address: &str, password: &str) {
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["user", "add", address, "--password", password, "--config"])
+        .args(args)
+        .arg("--config")
         .arg(&config)
         .output()
         .unwrap();
@@ -28,6 +30,11 @@ pub(crate) fn user_add(server: &TestServer, address: &str, password: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Provisions a user with the real command line, on the server's database.
+pub(crate) fn user_add(server: &TestServer, address: &str, password: &str) {
+    cli_on(server, &["user", "add", address, "--password", password]);
 }
 
 fn register(server: &TestServer, user: &str, password: &str, transport: &str, port: u16) {
