@@ -680,14 +680,9 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
                 .reply(481, "Subscription does not exist", &[])
                 .await;
         };
-        inc.responder
-            .reply(
-                200,
-                "OK",
-                &[("Expires", expires.to_string()), ("Contact", contact)],
-            )
-            .await;
-        return send_all(core, sip, notify).await;
+        // The dialog's To tag is already in the request.
+        let tag = to_tag(&inc.message).unwrap_or_default();
+        return accept(core, sip, &mut inc, &tag, expires, contact, notify).await;
     }
 
     let Some(presentity) = presentity(core, &inc.message) else {
@@ -798,11 +793,26 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
             .reply(403, "Forbidden (not allowed to watch)", &[])
             .await;
     };
+    accept(core, sip, &mut inc, &local_tag, expires, contact, notify).await;
+}
+
+/// The 200 to a SUBSCRIBE (with the dialog's tag, its Expires and
+/// Parley's Contact), then the NOTIFYs it causes, in that order
+/// (RFC 6665 §4.2.1.4).
+async fn accept(
+    core: &Core,
+    sip: &Sip,
+    inc: &mut Incoming,
+    tag: &str,
+    expires: u32,
+    contact: String,
+    notify: Vec<Outgoing>,
+) {
     inc.responder
         .reply_with_tag(
             200,
             "OK",
-            &local_tag,
+            tag,
             &[("Expires", expires.to_string()), ("Contact", contact)],
         )
         .await;
