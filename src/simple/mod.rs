@@ -186,6 +186,16 @@ impl Core {
         }
     }
 
+    /// The domain a URI host stands for: one of Parley's own addresses
+    /// counts as the first local domain; any other host is itself,
+    /// lower-cased.
+    pub fn domain_of(&self, host: &Host<'_>, port: Option<u16>) -> String {
+        match self.config_domains.first() {
+            Some(first) if self.is_own_address(host, port) => first.clone(),
+            _ => host.to_string().to_ascii_lowercase(),
+        }
+    }
+
     /// True when `uri` is a SIP URI naming Parley (a local domain or one
     /// of its addresses).
     pub fn names_us(&self, uri: &str) -> bool {

@@ -866,12 +866,10 @@ fn from_parts(core: &Core, msg: &Message) -> Option<(Option<String>, String)> {
     let from = msg.from()?.ok()?;
     let uri = from.uri().ok()?;
     let sip = uri.as_sip()?;
-    let domain = if core.is_own_address(&sip.host, sip.port) {
-        core.config_domains.first()?.clone()
-    } else {
-        sip.host.to_string().to_ascii_lowercase()
-    };
-    Some((sip.user.map(str::to_string), domain))
+    Some((
+        sip.user.map(str::to_string),
+        core.domain_of(&sip.host, sip.port),
+    ))
 }
 
 fn remove_last_route(msg: &mut Message) {

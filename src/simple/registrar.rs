@@ -257,21 +257,12 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     r.reply(200, "OK", &extra).await
 }
 
-/// The address of record in To: user and lower-case host.
-/// The address of record of a REGISTER: its To user and domain; a To
-/// that names one of Parley's own addresses counts as the first local
-/// domain (as the proxy treats it).
+/// The address of record of a REGISTER: its To user and domain
+/// ([`Core::domain_of`]).
 fn aor_of(core: &Core, msg: &Message) -> Option<(String, String)> {
     let to = msg.to()?.ok()?;
     let uri = to.uri().ok()?;
     let sip = uri.as_sip()?;
     let user = sip.user?;
-    if core.is_own_address(&sip.host, sip.port) {
-        let (aor, _) = super::proxy::local_aor(core, user, &sip.host);
-        let domain = aor
-            .rsplit_once('@')
-            .map_or(String::new(), |(_, d)| d.to_string());
-        return Some((user.to_string(), domain));
-    }
-    Some((user.to_string(), sip.host.to_string().to_ascii_lowercase()))
+    Some((user.to_string(), core.domain_of(&sip.host, sip.port)))
 }
