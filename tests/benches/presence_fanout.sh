@@ -17,10 +17,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/benches/lib.sh
 install_load_peers
-if [ ! -e "$(kamailio_modules)/presence_xml.so" ] || [ ! -e "$(kamailio_modules)/db_sqlite.so" ]; then
+# Kamailio's presence and SQLite modules; Python makes its database.
+if [ ! -e "$(kamailio_modules)/presence_xml.so" ] || [ ! -e "$(kamailio_modules)/db_sqlite.so" ] \
+  || ! command -v python3 >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    kamailio-presence-modules kamailio-sqlite-modules >/dev/null
+    kamailio-presence-modules kamailio-sqlite-modules python3 >/dev/null
 fi
 cargo build --release -q
 
