@@ -11,4 +11,4 @@ pub mod locate;
 pub mod pidf;
 pub mod sip;
 pub mod transaction;
-pub mod xml;
+pub use parley_adapter::xml;

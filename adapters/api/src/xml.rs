@@ -1,7 +1,8 @@
 //! Bounded XML for the small documents SIMPLE carries (PIDF, watcher
-//! info, IMDN, isComposing): a namespace-aware reader on quick-xml's
-//! `NsReader` that builds a tree, and a writer that prints a tree back in
-//! one canonical form.
+//! info, IMDN, isComposing) and for XMPP stanzas: a namespace-aware reader
+//! on quick-xml's `NsReader` that builds a tree, a writer that prints a tree
+//! back in one canonical form, and a fragment writer for stanzas inside a
+//! stream whose default namespace is already declared.
 //!
 //! The reader refuses what these documents never need and attackers use:
 //! any DTD (and with it every entity declaration, internal or external),
@@ -557,6 +558,50 @@ fn write_element(
     }
     out.push_str("</");
     out.push_str(&tag);
+    out.push('>');
+}
+
+/// Prints one element as a fragment inside a parent whose default
+/// namespace is `in_scope` (an XMPP stanza inside its stream): no XML
+/// declaration, and `xmlns` written only where an element's namespace
+/// differs from its parent's, the way XMPP software writes extensions.
+pub fn write_fragment(el: &Element, in_scope: &str, out: &mut String) {
+    out.push('<');
+    out.push_str(&el.name);
+    if el.ns != in_scope {
+        out.push_str(" xmlns=\"");
+        escape_into(&el.ns, true, out);
+        out.push('"');
+    }
+    let mut declared = 0;
+    for a in &el.attrs {
+        out.push(' ');
+        if a.ns == NS_XML {
+            out.push_str("xml:");
+        } else if !a.ns.is_empty() {
+            declared += 1;
+            out.push_str(&format!("xmlns:a{declared}=\""));
+            escape_into(&a.ns, true, out);
+            out.push_str(&format!("\" a{declared}:"));
+        }
+        out.push_str(&a.name);
+        out.push_str("=\"");
+        escape_into(&a.value, true, out);
+        out.push('"');
+    }
+    if el.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    for child in &el.children {
+        match child {
+            Node::Element(e) => write_fragment(e, &el.ns, out),
+            Node::Text(t) => escape_into(t, false, out),
+        }
+    }
+    out.push_str("</");
+    out.push_str(&el.name);
     out.push('>');
 }
 

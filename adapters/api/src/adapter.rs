@@ -1,0 +1,189 @@
+//! The `Adapter` trait every network implements and the hub handle through
+//! which an adapter hands the gateway what arrives from its network.
+//!
+//! The gateway owns policy: an adapter reports who its peer authenticated
+//! as ([`Peer`]) and the gateway decides. An adapter never decides whether
+//! a domain may federate, and never sees a SIP type.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{Failure, Message, Presence, Subscription};
+
+/// The networks Parley joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// SIP/SIMPLE, Parley's core.
+    Sip,
+    /// XMPP.
+    Xmpp,
+    /// IRC.
+    Irc,
+}
+
+impl Protocol {
+    /// A short lower-case name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Sip => "sip",
+            Protocol::Xmpp => "xmpp",
+            Protocol::Irc => "irc",
+        }
+    }
+}
+
+/// How a peer proved which domain it speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerAuth {
+    /// A certificate checked against trust anchors (SASL EXTERNAL, XEP-0178;
+    /// or SIP mutual TLS).
+    Certificate,
+    /// XMPP Server Dialback (XEP-0220): DNS-based, weaker.
+    Dialback,
+    /// A shared secret (XEP-0114 component handshake).
+    SharedSecret,
+    /// Nothing: only a local, trusted link may be unauthenticated.
+    None,
+}
+
+impl PeerAuth {
+    /// A short lower-case name for logs, metrics and the admin API.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerAuth::Certificate => "certificate",
+            PeerAuth::Dialback => "dialback",
+            PeerAuth::SharedSecret => "shared-secret",
+            PeerAuth::None => "none",
+        }
+    }
+}
+
+/// Who handed the gateway an inbound item: the link it came over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The adapter's name (from the config).
+    pub adapter: String,
+    /// The protocol of the link.
+    pub protocol: Protocol,
+    /// The domains the peer is authenticated for (for a component: the
+    /// domain of the XMPP server it is attached to and its users).
+    pub domain: String,
+    /// How it authenticated.
+    pub auth: PeerAuth,
+    /// Whether the link is encrypted.
+    pub tls: bool,
+}
+
+/// Something an adapter received from its network for the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// A message.
+    Message(Message),
+    /// A presence state for a watcher.
+    Presence(Presence),
+    /// A subscription request or answer.
+    Subscription(Subscription),
+    /// The network reports that something the gateway sent failed.
+    Failed {
+        /// The id of the message that failed.
+        id: String,
+        /// The original sender (the address on the gateway's side).
+        sender: crate::Address,
+        /// The original recipient.
+        recipient: crate::Address,
+        /// Why.
+        failure: Failure,
+    },
+}
+
+/// Something the gateway hands an adapter for its network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outbound {
+    /// A message.
+    Message(Message),
+    /// A presence state.
+    Presence(Presence),
+    /// A subscription request or answer.
+    Subscription(Subscription),
+}
+
+/// An adapter's state, for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Whether it can carry traffic.
+    pub up: bool,
+    /// Its links to other servers.
+    pub links: Vec<Link>,
+}
+
+/// One link of an adapter (an s2s stream, a component connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The remote domain.
+    pub domain: String,
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// How the remote side authenticated (or we to it, outbound).
+    pub auth: PeerAuth,
+    /// Whether it is encrypted.
+    pub tls: bool,
+}
+
+/// A network adapter. Used as `Arc<dyn Adapter>`.
+#[async_trait]
+pub trait Adapter: Send + Sync + 'static {
+    /// The name the config gives it.
+    fn name(&self) -> &str;
+
+    /// The protocol it speaks.
+    fn protocol(&self) -> Protocol;
+
+    /// Opens its listeners and links; returns once it is ready to carry
+    /// traffic. Inbound traffic goes to `hub` from then on.
+    async fn start(&self, hub: Hub) -> Result<(), Failure>;
+
+    /// Hands one item to the network. `Ok` means the network took it (the
+    /// next hop accepted it); a later failure arrives as [`Inbound::Failed`].
+    async fn deliver(&self, item: Outbound) -> Result<(), Failure>;
+
+    /// Its state now.
+    fn health(&self) -> Health;
+
+    /// Closes its links gracefully.
+    async fn stop(&self);
+}
+
+/// The gateway side of the hub.
+#[async_trait]
+pub trait HubSink: Send + Sync + 'static {
+    /// Takes one inbound item from `peer`. `Err` is the refusal to return
+    /// to the network (a policy refusal, an unknown user…).
+    async fn submit(&self, peer: &Peer, item: Inbound) -> Result<(), Failure>;
+}
+
+/// The handle an adapter submits inbound traffic through. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub(Arc<dyn HubSink>);
+
+impl Hub {
+    /// A hub over the gateway's sink.
+    pub fn new(sink: Arc<dyn HubSink>) -> Hub {
+        Hub(sink)
+    }
+
+    /// Hands the gateway one inbound item.
+    pub async fn submit(&self, peer: &Peer, item: Inbound) -> Result<(), Failure> {
+        self.0.submit(peer, item).await
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub")
+    }
+}
