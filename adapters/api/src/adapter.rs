@@ -149,7 +149,7 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Hands one item to the network. `Ok` means the network took it (the
     /// next hop accepted it); a later failure arrives as [`Inbound::Failed`].
-    async fn deliver(&self, item: Outbound) -> Result<(), Failure>;
+    async fn deliver(&self, item: Outbound, security: Security) -> Result<(), Failure>;
 
     /// Its state now.
     fn health(&self) -> Health;
@@ -186,4 +186,14 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Hub")
     }
+}
+
+/// What the link an outbound item takes must offer, as the domain policy
+/// requires for the recipient's domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Security {
+    /// The link must be encrypted.
+    pub tls: bool,
+    /// The remote server must have proved its name with a certificate.
+    pub verified: bool,
 }

@@ -16,7 +16,7 @@ mod message;
 pub mod xml;
 
 pub use adapter::{
-    Adapter, Health, Hub, HubSink, Inbound, Link, Outbound, Peer, PeerAuth, Protocol,
+    Adapter, Health, Hub, HubSink, Inbound, Link, Outbound, Peer, PeerAuth, Protocol, Security,
 };
 pub use address::{Address, AddressError};
 pub use error::{Condition, ErrorType, Failure};

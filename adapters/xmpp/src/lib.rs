@@ -1,0 +1,440 @@
+//! Parley's XMPP adapter: server-to-server federation (RFC 6120 with
+//! Server Dialback, XEP-0220) and XEP-0114 component mode, mapping stanzas
+//! to the neutral model of `parley-adapter` (RFC 7247/7248/7572).
+//!
+//! The adapter moves stanzas and reports who its peers authenticated as;
+//! whether a domain may federate is the gateway's decision, made on the
+//! [`Peer`] each inbound item carries and on the [`Security`] each
+//! outbound item requires.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod component;
+pub mod framer;
+mod io;
+mod s2s;
+pub mod stanza;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hickory_resolver::TokioResolver;
+use parley_adapter::xml::Element;
+use parley_adapter::{
+    Adapter, Address, Condition, Failure, Health, Hub, Inbound, Outbound, Peer, Protocol,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+pub use component::handshake;
+pub use parley_adapter::Security;
+pub use s2s::dialback_key;
+use stanza::Decoded;
+
+/// One XEP-0114 component link.
+#[derive(Debug, Clone)]
+pub struct ComponentSettings {
+    /// The XMPP server's component port.
+    pub server: SocketAddr,
+    /// The subdomain the component serves (`sip.example.com`).
+    pub domain: String,
+    /// The XMPP server's own domain (for monitoring).
+    pub server_domain: String,
+    /// The Parley domain the subdomain stands for: `alice@sip.example.com`
+    /// on the XMPP side is `alice@<local_domain>` inside Parley.
+    pub local_domain: String,
+    /// The shared secret.
+    pub secret: String,
+    /// The domains reached through this server (its own, and those it
+    /// federates with for Parley).
+    pub remote_domains: Vec<String>,
+}
+
+/// How the adapter runs.
+pub struct Settings {
+    /// The adapter's name.
+    pub name: String,
+    /// Parley's own domains, which it serves to XMPP servers directly.
+    pub domains: Vec<String>,
+    /// The inbound s2s listener (none: outbound federation only).
+    pub listener: Option<TcpListener>,
+    /// Outbound s2s federation on.
+    pub s2s: bool,
+    /// STARTTLS required on every s2s stream.
+    pub require_tls: bool,
+    /// TLS for inbound streams (Parley's certificate).
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// TLS for outbound streams.
+    pub tls_client: Arc<rustls::ClientConfig>,
+    /// The secret dialback keys are made with (XEP-0185).
+    pub dialback_secret: String,
+    /// Component links.
+    pub components: Vec<ComponentSettings>,
+    /// The largest stanza accepted.
+    pub max_stanza: usize,
+    /// How long connecting, TLS and authentication may take.
+    pub connect_timeout: Duration,
+    /// How long a stream may stay silent.
+    pub idle_timeout: Duration,
+    /// DNS for `_xmpp-server._tcp`.
+    pub resolver: TokioResolver,
+    /// Addresses outbound links may reach (`None`: any).
+    pub allowed_addresses: Option<Vec<std::net::IpAddr>>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("name", &self.name)
+            .field("domains", &self.domains)
+            .field("components", &self.components)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    fn may_connect(&self, addr: SocketAddr) -> bool {
+        self.allowed_addresses
+            .as_ref()
+            .is_none_or(|list| list.contains(&addr.ip()) || list.is_empty())
+    }
+}
+
+/// State shared by the adapter's tasks.
+pub(crate) struct Shared {
+    settings: Settings,
+    hub: OnceLock<Hub>,
+    s2s: s2s::S2s,
+    components: Vec<mpsc::Sender<component::Outgoing>>,
+    component_up: Vec<AtomicBool>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    ids: AtomicU64,
+}
+
+impl Shared {
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn set_component_up(&self, index: usize, up: bool) {
+        self.component_up[index].store(up, Ordering::Relaxed);
+    }
+
+    /// The component link serving `domain`, if any.
+    fn component_for(&self, domain: &str) -> Option<usize> {
+        self.settings
+            .components
+            .iter()
+            .position(|c| c.remote_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
+    }
+}
+
+/// The XMPP adapter.
+pub struct XmppAdapter {
+    shared: Arc<Shared>,
+    component_rx: Mutex<Vec<mpsc::Receiver<component::Outgoing>>>,
+    listener: Mutex<Option<TcpListener>>,
+}
+
+impl std::fmt::Debug for XmppAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppAdapter").field("settings", &self.shared.settings).finish()
+    }
+}
+
+impl XmppAdapter {
+    /// An adapter with these settings; nothing runs until [`Adapter::start`].
+    pub fn new(mut settings: Settings) -> XmppAdapter {
+        let listener = settings.listener.take();
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in &settings.components {
+            let (tx, rx) = mpsc::channel(1024);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let resolver = settings.resolver.clone();
+        let shared = Arc::new(Shared {
+            component_up: settings.components.iter().map(|_| AtomicBool::new(false)).collect(),
+            settings,
+            hub: OnceLock::new(),
+            s2s: s2s::S2s::new(resolver),
+            components: senders,
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            ids: AtomicU64::new(0),
+        });
+        XmppAdapter {
+            shared,
+            component_rx: Mutex::new(receivers),
+            listener: Mutex::new(listener),
+        }
+    }
+
+    /// The address the s2s listener is bound to.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().and_then(|l| l.local_addr().ok()))
+    }
+}
+
+#[async_trait]
+impl Adapter for XmppAdapter {
+    fn name(&self) -> &str {
+        &self.shared.settings.name
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Xmpp
+    }
+
+    async fn start(&self, hub: Hub) -> Result<(), Failure> {
+        let _ = self.shared.hub.set(hub);
+        let listener = self.listener.lock().ok().and_then(|mut l| l.take());
+        if let Some(listener) = listener {
+            self.shared
+                .tracker
+                .spawn(s2s::listen(self.shared.clone(), listener));
+        }
+        let receivers = std::mem::take(&mut *self.component_rx.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut waits = Vec::new();
+        for (index, rx) in receivers.into_iter().enumerate() {
+            let (tx, ready) = oneshot::channel();
+            self.shared
+                .tracker
+                .spawn(component::run(self.shared.clone(), index, rx, Some(tx)));
+            waits.push(ready);
+        }
+        // A component that cannot connect yet is retried in the background;
+        // start does not fail for it.
+        for w in waits {
+            let _ = tokio::time::timeout(self.shared.settings.connect_timeout, w).await;
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, item: Outbound, security: Security) -> Result<(), Failure> {
+        let shared = &self.shared;
+        let to_domain = match &item {
+            Outbound::Message(m) => m.to.domain().to_string(),
+            Outbound::Presence(p) => p.to.domain().to_string(),
+            Outbound::Subscription(s) => s.to.domain().to_string(),
+            _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
+        };
+        if let Some(index) = shared.component_for(&to_domain) {
+            let c = &shared.settings.components[index];
+            let el = encode(&item, component::NS_COMPONENT, Some((&c.local_domain, &c.domain)))?;
+            if security.tls || security.verified {
+                return Err(Failure::new(
+                    Condition::PolicyViolation,
+                    "the component link is not encrypted",
+                ));
+            }
+            let (tx, rx) = oneshot::channel();
+            shared.components[index]
+                .send((el, Some(tx)))
+                .await
+                .map_err(|_| Failure::new(Condition::ServiceUnavailable, "component stopped"))?;
+            return match tokio::time::timeout(shared.settings.connect_timeout, rx).await {
+                Ok(Ok(r)) => r,
+                _ => Err(Failure::new(Condition::RemoteServerTimeout, "component link busy")),
+            };
+        }
+        if !shared.settings.s2s {
+            return Err(Failure::new(Condition::RemoteServerNotFound, "XMPP federation is off"));
+        }
+        if security.verified {
+            return Err(Failure::new(
+                Condition::PolicyViolation,
+                "a verified certificate is required and this link authenticates by dialback",
+            ));
+        }
+        let from_domain = match &item {
+            Outbound::Message(m) => m.from.domain().to_string(),
+            Outbound::Presence(p) => p.from.domain().to_string(),
+            Outbound::Subscription(s) => s.from.domain().to_string(),
+            _ => String::new(),
+        };
+        let el = encode(&item, "jabber:server", None)?;
+        shared.s2s.send(shared, &from_domain, &to_domain, el).await
+    }
+
+    fn health(&self) -> Health {
+        let shared = &self.shared;
+        let mut links = shared.s2s.links();
+        for (i, c) in shared.settings.components.iter().enumerate() {
+            if shared.component_up[i].load(Ordering::Relaxed) {
+                links.push(component::link(c));
+            }
+        }
+        Health {
+            up: shared.settings.components.is_empty()
+                || shared.component_up.iter().any(|u| u.load(Ordering::Relaxed)),
+            links,
+        }
+    }
+
+    async fn stop(&self) {
+        self.shared.stop.cancel();
+        self.shared.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
+    }
+}
+
+/// The stanza for an outbound item; `rewrite` maps Parley's domain to the
+/// component's subdomain on the sender's address.
+fn encode(item: &Outbound, ns: &str, rewrite: Option<(&str, &str)>) -> Result<Element, Failure> {
+    let map = |a: &Address| match rewrite {
+        Some((local, sub)) if a.domain().eq_ignore_ascii_case(local) => a.with_domain(sub),
+        _ => a.clone(),
+    };
+    match item {
+        Outbound::Message(m) => {
+            let mut m = m.clone();
+            m.from = map(&m.from);
+            stanza::encode_message(&m, ns)
+                .ok_or_else(|| Failure::new(Condition::NotAcceptable, "nothing XMPP can carry"))
+        }
+        Outbound::Presence(p) => {
+            let mut p = p.clone();
+            p.from = map(&p.from);
+            Ok(stanza::encode_presence(&p, ns))
+        }
+        Outbound::Subscription(s) => {
+            let mut s = s.clone();
+            s.from = map(&s.from);
+            Ok(stanza::encode_subscription(&s, ns))
+        }
+        _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
+    }
+}
+
+/// Where an error reply for an inbound stanza goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Reply {
+    /// Over the outbound s2s link from this local domain.
+    S2s { local: String },
+    /// Back over the component link.
+    Component(usize),
+}
+
+/// Hands one inbound stanza to the hub, in its own task (a recipient that
+/// is slow to answer does not hold up the stream); a refusal goes back to
+/// the sender as a stanza error.
+pub(crate) fn dispatch(shared: Arc<Shared>, peer: Peer, el: Element, ns: &'static str, reply: Reply) {
+    if el.name == "iq" {
+        answer_iq(&shared, &el, ns, &reply);
+        return;
+    }
+    let tracker = shared.tracker.clone();
+    tracker.spawn(async move {
+        let Some(hub) = shared.hub.get().cloned() else { return };
+        let rewrite = |a: Address| match &reply {
+            Reply::Component(i) => {
+                let c = &shared.settings.components[*i];
+                if a.domain().eq_ignore_ascii_case(&c.domain) {
+                    a.with_domain(&c.local_domain)
+                } else {
+                    a
+                }
+            }
+            Reply::S2s { .. } => a,
+        };
+        let item = match stanza::decode(&el, ns) {
+            Ok(Decoded::Message(mut m)) => {
+                m.to = rewrite(m.to);
+                Inbound::Message(m)
+            }
+            Ok(Decoded::Presence(mut p)) => {
+                p.to = rewrite(p.to);
+                Inbound::Presence(p)
+            }
+            Ok(Decoded::Subscription(mut s)) => {
+                s.to = rewrite(s.to);
+                Inbound::Subscription(s)
+            }
+            Ok(Decoded::Error { id, from, to, failure }) => Inbound::Failed {
+                id,
+                sender: rewrite(to),
+                recipient: from,
+                failure,
+            },
+            Ok(Decoded::Ignored) => return,
+            Err(refused) => {
+                send_error(&shared, &el, &refused.failure, ns, &reply).await;
+                return;
+            }
+        };
+        let is_error = el.attr("type") == Some("error");
+        if let Err(failure) = hub.submit(&peer, item).await {
+            debug!(%failure, name = %el.name, "inbound stanza refused");
+            // Never answer an error with an error (RFC 6120 §8.3.1).
+            if !is_error {
+                send_error(&shared, &el, &failure, ns, &reply).await;
+            }
+        }
+    });
+}
+
+async fn send_error(shared: &Arc<Shared>, original: &Element, failure: &Failure, ns: &str, reply: &Reply) {
+    let el = stanza::error_reply(original, failure);
+    send_reply(shared, el, ns, reply).await;
+}
+
+async fn send_reply(shared: &Arc<Shared>, el: Element, _ns: &str, reply: &Reply) {
+    match reply {
+        Reply::Component(i) => {
+            let _ = shared.components[*i].send((el, None)).await;
+        }
+        Reply::S2s { local } => {
+            let to = el
+                .attr("to")
+                .map(|j| {
+                    let bare = j.split('/').next().unwrap_or("");
+                    bare.rsplit_once('@').map_or(bare, |(_, d)| d).to_string()
+                })
+                .unwrap_or_default();
+            if let Err(e) = shared.s2s.send(shared, local, &to, el).await {
+                debug!(error = %e, "error reply not sent");
+            }
+        }
+    }
+}
+
+/// IQs the gateway answers itself: XEP-0199 ping; anything else of type
+/// get or set gets `service-unavailable` (RFC 6120 §8.4).
+fn answer_iq(shared: &Arc<Shared>, el: &Element, ns: &'static str, reply: &Reply) {
+    let kind = el.attr("type").unwrap_or_default();
+    if kind != "get" && kind != "set" {
+        return;
+    }
+    let response = if el.child("urn:xmpp:ping", "ping").is_some() {
+        let mut r = Element::new(ns, "iq").with_attr("", "type", "result");
+        if let Some(v) = el.attr("to") {
+            r = r.with_attr("", "from", v);
+        }
+        if let Some(v) = el.attr("from") {
+            r = r.with_attr("", "to", v);
+        }
+        if let Some(v) = el.attr("id") {
+            r = r.with_attr("", "id", v);
+        }
+        r
+    } else {
+        stanza::error_reply(el, &Failure::bare(Condition::ServiceUnavailable))
+    };
+    let (shared, reply) = (shared.clone(), reply.clone());
+    shared.tracker.clone().spawn(async move {
+        send_reply(&shared, response, ns, &reply).await;
+    });
+}

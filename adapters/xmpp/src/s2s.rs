@@ -1,0 +1,689 @@
+//! Server-to-server federation (RFC 6120, XEP-0220, XEP-0185).
+//!
+//! Outbound, one link per (local domain, remote domain): the remote domain
+//! is found through `_xmpp-server._tcp` SRV (then its A/AAAA on 5269), the
+//! stream is secured with STARTTLS (required unless the config says
+//! otherwise), and Parley authenticates with Server Dialback. The link
+//! also carries `<db:verify/>` questions for inbound streams of that
+//! domain. Inbound, each connection offers STARTTLS, then dialback; a
+//! `<db:result/>` is checked with the remote domain's authoritative server
+//! over the outbound link, and from then on only stanzas from the domains
+//! the stream authenticated for are accepted (`<invalid-from/>` for others).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hmac::{Hmac, Mac};
+use parley_adapter::xml::Element;
+use parley_adapter::{Condition, Failure, Link, Peer, PeerAuth, Protocol};
+use sha2::{Digest, Sha256};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::framer::Frame;
+use crate::io::{header, token, Io, LinkError, XmlStream};
+use crate::Shared;
+
+const NS_SERVER: &str = "jabber:server";
+const NS_DIALBACK: &str = "jabber:server:dialback";
+const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
+/// The dialback key of XEP-0185 §3: HMAC-SHA256 keyed with the hex SHA-256
+/// of the secret, over "receiving originating stream-id".
+pub fn dialback_key(secret: &str, receiving: &str, originating: &str, stream_id: &str) -> String {
+    let key = hex(&Sha256::digest(secret.as_bytes()));
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(format!("{receiving} {originating} {stream_id}").as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Work for an outbound link.
+enum Cmd {
+    /// A stanza to send once authenticated; the answer says whether it left.
+    Stanza(Element, oneshot::Sender<Result<(), Failure>>),
+    /// A dialback question for an inbound stream.
+    Verify {
+        stream_id: String,
+        key: String,
+        answer: oneshot::Sender<bool>,
+    },
+}
+
+/// The outbound links and inbound streams.
+pub(crate) struct S2s {
+    links: Mutex<HashMap<(String, String), mpsc::Sender<Cmd>>>,
+    /// For monitoring: what is up now.
+    state: Mutex<HashMap<u64, Link>>,
+    pub(crate) resolver: TokioResolver,
+}
+
+impl S2s {
+    pub(crate) fn new(resolver: TokioResolver) -> S2s {
+        S2s {
+            links: Mutex::new(HashMap::new()),
+            state: Mutex::new(HashMap::new()),
+            resolver,
+        }
+    }
+
+    pub(crate) fn links(&self) -> Vec<Link> {
+        lock(&self.state).values().cloned().collect()
+    }
+
+    fn link(&self, shared: &Arc<Shared>, local: &str, remote: &str) -> mpsc::Sender<Cmd> {
+        let mut links = lock(&self.links);
+        let key = (local.to_string(), remote.to_string());
+        if let Some(tx) = links.get(&key).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        links.insert(key, tx.clone());
+        let shared = shared.clone();
+        let (local, remote) = (local.to_string(), remote.to_string());
+        shared.tracker.clone().spawn(async move {
+            outbound(shared.clone(), local.clone(), remote.clone(), rx).await;
+            let mut links = lock(&shared.s2s.links);
+            if links.get(&(local.clone(), remote.clone())).is_some_and(|tx| tx.is_closed()) {
+                links.remove(&(local, remote));
+            }
+        });
+        tx
+    }
+
+    /// Sends one stanza from `local` to `remote`, waiting until it left or
+    /// failed (link could not be set up, authentication refused).
+    pub(crate) async fn send(
+        &self,
+        shared: &Arc<Shared>,
+        local: &str,
+        remote: &str,
+        el: Element,
+    ) -> Result<(), Failure> {
+        let (tx, rx) = oneshot::channel();
+        let link = self.link(shared, local, remote);
+        link.send(Cmd::Stanza(el, tx))
+            .await
+            .map_err(|_| Failure::new(Condition::RemoteServerNotFound, "link closed"))?;
+        let wait = shared.settings.connect_timeout * 3;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Failure::new(Condition::RemoteServerNotFound, "link closed")),
+            Err(_) => Err(Failure::new(Condition::RemoteServerTimeout, "link not ready")),
+        }
+    }
+
+    async fn verify(
+        &self,
+        shared: &Arc<Shared>,
+        local: &str,
+        remote: &str,
+        stream_id: &str,
+        key: &str,
+    ) -> bool {
+        let (answer, rx) = oneshot::channel();
+        let link = self.link(shared, local, remote);
+        let cmd = Cmd::Verify {
+            stream_id: stream_id.to_string(),
+            key: key.to_string(),
+            answer,
+        };
+        if link.send(cmd).await.is_err() {
+            return false;
+        }
+        let wait = shared.settings.connect_timeout * 2;
+        matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where the remote domain's server listens: SRV targets in priority order,
+/// then the domain itself on 5269.
+async fn locate(resolver: &TokioResolver, domain: &str) -> Vec<SocketAddr> {
+    let mut hosts: Vec<(u16, String, u16)> = Vec::new();
+    if let Ok(srv) = resolver.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
+        for r in srv.iter() {
+            let target = r.target().to_utf8();
+            if target == "." {
+                // RFC 2782: "." means the service is decidedly not offered.
+                return Vec::new();
+            }
+            hosts.push((r.priority(), target, r.port()));
+        }
+        hosts.sort_by_key(|h| h.0);
+    }
+    if hosts.is_empty() {
+        hosts.push((0, domain.to_string(), 5269));
+    }
+    let mut out = Vec::new();
+    for (_, host, port) in hosts {
+        if let Ok(ip) = host.trim_end_matches('.').parse::<std::net::IpAddr>() {
+            out.push(SocketAddr::new(ip, port));
+            continue;
+        }
+        if let Ok(ips) = resolver.lookup_ip(host.as_str()).await {
+            out.extend(ips.iter().map(|ip| SocketAddr::new(ip, port)));
+        }
+    }
+    out
+}
+
+/// The outbound side: connect, secure, authenticate, then carry stanzas
+/// and dialback questions until the link fails or Parley stops.
+async fn outbound(shared: Arc<Shared>, local: String, remote: String, mut rx: mpsc::Receiver<Cmd>) {
+    let setup = tokio::select! {
+        _ = shared.stop.cancelled() => return,
+        r = connect(&shared, &local, &remote) => r,
+    };
+    let (mut stream, stream_id, tls) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(%local, %remote, error = %e, "XMPP link not set up");
+            fail_all(&mut rx, &e, true);
+            return;
+        }
+    };
+    let link_id = shared.next_id();
+    // Dialback: claim `local` to `remote`.
+    let key = dialback_key(&shared.settings.dialback_secret, &remote, &local, &stream_id);
+    let claim = Element::new(NS_DIALBACK, "result")
+        .with_attr("", "from", &local)
+        .with_attr("", "to", &remote)
+        .with_text(&key);
+    if let Err(e) = stream.send_element(&claim, NS_SERVER).await {
+        fail_all(&mut rx, &e, true);
+        return;
+    }
+    let mut authenticated = false;
+    let mut queue: VecDeque<(Element, oneshot::Sender<Result<(), Failure>>)> = VecDeque::new();
+    let mut questions: HashMap<String, oneshot::Sender<bool>> = HashMap::new();
+    let idle = shared.settings.idle_timeout;
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => {
+                stream.close().await;
+                break;
+            }
+            cmd = rx.recv() => match cmd {
+                None => { stream.close().await; break; }
+                Some(Cmd::Stanza(el, done)) => {
+                    if authenticated {
+                        let r = stream.send_element(&el, NS_SERVER).await;
+                        let failed = r.is_err();
+                        let _ = done.send(r.map_err(|e| Failure::new(Condition::RemoteServerTimeout, e.to_string())));
+                        if failed { break; }
+                    } else {
+                        queue.push_back((el, done));
+                    }
+                }
+                Some(Cmd::Verify { stream_id, key, answer }) => {
+                    let q = Element::new(NS_DIALBACK, "verify")
+                        .with_attr("", "from", &local)
+                        .with_attr("", "to", &remote)
+                        .with_attr("", "id", &stream_id)
+                        .with_text(&key);
+                    if stream.send_element(&q, NS_SERVER).await.is_err() { break; }
+                    questions.insert(stream_id, answer);
+                }
+            },
+            frame = tokio::time::timeout(idle, stream.read_frame()) => {
+                let frame = match frame {
+                    Err(_) => { stream.close().await; break; }
+                    Ok(Err(e)) => {
+                        debug!(%local, %remote, error = %e, "XMPP link ended");
+                        fail_queue(&mut queue, &e);
+                        break;
+                    }
+                    Ok(Ok(f)) => f,
+                };
+                let Frame::Stanza(el) = frame else { break };
+                if el.is(NS_DIALBACK, "result") {
+                    if el.attr("type") == Some("valid") {
+                        authenticated = true;
+                        info!(%local, %remote, tls, "XMPP link up (dialback)");
+                        lock(&shared.s2s.state).insert(link_id, Link {
+                            domain: remote.clone(),
+                            direction: "outbound",
+                            auth: PeerAuth::Dialback,
+                            tls,
+                        });
+                        while let Some((el, done)) = queue.pop_front() {
+                            let r = stream.send_element(&el, NS_SERVER).await;
+                            let _ = done.send(r.map_err(|e| Failure::new(Condition::RemoteServerTimeout, e.to_string())));
+                        }
+                    } else {
+                        warn!(%local, %remote, "dialback refused by the remote domain");
+                        let e = LinkError::Refused("dialback refused".into());
+                        fail_queue(&mut queue, &e);
+                        fail_all(&mut rx, &e, false);
+                        stream.close().await;
+                        break;
+                    }
+                } else if el.is(NS_DIALBACK, "verify") {
+                    if let Some(answer) = el.attr("id").and_then(|id| questions.remove(id)) {
+                        let _ = answer.send(el.attr("type") == Some("valid"));
+                    }
+                }
+            }
+        }
+    }
+    lock(&shared.s2s.state).remove(&link_id);
+    rx.close();
+    fail_all(&mut rx, &LinkError::Closed, false);
+}
+
+fn failure_of(e: &LinkError) -> Failure {
+    match e {
+        LinkError::Timeout(_) => Failure::new(Condition::RemoteServerTimeout, e.to_string()),
+        LinkError::Refused(_) => Failure::new(Condition::PolicyViolation, e.to_string()),
+        _ => Failure::new(Condition::RemoteServerNotFound, e.to_string()),
+    }
+}
+
+fn fail_queue(
+    queue: &mut VecDeque<(Element, oneshot::Sender<Result<(), Failure>>)>,
+    e: &LinkError,
+) {
+    for (_, done) in queue.drain(..) {
+        let _ = done.send(Err(failure_of(e)));
+    }
+}
+
+/// Answers every waiting command with the failure.
+fn fail_all(rx: &mut mpsc::Receiver<Cmd>, e: &LinkError, close: bool) {
+    if close {
+        rx.close();
+    }
+    while let Ok(cmd) = rx.try_recv() {
+        match cmd {
+            Cmd::Stanza(_, done) => {
+                let _ = done.send(Err(failure_of(e)));
+            }
+            Cmd::Verify { answer, .. } => {
+                let _ = answer.send(false);
+            }
+        }
+    }
+}
+
+/// Connects to `remote`, opens the stream and secures it. Returns the
+/// stream, the id the remote server gave it and whether it is encrypted.
+async fn connect(
+    shared: &Arc<Shared>,
+    local: &str,
+    remote: &str,
+) -> Result<(XmlStream<Box<dyn Io>>, String, bool), LinkError> {
+    let settings = &shared.settings;
+    let targets = locate(&shared.s2s.resolver, remote).await;
+    if targets.is_empty() {
+        return Err(LinkError::Refused(format!("{remote} offers no XMPP service")));
+    }
+    let mut last = LinkError::Closed;
+    for addr in targets {
+        if !settings.may_connect(addr) {
+            last = LinkError::Refused(format!("{addr} is not an address Parley may reach"));
+            continue;
+        }
+        let tcp = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                last = e.into();
+                continue;
+            }
+            Err(_) => {
+                last = LinkError::Timeout("connect");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        match negotiate(shared, tcp, local, remote).await {
+            Ok(r) => return Ok(r),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn negotiate(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    local: &str,
+    remote: &str,
+) -> Result<(XmlStream<Box<dyn Io>>, String, bool), LinkError> {
+    let settings = &shared.settings;
+    let wait = settings.connect_timeout;
+    let mut plain = XmlStream::new(tcp, settings.max_stanza);
+    plain.send(&header(NS_SERVER, local, remote, None, true)).await?;
+    let (_, features) = open(&mut plain, wait).await?;
+    let starttls = features.child(NS_TLS, "starttls").is_some();
+    if !starttls {
+        if settings.require_tls {
+            plain.fail("policy-violation", "TLS is required").await;
+            return Err(LinkError::Refused(format!("{remote} does not offer STARTTLS")));
+        }
+        let id = plain.framer.stream_header().and_then(|h| h.id.clone()).unwrap_or_default();
+        let stream = XmlStream::new(Box::new(plain.io) as Box<dyn Io>, settings.max_stanza);
+        let mut stream = stream;
+        stream.framer = plain.framer;
+        return Ok((stream, id, false));
+    }
+    plain.send_element(&Element::new(NS_TLS, "starttls"), NS_SERVER).await?;
+    match plain.read(wait, "proceed").await? {
+        Frame::Stanza(el) if el.is(NS_TLS, "proceed") => {}
+        _ => return Err(LinkError::Refused("STARTTLS refused".into())),
+    }
+    let name = rustls::pki_types::ServerName::try_from(remote.to_string())
+        .map_err(|_| LinkError::Refused(format!("{remote} is not a DNS name")))?;
+    let connector = tokio_rustls::TlsConnector::from(settings.tls_client.clone());
+    let tls = tokio::time::timeout(wait, connector.connect(name, plain.io))
+        .await
+        .map_err(|_| LinkError::Timeout("TLS handshake"))??;
+    let mut stream = XmlStream::new(Box::new(tls) as Box<dyn Io>, settings.max_stanza);
+    stream.send(&header(NS_SERVER, local, remote, None, true)).await?;
+    let (id, features) = open(&mut stream, wait).await?;
+    if features.child("urn:xmpp:features:dialback", "dialback").is_none()
+        && !stream.framer.stream_header().is_some_and(|h| h.dialback)
+    {
+        return Err(LinkError::Refused(format!("{remote} offers no dialback")));
+    }
+    Ok((stream, id, true))
+}
+
+/// Reads the peer's header and features; returns the stream id and features.
+async fn open<S: Io>(stream: &mut XmlStream<S>, wait: Duration) -> Result<(String, Element), LinkError> {
+    let Frame::Header(h) = stream.read(wait, "stream header").await? else {
+        return Err(LinkError::Refused("no stream header".into()));
+    };
+    if h.ns != NS_SERVER {
+        return Err(LinkError::Refused(format!("stream namespace {}", h.ns)));
+    }
+    let id = h.id.unwrap_or_default();
+    if h.version.as_deref() != Some("1.0") {
+        // A pre-1.0 server sends no features.
+        return Ok((id, Element::new(crate::framer::NS_STREAMS, "features")));
+    }
+    match stream.read(wait, "stream features").await? {
+        Frame::Stanza(f) if f.is(crate::framer::NS_STREAMS, "features") => Ok((id, f)),
+        _ => Err(LinkError::Refused("no stream features".into())),
+    }
+}
+
+/// Accepts inbound s2s connections until Parley stops.
+pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((tcp, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared2 = shared.clone();
+        shared.tracker.spawn(async move {
+            if let Err(e) = inbound(shared2, tcp).await {
+                debug!(%peer, error = %e, "inbound XMPP stream ended");
+            }
+        });
+    }
+}
+
+/// One inbound stream: STARTTLS, dialback, then stanzas for the hub.
+async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
+    let settings = &shared.settings;
+    let wait = settings.connect_timeout;
+    let mut plain = XmlStream::new(tcp, settings.max_stanza);
+    let offer_tls = settings.tls_server.is_some();
+    let stream_id = token();
+    let h = accept_header(&mut plain, &shared, &stream_id, wait, offer_tls, false).await?;
+    // Before TLS only STARTTLS (and, when TLS is optional, dialback).
+    let first = plain.read(wait, "STARTTLS").await?;
+    let (stream, tls, stream_id): (XmlStream<Box<dyn Io>>, bool, String) = match first {
+        Frame::Stanza(el) if el.is(NS_TLS, "starttls") && offer_tls => {
+            plain.send_element(&Element::new(NS_TLS, "proceed"), NS_TLS).await?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(settings.tls_server.clone().expect("offered"));
+            let tls = tokio::time::timeout(wait, acceptor.accept(plain.io))
+                .await
+                .map_err(|_| LinkError::Timeout("TLS handshake"))??;
+            let mut stream = XmlStream::new(Box::new(tls) as Box<dyn Io>, settings.max_stanza);
+            let id = token();
+            accept_header(&mut stream, &shared, &id, wait, false, true).await?;
+            (stream, true, id)
+        }
+        other => {
+            if settings.require_tls {
+                plain.fail("policy-violation", "STARTTLS is required").await;
+                return Err(LinkError::Refused("peer did not start TLS".into()));
+            }
+            let mut stream = XmlStream::new(Box::new(plain.io) as Box<dyn Io>, settings.max_stanza);
+            stream.framer = plain.framer;
+            // The first stanza was already read: handle it below.
+            let mut authed = HashSet::new();
+            if let Frame::Stanza(el) = other {
+                handle(&shared, &mut stream, &stream_id, &mut authed, false, el, &h).await?;
+            }
+            return serve(shared.clone(), stream, stream_id, authed, false, h).await;
+        }
+    };
+    serve(shared.clone(), stream, stream_id, HashSet::new(), tls, h).await
+}
+
+/// Reads the peer's header, answers with ours and the features.
+async fn accept_header<S: Io>(
+    stream: &mut XmlStream<S>,
+    shared: &Arc<Shared>,
+    id: &str,
+    wait: Duration,
+    offer_tls: bool,
+    secured: bool,
+) -> Result<crate::framer::Header, LinkError> {
+    let settings = &shared.settings;
+    let h = match stream.read(wait, "stream header").await? {
+        Frame::Header(h) => h,
+        _ => return Err(LinkError::Refused("no header".into())),
+    };
+    let to = h.to.clone().unwrap_or_default().to_ascii_lowercase();
+    stream
+        .send(&header(NS_SERVER, &to, h.from.as_deref().unwrap_or(""), Some(id), true))
+        .await?;
+    if h.ns != NS_SERVER {
+        stream.fail("invalid-namespace", "").await;
+        return Err(LinkError::Refused(format!("namespace {}", h.ns)));
+    }
+    if !settings.domains.iter().any(|d| d.eq_ignore_ascii_case(&to)) {
+        stream.fail("host-unknown", "").await;
+        return Err(LinkError::Refused(format!("not our domain: {to}")));
+    }
+    let mut features = Element::new(crate::framer::NS_STREAMS, "features");
+    if offer_tls {
+        let mut st = Element::new(NS_TLS, "starttls");
+        if settings.require_tls {
+            st = st.with_child(Element::new(NS_TLS, "required"));
+        }
+        features = features.with_child(st);
+    }
+    if secured || !settings.require_tls {
+        features = features.with_child(
+            Element::new("urn:xmpp:features:dialback", "dialback")
+                .with_child(Element::new("urn:xmpp:features:dialback", "errors")),
+        );
+    }
+    let mut text = String::new();
+    parley_adapter::xml::write_fragment(&features, "", &mut text);
+    // `features` lives in the streams namespace: print it with the prefix.
+    let text = text
+        .replacen(
+            "<features xmlns=\"http://etherx.jabber.org/streams\"",
+            "<stream:features",
+            1,
+        )
+        .replace("</features>", "</stream:features>");
+    stream.send(&text).await?;
+    Ok(h)
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    mut stream: XmlStream<Box<dyn Io>>,
+    stream_id: String,
+    mut authed: HashSet<(String, String)>,
+    tls: bool,
+    h: crate::framer::Header,
+) -> Result<(), LinkError> {
+    let link_id = shared.next_id();
+    let idle = shared.settings.idle_timeout;
+    let result = loop {
+        let frame = tokio::select! {
+            _ = shared.stop.cancelled() => { stream.close().await; break Ok(()); }
+            f = tokio::time::timeout(idle, stream.read_frame()) => f,
+        };
+        let frame = match frame {
+            Err(_) => {
+                stream.close().await;
+                break Ok(());
+            }
+            Ok(Err(LinkError::Stream(e))) => {
+                stream.fail(e.condition(), &e.to_string()).await;
+                break Err(LinkError::Stream(e));
+            }
+            Ok(Err(e)) => break Err(e),
+            Ok(Ok(f)) => f,
+        };
+        match frame {
+            Frame::Close => {
+                stream.close().await;
+                break Ok(());
+            }
+            Frame::Header(_) => {
+                stream.fail("not-well-formed", "second header").await;
+                break Err(LinkError::Refused("second header".into()));
+            }
+            Frame::Stanza(el) => {
+                let before = authed.len();
+                if let Err(e) = handle(&shared, &mut stream, &stream_id, &mut authed, tls, el, &h).await {
+                    break Err(e);
+                }
+                if authed.len() != before {
+                    if let Some((_, remote)) = authed.iter().next() {
+                        lock(&shared.s2s.state).insert(link_id, Link {
+                            domain: remote.clone(),
+                            direction: "inbound",
+                            auth: PeerAuth::Dialback,
+                            tls,
+                        });
+                    }
+                }
+            }
+        }
+    };
+    lock(&shared.s2s.state).remove(&link_id);
+    result
+}
+
+/// One top-level element of an inbound stream.
+async fn handle(
+    shared: &Arc<Shared>,
+    stream: &mut XmlStream<Box<dyn Io>>,
+    stream_id: &str,
+    authed: &mut HashSet<(String, String)>,
+    tls: bool,
+    el: Element,
+    _h: &crate::framer::Header,
+) -> Result<(), LinkError> {
+    let settings = &shared.settings;
+    if el.is(NS_DIALBACK, "result") {
+        let (Some(from), Some(to)) = (el.attr("from"), el.attr("to")) else {
+            stream.fail("improper-addressing", "").await;
+            return Err(LinkError::Refused("dialback without addresses".into()));
+        };
+        let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        if !settings.domains.iter().any(|d| *d == to) {
+            let reply = Element::new(NS_DIALBACK, "result")
+                .with_attr("", "from", &to)
+                .with_attr("", "to", &from)
+                .with_attr("", "type", "error")
+                .with_child(
+                    Element::new(NS_SERVER, "error")
+                        .with_attr("", "type", "cancel")
+                        .with_child(Element::new(crate::stanza::NS_STANZAS, "item-not-found")),
+                );
+            return stream.send_element(&reply, NS_SERVER).await;
+        }
+        if settings.require_tls && !tls {
+            stream.fail("policy-violation", "TLS is required").await;
+            return Err(LinkError::Refused("dialback before TLS".into()));
+        }
+        let valid = shared.s2s.verify(shared, &to, &from, stream_id, &el.text()).await;
+        let reply = Element::new(NS_DIALBACK, "result")
+            .with_attr("", "from", &to)
+            .with_attr("", "to", &from)
+            .with_attr("", "type", if valid { "valid" } else { "invalid" });
+        stream.send_element(&reply, NS_SERVER).await?;
+        if valid {
+            info!(remote = %from, tls, "inbound XMPP stream authenticated (dialback)");
+            authed.insert((to, from));
+        } else {
+            warn!(remote = %from, "inbound dialback failed");
+        }
+        return Ok(());
+    }
+    if el.is(NS_DIALBACK, "verify") {
+        // We are the authoritative server: was this key ours?
+        let (from, to, id) = (
+            el.attr("from").unwrap_or_default().to_ascii_lowercase(),
+            el.attr("to").unwrap_or_default().to_ascii_lowercase(),
+            el.attr("id").unwrap_or_default(),
+        );
+        let ours = settings.domains.iter().any(|d| *d == to);
+        let valid = ours && dialback_key(&settings.dialback_secret, &from, &to, id) == el.text().trim();
+        let reply = Element::new(NS_DIALBACK, "verify")
+            .with_attr("", "from", &to)
+            .with_attr("", "to", &from)
+            .with_attr("", "id", id)
+            .with_attr("", "type", if valid { "valid" } else { "invalid" });
+        return stream.send_element(&reply, NS_SERVER).await;
+    }
+    if el.ns != NS_SERVER {
+        stream.fail("unsupported-stanza-type", "").await;
+        return Err(LinkError::Refused(format!("unsupported element {}", el.name)));
+    }
+    // RFC 6120 §4.9.3.9: only from a domain this stream authenticated for.
+    let domain_of = |a: Option<&str>| {
+        a.map(|j| {
+            let bare = j.split('/').next().unwrap_or("");
+            bare.rsplit_once('@').map_or(bare, |(_, d)| d).to_ascii_lowercase()
+        })
+    };
+    let from = domain_of(el.attr("from")).unwrap_or_default();
+    let to = domain_of(el.attr("to")).unwrap_or_default();
+    if !authed.iter().any(|(l, r)| *r == from && *l == to) {
+        let condition = if authed.iter().any(|(_, r)| *r == from) {
+            "host-unknown"
+        } else {
+            "invalid-from"
+        };
+        warn!(%from, %to, condition, "stanza from a domain the stream did not authenticate for");
+        stream.fail(condition, "").await;
+        return Err(LinkError::Refused(format!("{condition}: {from}")));
+    }
+    let peer = Peer {
+        adapter: settings.name.clone(),
+        protocol: Protocol::Xmpp,
+        domain: from.clone(),
+        auth: PeerAuth::Dialback,
+        tls,
+    };
+    crate::dispatch(shared.clone(), peer, el, NS_SERVER, crate::Reply::S2s { local: to });
+    Ok(())
+}
