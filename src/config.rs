@@ -85,6 +85,144 @@ pub struct Config {
     /// `[presence]`: the presence agent.
     #[serde(default)]
     pub presence: PresenceConfig,
+    /// `[gateway]`: the domain policy applied to everything that crosses
+    /// the company boundary.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// `[[route]]`: domains reached through an adapter whatever DNS says.
+    #[serde(default)]
+    pub route: Vec<RouteConfig>,
+    /// `[xmpp]`: the XMPP adapter.
+    #[serde(default)]
+    pub xmpp: XmppConfig,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Remote domains that may federate; empty means every domain not
+    /// denied. `*.example.com` covers the subdomains of example.com.
+    pub allow_domains: Vec<String>,
+    /// Remote domains that may not federate (checked before the allow list).
+    pub deny_domains: Vec<String>,
+    /// The largest message content that crosses, in bytes.
+    pub max_message_bytes: usize,
+    /// MIME types of content allowed to cross (parameters ignored).
+    pub content_types: Vec<String>,
+    /// Messages per second one remote domain may send in (a burst of
+    /// `rate_burst` allowed); 0 turns the limit off.
+    pub rate_per_domain: u32,
+    /// The burst of the rate limit.
+    pub rate_burst: u32,
+    /// Seconds a domain's classification (SIP, XMPP, unknown) is cached
+    /// when DNS gave no TTL.
+    pub classify_ttl_secs: u64,
+    /// `[[gateway.domain]]`: per-domain security requirements.
+    pub domain: Vec<DomainPolicyConfig>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            allow_domains: Vec::new(),
+            deny_domains: Vec::new(),
+            max_message_bytes: 16384,
+            content_types: [
+                "text/plain",
+                "message/cpim",
+                "message/imdn+xml",
+                "application/im-iscomposing+xml",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rate_per_domain: 200,
+            rate_burst: 400,
+            classify_ttl_secs: 300,
+            domain: Vec::new(),
+        }
+    }
+}
+
+/// `[[gateway.domain]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainPolicyConfig {
+    /// The remote domain (`*.example.com` for its subdomains).
+    pub name: String,
+    /// Links to and from it must be encrypted.
+    #[serde(default)]
+    pub require_tls: bool,
+    /// Its servers must prove their name with a certificate (no dialback).
+    #[serde(default)]
+    pub require_certificate: bool,
+}
+
+/// `[[route]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The domain.
+    pub domain: String,
+    /// `xmpp` (the XMPP adapter) or `sip` (RFC 3263 SIP federation).
+    pub via: String,
+}
+
+/// `[xmpp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmppConfig {
+    /// The adapter runs (outbound federation, components, and the
+    /// listener when one is set).
+    pub enabled: bool,
+    /// Where XMPP servers connect (RFC 6120 s2s); none: outbound only.
+    pub listen: Option<SocketAddr>,
+    /// STARTTLS is required on every s2s stream.
+    pub require_tls: bool,
+    /// The largest stanza accepted, in bytes.
+    pub max_stanza_bytes: usize,
+    /// Connecting, TLS and authentication, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// A stream silent this long is closed, in seconds.
+    pub idle_timeout_secs: u64,
+    /// `[[xmpp.component]]`: XEP-0114 links to existing XMPP servers.
+    pub component: Vec<ComponentConfig>,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        XmppConfig {
+            enabled: true,
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 5269))),
+            require_tls: true,
+            max_stanza_bytes: 65536,
+            connect_timeout_ms: 10_000,
+            idle_timeout_secs: 600,
+            component: Vec::new(),
+        }
+    }
+}
+
+/// `[[xmpp.component]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    /// The XMPP server's component port.
+    pub server: SocketAddr,
+    /// The subdomain Parley serves as a component (`sip.example.com`).
+    pub domain: String,
+    /// The XMPP server's own domain; its users (and the domains in
+    /// `remote_domains`) are reached through it.
+    pub server_domain: String,
+    /// The Parley domain the subdomain stands for (default: the first of
+    /// `domains`).
+    #[serde(default)]
+    pub local_domain: Option<String>,
+    /// The shared secret of the component.
+    pub secret: String,
+    /// More domains reached through this server.
+    #[serde(default)]
+    pub remote_domains: Vec<String>,
 }
 
 /// `[offline]`
@@ -587,6 +725,17 @@ impl Config {
         }
         if config.sip.tls.cert.is_some() != config.sip.tls.key.is_some() {
             return Err(value("sip.tls", "cert and key go together".into()));
+        }
+        if config.xmpp.max_stanza_bytes < 10_000 {
+            return Err(value(
+                "xmpp.max_stanza_bytes",
+                "RFC 6120 §13.12 requires at least 10000".into(),
+            ));
+        }
+        for r in &config.route {
+            if r.via != "sip" && r.via != "xmpp" {
+                return Err(value("route.via", format!("{:?}: use sip or xmpp", r.via)));
+            }
         }
         if config.sip.listen.is_empty() {
             return Err(value("sip.listen", "needs at least one address".into()));

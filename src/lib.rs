@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod net;
 pub mod proto;
 pub mod simple;

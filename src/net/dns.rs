@@ -19,6 +19,17 @@ use super::Target;
 use crate::config::{DnsConfig, Transport};
 use crate::proto::locate::{naptr_choices, order_srv, srv_names, Naptr, Srv};
 
+/// The federation service a domain publishes in DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// SIP (NAPTR or `_sip`/`_sips` SRV).
+    Sip,
+    /// XMPP (`_xmpp-server._tcp` SRV, no SIP).
+    Xmpp,
+    /// Neither: SIP by RFC 3263's A/AAAA fallback.
+    Unknown,
+}
+
 /// Finds where to send requests for a domain.
 pub struct Resolver {
     inner: TokioResolver,
@@ -62,6 +73,43 @@ impl Resolver {
             .random
             .hash_one(self.counter.fetch_add(1, Ordering::Relaxed));
         (r % (u64::from(n) + 1)) as u32
+    }
+
+    /// The resolver itself, for adapters that look up their own services
+    /// (`_xmpp-server._tcp`) through the same nameserver and cache.
+    pub fn hickory(&self) -> TokioResolver {
+        self.inner.clone()
+    }
+
+    /// Which federation service a domain publishes (RFC 7247 §5 style):
+    /// SIP when it has SIP NAPTR records or `_sip`/`_sips` SRV records,
+    /// else XMPP when it has `_xmpp-server._tcp` SRV records.
+    pub async fn service_of(&self, domain: &str) -> Service {
+        let name = domain.trim_end_matches('.');
+        if let Ok(answer) = self.inner.lookup(name, RecordType::NAPTR).await {
+            let sip = answer.iter().any(|r| {
+                matches!(r, RData::NAPTR(n)
+                    if String::from_utf8_lossy(n.services()).to_ascii_uppercase().starts_with("SIP"))
+            });
+            if sip {
+                return Service::Sip;
+            }
+        }
+        let has_srv = |srv: String| async move {
+            self.inner
+                .lookup(srv.as_str(), RecordType::SRV)
+                .await
+                .is_ok_and(|a| a.iter().any(|r| matches!(r, RData::SRV(_))))
+        };
+        for (_, srv) in srv_names(name, false) {
+            if has_srv(srv).await {
+                return Service::Sip;
+            }
+        }
+        if has_srv(format!("_xmpp-server._tcp.{name}")).await {
+            return Service::Xmpp;
+        }
+        Service::Unknown
     }
 
     /// The targets for `host` (a domain name), best first, per RFC 3263

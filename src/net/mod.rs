@@ -61,6 +61,8 @@ pub struct Listeners {
     pub tcp: Vec<TcpListener>,
     /// TLS listeners (TCP, with the handshake done per connection).
     pub tls: Vec<TcpListener>,
+    /// The XMPP s2s listener (`[xmpp] listen`).
+    pub xmpp: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -86,6 +88,13 @@ impl Listeners {
                     .push(TcpListener::bind(listen.address).await.map_err(err)?),
             }
         }
+        if let (true, Some(addr)) = (config.xmpp.enabled, config.xmpp.listen) {
+            l.xmpp = Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("xmpp {addr}: {e}")))?,
+            );
+        }
         Ok(l)
     }
 
@@ -108,6 +117,11 @@ impl Listeners {
             self.tls
                 .iter()
                 .map(|s| format!("tls {}", addr(s.local_addr()))),
+        );
+        out.extend(
+            self.xmpp
+                .iter()
+                .map(|s| format!("xmpp-s2s {}", addr(s.local_addr()))),
         );
         out
     }
@@ -1134,7 +1148,15 @@ impl Server {
                 .map(|a| (Transport::Udp, a)),
         );
         let core = Core::start(config, Arc::new(store), listen).await?;
-        Server::new(config, listeners, core)
+        let mut listeners = listeners;
+        let adapter_listeners = crate::gateway::AdapterListeners {
+            xmpp: listeners.xmpp.take(),
+        };
+        let server = Server::new(config, listeners, core.clone())?;
+        let gateway =
+            crate::gateway::Gateway::start(config, &core, server.sip(), adapter_listeners).await?;
+        let _ = core.gateway.set(gateway);
+        Ok(server)
     }
 
     /// The handle services use to send requests.
@@ -1177,6 +1199,9 @@ impl Server {
         let deadline = tokio::time::Instant::now() + grace;
         while shared.unanswered() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some(gateway) = shared.core.gateway.get() {
+            gateway.stop().await;
         }
         stop.cancel();
         tracker.close();

@@ -106,6 +106,8 @@ pub struct Core {
     pub presence: Arc<presence::PresenceAgent>,
     /// MESSAGEs kept for users with no contact.
     pub offline: pager::Offline,
+    /// The router, policy and adapters (set once the network is up).
+    pub gateway: std::sync::OnceLock<Arc<crate::gateway::Gateway>>,
 }
 
 impl Core {
@@ -147,6 +149,7 @@ impl Core {
                 config.presence,
                 Some(store.clone()),
             )),
+            gateway: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&core);
         tokio::spawn(async move {

@@ -86,13 +86,6 @@ impl Offline {
 /// 202 once it is durable; 480 when the user's share is full, 500 when
 /// the store fails (nothing was accepted then).
 pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) {
-    let offline = &core.offline;
-    if offline.waiting(aor) >= offline.config.max_per_user {
-        return inc
-            .responder
-            .reply(480, "Temporarily Unavailable (offline store full)", &[])
-            .await;
-    }
     let msg = &inc.message;
     let Some(Ok(from)) = msg.from() else {
         return inc.responder.reply(400, "Bad From", &[]).await;
@@ -109,13 +102,36 @@ pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) {
         || "text/plain".to_string(),
         |v| String::from_utf8_lossy(v).trim().to_string(),
     );
+    let body = msg.body().to_vec();
+    match store(core, aor, sender, content_type, body).await {
+        Ok(()) => {
+            inc.responder
+                .reply(202, "Accepted (stored for delivery)", &[])
+                .await
+        }
+        Err((status, reason)) => inc.responder.reply(status, reason, &[]).await,
+    }
+}
+
+/// Writes one message for `aor` to the store: the 202 may follow.
+async fn store(
+    core: &Core,
+    aor: &str,
+    sender: String,
+    content_type: String,
+    body: Vec<u8>,
+) -> Result<(), (u16, &'static str)> {
+    let offline = &core.offline;
+    if offline.waiting(aor) >= offline.config.max_per_user {
+        return Err((480, "Temporarily Unavailable (offline store full)"));
+    }
     let now = now_secs() as i64;
     let row = OfflineRow {
         id: 0,
         aor: aor.to_string(),
         sender,
         content_type,
-        body: msg.body().to_vec(),
+        body,
         received_at: now,
         expires_at: now.saturating_add(offline.config.expiry_secs as i64),
     };
@@ -123,15 +139,75 @@ pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) {
         Ok(id) => {
             *offline.counts().entry(aor.to_string()).or_default() += 1;
             debug!(id, aor, "message kept for an offline user");
-            inc.responder
-                .reply(202, "Accepted (stored for delivery)", &[])
-                .await;
+            Ok(())
         }
         Err(e) => {
             warn!(error = %e, "offline store failed");
-            inc.responder.reply(500, "Offline store failed", &[]).await;
+            Err((500, "Offline store failed"))
         }
     }
+}
+
+/// Delivers a MESSAGE that came through the gateway to the local user
+/// `user@domain` (`aor`): to its contacts, or kept for its next contact
+/// when it has none. `Ok` with the status that took it (2xx, or 202 when
+/// kept); `Err` with the status that refused it.
+#[allow(clippy::too_many_arguments)]
+pub async fn deliver_bridged(
+    core: &Core,
+    sip: &Sip,
+    sender_uri: &str,
+    aor: &str,
+    user: &str,
+    domain: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<u16, u16> {
+    if core.auth.user(user, domain).await.is_none() {
+        return Err(404);
+    }
+    let targets = contact_targets(core, sip, aor);
+    let sender = format!("<{sender_uri}>");
+    if targets.is_empty() {
+        if !core.offline.enabled() {
+            return Err(480);
+        }
+        return store(core, aor, sender, content_type.to_string(), body.to_vec())
+            .await
+            .map(|()| 202)
+            .map_err(|(status, _)| status);
+    }
+    let message = Outgoing {
+        from: &sender,
+        to: &format!("<sip:{aor}>"),
+        date: now_secs() as i64,
+        content_type,
+        body,
+    };
+    match send_first_status(core, sip, targets, &message).await {
+        Some(s) if (200..300).contains(&s) => Ok(s),
+        Some(s) => Err(s),
+        None => Err(408),
+    }
+}
+
+/// A plain-text report Parley sends a local user about a message that
+/// could not be delivered elsewhere.
+pub async fn report(core: &Core, sip: &Sip, to_uri: &str, about: &str, text: &str) {
+    let domain = core
+        .config_domains
+        .first()
+        .map_or("localhost", String::as_str);
+    send_to_address(
+        core,
+        sip,
+        to_uri,
+        &format!("<sip:parley@{domain}>"),
+        &format!("<{to_uri}>"),
+        "text/plain;charset=UTF-8",
+        format!("Your message to {about} was not delivered: {text}").as_bytes(),
+    )
+    .await;
 }
 
 /// Delivers what waits for `aor` to its registered contacts, oldest
@@ -230,18 +306,29 @@ async fn send_first(
     targets: Vec<(String, Vec<String>, Target)>,
     message: &Outgoing<'_>,
 ) -> bool {
+    send_first_status(core, sip, targets, message)
+        .await
+        .is_some_and(|s| (200..300).contains(&s))
+}
+
+/// Sends `message` to each target in turn until one answers 2xx; the
+/// last final status (None when no request could be sent).
+async fn send_first_status(
+    core: &Core,
+    sip: &Sip,
+    targets: Vec<(String, Vec<String>, Target)>,
+    message: &Outgoing<'_>,
+) -> Option<u16> {
+    let mut last = None;
     for (request_uri, routes, target) in targets {
-        let Some(request) = build(core, &request_uri, &routes, message) else {
-            return false;
-        };
-        if final_status(sip, request, &target)
-            .await
-            .is_some_and(|s| (200..300).contains(&s))
-        {
-            return true;
+        let request = build(core, &request_uri, &routes, message)?;
+        let status = final_status(sip, request, &target).await;
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            return status;
         }
+        last = status.or(last);
     }
-    false
+    last
 }
 
 /// Sends a request in a client transaction and waits for its final status.

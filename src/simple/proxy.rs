@@ -57,6 +57,16 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         return;
     };
     let authenticated = sender.authenticated;
+    // A request from another domain meets the domain policy first.
+    if !core.is_local_domain(&sender.domain) && !sender.domain.is_empty() {
+        let own = sender.domain.parse::<std::net::IpAddr>().is_ok();
+        if let (false, Some(gateway)) = (own, core.gateway.get()) {
+            if let Some((.., refusal)) = crate::gateway::check_inbound_sip(gateway, &sender.domain)
+            {
+                return crate::gateway::refuse_inbound_sip(&mut inc, refusal, &sender.domain).await;
+            }
+        }
+    }
     // RFC 3862 §4: the identity inside a CPIM body is the sender's, checked
     // here for the local users Parley authenticates.
     if authenticated {
@@ -145,6 +155,36 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         } else {
             if !may_relay {
                 return inc.responder.reply(403, "Relaying denied", &[]).await;
+            }
+            // Another domain: the router says where it is and whether it
+            // may be reached.
+            if let Some(gateway) = core.gateway.get() {
+                let domain = sip_uri.host.to_string();
+                match gateway.destination(&core, &domain).await {
+                    crate::gateway::Destination::Adapter(adapter) => {
+                        let sender_address = sender.user.as_deref().and_then(|u| {
+                            parley_adapter::Address::new(u, &sender.domain, None).ok()
+                        });
+                        let recipient = parley_adapter::Address::from_uri(&request_uri_text(&msg));
+                        let (Some(from), Ok(to)) = (sender_address, recipient) else {
+                            return inc
+                                .responder
+                                .reply(400, "Address not mappable to the other network", &[])
+                                .await;
+                        };
+                        return gateway
+                            .bridge_request(&core, adapter, &mut inc, &msg, from, to)
+                            .await;
+                    }
+                    _ => {
+                        if let Some((.., refusal)) =
+                            crate::gateway::check_inbound_sip(gateway, &domain)
+                        {
+                            return crate::gateway::refuse_inbound_sip(&mut inc, refusal, &domain)
+                                .await;
+                        }
+                    }
+                }
             }
             // RFC 3263: every target in order, the next one only after a
             // timeout, a transport error or a 503.

@@ -278,6 +278,7 @@ fn ipv6_udp_and_tcp_listeners_answer() {
             udp: vec![udp],
             tcp: vec![tcp],
             tls: vec![],
+            xmpp: None,
         },
         async {
             let _ = stopped.await;

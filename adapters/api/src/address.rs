@@ -246,7 +246,10 @@ impl Address {
                 Some(s) if c != '\\' => out.push_str(s),
                 Some(s) => {
                     let rest: String = chars.clone().take(2).collect();
-                    if JID_ESCAPES.iter().any(|(_, e)| e[1..].eq_ignore_ascii_case(&rest)) {
+                    if JID_ESCAPES
+                        .iter()
+                        .any(|(_, e)| e[1..].eq_ignore_ascii_case(&rest))
+                    {
                         out.push_str(s);
                     } else {
                         out.push(c);
@@ -395,7 +398,11 @@ mod tests {
         let a = Address::from_uri("<sip:juliet@Example.com:5061;transport=tls?subject=x>").unwrap();
         assert_eq!(a.to_string(), "juliet@example.com");
         assert_eq!(a.to_sip_uri(), "sip:juliet@example.com");
-        for uri in ["sips:juliet@example.com", "im:juliet@example.com", "pres:juliet@example.com"] {
+        for uri in [
+            "sips:juliet@example.com",
+            "im:juliet@example.com",
+            "pres:juliet@example.com",
+        ] {
             assert_eq!(Address::from_uri(uri).unwrap(), a.bare());
         }
         // RFC 7247 §5: characters outside SIP's user rule are percent-encoded.

@@ -57,7 +57,9 @@ pub(crate) async fn run(
                 shared.set_component_up(index, false);
                 match end {
                     Ok(()) => return,
-                    Err(e) => warn!(domain = %settings.domain, error = %e, "XMPP component link lost"),
+                    Err(e) => {
+                        warn!(domain = %settings.domain, error = %e, "XMPP component link lost")
+                    }
                 }
             }
             Err(e) => {
@@ -97,14 +99,20 @@ async fn connect(
         .map_err(|_| LinkError::Timeout("connect"))??;
     let _ = tcp.set_nodelay(true);
     let mut stream = XmlStream::new(tcp, shared.settings.max_stanza);
-    stream.send(&header(NS_COMPONENT, "", &settings.domain, None, false)).await?;
+    stream
+        .send(&header(NS_COMPONENT, "", &settings.domain, None, false))
+        .await?;
     let Frame::Header(h) = stream.read(wait, "stream header").await? else {
         return Err(LinkError::Refused("no stream header".into()));
     };
-    let id = h.id.ok_or_else(|| LinkError::Refused("no stream id".into()))?;
+    let id =
+        h.id.ok_or_else(|| LinkError::Refused("no stream id".into()))?;
     let value = handshake(&id, &settings.secret);
     stream
-        .send_element(&Element::new(NS_COMPONENT, "handshake").with_text(&value), NS_COMPONENT)
+        .send_element(
+            &Element::new(NS_COMPONENT, "handshake").with_text(&value),
+            NS_COMPONENT,
+        )
         .await?;
     match stream.read(wait, "handshake").await? {
         Frame::Stanza(el) if el.is(NS_COMPONENT, "handshake") => Ok(stream),

@@ -116,7 +116,9 @@ impl Framer {
     /// Whether bytes are buffered that have not made a frame yet (must be
     /// none when TLS starts: RFC 6120 §5.4.3.3).
     pub fn has_pending(&self) -> bool {
-        self.buf[self.start..].iter().any(|b| !b.is_ascii_whitespace())
+        self.buf[self.start..]
+            .iter()
+            .any(|b| !b.is_ascii_whitespace())
     }
 
     /// The next whole frame, `None` when more bytes are needed.
@@ -177,7 +179,11 @@ impl Framer {
                     let end = at + end + 1;
                     self.scanned = end;
                     match self.depth {
-                        0 => return Err(StreamError::NotWellFormed("end tag before the header".into())),
+                        0 => {
+                            return Err(StreamError::NotWellFormed(
+                                "end tag before the header".into(),
+                            ))
+                        }
                         1 => {
                             self.depth = 0;
                             self.consume(end);
@@ -286,7 +292,10 @@ impl Framer {
         let el = xml::parse(closed.as_bytes(), &self.limits)
             .map_err(|e| StreamError::NotWellFormed(e.to_string()))?;
         if !el.is(NS_STREAMS, "stream") {
-            return Err(StreamError::InvalidNamespace(format!("{{{}}}{}", el.ns, el.name)));
+            return Err(StreamError::InvalidNamespace(format!(
+                "{{{}}}{}",
+                el.ns, el.name
+            )));
         }
         let mut header = Header {
             from: el.attr("from").map(str::to_string),
@@ -304,25 +313,20 @@ impl Framer {
             if value == "jabber:server:dialback" {
                 header.dialback = true;
             }
-            header
-                .declarations
-                .push_str(&format!(
-                    " {name}=\"{}\"",
-                    value
-                        .replace('&', "&amp;")
-                        .replace('"', "&quot;")
-                        .replace('<', "&lt;")
-                ));
+            header.declarations.push_str(&format!(
+                " {name}=\"{}\"",
+                value
+                    .replace('&', "&amp;")
+                    .replace('"', "&quot;")
+                    .replace('<', "&lt;")
+            ));
         }
         self.header = Some(header.clone());
         Ok(header)
     }
 
     fn stanza(&self, from: usize, to: usize) -> Result<Frame, StreamError> {
-        let decls = self
-            .header
-            .as_ref()
-            .map_or("", |h| h.declarations.as_str());
+        let decls = self.header.as_ref().map_or("", |h| h.declarations.as_str());
         let mut wrapped = Vec::with_capacity(to - from + decls.len() + 16);
         wrapped.extend_from_slice(b"<w");
         wrapped.extend_from_slice(decls.as_bytes());
@@ -430,8 +434,13 @@ mod tests {
             assert_eq!(db.text(), "k3y");
             let Frame::Stanza(m) = &got[2] else { panic!() };
             assert!(m.is("jabber:server", "message"));
-            assert_eq!(m.child("jabber:server", "body").unwrap().text(), "1 < 2 & \"q\" <raw>");
-            assert!(m.child("http://jabber.org/protocol/chatstates", "active").is_some());
+            assert_eq!(
+                m.child("jabber:server", "body").unwrap().text(),
+                "1 < 2 & \"q\" <raw>"
+            );
+            assert!(m
+                .child("http://jabber.org/protocol/chatstates", "active")
+                .is_some());
             let Frame::Stanza(p) = &got[3] else { panic!() };
             assert!(p.is("jabber:server", "presence"));
             assert_eq!(got[4], Frame::Close);
@@ -444,7 +453,10 @@ mod tests {
             ("<!-- hi --><presence/>", "restricted-xml"),
             ("<presence><!-- hi --></presence>", "restricted-xml"),
             ("<?evil x?><presence/>", "restricted-xml"),
-            ("<!DOCTYPE x [<!ENTITY a 'b'>]><presence/>", "restricted-xml"),
+            (
+                "<!DOCTYPE x [<!ENTITY a 'b'>]><presence/>",
+                "restricted-xml",
+            ),
             ("<message><body>&xxe;</body></message>", "not-well-formed"),
             ("hello<presence/>", "not-well-formed"),
             ("<message><body></message></x>", "not-well-formed"),
@@ -461,14 +473,29 @@ mod tests {
 
     #[test]
     fn bounds_stanza_size_and_depth_without_buffering_everything() {
-        let big = format!("{HEADER}<message><body>{}</body></message>", "x".repeat(5000));
-        assert_eq!(frames(big.as_bytes(), 100).unwrap_err().condition(), "policy-violation");
+        let big = format!(
+            "{HEADER}<message><body>{}</body></message>",
+            "x".repeat(5000)
+        );
+        assert_eq!(
+            frames(big.as_bytes(), 100).unwrap_err().condition(),
+            "policy-violation"
+        );
         let open_tag = format!("{HEADER}<message a='{}", "x".repeat(5000));
-        assert_eq!(frames(open_tag.as_bytes(), 100).unwrap_err().condition(), "policy-violation");
+        assert_eq!(
+            frames(open_tag.as_bytes(), 100).unwrap_err().condition(),
+            "policy-violation"
+        );
         let deep = format!("{HEADER}{}", "<a>".repeat(100));
-        assert!(frames(deep.as_bytes(), 100).is_ok(), "waits: not a stanza yet");
+        assert!(
+            frames(deep.as_bytes(), 100).is_ok(),
+            "waits: not a stanza yet"
+        );
         let deep = format!("{HEADER}{}{}", "<a>".repeat(100), "</a>".repeat(100));
-        assert_eq!(frames(deep.as_bytes(), 100).unwrap_err().condition(), "not-well-formed");
+        assert_eq!(
+            frames(deep.as_bytes(), 100).unwrap_err().condition(),
+            "not-well-formed"
+        );
     }
 
     #[test]

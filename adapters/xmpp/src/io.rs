@@ -46,7 +46,11 @@ impl<S: Io> XmlStream<S> {
     }
 
     /// The next frame, waiting at most `wait`.
-    pub(crate) async fn read(&mut self, wait: Duration, what: &'static str) -> Result<Frame, LinkError> {
+    pub(crate) async fn read(
+        &mut self,
+        wait: Duration,
+        what: &'static str,
+    ) -> Result<Frame, LinkError> {
         tokio::time::timeout(wait, self.read_frame())
             .await
             .map_err(|_| LinkError::Timeout(what))?
@@ -126,9 +130,8 @@ pub(crate) fn header(ns: &str, from: &str, to: &str, id: Option<&str>, dialback:
             .replace('\'', "&apos;")
             .replace('<', "&lt;")
     };
-    let mut h = format!(
-        "<?xml version='1.0'?><stream:stream xmlns='{ns}' xmlns:stream='{NS_STREAMS}'"
-    );
+    let mut h =
+        format!("<?xml version='1.0'?><stream:stream xmlns='{ns}' xmlns:stream='{NS_STREAMS}'");
     if dialback {
         h.push_str(" xmlns:db='jabber:server:dialback'");
     }

@@ -103,7 +103,7 @@ impl Settings {
     fn may_connect(&self, addr: SocketAddr) -> bool {
         self.allowed_addresses
             .as_ref()
-            .is_none_or(|list| list.contains(&addr.ip()) || list.is_empty())
+            .map_or(true, |list| list.is_empty() || list.contains(&addr.ip()))
     }
 }
 
@@ -130,10 +130,11 @@ impl Shared {
 
     /// The component link serving `domain`, if any.
     fn component_for(&self, domain: &str) -> Option<usize> {
-        self.settings
-            .components
-            .iter()
-            .position(|c| c.remote_domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
+        self.settings.components.iter().position(|c| {
+            c.remote_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+        })
     }
 }
 
@@ -146,7 +147,9 @@ pub struct XmppAdapter {
 
 impl std::fmt::Debug for XmppAdapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XmppAdapter").field("settings", &self.shared.settings).finish()
+        f.debug_struct("XmppAdapter")
+            .field("settings", &self.shared.settings)
+            .finish()
     }
 }
 
@@ -163,7 +166,11 @@ impl XmppAdapter {
         }
         let resolver = settings.resolver.clone();
         let shared = Arc::new(Shared {
-            component_up: settings.components.iter().map(|_| AtomicBool::new(false)).collect(),
+            component_up: settings
+                .components
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             settings,
             hub: OnceLock::new(),
             s2s: s2s::S2s::new(resolver),
@@ -206,7 +213,8 @@ impl Adapter for XmppAdapter {
                 .tracker
                 .spawn(s2s::listen(self.shared.clone(), listener));
         }
-        let receivers = std::mem::take(&mut *self.component_rx.lock().unwrap_or_else(|p| p.into_inner()));
+        let receivers =
+            std::mem::take(&mut *self.component_rx.lock().unwrap_or_else(|p| p.into_inner()));
         let mut waits = Vec::new();
         for (index, rx) in receivers.into_iter().enumerate() {
             let (tx, ready) = oneshot::channel();
@@ -233,7 +241,11 @@ impl Adapter for XmppAdapter {
         };
         if let Some(index) = shared.component_for(&to_domain) {
             let c = &shared.settings.components[index];
-            let el = encode(&item, component::NS_COMPONENT, Some((&c.local_domain, &c.domain)))?;
+            let el = encode(
+                &item,
+                component::NS_COMPONENT,
+                Some((&c.local_domain, &c.domain)),
+            )?;
             if security.tls || security.verified {
                 return Err(Failure::new(
                     Condition::PolicyViolation,
@@ -247,11 +259,17 @@ impl Adapter for XmppAdapter {
                 .map_err(|_| Failure::new(Condition::ServiceUnavailable, "component stopped"))?;
             return match tokio::time::timeout(shared.settings.connect_timeout, rx).await {
                 Ok(Ok(r)) => r,
-                _ => Err(Failure::new(Condition::RemoteServerTimeout, "component link busy")),
+                _ => Err(Failure::new(
+                    Condition::RemoteServerTimeout,
+                    "component link busy",
+                )),
             };
         }
         if !shared.settings.s2s {
-            return Err(Failure::new(Condition::RemoteServerNotFound, "XMPP federation is off"));
+            return Err(Failure::new(
+                Condition::RemoteServerNotFound,
+                "XMPP federation is off",
+            ));
         }
         if security.verified {
             return Err(Failure::new(
@@ -279,7 +297,10 @@ impl Adapter for XmppAdapter {
         }
         Health {
             up: shared.settings.components.is_empty()
-                || shared.component_up.iter().any(|u| u.load(Ordering::Relaxed)),
+                || shared
+                    .component_up
+                    .iter()
+                    .any(|u| u.load(Ordering::Relaxed)),
             links,
         }
     }
@@ -331,14 +352,22 @@ pub(crate) enum Reply {
 /// Hands one inbound stanza to the hub, in its own task (a recipient that
 /// is slow to answer does not hold up the stream); a refusal goes back to
 /// the sender as a stanza error.
-pub(crate) fn dispatch(shared: Arc<Shared>, peer: Peer, el: Element, ns: &'static str, reply: Reply) {
+pub(crate) fn dispatch(
+    shared: Arc<Shared>,
+    peer: Peer,
+    el: Element,
+    ns: &'static str,
+    reply: Reply,
+) {
     if el.name == "iq" {
         answer_iq(&shared, &el, ns, &reply);
         return;
     }
     let tracker = shared.tracker.clone();
     tracker.spawn(async move {
-        let Some(hub) = shared.hub.get().cloned() else { return };
+        let Some(hub) = shared.hub.get().cloned() else {
+            return;
+        };
         let rewrite = |a: Address| match &reply {
             Reply::Component(i) => {
                 let c = &shared.settings.components[*i];
@@ -363,7 +392,12 @@ pub(crate) fn dispatch(shared: Arc<Shared>, peer: Peer, el: Element, ns: &'stati
                 s.to = rewrite(s.to);
                 Inbound::Subscription(s)
             }
-            Ok(Decoded::Error { id, from, to, failure }) => Inbound::Failed {
+            Ok(Decoded::Error {
+                id,
+                from,
+                to,
+                failure,
+            }) => Inbound::Failed {
                 id,
                 sender: rewrite(to),
                 recipient: from,
@@ -386,7 +420,13 @@ pub(crate) fn dispatch(shared: Arc<Shared>, peer: Peer, el: Element, ns: &'stati
     });
 }
 
-async fn send_error(shared: &Arc<Shared>, original: &Element, failure: &Failure, ns: &str, reply: &Reply) {
+async fn send_error(
+    shared: &Arc<Shared>,
+    original: &Element,
+    failure: &Failure,
+    ns: &str,
+    reply: &Reply,
+) {
     let el = stanza::error_reply(original, failure);
     send_reply(shared, el, ns, reply).await;
 }

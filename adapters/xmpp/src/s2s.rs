@@ -91,7 +91,10 @@ impl S2s {
         shared.tracker.clone().spawn(async move {
             outbound(shared.clone(), local.clone(), remote.clone(), rx).await;
             let mut links = lock(&shared.s2s.links);
-            if links.get(&(local.clone(), remote.clone())).is_some_and(|tx| tx.is_closed()) {
+            if links
+                .get(&(local.clone(), remote.clone()))
+                .is_some_and(|tx| tx.is_closed())
+            {
                 links.remove(&(local, remote));
             }
         });
@@ -116,7 +119,10 @@ impl S2s {
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Failure::new(Condition::RemoteServerNotFound, "link closed")),
-            Err(_) => Err(Failure::new(Condition::RemoteServerTimeout, "link not ready")),
+            Err(_) => Err(Failure::new(
+                Condition::RemoteServerTimeout,
+                "link not ready",
+            )),
         }
     }
 
@@ -151,7 +157,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// then the domain itself on 5269.
 async fn locate(resolver: &TokioResolver, domain: &str) -> Vec<SocketAddr> {
     let mut hosts: Vec<(u16, String, u16)> = Vec::new();
-    if let Ok(srv) = resolver.srv_lookup(format!("_xmpp-server._tcp.{domain}.")).await {
+    if let Ok(srv) = resolver
+        .srv_lookup(format!("_xmpp-server._tcp.{domain}."))
+        .await
+    {
         for r in srv.iter() {
             let target = r.target().to_utf8();
             if target == "." {
@@ -195,7 +204,12 @@ async fn outbound(shared: Arc<Shared>, local: String, remote: String, mut rx: mp
     };
     let link_id = shared.next_id();
     // Dialback: claim `local` to `remote`.
-    let key = dialback_key(&shared.settings.dialback_secret, &remote, &local, &stream_id);
+    let key = dialback_key(
+        &shared.settings.dialback_secret,
+        &remote,
+        &local,
+        &stream_id,
+    );
     let claim = Element::new(NS_DIALBACK, "result")
         .with_attr("", "from", &local)
         .with_attr("", "to", &remote)
@@ -326,7 +340,9 @@ async fn connect(
     let settings = &shared.settings;
     let targets = locate(&shared.s2s.resolver, remote).await;
     if targets.is_empty() {
-        return Err(LinkError::Refused(format!("{remote} offers no XMPP service")));
+        return Err(LinkError::Refused(format!(
+            "{remote} offers no XMPP service"
+        )));
     }
     let mut last = LinkError::Closed;
     for addr in targets {
@@ -334,17 +350,18 @@ async fn connect(
             last = LinkError::Refused(format!("{addr} is not an address Parley may reach"));
             continue;
         }
-        let tcp = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => {
-                last = e.into();
-                continue;
-            }
-            Err(_) => {
-                last = LinkError::Timeout("connect");
-                continue;
-            }
-        };
+        let tcp =
+            match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => {
+                    last = e.into();
+                    continue;
+                }
+                Err(_) => {
+                    last = LinkError::Timeout("connect");
+                    continue;
+                }
+            };
         let _ = tcp.set_nodelay(true);
         match negotiate(shared, tcp, local, remote).await {
             Ok(r) => return Ok(r),
@@ -363,21 +380,31 @@ async fn negotiate(
     let settings = &shared.settings;
     let wait = settings.connect_timeout;
     let mut plain = XmlStream::new(tcp, settings.max_stanza);
-    plain.send(&header(NS_SERVER, local, remote, None, true)).await?;
+    plain
+        .send(&header(NS_SERVER, local, remote, None, true))
+        .await?;
     let (_, features) = open(&mut plain, wait).await?;
     let starttls = features.child(NS_TLS, "starttls").is_some();
     if !starttls {
         if settings.require_tls {
             plain.fail("policy-violation", "TLS is required").await;
-            return Err(LinkError::Refused(format!("{remote} does not offer STARTTLS")));
+            return Err(LinkError::Refused(format!(
+                "{remote} does not offer STARTTLS"
+            )));
         }
-        let id = plain.framer.stream_header().and_then(|h| h.id.clone()).unwrap_or_default();
+        let id = plain
+            .framer
+            .stream_header()
+            .and_then(|h| h.id.clone())
+            .unwrap_or_default();
         let stream = XmlStream::new(Box::new(plain.io) as Box<dyn Io>, settings.max_stanza);
         let mut stream = stream;
         stream.framer = plain.framer;
         return Ok((stream, id, false));
     }
-    plain.send_element(&Element::new(NS_TLS, "starttls"), NS_SERVER).await?;
+    plain
+        .send_element(&Element::new(NS_TLS, "starttls"), NS_SERVER)
+        .await?;
     match plain.read(wait, "proceed").await? {
         Frame::Stanza(el) if el.is(NS_TLS, "proceed") => {}
         _ => return Err(LinkError::Refused("STARTTLS refused".into())),
@@ -389,9 +416,13 @@ async fn negotiate(
         .await
         .map_err(|_| LinkError::Timeout("TLS handshake"))??;
     let mut stream = XmlStream::new(Box::new(tls) as Box<dyn Io>, settings.max_stanza);
-    stream.send(&header(NS_SERVER, local, remote, None, true)).await?;
+    stream
+        .send(&header(NS_SERVER, local, remote, None, true))
+        .await?;
     let (id, features) = open(&mut stream, wait).await?;
-    if features.child("urn:xmpp:features:dialback", "dialback").is_none()
+    if features
+        .child("urn:xmpp:features:dialback", "dialback")
+        .is_none()
         && !stream.framer.stream_header().is_some_and(|h| h.dialback)
     {
         return Err(LinkError::Refused(format!("{remote} offers no dialback")));
@@ -400,7 +431,10 @@ async fn negotiate(
 }
 
 /// Reads the peer's header and features; returns the stream id and features.
-async fn open<S: Io>(stream: &mut XmlStream<S>, wait: Duration) -> Result<(String, Element), LinkError> {
+async fn open<S: Io>(
+    stream: &mut XmlStream<S>,
+    wait: Duration,
+) -> Result<(String, Element), LinkError> {
     let Frame::Header(h) = stream.read(wait, "stream header").await? else {
         return Err(LinkError::Refused("no stream header".into()));
     };
@@ -451,8 +485,11 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
     let first = plain.read(wait, "STARTTLS").await?;
     let (stream, tls, stream_id): (XmlStream<Box<dyn Io>>, bool, String) = match first {
         Frame::Stanza(el) if el.is(NS_TLS, "starttls") && offer_tls => {
-            plain.send_element(&Element::new(NS_TLS, "proceed"), NS_TLS).await?;
-            let acceptor = tokio_rustls::TlsAcceptor::from(settings.tls_server.clone().expect("offered"));
+            plain
+                .send_element(&Element::new(NS_TLS, "proceed"), NS_TLS)
+                .await?;
+            let acceptor =
+                tokio_rustls::TlsAcceptor::from(settings.tls_server.clone().expect("offered"));
             let tls = tokio::time::timeout(wait, acceptor.accept(plain.io))
                 .await
                 .map_err(|_| LinkError::Timeout("TLS handshake"))??;
@@ -495,7 +532,13 @@ async fn accept_header<S: Io>(
     };
     let to = h.to.clone().unwrap_or_default().to_ascii_lowercase();
     stream
-        .send(&header(NS_SERVER, &to, h.from.as_deref().unwrap_or(""), Some(id), true))
+        .send(&header(
+            NS_SERVER,
+            &to,
+            h.from.as_deref().unwrap_or(""),
+            Some(id),
+            true,
+        ))
         .await?;
     if h.ns != NS_SERVER {
         stream.fail("invalid-namespace", "").await;
@@ -571,17 +614,22 @@ async fn serve(
             }
             Frame::Stanza(el) => {
                 let before = authed.len();
-                if let Err(e) = handle(&shared, &mut stream, &stream_id, &mut authed, tls, el, &h).await {
+                if let Err(e) =
+                    handle(&shared, &mut stream, &stream_id, &mut authed, tls, el, &h).await
+                {
                     break Err(e);
                 }
                 if authed.len() != before {
                     if let Some((_, remote)) = authed.iter().next() {
-                        lock(&shared.s2s.state).insert(link_id, Link {
-                            domain: remote.clone(),
-                            direction: "inbound",
-                            auth: PeerAuth::Dialback,
-                            tls,
-                        });
+                        lock(&shared.s2s.state).insert(
+                            link_id,
+                            Link {
+                                domain: remote.clone(),
+                                direction: "inbound",
+                                auth: PeerAuth::Dialback,
+                                tls,
+                            },
+                        );
                     }
                 }
             }
@@ -608,7 +656,7 @@ async fn handle(
             return Err(LinkError::Refused("dialback without addresses".into()));
         };
         let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
-        if !settings.domains.iter().any(|d| *d == to) {
+        if !settings.domains.contains(&to) {
             let reply = Element::new(NS_DIALBACK, "result")
                 .with_attr("", "from", &to)
                 .with_attr("", "to", &from)
@@ -624,7 +672,10 @@ async fn handle(
             stream.fail("policy-violation", "TLS is required").await;
             return Err(LinkError::Refused("dialback before TLS".into()));
         }
-        let valid = shared.s2s.verify(shared, &to, &from, stream_id, &el.text()).await;
+        let valid = shared
+            .s2s
+            .verify(shared, &to, &from, stream_id, &el.text())
+            .await;
         let reply = Element::new(NS_DIALBACK, "result")
             .with_attr("", "from", &to)
             .with_attr("", "to", &from)
@@ -645,8 +696,9 @@ async fn handle(
             el.attr("to").unwrap_or_default().to_ascii_lowercase(),
             el.attr("id").unwrap_or_default(),
         );
-        let ours = settings.domains.iter().any(|d| *d == to);
-        let valid = ours && dialback_key(&settings.dialback_secret, &from, &to, id) == el.text().trim();
+        let ours = settings.domains.contains(&to);
+        let valid =
+            ours && dialback_key(&settings.dialback_secret, &from, &to, id) == el.text().trim();
         let reply = Element::new(NS_DIALBACK, "verify")
             .with_attr("", "from", &to)
             .with_attr("", "to", &from)
@@ -656,13 +708,18 @@ async fn handle(
     }
     if el.ns != NS_SERVER {
         stream.fail("unsupported-stanza-type", "").await;
-        return Err(LinkError::Refused(format!("unsupported element {}", el.name)));
+        return Err(LinkError::Refused(format!(
+            "unsupported element {}",
+            el.name
+        )));
     }
     // RFC 6120 §4.9.3.9: only from a domain this stream authenticated for.
     let domain_of = |a: Option<&str>| {
         a.map(|j| {
             let bare = j.split('/').next().unwrap_or("");
-            bare.rsplit_once('@').map_or(bare, |(_, d)| d).to_ascii_lowercase()
+            bare.rsplit_once('@')
+                .map_or(bare, |(_, d)| d)
+                .to_ascii_lowercase()
         })
     };
     let from = domain_of(el.attr("from")).unwrap_or_default();
@@ -684,6 +741,12 @@ async fn handle(
         auth: PeerAuth::Dialback,
         tls,
     };
-    crate::dispatch(shared.clone(), peer, el, NS_SERVER, crate::Reply::S2s { local: to });
+    crate::dispatch(
+        shared.clone(),
+        peer,
+        el,
+        NS_SERVER,
+        crate::Reply::S2s { local: to },
+    );
     Ok(())
 }

@@ -123,7 +123,10 @@ fn decode_message(el: &Element, ns: &str) -> Result<Decoded, Refused> {
     } else {
         None
     };
-    if parts.is_empty() && chat_state.is_none() && !matches!(receipt, Some(Receipt::Delivered { .. })) {
+    if parts.is_empty()
+        && chat_state.is_none()
+        && !matches!(receipt, Some(Receipt::Delivered { .. }))
+    {
         // Nothing a person would see (an empty message, or only extensions
         // no other network has): never an empty message on the other side.
         return Ok(Decoded::Ignored);
@@ -369,7 +372,9 @@ mod tests {
              <active xmlns='http://jabber.org/protocol/chatstates'/>\
              <request xmlns='urn:xmpp:receipts'/></message>",
         );
-        let Decoded::Message(m) = decode(&el, NS).unwrap() else { panic!() };
+        let Decoded::Message(m) = decode(&el, NS).unwrap() else {
+            panic!()
+        };
         assert_eq!(m.from.to_string(), "juliet@xmpp.example.test/balcony");
         assert_eq!(m.body_text(), Some("Wherefore art thou?"));
         assert_eq!(m.chat_state, Some(ChatState::Active));
@@ -392,15 +397,20 @@ mod tests {
             "<message from='a@x.test' to='b@y.test' type='chat'>\
              <composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
         );
-        let Decoded::Message(m) = decode(&typing, NS).unwrap() else { panic!() };
+        let Decoded::Message(m) = decode(&typing, NS).unwrap() else {
+            panic!()
+        };
         assert!(m.parts.is_empty());
         assert_eq!(m.chat_state, Some(ChatState::Composing));
         let receipt = stanza(
             "<message from='a@x.test' to='b@y.test'><received xmlns='urn:xmpp:receipts' id='m1'/></message>",
         );
-        let Decoded::Message(r) = decode(&receipt, NS).unwrap() else { panic!() };
+        let Decoded::Message(r) = decode(&receipt, NS).unwrap() else {
+            panic!()
+        };
         assert_eq!(r.receipt, Some(Receipt::Delivered { id: "m1".into() }));
-        let empty = stanza("<message from='a@x.test' to='b@y.test'><x xmlns='urn:other'/></message>");
+        let empty =
+            stanza("<message from='a@x.test' to='b@y.test'><x xmlns='urn:other'/></message>");
         assert_eq!(decode(&empty, NS).unwrap(), Decoded::Ignored);
         let mut nothing = Message::text("1", r.from.clone(), r.to.clone(), "");
         nothing.parts.clear();
@@ -417,7 +427,10 @@ mod tests {
         let reply = error_reply(&el, &failure);
         assert_eq!(reply.attr("to"), Some("juliet@xmpp.example.test"));
         assert_eq!(reply.attr("from"), Some("romeo@parley.example.test"));
-        let Decoded::Error { id, failure: back, .. } = decode(&reply, NS).unwrap() else {
+        let Decoded::Error {
+            id, failure: back, ..
+        } = decode(&reply, NS).unwrap()
+        else {
             panic!()
         };
         assert_eq!(id, "m9");
@@ -433,24 +446,47 @@ mod tests {
             "<presence from='juliet@xmpp.example.test/balcony' to='romeo@parley.example.test'>\
              <show>dnd</show><status>In a meeting</status><priority>5</priority></presence>",
         );
-        let Decoded::Presence(p) = decode(&el, NS).unwrap() else { panic!() };
+        let Decoded::Presence(p) = decode(&el, NS).unwrap() else {
+            panic!()
+        };
         assert!(p.available);
         assert_eq!(p.show, Some(Show::Dnd));
         assert_eq!(p.note.as_deref(), Some("In a meeting"));
         assert_eq!(p.priority, 5);
-        assert_eq!(decode(&encode_presence(&p, NS), NS).unwrap(), Decoded::Presence(p));
+        assert_eq!(
+            decode(&encode_presence(&p, NS), NS).unwrap(),
+            Decoded::Presence(p)
+        );
         let gone = stanza("<presence type='unavailable' from='j@x.test/r' to='r@y.test'/>");
-        let Decoded::Presence(g) = decode(&gone, NS).unwrap() else { panic!() };
+        let Decoded::Presence(g) = decode(&gone, NS).unwrap() else {
+            panic!()
+        };
         assert!(!g.available);
-        for kind in ["subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe"] {
-            let el = stanza(&format!("<presence type='{kind}' from='j@x.test/r' to='r@y.test'/>"));
-            let Decoded::Subscription(s) = decode(&el, NS).unwrap() else { panic!() };
+        for kind in [
+            "subscribe",
+            "subscribed",
+            "unsubscribe",
+            "unsubscribed",
+            "probe",
+        ] {
+            let el = stanza(&format!(
+                "<presence type='{kind}' from='j@x.test/r' to='r@y.test'/>"
+            ));
+            let Decoded::Subscription(s) = decode(&el, NS).unwrap() else {
+                panic!()
+            };
             assert_eq!(s.from.resource(), None);
             assert_eq!(encode_subscription(&s, NS).attr("type"), Some(kind));
         }
         let bad = stanza("<presence type='nonsense' from='j@x.test' to='r@y.test'/>");
-        assert_eq!(decode(&bad, NS).unwrap_err().failure.condition, Condition::BadRequest);
+        assert_eq!(
+            decode(&bad, NS).unwrap_err().failure.condition,
+            Condition::BadRequest
+        );
         let bad_jid = stanza("<message from='@@' to='r@y.test'><body>x</body></message>");
-        assert_eq!(decode(&bad_jid, NS).unwrap_err().failure.condition, Condition::JidMalformed);
+        assert_eq!(
+            decode(&bad_jid, NS).unwrap_err().failure.condition,
+            Condition::JidMalformed
+        );
     }
 }

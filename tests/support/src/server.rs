@@ -65,6 +65,7 @@ impl TestServer {
                     udp: vec![tokio::net::UdpSocket::bind("127.0.0.1:0").await?],
                     tcp: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
                     tls: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
+                    xmpp: None,
                 };
                 let addrs = (
                     listeners.udp[0].local_addr()?,

@@ -1,0 +1,508 @@
+//! The gateway: the router that decides where every address goes and
+//! whether it may go there, and the hub that connects the SIMPLE core with
+//! the adapters.
+//!
+//! A domain is classified once and cached: a local domain (config); an
+//! explicit `[[route]]`; else what DNS publishes (RFC 7247 §5 style):
+//! SIP NAPTR/SRV means SIP federation, `_xmpp-server._tcp` alone means the
+//! XMPP adapter, nothing means SIP by RFC 3263's A/AAAA fallback.
+//!
+//! Policy ([`policy::Policy`]) is applied here and nowhere else: on SIP
+//! requests leaving for another domain, on SIP requests arriving from
+//! one, and on everything an adapter hands in. Loop protection remembers
+//! the ids of bridged messages in both directions, so a message that
+//! already crossed is never bridged back.
+
+pub mod policy;
+pub mod sipmap;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parley_adapter::{
+    Adapter, Address, Condition, Failure, Hub, HubSink, Inbound, Outbound, Peer, Protocol,
+};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::net::{Incoming, Sip};
+use crate::proto::sip::{HeaderName, Message as SipMessage};
+use crate::simple::{now_secs, pager, rfc3339, Core};
+use policy::{Policy, Refusal};
+
+/// Where a domain's traffic goes.
+#[derive(Clone)]
+pub enum Destination {
+    /// One of Parley's own domains.
+    Local,
+    /// SIP federation (RFC 3263).
+    Sip,
+    /// Through an adapter.
+    Adapter(Arc<dyn Adapter>),
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Local => f.write_str("Local"),
+            Destination::Sip => f.write_str("Sip"),
+            Destination::Adapter(a) => write!(f, "Adapter({})", a.name()),
+        }
+    }
+}
+
+/// Messages routed, by (source, destination) protocol.
+pub type Routed = HashMap<(&'static str, &'static str), u64>;
+
+/// The router, the policy and the adapters.
+pub struct Gateway {
+    core: Weak<Core>,
+    sip: Sip,
+    policy: Policy,
+    adapters: Vec<Arc<dyn Adapter>>,
+    routes: HashMap<String, String>,
+    cache: Mutex<HashMap<String, (Destination, Instant)>>,
+    ttl: Duration,
+    loops: Mutex<LoopGuard>,
+    routed: Mutex<Routed>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("policy", &self.policy)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ids of recently bridged messages, by direction.
+#[derive(Default)]
+struct LoopGuard {
+    seen: HashSet<(bool, String)>,
+    order: VecDeque<(bool, String)>,
+}
+
+const LOOP_MEMORY: usize = 65_536;
+
+impl LoopGuard {
+    /// Records `id` crossing outward (`true`) or inward; false when the
+    /// same id already crossed the other way.
+    fn cross(&mut self, outward: bool, id: &str) -> bool {
+        if id.is_empty() {
+            return true;
+        }
+        if self.seen.contains(&(!outward, id.to_string())) {
+            return false;
+        }
+        let key = (outward, id.to_string());
+        if self.seen.insert(key.clone()) {
+            self.order.push_back(key);
+            if self.order.len() > LOOP_MEMORY {
+                if let Some(old) = self.order.pop_front() {
+                    self.seen.remove(&old);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The hub handed to adapters: a weak link back to the gateway.
+struct HubRef(Weak<Gateway>);
+
+#[async_trait]
+impl HubSink for HubRef {
+    async fn submit(&self, peer: &Peer, item: Inbound) -> Result<(), Failure> {
+        match self.0.upgrade() {
+            Some(g) => g.submit(peer, item).await,
+            None => Err(Failure::new(Condition::ServiceUnavailable, "shutting down")),
+        }
+    }
+}
+
+/// The listeners adapters serve on, bound by the caller.
+#[derive(Debug, Default)]
+pub struct AdapterListeners {
+    /// XMPP s2s.
+    pub xmpp: Option<tokio::net::TcpListener>,
+}
+
+impl Gateway {
+    /// Builds the adapters the config asks for, starts them and returns
+    /// the gateway.
+    pub async fn start(
+        config: &Config,
+        core: &Arc<Core>,
+        sip: Sip,
+        listeners: AdapterListeners,
+    ) -> anyhow::Result<Arc<Gateway>> {
+        let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
+        if config.xmpp.enabled {
+            adapters.push(Arc::new(xmpp_adapter(config, core, listeners.xmpp)?));
+        }
+        let gateway = Arc::new(Gateway {
+            core: Arc::downgrade(core),
+            sip,
+            policy: Policy::new(&config.gateway),
+            adapters,
+            routes: config
+                .route
+                .iter()
+                .map(|r| (r.domain.to_ascii_lowercase(), r.via.clone()))
+                .collect(),
+            cache: Mutex::new(HashMap::new()),
+            ttl: Duration::from_secs(config.gateway.classify_ttl_secs),
+            loops: Mutex::new(LoopGuard::default()),
+            routed: Mutex::new(HashMap::new()),
+        });
+        let hub = Hub::new(Arc::new(HubRef(Arc::downgrade(&gateway))));
+        for a in &gateway.adapters {
+            a.start(hub.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("adapter {}: {e}", a.name()))?;
+            info!(adapter = a.name(), "adapter started");
+        }
+        Ok(gateway)
+    }
+
+    /// Stops the adapters.
+    pub async fn stop(&self) {
+        for a in &self.adapters {
+            a.stop().await;
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The adapters.
+    pub fn adapters(&self) -> &[Arc<dyn Adapter>] {
+        &self.adapters
+    }
+
+    /// Messages routed so far, by (source, destination) protocol.
+    pub fn routed(&self) -> Routed {
+        self.routed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn count(&self, from: Protocol, to: Protocol) {
+        *self
+            .routed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((from.name(), to.name()))
+            .or_default() += 1;
+    }
+
+    fn adapter(&self, protocol: Protocol) -> Option<Arc<dyn Adapter>> {
+        self.adapters
+            .iter()
+            .find(|a| a.protocol() == protocol)
+            .cloned()
+    }
+
+    /// Where `domain` is reached.
+    pub async fn destination(&self, core: &Core, domain: &str) -> Destination {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if core.is_local_domain(&domain) {
+            return Destination::Local;
+        }
+        if let Some(via) = self.routes.get(&domain) {
+            return match via.as_str() {
+                "xmpp" => self
+                    .adapter(Protocol::Xmpp)
+                    .map_or(Destination::Sip, Destination::Adapter),
+                _ => Destination::Sip,
+            };
+        }
+        let now = Instant::now();
+        if let Some((d, until)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&domain)
+        {
+            if *until > now {
+                return d.clone();
+            }
+        }
+        if domain.parse::<std::net::IpAddr>().is_ok() || domain.starts_with('[') {
+            return Destination::Sip;
+        }
+        let d = match core.dns.service_of(&domain).await {
+            crate::net::dns::Service::Xmpp => self
+                .adapter(Protocol::Xmpp)
+                .map_or(Destination::Sip, Destination::Adapter),
+            _ => Destination::Sip,
+        };
+        debug!(%domain, destination = ?d, "domain classified");
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.retain(|_, (_, until)| *until > now);
+        }
+        cache.insert(domain, (d.clone(), now + self.ttl));
+        d
+    }
+
+    /// A SIP request for another domain from an authenticated local user,
+    /// bridged through `adapter`: MESSAGE crosses (202 when the network
+    /// took it, the mapped error when not); other methods are refused.
+    pub async fn bridge_request(
+        &self,
+        core: &Core,
+        adapter: Arc<dyn Adapter>,
+        inc: &mut Incoming,
+        msg: &SipMessage,
+        sender: Address,
+        recipient: Address,
+    ) {
+        let is_message = msg.method().is_some_and(|m| m.as_str() == "MESSAGE");
+        if !is_message {
+            return inc
+                .responder
+                .reply(
+                    488,
+                    "Not Acceptable Here (only MESSAGE crosses to this network)",
+                    &[],
+                )
+                .await;
+        }
+        if let Err(r) = self.policy.domain(recipient.domain()) {
+            return refuse_sip(inc, r, recipient.domain()).await;
+        }
+        let content_type = msg.headers().get(HeaderName::ContentType).map_or_else(
+            || "text/plain".to_string(),
+            |v| String::from_utf8_lossy(v).trim().to_string(),
+        );
+        let body = msg.body_bytes();
+        if let Err(r) = self.policy.content(body.len(), &[&content_type]) {
+            return refuse_sip(inc, r, recipient.domain()).await;
+        }
+        let id = format!("p{}", core.presence.token());
+        let m = match sipmap::from_sip(sender, recipient.clone(), &content_type, &body, id) {
+            Ok(m) => m,
+            Err(u) => return inc.responder.reply(u.status, u.reason, &[]).await,
+        };
+        if !self.cross(true, &m.id) {
+            return refuse_sip(inc, self.policy.refuse(Refusal::Loop), recipient.domain()).await;
+        }
+        let security = self.policy.security(recipient.domain());
+        match adapter.deliver(Outbound::Message(m), security).await {
+            Ok(()) => {
+                self.count(Protocol::Sip, adapter.protocol());
+                inc.responder
+                    .reply(202, "Accepted (relayed to XMPP)", &[])
+                    .await
+            }
+            Err(f) => {
+                info!(to = %recipient, failure = %f, "MESSAGE not bridged");
+                let status = f.condition.to_sip();
+                let reason = f
+                    .text
+                    .clone()
+                    .unwrap_or_else(|| f.condition.name().to_string());
+                inc.responder.reply(status, &reason, &[]).await
+            }
+        }
+    }
+
+    fn cross(&self, outward: bool, id: &str) -> bool {
+        self.loops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cross(outward, id)
+    }
+
+    /// One inbound item from an adapter.
+    async fn submit(&self, peer: &Peer, item: Inbound) -> Result<(), Failure> {
+        let Some(core) = self.core.upgrade() else {
+            return Err(Failure::new(Condition::ServiceUnavailable, "shutting down"));
+        };
+        let refused = |r: Refusal| {
+            warn!(peer = %peer.domain, reason = r.name(), "refused by policy");
+            r.failure()
+        };
+        self.policy.domain(&peer.domain).map_err(refused)?;
+        self.policy.peer_security(peer).map_err(refused)?;
+        match item {
+            Inbound::Message(m) => {
+                self.policy
+                    .identity(peer, &m.from, |d| core.is_local_domain(d))
+                    .map_err(refused)?;
+                self.policy.rate(&peer.domain).map_err(refused)?;
+                if !core.is_local_domain(m.to.domain()) {
+                    return Err(Failure::new(
+                        Condition::ItemNotFound,
+                        "not a domain of this server",
+                    ));
+                }
+                let types: Vec<&str> = m.parts.iter().map(|p| p.content_type.as_str()).collect();
+                self.policy.content(m.size(), &types).map_err(refused)?;
+                if !self.cross(false, &m.id) {
+                    return Err(refused(self.policy.refuse(Refusal::Loop)));
+                }
+                self.deliver_to_sip(&core, peer, m).await
+            }
+            Inbound::Failed {
+                id,
+                sender,
+                recipient,
+                failure,
+            } => {
+                self.policy
+                    .identity(peer, &recipient, |d| core.is_local_domain(d))
+                    .map_err(refused)?;
+                if core.is_local_domain(sender.domain()) {
+                    info!(%id, to = %recipient, %failure, "bridged message failed");
+                    let text = failure
+                        .text
+                        .clone()
+                        .unwrap_or_else(|| failure.condition.name().to_string());
+                    pager::report(
+                        &core,
+                        &self.sip,
+                        &sender.bare().to_sip_uri(),
+                        &recipient.bare().to_string(),
+                        &text,
+                    )
+                    .await;
+                }
+                Ok(())
+            }
+            Inbound::Presence(_) | Inbound::Subscription(_) => Err(Failure::new(
+                Condition::FeatureNotImplemented,
+                "presence does not cross yet",
+            )),
+            _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
+        }
+    }
+
+    async fn deliver_to_sip(
+        &self,
+        core: &Core,
+        peer: &Peer,
+        m: parley_adapter::Message,
+    ) -> Result<(), Failure> {
+        let now = rfc3339(now_secs());
+        let Some(content) = sipmap::to_sip(&m, &now, &core.presence.token()) else {
+            return Ok(());
+        };
+        let to = m.to.bare();
+        let aor = format!("{}@{}", to.user(), to.domain());
+        let sender = m.from.bare().to_sip_uri();
+        let result = pager::deliver_bridged(
+            core,
+            &self.sip,
+            &sender,
+            &aor,
+            to.user(),
+            to.domain(),
+            &content.content_type,
+            &content.body,
+        )
+        .await;
+        match result {
+            Ok(status) => {
+                debug!(from = %m.from, to = %aor, status, "bridged into SIP");
+                self.count(peer.protocol, Protocol::Sip);
+                Ok(())
+            }
+            Err(status) => {
+                let condition = Condition::from_sip(status);
+                Err(Failure::new(condition, format!("SIP {status}")))
+            }
+        }
+    }
+}
+
+async fn refuse_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
+    warn!(%domain, reason = r.name(), "refused by policy");
+    let (status, phrase) = r.sip();
+    let mut extra = vec![("Warning", format!("399 parley \"{}\"", r.text()))];
+    if r == Refusal::RateLimited {
+        extra.push(("Retry-After", "1".to_string()));
+    }
+    inc.responder.reply(status, phrase, &extra).await
+}
+
+/// Checks a SIP request that arrives from another domain against the
+/// domain policy: Some((status, reason)) when it is refused.
+pub fn check_inbound_sip(gateway: &Gateway, domain: &str) -> Option<(u16, &'static str, Refusal)> {
+    gateway.policy.domain(domain).err().map(|r| {
+        let (s, p) = r.sip();
+        (s, p, r)
+    })
+}
+
+/// Sends the policy refusal of an inbound SIP request.
+pub async fn refuse_inbound_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
+    refuse_sip(inc, r, domain).await
+}
+
+fn xmpp_adapter(
+    config: &Config,
+    core: &Arc<Core>,
+    listener: Option<tokio::net::TcpListener>,
+) -> anyhow::Result<parley_xmpp::XmppAdapter> {
+    let x = &config.xmpp;
+    let first = config
+        .domains
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let components = x
+        .component
+        .iter()
+        .map(|c| {
+            let mut remote = vec![c.server_domain.to_ascii_lowercase()];
+            remote.extend(c.remote_domains.iter().map(|d| d.to_ascii_lowercase()));
+            parley_xmpp::ComponentSettings {
+                server: c.server,
+                domain: c.domain.to_ascii_lowercase(),
+                server_domain: c.server_domain.to_ascii_lowercase(),
+                local_domain: c
+                    .local_domain
+                    .clone()
+                    .unwrap_or_else(|| first.clone())
+                    .to_ascii_lowercase(),
+                secret: c.secret.clone(),
+                remote_domains: remote,
+            }
+        })
+        .collect();
+    let tls_server = Some(crate::net::tls::server_config(config)?);
+    let tls_client = crate::net::tls::dialback_client_config(config)?;
+    let secret = {
+        use std::hash::BuildHasher;
+        let r = std::collections::hash_map::RandomState::new();
+        format!(
+            "{:016x}{:016x}",
+            r.hash_one(1u8),
+            r.hash_one(std::process::id())
+        )
+    };
+    Ok(parley_xmpp::XmppAdapter::new(parley_xmpp::Settings {
+        name: "xmpp".into(),
+        domains: core.config_domains.clone(),
+        listener,
+        s2s: true,
+        require_tls: x.require_tls,
+        tls_server,
+        tls_client,
+        dialback_secret: secret,
+        components,
+        max_stanza: x.max_stanza_bytes,
+        connect_timeout: Duration::from_millis(x.connect_timeout_ms),
+        idle_timeout: Duration::from_secs(x.idle_timeout_secs),
+        resolver: core.dns.hickory(),
+        allowed_addresses: None,
+    }))
+}
