@@ -16,3 +16,4 @@ mod sip_corpus;
 mod sip_fuzz_corpus;
 mod sip_roundtrip;
 mod transactions;
+mod xmpp;

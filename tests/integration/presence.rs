@@ -103,7 +103,12 @@ impl Ua {
 
     /// The next message within five seconds; a request is answered 200.
     pub(crate) fn next(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.next_within(Duration::from_secs(5))
+    }
+
+    /// The next message within `wait`; a request is answered 200.
+    pub(crate) fn next_within(&self, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
         let mut buf = vec![0u8; 65_536];
         while Instant::now() < deadline {
             let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
@@ -126,7 +131,7 @@ impl Ua {
             }
             return text;
         }
-        panic!("nothing arrived in five seconds");
+        panic!("nothing arrived in {wait:?}");
     }
 
     /// The final response to the last request.

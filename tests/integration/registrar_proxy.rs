@@ -13,10 +13,18 @@ const SIPP_AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\n";
 /// Runs `parley ARGS --config …` on the server's database and checks it
 /// succeeded.
 pub(crate) fn cli_on(server: &TestServer, args: &[&str]) {
+    cli_with(server, "", args)
+}
+
+/// Runs the command line on the server's state with more config lines.
+pub(crate) fn cli_with(server: &TestServer, config_text: &str, args: &[&str]) {
     let config = server.state_dir.join("cli.toml");
     std::fs::write(
         &config,
-        format!("state_dir = {:?}\n", server.state_dir.display().to_string()),
+        format!(
+            "state_dir = {:?}\n{config_text}\n",
+            server.state_dir.display().to_string()
+        ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_parley"))

@@ -486,7 +486,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
     let (stream, tls, stream_id): (XmlStream<Box<dyn Io>>, bool, String) = match first {
         Frame::Stanza(el) if el.is(NS_TLS, "starttls") && offer_tls => {
             plain
-                .send_element(&Element::new(NS_TLS, "proceed"), NS_TLS)
+                .send_element(&Element::new(NS_TLS, "proceed"), NS_SERVER)
                 .await?;
             let acceptor =
                 tokio_rustls::TlsAcceptor::from(settings.tls_server.clone().expect("offered"));

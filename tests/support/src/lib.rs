@@ -9,6 +9,7 @@ pub mod dns;
 pub mod fuzz;
 pub mod kamailio;
 pub mod pki;
+pub mod prosody;
 pub mod server;
 pub mod simnet;
 pub mod sipp;

@@ -46,6 +46,29 @@ impl TestServer {
     /// Starts Parley with its state in `state_dir`, which is kept when the
     /// server stops (to start another on the same state).
     pub fn start_in(state_dir: &std::path::Path, config_text: &str) -> TestServer {
+        Self::start_full(state_dir, config_text, None)
+    }
+
+    /// Starts Parley with its XMPP s2s listener on `xmpp` (bound by the
+    /// caller, so DNS records can name its port before Parley starts).
+    pub fn start_with_xmpp(config_text: &str, xmpp: std::net::TcpListener) -> TestServer {
+        let state_dir = std::env::temp_dir().join(format!(
+            "parley-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let mut server = Self::start_full(&state_dir, config_text, Some(xmpp));
+        server.owns_dir = true;
+        server
+    }
+
+    fn start_full(
+        state_dir: &std::path::Path,
+        config_text: &str,
+        xmpp: Option<std::net::TcpListener>,
+    ) -> TestServer {
         let state_dir = state_dir.to_path_buf();
         let text = format!(
             "state_dir = {:?}\n{config_text}",
@@ -65,7 +88,13 @@ impl TestServer {
                     udp: vec![tokio::net::UdpSocket::bind("127.0.0.1:0").await?],
                     tcp: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
                     tls: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
-                    xmpp: None,
+                    xmpp: match xmpp {
+                        Some(l) => {
+                            l.set_nonblocking(true)?;
+                            Some(tokio::net::TcpListener::from_std(l)?)
+                        }
+                        None => None,
+                    },
                 };
                 let addrs = (
                     listeners.udp[0].local_addr()?,
