@@ -260,3 +260,240 @@ fn sip_and_xmpp_users_talk_over_s2s_with_typing_and_receipts() {
         "{e}"
     );
 }
+
+#[test]
+fn component_mode_attaches_to_prosody_and_carries_messages_both_ways() {
+    // No DNS at all: Prosody's domain is reached through an explicit route,
+    // and Parley serves sip.xmpp.example.test as Prosody's component.
+    let ports = Ports::free();
+    let dns = TestDns::start("example.test", vec![]);
+    let prosody = Prosody::start(
+        XMPP,
+        ports,
+        dns.addr,
+        &[("sip.xmpp.example.test", "s3cret")],
+    );
+    prosody.register("juliet", "jpw");
+    let parley = TestServer::start(&format!(
+        "domains = [\"{PARLEY}\"]\n[[route]]\ndomain = \"{XMPP}\"\nvia = \"xmpp\"\n\
+         [[xmpp.component]]\nserver = \"127.0.0.1:{}\"\ndomain = \"sip.xmpp.example.test\"\n\
+         server_domain = \"{XMPP}\"\nsecret = \"s3cret\"\n\
+         [auth]\nregistrar = false\nproxy = false\n",
+        ports.component
+    ));
+    add_user(&parley, "romeo");
+    let romeo = Ua::new(parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", prosody.c2s);
+
+    // XMPP → SIP: romeo@sip.xmpp.example.test is romeo@parley.example.test.
+    juliet.command(r#"{"cmd": "message", "to": "romeo@sip.xmpp.example.test", "body": "Through the component", "id": "c1"}"#);
+    let m = next_message(&romeo);
+    assert!(m.starts_with("MESSAGE sip:romeo@"), "{m}");
+    assert!(
+        header(&m, "From").is_some_and(|h| h.contains(&format!("sip:juliet@{XMPP}"))),
+        "{m}"
+    );
+    assert_eq!(body(&m), "Through the component");
+
+    // SIP → XMPP: Romeo appears as romeo@sip.xmpp.example.test.
+    let r = send(
+        &romeo,
+        &format!("romeo@{PARLEY}"),
+        &format!("juliet@{XMPP}"),
+        "c2",
+        "text/plain",
+        "And back",
+    );
+    assert_eq!(status(&r), 202, "{r}\n{}", prosody.log());
+    let e = juliet.wait_for(|e| e.contains("And back"), WAIT);
+    assert!(
+        e.contains("\"from\": \"romeo@sip.xmpp.example.test\""),
+        "{e}"
+    );
+
+    // Someone Parley does not have: item-not-found back through the component.
+    juliet.command(
+        r#"{"cmd": "message", "to": "nobody@sip.xmpp.example.test", "body": "?", "id": "c3"}"#,
+    );
+    let e = juliet.wait_for(|e| e.contains("\"event\": \"error\""), WAIT);
+    assert!(
+        e.contains("item-not-found") && e.contains("\"id\": \"c3\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_denied_domain_is_refused_with_the_policys_reason_both_ways() {
+    let f = federation(&format!("[gateway]\ndeny_domains = [\"{XMPP}\"]"), &[]);
+    f.prosody.register("juliet", "jpw");
+    add_user(&f.parley, "romeo");
+    let romeo = Ua::new(f.parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
+
+    let r = send(
+        &romeo,
+        &format!("romeo@{PARLEY}"),
+        &format!("juliet@{XMPP}"),
+        "d1",
+        "text/plain",
+        "hi",
+    );
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(
+        header(&r, "Warning").is_some_and(|w| w.contains("denied by policy")),
+        "{r}"
+    );
+
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "let me in", "id": "d2"}}"#
+    ));
+    let e = juliet.wait_for(|e| e.contains("\"event\": \"error\""), WAIT);
+    assert!(
+        e.contains("\"condition\": \"policy-violation\"") && e.contains("\"id\": \"d2\""),
+        "{e}"
+    );
+}
+
+/// Reads from `s` until the text holds `pattern` (or the peer closes);
+/// everything read so far.
+fn read_until(s: &mut std::net::TcpStream, text: &mut String, pattern: &str) -> bool {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while !text.contains(pattern) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return text.contains(pattern),
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return text.contains(pattern),
+        }
+    }
+    true
+}
+
+const ROGUE: &str = "rogue.example.test";
+
+fn open_stream(parley_s2s: u16) -> (std::net::TcpStream, String) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", parley_s2s)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    write!(
+        s,
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         xmlns:db='jabber:server:dialback' from='{ROGUE}' to='{PARLEY}' version='1.0'>"
+    )
+    .unwrap();
+    let mut text = String::new();
+    assert!(read_until(&mut s, &mut text, "features>"), "{text}");
+    (s, text)
+}
+
+#[test]
+fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
+    use std::io::Write;
+    // rogue.example.test is a real domain here: this test is its server and
+    // answers Parley's dialback verification. Having authenticated as
+    // rogue, it then sends as xmpp.example.test and as Parley's own domain.
+    let authority = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let authority_port = authority.local_addr().unwrap().port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let parley_s2s = listener.local_addr().unwrap().port();
+    let dns = TestDns::start(
+        "example.test",
+        vec![
+            Rec::Srv {
+                name: format!("_xmpp-server._tcp.{ROGUE}"),
+                priority: 0,
+                weight: 0,
+                port: authority_port,
+                target: ROGUE.into(),
+            },
+            Rec::A {
+                name: ROGUE.into(),
+                ip: Ipv4Addr::LOCALHOST,
+            },
+        ],
+    );
+    let parley = TestServer::start_with_xmpp(
+        &format!(
+            "domains = [\"{PARLEY}\"]\n[xmpp]\nrequire_tls = false\n[dns]\nnameserver = \"{}\"\n",
+            dns.addr
+        ),
+        listener,
+    );
+    add_user(&parley, "romeo");
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = authority.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut text = String::new();
+        read_until(&mut s, &mut text, "version='1.0'>");
+        let _ = write!(
+            s,
+            "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+             xmlns:db='jabber:server:dialback' from='{ROGUE}' to='{PARLEY}' id='auth1' version='1.0'>\
+             <stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>"
+        );
+        text.clear();
+        if read_until(&mut s, &mut text, "</verify>") {
+            let id = text
+                .split("id=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_string();
+            let _ = write!(
+                s,
+                "<db:verify from='{ROGUE}' to='{PARLEY}' id='{id}' type='valid'/>"
+            );
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+
+    let (mut s, mut text) = open_stream(parley_s2s);
+    assert!(text.contains("urn:xmpp:features:dialback"), "{text}");
+    write!(
+        s,
+        "<db:result from='{ROGUE}' to='{PARLEY}'>anykey</db:result>"
+    )
+    .unwrap();
+    assert!(read_until(&mut s, &mut text, "type=\"valid\""), "{text}");
+    // Authenticated as rogue; now it speaks for someone else.
+    write!(
+        s,
+        "<message from='juliet@{XMPP}' to='romeo@{PARLEY}' type='chat'><body>It is I, Juliet</body></message>"
+    )
+    .unwrap();
+    assert!(read_until(&mut s, &mut text, "</stream:stream>"), "{text}");
+    assert!(text.contains("<invalid-from"), "{text}");
+
+    // Restricted XML (RFC 6120 §11.1): a comment ends the stream.
+    let (mut s, mut text) = open_stream(parley_s2s);
+    write!(s, "<!-- hello -->").unwrap();
+    assert!(read_until(&mut s, &mut text, "</stream:stream>"), "{text}");
+    assert!(text.contains("<restricted-xml"), "{text}");
+    // So does an entity declaration.
+    let (mut s, mut text) = open_stream(parley_s2s);
+    write!(s, "<!DOCTYPE x [<!ENTITY lol 'lol'>]>").unwrap();
+    assert!(read_until(&mut s, &mut text, "</stream:stream>"), "{text}");
+    assert!(text.contains("<restricted-xml"), "{text}");
+    // And a stanza before authentication is not routed.
+    let (mut s, mut text) = open_stream(parley_s2s);
+    write!(
+        s,
+        "<message from='mallory@{ROGUE}' to='romeo@{PARLEY}'><body>unauthenticated</body></message>"
+    )
+    .unwrap();
+    assert!(read_until(&mut s, &mut text, "</stream:stream>"), "{text}");
+    assert!(text.contains("<invalid-from"), "{text}");
+}

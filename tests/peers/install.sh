@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests drive: SIPp, sipsak, Kamailio, baresip and
-# OpenSSL (Debian packages; Kamailio is not started as a service, the tests run
+# Installs the real peers the tests drive: SIPp, sipsak, Kamailio, baresip,
+# Prosody with a slixmpp venv, and OpenSSL (Debian packages; Kamailio is not started as a service, the tests run
 # their own).
 # Runs as root on Debian; does nothing when they are already there.
 set -euo pipefail
@@ -13,9 +13,24 @@ command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
 # OpenSSL's client speaks TLS to Parley; kill stops Kamailio gently.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 { [ -x /bin/kill ] || [ -x /usr/bin/kill ]; } || need+=(procps)
+# XMPP domains: Prosody, resolving through libunbound (lua-unbound) so its
+# lookups can be pointed at the test DNS server; setpriv runs it as its user.
+command -v prosody >/dev/null 2>&1 || need+=(prosody)
+dpkg -s lua-unbound >/dev/null 2>&1 || need+=(lua-unbound)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# The scripted XMPP clients run in a venv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 sipp -v 2>/dev/null | head -n 2 | tail -n 1 || true
+
+# slixmpp for the scripted XMPP clients, in a venv under var/ (git-ignored).
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+venv="$root/var/peers/venv"
+if ! "$venv/bin/python" -c 'import slixmpp' >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'slixmpp==1.17.0'
+fi

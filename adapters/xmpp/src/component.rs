@@ -150,10 +150,6 @@ async fn carry(
             frame = stream.read_frame() => {
                 let frame = match frame {
                     Ok(f) => f,
-                    Err(LinkError::Stream(e)) => {
-                        stream.fail(e.condition(), &e.to_string()).await;
-                        return Err(LinkError::Stream(e));
-                    }
                     Err(e) => return Err(e),
                 };
                 match frame {

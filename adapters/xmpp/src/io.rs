@@ -60,7 +60,15 @@ impl<S: Io> XmlStream<S> {
     /// error; so does the end of the stream.
     pub(crate) async fn read_frame(&mut self) -> Result<Frame, LinkError> {
         loop {
-            if let Some(frame) = self.framer.next_frame()? {
+            let next = match self.framer.next_frame() {
+                Ok(next) => next,
+                Err(e) => {
+                    // RFC 6120 §4.9: the stream error names the fault.
+                    self.fail(e.condition(), &e.to_string()).await;
+                    return Err(e.into());
+                }
+            };
+            if let Some(frame) = next {
                 if let Frame::Stanza(el) = &frame {
                     if el.is(NS_STREAMS, "error") {
                         let condition = el

@@ -596,10 +596,6 @@ async fn serve(
                 stream.close().await;
                 break Ok(());
             }
-            Ok(Err(LinkError::Stream(e))) => {
-                stream.fail(e.condition(), &e.to_string()).await;
-                break Err(LinkError::Stream(e));
-            }
             Ok(Err(e)) => break Err(e),
             Ok(Ok(f)) => f,
         };
