@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parley_adapter::{
     Adapter, Address, Condition, Failure, Hub, HubSink, Inbound, Outbound, Peer, Protocol,
+    Subscription, SubscriptionAction,
 };
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::net::{Incoming, Sip};
 use crate::proto::sip::{HeaderName, Message as SipMessage};
+use crate::simple::presence::{self, Decision, ExternalNotice};
 use crate::simple::{now_secs, pager, rfc3339, Core};
 use policy::{Policy, Refusal};
 
@@ -67,6 +69,9 @@ pub struct Gateway {
     ttl: Duration,
     loops: Mutex<LoopGuard>,
     routed: Mutex<Routed>,
+    /// What each resource of a watched presentity of another network last
+    /// reported, by bare address.
+    resources: Mutex<HashMap<String, Vec<(String, parley_adapter::Presence)>>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -157,6 +162,7 @@ impl Gateway {
             ttl: Duration::from_secs(config.gateway.classify_ttl_secs),
             loops: Mutex::new(LoopGuard::default()),
             routed: Mutex::new(HashMap::new()),
+            resources: Mutex::new(HashMap::new()),
         });
         let hub = Hub::new(Arc::new(HubRef(Arc::downgrade(&gateway))));
         for a in &gateway.adapters {
@@ -254,29 +260,43 @@ impl Gateway {
 
     /// A SIP request for another domain from an authenticated local user,
     /// bridged through `adapter`: MESSAGE crosses (202 when the network
-    /// took it, the mapped error when not); other methods are refused.
+    /// took it, the mapped error when not); a presence SUBSCRIBE is held by
+    /// the presence agent and asked of the other network (RFC 7248 §4);
+    /// other methods are refused.
     pub async fn bridge_request(
         &self,
         core: &Core,
         adapter: Arc<dyn Adapter>,
-        inc: &mut Incoming,
+        mut inc: Incoming,
         msg: &SipMessage,
         sender: Address,
         recipient: Address,
     ) {
-        let is_message = msg.method().is_some_and(|m| m.as_str() == "MESSAGE");
-        if !is_message {
+        if let Err(r) = self.policy.domain(recipient.domain()) {
+            return refuse_sip(&mut inc, r, recipient.domain()).await;
+        }
+        let method = msg
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        let is_presence = msg.headers().get(HeaderName::Event).is_some_and(|e| {
+            String::from_utf8_lossy(e).trim().split(';').next() == Some("presence")
+        });
+        if method == "SUBSCRIBE" && is_presence {
+            return self
+                .bridge_subscribe(core, adapter, inc, sender, recipient)
+                .await;
+        }
+        let inc = &mut inc;
+        if method != "MESSAGE" {
             return inc
                 .responder
                 .reply(
                     488,
-                    "Not Acceptable Here (only MESSAGE crosses to this network)",
+                    "Not Acceptable Here (only MESSAGE and presence cross to this network)",
                     &[],
                 )
                 .await;
-        }
-        if let Err(r) = self.policy.domain(recipient.domain()) {
-            return refuse_sip(inc, r, recipient.domain()).await;
         }
         let content_type = msg.headers().get(HeaderName::ContentType).map_or_else(
             || "text/plain".to_string(),
@@ -312,6 +332,173 @@ impl Gateway {
                 inc.responder.reply(status, &reason, &[]).await
             }
         }
+    }
+
+    async fn bridge_subscribe(
+        &self,
+        core: &Core,
+        adapter: Arc<dyn Adapter>,
+        inc: Incoming,
+        watcher: Address,
+        presentity: Address,
+    ) {
+        let key = presentity.bare().to_string();
+        let known = presence::foreign_decision(core, &key, &watcher.bare().to_string());
+        let made = presence::subscribe_foreign(core, &self.sip, inc, key).await;
+        if !made {
+            return;
+        }
+        let security = self.policy.security(presentity.domain());
+        // RFC 7248 §4: ask for the subscription; where it was granted
+        // before, probe for the current state too (a probe from someone not
+        // yet allowed would only be answered `unsubscribed`).
+        let mut actions = vec![SubscriptionAction::Subscribe];
+        if known == Some(Decision::Allow) {
+            actions.push(SubscriptionAction::Probe);
+        }
+        for action in actions {
+            let s = Subscription {
+                from: watcher.bare(),
+                to: presentity.bare(),
+                action,
+            };
+            if let Err(f) = adapter.deliver(Outbound::Subscription(s), security).await {
+                info!(to = %presentity, failure = %f, "subscription not bridged");
+                presence::set_foreign(
+                    core,
+                    &self.sip,
+                    &presentity.bare().to_string(),
+                    &watcher.bare().to_string(),
+                    Decision::Deny,
+                )
+                .await;
+                return;
+            }
+        }
+    }
+
+    /// Presence of a local presentity for a watcher on another network.
+    pub async fn presence_out(&self, notice: ExternalNotice) {
+        let (presentity, watcher) = match &notice {
+            ExternalNotice::Allowed {
+                presentity,
+                watcher,
+                ..
+            }
+            | ExternalNotice::State {
+                presentity,
+                watcher,
+                ..
+            }
+            | ExternalNotice::Revoked {
+                presentity,
+                watcher,
+            } => (presentity, watcher),
+        };
+        let (Ok(from), Ok(to)) = (Address::parse(presentity), Address::parse(watcher)) else {
+            return;
+        };
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let Destination::Adapter(adapter) = self.destination(&core, to.domain()).await else {
+            return;
+        };
+        let security = self.policy.security(to.domain());
+        let mut items = Vec::new();
+        match &notice {
+            ExternalNotice::Allowed { document, .. } => {
+                items.push(Outbound::Subscription(Subscription {
+                    from: from.clone(),
+                    to: to.clone(),
+                    action: SubscriptionAction::Subscribed,
+                }));
+                items.push(Outbound::Presence(sipmap::presence_of(document, from, to)));
+            }
+            ExternalNotice::State { document, .. } => {
+                items.push(Outbound::Presence(sipmap::presence_of(document, from, to)));
+            }
+            ExternalNotice::Revoked { .. } => {
+                items.push(Outbound::Subscription(Subscription {
+                    from,
+                    to,
+                    action: SubscriptionAction::Unsubscribed,
+                }));
+            }
+        }
+        for item in items {
+            if let Err(f) = adapter.deliver(item, security).await {
+                debug!(%watcher, failure = %f, "presence not bridged");
+                return;
+            }
+        }
+    }
+
+    /// A subscription request or answer from another network.
+    async fn inbound_subscription(&self, core: &Core, s: Subscription) -> Result<(), Failure> {
+        if !core.is_local_domain(s.to.domain()) {
+            return Err(Failure::new(
+                Condition::ItemNotFound,
+                "not a domain of this server",
+            ));
+        }
+        let local = s.to.bare().to_string();
+        let remote = s.from.bare().to_string();
+        match s.action {
+            SubscriptionAction::Subscribe => {
+                if core.auth.user(s.to.user(), s.to.domain()).await.is_none() {
+                    return Err(Failure::new(Condition::ItemNotFound, "no such user"));
+                }
+                presence::watch_external(core, &self.sip, &local, &remote).await;
+            }
+            SubscriptionAction::Unsubscribe => presence::unwatch_external(core, &local, &remote),
+            SubscriptionAction::Subscribed => {
+                presence::set_foreign(core, &self.sip, &remote, &local, Decision::Allow).await
+            }
+            SubscriptionAction::Unsubscribed => {
+                presence::set_foreign(core, &self.sip, &remote, &local, Decision::Deny).await
+            }
+            SubscriptionAction::Probe => {
+                if let Some(doc) = presence::probe_external(core, &local, &remote) {
+                    self.presence_out(ExternalNotice::State {
+                        presentity: local,
+                        watcher: remote,
+                        document: doc,
+                    })
+                    .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A presence state from another network: the watched presentity's
+    /// document is rebuilt from its resources and notified.
+    async fn inbound_presence(
+        &self,
+        core: &Core,
+        p: parley_adapter::Presence,
+    ) -> Result<(), Failure> {
+        let bare = p.from.bare().to_string();
+        if !presence::is_watched(core, &bare) {
+            return Ok(());
+        }
+        let resource = p.from.resource().unwrap_or("").to_string();
+        let document = {
+            let mut all = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+            let list = all.entry(bare.clone()).or_default();
+            list.retain(|(r, _)| *r != resource);
+            if p.available {
+                list.push((resource, p));
+            }
+            let doc = sipmap::pidf_of(&format!("pres:{bare}"), list);
+            if list.is_empty() {
+                all.remove(&bare);
+            }
+            doc
+        };
+        presence::publish_foreign(core, &self.sip, &bare, Some(document)).await;
+        Ok(())
     }
 
     fn cross(&self, outward: bool, id: &str) -> bool {
@@ -377,10 +564,19 @@ impl Gateway {
                 }
                 Ok(())
             }
-            Inbound::Presence(_) | Inbound::Subscription(_) => Err(Failure::new(
-                Condition::FeatureNotImplemented,
-                "presence does not cross yet",
-            )),
+            Inbound::Presence(p) => {
+                self.policy
+                    .identity(peer, &p.from, |d| core.is_local_domain(d))
+                    .map_err(refused)?;
+                self.inbound_presence(&core, p).await
+            }
+            Inbound::Subscription(s) => {
+                self.policy
+                    .identity(peer, &s.from, |d| core.is_local_domain(d))
+                    .map_err(refused)?;
+                self.policy.rate(&peer.domain).map_err(refused)?;
+                self.inbound_subscription(&core, s).await
+            }
             _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
         }
     }

@@ -5,10 +5,10 @@
 //! or a receipt never becomes an empty text on the other side.
 
 use bytes::Bytes;
-use parley_adapter::{Address, ChatState, Message, MessageKind, Part, Receipt};
+use parley_adapter::{Address, ChatState, Message, MessageKind, Part, Presence, Receipt, Show};
 
 use crate::proto::xml::{self, Element};
-use crate::proto::{cpim, imdn};
+use crate::proto::{cpim, imdn, pidf};
 
 /// The isComposing namespace.
 pub const NS_ISCOMPOSING: &str = "urn:ietf:params:xml:ns:im-iscomposing";
@@ -184,6 +184,104 @@ pub fn to_sip(m: &Message, now: &str, token: &str) -> Option<SipContent> {
     })
 }
 
+/// PIDF for a presentity of another network from what its resources
+/// report (RFC 7248 §7): one tuple per resource, open when available;
+/// `show` as an RPID activity (away, busy; xa is away too), the status
+/// text as the person's note. No resource is a closed document.
+pub fn pidf_of(entity: &str, resources: &[(String, Presence)]) -> pidf::Presence {
+    use pidf::{Activity, Basic, Note, Person, Tuple};
+    let mut doc = pidf::Presence::new(entity);
+    for (resource, p) in resources {
+        doc.tuples.push(Tuple {
+            id: tuple_id(resource),
+            basic: Some(if p.available {
+                Basic::Open
+            } else {
+                Basic::Closed
+            }),
+            status_extensions: Vec::new(),
+            contact: None,
+            notes: Vec::new(),
+            timestamp: None,
+            extensions: Vec::new(),
+        });
+    }
+    if doc.tuples.is_empty() {
+        return pidf::Presence::closed(entity);
+    }
+    // The person: from the available resource of highest priority.
+    let best = resources
+        .iter()
+        .filter(|(_, p)| p.available)
+        .max_by_key(|(_, p)| p.priority)
+        .map(|(_, p)| p);
+    if let Some(p) = best {
+        let activity = match p.show {
+            Some(Show::Away) | Some(Show::Xa) => Some("away"),
+            Some(Show::Dnd) => Some("busy"),
+            _ => None,
+        };
+        if activity.is_some() || p.note.is_some() {
+            doc.persons.push(Person {
+                id: "p".into(),
+                activities: activity.map(|a| vec![Activity::Known(a.into())]),
+                notes: p
+                    .note
+                    .iter()
+                    .map(|n| Note {
+                        lang: None,
+                        text: n.clone(),
+                    })
+                    .collect(),
+                timestamp: None,
+                extensions: Vec::new(),
+            });
+        }
+    }
+    doc
+}
+
+/// A PIDF tuple id (an XML NCName) for an XMPP resource.
+fn tuple_id(resource: &str) -> String {
+    let mut id = String::from("r-");
+    for c in resource.chars().take(64) {
+        id.push(if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            c
+        } else {
+            '_'
+        });
+    }
+    id
+}
+
+/// The presence another network is told for a local presentity's PIDF
+/// (RFC 7248 §7): available when any tuple is open; RPID away/busy and
+/// the like as show; the note as status.
+pub fn presence_of(doc: &pidf::Presence, from: Address, to: Address) -> Presence {
+    let available = doc.basic() == Some(pidf::Basic::Open);
+    let show = doc.activities().and_then(|acts| {
+        acts.iter().find_map(|a| match a {
+            pidf::Activity::Known(k) => match k.as_str() {
+                "away" | "appointment" | "meal" | "steering" | "travel" => Some(Show::Away),
+                "busy" | "meeting" | "on-the-phone" | "performance" | "presentation" => {
+                    Some(Show::Dnd)
+                }
+                "vacation" | "sleeping" | "holiday" => Some(Show::Xa),
+                _ => None,
+            },
+            pidf::Activity::Other(_) => None,
+        })
+    });
+    Presence {
+        from,
+        to,
+        available,
+        show: if available { show } else { None },
+        note: doc.note().map(str::to_string),
+        priority: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +386,41 @@ mod tests {
 
         typing.chat_state = None;
         assert_eq!(to_sip(&typing, "now", "t"), None);
+    }
+
+    #[test]
+    fn presence_maps_to_pidf_and_back() {
+        let from = a("juliet@xmpp.test");
+        let p = |available, show, note: Option<&str>, priority| Presence {
+            from: from.clone(),
+            to: a("romeo@parley.test"),
+            available,
+            show,
+            note: note.map(str::to_string),
+            priority,
+        };
+        let doc = pidf_of(
+            "pres:juliet@xmpp.test",
+            &[
+                (
+                    "balcony".into(),
+                    p(true, Some(Show::Dnd), Some("In a meeting"), 5),
+                ),
+                ("garden/2".into(), p(true, Some(Show::Away), None, 1)),
+            ],
+        );
+        assert_eq!(doc.tuples.len(), 2);
+        assert_eq!(doc.tuples[1].id, "r-garden_2");
+        // Valid PIDF, and it says what the best resource said.
+        let doc = pidf::Presence::parse(doc.to_xml().as_bytes(), &pidf::Limits::default()).unwrap();
+        let back = presence_of(&doc, a("juliet@xmpp.test"), a("romeo@parley.test"));
+        assert!(back.available);
+        assert_eq!(back.show, Some(Show::Dnd));
+        assert_eq!(back.note.as_deref(), Some("In a meeting"));
+        let gone = pidf_of("pres:juliet@xmpp.test", &[]);
+        assert_eq!(gone.basic(), Some(pidf::Basic::Closed));
+        let back = presence_of(&gone, a("juliet@xmpp.test"), a("romeo@parley.test"));
+        assert!(!back.available);
     }
 
     #[test]

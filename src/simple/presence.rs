@@ -215,6 +215,47 @@ struct State {
     rules: HashMap<(String, String), Decision>,
     /// What the store said last time the rules were read.
     rules_version: Option<(i64, i64)>,
+    /// Presentities of other networks (reached through an adapter): what
+    /// each answered a watcher's subscription request, by (presentity,
+    /// watcher). Pending until the other network answers.
+    foreign: HashMap<(String, String), Decision>,
+    /// Watchers of local presentities on other networks, by presentity:
+    /// what each may see.
+    external: HashMap<String, HashMap<String, Decision>>,
+    /// Presence for external watchers, waiting to be handed to the gateway.
+    external_out: Vec<ExternalNotice>,
+}
+
+/// Presence for a watcher on another network (RFC 7248), handed to the
+/// gateway: the watcher is allowed (with the current state), the state
+/// changed, or the watcher is no longer allowed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExternalNotice {
+    /// The watcher may see the presentity now; its state follows.
+    Allowed {
+        /// `user@domain` of the local presentity.
+        presentity: String,
+        /// `user@domain` of the watcher.
+        watcher: String,
+        /// The state.
+        document: Document,
+    },
+    /// The state changed.
+    State {
+        /// `user@domain` of the local presentity.
+        presentity: String,
+        /// `user@domain` of the watcher.
+        watcher: String,
+        /// The state.
+        document: Document,
+    },
+    /// The watcher may no longer see the presentity.
+    Revoked {
+        /// `user@domain` of the local presentity.
+        presentity: String,
+        /// `user@domain` of the watcher.
+        watcher: String,
+    },
 }
 
 /// The presence agent.
@@ -285,6 +326,18 @@ impl PresenceAgent {
     fn decide(&self, state: &State, core: &Core, presentity: &str, watcher: &str) -> Decision {
         if presentity.eq_ignore_ascii_case(watcher) {
             return Decision::Allow;
+        }
+        // A presentity of another network: its network decides (RFC 7248
+        // §4: pending until it answers the subscription request).
+        if !presentity
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| core.is_local_domain(d))
+        {
+            return state
+                .foreign
+                .get(&(presentity.to_string(), watcher.to_string()))
+                .copied()
+                .unwrap_or(Decision::Pending);
         }
         let rule = |w: &str| {
             state
@@ -455,6 +508,131 @@ fn dialog_id(msg: &Message) -> Option<DialogId> {
     Some((call_id, local, remote))
 }
 
+/// The answer of another network to a local watcher's subscription to
+/// one of its presentities: live subscriptions follow it.
+pub async fn set_foreign(
+    core: &Core,
+    sip: &Sip,
+    presentity: &str,
+    watcher: &str,
+    decision: Decision,
+) {
+    let out = {
+        let mut state = core.presence.state();
+        state
+            .foreign
+            .insert((presentity.to_string(), watcher.to_string()), decision);
+        apply_rules(core, &mut state, now_secs())
+    };
+    send_all(core, sip, out).await;
+}
+
+/// The state of a presentity of another network, as its adapter reports
+/// it (None: nothing is known any more). It replaces what was known and
+/// is notified to the watchers allowed to see it.
+pub async fn publish_foreign(core: &Core, sip: &Sip, presentity: &str, document: Option<Document>) {
+    let out = {
+        let mut state = core.presence.state();
+        let before = compose(&state, presentity);
+        match document {
+            Some(document) => {
+                state.publications.insert(
+                    presentity.to_string(),
+                    vec![Publication {
+                        etag: String::new(),
+                        document,
+                        expires_at: u64::MAX,
+                    }],
+                );
+            }
+            None => {
+                state.publications.remove(presentity);
+            }
+        }
+        let now = now_secs();
+        if compose(&state, presentity) == before {
+            Vec::new()
+        } else {
+            notifications(core, &mut state, presentity, now)
+        }
+    };
+    send_all(core, sip, out).await;
+}
+
+/// A watcher on another network asks to see a local presentity (an XMPP
+/// `subscribe`): decided as any watcher is; `Allowed`/`Revoked` notices
+/// follow now and whenever the rules change.
+pub async fn watch_external(core: &Core, sip: &Sip, presentity: &str, watcher: &str) -> Decision {
+    let decision = {
+        let mut state = core.presence.state();
+        let d = core.presence.decide(&state, core, presentity, watcher);
+        state
+            .external
+            .entry(presentity.to_string())
+            .or_default()
+            .insert(watcher.to_string(), d);
+        let notice = match d {
+            Decision::Allow => Some(ExternalNotice::Allowed {
+                presentity: presentity.to_string(),
+                watcher: watcher.to_string(),
+                document: compose(&state, presentity),
+            }),
+            Decision::Deny => Some(ExternalNotice::Revoked {
+                presentity: presentity.to_string(),
+                watcher: watcher.to_string(),
+            }),
+            _ => None,
+        };
+        state.external_out.extend(notice);
+        d
+    };
+    send_all(core, sip, Vec::new()).await;
+    decision
+}
+
+/// What another network last answered `watcher`'s request to see
+/// `presentity` (None: it was never asked).
+pub fn foreign_decision(core: &Core, presentity: &str, watcher: &str) -> Option<Decision> {
+    core.presence
+        .state()
+        .foreign
+        .get(&(presentity.to_string(), watcher.to_string()))
+        .copied()
+}
+
+/// Whether any local watcher subscribes to `presentity` (what another
+/// network reports about presentities nobody watches is not kept).
+pub fn is_watched(core: &Core, presentity: &str) -> bool {
+    core.presence
+        .state()
+        .watchers
+        .get(&(presentity.to_string(), Package::Presence))
+        .is_some_and(|(_, set)| !set.is_empty())
+}
+
+/// A watcher on another network stops watching.
+pub fn unwatch_external(core: &Core, presentity: &str, watcher: &str) {
+    let mut state = core.presence.state();
+    if let Some(w) = state.external.get_mut(presentity) {
+        w.remove(watcher);
+        if w.is_empty() {
+            state.external.remove(presentity);
+        }
+    }
+}
+
+/// What a watcher on another network may see of a local presentity now
+/// (an XMPP probe): the state when it is allowed.
+pub fn probe_external(core: &Core, presentity: &str, watcher: &str) -> Option<Document> {
+    let state = core.presence.state();
+    let allowed = state
+        .external
+        .get(presentity)
+        .and_then(|w| w.get(watcher))
+        .is_some_and(|d| *d == Decision::Allow);
+    allowed.then(|| compose(&state, presentity))
+}
+
 /// PUBLISH (RFC 3903 §6).
 pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
     let msg = &inc.message;
@@ -623,7 +801,27 @@ fn apply_publish(
 }
 
 /// SUBSCRIBE (RFC 6665 §4.2, RFC 3856 §6, RFC 3857 §5).
-pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
+pub async fn subscribe(core: &Core, sip: &Sip, inc: Incoming) {
+    subscribe_to(core, sip, inc, None, &mut false).await;
+}
+
+/// A SUBSCRIBE from a local user to a presentity of another network
+/// (`user@domain`), which the gateway reaches through an adapter: the
+/// agent holds the dialog and notifies what the adapter reports. True
+/// when a new subscription was made (the other network is then asked).
+pub async fn subscribe_foreign(core: &Core, sip: &Sip, inc: Incoming, presentity: String) -> bool {
+    let mut made = false;
+    subscribe_to(core, sip, inc, Some(presentity), &mut made).await;
+    made
+}
+
+async fn subscribe_to(
+    core: &Core,
+    sip: &Sip,
+    mut inc: Incoming,
+    foreign: Option<String>,
+    made: &mut bool,
+) {
     let agent = &core.presence;
     let (package, event_id) = match event(&inc.message) {
         Ok(e) => e,
@@ -685,12 +883,19 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
         return accept(core, sip, &mut inc, &tag, expires, contact, notify).await;
     }
 
-    let Some(presentity) = presentity(core, &inc.message) else {
+    let is_foreign = foreign.is_some();
+    let Some(presentity) = foreign.or_else(|| presentity(core, &inc.message)) else {
         return inc.responder.reply(404, "Not Found", &[]).await;
     };
     let (user, domain) = presentity.split_once('@').unwrap_or((&presentity, ""));
-    if core.auth.user(user, domain).await.is_none() {
+    if !is_foreign && core.auth.user(user, domain).await.is_none() {
         return inc.responder.reply(404, "Not Found", &[]).await;
+    }
+    if is_foreign && package == Package::Winfo {
+        return inc
+            .responder
+            .reply(403, "Watcher information of another network", &[])
+            .await;
     }
     // A watcher of a local domain proves who it is; one of another domain
     // is who its server (and the RFC 5922 check) says it is.
@@ -784,6 +989,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, mut inc: Incoming) {
             if package == Package::Presence {
                 out.extend(winfo_notifications(core, &mut state, &presentity, now));
             }
+            *made = expires > 0;
             Some(out)
         }
     };
@@ -914,6 +1120,32 @@ fn apply_rules(core: &Core, state: &mut State, now: u64) -> Vec<Outgoing> {
     for p in presentities {
         out.extend(winfo_notifications(core, state, &p, now));
     }
+    let mut external_changed = Vec::new();
+    for (presentity, watchers) in &state.external {
+        for (watcher, decision) in watchers {
+            let d = agent.decide(state, core, presentity, watcher);
+            if d != *decision {
+                external_changed.push((presentity.clone(), watcher.clone(), d));
+            }
+        }
+    }
+    for (presentity, watcher, d) in external_changed {
+        if let Some(w) = state.external.get_mut(&presentity) {
+            w.insert(watcher.clone(), d);
+        }
+        let notice = match d {
+            Decision::Allow => ExternalNotice::Allowed {
+                document: compose(state, &presentity),
+                presentity,
+                watcher,
+            },
+            _ => ExternalNotice::Revoked {
+                presentity,
+                watcher,
+            },
+        };
+        state.external_out.push(notice);
+    }
     out
 }
 
@@ -921,7 +1153,20 @@ fn apply_rules(core: &Core, state: &mut State, now: u64) -> Vec<Outgoing> {
 /// its state (pending and blocked watchers see no change). The document
 /// is composed and printed once for all of them.
 fn notifications(core: &Core, state: &mut State, presentity: &str, now: u64) -> Vec<Outgoing> {
-    let body = compose(state, presentity).to_xml();
+    let document = compose(state, presentity);
+    if let Some(watchers) = state.external.get(presentity) {
+        let notices: Vec<ExternalNotice> = watchers
+            .iter()
+            .filter(|(_, d)| **d == Decision::Allow)
+            .map(|(w, _)| ExternalNotice::State {
+                presentity: presentity.to_string(),
+                watcher: w.clone(),
+                document: document.clone(),
+            })
+            .collect();
+        state.external_out.extend(notices);
+    }
+    let body = document.to_xml();
     watchers_of(state, presentity, Package::Presence)
         .into_iter()
         .filter(|id| {
@@ -1127,6 +1372,12 @@ fn notify_target(core: &Core, d: &Dialog) -> Option<Target> {
 /// Sends NOTIFYs; a subscriber that answers 481 (or cannot be reached)
 /// loses its subscription (RFC 6665 §4.2.2).
 async fn send_all(core: &Core, sip: &Sip, out: Vec<Outgoing>) {
+    let external = std::mem::take(&mut core.presence.state().external_out);
+    if let Some(gateway) = core.gateway.get() {
+        for notice in external {
+            gateway.presence_out(notice).await;
+        }
+    }
     for o in out {
         let agent = Arc::downgrade(&core.presence);
         let id = o.id;

@@ -173,7 +173,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                                 .await;
                         };
                         return gateway
-                            .bridge_request(&core, adapter, &mut inc, &msg, from, to)
+                            .bridge_request(&core, adapter, inc, &msg, from, to)
                             .await;
                     }
                     _ => {

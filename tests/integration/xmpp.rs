@@ -497,3 +497,124 @@ fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
     assert!(read_until(&mut s, &mut text, "</stream:stream>"), "{text}");
     assert!(text.contains("<invalid-from"), "{text}");
 }
+
+/// The next request of `method` the UA receives (answered 200).
+fn next_request(ua: &Ua, method: &str) -> String {
+    loop {
+        let m = ua.next_within(WAIT);
+        if m.starts_with(&format!("{method} ")) {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn sip_and_xmpp_users_watch_each_others_presence() {
+    let f = federation("", &[]);
+    f.prosody.register("juliet", "jpw");
+    add_user(&f.parley, "romeo");
+    let romeo = Ua::new(f.parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
+
+    // SIP watches XMPP (RFC 7248 §4): Parley holds the SIP subscription,
+    // pending, and asks Juliet.
+    romeo.send(
+        &format!(
+            "SUBSCRIBE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=w1\nTo: <sip:juliet@{XMPP}>\nCall-ID: watch-juliet\nCSeq: 1 SUBSCRIBE\nEvent: presence\nAccept: application/pidf+xml\nContact: <sip:romeo@{}>\nExpires: 600",
+            romeo.local
+        ),
+        "",
+    );
+    let r = final_within(&romeo, WAIT);
+    assert_eq!(status(&r), 200, "{r}");
+    let n = next_request(&romeo, "NOTIFY");
+    assert!(
+        header(&n, "Subscription-State").is_some_and(|s| s.starts_with("pending")),
+        "{n}"
+    );
+    juliet.wait_for(
+        |e| {
+            e.contains("\"event\": \"subscription\"")
+                && e.contains("\"type\": \"subscribe\"")
+                && e.contains(&format!("romeo@{PARLEY}"))
+        },
+        WAIT,
+    );
+    // Juliet approves: the subscription turns active and her presence
+    // arrives as PIDF.
+    juliet.command(&format!(
+        r#"{{"cmd": "subscribed", "to": "romeo@{PARLEY}"}}"#
+    ));
+    let mut open = String::new();
+    for _ in 0..5 {
+        let n = next_request(&romeo, "NOTIFY");
+        if header(&n, "Subscription-State").is_some_and(|s| s.starts_with("active"))
+            && body(&n).contains("<basic>open</basic>")
+        {
+            open = n;
+            break;
+        }
+    }
+    assert!(!open.is_empty(), "no active NOTIFY with open state");
+    juliet.command(r#"{"cmd": "presence", "show": "dnd", "status": "In a meeting"}"#);
+    let n = next_request(&romeo, "NOTIFY");
+    assert!(
+        body(&n).contains("busy") && body(&n).contains("In a meeting"),
+        "{n}"
+    );
+    juliet.command(r#"{"cmd": "unavailable"}"#);
+    let n = next_request(&romeo, "NOTIFY");
+    assert!(body(&n).contains("<basic>closed</basic>"), "{n}");
+    juliet.command(r#"{"cmd": "presence"}"#);
+    let n = next_request(&romeo, "NOTIFY");
+    assert!(body(&n).contains("<basic>open</basic>"), "{n}");
+
+    // XMPP watches SIP: Juliet's request waits for Romeo's rule (the
+    // default policy keeps watchers of other domains pending).
+    juliet.command(&format!(
+        r#"{{"cmd": "subscribe", "to": "romeo@{PARLEY}"}}"#
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !juliet
+            .seen
+            .iter()
+            .any(|e| e.contains("\"type\": \"subscribed\"")),
+        "approved before any rule: {:?}",
+        juliet.seen
+    );
+    cli_with(
+        &f.parley,
+        &format!("domains = [\"{PARLEY}\"]"),
+        &[
+            "presence",
+            "allow",
+            &format!("romeo@{PARLEY}"),
+            &format!("juliet@{XMPP}"),
+        ],
+    );
+    juliet.wait_for(
+        |e| e.contains("\"type\": \"subscribed\"") && e.contains(&format!("romeo@{PARLEY}")),
+        WAIT,
+    );
+    // Romeo publishes: Juliet sees him available with his note.
+    let pidf = format!(
+        "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"pres:romeo@{PARLEY}\"><tuple id=\"t1\"><status><basic>open</basic></status><note>Under the balcony</note></tuple></presence>"
+    );
+    romeo.send(
+        &format!(
+            "PUBLISH sip:romeo@{PARLEY} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=p1\nTo: <sip:romeo@{PARLEY}>\nCall-ID: pub-romeo\nCSeq: 1 PUBLISH\nEvent: presence\nExpires: 600\nContent-Type: application/pidf+xml"
+        ),
+        &pidf,
+    );
+    assert_eq!(status(&final_within(&romeo, WAIT)), 200);
+    let e = juliet.wait_for(
+        |e| e.contains("\"event\": \"presence\"") && e.contains("Under the balcony"),
+        WAIT,
+    );
+    assert!(
+        e.contains("\"type\": \"available\"") && e.contains(&format!("romeo@{PARLEY}")),
+        "{e}"
+    );
+}

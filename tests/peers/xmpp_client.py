@@ -48,7 +48,7 @@ class Client(slixmpp.ClientXMPP):
         for kind in ("subscribe", "subscribed", "unsubscribe", "unsubscribed"):
             self.add_event_handler("presence_" + kind, self.on_subscription)
         # The test decides about subscriptions, not the library.
-        self.roster.auto_authorize = False
+        self.roster.auto_authorize = None
         self.roster.auto_subscribe = False
 
     async def started(self, _):
