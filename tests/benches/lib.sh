@@ -71,15 +71,16 @@ report() {
     printf "ratio parley/kamailio: rate %.2fx, CPU per request %.2fx less\n", (km > 0 ? pm / km : 0), (pc > 0 ? kc / pc : 0) }'
 }
 
-# Writes $work/parley.toml (UDP and TCP on 127.0.0.1:PORT, warnings only,
-# then the TOML given on stdin), provisions the users named in
+# Writes $work/parley.toml (the TOML given on stdin, then UDP and TCP on
+# 127.0.0.1:PORT and warnings only), provisions the users named in
 # $PARLEY_USERS (password "load") before the server opens the database,
 # and starts Parley with it; sets parley_pid.
 # Usage: [PARLEY_USERS="bob@localhost"] start_parley PORT <<TOML ... TOML
 start_parley() {
   {
+    echo "state_dir = \"$work/var\""
+    cat
     cat <<TOML
-state_dir = "$work/var"
 [[sip.listen]]
 transport = "udp"
 address = "127.0.0.1:$1"
@@ -89,7 +90,6 @@ address = "127.0.0.1:$1"
 [log]
 level = "warn"
 TOML
-    cat
   } > "$work/parley.toml"
   local user
   for user in ${PARLEY_USERS:-}; do
