@@ -88,7 +88,7 @@ address = "127.0.0.1:$1"
 transport = "tcp"
 address = "127.0.0.1:$1"
 [log]
-level = "warn"
+level = "${PARLEY_LOG:-warn}"
 TOML
   } > "$work/parley.toml"
   local user

@@ -72,7 +72,19 @@ def main():
         if batch:
             s.send("".join(batch))
         print(f"{time.monotonic() - start:.3f}", flush=True)
-        time.sleep(1)
+        # Close gracefully and wait for the server to close too: exiting
+        # with unread data would reset the connection and lose what the
+        # server had not read yet.
+        s.send("</stream:stream>")
+        s.sock.settimeout(300)
+        try:
+            while b"</stream:stream>" not in s.buf[-64:]:
+                data = s.sock.recv(262144)
+                if not data:
+                    break
+                s.buf = s.buf[-64:] + data
+        except socket.timeout:
+            pass
     else:
         count = int(sys.argv[5])
         print("ready", flush=True)

@@ -63,7 +63,7 @@ c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 s2s_require_encryption = true
 s2s_secure_auth = false
-log = { warn = "$work/prosody/prosody.log" }
+log = { ${PROSODY_LOG:-warn} = "$work/prosody/prosody.log" }
 unbound = { resolvconf = false; hoststxt = false; forward = "127.0.0.1@$dns_port"; options = { ["do-not-query-localhost:"] = "no"; ["local-zone:"] = "test. transparent" } }
 VirtualHost "xmpp.example.test"
 LUA
@@ -96,8 +96,8 @@ for i in $(seq 100); do ss -ltn | grep -q "127.0.0.1:$x_c2s " && break; sleep 0.
 # COUNT messages (-m), so its exit marks the last delivery.
 uas() {
   local n=$1
-  timeout 600 sipp -sf tests/data/sipp/uas_message.xml -t u1 -i 127.0.0.1 -p "$uas_port" \
-    -m "$n" -nostdin -buff_size 4194304 -trace_stat -stf "$work/uas.csv" >/dev/null 2>&1 &
+  timeout $((60 + COUNT / 200)) sipp -sf tests/data/sipp/uas_message.xml -t u1 -i 127.0.0.1 -p "$uas_port" \
+    -m "$n" -nostdin -buff_size 4194304 -trace_stat -fd 1 -stf "$work/uas.csv" >/dev/null 2>&1 &
   uas_pid=$!
   sleep 0.5
   sipp -sf tests/data/sipp/register_contact.xml -t u1 -i 127.0.0.1 -p 0 -s romeo \
@@ -116,7 +116,10 @@ wait "$uas_pid" || { echo "warm-up message not delivered"; tail -5 "$work/parley
 echo "XMPP s2s -> Parley -> SIP MESSAGE (SIPp UAS) vs Prosody c2s -> c2s; $COUNT messages per run, $RUNS runs; all on the same 2 cores"
 printf '%-4s %-28s %12s %16s %16s\n' run path "msgs/s" "Parley us/msg" "Prosody us/msg"
 for run in $(seq "$RUNS"); do
-  # Through Parley.
+  # Prosody alone: juliet -> nurse, both its own users.
+  "$PY" tests/benches/xmpp_blast.py recv nurse@xmpp.example.test load "$x_c2s" "$COUNT" > "$work/recv.out" &
+  recv_pid=$!
+  for i in $(seq 100); do grep -q ready "$work/recv.out" 2>/dev/null && break; sleep 0.1;   # Through Parley.
   uas "$COUNT"
   p0=$(ticks "$parley_pid"); x0=$(ticks "$prosody_pid"); t0=$(now)
   "$PY" tests/benches/xmpp_blast.py send juliet@xmpp.example.test load "$x_c2s" romeo@parley.example.test "$COUNT" >/dev/null &
@@ -129,10 +132,7 @@ for run in $(seq "$RUNS"); do
     printf "%-4s %-28s %12.0f %16.1f %16.1f\n", r, "xmpp->parley->sip", n / (t1 - t0), pd * 1e6 / hz / n, xd * 1e6 / hz / n }'
   [ "$ok" -eq "$COUNT" ] || echo "  only $ok of $COUNT delivered"
 
-  # Prosody alone: juliet -> nurse, both its own users.
-  "$PY" tests/benches/xmpp_blast.py recv nurse@xmpp.example.test load "$x_c2s" "$COUNT" > "$work/recv.out" &
-  recv_pid=$!
-  for i in $(seq 100); do grep -q ready "$work/recv.out" 2>/dev/null && break; sleep 0.1; done
+done
   x0=$(ticks "$prosody_pid"); t0=$(now)
   "$PY" tests/benches/xmpp_blast.py send juliet@xmpp.example.test load "$x_c2s" nurse@xmpp.example.test "$COUNT" >/dev/null &
   send_pid=$!

@@ -127,6 +127,7 @@ async fn carry(
     rx: &mut mpsc::Receiver<Outgoing>,
 ) -> Result<(), LinkError> {
     let settings = &shared.settings.components[index];
+    let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
     loop {
         tokio::select! {
             _ = shared.stop.cancelled() => {
@@ -147,7 +148,12 @@ async fn carry(
                     return Err(LinkError::Refused(e));
                 }
             }
-            frame = stream.read_frame() => {
+            read = async {
+                let permit = inflight.clone().acquire_owned().await;
+                (permit, stream.read_frame().await)
+            } => {
+                let (permit, frame) = read;
+                let Ok(permit) = permit else { return Err(LinkError::Closed) };
                 let frame = match frame {
                     Ok(f) => f,
                     Err(e) => return Err(e),
@@ -169,7 +175,14 @@ async fn carry(
                             tls: false,
                         };
                         debug!(domain = %settings.domain, name = %el.name, "stanza from the XMPP server");
-                        crate::dispatch(shared.clone(), peer, el, NS_COMPONENT, crate::Reply::Component(index));
+                        crate::dispatch(
+                            shared.clone(),
+                            peer,
+                            el,
+                            NS_COMPONENT,
+                            crate::Reply::Component(index),
+                            permit,
+                        );
                     }
                     Frame::Close => {
                         stream.close().await;

@@ -340,6 +340,9 @@ fn encode(item: &Outbound, ns: &str, rewrite: Option<(&str, &str)>) -> Result<El
     }
 }
 
+/// Stanzas of one stream handled at once; beyond this the stream waits.
+pub(crate) const IN_FLIGHT: usize = 512;
+
 /// Where an error reply for an inbound stanza goes.
 #[derive(Debug, Clone)]
 pub(crate) enum Reply {
@@ -358,6 +361,7 @@ pub(crate) fn dispatch(
     el: Element,
     ns: &'static str,
     reply: Reply,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     if el.name == "iq" {
         answer_iq(&shared, &el, ns, &reply);
@@ -365,6 +369,10 @@ pub(crate) fn dispatch(
     }
     let tracker = shared.tracker.clone();
     tracker.spawn(async move {
+        // Held until the stanza is handled: a stream has a bounded number
+        // of stanzas in flight, and past it the stream is not read, so a
+        // flood slows its sender down instead of growing memory.
+        let _permit = permit;
         let Some(hub) = shared.hub.get().cloned() else {
             return;
         };

@@ -480,6 +480,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
     let mut plain = XmlStream::new(tcp, settings.max_stanza);
     let offer_tls = settings.tls_server.is_some();
     let stream_id = token();
+    let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
     let h = accept_header(&mut plain, &shared, &stream_id, wait, offer_tls, false).await?;
     // Before TLS only STARTTLS (and, when TLS is optional, dialback).
     let first = plain.read(wait, "STARTTLS").await?;
@@ -508,12 +509,40 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
             // The first stanza was already read: handle it below.
             let mut authed = HashSet::new();
             if let Frame::Stanza(el) = other {
-                handle(&shared, &mut stream, &stream_id, &mut authed, false, el, &h).await?;
+                handle(
+                    &shared,
+                    &inflight,
+                    &mut stream,
+                    &stream_id,
+                    &mut authed,
+                    false,
+                    el,
+                    &h,
+                )
+                .await?;
             }
-            return serve(shared.clone(), stream, stream_id, authed, false, h).await;
+            return serve(
+                shared.clone(),
+                inflight,
+                stream,
+                stream_id,
+                authed,
+                false,
+                h,
+            )
+            .await;
         }
     };
-    serve(shared.clone(), stream, stream_id, HashSet::new(), tls, h).await
+    serve(
+        shared.clone(),
+        inflight,
+        stream,
+        stream_id,
+        HashSet::new(),
+        tls,
+        h,
+    )
+    .await
 }
 
 /// Reads the peer's header, answers with ours and the features.
@@ -578,6 +607,7 @@ async fn accept_header<S: Io>(
 
 async fn serve(
     shared: Arc<Shared>,
+    inflight: Arc<tokio::sync::Semaphore>,
     mut stream: XmlStream<Box<dyn Io>>,
     stream_id: String,
     mut authed: HashSet<(String, String)>,
@@ -610,8 +640,17 @@ async fn serve(
             }
             Frame::Stanza(el) => {
                 let before = authed.len();
-                if let Err(e) =
-                    handle(&shared, &mut stream, &stream_id, &mut authed, tls, el, &h).await
+                if let Err(e) = handle(
+                    &shared,
+                    &inflight,
+                    &mut stream,
+                    &stream_id,
+                    &mut authed,
+                    tls,
+                    el,
+                    &h,
+                )
+                .await
                 {
                     break Err(e);
                 }
@@ -636,8 +675,10 @@ async fn serve(
 }
 
 /// One top-level element of an inbound stream.
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     shared: &Arc<Shared>,
+    inflight: &Arc<tokio::sync::Semaphore>,
     stream: &mut XmlStream<Box<dyn Io>>,
     stream_id: &str,
     authed: &mut HashSet<(String, String)>,
@@ -737,12 +778,18 @@ async fn handle(
         auth: PeerAuth::Dialback,
         tls,
     };
+    let permit = inflight
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| LinkError::Closed)?;
     crate::dispatch(
         shared.clone(),
         peer,
         el,
         NS_SERVER,
         crate::Reply::S2s { local: to },
+        permit,
     );
     Ok(())
 }
