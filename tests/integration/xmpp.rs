@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use parley_test_support::dns::{Rec, TestDns};
+use parley_test_support::ejabberd::Ejabberd;
 use parley_test_support::prosody::{Ports, Prosody, XmppClient};
 use parley_test_support::server::TestServer;
 
@@ -445,7 +446,7 @@ fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
              <stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>"
         );
         text.clear();
-        if read_until(&mut s, &mut text, "</verify>") {
+        if read_until(&mut s, &mut text, "</db:verify>") {
             let id = text
                 .split("id=\"")
                 .nth(1)
@@ -617,4 +618,70 @@ fn sip_and_xmpp_users_watch_each_others_presence() {
         e.contains("\"type\": \"available\"") && e.contains(&format!("romeo@{PARLEY}")),
         "{e}"
     );
+}
+
+#[test]
+fn ejabberd_federates_with_parley_too() {
+    const EJ: &str = "ej.example.test";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let parley_s2s = listener.local_addr().unwrap().port();
+    let ports = Ejabberd::ports();
+    let srv = |domain: &str, port: u16| Rec::Srv {
+        name: format!("_xmpp-server._tcp.{domain}"),
+        priority: 0,
+        weight: 5,
+        port,
+        target: domain.to_string(),
+    };
+    let a = |domain: &str| Rec::A {
+        name: domain.to_string(),
+        ip: Ipv4Addr::LOCALHOST,
+    };
+    // Parley's SRV target is an address: ejabberd asks the system, not this
+    // DNS server, for the addresses of SRV targets.
+    let mut parley_srv = srv(PARLEY, parley_s2s);
+    if let Rec::Srv { target, .. } = &mut parley_srv {
+        *target = "127.0.0.1".into();
+    }
+    let dns = TestDns::start(
+        "example.test",
+        vec![parley_srv, a(PARLEY), srv(EJ, ports.1), a(EJ)],
+    );
+    let ej = Ejabberd::start(EJ, ports, dns.addr);
+    ej.register("mercutio", "mpw");
+    let parley = TestServer::start_with_xmpp(
+        &format!(
+            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
+            dns.addr
+        ),
+        listener,
+    );
+    add_user(&parley, "romeo");
+    let romeo = Ua::new(parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut mercutio = XmppClient::connect(&format!("mercutio@{EJ}/street"), "mpw", ej.c2s);
+
+    // ejabberd finds Parley through SRV, secures the stream and
+    // authenticates with dialback; Parley checks back with ejabberd.
+    mercutio.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "A plague o' both your houses", "id": "e1"}}"#
+    ));
+    let m = next_message(&romeo);
+    assert!(
+        header(&m, "From").is_some_and(|h| h.contains(&format!("sip:mercutio@{EJ}"))),
+        "{m}"
+    );
+    assert_eq!(body(&m), "A plague o' both your houses");
+
+    let r = send(
+        &romeo,
+        &format!("romeo@{PARLEY}"),
+        &format!("mercutio@{EJ}"),
+        "e2",
+        "text/plain",
+        "Courage, man",
+    );
+    assert_eq!(status(&r), 202, "{r}\n{}", ej.log());
+    let e = mercutio.wait_for(|e| e.contains("Courage, man"), WAIT);
+    assert!(e.contains(&format!("\"from\": \"romeo@{PARLEY}\"")), "{e}");
 }

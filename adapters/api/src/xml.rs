@@ -566,9 +566,30 @@ fn write_element(
 /// declaration, and `xmlns` written only where an element's namespace
 /// differs from its parent's, the way XMPP software writes extensions.
 pub fn write_fragment(el: &Element, in_scope: &str, out: &mut String) {
+    write_fragment_with(el, in_scope, &[], out)
+}
+
+/// As [`write_fragment`], with namespaces the enclosing stream already
+/// bound to prefixes (`("jabber:server:dialback", "db")`): elements of
+/// those namespaces are written with the prefix and no declaration, as
+/// software that matches prefixed names (`db:result`) expects.
+pub fn write_fragment_with(
+    el: &Element,
+    in_scope: &str,
+    prefixes: &[(&str, &str)],
+    out: &mut String,
+) {
+    let prefix = prefixes
+        .iter()
+        .find(|(ns, _)| *ns == el.ns)
+        .map(|(_, p)| *p);
     out.push('<');
+    if let Some(p) = prefix {
+        out.push_str(p);
+        out.push(':');
+    }
     out.push_str(&el.name);
-    if el.ns != in_scope {
+    if prefix.is_none() && el.ns != in_scope {
         out.push_str(" xmlns=\"");
         escape_into(&el.ns, true, out);
         out.push('"');
@@ -594,13 +615,23 @@ pub fn write_fragment(el: &Element, in_scope: &str, out: &mut String) {
         return;
     }
     out.push('>');
+    // Unprefixed children inherit the default namespace in scope here.
+    let scope = if prefix.is_some() {
+        in_scope
+    } else {
+        el.ns.as_str()
+    };
     for child in &el.children {
         match child {
-            Node::Element(e) => write_fragment(e, &el.ns, out),
+            Node::Element(e) => write_fragment_with(e, scope, prefixes, out),
             Node::Text(t) => escape_into(t, false, out),
         }
     }
     out.push_str("</");
+    if let Some(p) = prefix {
+        out.push_str(p);
+        out.push(':');
+    }
     out.push_str(&el.name);
     out.push('>');
 }

@@ -96,7 +96,9 @@ impl<S: Io> XmlStream<S> {
 
     pub(crate) async fn send_element(&mut self, el: &Element, ns: &str) -> Result<(), LinkError> {
         let mut text = String::with_capacity(256);
-        xml::write_fragment(el, ns, &mut text);
+        // Dialback elements carry the `db:` prefix the stream header binds:
+        // some servers match the prefixed name.
+        xml::write_fragment_with(el, ns, &[("jabber:server:dialback", "db")], &mut text);
         self.send(&text).await
     }
 

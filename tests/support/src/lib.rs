@@ -6,6 +6,7 @@
 
 pub mod baresip;
 pub mod dns;
+pub mod ejabberd;
 pub mod fuzz;
 pub mod kamailio;
 pub mod pki;
