@@ -638,6 +638,62 @@ pub fn check_inbound_sip(gateway: &Gateway, domain: &str) -> Option<(u16, &'stat
     })
 }
 
+/// The identity binding of a SIP request from another domain: every
+/// address it asserts (P-Asserted-Identity, a CPIM From, a PIDF entity)
+/// must be of the domain it comes from, never one of Parley's own. The
+/// refusal, when there is one, is counted.
+pub fn check_remote_identity(
+    gateway: &Gateway,
+    core: &Core,
+    msg: &SipMessage,
+    sender_domain: &str,
+) -> Option<Refusal> {
+    let mut asserted: Vec<String> = msg
+        .headers()
+        .values(HeaderName::PAssertedIdentity)
+        .flat_map(crate::proto::sip::grammar::split_commas)
+        .map(|v| {
+            let v = String::from_utf8_lossy(v);
+            match (v.find('<'), v.find('>')) {
+                (Some(a), Some(b)) if a < b => v[a + 1..b].to_string(),
+                _ => v.trim().to_string(),
+            }
+        })
+        .collect();
+    let content_type = msg
+        .headers()
+        .get(HeaderName::ContentType)
+        .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
+        .unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let body = msg.body_bytes();
+    if media == crate::proto::cpim::CONTENT_TYPE {
+        if let Ok(c) =
+            crate::proto::cpim::Cpim::parse(&body, &crate::proto::cpim::Limits::default())
+        {
+            asserted.extend(c.from_uri().map(str::to_string));
+        }
+    } else if media == crate::proto::pidf::CONTENT_TYPE {
+        if let Ok(doc) =
+            crate::proto::pidf::Presence::parse(&body, &crate::proto::pidf::Limits::default())
+        {
+            asserted.push(doc.entity);
+        }
+    }
+    for uri in asserted {
+        let Ok(address) = Address::from_uri(&uri) else {
+            continue;
+        };
+        if core.is_local_domain(address.domain()) {
+            return Some(gateway.policy.refuse(Refusal::OwnDomainAsserted));
+        }
+        if !address.domain().eq_ignore_ascii_case(sender_domain) {
+            return Some(gateway.policy.refuse(Refusal::IdentityMismatch));
+        }
+    }
+    None
+}
+
 /// Sends the policy refusal of an inbound SIP request.
 pub async fn refuse_inbound_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
     refuse_sip(inc, r, domain).await

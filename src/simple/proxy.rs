@@ -61,8 +61,12 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     if !core.is_local_domain(&sender.domain) && !sender.domain.is_empty() {
         let own = sender.domain.parse::<std::net::IpAddr>().is_ok();
         if let (false, Some(gateway)) = (own, core.gateway.get()) {
-            if let Some((.., refusal)) = crate::gateway::check_inbound_sip(gateway, &sender.domain)
-            {
+            let refusal = crate::gateway::check_inbound_sip(gateway, &sender.domain)
+                .map(|(.., r)| r)
+                .or_else(|| {
+                    crate::gateway::check_remote_identity(gateway, &core, &msg, &sender.domain)
+                });
+            if let Some(refusal) = refusal {
                 return crate::gateway::refuse_inbound_sip(&mut inc, refusal, &sender.domain).await;
             }
         }

@@ -3,6 +3,7 @@
 mod cli_sip_parse;
 mod client;
 mod compliance;
+mod gateway;
 mod interdomain;
 mod layout;
 mod pager;
