@@ -732,6 +732,7 @@ fn xmpp_adapter(
         .collect();
     let tls_server = Some(crate::net::tls::server_config(config)?);
     let tls_client = crate::net::tls::dialback_client_config(config)?;
+    let tls_client_verified = crate::net::tls::client_config(config)?;
     let secret = {
         use std::hash::BuildHasher;
         let r = std::collections::hash_map::RandomState::new();
@@ -749,6 +750,7 @@ fn xmpp_adapter(
         require_tls: x.require_tls,
         tls_server,
         tls_client,
+        tls_client_verified,
         dialback_secret: secret,
         components,
         max_stanza: x.max_stanza_bytes,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use parley_test_support::dns::{Rec, TestDns};
 use parley_test_support::ejabberd::Ejabberd;
+use parley_test_support::pki::TestCa;
 use parley_test_support::prosody::{Ports, Prosody, XmppClient};
 use parley_test_support::server::TestServer;
 
@@ -684,4 +685,68 @@ fn ejabberd_federates_with_parley_too() {
     assert_eq!(status(&r), 202, "{r}\n{}", ej.log());
     let e = mercutio.wait_for(|e| e.contains("Courage, man"), WAIT);
     assert!(e.contains(&format!("\"from\": \"romeo@{PARLEY}\"")), "{e}");
+}
+
+#[test]
+fn certificates_authenticate_both_ways_with_sasl_external() {
+    // One CA for both domains; Prosody requires certificates
+    // (s2s_secure_auth) and Parley's policy requires them of Prosody's
+    // domain: a dialback link would be refused either side.
+    let ca = TestCa::new();
+    let (p_cert, p_key) = ca.issue(PARLEY);
+    let (x_cert, x_key) = ca.issue(XMPP);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let parley_s2s = listener.local_addr().unwrap().port();
+    let ports = Ports::free();
+    let dns = dns(parley_s2s, ports.s2s);
+    let prosody = Prosody::start_with(
+        XMPP,
+        ports,
+        dns.addr,
+        &[],
+        Some((&ca.cert, &x_cert, &x_key)),
+    );
+    prosody.register("juliet", "jpw");
+    let parley = TestServer::start_with_xmpp(
+        &format!(
+            "domains = [\"{PARLEY}\"]\n[sip.tls]\ncert = {:?}\nkey = {:?}\nca_file = {:?}\n\
+             [[gateway.domain]]\nname = \"{XMPP}\"\nrequire_certificate = true\n\
+             [auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
+            p_cert.display().to_string(),
+            p_key.display().to_string(),
+            ca.cert.display().to_string(),
+            dns.addr
+        ),
+        listener,
+    );
+    add_user(&parley, "romeo");
+    let romeo = Ua::new(parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", prosody.c2s);
+
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "By certificate", "id": "x1"}}"#
+    ));
+    let m = next_message(&romeo);
+    assert_eq!(body(&m), "By certificate", "{m}");
+    let r = send(
+        &romeo,
+        &format!("romeo@{PARLEY}"),
+        &format!("juliet@{XMPP}"),
+        "x2",
+        "text/plain",
+        "And back by certificate",
+    );
+    assert_eq!(status(&r), 202, "{r}\n{}", prosody.log());
+    juliet.wait_for(|e| e.contains("And back by certificate"), WAIT);
+    // Prosody's own account of both links.
+    let log = prosody.log();
+    assert!(
+        log.contains(&format!("SASL EXTERNAL with {PARLEY} succeeded")),
+        "Prosody -> Parley was not SASL EXTERNAL:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("Accepting SASL EXTERNAL identity from {PARLEY}")),
+        "Parley -> Prosody was not SASL EXTERNAL:\n{log}"
+    );
 }

@@ -71,8 +71,13 @@ pub struct Settings {
     pub require_tls: bool,
     /// TLS for inbound streams (Parley's certificate).
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
-    /// TLS for outbound streams.
+    /// TLS for outbound streams authenticated by dialback (any
+    /// certificate: the name is proved by the dialback key).
     pub tls_client: Arc<rustls::ClientConfig>,
+    /// TLS for outbound streams with trust anchors configured: the remote
+    /// certificate must name the remote domain, and Parley authenticates
+    /// with SASL EXTERNAL where offered (XEP-0178).
+    pub tls_client_verified: Option<Arc<rustls::ClientConfig>>,
     /// The secret dialback keys are made with (XEP-0185).
     pub dialback_secret: String,
     /// Component links.
@@ -271,10 +276,10 @@ impl Adapter for XmppAdapter {
                 "XMPP federation is off",
             ));
         }
-        if security.verified {
+        if security.verified && shared.settings.tls_client_verified.is_none() {
             return Err(Failure::new(
                 Condition::PolicyViolation,
-                "a verified certificate is required and this link authenticates by dialback",
+                "a verified certificate is required and no trust anchors are configured",
             ));
         }
         let from_domain = match &item {

@@ -10,7 +10,7 @@
 //! over the outbound link, and from then on only stanzas from the domains
 //! the stream authenticated for are accepted (`<invalid-from/>` for others).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,28 @@ use crate::Shared;
 const NS_SERVER: &str = "jabber:server";
 const NS_DIALBACK: &str = "jabber:server:dialback";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+
+/// Whether `cert` (already verified against the trust anchors) names
+/// `domain` (a dNSName, RFC 6125 as XEP-0178 uses it).
+fn certificate_names(cert: &rustls::pki_types::CertificateDer<'_>, domain: &str) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    let Ok(name) = rustls::pki_types::ServerName::try_from(domain) else {
+        return false;
+    };
+    ee.verify_is_valid_for_subject_name(&name).is_ok()
+}
+
+/// What an outbound stream came out of negotiation with.
+struct Negotiated {
+    stream: XmlStream<Box<dyn Io>>,
+    stream_id: String,
+    tls: bool,
+    /// `Certificate` after SASL EXTERNAL; `Dialback` still to be done.
+    auth: PeerAuth,
+}
 
 /// The dialback key of XEP-0185 §3: HMAC-SHA256 keyed with the hex SHA-256
 /// of the secret, over "receiving originating stream-id".
@@ -194,7 +216,12 @@ async fn outbound(shared: Arc<Shared>, local: String, remote: String, mut rx: mp
         _ = shared.stop.cancelled() => return,
         r = connect(&shared, &local, &remote) => r,
     };
-    let (mut stream, stream_id, tls) = match setup {
+    let Negotiated {
+        mut stream,
+        stream_id,
+        tls,
+        auth,
+    } = match setup {
         Ok(s) => s,
         Err(e) => {
             warn!(%local, %remote, error = %e, "XMPP link not set up");
@@ -203,6 +230,19 @@ async fn outbound(shared: Arc<Shared>, local: String, remote: String, mut rx: mp
         }
     };
     let link_id = shared.next_id();
+    let mut authenticated = auth == PeerAuth::Certificate;
+    if authenticated {
+        info!(%local, %remote, "XMPP link up (SASL EXTERNAL)");
+        lock(&shared.s2s.state).insert(
+            link_id,
+            Link {
+                domain: remote.clone(),
+                direction: "outbound",
+                auth,
+                tls,
+            },
+        );
+    }
     // Dialback: claim `local` to `remote`.
     let key = dialback_key(
         &shared.settings.dialback_secret,
@@ -214,11 +254,12 @@ async fn outbound(shared: Arc<Shared>, local: String, remote: String, mut rx: mp
         .with_attr("", "from", &local)
         .with_attr("", "to", &remote)
         .with_text(&key);
-    if let Err(e) = stream.send_element(&claim, NS_SERVER).await {
-        fail_all(&mut rx, &e, true);
-        return;
+    if !authenticated {
+        if let Err(e) = stream.send_element(&claim, NS_SERVER).await {
+            fail_all(&mut rx, &e, true);
+            return;
+        }
     }
-    let mut authenticated = false;
     let mut queue: VecDeque<(Element, oneshot::Sender<Result<(), Failure>>)> = VecDeque::new();
     let mut questions: HashMap<String, oneshot::Sender<bool>> = HashMap::new();
     let idle = shared.settings.idle_timeout;
@@ -332,11 +373,7 @@ fn fail_all(rx: &mut mpsc::Receiver<Cmd>, e: &LinkError, close: bool) {
 
 /// Connects to `remote`, opens the stream and secures it. Returns the
 /// stream, the id the remote server gave it and whether it is encrypted.
-async fn connect(
-    shared: &Arc<Shared>,
-    local: &str,
-    remote: &str,
-) -> Result<(XmlStream<Box<dyn Io>>, String, bool), LinkError> {
+async fn connect(shared: &Arc<Shared>, local: &str, remote: &str) -> Result<Negotiated, LinkError> {
     let settings = &shared.settings;
     let targets = locate(&shared.s2s.resolver, remote).await;
     if targets.is_empty() {
@@ -376,7 +413,7 @@ async fn negotiate(
     tcp: TcpStream,
     local: &str,
     remote: &str,
-) -> Result<(XmlStream<Box<dyn Io>>, String, bool), LinkError> {
+) -> Result<Negotiated, LinkError> {
     let settings = &shared.settings;
     let wait = settings.connect_timeout;
     let mut plain = XmlStream::new(tcp, settings.max_stanza);
@@ -397,10 +434,14 @@ async fn negotiate(
             .stream_header()
             .and_then(|h| h.id.clone())
             .unwrap_or_default();
-        let stream = XmlStream::new(Box::new(plain.io) as Box<dyn Io>, settings.max_stanza);
-        let mut stream = stream;
+        let mut stream = XmlStream::new(Box::new(plain.io) as Box<dyn Io>, settings.max_stanza);
         stream.framer = plain.framer;
-        return Ok((stream, id, false));
+        return Ok(Negotiated {
+            stream,
+            stream_id: id,
+            tls: false,
+            auth: PeerAuth::Dialback,
+        });
     }
     plain
         .send_element(&Element::new(NS_TLS, "starttls"), NS_SERVER)
@@ -411,7 +452,14 @@ async fn negotiate(
     }
     let name = rustls::pki_types::ServerName::try_from(remote.to_string())
         .map_err(|_| LinkError::Refused(format!("{remote} is not a DNS name")))?;
-    let connector = tokio_rustls::TlsConnector::from(settings.tls_client.clone());
+    // With trust anchors, the remote server's certificate must name it
+    // (and Parley's may then authenticate it with SASL EXTERNAL).
+    let verified = settings.tls_client_verified.is_some();
+    let config = settings
+        .tls_client_verified
+        .clone()
+        .unwrap_or_else(|| settings.tls_client.clone());
+    let connector = tokio_rustls::TlsConnector::from(config);
     let tls = tokio::time::timeout(wait, connector.connect(name, plain.io))
         .await
         .map_err(|_| LinkError::Timeout("TLS handshake"))??;
@@ -420,6 +468,42 @@ async fn negotiate(
         .send(&header(NS_SERVER, local, remote, None, true))
         .await?;
     let (id, features) = open(&mut stream, wait).await?;
+    let external = features.child(NS_SASL, "mechanisms").is_some_and(|m| {
+        m.elements()
+            .any(|c| c.name == "mechanism" && c.text().trim() == "EXTERNAL")
+    });
+    if verified && external {
+        // XEP-0178: the authorization identity is Parley's domain.
+        use base64::Engine;
+        let authzid = base64::engine::general_purpose::STANDARD.encode(local);
+        stream
+            .send_element(
+                &Element::new(NS_SASL, "auth")
+                    .with_attr("", "mechanism", "EXTERNAL")
+                    .with_text(&authzid),
+                NS_SERVER,
+            )
+            .await?;
+        match stream.read(wait, "SASL outcome").await? {
+            Frame::Stanza(el) if el.is(NS_SASL, "success") => {
+                stream.framer.restart();
+                stream
+                    .send(&header(NS_SERVER, local, remote, None, true))
+                    .await?;
+                let (id, _) = open(&mut stream, wait).await?;
+                return Ok(Negotiated {
+                    stream,
+                    stream_id: id,
+                    tls: true,
+                    auth: PeerAuth::Certificate,
+                });
+            }
+            Frame::Stanza(el) if el.is(NS_SASL, "failure") => {
+                debug!(%remote, "SASL EXTERNAL refused; trying dialback");
+            }
+            _ => return Err(LinkError::Refused("no SASL outcome".into())),
+        }
+    }
     if features
         .child("urn:xmpp:features:dialback", "dialback")
         .is_none()
@@ -427,7 +511,12 @@ async fn negotiate(
     {
         return Err(LinkError::Refused(format!("{remote} offers no dialback")));
     }
-    Ok((stream, id, true))
+    Ok(Negotiated {
+        stream,
+        stream_id: id,
+        tls: true,
+        auth: PeerAuth::Dialback,
+    })
 }
 
 /// Reads the peer's header and features; returns the stream id and features.
@@ -481,10 +570,13 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
     let offer_tls = settings.tls_server.is_some();
     let stream_id = token();
     let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
-    let h = accept_header(&mut plain, &shared, &stream_id, wait, offer_tls, false).await?;
+    let h = accept_header(
+        &mut plain, &shared, &stream_id, wait, offer_tls, false, false,
+    )
+    .await?;
     // Before TLS only STARTTLS (and, when TLS is optional, dialback).
     let first = plain.read(wait, "STARTTLS").await?;
-    let (stream, tls, stream_id): (XmlStream<Box<dyn Io>>, bool, String) = match first {
+    let (stream, tls, stream_id, h, peer_cert) = match first {
         Frame::Stanza(el) if el.is(NS_TLS, "starttls") && offer_tls => {
             plain
                 .send_element(&Element::new(NS_TLS, "proceed"), NS_SERVER)
@@ -494,10 +586,27 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
             let tls = tokio::time::timeout(wait, acceptor.accept(plain.io))
                 .await
                 .map_err(|_| LinkError::Timeout("TLS handshake"))??;
+            // A client certificate is only there when it verified against
+            // the trust anchors: it may then authenticate with SASL EXTERNAL.
+            let peer_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned());
             let mut stream = XmlStream::new(Box::new(tls) as Box<dyn Io>, settings.max_stanza);
             let id = token();
-            accept_header(&mut stream, &shared, &id, wait, false, true).await?;
-            (stream, true, id)
+            let h = accept_header(
+                &mut stream,
+                &shared,
+                &id,
+                wait,
+                false,
+                true,
+                peer_cert.is_some(),
+            )
+            .await?;
+            (stream, true, id, h, peer_cert)
         }
         other => {
             if settings.require_tls {
@@ -507,7 +616,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
             let mut stream = XmlStream::new(Box::new(plain.io) as Box<dyn Io>, settings.max_stanza);
             stream.framer = plain.framer;
             // The first stanza was already read: handle it below.
-            let mut authed = HashSet::new();
+            let mut authed = HashMap::new();
             if let Frame::Stanza(el) = other {
                 handle(
                     &shared,
@@ -518,6 +627,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
                     false,
                     el,
                     &h,
+                    None,
                 )
                 .await?;
             }
@@ -529,6 +639,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
                 authed,
                 false,
                 h,
+                None,
             )
             .await;
         }
@@ -538,9 +649,10 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
         inflight,
         stream,
         stream_id,
-        HashSet::new(),
+        HashMap::new(),
         tls,
         h,
+        peer_cert,
     )
     .await
 }
@@ -553,6 +665,7 @@ async fn accept_header<S: Io>(
     wait: Duration,
     offer_tls: bool,
     secured: bool,
+    external: bool,
 ) -> Result<crate::framer::Header, LinkError> {
     let settings = &shared.settings;
     let h = match stream.read(wait, "stream header").await? {
@@ -585,6 +698,12 @@ async fn accept_header<S: Io>(
         }
         features = features.with_child(st);
     }
+    if external {
+        features = features.with_child(
+            Element::new(NS_SASL, "mechanisms")
+                .with_child(Element::new(NS_SASL, "mechanism").with_text("EXTERNAL")),
+        );
+    }
     if secured || !settings.require_tls {
         features = features.with_child(
             Element::new("urn:xmpp:features:dialback", "dialback")
@@ -605,14 +724,16 @@ async fn accept_header<S: Io>(
     Ok(h)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     shared: Arc<Shared>,
     inflight: Arc<tokio::sync::Semaphore>,
     mut stream: XmlStream<Box<dyn Io>>,
     stream_id: String,
-    mut authed: HashSet<(String, String)>,
+    mut authed: HashMap<(String, String), PeerAuth>,
     tls: bool,
     h: crate::framer::Header,
+    peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
 ) -> Result<(), LinkError> {
     let link_id = shared.next_id();
     let idle = shared.settings.idle_timeout;
@@ -649,19 +770,20 @@ async fn serve(
                     tls,
                     el,
                     &h,
+                    peer_cert.as_ref(),
                 )
                 .await
                 {
                     break Err(e);
                 }
                 if authed.len() != before {
-                    if let Some((_, remote)) = authed.iter().next() {
+                    if let Some(((_, remote), auth)) = authed.iter().next() {
                         lock(&shared.s2s.state).insert(
                             link_id,
                             Link {
                                 domain: remote.clone(),
                                 direction: "inbound",
-                                auth: PeerAuth::Dialback,
+                                auth: *auth,
                                 tls,
                             },
                         );
@@ -681,12 +803,60 @@ async fn handle(
     inflight: &Arc<tokio::sync::Semaphore>,
     stream: &mut XmlStream<Box<dyn Io>>,
     stream_id: &str,
-    authed: &mut HashSet<(String, String)>,
+    authed: &mut HashMap<(String, String), PeerAuth>,
     tls: bool,
     el: Element,
-    _h: &crate::framer::Header,
+    h: &crate::framer::Header,
+    peer_cert: Option<&rustls::pki_types::CertificateDer<'static>>,
 ) -> Result<(), LinkError> {
     let settings = &shared.settings;
+    if el.is(NS_SASL, "auth") {
+        // XEP-0178: SASL EXTERNAL with the certificate TLS verified. The
+        // authorization identity is the peer's domain ("=" or nothing:
+        // the stream header's `from`).
+        let claimed = {
+            use base64::Engine;
+            let text = el.text();
+            let text = text.trim();
+            if text.is_empty() || text == "=" {
+                h.from.clone().unwrap_or_default()
+            } else {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default()
+            }
+        }
+        .to_ascii_lowercase();
+        let to = h.to.clone().unwrap_or_default().to_ascii_lowercase();
+        let ok = el.attr("mechanism") == Some("EXTERNAL")
+            && peer_cert.is_some_and(|c| certificate_names(c, &claimed));
+        if !ok {
+            warn!(remote = %claimed, "SASL EXTERNAL refused");
+            let failure = Element::new(NS_SASL, "failure")
+                .with_child(Element::new(NS_SASL, "not-authorized"));
+            return stream.send_element(&failure, NS_SERVER).await;
+        }
+        stream
+            .send_element(&Element::new(NS_SASL, "success"), NS_SERVER)
+            .await?;
+        // The stream restarts (RFC 6120 §6.4.6); it speaks for `claimed`.
+        stream.framer.restart();
+        accept_header(
+            stream,
+            shared,
+            &token(),
+            settings.connect_timeout,
+            false,
+            false,
+            false,
+        )
+        .await?;
+        info!(remote = %claimed, "inbound XMPP stream authenticated (SASL EXTERNAL)");
+        authed.insert((to, claimed), PeerAuth::Certificate);
+        return Ok(());
+    }
     if el.is(NS_DIALBACK, "result") {
         let (Some(from), Some(to)) = (el.attr("from"), el.attr("to")) else {
             stream.fail("improper-addressing", "").await;
@@ -720,7 +890,7 @@ async fn handle(
         stream.send_element(&reply, NS_SERVER).await?;
         if valid {
             info!(remote = %from, tls, "inbound XMPP stream authenticated (dialback)");
-            authed.insert((to, from));
+            authed.insert((to, from), PeerAuth::Dialback);
         } else {
             warn!(remote = %from, "inbound dialback failed");
         }
@@ -761,8 +931,8 @@ async fn handle(
     };
     let from = domain_of(el.attr("from")).unwrap_or_default();
     let to = domain_of(el.attr("to")).unwrap_or_default();
-    if !authed.iter().any(|(l, r)| *r == from && *l == to) {
-        let condition = if authed.iter().any(|(_, r)| *r == from) {
+    let Some(auth) = authed.get(&(to.clone(), from.clone())).copied() else {
+        let condition = if authed.keys().any(|(_, r)| *r == from) {
             "host-unknown"
         } else {
             "invalid-from"
@@ -770,12 +940,12 @@ async fn handle(
         warn!(%from, %to, condition, "stanza from a domain the stream did not authenticate for");
         stream.fail(condition, "").await;
         return Err(LinkError::Refused(format!("{condition}: {from}")));
-    }
+    };
     let peer = Peer {
         adapter: settings.name.clone(),
         protocol: Protocol::Xmpp,
         domain: from.clone(),
-        auth: PeerAuth::Dialback,
+        auth,
         tls,
     };
     let permit = inflight

@@ -63,6 +63,20 @@ impl Prosody {
         dns: SocketAddr,
         components: &[ComponentSpec<'_>],
     ) -> Prosody {
+        Self::start_with(domain, ports, dns, components, None)
+    }
+
+    /// As [`Prosody::start`], with a certificate issued by a CA (`ca`,
+    /// `cert`, `key`): Prosody trusts that CA and requires servers to
+    /// authenticate with certificates (`s2s_secure_auth`), so federation
+    /// uses SASL EXTERNAL (XEP-0178) both ways, not dialback.
+    pub fn start_with(
+        domain: &str,
+        ports: Ports,
+        dns: SocketAddr,
+        components: &[ComponentSpec<'_>],
+        pki: Option<(&std::path::Path, &std::path::Path, &std::path::Path)>,
+    ) -> Prosody {
         let dir = std::env::temp_dir().join(format!(
             "parley-prosody-{}-{}",
             std::process::id(),
@@ -72,13 +86,23 @@ impl Prosody {
         ));
         std::fs::create_dir_all(dir.join("data")).expect("prosody dir");
         std::fs::create_dir_all(dir.join("certs")).expect("prosody certs");
-        let made = rcgen::generate_simple_self_signed(vec![domain.to_string()]).expect("cert");
-        std::fs::write(dir.join(format!("certs/{domain}.crt")), made.cert.pem()).unwrap();
-        std::fs::write(
-            dir.join(format!("certs/{domain}.key")),
-            made.signing_key.serialize_pem(),
-        )
-        .unwrap();
+        match pki {
+            Some((ca, cert, key)) => {
+                std::fs::copy(ca, dir.join("ca.pem")).unwrap();
+                std::fs::copy(cert, dir.join(format!("certs/{domain}.crt"))).unwrap();
+                std::fs::copy(key, dir.join(format!("certs/{domain}.key"))).unwrap();
+            }
+            None => {
+                let made =
+                    rcgen::generate_simple_self_signed(vec![domain.to_string()]).expect("cert");
+                std::fs::write(dir.join(format!("certs/{domain}.crt")), made.cert.pem()).unwrap();
+                std::fs::write(
+                    dir.join(format!("certs/{domain}.key")),
+                    made.signing_key.serialize_pem(),
+                )
+                .unwrap();
+            }
+        }
         let Ports {
             c2s,
             s2s,
@@ -104,13 +128,21 @@ authentication = "internal_plain"
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 s2s_require_encryption = true
-s2s_secure_auth = false
+{secure}
 s2s_timeout = 30
 log = {{ debug = "{d}/prosody.log" }}
 unbound = {{ resolvconf = false; hoststxt = false; forward = "{ns}@{port}"; options = {{ ["do-not-query-localhost:"] = "no"; ["local-zone:"] = "test. transparent" }} }}
 VirtualHost "{domain}"
 "#,
             d = dir.display(),
+            secure = if pki.is_some() {
+                format!(
+                    "s2s_secure_auth = true\nssl = {{ cafile = \"{}/ca.pem\" }}",
+                    dir.display()
+                )
+            } else {
+                "s2s_secure_auth = false".to_string()
+            },
             ns = dns.ip(),
             port = dns.port(),
         );
