@@ -252,6 +252,27 @@ fn sip_and_xmpp_users_talk_over_s2s_with_typing_and_receipts() {
         "{m}"
     );
 
+    // Accepted (202) for someone Prosody does not have: the bounce comes
+    // back later and Romeo is told, so nothing accepted is lost silently.
+    let r = send(
+        &romeo,
+        &format!("romeo@{PARLEY}"),
+        &format!("nobody@{XMPP}"),
+        "s5",
+        "text/plain",
+        "Anyone there?",
+    );
+    assert_eq!(status(&r), 202, "{r}");
+    let m = next_message(&romeo);
+    assert!(
+        header(&m, "From").is_some_and(|h| h.contains(&format!("parley@{PARLEY}"))),
+        "{m}"
+    );
+    assert!(
+        body(&m).contains(&format!("nobody@{XMPP}")) && body(&m).contains("not delivered"),
+        "{m}"
+    );
+
     // A user Parley does not have: the XMPP sender gets item-not-found.
     juliet.command(&format!(
         r#"{{"cmd": "message", "to": "nobody@{PARLEY}", "body": "hello?", "id": "j2"}}"#
