@@ -177,6 +177,9 @@ pub struct XmppConfig {
     pub enabled: bool,
     /// Where XMPP servers connect (RFC 6120 s2s); none: outbound only.
     pub listen: Option<SocketAddr>,
+    /// Where XMPP servers connect with TLS from the first byte (XEP-0368,
+    /// published as `_xmpps-server._tcp`); none by default.
+    pub listen_tls: Option<SocketAddr>,
     /// STARTTLS is required on every s2s stream.
     pub require_tls: bool,
     /// The largest stanza accepted, in bytes.
@@ -194,6 +197,7 @@ impl Default for XmppConfig {
         XmppConfig {
             enabled: true,
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 5269))),
+            listen_tls: None,
             require_tls: true,
             max_stanza_bytes: 65536,
             connect_timeout_ms: 10_000,

@@ -133,6 +133,8 @@ impl HubSink for HubRef {
 pub struct AdapterListeners {
     /// XMPP s2s.
     pub xmpp: Option<tokio::net::TcpListener>,
+    /// XMPP s2s with direct TLS (XEP-0368).
+    pub xmpp_tls: Option<tokio::net::TcpListener>,
 }
 
 impl Gateway {
@@ -146,7 +148,7 @@ impl Gateway {
     ) -> anyhow::Result<Arc<Gateway>> {
         let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
         if config.xmpp.enabled {
-            adapters.push(Arc::new(xmpp_adapter(config, core, listeners.xmpp)?));
+            adapters.push(Arc::new(xmpp_adapter(config, core, listeners)?));
         }
         let gateway = Arc::new(Gateway {
             core: Arc::downgrade(core),
@@ -702,7 +704,7 @@ pub async fn refuse_inbound_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
 fn xmpp_adapter(
     config: &Config,
     core: &Arc<Core>,
-    listener: Option<tokio::net::TcpListener>,
+    listeners: AdapterListeners,
 ) -> anyhow::Result<parley_xmpp::XmppAdapter> {
     let x = &config.xmpp;
     let first = config
@@ -745,7 +747,8 @@ fn xmpp_adapter(
     Ok(parley_xmpp::XmppAdapter::new(parley_xmpp::Settings {
         name: "xmpp".into(),
         domains: core.config_domains.clone(),
-        listener,
+        listener: listeners.xmpp,
+        listener_tls: listeners.xmpp_tls,
         s2s: true,
         require_tls: x.require_tls,
         tls_server,

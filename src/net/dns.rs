@@ -83,7 +83,8 @@ impl Resolver {
 
     /// Which federation service a domain publishes (RFC 7247 §5 style):
     /// SIP when it has SIP NAPTR records or `_sip`/`_sips` SRV records,
-    /// else XMPP when it has `_xmpp-server._tcp` SRV records.
+    /// else XMPP when it has `_xmpp-server._tcp` (or XEP-0368
+    /// `_xmpps-server._tcp`) SRV records.
     pub async fn service_of(&self, domain: &str) -> Service {
         let name = domain.trim_end_matches('.');
         if let Ok(answer) = self.inner.lookup(name, RecordType::NAPTR).await {
@@ -106,7 +107,9 @@ impl Resolver {
                 return Service::Sip;
             }
         }
-        if has_srv(format!("_xmpp-server._tcp.{name}")).await {
+        if has_srv(format!("_xmpp-server._tcp.{name}")).await
+            || has_srv(format!("_xmpps-server._tcp.{name}")).await
+        {
             return Service::Xmpp;
         }
         Service::Unknown

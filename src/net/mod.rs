@@ -63,6 +63,8 @@ pub struct Listeners {
     pub tls: Vec<TcpListener>,
     /// The XMPP s2s listener (`[xmpp] listen`).
     pub xmpp: Option<TcpListener>,
+    /// The XMPP direct-TLS s2s listener (`[xmpp] listen_tls`).
+    pub xmpp_tls: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -95,6 +97,11 @@ impl Listeners {
                     .map_err(|e| std::io::Error::new(e.kind(), format!("xmpp {addr}: {e}")))?,
             );
         }
+        if let (true, Some(addr)) = (config.xmpp.enabled, config.xmpp.listen_tls) {
+            l.xmpp_tls = Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("xmpp direct TLS {addr}: {e}"))
+            })?);
+        }
         Ok(l)
     }
 
@@ -122,6 +129,11 @@ impl Listeners {
             self.xmpp
                 .iter()
                 .map(|s| format!("xmpp-s2s {}", addr(s.local_addr()))),
+        );
+        out.extend(
+            self.xmpp_tls
+                .iter()
+                .map(|s| format!("xmpp-s2s-tls {}", addr(s.local_addr()))),
         );
         out
     }
@@ -1151,6 +1163,7 @@ impl Server {
         let mut listeners = listeners;
         let adapter_listeners = crate::gateway::AdapterListeners {
             xmpp: listeners.xmpp.take(),
+            xmpp_tls: listeners.xmpp_tls.take(),
         };
         let server = Server::new(config, listeners, core.clone())?;
         let gateway =

@@ -279,6 +279,7 @@ fn ipv6_udp_and_tcp_listeners_answer() {
             tcp: vec![tcp],
             tls: vec![],
             xmpp: None,
+            xmpp_tls: None,
         },
         async {
             let _ = stopped.await;

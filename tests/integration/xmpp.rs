@@ -771,3 +771,63 @@ fn certificates_authenticate_both_ways_with_sasl_external() {
         "Parley -> Prosody was not SASL EXTERNAL:\n{log}"
     );
 }
+
+#[test]
+fn direct_tls_federation_follows_xmpps_server_records() {
+    // XEP-0368: both domains publish only _xmpps-server._tcp, so each side
+    // must open TLS from the first byte.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let parley_tls = tls_listener.local_addr().unwrap().port();
+    let ports = Ports::free();
+    let srv = |domain: &str, port: u16| Rec::Srv {
+        name: format!("_xmpps-server._tcp.{domain}"),
+        priority: 0,
+        weight: 5,
+        port,
+        target: domain.to_string(),
+    };
+    let a = |domain: &str| Rec::A {
+        name: domain.to_string(),
+        ip: Ipv4Addr::LOCALHOST,
+    };
+    let dns = TestDns::start(
+        "example.test",
+        vec![
+            srv(PARLEY, parley_tls),
+            a(PARLEY),
+            srv(XMPP, ports.s2s_tls),
+            a(XMPP),
+        ],
+    );
+    let prosody = Prosody::start(XMPP, ports, dns.addr, &[]);
+    prosody.register("juliet", "jpw");
+    let parley = TestServer::start_with_xmpp_listeners(
+        &format!(
+            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
+            dns.addr
+        ),
+        listener,
+        Some(tls_listener),
+    );
+    add_user(&parley, "romeo");
+    let romeo = Ua::new(parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", prosody.c2s);
+
+    let r = send(
+        &romeo,
+        &format!("romeo@{PARLEY}"),
+        &format!("juliet@{XMPP}"),
+        "t1",
+        "text/plain",
+        "Direct from the first byte",
+    );
+    assert_eq!(status(&r), 202, "{r}\n{}", prosody.log());
+    juliet.wait_for(|e| e.contains("Direct from the first byte"), WAIT);
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "And back the same way", "id": "t2"}}"#
+    ));
+    let m = next_message(&romeo);
+    assert_eq!(body(&m), "And back the same way", "{m}");
+}

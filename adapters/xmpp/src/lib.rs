@@ -65,6 +65,8 @@ pub struct Settings {
     pub domains: Vec<String>,
     /// The inbound s2s listener (none: outbound federation only).
     pub listener: Option<TcpListener>,
+    /// The inbound direct-TLS s2s listener (XEP-0368).
+    pub listener_tls: Option<TcpListener>,
     /// Outbound s2s federation on.
     pub s2s: bool,
     /// STARTTLS required on every s2s stream.
@@ -148,6 +150,7 @@ pub struct XmppAdapter {
     shared: Arc<Shared>,
     component_rx: Mutex<Vec<mpsc::Receiver<component::Outgoing>>>,
     listener: Mutex<Option<TcpListener>>,
+    listener_tls: Mutex<Option<TcpListener>>,
 }
 
 impl std::fmt::Debug for XmppAdapter {
@@ -162,6 +165,7 @@ impl XmppAdapter {
     /// An adapter with these settings; nothing runs until [`Adapter::start`].
     pub fn new(mut settings: Settings) -> XmppAdapter {
         let listener = settings.listener.take();
+        let listener_tls = settings.listener_tls.take();
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
         for _ in &settings.components {
@@ -188,6 +192,7 @@ impl XmppAdapter {
             shared,
             component_rx: Mutex::new(receivers),
             listener: Mutex::new(listener),
+            listener_tls: Mutex::new(listener_tls),
         }
     }
 
@@ -217,6 +222,12 @@ impl Adapter for XmppAdapter {
             self.shared
                 .tracker
                 .spawn(s2s::listen(self.shared.clone(), listener));
+        }
+        let listener_tls = self.listener_tls.lock().ok().and_then(|mut l| l.take());
+        if let Some(listener) = listener_tls {
+            self.shared
+                .tracker
+                .spawn(s2s::listen_direct(self.shared.clone(), listener));
         }
         let receivers =
             std::mem::take(&mut *self.component_rx.lock().unwrap_or_else(|p| p.into_inner()));

@@ -175,35 +175,45 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Where the remote domain's server listens: SRV targets in priority order,
-/// then the domain itself on 5269.
-async fn locate(resolver: &TokioResolver, domain: &str) -> Vec<SocketAddr> {
-    let mut hosts: Vec<(u16, String, u16)> = Vec::new();
-    if let Ok(srv) = resolver
-        .srv_lookup(format!("_xmpp-server._tcp.{domain}."))
-        .await
-    {
+/// Where the remote domain's server listens, best first: the
+/// `_xmpps-server._tcp` (direct TLS, XEP-0368) and `_xmpp-server._tcp`
+/// (STARTTLS) SRV targets merged by priority, direct TLS first on a tie;
+/// without any, the domain itself on 5269. `true` marks direct TLS.
+async fn locate(resolver: &TokioResolver, domain: &str) -> Vec<(SocketAddr, bool)> {
+    let mut hosts: Vec<(u16, bool, String, u16)> = Vec::new();
+    let mut refused = 0;
+    for (service, direct) in [("_xmpps-server", true), ("_xmpp-server", false)] {
+        let Ok(srv) = resolver
+            .srv_lookup(format!("{service}._tcp.{domain}."))
+            .await
+        else {
+            continue;
+        };
         for r in srv.iter() {
             let target = r.target().to_utf8();
             if target == "." {
                 // RFC 2782: "." means the service is decidedly not offered.
-                return Vec::new();
+                refused += 1;
+                continue;
             }
-            hosts.push((r.priority(), target, r.port()));
+            hosts.push((r.priority(), !direct, target, r.port()));
         }
-        hosts.sort_by_key(|h| h.0);
     }
+    hosts.sort_by_key(|h| (h.0, h.1));
     if hosts.is_empty() {
-        hosts.push((0, domain.to_string(), 5269));
+        if refused > 0 {
+            return Vec::new();
+        }
+        hosts.push((0, true, domain.to_string(), 5269));
     }
     let mut out = Vec::new();
-    for (_, host, port) in hosts {
+    for (_, starttls, host, port) in hosts {
         if let Ok(ip) = host.trim_end_matches('.').parse::<std::net::IpAddr>() {
-            out.push(SocketAddr::new(ip, port));
+            out.push((SocketAddr::new(ip, port), !starttls));
             continue;
         }
         if let Ok(ips) = resolver.lookup_ip(host.as_str()).await {
-            out.extend(ips.iter().map(|ip| SocketAddr::new(ip, port)));
+            out.extend(ips.iter().map(|ip| (SocketAddr::new(ip, port), !starttls)));
         }
     }
     out
@@ -382,7 +392,7 @@ async fn connect(shared: &Arc<Shared>, local: &str, remote: &str) -> Result<Nego
         )));
     }
     let mut last = LinkError::Closed;
-    for addr in targets {
+    for (addr, direct) in targets {
         if !settings.may_connect(addr) {
             last = LinkError::Refused(format!("{addr} is not an address Parley may reach"));
             continue;
@@ -400,7 +410,12 @@ async fn connect(shared: &Arc<Shared>, local: &str, remote: &str) -> Result<Nego
                 }
             };
         let _ = tcp.set_nodelay(true);
-        match negotiate(shared, tcp, local, remote).await {
+        let negotiated = if direct {
+            direct_tls(shared, tcp, local, remote).await
+        } else {
+            negotiate(shared, tcp, local, remote).await
+        };
+        match negotiated {
             Ok(r) => return Ok(r),
             Err(e) => last = e,
         }
@@ -450,17 +465,47 @@ async fn negotiate(
         Frame::Stanza(el) if el.is(NS_TLS, "proceed") => {}
         _ => return Err(LinkError::Refused("STARTTLS refused".into())),
     }
+    secured(shared, plain.io, local, remote, false).await
+}
+
+/// XEP-0368: TLS from the first byte (ALPN `xmpp-server`), then the same
+/// stream as after STARTTLS.
+async fn direct_tls(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    local: &str,
+    remote: &str,
+) -> Result<Negotiated, LinkError> {
+    secured(shared, tcp, local, remote, true).await
+}
+
+/// TLS on `tcp`, then the stream: SASL EXTERNAL where it can be used,
+/// else dialback to follow.
+async fn secured(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    local: &str,
+    remote: &str,
+    direct: bool,
+) -> Result<Negotiated, LinkError> {
+    let settings = &shared.settings;
+    let wait = settings.connect_timeout;
     let name = rustls::pki_types::ServerName::try_from(remote.to_string())
         .map_err(|_| LinkError::Refused(format!("{remote} is not a DNS name")))?;
     // With trust anchors, the remote server's certificate must name it
     // (and Parley's may then authenticate it with SASL EXTERNAL).
     let verified = settings.tls_client_verified.is_some();
-    let config = settings
+    let mut config = settings
         .tls_client_verified
         .clone()
         .unwrap_or_else(|| settings.tls_client.clone());
+    if direct {
+        let mut c = (*config).clone();
+        c.alpn_protocols = vec![b"xmpp-server".to_vec()];
+        config = Arc::new(c);
+    }
     let connector = tokio_rustls::TlsConnector::from(config);
-    let tls = tokio::time::timeout(wait, connector.connect(name, plain.io))
+    let tls = tokio::time::timeout(wait, connector.connect(name, tcp))
         .await
         .map_err(|_| LinkError::Timeout("TLS handshake"))??;
     let mut stream = XmlStream::new(Box::new(tls) as Box<dyn Io>, settings.max_stanza);
@@ -575,38 +620,12 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
     )
     .await?;
     // Before TLS only STARTTLS (and, when TLS is optional, dialback).
-    let first = plain.read(wait, "STARTTLS").await?;
-    let (stream, tls, stream_id, h, peer_cert) = match first {
+    match plain.read(wait, "STARTTLS").await? {
         Frame::Stanza(el) if el.is(NS_TLS, "starttls") && offer_tls => {
             plain
                 .send_element(&Element::new(NS_TLS, "proceed"), NS_SERVER)
                 .await?;
-            let acceptor =
-                tokio_rustls::TlsAcceptor::from(settings.tls_server.clone().expect("offered"));
-            let tls = tokio::time::timeout(wait, acceptor.accept(plain.io))
-                .await
-                .map_err(|_| LinkError::Timeout("TLS handshake"))??;
-            // A client certificate is only there when it verified against
-            // the trust anchors: it may then authenticate with SASL EXTERNAL.
-            let peer_cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| c.clone().into_owned());
-            let mut stream = XmlStream::new(Box::new(tls) as Box<dyn Io>, settings.max_stanza);
-            let id = token();
-            let h = accept_header(
-                &mut stream,
-                &shared,
-                &id,
-                wait,
-                false,
-                true,
-                peer_cert.is_some(),
-            )
-            .await?;
-            (stream, true, id, h, peer_cert)
+            inbound_tls(shared.clone(), plain.io, inflight).await
         }
         other => {
             if settings.require_tls {
@@ -615,7 +634,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
             }
             let mut stream = XmlStream::new(Box::new(plain.io) as Box<dyn Io>, settings.max_stanza);
             stream.framer = plain.framer;
-            // The first stanza was already read: handle it below.
+            // The first stanza was already read: handle it here.
             let mut authed = HashMap::new();
             if let Frame::Stanza(el) = other {
                 handle(
@@ -631,7 +650,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
                 )
                 .await?;
             }
-            return serve(
+            serve(
                 shared.clone(),
                 inflight,
                 stream,
@@ -641,20 +660,80 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
                 h,
                 None,
             )
-            .await;
+            .await
         }
+    }
+}
+
+/// TLS accepted on `tcp` (after STARTTLS, or from the first byte for
+/// XEP-0368), then the secured stream.
+async fn inbound_tls(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    inflight: Arc<tokio::sync::Semaphore>,
+) -> Result<(), LinkError> {
+    let settings = &shared.settings;
+    let wait = settings.connect_timeout;
+    let Some(config) = settings.tls_server.clone() else {
+        return Err(LinkError::Refused("no TLS configured".into()));
     };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let tls = tokio::time::timeout(wait, acceptor.accept(tcp))
+        .await
+        .map_err(|_| LinkError::Timeout("TLS handshake"))??;
+    // A client certificate is only there when it verified against the
+    // trust anchors: it may then authenticate with SASL EXTERNAL.
+    let peer_cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned());
+    let mut stream = XmlStream::new(Box::new(tls) as Box<dyn Io>, settings.max_stanza);
+    let id = token();
+    let h = accept_header(
+        &mut stream,
+        &shared,
+        &id,
+        wait,
+        false,
+        true,
+        peer_cert.is_some(),
+    )
+    .await?;
     serve(
         shared.clone(),
         inflight,
         stream,
-        stream_id,
+        id,
         HashMap::new(),
-        tls,
+        true,
         h,
         peer_cert,
     )
     .await
+}
+
+/// Accepts direct-TLS s2s connections (XEP-0368) until Parley stops.
+pub(crate) async fn listen_direct(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((tcp, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared2 = shared.clone();
+        shared.tracker.spawn(async move {
+            let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
+            if let Err(e) = inbound_tls(shared2, tcp, inflight).await {
+                debug!(%peer, error = %e, "inbound direct-TLS XMPP stream ended");
+            }
+        });
+    }
 }
 
 /// Reads the peer's header, answers with ours and the features.

@@ -41,15 +41,18 @@ pub struct Ports {
     pub s2s: u16,
     /// Component port.
     pub component: u16,
+    /// Server-to-server port with TLS from the first byte (XEP-0368).
+    pub s2s_tls: u16,
 }
 
 impl Ports {
-    /// Three free loopback ports.
+    /// Four free loopback ports.
     pub fn free() -> Ports {
         Ports {
             c2s: free_port(),
             s2s: free_port(),
             component: free_port(),
+            s2s_tls: free_port(),
         }
     }
 }
@@ -107,6 +110,7 @@ impl Prosody {
             c2s,
             s2s,
             component,
+            s2s_tls,
         } = ports;
         let mut config = format!(
             r#"pidfile = "{d}/prosody.pid"
@@ -119,7 +123,7 @@ s2s_ports = {{ {s2s} }}
 component_ports = {{ {component} }}
 component_interfaces = {{ "127.0.0.1" }}
 c2s_direct_tls_ports = {{ }}
-s2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ {s2s_tls} }}
 http_ports = {{ }}
 https_ports = {{ }}
 modules_enabled = {{ "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; }}

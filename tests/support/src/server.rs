@@ -46,12 +46,22 @@ impl TestServer {
     /// Starts Parley with its state in `state_dir`, which is kept when the
     /// server stops (to start another on the same state).
     pub fn start_in(state_dir: &std::path::Path, config_text: &str) -> TestServer {
-        Self::start_full(state_dir, config_text, None)
+        Self::start_full(state_dir, config_text, None, None)
     }
 
     /// Starts Parley with its XMPP s2s listener on `xmpp` (bound by the
     /// caller, so DNS records can name its port before Parley starts).
     pub fn start_with_xmpp(config_text: &str, xmpp: std::net::TcpListener) -> TestServer {
+        Self::start_with_xmpp_listeners(config_text, xmpp, None)
+    }
+
+    /// As [`TestServer::start_with_xmpp`], with a direct-TLS s2s listener
+    /// (XEP-0368) too.
+    pub fn start_with_xmpp_listeners(
+        config_text: &str,
+        xmpp: std::net::TcpListener,
+        xmpp_tls: Option<std::net::TcpListener>,
+    ) -> TestServer {
         let state_dir = std::env::temp_dir().join(format!(
             "parley-test-{}-{}",
             std::process::id(),
@@ -59,7 +69,7 @@ impl TestServer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
-        let mut server = Self::start_full(&state_dir, config_text, Some(xmpp));
+        let mut server = Self::start_full(&state_dir, config_text, Some(xmpp), xmpp_tls);
         server.owns_dir = true;
         server
     }
@@ -68,6 +78,7 @@ impl TestServer {
         state_dir: &std::path::Path,
         config_text: &str,
         xmpp: Option<std::net::TcpListener>,
+        xmpp_tls: Option<std::net::TcpListener>,
     ) -> TestServer {
         let state_dir = state_dir.to_path_buf();
         let text = format!(
@@ -89,6 +100,13 @@ impl TestServer {
                     tcp: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
                     tls: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
                     xmpp: match xmpp {
+                        Some(l) => {
+                            l.set_nonblocking(true)?;
+                            Some(tokio::net::TcpListener::from_std(l)?)
+                        }
+                        None => None,
+                    },
+                    xmpp_tls: match xmpp_tls {
                         Some(l) => {
                             l.set_nonblocking(true)?;
                             Some(tokio::net::TcpListener::from_std(l)?)
