@@ -763,3 +763,31 @@ fn xmpp_adapter(
         allowed_addresses: None,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LoopGuard;
+
+    #[test]
+    fn a_message_that_crossed_is_not_bridged_back() {
+        let mut g = LoopGuard::default();
+        assert!(g.cross(true, "m1"), "first crossing outward");
+        assert!(g.cross(true, "m1"), "a retransmission the same way");
+        assert!(!g.cross(false, "m1"), "the same message coming back");
+        assert!(g.cross(false, "m2"));
+        assert!(!g.cross(true, "m2"), "an inbound message echoed out");
+        assert!(g.cross(true, "") && g.cross(false, ""), "no id, no memory");
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let mut g = LoopGuard::default();
+        for n in 0..super::LOOP_MEMORY + 10 {
+            g.cross(true, &n.to_string());
+        }
+        assert_eq!(g.seen.len(), super::LOOP_MEMORY);
+        // The oldest were forgotten; the newest are still known.
+        assert!(g.cross(false, "0"));
+        assert!(!g.cross(false, &(super::LOOP_MEMORY + 9).to_string()));
+    }
+}
