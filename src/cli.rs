@@ -355,6 +355,34 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 };
                 println!("listen {} {}{note}", l.transport, l.address);
             }
+            let x = &config.xmpp;
+            if x.enabled {
+                let auth = if config.sip.tls.ca_file.is_some() {
+                    "SASL EXTERNAL or dialback"
+                } else {
+                    "dialback"
+                };
+                let tls = if x.require_tls {
+                    "STARTTLS required"
+                } else {
+                    "STARTTLS optional"
+                };
+                if let Some(a) = x.listen {
+                    println!("listen xmpp-s2s {a} ({tls}, {auth})");
+                }
+                if let Some(a) = x.listen_tls {
+                    println!("listen xmpp-s2s-tls {a} (direct TLS, {auth})");
+                }
+                for c in &x.component {
+                    println!(
+                        "component {} at {} ({})",
+                        c.domain, c.server, c.server_domain
+                    );
+                }
+            }
+            for r in &config.route {
+                println!("route {} via {}", r.domain, r.via);
+            }
             Ok(0)
         }
         Command::User { command } => user_command(command),
