@@ -27,6 +27,12 @@ pub enum Command {
         #[arg(long, default_value = "config/parley.toml")]
         config: PathBuf,
     },
+    /// Print the live state of a running Parley through its admin API.
+    Status {
+        /// Configuration file (for the admin address and token).
+        #[arg(long, default_value = "config/parley.toml")]
+        config: PathBuf,
+    },
     /// Check a configuration file and print what it would listen on.
     CheckConfig {
         /// Configuration file.
@@ -338,6 +344,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             })?;
             Ok(0)
         }
+        Command::Status { config } => status_command(&config),
         Command::CheckConfig { file } => {
             let config = crate::config::Config::load(&file)?;
             println!("{}: ok", file.display());
@@ -448,4 +455,111 @@ fn read_input(file: Option<&std::path::Path>, limit: usize) -> anyhow::Result<Ve
         }
     }
     Ok(input)
+}
+
+/// `parley status`: GET /api/v1/status from the admin API and print it as
+/// tables. A plain HTTP/1.1 request over loopback: no client library.
+fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
+    use std::io::{Read, Write};
+    let config = crate::config::Config::load(path)?;
+    let Some(addr) = config.admin.listen.filter(|_| config.admin.enabled) else {
+        anyhow::bail!("the admin API is off in {}", path.display());
+    };
+    let token = match &config.admin.token {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(crate::admin::token_file(&config))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "no admin token ({}): {e}",
+                    crate::admin::token_file(&config).display()
+                )
+            })?
+            .trim()
+            .to_string(),
+    };
+    eprintln!("asking {addr} …");
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .map_err(|e| anyhow::anyhow!("Parley does not answer at {addr}: {e}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET /api/v1/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| anyhow::anyhow!("not a status answer (HTTP {code}): {e}"))?;
+    if code != 200 {
+        anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
+    }
+    let domains: Vec<&str> = v["domains"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
+        .unwrap_or_default();
+    println!("{:<24} {}", "domains", domains.join(", "));
+    for key in [
+        "registrations",
+        "addresses_of_record",
+        "subscriptions",
+        "offline_messages",
+    ] {
+        println!("{:<24} {}", key.replace('_', " "), v[key]);
+    }
+    println!();
+    println!("{:<10} {:<10} {:>6}", "ADAPTER", "PROTOCOL", "UP");
+    for a in v["adapters"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:<10} {:>6}",
+            a["name"].as_str().unwrap_or(""),
+            a["protocol"].as_str().unwrap_or(""),
+            if a["up"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    println!();
+    println!(
+        "{:<32} {:<10} {:<14} {:<5}",
+        "FEDERATION LINK", "DIRECTION", "AUTH", "TLS"
+    );
+    for l in v["links"].as_array().into_iter().flatten() {
+        println!(
+            "{:<32} {:<10} {:<14} {:<5}",
+            l["domain"].as_str().unwrap_or(""),
+            l["direction"].as_str().unwrap_or(""),
+            l["auth"].as_str().unwrap_or(""),
+            if l["tls"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
+    println!();
+    println!("{:<24} {:>10}", "REFUSED (reason)", "COUNT");
+    if let Some(map) = v["refusals"].as_object() {
+        for (reason, n) in map {
+            println!("{reason:<24} {n:>10}");
+        }
+    }
+    println!();
+    println!("{:<10} {:<12} {:>10}", "FROM", "TO", "MESSAGES");
+    for r in v["routed"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:<12} {:>10}",
+            r["source"].as_str().unwrap_or(""),
+            r["destination"].as_str().unwrap_or(""),
+            r["messages"]
+        );
+    }
+    Ok(0)
 }

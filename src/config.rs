@@ -95,6 +95,35 @@ pub struct Config {
     /// `[xmpp]`: the XMPP adapter.
     #[serde(default)]
     pub xmpp: XmppConfig,
+    /// `[admin]`: the operator's console (JSON API, metrics).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The file this configuration was read from (for reloads).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The console runs.
+    pub enabled: bool,
+    /// Where it listens (keep it on loopback or behind a proxy).
+    pub listen: Option<SocketAddr>,
+    /// The bearer token; without one, Parley makes one on first start and
+    /// keeps it in `state_dir/admin-token`.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            token: None,
+        }
+    }
 }
 
 /// `[gateway]`
@@ -670,7 +699,9 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        Self::parse(&text, &shown)
+        let mut config = Self::parse(&text, &shown)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses and checks configuration text; `origin` names it in errors.

@@ -62,7 +62,8 @@ pub type Routed = HashMap<(&'static str, &'static str), u64>;
 pub struct Gateway {
     core: Weak<Core>,
     sip: Sip,
-    policy: Policy,
+    /// Swapped whole on reload; the refusal counts carry over.
+    policy: std::sync::RwLock<Arc<Policy>>,
     adapters: Vec<Arc<dyn Adapter>>,
     routes: HashMap<String, String>,
     cache: Mutex<HashMap<String, (Destination, Instant)>>,
@@ -77,7 +78,7 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("policy", &self.policy)
+            .field("policy", &self.policy())
             .field("routes", &self.routes)
             .finish_non_exhaustive()
     }
@@ -153,7 +154,7 @@ impl Gateway {
         let gateway = Arc::new(Gateway {
             core: Arc::downgrade(core),
             sip,
-            policy: Policy::new(&config.gateway),
+            policy: std::sync::RwLock::new(Arc::new(Policy::new(&config.gateway))),
             adapters,
             routes: config
                 .route
@@ -184,8 +185,21 @@ impl Gateway {
     }
 
     /// The policy in force.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a new `[gateway]` policy in force (the admin API, SIGHUP).
+    /// Refusal counts carry over; classifications are forgotten.
+    pub fn reload_policy(&self, config: &crate::config::GatewayConfig) {
+        let old = self.policy();
+        let new = Arc::new(Policy::new_after(config, &old));
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = new;
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        info!("domain policy reloaded");
     }
 
     /// The adapters.
@@ -202,6 +216,12 @@ impl Gateway {
     }
 
     fn count(&self, from: Protocol, to: Protocol) {
+        metrics::counter!(
+            "parley_messages_routed_total",
+            "source" => from.name(),
+            "destination" => to.name()
+        )
+        .increment(1);
         *self
             .routed
             .lock()
@@ -274,7 +294,7 @@ impl Gateway {
         sender: Address,
         recipient: Address,
     ) {
-        if let Err(r) = self.policy.domain(recipient.domain()) {
+        if let Err(r) = self.policy().domain(recipient.domain()) {
             return refuse_sip(&mut inc, r, recipient.domain()).await;
         }
         let method = msg
@@ -305,7 +325,7 @@ impl Gateway {
             |v| String::from_utf8_lossy(v).trim().to_string(),
         );
         let body = msg.body_bytes();
-        if let Err(r) = self.policy.content(body.len(), &[&content_type]) {
+        if let Err(r) = self.policy().content(body.len(), &[&content_type]) {
             return refuse_sip(inc, r, recipient.domain()).await;
         }
         let id = format!("p{}", core.presence.token());
@@ -314,9 +334,9 @@ impl Gateway {
             Err(u) => return inc.responder.reply(u.status, u.reason, &[]).await,
         };
         if !self.cross(true, &m.id) {
-            return refuse_sip(inc, self.policy.refuse(Refusal::Loop), recipient.domain()).await;
+            return refuse_sip(inc, self.policy().refuse(Refusal::Loop), recipient.domain()).await;
         }
-        let security = self.policy.security(recipient.domain());
+        let security = self.policy().security(recipient.domain());
         match adapter.deliver(Outbound::Message(m), security).await {
             Ok(()) => {
                 self.count(Protocol::Sip, adapter.protocol());
@@ -350,7 +370,7 @@ impl Gateway {
         if !made {
             return;
         }
-        let security = self.policy.security(presentity.domain());
+        let security = self.policy().security(presentity.domain());
         // RFC 7248 §4: ask for the subscription; where it was granted
         // before, probe for the current state too (a probe from someone not
         // yet allowed would only be answered `unsubscribed`).
@@ -406,7 +426,7 @@ impl Gateway {
         let Destination::Adapter(adapter) = self.destination(&core, to.domain()).await else {
             return;
         };
-        let security = self.policy.security(to.domain());
+        let security = self.policy().security(to.domain());
         let mut items = Vec::new();
         match &notice {
             ExternalNotice::Allowed { document, .. } => {
@@ -519,14 +539,14 @@ impl Gateway {
             warn!(peer = %peer.domain, reason = r.name(), "refused by policy");
             r.failure()
         };
-        self.policy.domain(&peer.domain).map_err(refused)?;
-        self.policy.peer_security(peer).map_err(refused)?;
+        self.policy().domain(&peer.domain).map_err(refused)?;
+        self.policy().peer_security(peer).map_err(refused)?;
         match item {
             Inbound::Message(m) => {
-                self.policy
+                self.policy()
                     .identity(peer, &m.from, |d| core.is_local_domain(d))
                     .map_err(refused)?;
-                self.policy.rate(&peer.domain).map_err(refused)?;
+                self.policy().rate(&peer.domain).map_err(refused)?;
                 if !core.is_local_domain(m.to.domain()) {
                     return Err(Failure::new(
                         Condition::ItemNotFound,
@@ -534,9 +554,9 @@ impl Gateway {
                     ));
                 }
                 let types: Vec<&str> = m.parts.iter().map(|p| p.content_type.as_str()).collect();
-                self.policy.content(m.size(), &types).map_err(refused)?;
+                self.policy().content(m.size(), &types).map_err(refused)?;
                 if !self.cross(false, &m.id) {
-                    return Err(refused(self.policy.refuse(Refusal::Loop)));
+                    return Err(refused(self.policy().refuse(Refusal::Loop)));
                 }
                 self.deliver_to_sip(&core, peer, m).await
             }
@@ -546,7 +566,7 @@ impl Gateway {
                 recipient,
                 failure,
             } => {
-                self.policy
+                self.policy()
                     .identity(peer, &recipient, |d| core.is_local_domain(d))
                     .map_err(refused)?;
                 if core.is_local_domain(sender.domain()) {
@@ -567,16 +587,16 @@ impl Gateway {
                 Ok(())
             }
             Inbound::Presence(p) => {
-                self.policy
+                self.policy()
                     .identity(peer, &p.from, |d| core.is_local_domain(d))
                     .map_err(refused)?;
                 self.inbound_presence(&core, p).await
             }
             Inbound::Subscription(s) => {
-                self.policy
+                self.policy()
                     .identity(peer, &s.from, |d| core.is_local_domain(d))
                     .map_err(refused)?;
-                self.policy.rate(&peer.domain).map_err(refused)?;
+                self.policy().rate(&peer.domain).map_err(refused)?;
                 self.inbound_subscription(&core, s).await
             }
             _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
@@ -634,7 +654,7 @@ async fn refuse_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
 /// Checks a SIP request that arrives from another domain against the
 /// domain policy: Some((status, reason)) when it is refused.
 pub fn check_inbound_sip(gateway: &Gateway, domain: &str) -> Option<(u16, &'static str, Refusal)> {
-    gateway.policy.domain(domain).err().map(|r| {
+    gateway.policy().domain(domain).err().map(|r| {
         let (s, p) = r.sip();
         (s, p, r)
     })
@@ -687,10 +707,10 @@ pub fn check_remote_identity(
             continue;
         };
         if core.is_local_domain(address.domain()) {
-            return Some(gateway.policy.refuse(Refusal::OwnDomainAsserted));
+            return Some(gateway.policy().refuse(Refusal::OwnDomainAsserted));
         }
         if !address.domain().eq_ignore_ascii_case(sender_domain) {
-            return Some(gateway.policy.refuse(Refusal::IdentityMismatch));
+            return Some(gateway.policy().refuse(Refusal::IdentityMismatch));
         }
     }
     None

@@ -162,6 +162,14 @@ impl Policy {
         }
     }
 
+    /// A policy replacing `old`: its refusal counts carry over.
+    pub fn new_after(config: &GatewayConfig, old: &Policy) -> Policy {
+        let p = Policy::new(config);
+        *p.counts.lock().unwrap_or_else(|e| e.into_inner()) =
+            old.counts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        p
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &GatewayConfig {
         &self.config
@@ -169,6 +177,7 @@ impl Policy {
 
     /// Counts a refusal and hands it back.
     pub fn refuse(&self, r: Refusal) -> Refusal {
+        metrics::counter!("parley_policy_refusals_total", "reason" => r.name()).increment(1);
         *self
             .counts
             .lock()

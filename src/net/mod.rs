@@ -38,7 +38,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, Transport};
 use crate::proto::sip::stateless::{respond, screen, stamp_via, Policy, Verdict};
@@ -65,6 +65,8 @@ pub struct Listeners {
     pub xmpp: Option<TcpListener>,
     /// The XMPP direct-TLS s2s listener (`[xmpp] listen_tls`).
     pub xmpp_tls: Option<TcpListener>,
+    /// The admin console (`[admin] listen`).
+    pub admin: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -95,6 +97,13 @@ impl Listeners {
                 TcpListener::bind(addr)
                     .await
                     .map_err(|e| std::io::Error::new(e.kind(), format!("xmpp {addr}: {e}")))?,
+            );
+        }
+        if let (true, Some(addr)) = (config.admin.enabled, config.admin.listen) {
+            l.admin = Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("admin {addr}: {e}")))?,
             );
         }
         if let (true, Some(addr)) = (config.xmpp.enabled, config.xmpp.listen_tls) {
@@ -134,6 +143,11 @@ impl Listeners {
             self.xmpp_tls
                 .iter()
                 .map(|s| format!("xmpp-s2s-tls {}", addr(s.local_addr()))),
+        );
+        out.extend(
+            self.admin
+                .iter()
+                .map(|s| format!("admin http://{}", addr(s.local_addr()))),
         );
         out
     }
@@ -750,6 +764,7 @@ impl Responder {
             self.shared.policy.tag_secret,
         );
         let wire = respond(&self.request, status, reason, &tag, extra);
+        count_response(status);
         self.send_sync(status, Bytes::from(wire));
     }
 
@@ -1140,7 +1155,8 @@ impl Server {
 
     /// Opens the store, loads the services and prepares the server.
     pub async fn start(config: &Config, listeners: Listeners) -> anyhow::Result<Server> {
-        let store = crate::store::SqliteStore::open(&config.sqlite_path()).await?;
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(&config.sqlite_path()).await?);
         let mut listen = Vec::new();
         for (t, list) in [
             (Transport::Tcp, &listeners.tcp),
@@ -1159,8 +1175,9 @@ impl Server {
                 .filter_map(|l| l.local_addr().ok())
                 .map(|a| (Transport::Udp, a)),
         );
-        let core = Core::start(config, Arc::new(store), listen).await?;
+        let core = Core::start(config, store.clone(), listen).await?;
         let mut listeners = listeners;
+        let admin_listener = listeners.admin.take();
         let adapter_listeners = crate::gateway::AdapterListeners {
             xmpp: listeners.xmpp.take(),
             xmpp_tls: listeners.xmpp_tls.take(),
@@ -1169,6 +1186,40 @@ impl Server {
         let gateway =
             crate::gateway::Gateway::start(config, &core, server.sip(), adapter_listeners).await?;
         let _ = core.gateway.set(gateway);
+        let stop = server.shared.conn.stop.clone();
+        let tracker = server.shared.conn.tracker.clone();
+        if let Some(listener) = admin_listener {
+            let token = crate::admin::token(config)?;
+            tracker.spawn(crate::admin::serve(
+                token,
+                config.source.clone(),
+                core.clone(),
+                store,
+                listener,
+                stop.clone(),
+            ));
+        }
+        // SIGHUP reloads the domain policy from the configuration file.
+        #[cfg(unix)]
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            let (core, path) = (core.clone(), config.source.clone());
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        got = hup.recv() => {
+                            if got.is_none() {
+                                return;
+                            }
+                            if let Err(e) = crate::admin::reload_from(&core, path.as_deref()) {
+                                warn!(error = %e, "policy not reloaded");
+                            }
+                        }
+                    }
+                }
+            });
+        }
         Ok(server)
     }
 
@@ -1280,4 +1331,15 @@ async fn timers(shared: Arc<Shared>, stop: CancellationToken) {
         }
         not_before = round + granule;
     }
+}
+
+/// Counts a final or provisional response Parley sent, by status class
+/// and code (a bounded label set: SIP codes are three digits).
+fn count_response(status: u16) {
+    static CODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let codes = CODES.get_or_init(|| (0..700).map(|c| c.to_string()).collect());
+    let code = codes
+        .get(usize::from(status))
+        .map_or("other", String::as_str);
+    metrics::counter!("parley_sip_responses_total", "code" => code).increment(1);
 }

@@ -78,6 +78,13 @@ impl Authenticator {
         })
     }
 
+    /// Drops a cached user (removed from the store).
+    pub fn forget(&self, username: &str, domain: &str) {
+        if let Ok(mut users) = self.users.write() {
+            users.remove(&(username.to_string(), domain.to_ascii_lowercase()));
+        }
+    }
+
     /// A user, from memory or (on a miss) from the store, so users added
     /// while Parley runs are found.
     pub async fn user(&self, username: &str, domain: &str) -> Option<User> {
@@ -173,4 +180,17 @@ impl Authenticator {
         }
         Verdict::User(user.username, user.domain)
     }
+}
+
+/// Adds or replaces a user with a password (kept as HA1 values only).
+pub async fn provision(
+    store: &dyn Store,
+    user: &str,
+    domain: &str,
+    password: &str,
+) -> Result<(), String> {
+    store
+        .put_user(&User::with_password(user, domain, password))
+        .await
+        .map_err(|e| e.to_string())
 }

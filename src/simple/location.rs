@@ -133,6 +133,21 @@ impl Location {
         })
     }
 
+    /// Every live binding with its address of record (for the admin API).
+    pub fn all(&self, now: u64) -> Vec<(String, Binding)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, Binding)> = map
+            .iter()
+            .flat_map(|(aor, list)| {
+                list.iter()
+                    .filter(|b| b.expires_at > now)
+                    .map(move |b| (aor.to_string(), b.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The live bindings of `aor`, highest q first.
     pub fn lookup(&self, aor: &str, now: u64) -> Vec<Binding> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());

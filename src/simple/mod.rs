@@ -258,6 +258,20 @@ impl Core {
             method = %incoming.message.method().map_or("", |m| m.as_str()),
             source = %incoming.source
         );
+        let method = incoming.message.method().map_or("other", |m| match m {
+            Method::Register => "REGISTER",
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Cancel => "CANCEL",
+            Method::Bye => "BYE",
+            Method::Options => "OPTIONS",
+            Method::Message => "MESSAGE",
+            Method::Subscribe => "SUBSCRIBE",
+            Method::Notify => "NOTIFY",
+            Method::Publish => "PUBLISH",
+            _ => "other",
+        });
+        metrics::counter!("parley_sip_requests_total", "method" => method).increment(1);
         async move {
             match incoming.message.method() {
                 Some(Method::Register) => {

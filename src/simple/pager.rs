@@ -62,6 +62,11 @@ impl Offline {
         self.config.enabled
     }
 
+    /// How many messages wait, for everyone.
+    pub fn total(&self) -> u64 {
+        self.counts().values().map(|n| u64::from(*n)).sum()
+    }
+
     /// How many messages wait for `aor`.
     pub fn waiting(&self, aor: &str) -> u32 {
         self.counts().get(aor).copied().unwrap_or(0)

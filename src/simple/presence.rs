@@ -310,6 +310,36 @@ impl PresenceAgent {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every subscription, for the admin API: (presentity, watcher,
+    /// package, decision, seconds left), then the watchers on other
+    /// networks with `0` seconds (they do not expire).
+    pub fn subscriptions(&self, now: u64) -> Vec<(String, String, &'static str, Decision, u64)> {
+        let state = self.state();
+        let mut out: Vec<_> = state
+            .subscriptions
+            .values()
+            .map(|s| {
+                (
+                    s.presentity.to_string(),
+                    s.dialog.texts.get(Part::Watcher).to_string(),
+                    match s.package {
+                        Package::Presence => "presence",
+                        Package::Winfo => "presence.winfo",
+                    },
+                    s.decision,
+                    s.expires_at.saturating_sub(now),
+                )
+            })
+            .collect();
+        for (presentity, watchers) in &state.external {
+            for (watcher, d) in watchers {
+                out.push((presentity.clone(), watcher.clone(), "presence", *d, 0));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
     /// How many subscriptions are active.
     pub fn subscription_count(&self) -> usize {
         self.state().subscriptions.len()

@@ -87,6 +87,8 @@ address = "127.0.0.1:$1"
 [[sip.listen]]
 transport = "tcp"
 address = "127.0.0.1:$1"
+[admin]
+enabled = false
 [log]
 level = "${PARLEY_LOG:-warn}"
 TOML

@@ -1,5 +1,6 @@
 //! Parley's integration tests: one binary, one module per capability.
 
+mod admin;
 mod cli_sip_parse;
 mod client;
 mod compliance;

@@ -127,7 +127,7 @@ impl Process {
         std::fs::write(
             &config,
             format!(
-                "state_dir = {:?}\n[[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\n{NO_AUTH}[log]\nlevel = \"warn\"\n",
+                "state_dir = {:?}\n[[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:{port}\"\n{NO_AUTH}[xmpp]\nenabled = false\n[admin]\nenabled = false\n[log]\nlevel = \"warn\"\n",
                 dir.display().to_string()
             ),
         )

@@ -280,6 +280,7 @@ fn ipv6_udp_and_tcp_listeners_answer() {
             tls: vec![],
             xmpp: None,
             xmpp_tls: None,
+            admin: None,
         },
         async {
             let _ = stopped.await;

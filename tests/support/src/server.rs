@@ -19,6 +19,8 @@ pub struct TestServer {
     pub tls: SocketAddr,
     /// The state directory (holds the self-made certificate).
     pub state_dir: PathBuf,
+    /// The admin console, when started with one.
+    pub admin: Option<SocketAddr>,
     /// The handle for sending requests.
     pub sip: Sip,
     runtime: tokio::runtime::Handle,
@@ -46,7 +48,21 @@ impl TestServer {
     /// Starts Parley with its state in `state_dir`, which is kept when the
     /// server stops (to start another on the same state).
     pub fn start_in(state_dir: &std::path::Path, config_text: &str) -> TestServer {
-        Self::start_full(state_dir, config_text, None, None)
+        Self::start_full(state_dir, config_text, None, None, false)
+    }
+
+    /// Starts Parley with its admin console on a port the system chose.
+    pub fn start_with_admin(config_text: &str) -> TestServer {
+        let state_dir = std::env::temp_dir().join(format!(
+            "parley-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let mut server = Self::start_full(&state_dir, config_text, None, None, true);
+        server.owns_dir = true;
+        server
     }
 
     /// Starts Parley with its XMPP s2s listener on `xmpp` (bound by the
@@ -69,7 +85,7 @@ impl TestServer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
-        let mut server = Self::start_full(&state_dir, config_text, Some(xmpp), xmpp_tls);
+        let mut server = Self::start_full(&state_dir, config_text, Some(xmpp), xmpp_tls, false);
         server.owns_dir = true;
         server
     }
@@ -79,6 +95,7 @@ impl TestServer {
         config_text: &str,
         xmpp: Option<std::net::TcpListener>,
         xmpp_tls: Option<std::net::TcpListener>,
+        with_admin: bool,
     ) -> TestServer {
         let state_dir = state_dir.to_path_buf();
         let text = format!(
@@ -106,6 +123,11 @@ impl TestServer {
                         }
                         None => None,
                     },
+                    admin: if with_admin {
+                        Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+                    } else {
+                        None
+                    },
                     xmpp_tls: match xmpp_tls {
                         Some(l) => {
                             l.set_nonblocking(true)?;
@@ -118,6 +140,7 @@ impl TestServer {
                     listeners.udp[0].local_addr()?,
                     listeners.tcp[0].local_addr()?,
                     listeners.tls[0].local_addr()?,
+                    listeners.admin.as_ref().and_then(|l| l.local_addr().ok()),
                 );
                 let server = parley::net::Server::start(&config, listeners).await?;
                 addr_tx.send((addrs, server.sip(), runtime))?;
@@ -128,7 +151,7 @@ impl TestServer {
                     .await
             })
         });
-        let ((udp, tcp, tls), sip, runtime) = addr_rx
+        let ((udp, tcp, tls, admin), sip, runtime) = addr_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server started");
         // The TLS certificate is made before the listeners accept.
@@ -142,6 +165,7 @@ impl TestServer {
             udp,
             tcp,
             tls,
+            admin,
             state_dir,
             sip,
             runtime,

@@ -1,0 +1,500 @@
+//! The operator's console over HTTP (axum): a JSON API under `/api/v1`
+//! with bearer-token authentication, Prometheus metrics at `/metrics`, and
+//! `/health`. Bound to 127.0.0.1 by default. The API is described in
+//! `openapi.json` beside this file, served at `/api/v1/openapi.json` and
+//! checked against the routes by a test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::simple::presence::Decision;
+use crate::simple::{now_secs, Core};
+
+/// The OpenAPI description of the API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Admin {
+    core: Arc<Core>,
+    token: Arc<str>,
+    config_path: Option<PathBuf>,
+    metrics: PrometheusHandle,
+    store: Arc<dyn crate::store::Store>,
+}
+
+/// The process-wide Prometheus recorder (installed once: a second server
+/// in the same process shares it).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The bearer token: the configured one, else the one kept under the state
+/// directory, else a new one written there (and printed once).
+pub fn token(config: &Config) -> anyhow::Result<String> {
+    if let Some(t) = &config.admin.token {
+        return Ok(t.clone());
+    }
+    let file = token_file(config);
+    if let Ok(t) = std::fs::read_to_string(&file) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let t = {
+        use std::hash::BuildHasher;
+        let r = std::collections::hash_map::RandomState::new();
+        let s = std::collections::hash_map::RandomState::new();
+        format!(
+            "{:016x}{:016x}{:016x}",
+            r.hash_one(std::process::id()),
+            s.hash_one(now_secs()),
+            r.hash_one(&file)
+        )
+    };
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(&file, &t)?;
+    println!("admin API token (kept in {}): {t}", file.display());
+    Ok(t)
+}
+
+#[cfg(unix)]
+fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(file, text)
+}
+
+/// Where the generated token is kept.
+pub fn token_file(config: &Config) -> PathBuf {
+    config.state_dir.join("admin-token")
+}
+
+/// Serves the console on `listener` until `stop` is cancelled.
+pub async fn serve(
+    token: String,
+    config_path: Option<PathBuf>,
+    core: Arc<Core>,
+    store: Arc<dyn crate::store::Store>,
+    listener: TcpListener,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let admin = Admin {
+        core,
+        token: token.into(),
+        config_path,
+        metrics: metrics_handle(),
+        store,
+    };
+    let app = router(admin);
+    info!(address = %listener.local_addr()?, "admin API listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+fn router(admin: Admin) -> Router {
+    let api = Router::new()
+        .route("/status", get(status))
+        .route("/registrations", get(registrations))
+        .route("/subscriptions", get(subscriptions))
+        .route("/peers", get(peers))
+        .route("/adapters", get(adapters))
+        .route("/policy", get(policy))
+        .route("/policy/reload", post(reload))
+        .route("/refusals", get(refusals))
+        .route("/users", get(users).post(add_user))
+        .route("/users/{address}", delete(remove_user))
+        .route("/presence/rules", get(rules).post(set_rule))
+        .route_layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(prometheus))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
+        .with_state(admin)
+}
+
+/// A JSON error with its reason.
+fn error(status: StatusCode, reason: &str) -> Response {
+    (status, Json(json!({"error": reason}))).into_response()
+}
+
+async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Compared in constant time.
+    let ok = given.is_some_and(|g| {
+        g.len() == admin.token.len()
+            && g.bytes()
+                .zip(admin.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if !ok {
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+        return r;
+    }
+    next.run(request).await
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+fn links(core: &Core) -> Vec<Value> {
+    let Some(gw) = core.gateway.get() else {
+        return Vec::new();
+    };
+    gw.adapters()
+        .iter()
+        .flat_map(|a| {
+            let name = a.name().to_string();
+            a.health().links.into_iter().map(move |l| {
+                json!({
+                    "adapter": name,
+                    "domain": l.domain,
+                    "direction": l.direction,
+                    "auth": l.auth.name(),
+                    "tls": l.tls,
+                })
+            })
+        })
+        .collect()
+}
+
+fn refusal_counts(core: &Core) -> Value {
+    let mut map = serde_json::Map::new();
+    if let Some(gw) = core.gateway.get() {
+        for (r, n) in gw.policy().refusals() {
+            map.insert(r.name().to_string(), json!(n));
+        }
+    }
+    Value::Object(map)
+}
+
+fn routed(core: &Core) -> Vec<Value> {
+    core.gateway.get().map_or_else(Vec::new, |gw| {
+        let mut v: Vec<_> = gw.routed().into_iter().collect();
+        v.sort();
+        v.into_iter()
+            .map(|((s, d), n)| json!({"source": s, "destination": d, "messages": n}))
+            .collect()
+    })
+}
+
+async fn status(State(a): State<Admin>) -> Json<Value> {
+    let now = now_secs();
+    let core = &a.core;
+    Json(json!({
+        "domains": core.config_domains,
+        "registrations": core.location.all(now).len(),
+        "addresses_of_record": core.location.aors(),
+        "subscriptions": core.presence.subscription_count(),
+        "offline_messages": core.offline.total(),
+        "links": links(core),
+        "adapters": adapter_list(core),
+        "routed": routed(core),
+        "refusals": refusal_counts(core),
+    }))
+}
+
+async fn registrations(State(a): State<Admin>) -> Json<Value> {
+    let now = now_secs();
+    let list: Vec<Value> = a
+        .core
+        .location
+        .all(now)
+        .into_iter()
+        .map(|(aor, b)| {
+            json!({
+                "aor": aor,
+                "contact": &*b.uri,
+                "expires_in": b.expires_at.saturating_sub(now),
+                "q": f64::from(b.q) / 1000.0,
+                "transport": b.transport.to_string(),
+                "source": b.source.to_string(),
+            })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+async fn subscriptions(State(a): State<Admin>) -> Json<Value> {
+    let list: Vec<Value> = a
+        .core
+        .presence
+        .subscriptions(now_secs())
+        .into_iter()
+        .map(|(presentity, watcher, package, decision, left)| {
+            json!({
+                "presentity": presentity,
+                "watcher": watcher,
+                "package": package,
+                "state": decision.as_str(),
+                "expires_in": left,
+            })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+async fn peers(State(a): State<Admin>) -> Json<Value> {
+    Json(json!(links(&a.core)))
+}
+
+fn adapter_list(core: &Core) -> Vec<Value> {
+    core.gateway.get().map_or_else(Vec::new, |gw| {
+        gw.adapters()
+            .iter()
+            .map(|a| {
+                let h = a.health();
+                json!({
+                    "name": a.name(),
+                    "protocol": a.protocol().name(),
+                    "up": h.up,
+                    "links": h.links.len(),
+                })
+            })
+            .collect()
+    })
+}
+
+async fn adapters(State(a): State<Admin>) -> Json<Value> {
+    Json(json!(adapter_list(&a.core)))
+}
+
+async fn policy(State(a): State<Admin>) -> Response {
+    let Some(gw) = a.core.gateway.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "gateway not started");
+    };
+    let p = gw.policy();
+    let c = p.config();
+    Json(json!({
+        "allow_domains": c.allow_domains,
+        "deny_domains": c.deny_domains,
+        "max_message_bytes": c.max_message_bytes,
+        "content_types": c.content_types,
+        "rate_per_domain": c.rate_per_domain,
+        "rate_burst": c.rate_burst,
+        "domains": c.domain.iter().map(|d| json!({
+            "name": d.name,
+            "require_tls": d.require_tls,
+            "require_certificate": d.require_certificate,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// Reads the configuration file again and puts its `[gateway]` policy in
+/// force (also what SIGHUP does).
+pub fn reload_from(core: &Core, path: Option<&Path>) -> Result<(), String> {
+    let Some(path) = path else {
+        return Err("Parley runs without a configuration file".into());
+    };
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let Some(gw) = core.gateway.get() else {
+        return Err("gateway not started".into());
+    };
+    gw.reload_policy(&config.gateway);
+    Ok(())
+}
+
+async fn reload(State(a): State<Admin>) -> Response {
+    match reload_from(&a.core, a.config_path.as_deref()) {
+        Ok(()) => Json(json!({"reloaded": true})).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    }
+}
+
+async fn refusals(State(a): State<Admin>) -> Json<Value> {
+    Json(refusal_counts(&a.core))
+}
+
+async fn users(State(a): State<Admin>) -> Response {
+    match a.store.users().await {
+        Ok(list) => Json(json!(list
+            .into_iter()
+            .map(|u| format!("{}@{}", u.username, u.domain))
+            .collect::<Vec<_>>()))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    address: String,
+    password: String,
+}
+
+async fn add_user(State(a): State<Admin>, body: Result<Json<NewUser>, JsonRejection>) -> Response {
+    let u = match body {
+        Ok(Json(u)) => u,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "expected {{\"address\": \"user@domain\", \"password\": \"…\"}}: {}",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    let Some((user, domain)) = u.address.split_once('@') else {
+        return error(StatusCode::BAD_REQUEST, "address must be user@domain");
+    };
+    if !a.core.is_local_domain(domain) {
+        return error(StatusCode::BAD_REQUEST, "not a local domain");
+    }
+    if user.is_empty() || u.password.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "user and password must not be empty",
+        );
+    }
+    match crate::simple::auth::provision(&*a.store, user, domain, &u.password).await {
+        Ok(()) => (StatusCode::CREATED, Json(json!({"address": u.address}))).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+async fn remove_user(State(a): State<Admin>, UrlPath(address): UrlPath<String>) -> Response {
+    let Some((user, domain)) = address.split_once('@') else {
+        return error(StatusCode::BAD_REQUEST, "address must be user@domain");
+    };
+    match a.store.remove_user(user, domain).await {
+        Ok(true) => {
+            a.core.auth.forget(user, domain);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such user"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn rules(State(a): State<Admin>) -> Response {
+    match a.store.presence_rules().await {
+        Ok(list) => Json(json!(list
+            .into_iter()
+            .map(|(presentity, watcher, decision)| json!({
+                "presentity": presentity, "watcher": watcher, "decision": decision,
+            }))
+            .collect::<Vec<_>>()))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    presentity: String,
+    watcher: String,
+    /// allow, deny, polite-block, or forget.
+    decision: String,
+}
+
+async fn set_rule(State(a): State<Admin>, body: Result<Json<Rule>, JsonRejection>) -> Response {
+    let r = match body {
+        Ok(Json(r)) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "expected {{\"presentity\", \"watcher\", \"decision\"}}: {}",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    let result = if r.decision == "forget" {
+        a.store
+            .remove_presence_rule(&r.presentity, &r.watcher)
+            .await
+            .map(|_| ())
+    } else {
+        let Some(d) = Decision::parse(&r.decision) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "decision must be allow, deny, polite-block or forget",
+            );
+        };
+        a.store
+            .put_presence_rule(&r.presentity, &r.watcher, d.as_str())
+            .await
+    };
+    match result {
+        // The presence agent reads the rules again within a second.
+        Ok(()) => {
+            Json(json!({"presentity": r.presentity, "watcher": r.watcher, "decision": r.decision}))
+                .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn prometheus(State(a): State<Admin>) -> Response {
+    let core = &a.core;
+    metrics::gauge!("parley_registrations").set(core.location.all(now_secs()).len() as f64);
+    metrics::gauge!("parley_presence_subscriptions").set(core.presence.subscription_count() as f64);
+    metrics::gauge!("parley_offline_queue_depth").set(core.offline.total() as f64);
+    let links = links(core);
+    metrics::gauge!("parley_federation_links").set(links.len() as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        a.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The address the admin API listens on by default.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
