@@ -58,11 +58,46 @@ pub enum Command {
         #[command(subcommand)]
         command: PresenceCommand,
     },
+    /// The compliance archive.
+    Archive {
+        /// The archive tool to run.
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Presence document (PIDF) tools.
     Pidf {
         /// The PIDF tool to run.
         #[command(subcommand)]
         command: PidfCommand,
+    },
+}
+
+/// `parley archive …`
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Archived messages, newest first, matching every condition given.
+    Search {
+        /// Sender or recipient, user@domain.
+        #[arg(long)]
+        address: Option<String>,
+        /// Peer, sender or recipient domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// From this time on (Unix seconds or RFC 3339, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (Unix seconds or RFC 3339, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print each message's CPIM too.
+        #[arg(long)]
+        full: bool,
+        /// Configuration file.
+        #[arg(long, default_value = "config/parley.toml")]
+        config: PathBuf,
     },
 }
 
@@ -393,6 +428,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::User { command } => user_command(command),
+        Command::Archive { command } => archive_command(command),
         Command::Presence { command } => presence_command(command),
         Command::Pidf {
             command: PidfCommand::Parse { file },
@@ -561,5 +597,57 @@ fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
             r["messages"]
         );
     }
+    Ok(0)
+}
+
+fn archive_command(command: ArchiveCommand) -> anyhow::Result<i32> {
+    let ArchiveCommand::Search {
+        address,
+        domain,
+        since,
+        until,
+        limit,
+        full,
+        config,
+    } = command;
+    let time = |v: Option<String>, what: &str| -> anyhow::Result<Option<i64>> {
+        v.map(|t| {
+            crate::gateway::archive::parse_time(&t).ok_or_else(|| {
+                anyhow::anyhow!("--{what} {t:?}: Unix seconds or an RFC 3339 date expected")
+            })
+        })
+        .transpose()
+    };
+    let query = crate::store::ArchiveQuery {
+        address,
+        domain,
+        since: time(since, "since")?,
+        until: time(until, "until")?,
+        limit: limit.clamp(1, 10_000),
+    };
+    let (_, runtime, store) = open_store(&config)?;
+    eprintln!("searching the archive …");
+    let rows = runtime.block_on(crate::store::Store::search_archive(&store, &query))?;
+    println!(
+        "{:<20} {:<5} {:<5} {:<28} {:<28} {:<20} {:<12} DECISION",
+        "TIME", "FROM", "TO", "SENDER", "RECIPIENT", "PEER", "AUTH"
+    );
+    for r in &rows {
+        println!(
+            "{:<20} {:<5} {:<5} {:<28} {:<28} {:<20} {:<12} {}",
+            crate::simple::rfc3339(u64::try_from(r.at).unwrap_or(0)),
+            r.source_protocol,
+            r.destination_protocol,
+            r.sender,
+            r.recipient,
+            r.peer_domain,
+            r.auth,
+            r.decision
+        );
+        if full {
+            println!("{}\n", r.cpim.replace("\r\n", "\n    ").trim_end());
+        }
+    }
+    eprintln!("{} message(s)", rows.len());
     Ok(0)
 }

@@ -98,9 +98,44 @@ pub struct Config {
     /// `[admin]`: the operator's console (JSON API, metrics).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[archive]`: the compliance archive.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
     /// The file this configuration was read from (for reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[archive]`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// What is archived.
+    pub mode: ArchiveMode,
+    /// Days an archived message is kept.
+    pub retention_days: u32,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            mode: ArchiveMode::CrossDomain,
+            retention_days: 365,
+        }
+    }
+}
+
+/// `[archive] mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveMode {
+    /// Every MESSAGE Parley routes.
+    All,
+    /// Messages that cross the company boundary (to or from another
+    /// domain or network), and refusals of such messages.
+    CrossDomain,
+    /// Nothing.
+    None,
 }
 
 /// `[admin]`

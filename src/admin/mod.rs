@@ -146,6 +146,7 @@ fn router(admin: Admin) -> Router {
         .route("/users", get(users).post(add_user))
         .route("/users/{address}", delete(remove_user))
         .route("/presence/rules", get(rules).post(set_rule))
+        .route("/archive", get(archive))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .route("/openapi.json", get(openapi));
     Router::new()
@@ -476,6 +477,65 @@ async fn set_rule(State(a): State<Admin>, body: Result<Json<Rule>, JsonRejection
             Json(json!({"presentity": r.presentity, "watcher": r.watcher, "decision": r.decision}))
                 .into_response()
         }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ArchiveParams {
+    address: Option<String>,
+    domain: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+}
+
+/// One archived message as JSON.
+pub fn archive_json(r: &crate::store::ArchiveRow) -> Value {
+    json!({
+        "id": r.id,
+        "at": r.at,
+        "time": crate::simple::rfc3339(u64::try_from(r.at).unwrap_or(0)),
+        "source_protocol": r.source_protocol,
+        "destination_protocol": r.destination_protocol,
+        "sender": r.sender,
+        "recipient": r.recipient,
+        "peer_domain": r.peer_domain,
+        "auth": r.auth,
+        "decision": r.decision,
+        "cpim": r.cpim,
+    })
+}
+
+async fn archive(
+    State(a): State<Admin>,
+    params: Result<axum::extract::Query<ArchiveParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let p = match params {
+        Ok(axum::extract::Query(p)) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    let time = |v: &Option<String>, what: &str| -> Result<Option<i64>, String> {
+        match v {
+            None => Ok(None),
+            Some(t) => crate::gateway::archive::parse_time(t)
+                .map(Some)
+                .ok_or_else(|| format!("{what}: Unix seconds or an RFC 3339 date expected")),
+        }
+    };
+    let (since, until) = match (time(&p.since, "since"), time(&p.until, "until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let query = crate::store::ArchiveQuery {
+        address: p.address,
+        domain: p.domain,
+        since,
+        until,
+        limit: p.limit.unwrap_or(100).clamp(1, 10_000),
+    };
+    match a.store.search_archive(&query).await {
+        Ok(rows) => Json(json!(rows.iter().map(archive_json).collect::<Vec<_>>())).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

@@ -13,6 +13,7 @@
 //! the ids of bridged messages in both directions, so a message that
 //! already crossed is never bridged back.
 
+pub mod archive;
 pub mod policy;
 pub mod sipmap;
 
@@ -73,6 +74,12 @@ pub struct Gateway {
     /// What each resource of a watched presentity of another network last
     /// reported, by bare address.
     resources: Mutex<HashMap<String, Vec<(String, parley_adapter::Presence)>>>,
+    /// The compliance archive.
+    archive: archive::Archive,
+    /// The store (archive searches).
+    store: Arc<dyn crate::store::Store>,
+    /// When the archive was last expired.
+    last_expiry: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -146,6 +153,7 @@ impl Gateway {
         core: &Arc<Core>,
         sip: Sip,
         listeners: AdapterListeners,
+        store: Arc<dyn crate::store::Store>,
     ) -> anyhow::Result<Arc<Gateway>> {
         let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
         if config.xmpp.enabled {
@@ -166,6 +174,9 @@ impl Gateway {
             loops: Mutex::new(LoopGuard::default()),
             routed: Mutex::new(HashMap::new()),
             resources: Mutex::new(HashMap::new()),
+            archive: archive::Archive::new(store.clone(), config.archive),
+            store,
+            last_expiry: Mutex::new(Instant::now()),
         });
         let hub = Hub::new(Arc::new(HubRef(Arc::downgrade(&gateway))));
         for a in &gateway.adapters {
@@ -175,6 +186,35 @@ impl Gateway {
             info!(adapter = a.name(), "adapter started");
         }
         Ok(gateway)
+    }
+
+    /// The archive.
+    pub fn archive(&self) -> &archive::Archive {
+        &self.archive
+    }
+
+    /// Searches the archive.
+    pub async fn search_archive(
+        &self,
+        query: &crate::store::ArchiveQuery,
+    ) -> Result<Vec<crate::store::ArchiveRow>, crate::store::StoreError> {
+        self.store.search_archive(query).await
+    }
+
+    /// Housekeeping, once a second: archive retention once a minute.
+    pub async fn tick(&self) {
+        let due = {
+            let mut last = self.last_expiry.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() >= Duration::from_secs(60) {
+                *last = Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if due {
+            self.archive.expire().await;
+        }
     }
 
     /// Stops the adapters.
@@ -295,6 +335,17 @@ impl Gateway {
         recipient: Address,
     ) {
         if let Err(r) = self.policy().domain(recipient.domain()) {
+            if msg.method().is_some_and(|m| m.as_str() == "MESSAGE") {
+                self.archive_sip(
+                    msg,
+                    &sender.bare().to_string(),
+                    &recipient.bare().to_string(),
+                    recipient.domain(),
+                    "digest",
+                    format!("refused: {}", r.name()),
+                    true,
+                );
+            }
             return refuse_sip(&mut inc, r, recipient.domain()).await;
         }
         let method = msg
@@ -325,26 +376,48 @@ impl Gateway {
             |v| String::from_utf8_lossy(v).trim().to_string(),
         );
         let body = msg.body_bytes();
+        let (from_text, to_text) = (sender.bare().to_string(), recipient.bare().to_string());
+        let archive = |decision: String| {
+            self.archive.record(
+                archive::Fact {
+                    source: "sip",
+                    destination: adapter.protocol().name(),
+                    sender: &from_text,
+                    recipient: &to_text,
+                    peer_domain: recipient.domain(),
+                    auth: "digest",
+                    decision,
+                    content_type: &content_type,
+                    body: &body,
+                },
+                true,
+            )
+        };
         if let Err(r) = self.policy().content(body.len(), &[&content_type]) {
+            archive(format!("refused: {}", r.name()));
             return refuse_sip(inc, r, recipient.domain()).await;
         }
         let id = format!("p{}", core.presence.token());
-        let m = match sipmap::from_sip(sender, recipient.clone(), &content_type, &body, id) {
+        let m = match sipmap::from_sip(sender.clone(), recipient.clone(), &content_type, &body, id)
+        {
             Ok(m) => m,
             Err(u) => return inc.responder.reply(u.status, u.reason, &[]).await,
         };
         if !self.cross(true, &m.id) {
+            archive("refused: loop".into());
             return refuse_sip(inc, self.policy().refuse(Refusal::Loop), recipient.domain()).await;
         }
         let security = self.policy().security(recipient.domain());
         match adapter.deliver(Outbound::Message(m), security).await {
             Ok(()) => {
+                archive("accepted".into());
                 self.count(Protocol::Sip, adapter.protocol());
                 inc.responder
                     .reply(202, "Accepted (relayed to XMPP)", &[])
                     .await
             }
             Err(f) => {
+                archive(format!("failed: {f}"));
                 info!(to = %recipient, failure = %f, "MESSAGE not bridged");
                 let status = f.condition.to_sip();
                 let reason = f
@@ -523,6 +596,40 @@ impl Gateway {
         Ok(())
     }
 
+    /// Archives a SIP MESSAGE (SIP federation, or any message in mode
+    /// `all`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn archive_sip(
+        &self,
+        msg: &SipMessage,
+        sender: &str,
+        recipient: &str,
+        peer_domain: &str,
+        auth: &str,
+        decision: String,
+        cross: bool,
+    ) {
+        let content_type = msg.headers().get(HeaderName::ContentType).map_or_else(
+            || "text/plain".to_string(),
+            |v| String::from_utf8_lossy(v).trim().to_string(),
+        );
+        let body = msg.body_bytes();
+        self.archive.record(
+            archive::Fact {
+                source: "sip",
+                destination: "sip",
+                sender,
+                recipient,
+                peer_domain,
+                auth,
+                decision,
+                content_type: &content_type,
+                body: &body,
+            },
+            cross,
+        );
+    }
+
     fn cross(&self, outward: bool, id: &str) -> bool {
         self.loops
             .lock()
@@ -543,22 +650,32 @@ impl Gateway {
         self.policy().peer_security(peer).map_err(refused)?;
         match item {
             Inbound::Message(m) => {
-                self.policy()
-                    .identity(peer, &m.from, |d| core.is_local_domain(d))
-                    .map_err(refused)?;
-                self.policy().rate(&peer.domain).map_err(refused)?;
-                if !core.is_local_domain(m.to.domain()) {
-                    return Err(Failure::new(
-                        Condition::ItemNotFound,
-                        "not a domain of this server",
-                    ));
-                }
-                let types: Vec<&str> = m.parts.iter().map(|p| p.content_type.as_str()).collect();
-                self.policy().content(m.size(), &types).map_err(refused)?;
-                if !self.cross(false, &m.id) {
-                    return Err(refused(self.policy().refuse(Refusal::Loop)));
-                }
-                self.deliver_to_sip(&core, peer, m).await
+                let (from, to) = (m.from.bare().to_string(), m.to.bare().to_string());
+                let (ct, body) = m
+                    .parts
+                    .first()
+                    .map(|p| (p.content_type.clone(), p.data.clone()))
+                    .unwrap_or_default();
+                let result = self.inbound_message(&core, peer, m, &refused).await;
+                let decision = match &result {
+                    Ok(()) => "delivered".to_string(),
+                    Err(f) => format!("refused: {f}"),
+                };
+                self.archive.record(
+                    archive::Fact {
+                        source: peer.protocol.name(),
+                        destination: "sip",
+                        sender: &from,
+                        recipient: &to,
+                        peer_domain: &peer.domain,
+                        auth: peer.auth.name(),
+                        decision,
+                        content_type: &ct,
+                        body: &body,
+                    },
+                    true,
+                );
+                result
             }
             Inbound::Failed {
                 id,
@@ -601,6 +718,32 @@ impl Gateway {
             }
             _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
         }
+    }
+
+    /// An inbound message from an adapter: policy, then SIP delivery.
+    async fn inbound_message(
+        &self,
+        core: &Core,
+        peer: &Peer,
+        m: parley_adapter::Message,
+        refused: &impl Fn(Refusal) -> Failure,
+    ) -> Result<(), Failure> {
+        self.policy()
+            .identity(peer, &m.from, |d| core.is_local_domain(d))
+            .map_err(refused)?;
+        self.policy().rate(&peer.domain).map_err(refused)?;
+        if !core.is_local_domain(m.to.domain()) {
+            return Err(Failure::new(
+                Condition::ItemNotFound,
+                "not a domain of this server",
+            ));
+        }
+        let types: Vec<&str> = m.parts.iter().map(|p| p.content_type.as_str()).collect();
+        self.policy().content(m.size(), &types).map_err(refused)?;
+        if !self.cross(false, &m.id) {
+            return Err(refused(self.policy().refuse(Refusal::Loop)));
+        }
+        self.deliver_to_sip(core, peer, m).await
     }
 
     async fn deliver_to_sip(

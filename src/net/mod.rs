@@ -1183,8 +1183,14 @@ impl Server {
             xmpp_tls: listeners.xmpp_tls.take(),
         };
         let server = Server::new(config, listeners, core.clone())?;
-        let gateway =
-            crate::gateway::Gateway::start(config, &core, server.sip(), adapter_listeners).await?;
+        let gateway = crate::gateway::Gateway::start(
+            config,
+            &core,
+            server.sip(),
+            adapter_listeners,
+            store.clone(),
+        )
+        .await?;
         let _ = core.gateway.set(gateway);
         let stop = server.shared.conn.stop.clone();
         let tracker = server.shared.conn.tracker.clone();

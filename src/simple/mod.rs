@@ -300,6 +300,9 @@ impl Core {
     /// Work that runs once a second: presence and offline expiry.
     pub async fn tick(&self, sip: &Sip) {
         presence::sweep(self, sip).await;
+        if let Some(gateway) = self.gateway.get() {
+            gateway.tick().await;
+        }
         pager::expire(self, sip).await;
     }
 

@@ -67,6 +67,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                     crate::gateway::check_remote_identity(gateway, &core, &msg, &sender.domain)
                 });
             if let Some(refusal) = refusal {
+                archive_message(&core, &msg, &sender, format!("refused: {}", refusal.name()));
                 return crate::gateway::refuse_inbound_sip(&mut inc, refusal, &sender.domain).await;
             }
         }
@@ -214,6 +215,8 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         }
     };
 
+    archive_message(&core, &msg, &sender, "relayed".to_string());
+
     let dialog_creating = matches!(
         msg.method(),
         Some(Method::Invite) | Some(Method::Subscribe) | Some(Method::Refer)
@@ -247,6 +250,55 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         ));
     }
     start_group(ctx, core, sip).await;
+}
+
+/// A MESSAGE relayed or refused between SIP domains goes to the compliance
+/// archive (every MESSAGE in mode `all`).
+fn archive_message(core: &Core, msg: &Message, sender: &Sender, decision: String) {
+    if !matches!(msg.method(), Some(Method::Message)) {
+        return;
+    }
+    let Some(gateway) = core.gateway.get() else {
+        return;
+    };
+    // Decided before anything is printed: the relay path stays cheap when
+    // the message is not archived.
+    let remote_sender = !core.is_local_domain(&sender.domain);
+    let remote_target = msg
+        .request_uri()
+        .and_then(Result::ok)
+        .and_then(|u| u.as_sip().map(|s| !core.is_local(&s.host, s.port)))
+        .unwrap_or(false);
+    if !gateway.archive().wants(remote_sender || remote_target) {
+        return;
+    }
+    let Ok(to) = parley_adapter::Address::from_uri(&request_uri_text(msg)) else {
+        return;
+    };
+    let from = format!("{}@{}", sender.user.as_deref().unwrap_or(""), sender.domain);
+    let peer = if remote_target {
+        to.domain()
+    } else {
+        &sender.domain
+    };
+    let auth = if sender.authenticated {
+        "digest"
+    } else {
+        "none"
+    };
+    gateway.archive_sip(
+        msg,
+        &from,
+        &to.bare().to_string(),
+        if remote_sender || remote_target {
+            peer
+        } else {
+            ""
+        },
+        auth,
+        decision,
+        remote_sender || remote_target,
+    );
 }
 
 /// The redirect rule for a Request-URI, if any, as (status, Contact

@@ -111,6 +111,46 @@ pub struct OfflineRow {
     pub expires_at: i64,
 }
 
+/// One archived message with its routing facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveRow {
+    /// Assigned by the store (0 before).
+    pub id: i64,
+    /// When it crossed, Unix seconds.
+    pub at: i64,
+    /// `sip`, `xmpp`, …
+    pub source_protocol: String,
+    /// `sip`, `xmpp`, …
+    pub destination_protocol: String,
+    /// `user@domain`.
+    pub sender: String,
+    /// `user@domain`.
+    pub recipient: String,
+    /// The remote domain it came from or went to.
+    pub peer_domain: String,
+    /// How that peer authenticated (`certificate`, `dialback`, `digest`…).
+    pub auth: String,
+    /// `delivered`, `accepted`, or `refused: reason`.
+    pub decision: String,
+    /// The message as CPIM (RFC 3862).
+    pub cpim: String,
+}
+
+/// What to look for in the archive (all given conditions must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// Sender or recipient, `user@domain`.
+    pub address: Option<String>,
+    /// Peer, sender or recipient domain.
+    pub domain: Option<String>,
+    /// From this time on, Unix seconds.
+    pub since: Option<i64>,
+    /// Before this time, Unix seconds.
+    pub until: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
 /// Durable state. Every method is a short database call; none is made on
 /// the request path.
 pub trait Store: Send + Sync {
@@ -156,6 +196,12 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, bool>;
     /// Every rule as (presentity, watcher, decision), ordered.
     fn presence_rules(&self) -> StoreFuture<'_, Vec<(String, String, String)>>;
+    /// Archives one message; its id.
+    fn put_archive<'a>(&'a self, row: &'a ArchiveRow) -> StoreFuture<'a, i64>;
+    /// Archived messages matching `query`, newest first.
+    fn search_archive<'a>(&'a self, query: &'a ArchiveQuery) -> StoreFuture<'a, Vec<ArchiveRow>>;
+    /// Removes what was archived before `before`; how many.
+    fn expire_archive(&self, before: i64) -> StoreFuture<'_, u64>;
     /// A value that changes whenever the rules change.
     fn presence_rules_version(&self) -> StoreFuture<'_, (i64, i64)>;
 }
@@ -213,7 +259,78 @@ fn offline_of(r: &sqlx::sqlite::SqliteRow) -> Result<OfflineRow, sqlx::Error> {
     })
 }
 
+fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
+    Ok(ArchiveRow {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        source_protocol: r.try_get("source_protocol")?,
+        destination_protocol: r.try_get("destination_protocol")?,
+        sender: r.try_get("sender")?,
+        recipient: r.try_get("recipient")?,
+        peer_domain: r.try_get("peer_domain")?,
+        auth: r.try_get("auth")?,
+        decision: r.try_get("decision")?,
+        cpim: r.try_get("cpim")?,
+    })
+}
+
 impl Store for SqliteStore {
+    fn put_archive<'a>(&'a self, row: &'a ArchiveRow) -> StoreFuture<'a, i64> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "INSERT INTO archive (at, source_protocol, destination_protocol, sender,
+                 recipient, peer_domain, auth, decision, cpim)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(row.at)
+            .bind(&row.source_protocol)
+            .bind(&row.destination_protocol)
+            .bind(&row.sender)
+            .bind(&row.recipient)
+            .bind(&row.peer_domain)
+            .bind(&row.auth)
+            .bind(&row.decision)
+            .bind(&row.cpim)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.last_insert_rowid())
+        })
+    }
+
+    fn search_archive<'a>(&'a self, q: &'a ArchiveQuery) -> StoreFuture<'a, Vec<ArchiveRow>> {
+        Box::pin(async move {
+            let address = q.address.as_deref().map(str::to_ascii_lowercase);
+            let domain = q.domain.as_deref().map(str::to_ascii_lowercase);
+            let rows = sqlx::query(
+                "SELECT * FROM archive
+                 WHERE (?1 IS NULL OR lower(sender) = ?1 OR lower(recipient) = ?1)
+                   AND (?2 IS NULL OR lower(peer_domain) = ?2
+                        OR lower(sender) LIKE '%@' || ?2 OR lower(recipient) LIKE '%@' || ?2)
+                   AND (?3 IS NULL OR at >= ?3)
+                   AND (?4 IS NULL OR at < ?4)
+                 ORDER BY id DESC LIMIT ?5",
+            )
+            .bind(address)
+            .bind(domain)
+            .bind(q.since)
+            .bind(q.until)
+            .bind(if q.limit > 0 { q.limit } else { 100 })
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(archive_of).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn expire_archive(&self, before: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM archive WHERE at < ?")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
     fn put_presence_rule<'a>(
         &'a self,
         presentity: &'a str,

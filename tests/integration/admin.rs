@@ -151,6 +151,47 @@ fn the_admin_api_shows_and_changes_a_running_parley() {
     assert_eq!(json(admin, "/api/v1/refusals")["domain-denied"], 1);
     assert!(json(admin, "/api/v1/peers").as_array().unwrap().is_empty());
 
+    // The refused message is in the compliance archive, as CPIM, with
+    // the reason; searchable by domain and by address, and by time.
+    let mut rows = Value::Null;
+    for _ in 0..50 {
+        rows = json(admin, "/api/v1/archive?domain=evil.test");
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(rows[0]["sender"], "mallory@evil.test", "{rows}");
+    assert_eq!(rows[0]["decision"], "refused: domain-denied", "{rows}");
+    assert!(
+        rows[0]["cpim"]
+            .as_str()
+            .unwrap()
+            .contains("From: <im:mallory@evil.test>"),
+        "{rows}"
+    );
+    assert_eq!(
+        json(admin, "/api/v1/archive?address=alice@localhost")[0]["sender"],
+        "mallory@evil.test"
+    );
+    assert!(
+        json(admin, "/api/v1/archive?domain=evil.test&until=1970-01-02")
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        http(
+            admin,
+            "GET",
+            "/api/v1/archive?since=yesterday",
+            Some(TOKEN),
+            None
+        )
+        .0,
+        400
+    );
+
     // Presence rules: set, read back, refuse nonsense.
     let (code, body) = http(
         admin,

@@ -273,6 +273,31 @@ fn sip_and_xmpp_users_talk_over_s2s_with_typing_and_receipts() {
         "{m}"
     );
 
+    // Every crossing is in the compliance archive (the real CLI reads it).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["archive", "search", "--domain", XMPP, "--config"])
+        .arg(f.parley.state_dir.join("cli.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().any(|l| l.contains("xmpp  sip")
+            && l.contains(&format!("juliet@{XMPP}"))
+            && l.contains("delivered")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("sip   xmpp")
+            && l.contains(&format!("romeo@{PARLEY}"))
+            && l.contains("accepted")),
+        "{text}"
+    );
+
     // A user Parley does not have: the XMPP sender gets item-not-found.
     juliet.command(&format!(
         r#"{{"cmd": "message", "to": "nobody@{PARLEY}", "body": "hello?", "id": "j2"}}"#

@@ -1,0 +1,203 @@
+//! The compliance archive: every message that crosses the company
+//! boundary (or every message, or none, as `[archive] mode` says) is kept
+//! in the store normalised to CPIM (RFC 3862), with its routing facts and
+//! the policy's decision, for `retention_days`.
+
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::config::{ArchiveConfig, ArchiveMode};
+use crate::simple::{now_secs, rfc3339};
+use crate::store::{ArchiveRow, Store};
+
+/// One message's routing facts.
+#[derive(Debug, Clone)]
+pub struct Fact<'a> {
+    /// Protocol it came in on.
+    pub source: &'a str,
+    /// Protocol it went out on (or would have).
+    pub destination: &'a str,
+    /// `user@domain`.
+    pub sender: &'a str,
+    /// `user@domain`.
+    pub recipient: &'a str,
+    /// The remote domain (empty for a local message).
+    pub peer_domain: &'a str,
+    /// How the peer authenticated.
+    pub auth: &'a str,
+    /// `delivered`, `accepted`, `relayed`, or `refused: …`.
+    pub decision: String,
+    /// The Content-Type.
+    pub content_type: &'a str,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Writes archive rows off the request path.
+pub struct Archive {
+    store: Arc<dyn Store>,
+    config: ArchiveConfig,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Archive {
+    /// The archive of the config.
+    pub fn new(store: Arc<dyn Store>, config: ArchiveConfig) -> Archive {
+        Archive { store, config }
+    }
+
+    /// Whether a message that crossed (`cross`) or not is archived.
+    pub fn wants(&self, cross: bool) -> bool {
+        match self.config.mode {
+            ArchiveMode::All => true,
+            ArchiveMode::CrossDomain => cross,
+            ArchiveMode::None => false,
+        }
+    }
+
+    /// Keeps `fact` when the mode asks for it: `cross` says whether the
+    /// message crossed (or tried to cross) the company boundary.
+    pub fn record(&self, fact: Fact<'_>, cross: bool) {
+        if !self.wants(cross) {
+            return;
+        }
+        let now = now_secs();
+        let cpim = cpim(&fact, &rfc3339(now));
+        let row = ArchiveRow {
+            id: 0,
+            at: i64::try_from(now).unwrap_or(i64::MAX),
+            source_protocol: fact.source.to_string(),
+            destination_protocol: fact.destination.to_string(),
+            sender: fact.sender.to_ascii_lowercase(),
+            recipient: fact.recipient.to_ascii_lowercase(),
+            peer_domain: fact.peer_domain.to_ascii_lowercase(),
+            auth: fact.auth.to_string(),
+            decision: fact.decision,
+            cpim,
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_archive(&row).await {
+                warn!(error = %e, "message not archived");
+            }
+        });
+    }
+
+    /// Removes what is older than the retention period.
+    pub async fn expire(&self) {
+        let keep = u64::from(self.config.retention_days) * 86_400;
+        let before = i64::try_from(now_secs().saturating_sub(keep)).unwrap_or(0);
+        if let Err(e) = self.store.expire_archive(before).await {
+            warn!(error = %e, "archive not expired");
+        }
+    }
+}
+
+/// A time for archive searches: Unix seconds, or an RFC 3339 date or
+/// date-time in UTC (`2026-11-26`, `2026-11-26T10:00:00Z`).
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let time = time.trim_end_matches('Z');
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (
+        t.next()??,
+        t.next().flatten().unwrap_or(0),
+        t.next().flatten().unwrap_or(0),
+    );
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// The message as CPIM: a CPIM body is kept as it was; any other becomes
+/// the content of a CPIM message with From, To and DateTime.
+fn cpim(fact: &Fact<'_>, now: &str) -> String {
+    let media = fact
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let body = String::from_utf8_lossy(fact.body);
+    if media == crate::proto::cpim::CONTENT_TYPE {
+        return body.into_owned();
+    }
+    format!(
+        "From: <im:{}>\r\nTo: <im:{}>\r\nDateTime: {now}\r\n\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        fact.sender,
+        fact.recipient,
+        fact.content_type,
+        fact.body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(content_type: &'static str, body: &'static [u8]) -> Fact<'static> {
+        Fact {
+            source: "sip",
+            destination: "xmpp",
+            sender: "alice@parley.test",
+            recipient: "juliet@xmpp.test",
+            peer_domain: "xmpp.test",
+            auth: "dialback",
+            decision: "accepted".into(),
+            content_type,
+            body,
+        }
+    }
+
+    #[test]
+    fn times_read_as_unix_seconds_or_rfc3339() {
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
+        assert_eq!(parse_time("1970-01-01"), Some(0));
+        assert_eq!(parse_time("2026-11-26T10:00:00Z"), Some(1_795_687_200));
+        assert_eq!(parse_time("2000-03-01T00:00"), Some(951_868_800));
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time("2026-13-01"), None);
+    }
+
+    #[test]
+    fn plain_text_is_wrapped_and_cpim_kept() {
+        let c = cpim(&fact("text/plain", b"hi"), "2026-01-01T00:00:00Z");
+        let parsed = crate::proto::cpim::Cpim::parse(
+            &bytes::Bytes::from(c.clone()),
+            &crate::proto::cpim::Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(parsed.from_uri(), Some("im:alice@parley.test"));
+        assert_eq!(&parsed.body[..], b"hi");
+        let original =
+            "From: <sip:a@b.test>\r\nTo: <sip:c@d.test>\r\n\r\nContent-Type: text/plain\r\n\r\nx";
+        assert_eq!(
+            cpim(&fact("message/cpim", original.as_bytes()), "now"),
+            original
+        );
+    }
+}
