@@ -25,6 +25,10 @@ use crate::config::Config;
 use crate::simple::presence::Decision;
 use crate::simple::{now_secs, Core};
 
+/// The console page: plain HTML and script, nothing fetched from
+/// elsewhere, so it works offline.
+pub const PAGE: &str = include_str!("page.html");
+
 /// The OpenAPI description of the API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -152,6 +156,18 @@ fn router(admin: Admin) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'"),
+                    ],
+                    PAGE,
+                )
+            }),
+        )
         .route("/metrics", get(prometheus))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .with_state(admin)

@@ -4,6 +4,7 @@ mod admin;
 mod cli_sip_parse;
 mod client;
 mod compliance;
+mod console;
 mod gateway;
 mod interdomain;
 mod layout;

@@ -1,0 +1,101 @@
+//! The console page, driven in headless Chromium (Debian's package)
+//! against a running Parley after real SIP traffic: it shows the live
+//! status, the refusals and the archive, with nothing fetched from
+//! anywhere but Parley.
+
+use std::process::Command;
+use std::time::Duration;
+
+use parley_test_support::server::TestServer;
+
+use crate::presence::{status, Ua};
+use crate::registrar_proxy::user_add;
+
+const TOKEN: &str = "console-test-token";
+
+/// The page's DOM after its scripts ran, as Chromium renders it.
+fn rendered(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!(
+        "parley-chromium-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", url])
+        .output()
+        .expect("chromium (tests/peers/install.sh installs it)");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of the table row whose first cell is `first`.
+fn row<'a>(dom: &'a str, first: &str) -> Option<&'a str> {
+    let at = dom.find(&format!("<td>{first}</td>"))?;
+    let end = dom[at..].find("</tr>")? + at;
+    Some(&dom[at..end])
+}
+
+#[test]
+fn the_console_page_shows_status_refusals_and_the_archive() {
+    let server = TestServer::start_with_admin(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n[admin]\ntoken = \"{TOKEN}\"\n\
+         [gateway]\ndeny_domains = [\"evil.test\"]\n"
+    ));
+    let admin = server.admin.unwrap();
+    user_add(&server, "alice@localhost", "pw");
+    let ua = Ua::new(server.udp);
+    ua.send(
+        &format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=r\nTo: <sip:alice@localhost>\nCall-ID: reg-console\nCSeq: 1 REGISTER\nContact: <sip:alice@{}>\nExpires: 600",
+            ua.local
+        ),
+        "",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
+    ua.send(
+        "MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:mallory@evil.test>;tag=m\nTo: <sip:alice@localhost>\nCall-ID: console-evil\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        "let me in",
+    );
+    assert_eq!(status(&ua.final_response()), 403);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let dom = rendered(&format!("http://{admin}/#token={TOKEN}"));
+    assert!(dom.contains("Domains: localhost"), "{dom}");
+    let regs = row(&dom, "Registrations").unwrap_or_else(|| panic!("no status table:\n{dom}"));
+    assert!(regs.contains("<td>1</td>"), "{regs}");
+    let refused = row(&dom, "domain-denied").unwrap_or_else(|| panic!("no refusal row:\n{dom}"));
+    assert!(refused.contains("<td>1</td>"), "{refused}");
+    assert!(
+        row(&dom, "xmpp").is_some_and(|r| r.contains("<td>yes</td>")),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td>mallory@evil.test</td>"),
+        "archive row missing:\n{dom}"
+    );
+    assert!(dom.contains("<td>refused: domain-denied</td>"), "{dom}");
+    assert!(dom.contains("<div id=\"error\"></div>"), "an error shows:\n{dom}");
+
+    // Without the token the page asks for it and shows nothing.
+    let dom = rendered(&format!("http://{admin}/"));
+    assert!(dom.contains("<form id=\"login\">"), "{dom}");
+    assert!(!dom.contains("<td>mallory@evil.test</td>"), "{dom}");
+}
