@@ -85,7 +85,11 @@ impl Archive {
         };
         let store = self.store.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.put_archive(&row).await {
+            let started = std::time::Instant::now();
+            let written = store.put_archive(&row).await;
+            metrics::histogram!("parley_store_seconds", "operation" => "put_archive")
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = written {
                 warn!(error = %e, "message not archived");
             }
         });

@@ -299,12 +299,15 @@ impl Gateway {
             .get(&domain)
         {
             if *until > now {
+                metrics::counter!("parley_domain_classifications_total", "cache" => "hit")
+                    .increment(1);
                 return d.clone();
             }
         }
         if domain.parse::<std::net::IpAddr>().is_ok() || domain.starts_with('[') {
             return Destination::Sip;
         }
+        metrics::counter!("parley_domain_classifications_total", "cache" => "miss").increment(1);
         let d = match core.dns.service_of(&domain).await {
             crate::net::dns::Service::Xmpp => self
                 .adapter(Protocol::Xmpp)
@@ -408,7 +411,14 @@ impl Gateway {
             return refuse_sip(inc, self.policy().refuse(Refusal::Loop), recipient.domain()).await;
         }
         let security = self.policy().security(recipient.domain());
-        match adapter.deliver(Outbound::Message(m), security).await {
+        let started = Instant::now();
+        let delivered = adapter.deliver(Outbound::Message(m), security).await;
+        metrics::histogram!(
+            "parley_message_delivery_seconds",
+            "destination" => adapter.protocol().name()
+        )
+        .record(started.elapsed().as_secs_f64());
+        match delivered {
             Ok(()) => {
                 archive("accepted".into());
                 self.count(Protocol::Sip, adapter.protocol());
@@ -759,6 +769,7 @@ impl Gateway {
         let to = m.to.bare();
         let aor = format!("{}@{}", to.user(), to.domain());
         let sender = m.from.bare().to_sip_uri();
+        let started = Instant::now();
         let result = pager::deliver_bridged(
             core,
             &self.sip,
@@ -770,6 +781,8 @@ impl Gateway {
             &content.body,
         )
         .await;
+        metrics::histogram!("parley_message_delivery_seconds", "destination" => "sip")
+            .record(started.elapsed().as_secs_f64());
         match result {
             Ok(status) => {
                 debug!(from = %m.from, to = %aor, status, "bridged into SIP");

@@ -463,6 +463,7 @@ impl Shared {
                         key: key.clone(),
                         request: msg.clone(),
                         finished: false,
+                        started: std::time::Instant::now(),
                     },
                     message: msg,
                 };
@@ -721,6 +722,8 @@ pub struct Responder {
     key: Key,
     request: Message,
     finished: bool,
+    /// When the request arrived: the transaction latency histogram.
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Responder {
@@ -741,8 +744,20 @@ impl Responder {
     /// Sends a printed response from synchronous code (a response
     /// callback): in place, or on a task of its own when the socket is full.
     pub fn send_sync(&mut self, status: u16, wire: Bytes) {
-        if status >= 200 {
+        if status >= 200 && !self.finished {
             self.finished = true;
+            let method = self.request.method().map_or("other", |m| match m {
+                crate::proto::sip::Method::Invite => "INVITE",
+                crate::proto::sip::Method::Register => "REGISTER",
+                crate::proto::sip::Method::Message => "MESSAGE",
+                crate::proto::sip::Method::Subscribe => "SUBSCRIBE",
+                crate::proto::sip::Method::Publish => "PUBLISH",
+                crate::proto::sip::Method::Options => "OPTIONS",
+                crate::proto::sip::Method::Cancel => "CANCEL",
+                _ => "other",
+            });
+            metrics::histogram!("parley_transaction_seconds", "method" => method)
+                .record(self.started.elapsed().as_secs_f64());
         }
         if let Some((out, path)) = self.shared.respond_now(&self.key, status, wire) {
             for data in out {

@@ -217,6 +217,8 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
     permit: OwnedSemaphorePermit,
     peer_certificate: Option<PeerCertificate>,
 ) -> Conn {
+    // Counted while the connection lives (the permit goes with it).
+    let permit = Counted::new(permit);
     let peer = key.1;
     let (rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
@@ -322,5 +324,21 @@ async fn read<R: AsyncRead + Unpin>(
                 }
             }
         }
+    }
+}
+
+/// A connection permit that keeps the open-connections gauge.
+struct Counted(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Counted {
+    fn new(permit: OwnedSemaphorePermit) -> Counted {
+        metrics::gauge!("parley_open_connections").increment(1.0);
+        Counted(permit)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        metrics::gauge!("parley_open_connections").decrement(1.0);
     }
 }

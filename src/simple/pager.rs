@@ -140,7 +140,11 @@ async fn store(
         received_at: now,
         expires_at: now.saturating_add(offline.config.expiry_secs as i64),
     };
-    match offline.store.put_offline(&row).await {
+    let started = std::time::Instant::now();
+    let written = offline.store.put_offline(&row).await;
+    metrics::histogram!("parley_store_seconds", "operation" => "put_offline")
+        .record(started.elapsed().as_secs_f64());
+    match written {
         Ok(id) => {
             *offline.counts().entry(aor.to_string()).or_default() += 1;
             debug!(id, aor, "message kept for an offline user");

@@ -234,6 +234,7 @@ fn the_admin_api_shows_and_changes_a_running_parley() {
         "# TYPE parley_presence_subscriptions gauge",
         "# TYPE parley_offline_queue_depth gauge",
         "# TYPE parley_federation_links gauge",
+        "parley_transaction_seconds",
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
@@ -325,4 +326,98 @@ fn the_openapi_document_matches_the_routes() {
             );
         }
     }
+}
+
+#[test]
+fn a_running_parley_reloads_its_policy_on_sighup_and_keeps_its_token() {
+    use parley_test_support::sipp::free_port;
+    let dir = std::env::temp_dir().join(format!("parley-admin-proc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sip_port, admin_port) = (free_port(), free_port());
+    let config = dir.join("parley.toml");
+    let write_config = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = {:?}\n{extra}\n[[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:{sip_port}\"\n\
+                 [auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n\
+                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[log]\nlevel = \"warn\"\n",
+                dir.display().to_string()
+            ),
+        )
+        .unwrap()
+    };
+    write_config("");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin API did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The token was made on first start and kept for `parley status`.
+    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    assert_eq!(
+        http(admin, "GET", "/api/v1/refusals", Some(token.trim()), None).0,
+        200
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ua = Ua::new(format!("127.0.0.1:{sip_port}").parse().unwrap());
+    let from_evil = |n: u32| {
+        ua.send(
+            &format!("MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:mallory@evil.test>;tag=e{n}\nTo: <sip:alice@localhost>\nCall-ID: hup-{n}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
+            "hi",
+        );
+        status(&ua.final_response())
+    };
+    // No such user yet, but not refused by policy.
+    assert_eq!(from_evil(0), 404);
+    // The operator denies evil.test and sends SIGHUP.
+    write_config("[gateway]\ndeny_domains = [\"evil.test\"]");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut refused = false;
+    for n in 1..50 {
+        if from_evil(n) == 403 {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused, "the reloaded policy was not applied");
+    // The API reloads from the same file.
+    let (code, body) = http(
+        admin,
+        "POST",
+        "/api/v1/policy/reload",
+        Some(token.trim()),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -92,7 +92,10 @@ fn the_console_page_shows_status_refusals_and_the_archive() {
         "archive row missing:\n{dom}"
     );
     assert!(dom.contains("<td>refused: domain-denied</td>"), "{dom}");
-    assert!(dom.contains("<div id=\"error\"></div>"), "an error shows:\n{dom}");
+    assert!(
+        dom.contains("<div id=\"error\"></div>"),
+        "an error shows:\n{dom}"
+    );
 
     // Without the token the page asks for it and shows nothing.
     let dom = rendered(&format!("http://{admin}/"));
