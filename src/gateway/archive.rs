@@ -34,10 +34,19 @@ pub struct Fact<'a> {
     pub body: &'a [u8],
 }
 
-/// Writes archive rows off the request path.
+/// Rows waiting for the writer at most; past this a row is counted as
+/// dropped and logged rather than growing memory without bound.
+const QUEUE: usize = 65_536;
+/// Rows written in one transaction at most.
+const BATCH: usize = 512;
+
+/// Writes archive rows off the request path, in batches: one SQLite
+/// transaction for every row that arrived while the previous one was
+/// written, so a burst costs a few transactions instead of one each.
 pub struct Archive {
     store: Arc<dyn Store>,
     config: ArchiveConfig,
+    queue: tokio::sync::mpsc::Sender<ArchiveRow>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -51,7 +60,33 @@ impl std::fmt::Debug for Archive {
 impl Archive {
     /// The archive of the config.
     pub fn new(store: Arc<dyn Store>, config: ArchiveConfig) -> Archive {
-        Archive { store, config }
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<ArchiveRow>(QUEUE);
+        let writer = store.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            while let Some(row) = rx.recv().await {
+                batch.push(row);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(row) => batch.push(row),
+                        Err(_) => break,
+                    }
+                }
+                let started = std::time::Instant::now();
+                let written = writer.put_archive_batch(&batch).await;
+                metrics::histogram!("parley_store_seconds", "operation" => "put_archive")
+                    .record(started.elapsed().as_secs_f64());
+                if let Err(e) = written {
+                    warn!(error = %e, rows = batch.len(), "messages not archived");
+                }
+                batch.clear();
+            }
+        });
+        Archive {
+            store,
+            config,
+            queue,
+        }
     }
 
     /// Whether a message that crossed (`cross`) or not is archived.
@@ -83,16 +118,10 @@ impl Archive {
             decision: fact.decision,
             cpim,
         };
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let written = store.put_archive(&row).await;
-            metrics::histogram!("parley_store_seconds", "operation" => "put_archive")
-                .record(started.elapsed().as_secs_f64());
-            if let Err(e) = written {
-                warn!(error = %e, "message not archived");
-            }
-        });
+        if self.queue.try_send(row).is_err() {
+            metrics::counter!("parley_archive_dropped_total").increment(1);
+            warn!("archive queue full: a message was not archived");
+        }
     }
 
     /// Removes what is older than the retention period.

@@ -198,6 +198,8 @@ pub trait Store: Send + Sync {
     fn presence_rules(&self) -> StoreFuture<'_, Vec<(String, String, String)>>;
     /// Archives one message; its id.
     fn put_archive<'a>(&'a self, row: &'a ArchiveRow) -> StoreFuture<'a, i64>;
+    /// Archives several messages in one transaction.
+    fn put_archive_batch<'a>(&'a self, rows: &'a [ArchiveRow]) -> StoreFuture<'a, ()>;
     /// Archived messages matching `query`, newest first.
     fn search_archive<'a>(&'a self, query: &'a ArchiveQuery) -> StoreFuture<'a, Vec<ArchiveRow>>;
     /// Removes what was archived before `before`; how many.
@@ -294,6 +296,32 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
             Ok(r.last_insert_rowid())
+        })
+    }
+
+    fn put_archive_batch<'a>(&'a self, rows: &'a [ArchiveRow]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for row in rows {
+                sqlx::query(
+                    "INSERT INTO archive (at, source_protocol, destination_protocol, sender,
+                     recipient, peer_domain, auth, decision, cpim)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(row.at)
+                .bind(&row.source_protocol)
+                .bind(&row.destination_protocol)
+                .bind(&row.sender)
+                .bind(&row.recipient)
+                .bind(&row.peer_domain)
+                .bind(&row.auth)
+                .bind(&row.decision)
+                .bind(&row.cpim)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         })
     }
 

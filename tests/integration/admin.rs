@@ -17,7 +17,7 @@ use crate::presence::{status, Ua};
 const TOKEN: &str = "s3cret-admin-token";
 
 /// One HTTP/1.1 request; (status, body).
-fn http(
+pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -298,6 +298,37 @@ fn sip_and_xmpp_users_talk_over_s2s_with_typing_and_receipts() {
         "{text}"
     );
 
+    // The console sees the federation Prosody set up: both links, with
+    // their authentication and TLS, and the messages routed each way.
+    let admin = f.parley.admin.unwrap();
+    let token = f.parley.admin_token();
+    let (code, peers) = crate::admin::http(admin, "GET", "/api/v1/peers", Some(&token), None);
+    assert_eq!(code, 200, "{peers}");
+    let peers: serde_json::Value = serde_json::from_str(&peers).unwrap();
+    for direction in ["inbound", "outbound"] {
+        assert!(
+            peers.as_array().unwrap().iter().any(|l| l["domain"] == XMPP
+                && l["direction"] == direction
+                && l["auth"] == "dialback"
+                && l["tls"] == true),
+            "{direction} link missing: {peers}"
+        );
+    }
+    let (_, status) = crate::admin::http(admin, "GET", "/api/v1/status", Some(&token), None);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let routed = |s: &str, d: &str| {
+        status["routed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source"] == s && r["destination"] == d)
+            .map_or(0, |r| r["messages"].as_u64().unwrap_or(0))
+    };
+    assert!(
+        routed("xmpp", "sip") >= 3 && routed("sip", "xmpp") >= 4,
+        "{status}"
+    );
+
     // A user Parley does not have: the XMPP sender gets item-not-found.
     juliet.command(&format!(
         r#"{{"cmd": "message", "to": "nobody@{PARLEY}", "body": "hello?", "id": "j2"}}"#

@@ -66,7 +66,8 @@ impl TestServer {
     }
 
     /// Starts Parley with its XMPP s2s listener on `xmpp` (bound by the
-    /// caller, so DNS records can name its port before Parley starts).
+    /// caller, so DNS records can name its port before Parley starts) and
+    /// its admin console on a port the system chose.
     pub fn start_with_xmpp(config_text: &str, xmpp: std::net::TcpListener) -> TestServer {
         Self::start_with_xmpp_listeners(config_text, xmpp, None)
     }
@@ -85,7 +86,7 @@ impl TestServer {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
-        let mut server = Self::start_full(&state_dir, config_text, Some(xmpp), xmpp_tls, false);
+        let mut server = Self::start_full(&state_dir, config_text, Some(xmpp), xmpp_tls, true);
         server.owns_dir = true;
         server
     }
@@ -173,6 +174,13 @@ impl TestServer {
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    /// The admin token the server made on first start.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("admin-token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default()
     }
 
     /// Sends `request` to `target` through Parley and returns every
