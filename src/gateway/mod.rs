@@ -656,8 +656,15 @@ impl Gateway {
             warn!(peer = %peer.domain, reason = r.name(), "refused by policy");
             r.failure()
         };
-        self.policy().domain(&peer.domain).map_err(refused)?;
-        self.policy().peer_security(peer).map_err(refused)?;
+        // The peer's domain and link first; a message refused here is
+        // archived with the reason like any other.
+        let early = self
+            .policy()
+            .domain(&peer.domain)
+            .and_then(|()| self.policy().peer_security(peer));
+        if !matches!(item, Inbound::Message(_)) {
+            early.map_err(refused)?;
+        }
         match item {
             Inbound::Message(m) => {
                 let (from, to) = (m.from.bare().to_string(), m.to.bare().to_string());
@@ -666,7 +673,10 @@ impl Gateway {
                     .first()
                     .map(|p| (p.content_type.clone(), p.data.clone()))
                     .unwrap_or_default();
-                let result = self.inbound_message(&core, peer, m, &refused).await;
+                let result = match early {
+                    Err(r) => Err(refused(r)),
+                    Ok(()) => self.inbound_message(&core, peer, m, &refused).await,
+                };
                 let decision = match &result {
                     Ok(()) => "delivered".to_string(),
                     Err(f) => format!("refused: {f}"),

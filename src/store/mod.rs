@@ -599,3 +599,78 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(at: i64, sender: &str, recipient: &str, peer: &str) -> ArchiveRow {
+        ArchiveRow {
+            id: 0,
+            at,
+            source_protocol: "xmpp".into(),
+            destination_protocol: "sip".into(),
+            sender: sender.into(),
+            recipient: recipient.into(),
+            peer_domain: peer.into(),
+            auth: "dialback".into(),
+            decision: "delivered".into(),
+            cpim: "From: <im:a@b>\r\n\r\nContent-Type: text/plain\r\n\r\nx".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_archive_is_searched_and_expired() {
+        let dir = std::env::temp_dir().join(format!("parley-store-test-{}", std::process::id()));
+        let store = SqliteStore::open(&dir.join("t.db")).await.unwrap();
+        store
+            .put_archive_batch(&[
+                row(100, "juliet@xmpp.test", "romeo@parley.test", "xmpp.test"),
+                row(200, "romeo@parley.test", "mallory@evil.test", "evil.test"),
+            ])
+            .await
+            .unwrap();
+        store
+            .put_archive(&row(
+                300,
+                "juliet@xmpp.test",
+                "alice@parley.test",
+                "xmpp.test",
+            ))
+            .await
+            .unwrap();
+        let q = |address: Option<&str>, domain: Option<&str>, since, until| ArchiveQuery {
+            address: address.map(str::to_string),
+            domain: domain.map(str::to_string),
+            since,
+            until,
+            limit: 10,
+        };
+        let found = store
+            .search_archive(&q(Some("Juliet@xmpp.test"), None, None, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|r| r.at).collect::<Vec<_>>(),
+            vec![300, 100],
+            "newest first"
+        );
+        let found = store
+            .search_archive(&q(None, Some("evil.test"), None, None))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let found = store
+            .search_archive(&q(None, Some("parley.test"), Some(150), Some(300)))
+            .await
+            .unwrap();
+        assert_eq!(found.iter().map(|r| r.at).collect::<Vec<_>>(), vec![200]);
+        assert_eq!(store.expire_archive(250).await.unwrap(), 2);
+        let left = store
+            .search_archive(&q(None, None, None, None))
+            .await
+            .unwrap();
+        assert_eq!(left.iter().map(|r| r.at).collect::<Vec<_>>(), vec![300]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
