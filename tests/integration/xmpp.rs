@@ -67,6 +67,12 @@ fn send(ua: &Ua, from: &str, to: &str, call: &str, content_type: &str, body: &st
     final_within(ua, WAIT)
 }
 
+thread_local! {
+    /// Requests that arrived while a final response was awaited: a bounce
+    /// report can overtake the 202 it follows.
+    static EARLY: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn final_within(ua: &Ua, wait: Duration) -> String {
     let deadline = std::time::Instant::now() + wait;
     loop {
@@ -74,17 +80,35 @@ fn final_within(ua: &Ua, wait: Duration) -> String {
         if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
             return m;
         }
+        if !m.starts_with("SIP/2.0 ") {
+            EARLY.with(|e| e.borrow_mut().push(m));
+        }
+    }
+}
+
+/// The next request of `method` the UA received or receives (answered 200).
+fn next_request(ua: &Ua, method: &str) -> String {
+    let prefix = format!("{method} ");
+    let early = EARLY.with(|e| {
+        let mut e = e.borrow_mut();
+        e.iter()
+            .position(|m| m.starts_with(&prefix))
+            .map(|i| e.remove(i))
+    });
+    if let Some(m) = early {
+        return m;
+    }
+    loop {
+        let m = ua.next_within(WAIT);
+        if m.starts_with(&prefix) {
+            return m;
+        }
     }
 }
 
 /// The next MESSAGE request the UA receives (answered 200).
 fn next_message(ua: &Ua) -> String {
-    loop {
-        let m = ua.next_within(WAIT);
-        if m.starts_with("MESSAGE ") {
-            return m;
-        }
-    }
+    next_request(ua, "MESSAGE")
 }
 
 fn body(msg: &str) -> &str {
@@ -575,16 +599,6 @@ fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
     .unwrap();
     assert!(read_until(&mut s, &mut text, "</stream:stream>"), "{text}");
     assert!(text.contains("<invalid-from"), "{text}");
-}
-
-/// The next request of `method` the UA receives (answered 200).
-fn next_request(ua: &Ua, method: &str) -> String {
-    loop {
-        let m = ua.next_within(WAIT);
-        if m.starts_with(&format!("{method} ")) {
-            return m;
-        }
-    }
 }
 
 #[test]
