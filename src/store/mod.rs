@@ -261,6 +261,26 @@ fn offline_of(r: &sqlx::sqlite::SqliteRow) -> Result<OfflineRow, sqlx::Error> {
     })
 }
 
+/// The INSERT of one archive row.
+fn insert_archive(
+    row: &ArchiveRow,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO archive (at, source_protocol, destination_protocol, sender,
+         recipient, peer_domain, auth, decision, cpim)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.at)
+    .bind(&row.source_protocol)
+    .bind(&row.destination_protocol)
+    .bind(&row.sender)
+    .bind(&row.recipient)
+    .bind(&row.peer_domain)
+    .bind(&row.auth)
+    .bind(&row.decision)
+    .bind(&row.cpim)
+}
+
 fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
     Ok(ArchiveRow {
         id: r.try_get("id")?,
@@ -279,22 +299,7 @@ fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
 impl Store for SqliteStore {
     fn put_archive<'a>(&'a self, row: &'a ArchiveRow) -> StoreFuture<'a, i64> {
         Box::pin(async move {
-            let r = sqlx::query(
-                "INSERT INTO archive (at, source_protocol, destination_protocol, sender,
-                 recipient, peer_domain, auth, decision, cpim)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(row.at)
-            .bind(&row.source_protocol)
-            .bind(&row.destination_protocol)
-            .bind(&row.sender)
-            .bind(&row.recipient)
-            .bind(&row.peer_domain)
-            .bind(&row.auth)
-            .bind(&row.decision)
-            .bind(&row.cpim)
-            .execute(&self.pool)
-            .await?;
+            let r = insert_archive(row).execute(&self.pool).await?;
             Ok(r.last_insert_rowid())
         })
     }
@@ -303,22 +308,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             for row in rows {
-                sqlx::query(
-                    "INSERT INTO archive (at, source_protocol, destination_protocol, sender,
-                     recipient, peer_domain, auth, decision, cpim)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(row.at)
-                .bind(&row.source_protocol)
-                .bind(&row.destination_protocol)
-                .bind(&row.sender)
-                .bind(&row.recipient)
-                .bind(&row.peer_domain)
-                .bind(&row.auth)
-                .bind(&row.decision)
-                .bind(&row.cpim)
-                .execute(&mut *tx)
-                .await?;
+                insert_archive(row).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())

@@ -588,6 +588,15 @@ async fn open<S: Io>(
 
 /// Accepts inbound s2s connections until Parley stops.
 pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener) {
+    accept_loop(shared, listener, false).await
+}
+
+/// Accepts direct-TLS s2s connections (XEP-0368) until Parley stops.
+pub(crate) async fn listen_direct(shared: Arc<Shared>, listener: TcpListener) {
+    accept_loop(shared, listener, true).await
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct: bool) {
     loop {
         let accepted = tokio::select! {
             _ = shared.stop.cancelled() => return,
@@ -600,8 +609,14 @@ pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener) {
         let _ = tcp.set_nodelay(true);
         let shared2 = shared.clone();
         shared.tracker.spawn(async move {
-            if let Err(e) = inbound(shared2, tcp).await {
-                debug!(%peer, error = %e, "inbound XMPP stream ended");
+            let ended = if direct {
+                let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
+                inbound_tls(shared2, tcp, inflight).await
+            } else {
+                inbound(shared2, tcp).await
+            };
+            if let Err(e) = ended {
+                debug!(%peer, direct, error = %e, "inbound XMPP stream ended");
             }
         });
     }
@@ -712,28 +727,6 @@ async fn inbound_tls(
         peer_cert,
     )
     .await
-}
-
-/// Accepts direct-TLS s2s connections (XEP-0368) until Parley stops.
-pub(crate) async fn listen_direct(shared: Arc<Shared>, listener: TcpListener) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let Ok((tcp, peer)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let shared2 = shared.clone();
-        shared.tracker.spawn(async move {
-            let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
-            if let Err(e) = inbound_tls(shared2, tcp, inflight).await {
-                debug!(%peer, error = %e, "inbound direct-TLS XMPP stream ended");
-            }
-        });
-    }
 }
 
 /// Reads the peer's header, answers with ours and the features.
