@@ -141,9 +141,11 @@ impl Drop for Sipp {
 }
 
 /// Polls until something listens on the port (TCP) or the port is taken
-/// (UDP), for at most five seconds.
+/// (UDP), for at most fifteen seconds (the suite starts heavier peers —
+/// ejabberd, Chromium — beside SIPp, and on two cores SIPp can be slow to
+/// come up then).
 fn wait_listening(port: u16, transport: &str) {
-    for _ in 0..250 {
+    for _ in 0..750 {
         let busy = if transport.starts_with('t') {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         } else {
