@@ -807,7 +807,9 @@ impl Gateway {
     }
 }
 
-async fn refuse_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
+/// Answers a SIP request the policy refused: the status, and the reason
+/// in a Warning.
+pub async fn refuse_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
     warn!(%domain, reason = r.name(), "refused by policy");
     let (status, phrase) = r.sip();
     let mut extra = vec![("Warning", format!("399 parley \"{}\"", r.text()))];
@@ -817,13 +819,10 @@ async fn refuse_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
     inc.responder.reply(status, phrase, &extra).await
 }
 
-/// Checks a SIP request that arrives from another domain against the
-/// domain policy: Some((status, reason)) when it is refused.
-pub fn check_inbound_sip(gateway: &Gateway, domain: &str) -> Option<(u16, &'static str, Refusal)> {
-    gateway.policy().domain(domain).err().map(|r| {
-        let (s, p) = r.sip();
-        (s, p, r)
-    })
+/// Whether the domain policy lets SIP federation with `domain` happen,
+/// in either direction (the refusal is counted).
+pub fn check_domain(gateway: &Gateway, domain: &str) -> Option<Refusal> {
+    gateway.policy().domain(domain).err()
 }
 
 /// The identity binding of a SIP request from another domain: every
@@ -882,11 +881,6 @@ pub fn check_remote_identity(
     None
 }
 
-/// Sends the policy refusal of an inbound SIP request.
-pub async fn refuse_inbound_sip(inc: &mut Incoming, r: Refusal, domain: &str) {
-    refuse_sip(inc, r, domain).await
-}
-
 fn xmpp_adapter(
     config: &Config,
     core: &Arc<Core>,
@@ -935,7 +929,6 @@ fn xmpp_adapter(
         domains: core.config_domains.clone(),
         listener: listeners.xmpp,
         listener_tls: listeners.xmpp_tls,
-        s2s: true,
         require_tls: x.require_tls,
         tls_server,
         tls_client,
@@ -946,7 +939,6 @@ fn xmpp_adapter(
         connect_timeout: Duration::from_millis(x.connect_timeout_ms),
         idle_timeout: Duration::from_secs(x.idle_timeout_secs),
         resolver: core.dns.hickory(),
-        allowed_addresses: None,
     }))
 }
 

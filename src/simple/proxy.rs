@@ -61,14 +61,17 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     if !core.is_local_domain(&sender.domain) && !sender.domain.is_empty() {
         let own = sender.domain.parse::<std::net::IpAddr>().is_ok();
         if let (false, Some(gateway)) = (own, core.gateway.get()) {
-            let refusal = crate::gateway::check_inbound_sip(gateway, &sender.domain)
-                .map(|(.., r)| r)
-                .or_else(|| {
-                    crate::gateway::check_remote_identity(gateway, &core, &msg, &sender.domain)
-                });
+            let refusal = crate::gateway::check_domain(gateway, &sender.domain).or_else(|| {
+                crate::gateway::check_remote_identity(gateway, &core, &msg, &sender.domain)
+            });
             if let Some(refusal) = refusal {
-                archive_message(&core, &msg, &sender, format!("refused: {}", refusal.name()));
-                return crate::gateway::refuse_inbound_sip(&mut inc, refusal, &sender.domain).await;
+                archive_message(
+                    &core,
+                    &msg,
+                    &sender,
+                    &format!("refused: {}", refusal.name()),
+                );
+                return crate::gateway::refuse_sip(&mut inc, refusal, &sender.domain).await;
             }
         }
     }
@@ -182,11 +185,8 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                             .await;
                     }
                     _ => {
-                        if let Some((.., refusal)) =
-                            crate::gateway::check_inbound_sip(gateway, &domain)
-                        {
-                            return crate::gateway::refuse_inbound_sip(&mut inc, refusal, &domain)
-                                .await;
+                        if let Some(refusal) = crate::gateway::check_domain(gateway, &domain) {
+                            return crate::gateway::refuse_sip(&mut inc, refusal, &domain).await;
                         }
                     }
                 }
@@ -215,7 +215,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         }
     };
 
-    archive_message(&core, &msg, &sender, "relayed".to_string());
+    archive_message(&core, &msg, &sender, "relayed");
 
     let dialog_creating = matches!(
         msg.method(),
@@ -254,7 +254,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
 
 /// A MESSAGE relayed or refused between SIP domains goes to the compliance
 /// archive (every MESSAGE in mode `all`).
-fn archive_message(core: &Core, msg: &Message, sender: &Sender, decision: String) {
+fn archive_message(core: &Core, msg: &Message, sender: &Sender, decision: &str) {
     if !matches!(msg.method(), Some(Method::Message)) {
         return;
     }
@@ -296,7 +296,7 @@ fn archive_message(core: &Core, msg: &Message, sender: &Sender, decision: String
             ""
         },
         auth,
-        decision,
+        decision.to_string(),
         remote_sender || remote_target,
     );
 }

@@ -13,6 +13,7 @@ use parley_test_support::server::TestServer;
 use serde_json::Value;
 
 use crate::presence::{status, Ua};
+use crate::registrar_proxy::run_cli;
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -273,17 +274,7 @@ fn the_admin_api_shows_and_changes_a_running_parley() {
         format!("[admin]\nlisten = \"{admin}\"\ntoken = \"{TOKEN}\"\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["status", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_cli(&["status"], &config);
     assert!(
         text.contains("registrations") && text.contains("domain-denied"),
         "{text}"
@@ -371,16 +362,7 @@ fn a_running_parley_reloads_its_policy_on_sighup_and_keeps_its_token() {
         http(admin, "GET", "/api/v1/refusals", Some(token.trim()), None).0,
         200
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["status", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_cli(&["status"], &config);
 
     let ua = Ua::new(format!("127.0.0.1:{sip_port}").parse().unwrap());
     let from_evil = |n: u32| {

@@ -184,17 +184,7 @@ fn a_kept_message_survives_sigkill() {
     let port = free_port();
     let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_parley"))
-            .args(args)
-            .arg("--config")
-            .arg(dir.join("parley.toml"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::registrar_proxy::run_cli(args, &dir.join("parley.toml"));
     };
     let first = Process::start(&dir, port);
     cli(&["user", "add", "alice@localhost", "--password", "a"]);

@@ -27,17 +27,25 @@ pub(crate) fn cli_with(server: &TestServer, config_text: &str, args: &[&str]) {
         ),
     )
     .unwrap();
+    run_cli(args, &config);
+}
+
+/// Runs the real command line with `--config config`, checks it succeeded
+/// and returns what it printed.
+pub(crate) fn run_cli(args: &[&str], config: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_parley"))
         .args(args)
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "parley {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Provisions a user with the real command line, on the server's database.

@@ -21,19 +21,29 @@ const PARLEY: &str = "parley.example.test";
 const XMPP: &str = "xmpp.example.test";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// DNS for both domains: `_xmpp-server._tcp` SRV records on loopback.
-fn dns(parley_s2s: u16, prosody_s2s: u16) -> TestDns {
-    let srv = |domain: &str, port: u16| Rec::Srv {
-        name: format!("_xmpp-server._tcp.{domain}"),
+/// An SRV record for `service` (`_xmpp-server`, `_xmpps-server`) of
+/// `domain`, pointing at `target` on `port`.
+fn srv(service: &str, domain: &str, port: u16, target: &str) -> Rec {
+    Rec::Srv {
+        name: format!("{service}._tcp.{domain}"),
         priority: 0,
         weight: 5,
         port,
-        target: domain.to_string(),
-    };
-    let a = |domain: &str| Rec::A {
+        target: target.to_string(),
+    }
+}
+
+/// `domain` on 127.0.0.1.
+fn a(domain: &str) -> Rec {
+    Rec::A {
         name: domain.to_string(),
         ip: Ipv4Addr::LOCALHOST,
-    };
+    }
+}
+
+/// DNS for both domains: `_xmpp-server._tcp` SRV records on loopback.
+fn dns(parley_s2s: u16, prosody_s2s: u16) -> TestDns {
+    let srv = |domain: &str, port: u16| srv("_xmpp-server", domain, port, domain);
     TestDns::start(
         "example.test",
         vec![
@@ -298,16 +308,9 @@ fn sip_and_xmpp_users_talk_over_s2s_with_typing_and_receipts() {
     );
 
     // Every crossing is in the compliance archive (the real CLI reads it).
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["archive", "search", "--domain", XMPP, "--config"])
-        .arg(f.parley.state_dir.join("cli.toml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = crate::registrar_proxy::run_cli(
+        &["archive", "search", "--domain", XMPP],
+        &f.parley.state_dir.join("cli.toml"),
     );
     assert!(
         text.lines().any(|l| l.contains("xmpp  sip")
@@ -511,19 +514,7 @@ fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
     let parley_s2s = listener.local_addr().unwrap().port();
     let dns = TestDns::start(
         "example.test",
-        vec![
-            Rec::Srv {
-                name: format!("_xmpp-server._tcp.{ROGUE}"),
-                priority: 0,
-                weight: 0,
-                port: authority_port,
-                target: ROGUE.into(),
-            },
-            Rec::A {
-                name: ROGUE.into(),
-                ip: Ipv4Addr::LOCALHOST,
-            },
-        ],
+        vec![srv("_xmpp-server", ROGUE, authority_port, ROGUE), a(ROGUE)],
     );
     let parley = TestServer::start_with_xmpp(
         &format!(
@@ -718,26 +709,16 @@ fn ejabberd_federates_with_parley_too() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let parley_s2s = listener.local_addr().unwrap().port();
     let ports = Ejabberd::ports();
-    let srv = |domain: &str, port: u16| Rec::Srv {
-        name: format!("_xmpp-server._tcp.{domain}"),
-        priority: 0,
-        weight: 5,
-        port,
-        target: domain.to_string(),
-    };
-    let a = |domain: &str| Rec::A {
-        name: domain.to_string(),
-        ip: Ipv4Addr::LOCALHOST,
-    };
     // Parley's SRV target is an address: ejabberd asks the system, not this
     // DNS server, for the addresses of SRV targets.
-    let mut parley_srv = srv(PARLEY, parley_s2s);
-    if let Rec::Srv { target, .. } = &mut parley_srv {
-        *target = "127.0.0.1".into();
-    }
     let dns = TestDns::start(
         "example.test",
-        vec![parley_srv, a(PARLEY), srv(EJ, ports.1), a(EJ)],
+        vec![
+            srv("_xmpp-server", PARLEY, parley_s2s, "127.0.0.1"),
+            a(PARLEY),
+            srv("_xmpp-server", EJ, ports.1, EJ),
+            a(EJ),
+        ],
     );
     let ej = Ejabberd::start(EJ, ports, dns.addr);
     ej.register("mercutio", "mpw");
@@ -850,17 +831,7 @@ fn direct_tls_federation_follows_xmpps_server_records() {
     let tls_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let parley_tls = tls_listener.local_addr().unwrap().port();
     let ports = Ports::free();
-    let srv = |domain: &str, port: u16| Rec::Srv {
-        name: format!("_xmpps-server._tcp.{domain}"),
-        priority: 0,
-        weight: 5,
-        port,
-        target: domain.to_string(),
-    };
-    let a = |domain: &str| Rec::A {
-        name: domain.to_string(),
-        ip: Ipv4Addr::LOCALHOST,
-    };
+    let srv = |domain: &str, port: u16| srv("_xmpps-server", domain, port, domain);
     let dns = TestDns::start(
         "example.test",
         vec![

@@ -160,13 +160,7 @@ async fn carry(
                 };
                 match frame {
                     Frame::Stanza(el) => {
-                        let from_domain = el
-                            .attr("from")
-                            .map(|j| {
-                                let bare = j.split('/').next().unwrap_or("");
-                                bare.rsplit_once('@').map_or(bare, |(_, d)| d).to_ascii_lowercase()
-                            })
-                            .unwrap_or_default();
+                        let from_domain = crate::jid_domain(el.attr("from"));
                         let peer = Peer {
                             adapter: shared.settings.name.clone(),
                             protocol: Protocol::Xmpp,

@@ -67,8 +67,6 @@ pub struct Settings {
     pub listener: Option<TcpListener>,
     /// The inbound direct-TLS s2s listener (XEP-0368).
     pub listener_tls: Option<TcpListener>,
-    /// Outbound s2s federation on.
-    pub s2s: bool,
     /// STARTTLS required on every s2s stream.
     pub require_tls: bool,
     /// TLS for inbound streams (Parley's certificate).
@@ -92,8 +90,6 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// DNS for `_xmpp-server._tcp`.
     pub resolver: TokioResolver,
-    /// Addresses outbound links may reach (`None`: any).
-    pub allowed_addresses: Option<Vec<std::net::IpAddr>>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -103,14 +99,6 @@ impl std::fmt::Debug for Settings {
             .field("domains", &self.domains)
             .field("components", &self.components)
             .finish_non_exhaustive()
-    }
-}
-
-impl Settings {
-    fn may_connect(&self, addr: SocketAddr) -> bool {
-        self.allowed_addresses
-            .as_ref()
-            .map_or(true, |list| list.is_empty() || list.contains(&addr.ip()))
     }
 }
 
@@ -195,14 +183,6 @@ impl XmppAdapter {
             listener_tls: Mutex::new(listener_tls),
         }
     }
-
-    /// The address the s2s listener is bound to.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener
-            .lock()
-            .ok()
-            .and_then(|l| l.as_ref().and_then(|l| l.local_addr().ok()))
-    }
 }
 
 #[async_trait]
@@ -249,12 +229,13 @@ impl Adapter for XmppAdapter {
 
     async fn deliver(&self, item: Outbound, security: Security) -> Result<(), Failure> {
         let shared = &self.shared;
-        let to_domain = match &item {
-            Outbound::Message(m) => m.to.domain().to_string(),
-            Outbound::Presence(p) => p.to.domain().to_string(),
-            Outbound::Subscription(s) => s.to.domain().to_string(),
+        let (from, to) = match &item {
+            Outbound::Message(m) => (&m.from, &m.to),
+            Outbound::Presence(p) => (&p.from, &p.to),
+            Outbound::Subscription(s) => (&s.from, &s.to),
             _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
         };
+        let (from_domain, to_domain) = (from.domain().to_string(), to.domain().to_string());
         if let Some(index) = shared.component_for(&to_domain) {
             let c = &shared.settings.components[index];
             let el = encode(
@@ -281,24 +262,12 @@ impl Adapter for XmppAdapter {
                 )),
             };
         }
-        if !shared.settings.s2s {
-            return Err(Failure::new(
-                Condition::RemoteServerNotFound,
-                "XMPP federation is off",
-            ));
-        }
         if security.verified && shared.settings.tls_client_verified.is_none() {
             return Err(Failure::new(
                 Condition::PolicyViolation,
                 "a verified certificate is required and no trust anchors are configured",
             ));
         }
-        let from_domain = match &item {
-            Outbound::Message(m) => m.from.domain().to_string(),
-            Outbound::Presence(p) => p.from.domain().to_string(),
-            Outbound::Subscription(s) => s.from.domain().to_string(),
-            _ => String::new(),
-        };
         let el = encode(&item, "jabber:server", None)?;
         shared.s2s.send(shared, &from_domain, &to_domain, el).await
     }
@@ -358,6 +327,17 @@ fn encode(item: &Outbound, ns: &str, rewrite: Option<(&str, &str)>) -> Result<El
 
 /// Stanzas of one stream handled at once; beyond this the stream waits.
 pub(crate) const IN_FLIGHT: usize = 512;
+
+/// The domain of a JID attribute (lower case; empty when absent).
+pub(crate) fn jid_domain(jid: Option<&str>) -> String {
+    let Some(jid) = jid else {
+        return String::new();
+    };
+    let bare = jid.split('/').next().unwrap_or("");
+    bare.rsplit_once('@')
+        .map_or(bare, |(_, d)| d)
+        .to_ascii_lowercase()
+}
 
 /// Where an error reply for an inbound stanza goes.
 #[derive(Debug, Clone)]
@@ -429,7 +409,7 @@ pub(crate) fn dispatch(
             },
             Ok(Decoded::Ignored) => return,
             Err(refused) => {
-                send_error(&shared, &el, &refused.failure, ns, &reply).await;
+                send_error(&shared, &el, &refused.failure, &reply).await;
                 return;
             }
         };
@@ -438,36 +418,24 @@ pub(crate) fn dispatch(
             debug!(%failure, name = %el.name, "inbound stanza refused");
             // Never answer an error with an error (RFC 6120 §8.3.1).
             if !is_error {
-                send_error(&shared, &el, &failure, ns, &reply).await;
+                send_error(&shared, &el, &failure, &reply).await;
             }
         }
     });
 }
 
-async fn send_error(
-    shared: &Arc<Shared>,
-    original: &Element,
-    failure: &Failure,
-    ns: &str,
-    reply: &Reply,
-) {
+async fn send_error(shared: &Arc<Shared>, original: &Element, failure: &Failure, reply: &Reply) {
     let el = stanza::error_reply(original, failure);
-    send_reply(shared, el, ns, reply).await;
+    send_reply(shared, el, reply).await;
 }
 
-async fn send_reply(shared: &Arc<Shared>, el: Element, _ns: &str, reply: &Reply) {
+async fn send_reply(shared: &Arc<Shared>, el: Element, reply: &Reply) {
     match reply {
         Reply::Component(i) => {
             let _ = shared.components[*i].send((el, None)).await;
         }
         Reply::S2s { local } => {
-            let to = el
-                .attr("to")
-                .map(|j| {
-                    let bare = j.split('/').next().unwrap_or("");
-                    bare.rsplit_once('@').map_or(bare, |(_, d)| d).to_string()
-                })
-                .unwrap_or_default();
+            let to = jid_domain(el.attr("to"));
             if let Err(e) = shared.s2s.send(shared, local, &to, el).await {
                 debug!(error = %e, "error reply not sent");
             }
@@ -499,6 +467,6 @@ fn answer_iq(shared: &Arc<Shared>, el: &Element, ns: &'static str, reply: &Reply
     };
     let (shared, reply) = (shared.clone(), reply.clone());
     shared.tracker.clone().spawn(async move {
-        send_reply(&shared, response, ns, &reply).await;
+        send_reply(&shared, response, &reply).await;
     });
 }

@@ -393,10 +393,6 @@ async fn connect(shared: &Arc<Shared>, local: &str, remote: &str) -> Result<Nego
     }
     let mut last = LinkError::Closed;
     for (addr, direct) in targets {
-        if !settings.may_connect(addr) {
-            last = LinkError::Refused(format!("{addr} is not an address Parley may reach"));
-            continue;
-        }
         let tcp =
             match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => tcp,
@@ -993,16 +989,8 @@ async fn handle(
         )));
     }
     // RFC 6120 §4.9.3.9: only from a domain this stream authenticated for.
-    let domain_of = |a: Option<&str>| {
-        a.map(|j| {
-            let bare = j.split('/').next().unwrap_or("");
-            bare.rsplit_once('@')
-                .map_or(bare, |(_, d)| d)
-                .to_ascii_lowercase()
-        })
-    };
-    let from = domain_of(el.attr("from")).unwrap_or_default();
-    let to = domain_of(el.attr("to")).unwrap_or_default();
+    let from = crate::jid_domain(el.attr("from"));
+    let to = crate::jid_domain(el.attr("to"));
     let Some(auth) = authed.get(&(to.clone(), from.clone())).copied() else {
         let condition = if authed.keys().any(|(_, r)| *r == from) {
             "host-unknown"

@@ -33,13 +33,7 @@ impl TestServer {
     /// Starts Parley with `config_text` (TOML, without `[[sip.listen]]`) on
     /// 127.0.0.1 with ports chosen by the system.
     pub fn start(config_text: &str) -> TestServer {
-        let state_dir = std::env::temp_dir().join(format!(
-            "parley-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let state_dir = fresh_state_dir();
         let mut server = Self::start_in(&state_dir, config_text);
         server.owns_dir = true;
         server
@@ -53,13 +47,7 @@ impl TestServer {
 
     /// Starts Parley with its admin console on a port the system chose.
     pub fn start_with_admin(config_text: &str) -> TestServer {
-        let state_dir = std::env::temp_dir().join(format!(
-            "parley-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let state_dir = fresh_state_dir();
         let mut server = Self::start_full(&state_dir, config_text, None, None, true);
         server.owns_dir = true;
         server
@@ -79,13 +67,7 @@ impl TestServer {
         xmpp: std::net::TcpListener,
         xmpp_tls: Option<std::net::TcpListener>,
     ) -> TestServer {
-        let state_dir = std::env::temp_dir().join(format!(
-            "parley-test-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let state_dir = fresh_state_dir();
         let mut server = Self::start_full(&state_dir, config_text, Some(xmpp), xmpp_tls, true);
         server.owns_dir = true;
         server
@@ -240,4 +222,15 @@ impl Drop for TestServer {
             let _ = std::fs::remove_dir_all(&self.state_dir);
         }
     }
+}
+
+/// A state directory of its own for one test server.
+fn fresh_state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "parley-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ))
 }
