@@ -374,7 +374,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let listeners = crate::net::Listeners::bind(&config).await?;
+                let listeners = crate::app::Listeners::bind(&config).await?;
                 crate::app::run(config, listeners, crate::app::signals()).await
             })?;
             Ok(0)
@@ -385,8 +385,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}: ok", file.display());
             for l in &config.sip.listen {
                 let note = match l.transport {
-                    crate::config::Transport::Tls => {
-                        let files = crate::net::tls::cert_files(&config);
+                    crate::proto::sip::Transport::Tls => {
+                        let files = config.cert_files();
                         if files.self_made {
                             format!(" (self-signed certificate in {})", files.cert.display())
                         } else {
@@ -612,7 +612,7 @@ fn archive_command(command: ArchiveCommand) -> anyhow::Result<i32> {
     } = command;
     let time = |v: Option<String>, what: &str| -> anyhow::Result<Option<i64>> {
         v.map(|t| {
-            crate::gateway::archive::parse_time(&t).ok_or_else(|| {
+            crate::proto::time::parse_time(&t).ok_or_else(|| {
                 anyhow::anyhow!("--{what} {t:?}: Unix seconds or an RFC 3339 date expected")
             })
         })
@@ -635,7 +635,7 @@ fn archive_command(command: ArchiveCommand) -> anyhow::Result<i32> {
     for r in &rows {
         println!(
             "{:<20} {:<5} {:<5} {:<28} {:<28} {:<20} {:<12} {}",
-            crate::simple::rfc3339(u64::try_from(r.at).unwrap_or(0)),
+            crate::proto::time::rfc3339(u64::try_from(r.at).unwrap_or(0)),
             r.source_protocol,
             r.destination_protocol,
             r.sender,

@@ -487,6 +487,26 @@ impl Config {
         }
     }
 
+    /// Where the TLS certificate and key come from for this config
+    /// (nothing is created here).
+    pub fn cert_files(&self) -> CertFiles {
+        match (&self.sip.tls.cert, &self.sip.tls.key) {
+            (Some(cert), Some(key)) => CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                self_made: false,
+            },
+            _ => {
+                let dir = self.state_dir.join("tls");
+                CertFiles {
+                    cert: dir.join("cert.pem"),
+                    key: dir.join("key.pem"),
+                    self_made: true,
+                }
+            }
+        }
+    }
+
     /// The SQLite database file in use.
     pub fn sqlite_path(&self) -> PathBuf {
         self.store
@@ -501,65 +521,21 @@ impl Config {
     }
 }
 
+pub use crate::proto::sip::Transport;
+
+/// Paths of the certificate and key in use, and whether Parley made them.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// True when made by Parley (self-signed).
+    pub self_made: bool,
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("var")
-}
-
-/// A SIP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-    /// TLS over TCP.
-    Tls,
-}
-
-impl Transport {
-    /// True for TCP and TLS.
-    pub fn is_stream(self) -> bool {
-        self != Transport::Udp
-    }
-
-    /// The port a URI without one means: 5061 for TLS, else 5060.
-    pub fn default_port(self) -> u16 {
-        if self == Transport::Tls {
-            5061
-        } else {
-            5060
-        }
-    }
-
-    /// Reads a `transport=` value or a stored name, without case.
-    pub fn from_name(name: &str) -> Option<Transport> {
-        match name.to_ascii_lowercase().as_str() {
-            "udp" => Some(Transport::Udp),
-            "tcp" => Some(Transport::Tcp),
-            "tls" => Some(Transport::Tls),
-            _ => None,
-        }
-    }
-
-    /// The name in a Via header (`UDP`, `TCP`, `TLS`).
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        }
-    }
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        })
-    }
 }
 
 /// `[[sip.listen]]`: one address to listen on.

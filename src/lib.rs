@@ -1,8 +1,27 @@
 //! Parley: an IM federation gateway with a SIMPLE (SIP for Instant Messaging
 //! and Presence) core.
 //!
-//! The crate is organised as the design describes: `proto` holds sans-IO
-//! protocol code; the services, the router and the transports build on it.
+//! The layers, each importing only those below it (checked by
+//! `tests/integration/layout.rs`):
+//!
+//! ```text
+//! cli      the command line                      -> app, admin, config, store, proto, sys
+//! app      start-up, shutdown, reload: wires all -> everything
+//! admin    console, JSON API, metrics            -> hub, router, simple, store, config, proto, sys
+//! hub      adapters -> SIP                       -> simple, router, net, store, config, proto, sys
+//! simple   SIMPLE services; bridge SIP -> adapter -> router, net, store, config, proto, sys
+//! router   destination, policy, archive, mapping -> net::dns, store, config, proto, sys
+//! net      transports, transactions, Handler     -> config, proto, sys
+//! store    persistence                           -> config, proto
+//! config   settings                              -> proto
+//! sys      wall clock and CSPRNG                 -> (nothing)
+//! proto    sans-IO codecs and state machines     -> (nothing of the crate)
+//! ```
+//!
+//! The router is built before the core and handed to it: no path to
+//! another domain skips the policy. The transports know the core only as
+//! a [`net::Handler`]; the adapters know the hub only as a
+//! `parley_adapter::HubSink`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -11,8 +30,10 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod gateway;
+pub mod hub;
 pub mod net;
 pub mod proto;
+pub mod router;
 pub mod simple;
 pub mod store;
+pub mod sys;

@@ -23,7 +23,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::simple::presence::Decision;
-use crate::simple::{now_secs, Core};
+use crate::simple::Core;
+use crate::sys::now_secs;
 
 /// The console page: plain HTML and script, nothing fetched from
 /// elsewhere, so it works offline.
@@ -60,7 +61,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// The bearer token: the configured one, else the one kept under the state
 /// directory, else a new one written there (and printed once).
-pub fn token(config: &Config) -> anyhow::Result<String> {
+pub fn token(config: &Config) -> std::io::Result<String> {
     if let Some(t) = &config.admin.token {
         return Ok(t.clone());
     }
@@ -71,17 +72,7 @@ pub fn token(config: &Config) -> anyhow::Result<String> {
             return Ok(t);
         }
     }
-    let t = {
-        use std::hash::BuildHasher;
-        let r = std::collections::hash_map::RandomState::new();
-        let s = std::collections::hash_map::RandomState::new();
-        format!(
-            "{:016x}{:016x}{:016x}",
-            r.hash_one(std::process::id()),
-            s.hash_one(now_secs()),
-            r.hash_one(&file)
-        )
-    };
+    let t = crate::sys::token_hex(24);
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -121,7 +112,7 @@ pub async fn serve(
     store: Arc<dyn crate::store::Store>,
     listener: TcpListener,
     stop: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
+) -> std::io::Result<()> {
     let admin = Admin {
         core,
         token: token.into(),
@@ -207,10 +198,8 @@ async fn openapi() -> Response {
 }
 
 fn links(core: &Core) -> Vec<Value> {
-    let Some(gw) = core.gateway.get() else {
-        return Vec::new();
-    };
-    gw.adapters()
+    core.router
+        .adapters()
         .iter()
         .flat_map(|a| {
             let name = a.name().to_string();
@@ -229,29 +218,25 @@ fn links(core: &Core) -> Vec<Value> {
 
 fn refusal_counts(core: &Core) -> Value {
     let mut map = serde_json::Map::new();
-    if let Some(gw) = core.gateway.get() {
-        for (r, n) in gw.policy().refusals() {
-            map.insert(r.name().to_string(), json!(n));
-        }
+    for (r, n) in core.router.policy().refusals() {
+        map.insert(r.name().to_string(), json!(n));
     }
     Value::Object(map)
 }
 
 fn routed(core: &Core) -> Vec<Value> {
-    core.gateway.get().map_or_else(Vec::new, |gw| {
-        let mut v: Vec<_> = gw.routed().into_iter().collect();
-        v.sort();
-        v.into_iter()
-            .map(|((s, d), n)| json!({"source": s, "destination": d, "messages": n}))
-            .collect()
-    })
+    let mut v: Vec<_> = core.router.routed().into_iter().collect();
+    v.sort();
+    v.into_iter()
+        .map(|((s, d), n)| json!({"source": s, "destination": d, "messages": n}))
+        .collect()
 }
 
 async fn status(State(a): State<Admin>) -> Json<Value> {
     let now = now_secs();
     let core = &a.core;
     Json(json!({
-        "domains": core.config_domains,
+        "domains": core.domains(),
         "registrations": core.location.all(now).len(),
         "addresses_of_record": core.location.aors(),
         "subscriptions": core.presence.subscription_count(),
@@ -308,20 +293,19 @@ async fn peers(State(a): State<Admin>) -> Json<Value> {
 }
 
 fn adapter_list(core: &Core) -> Vec<Value> {
-    core.gateway.get().map_or_else(Vec::new, |gw| {
-        gw.adapters()
-            .iter()
-            .map(|a| {
-                let h = a.health();
-                json!({
-                    "name": a.name(),
-                    "protocol": a.protocol().name(),
-                    "up": h.up,
-                    "links": h.links.len(),
-                })
+    core.router
+        .adapters()
+        .iter()
+        .map(|a| {
+            let h = a.health();
+            json!({
+                "name": a.name(),
+                "protocol": a.protocol().name(),
+                "up": h.up,
+                "links": h.links.len(),
             })
-            .collect()
-    })
+        })
+        .collect()
 }
 
 async fn adapters(State(a): State<Admin>) -> Json<Value> {
@@ -329,10 +313,7 @@ async fn adapters(State(a): State<Admin>) -> Json<Value> {
 }
 
 async fn policy(State(a): State<Admin>) -> Response {
-    let Some(gw) = a.core.gateway.get() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "gateway not started");
-    };
-    let p = gw.policy();
+    let p = a.core.router.policy();
     let c = p.config();
     Json(json!({
         "allow_domains": c.allow_domains,
@@ -352,22 +333,29 @@ async fn policy(State(a): State<Admin>) -> Response {
 
 /// Reads the configuration file again and puts its `[gateway]` policy in
 /// force (also what SIGHUP does).
-pub fn reload_from(core: &Core, path: Option<&Path>) -> Result<(), String> {
-    let Some(path) = path else {
-        return Err("Parley runs without a configuration file".into());
-    };
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    let Some(gw) = core.gateway.get() else {
-        return Err("gateway not started".into());
-    };
-    gw.reload_policy(&config.gateway);
+pub fn reload_from(router: &crate::router::Router, path: Option<&Path>) -> Result<(), ReloadError> {
+    let path = path.ok_or(ReloadError::NoFile)?;
+    let config = Config::load(path)?;
+    router.reload_policy(&config.gateway);
     Ok(())
 }
 
+/// Why the policy was not reloaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// Parley was started without a configuration file.
+    #[error("Parley runs without a configuration file")]
+    NoFile,
+    /// The file does not read as a valid configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
 async fn reload(State(a): State<Admin>) -> Response {
-    match reload_from(&a.core, a.config_path.as_deref()) {
+    match reload_from(&a.core.router, a.config_path.as_deref()) {
         Ok(()) => Json(json!({"reloaded": true})).into_response(),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
     }
 }
 
@@ -511,7 +499,7 @@ pub fn archive_json(r: &crate::store::ArchiveRow) -> Value {
     json!({
         "id": r.id,
         "at": r.at,
-        "time": crate::simple::rfc3339(u64::try_from(r.at).unwrap_or(0)),
+        "time": crate::proto::time::rfc3339(u64::try_from(r.at).unwrap_or(0)),
         "source_protocol": r.source_protocol,
         "destination_protocol": r.destination_protocol,
         "sender": r.sender,
@@ -534,7 +522,7 @@ async fn archive(
     let time = |v: &Option<String>, what: &str| -> Result<Option<i64>, String> {
         match v {
             None => Ok(None),
-            Some(t) => crate::gateway::archive::parse_time(t)
+            Some(t) => crate::proto::time::parse_time(t)
                 .map(Some)
                 .ok_or_else(|| format!("{what}: Unix seconds or an RFC 3339 date expected")),
         }

@@ -3,9 +3,7 @@
 //! TTL in the resolver. The order of SRV targets and the choice of NAPTR
 //! records are decided in `proto::locate`.
 
-use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
@@ -16,8 +14,9 @@ use hickory_resolver::TokioResolver;
 use tracing::debug;
 
 use super::Target;
-use crate::config::{DnsConfig, Transport};
+use crate::config::DnsConfig;
 use crate::proto::locate::{naptr_choices, order_srv, srv_names, Naptr, Srv};
+use crate::proto::sip::Transport;
 
 /// The federation service a domain publishes in DNS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +32,6 @@ pub enum Service {
 /// Finds where to send requests for a domain.
 pub struct Resolver {
     inner: TokioResolver,
-    random: std::collections::hash_map::RandomState,
-    counter: AtomicU64,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -61,24 +58,37 @@ impl Resolver {
         let inner = TokioResolver::builder_with_config(rc, TokioConnectionProvider::default())
             .with_options(opts)
             .build();
-        Resolver {
-            inner,
-            random: std::collections::hash_map::RandomState::new(),
-            counter: AtomicU64::new(0),
+        Resolver { inner }
+    }
+
+    /// A locator for adapters that look up their own services
+    /// (`_xmpp-server._tcp`) through the same nameserver, cache and RFC
+    /// 2782 ordering.
+    pub fn locator(&self) -> std::sync::Arc<dyn parley_adapter::Locator> {
+        std::sync::Arc::new(Resolver {
+            inner: self.inner.clone(),
+        })
+    }
+
+    /// The SRV records of `name` in RFC 2782 order (`None`: no records).
+    async fn srv_ordered(&self, name: &str) -> Option<Vec<Srv>> {
+        let answer = self.inner.lookup(name, RecordType::SRV).await.ok()?;
+        let records: Vec<Srv> = answer
+            .iter()
+            .filter_map(|r| match r {
+                RData::SRV(s) => Some(Srv {
+                    priority: s.priority(),
+                    weight: s.weight(),
+                    port: s.port(),
+                    target: s.target().to_utf8(),
+                }),
+                _ => None,
+            })
+            .collect();
+        if records.is_empty() {
+            return None;
         }
-    }
-
-    fn random(&self, n: u32) -> u32 {
-        let r = self
-            .random
-            .hash_one(self.counter.fetch_add(1, Ordering::Relaxed));
-        (r % (u64::from(n) + 1)) as u32
-    }
-
-    /// The resolver itself, for adapters that look up their own services
-    /// (`_xmpp-server._tcp`) through the same nameserver and cache.
-    pub fn hickory(&self) -> TokioResolver {
-        self.inner.clone()
+        Some(order_srv(&records, random))
     }
 
     /// Which federation service a domain publishes (RFC 7247 §5 style):
@@ -164,26 +174,11 @@ impl Resolver {
                 .collect();
         }
         for (t, srv_name) in choices {
-            let Ok(answer) = self.inner.lookup(srv_name.as_str(), RecordType::SRV).await else {
+            let Some(records) = self.srv_ordered(&srv_name).await else {
                 continue;
             };
-            let records: Vec<Srv> = answer
-                .iter()
-                .filter_map(|r| match r {
-                    RData::SRV(s) => Some(Srv {
-                        priority: s.priority(),
-                        weight: s.weight(),
-                        port: s.port(),
-                        target: s.target().to_utf8(),
-                    }),
-                    _ => None,
-                })
-                .collect();
-            if records.is_empty() {
-                continue;
-            }
             let mut out = Vec::new();
-            for srv in order_srv(&records, |n| self.random(n)) {
+            for srv in records {
                 let target = srv.target.trim_end_matches('.').to_string();
                 out.extend(self.addresses(&target, srv.port, t, &name).await);
             }
@@ -211,6 +206,38 @@ impl Resolver {
                 .iter()
                 .map(|ip| target(t, SocketAddr::new(ip, port), domain))
                 .collect(),
+            Err(e) => {
+                debug!(%host, error = %e, "no address");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A number in `0..=n` for RFC 2782's weighted choice.
+fn random(n: u32) -> u32 {
+    (crate::sys::random_u64() % (u64::from(n) + 1)) as u32
+}
+
+#[async_trait::async_trait]
+impl parley_adapter::Locator for Resolver {
+    async fn srv(&self, name: &str) -> Option<Vec<parley_adapter::SrvTarget>> {
+        Some(
+            self.srv_ordered(name)
+                .await?
+                .into_iter()
+                .map(|s| parley_adapter::SrvTarget {
+                    priority: s.priority,
+                    host: s.target,
+                    port: s.port,
+                })
+                .collect(),
+        )
+    }
+
+    async fn addresses(&self, host: &str) -> Vec<IpAddr> {
+        match self.inner.lookup_ip(host).await {
+            Ok(ips) => ips.iter().collect(),
             Err(e) => {
                 debug!(%host, error = %e, "no address");
                 Vec::new()

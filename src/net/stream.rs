@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::{Path, PeerCertificate, Shared, Target};
-use crate::config::Transport;
+use super::endpoint::{Path, Shared};
+use super::{PeerCertificate, Target};
 use crate::proto::sip::stateless::{screen, Verdict};
+use crate::proto::sip::Transport;
 use crate::proto::sip::{frame, Framing};
 
 /// How long opening a connection (TCP and TLS handshakes) may take.

@@ -2,44 +2,14 @@
 //! makes with rcgen on first start and keeps under the state directory, so
 //! the embedded default runs as it is. ring is the one crypto provider.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Config;
-
-/// Paths of the certificate and key in use, and whether Parley made them.
-#[derive(Debug, Clone)]
-pub struct CertFiles {
-    /// Certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Private key (PEM).
-    pub key: PathBuf,
-    /// True when made by Parley (self-signed).
-    pub self_made: bool,
-}
-
-/// Where the certificate comes from for this config (nothing is created).
-pub fn cert_files(config: &Config) -> CertFiles {
-    match (&config.sip.tls.cert, &config.sip.tls.key) {
-        (Some(cert), Some(key)) => CertFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            self_made: false,
-        },
-        _ => {
-            let dir = config.state_dir.join("tls");
-            CertFiles {
-                cert: dir.join("cert.pem"),
-                key: dir.join("key.pem"),
-                self_made: true,
-            }
-        }
-    }
-}
+use crate::config::{CertFiles, Config};
 
 /// Makes a self-signed certificate for `localhost` and the loopback
 /// addresses when none exists yet.
@@ -93,7 +63,7 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig
 fn own_certificate(
     config: &Config,
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let files = cert_files(config);
+    let files = config.cert_files();
     if files.self_made {
         make_self_signed(&files)?;
     }
@@ -123,16 +93,9 @@ fn trust_anchors(config: &Config) -> anyhow::Result<Option<rustls::RootCertStore
     Ok(Some(roots))
 }
 
-/// True when `cert` is valid for `domain` (a dNSName, RFC 5922 §7.1).
-pub fn certificate_names(cert: &CertificateDer<'_>, domain: &str) -> bool {
-    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
-        return false;
-    };
-    let Ok(name) = rustls::pki_types::ServerName::try_from(domain) else {
-        return false;
-    };
-    ee.verify_is_valid_for_subject_name(&name).is_ok()
-}
+/// True when `cert` is valid for `domain` (a dNSName, RFC 5922 §7.1):
+/// the check the adapter API carries for SIP and XMPP alike.
+pub use parley_adapter::certificate_names;
 
 /// The rustls client configuration for connections Parley opens, trusting
 /// the anchors in `sip.tls.ca_file` and presenting Parley's own

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
-use super::{Path, Shared};
+use super::endpoint::{Path, Shared};
 use crate::proto::sip::{Framing, Message};
 
 /// Takes a bound socket out of the reactor for the blocking readers and

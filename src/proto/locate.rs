@@ -3,7 +3,7 @@
 //! NAPTR, and the order of SRV targets (priority, then weighted random).
 //! The lookups themselves are done by `net::dns`; this only decides.
 
-use crate::config::Transport;
+use crate::proto::sip::Transport;
 
 /// A NAPTR record (RFC 3403) as far as SIP uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,5 +10,6 @@ pub mod imdn;
 pub mod locate;
 pub mod pidf;
 pub mod sip;
+pub mod time;
 pub mod transaction;
 pub use parley_adapter::xml;

@@ -4,8 +4,6 @@
 //! `stale=true`, replays refused by nonce-count.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::proto::digest::{challenge, Algorithm, Credentials, NonceCounts, NonceState, Nonces};
@@ -34,8 +32,6 @@ pub struct Authenticator {
     algorithms: Vec<Algorithm>,
     users: RwLock<HashMap<(String, String), User>>,
     store: Arc<dyn Store>,
-    random: std::collections::hash_map::RandomState,
-    counter: AtomicU64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -56,11 +52,7 @@ impl Authenticator {
         nonce_lifetime_secs: u64,
         store: Arc<dyn Store>,
     ) -> Result<Authenticator, crate::store::StoreError> {
-        let random = std::collections::hash_map::RandomState::new();
-        let mut secret = Vec::with_capacity(32);
-        for i in 0..4u64 {
-            secret.extend_from_slice(&random.hash_one((i, std::process::id())).to_be_bytes());
-        }
+        let secret = crate::sys::random_bytes(32);
         let users = store
             .users()
             .await?
@@ -73,8 +65,6 @@ impl Authenticator {
             algorithms,
             users: RwLock::new(users),
             store,
-            random,
-            counter: AtomicU64::new(0),
         })
     }
 
@@ -101,9 +91,7 @@ impl Authenticator {
 
     /// The challenge header values for `realm`, strongest algorithm first.
     pub fn challenges(&self, realm: &str, stale: bool, now: u64) -> Vec<String> {
-        let salt = self
-            .random
-            .hash_one(self.counter.fetch_add(1, Ordering::Relaxed));
+        let salt = crate::sys::random_u64();
         let nonce = self.nonces.issue(now, salt, realm);
         if let Ok(mut c) = self.counts.lock() {
             c.issued(&nonce);

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::config::Transport;
+use crate::proto::sip::Transport;
 use crate::store::{BindingRow, Store};
 
 /// One binding of an address of record to a contact.

@@ -16,12 +16,16 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use super::{http_date, now_secs, proxy, rfc3339, Core};
+use super::targets::{contact_groups, remote_groups, Branch};
+use super::{proxy, reject, Core};
 use crate::config::OfflineConfig;
-use crate::net::{Incoming, Sip, Target};
-use crate::proto::sip::{Framing, HeaderName, Limits, Message};
+use crate::net::{Incoming, Sip};
+use crate::proto::sip::{HeaderName, Message, RequestBuilder};
+use crate::proto::time::{http_date, rfc3339};
 use crate::proto::{cpim, imdn};
+use crate::router::{Destination, Rejection};
 use crate::store::{OfflineRow, Store};
+use crate::sys::now_secs;
 
 /// The offline store: counts per recipient in memory (so a REGISTER
 /// costs no database call unless something waits), rows in the store.
@@ -42,7 +46,10 @@ impl std::fmt::Debug for Offline {
 
 impl Offline {
     /// Loads the counts of what is kept.
-    pub async fn load(store: Arc<dyn Store>, config: OfflineConfig) -> anyhow::Result<Offline> {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        config: OfflineConfig,
+    ) -> Result<Offline, crate::store::StoreError> {
         let pending = store
             .offline_counts()
             .await?
@@ -114,7 +121,7 @@ pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) {
                 .reply(202, "Accepted (stored for delivery)", &[])
                 .await
         }
-        Err((status, reason)) => inc.responder.reply(status, reason, &[]).await,
+        Err(r) => reject(inc, &r, aor).await,
     }
 }
 
@@ -125,10 +132,13 @@ async fn store(
     sender: String,
     content_type: String,
     body: Vec<u8>,
-) -> Result<(), (u16, &'static str)> {
+) -> Result<(), Rejection> {
     let offline = &core.offline;
     if offline.waiting(aor) >= offline.config.max_per_user {
-        return Err((480, "Temporarily Unavailable (offline store full)"));
+        return Err(Rejection::new(
+            480,
+            "Temporarily Unavailable (offline store full)",
+        ));
     }
     let now = now_secs() as i64;
     let row = OfflineRow {
@@ -152,39 +162,36 @@ async fn store(
         }
         Err(e) => {
             warn!(error = %e, "offline store failed");
-            Err((500, "Offline store failed"))
+            Err(Rejection::new(500, "Offline store failed"))
         }
     }
 }
 
-/// Delivers a MESSAGE that came through the gateway to the local user
-/// `user@domain` (`aor`): to its contacts, or kept for its next contact
-/// when it has none. `Ok` with the status that took it (2xx, or 202 when
-/// kept); `Err` with the status that refused it.
-#[allow(clippy::too_many_arguments)]
+/// Delivers a MESSAGE that came from another network to the local user
+/// `user@domain`: to its contacts, or kept for its next contact when it
+/// has none. `Ok` with the status that took it (2xx, or 202 when kept).
 pub async fn deliver_bridged(
-    core: &Core,
+    core: &Arc<Core>,
     sip: &Sip,
     sender_uri: &str,
-    aor: &str,
     user: &str,
     domain: &str,
     content_type: &str,
     body: &[u8],
-) -> Result<u16, u16> {
+) -> Result<u16, Rejection> {
     if core.auth.user(user, domain).await.is_none() {
-        return Err(404);
+        return Err(Rejection::new(404, "Not Found"));
     }
-    let targets = contact_targets(core, sip, aor);
+    let aor = format!("{user}@{}", domain.to_ascii_lowercase());
+    let groups = contact_groups(core, sip, &aor);
     let sender = format!("<{sender_uri}>");
-    if targets.is_empty() {
+    if groups.is_empty() {
         if !core.offline.enabled() {
-            return Err(480);
+            return Err(Rejection::new(480, "Temporarily Unavailable"));
         }
-        return store(core, aor, sender, content_type.to_string(), body.to_vec())
+        return store(core, &aor, sender, content_type.to_string(), body.to_vec())
             .await
-            .map(|()| 202)
-            .map_err(|(status, _)| status);
+            .map(|()| 202);
     }
     let message = Outgoing {
         from: &sender,
@@ -193,20 +200,16 @@ pub async fn deliver_bridged(
         content_type,
         body,
     };
-    match send_first_status(core, sip, targets, &message).await {
-        Some(s) if (200..300).contains(&s) => Ok(s),
-        Some(s) => Err(s),
-        None => Err(408),
+    match send(core, sip, groups, false, &message).await {
+        s if (200..300).contains(&s) => Ok(s),
+        s => Err(Rejection::text(s, format!("SIP {s}"))),
     }
 }
 
 /// A plain-text report Parley sends a local user about a message that
 /// could not be delivered elsewhere.
-pub async fn report(core: &Core, sip: &Sip, to_uri: &str, about: &str, text: &str) {
-    let domain = core
-        .config_domains
-        .first()
-        .map_or("localhost", String::as_str);
+pub async fn report(core: &Arc<Core>, sip: &Sip, to_uri: &str, about: &str, text: &str) {
+    let domain = core.router.first_domain().to_string();
     send_to_address(
         core,
         sip,
@@ -270,9 +273,9 @@ pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
         .remove(&aor);
 }
 
-/// Sends one kept message to the contacts of its recipient, best q
-/// first, until one answers 2xx.
-async fn deliver_one(core: &Core, sip: &Sip, row: &OfflineRow) -> bool {
+/// Sends one kept message to the contacts of its recipient, by the
+/// proxy's forking rule; true when one answered 2xx.
+async fn deliver_one(core: &Arc<Core>, sip: &Sip, row: &OfflineRow) -> bool {
     let message = Outgoing {
         from: &row.sender,
         to: &format!("<sip:{}>", row.aor),
@@ -280,22 +283,8 @@ async fn deliver_one(core: &Core, sip: &Sip, row: &OfflineRow) -> bool {
         content_type: &row.content_type,
         body: &row.body,
     };
-    send_first(core, sip, contact_targets(core, sip, &row.aor), &message).await
-}
-
-/// Where a local user is reached: each registered contact (best q first)
-/// as (Request-URI, Route set, target).
-fn contact_targets(core: &Core, sip: &Sip, aor: &str) -> Vec<(String, Vec<String>, Target)> {
-    core.location
-        .lookup(aor, now_secs())
-        .iter()
-        .filter_map(|b| {
-            let routes = crate::proto::sip::grammar::split_commas(b.path.as_bytes())
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect();
-            proxy::binding_target(b, sip).map(|t| (b.uri.to_string(), routes, t))
-        })
-        .collect()
+    let groups = contact_groups(core, sip, &row.aor);
+    (200..300).contains(&send(core, sip, groups, false, &message).await)
 }
 
 /// A MESSAGE Parley originates, before it has a Request-URI.
@@ -308,77 +297,46 @@ struct Outgoing<'a> {
     body: &'a [u8],
 }
 
-/// Sends `message` to each target in turn until one answers 2xx.
-async fn send_first(
-    core: &Core,
+impl Outgoing<'_> {
+    /// The MESSAGE request, addressed per branch by the forking rule.
+    fn request(&self, request_uri: &str) -> Option<Message> {
+        RequestBuilder::new("MESSAGE", request_uri)
+            .header(
+                "From",
+                &format!("{};tag={}", self.from, crate::sys::token()),
+            )
+            .header("To", self.to)
+            .header("Call-ID", &crate::sys::token_hex(12))
+            .header("CSeq", "1 MESSAGE")
+            .header("Max-Forwards", "70")
+            .header("Date", &http_date(u64::try_from(self.date).unwrap_or(0)))
+            .body(self.content_type, self.body)
+            .map_err(|e| warn!(error = %e, "MESSAGE not made"))
+            .ok()
+    }
+}
+
+/// Sends `message` to `groups` by the proxy's forking rule; the final
+/// status (480 when there was nowhere to send it).
+async fn send(
+    core: &Arc<Core>,
     sip: &Sip,
-    targets: Vec<(String, Vec<String>, Target)>,
+    groups: Vec<Vec<Branch>>,
+    failover: bool,
     message: &Outgoing<'_>,
-) -> bool {
-    send_first_status(core, sip, targets, message)
-        .await
-        .is_some_and(|s| (200..300).contains(&s))
-}
-
-/// Sends `message` to each target in turn until one answers 2xx; the
-/// last final status (None when no request could be sent).
-async fn send_first_status(
-    core: &Core,
-    sip: &Sip,
-    targets: Vec<(String, Vec<String>, Target)>,
-    message: &Outgoing<'_>,
-) -> Option<u16> {
-    let mut last = None;
-    for (request_uri, routes, target) in targets {
-        let request = build(core, &request_uri, &routes, message)?;
-        let status = final_status(sip, request, &target).await;
-        if status.is_some_and(|s| (200..300).contains(&s)) {
-            return status;
-        }
-        last = status.or(last);
-    }
-    last
-}
-
-/// Sends a request in a client transaction and waits for its final status.
-async fn final_status(sip: &Sip, request: Message, target: &Target) -> Option<u16> {
-    let mut rx = sip.request(request, target).await.ok()?;
-    while let Some(m) = rx.recv().await {
-        match m.status() {
-            Some(s) if s >= 200 => return Some(s),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The MESSAGE request for one target.
-fn build(core: &Core, request_uri: &str, routes: &[String], m: &Outgoing<'_>) -> Option<Message> {
-    let mut text = format!("MESSAGE {request_uri} SIP/2.0\r\n");
-    for r in routes {
-        text.push_str(&format!("Route: {r}\r\n"));
-    }
-    text.push_str(&format!(
-        "From: {};tag={}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 MESSAGE\r\nDate: {}\r\n\
-         Content-Type: {}\r\nContent-Length: {}\r\n\r\n",
-        m.from,
-        core.presence.token(),
-        m.to,
-        core.presence.token(),
-        http_date(u64::try_from(m.date).unwrap_or(0)),
-        m.content_type,
-        m.body.len()
-    ));
-    let mut wire = text.into_bytes();
-    wire.extend_from_slice(m.body);
-    Message::parse(Bytes::from(wire), Framing::Stream, &Limits::default())
-        .map_err(|e| debug!(error = %e, "MESSAGE not made"))
-        .ok()
+) -> u16 {
+    let Some(first) = groups.first().and_then(|g| g.first()) else {
+        return 480;
+    };
+    let Some(request) = message.request(&first.request_uri) else {
+        return 500;
+    };
+    proxy::originate(core, sip, request, groups, failover).await
 }
 
 /// Removes expired messages and tells each sender (RFC 3428 leaves the
 /// report to the service; this is a plain-text MESSAGE from Parley).
-pub async fn expire(core: &Core, sip: &Sip) {
+pub async fn expire(core: &Arc<Core>, sip: &Sip) {
     let offline = &core.offline;
     if offline.counts().is_empty() {
         return;
@@ -425,7 +383,7 @@ fn imdn_request(row: &OfflineRow) -> Option<imdn::Request> {
 /// Sends an IMDN delivery notification for a kept message, from its
 /// recipient to its sender, when the message asked for this outcome.
 async fn notify_disposition(
-    core: &Core,
+    core: &Arc<Core>,
     sip: &Sip,
     row: &OfflineRow,
     outcome: imdn::Delivery,
@@ -468,7 +426,7 @@ async fn notify_disposition(
 
 /// The not-delivered report to the sender of an expired message: an IMDN
 /// failure when the message asked for one, else plain text.
-async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
+async fn report_expiry(core: &Arc<Core>, sip: &Sip, row: &OfflineRow) {
     if notify_disposition(core, sip, row, imdn::Delivery::Failed).await {
         return;
     }
@@ -494,9 +452,10 @@ async fn report_expiry(core: &Core, sip: &Sip, row: &OfflineRow) {
 }
 
 /// Sends a MESSAGE Parley originates to `uri`: a local user at its
-/// contacts, another domain through DNS (RFC 3263); true on a 2xx.
+/// contacts, another SIP domain through DNS (RFC 3263) when the domain
+/// policy lets it; true on a 2xx.
 async fn send_to_address(
-    core: &Core,
+    core: &Arc<Core>,
     sip: &Sip,
     uri: &str,
     from: &str,
@@ -510,15 +469,27 @@ async fn send_to_address(
     let Some(sip_uri) = parsed.as_sip() else {
         return false;
     };
-    let targets = if sip_uri.user.is_some() && core.is_local(&sip_uri.host, sip_uri.port) {
-        let (aor, _) = proxy::local_aor(core, sip_uri.user.unwrap_or_default(), &sip_uri.host);
-        contact_targets(core, sip, &aor)
-    } else {
-        proxy::uri_targets(core, sip_uri)
-            .await
-            .into_iter()
-            .map(|t| (uri.to_string(), Vec::new(), t))
-            .collect()
+    let local = core.is_local(&sip_uri.host, sip_uri.port);
+    let (groups, failover) = match (sip_uri.user, local) {
+        (Some(user), true) => {
+            let (aor, _) = proxy::local_aor(core, user, &sip_uri.host);
+            (contact_groups(core, sip, &aor), false)
+        }
+        _ => {
+            let domain = sip_uri.host.to_string();
+            match core.router.destination(&domain).await {
+                Destination::Sip => {}
+                other => {
+                    info!(to = %uri, destination = ?other, "a report Parley made has no SIP route");
+                    return false;
+                }
+            }
+            if let Err(r) = core.router.check_domain(&domain) {
+                info!(to = %uri, refusal = %r, "a report Parley made is refused by policy");
+                return false;
+            }
+            (remote_groups(core, sip_uri, uri).await, true)
+        }
     };
     let message = Outgoing {
         from,
@@ -527,7 +498,7 @@ async fn send_to_address(
         content_type,
         body,
     };
-    if send_first(core, sip, targets, &message).await {
+    if (200..300).contains(&send(core, sip, groups, failover, &message).await) {
         return true;
     }
     debug!(to = %uri, "a MESSAGE Parley made found no one");

@@ -17,18 +17,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use tracing::debug;
 
-use super::{now_secs, proxy, Core};
-use crate::config::Transport;
+use super::{proxy, Core};
 use crate::net::{Incoming, Sip, Target};
 use crate::proto::pidf::{self, Presence as Document};
 use crate::proto::sip::typed::{parse_delta, TokenParams};
-use crate::proto::sip::{Framing, HeaderName, Limits, Message};
+use crate::proto::sip::Transport;
+use crate::proto::sip::{HeaderName, Message, RequestBuilder};
+use crate::sys::now_secs;
 
 /// Event packages the agent serves, for Allow-Events.
 pub const EVENTS: &str = "presence, presence.winfo";
@@ -222,12 +221,12 @@ struct State {
     /// Watchers of local presentities on other networks, by presentity:
     /// what each may see.
     external: HashMap<String, HashMap<String, Decision>>,
-    /// Presence for external watchers, waiting to be handed to the gateway.
+    /// Presence for external watchers, waiting to be handed to the bridge.
     external_out: Vec<ExternalNotice>,
 }
 
 /// Presence for a watcher on another network (RFC 7248), handed to the
-/// gateway: the watcher is allowed (with the current state), the state
+/// bridge: the watcher is allowed (with the current state), the state
 /// changed, or the watcher is no longer allowed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExternalNotice {
@@ -263,8 +262,6 @@ pub struct PresenceAgent {
     config: PresenceConfig,
     store: Option<Arc<dyn crate::store::Store>>,
     state: Mutex<State>,
-    counter: AtomicU64,
-    random: std::collections::hash_map::RandomState,
     limits: pidf::Limits,
 }
 
@@ -293,17 +290,13 @@ impl PresenceAgent {
             config,
             store,
             state: Mutex::new(State::default()),
-            counter: AtomicU64::new(1),
-            random: std::collections::hash_map::RandomState::new(),
             limits: pidf::Limits::default(),
         }
     }
 
     /// A fresh, unpredictable token (tags, entity tags, Call-IDs).
     pub(crate) fn token(&self) -> String {
-        use std::hash::BuildHasher;
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}", self.random.hash_one(n))
+        crate::sys::token()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -836,7 +829,7 @@ pub async fn subscribe(core: &Core, sip: &Sip, inc: Incoming) {
 }
 
 /// A SUBSCRIBE from a local user to a presentity of another network
-/// (`user@domain`), which the gateway reaches through an adapter: the
+/// (`user@domain`), which the router reaches through an adapter: the
 /// agent holds the dialog and notifies what the adapter reports. True
 /// when a new subscription was made (the other network is then asked).
 pub async fn subscribe_foreign(core: &Core, sip: &Sip, inc: Incoming, presentity: String) -> bool {
@@ -1351,10 +1344,6 @@ fn notify_request(
 ) -> Option<Message> {
     let d = &sub.dialog;
     let t = &d.texts;
-    let mut text = format!("NOTIFY {} SIP/2.0\r\n", t.get(Part::RemoteTarget));
-    for r in &d.route_set {
-        text.push_str(&format!("Route: {r}\r\n"));
-    }
     let package = match sub.package {
         Package::Presence => "presence",
         Package::Winfo => "presence.winfo",
@@ -1363,20 +1352,27 @@ fn notify_request(
         Some(id) => format!("{package};id={id}"),
         None => package.to_string(),
     };
-    text.push_str(&format!(
-        "From: <{}>;tag={}\r\nTo: <{}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} NOTIFY\r\n\
-         Max-Forwards: 70\r\nContact: {}\r\nEvent: {event}\r\nSubscription-State: {substate}\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        t.get(Part::LocalUri),
-        t.get(Part::LocalTag),
-        t.get(Part::RemoteUri),
-        t.get(Part::RemoteTag),
-        t.get(Part::CallId),
-        d.local_cseq,
-        our_contact(core, d.transport),
-        body.len(),
-    ));
-    Message::parse(Bytes::from(text), Framing::Stream, &Limits::default())
+    RequestBuilder::new("NOTIFY", t.get(Part::RemoteTarget))
+        .headers("Route", &d.route_set)
+        .header(
+            "From",
+            &format!("<{}>;tag={}", t.get(Part::LocalUri), t.get(Part::LocalTag)),
+        )
+        .header(
+            "To",
+            &format!(
+                "<{}>;tag={}",
+                t.get(Part::RemoteUri),
+                t.get(Part::RemoteTag)
+            ),
+        )
+        .header("Call-ID", t.get(Part::CallId))
+        .header("CSeq", &format!("{} NOTIFY", d.local_cseq))
+        .header("Max-Forwards", "70")
+        .header("Contact", &our_contact(core, d.transport))
+        .header("Event", &event)
+        .header("Subscription-State", substate)
+        .body(content_type, body.as_bytes())
         .map_err(|e| debug!(error = %e, "NOTIFY not made"))
         .ok()
 }
@@ -1386,7 +1382,7 @@ fn notify_request(
 /// SUBSCRIBE came from.
 fn notify_target(core: &Core, d: &Dialog) -> Option<Target> {
     if let Some(first) = d.route_set.first() {
-        if let Some(t) = proxy::route_target(first.as_bytes(), d.transport) {
+        if let Some(t) = super::targets::route_target(first.as_bytes(), d.transport) {
             return Some(t);
         }
     }
@@ -1394,7 +1390,7 @@ fn notify_target(core: &Core, d: &Dialog) -> Option<Target> {
     let from_uri = uri
         .as_ref()
         .and_then(|u| u.as_sip())
-        .and_then(|s| proxy::address_target(s, d.transport));
+        .and_then(|s| super::targets::address_target(s, d.transport));
     let _ = core;
     Some(from_uri.unwrap_or_else(|| Target::new(d.transport, d.source)))
 }
@@ -1403,10 +1399,8 @@ fn notify_target(core: &Core, d: &Dialog) -> Option<Target> {
 /// loses its subscription (RFC 6665 §4.2.2).
 async fn send_all(core: &Core, sip: &Sip, out: Vec<Outgoing>) {
     let external = std::mem::take(&mut core.presence.state().external_out);
-    if let Some(gateway) = core.gateway.get() {
-        for notice in external {
-            gateway.presence_out(notice).await;
-        }
+    for notice in external {
+        super::bridge::presence_out(core, notice).await;
     }
     for o in out {
         let agent = Arc::downgrade(&core.presence);

@@ -5,29 +5,21 @@
 //! context with best-response selection (§16.7), and no open relay.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
-use crate::config::Transport;
-use crate::net::{Incoming, OnResponse, Sip, Target};
+use crate::net::{Incoming, OnResponse, Responder, Sip};
 use crate::proto::sip::typed::{parse_max_forwards, NameAddr};
-use crate::proto::sip::uri::{Host, SipUri, Uri};
-use crate::proto::sip::{HeaderName, Message, Method};
+use crate::proto::sip::uri::{Host, SipUri};
+use crate::proto::sip::{HeaderName, Message, Method, Transport};
 use crate::proto::transaction::Key;
+use crate::router::{Destination, Rejection};
+use crate::sys::now_secs;
 
 use super::auth::Verdict;
-use super::location::Binding;
-use super::{now_secs, Core};
-
-/// Where one branch goes.
-#[derive(Debug, Clone)]
-struct Branch {
-    request_uri: String,
-    routes: Vec<String>,
-    target: Target,
-}
+use super::targets::{binding_target, groups, remote_groups, route_target, uri_targets, Branch};
+use super::{reject, Core};
 
 /// Routes one request that is not for Parley itself (neither ACK nor
 /// CANCEL, which have their own paths).
@@ -58,28 +50,25 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     };
     let authenticated = sender.authenticated;
     // A request from another domain meets the domain policy first.
-    if !core.is_local_domain(&sender.domain) && !sender.domain.is_empty() {
-        let own = sender.domain.parse::<std::net::IpAddr>().is_ok();
-        if let (false, Some(gateway)) = (own, core.gateway.get()) {
-            let refusal = crate::gateway::check_domain(gateway, &sender.domain).or_else(|| {
-                crate::gateway::check_remote_identity(gateway, &core, &msg, &sender.domain)
-            });
-            if let Some(refusal) = refusal {
-                archive_message(
-                    &core,
-                    &msg,
-                    &sender,
-                    &format!("refused: {}", refusal.name()),
-                );
-                return crate::gateway::refuse_sip(&mut inc, refusal, &sender.domain).await;
-            }
+    if !core.is_local_domain(&sender.domain)
+        && !sender.domain.is_empty()
+        && sender.domain.parse::<std::net::IpAddr>().is_err()
+    {
+        let checked = core
+            .router
+            .check_domain(&sender.domain)
+            .and_then(|()| core.router.check_remote_identity(&msg, &sender.domain));
+        if let Err(r) = checked {
+            let decision = format!("refused: {}", r.refusal.map_or("refused", |x| x.name()));
+            archive_message(&core, &msg, &sender, &decision);
+            return reject(&mut inc, &r, &sender.domain).await;
         }
     }
     // RFC 3862 §4: the identity inside a CPIM body is the sender's, checked
     // here for the local users Parley authenticates.
     if authenticated {
-        if let Err(reason) = check_cpim_identity(&msg, &sender) {
-            return inc.responder.reply(reason.0, reason.1, &[]).await;
+        if let Err(r) = check_cpim_identity(&msg, &sender) {
+            return reject(&mut inc, &r, &sender.domain).await;
         }
     }
     // A request on a route set Parley recorded belongs to a dialog it let
@@ -166,52 +155,35 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
             }
             // Another domain: the router says where it is and whether it
             // may be reached.
-            if let Some(gateway) = core.gateway.get() {
-                let domain = sip_uri.host.to_string();
-                match gateway.destination(&core, &domain).await {
-                    crate::gateway::Destination::Adapter(adapter) => {
-                        let sender_address = sender.user.as_deref().and_then(|u| {
-                            parley_adapter::Address::new(u, &sender.domain, None).ok()
-                        });
-                        let recipient = parley_adapter::Address::from_uri(&request_uri_text(&msg));
-                        let (Some(from), Ok(to)) = (sender_address, recipient) else {
-                            return inc
-                                .responder
-                                .reply(400, "Address not mappable to the other network", &[])
-                                .await;
-                        };
-                        return gateway
-                            .bridge_request(&core, adapter, inc, &msg, from, to)
-                            .await;
-                    }
-                    _ => {
-                        if let Some(refusal) = crate::gateway::check_domain(gateway, &domain) {
-                            return crate::gateway::refuse_sip(&mut inc, refusal, &domain).await;
-                        }
-                    }
-                }
+            let domain = sip_uri.host.to_string();
+            if let Destination::Adapter(adapter) = core.router.destination(&domain).await {
+                let sender_address = sender
+                    .user
+                    .as_deref()
+                    .and_then(|u| parley_adapter::Address::new(u, &sender.domain, None).ok());
+                let recipient = parley_adapter::Address::from_uri(&request_uri_text(&msg));
+                let (Some(from), Ok(to)) = (sender_address, recipient) else {
+                    return inc
+                        .responder
+                        .reply(400, "Address not mappable to the other network", &[])
+                        .await;
+                };
+                return super::bridge::request(&core, &sip, adapter, inc, &msg, from, to).await;
+            }
+            if let Err(r) = core.router.check_domain(&domain) {
+                return reject(&mut inc, &r, &domain).await;
             }
             // RFC 3263: every target in order, the next one only after a
             // timeout, a transport error or a 503.
             failover = true;
-            let targets = uri_targets(&core, &sip_uri).await;
-            if targets.is_empty() {
+            let groups = remote_groups(&core, &sip_uri, &request_uri_text(&msg)).await;
+            if groups.is_empty() {
                 return inc
                     .responder
                     .reply(503, "Service Unavailable (destination not resolved)", &[])
                     .await;
             }
-            let request_uri = request_uri_text(&msg);
-            targets
-                .into_iter()
-                .map(|target| {
-                    vec![Branch {
-                        request_uri: request_uri.clone(),
-                        routes: Vec::new(),
-                        target,
-                    }]
-                })
-                .collect()
+            groups
         }
     };
 
@@ -224,7 +196,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     let invite_key = invite.then(|| inc.responder.key().clone());
     let ctx = Arc::new(Mutex::new(Context {
         inbound: inc.transport,
-        responder: inc.responder,
+        upstream: Upstream::Proxied(inc.responder),
         msg,
         groups: branches.into(),
         invite,
@@ -252,15 +224,52 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     start_group(ctx, core, sip).await;
 }
 
+/// Sends a request Parley originates (a bridged message, a kept message,
+/// a report) to `groups` by the proxy's own forking rule: in parallel
+/// within a group, groups in turn until one answers 2xx (or, with
+/// `failover`, the RFC 3263 rule: the next target only after a timeout or
+/// a 503). Returns the best final response's status (RFC 3261 §16.7),
+/// or 480 when there was no target.
+pub async fn originate(
+    core: &Arc<Core>,
+    sip: &Sip,
+    request: Message,
+    groups: Vec<Vec<Branch>>,
+    failover: bool,
+) -> u16 {
+    if groups.is_empty() {
+        return 480;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let ctx = Arc::new(Mutex::new(Context {
+        inbound: Transport::Udp,
+        upstream: Upstream::Origin(Some(tx)),
+        loop_tag: loop_hash(&request),
+        msg: request,
+        groups: groups.into(),
+        invite: false,
+        failover,
+        dialog_creating: false,
+        live: 0,
+        finals: 0,
+        best: None,
+        answered: false,
+        done: false,
+        branches: Vec::new(),
+        cancelling: false,
+        last_provisional: std::time::Instant::now(),
+    }));
+    start_group(ctx, core.clone(), sip.clone()).await;
+    rx.await.unwrap_or(408)
+}
+
 /// A MESSAGE relayed or refused between SIP domains goes to the compliance
 /// archive (every MESSAGE in mode `all`).
 fn archive_message(core: &Core, msg: &Message, sender: &Sender, decision: &str) {
     if !matches!(msg.method(), Some(Method::Message)) {
         return;
     }
-    let Some(gateway) = core.gateway.get() else {
-        return;
-    };
+    let router = &core.router;
     // Decided before anything is printed: the relay path stays cheap when
     // the message is not archived.
     let remote_sender = !core.is_local_domain(&sender.domain);
@@ -269,7 +278,7 @@ fn archive_message(core: &Core, msg: &Message, sender: &Sender, decision: &str) 
         .and_then(Result::ok)
         .and_then(|u| u.as_sip().map(|s| !core.is_local(&s.host, s.port)))
         .unwrap_or(false);
-    if !gateway.archive().wants(remote_sender || remote_target) {
+    if !router.archive().wants(remote_sender || remote_target) {
         return;
     }
     let Ok(to) = parley_adapter::Address::from_uri(&request_uri_text(msg)) else {
@@ -286,7 +295,7 @@ fn archive_message(core: &Core, msg: &Message, sender: &Sender, decision: &str) 
     } else {
         "none"
     };
-    gateway.archive_sip(
+    router.archive_sip(
         msg,
         &from,
         &to.bare().to_string(),
@@ -388,7 +397,7 @@ pub(super) fn local_aor(core: &Core, user: &str, host: &Host<'_>) -> (String, St
     let domain = if core.is_local_domain(&domain) {
         domain
     } else {
-        core.config_domains[0].clone()
+        core.router.first_domain().to_string()
     };
     (format!("{user}@{domain}"), domain)
 }
@@ -486,7 +495,7 @@ pub async fn ack(core: &Core, sip: &Sip, mut msg: Message) {
 /// groups still to try and the responses so far. Responses are handled in
 /// place, on the task that received them.
 struct Context {
-    responder: crate::net::Responder,
+    upstream: Upstream,
     msg: Message,
     inbound: Transport,
     groups: VecDeque<Vec<Branch>>,
@@ -507,6 +516,46 @@ struct Context {
     loop_tag: u64,
     /// When Timer C last started (the INVITE went out or a provisional came).
     last_provisional: std::time::Instant,
+}
+
+/// Who waits for the responses of a context. The context lives behind an
+/// `Arc` already; boxing the responder would add an allocation per
+/// proxied request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Upstream {
+    /// A proxied request: responses go back through its server transaction.
+    Proxied(Responder),
+    /// A request Parley originated: its final response goes to the task
+    /// that sent it.
+    Origin(Option<tokio::sync::oneshot::Sender<u16>>),
+}
+
+impl Upstream {
+    /// Passes a response on: every one to a proxied request's sender; only
+    /// the final one to an originating task.
+    fn forward(&mut self, status: u16, response: &Message) {
+        match self {
+            Upstream::Proxied(r) => r.send_sync(status, Bytes::from(response.to_bytes())),
+            Upstream::Origin(_) => self.finish(status),
+        }
+    }
+
+    /// Answers with a response Parley makes.
+    fn reply(&mut self, status: u16, reason: &str) {
+        match self {
+            Upstream::Proxied(r) => r.reply_sync(status, reason, &[]),
+            Upstream::Origin(_) => self.finish(status),
+        }
+    }
+
+    /// An originating task learns the final status.
+    fn finish(&mut self, status: u16) {
+        if let (Upstream::Origin(tx), true) = (self, status >= 200) {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(status);
+            }
+        }
+    }
 }
 
 /// What the context knows of one branch of the current group.
@@ -818,8 +867,7 @@ async fn timer_c(ctx: Weak<Mutex<Context>>, core: Arc<Core>, sip: Sip, after: st
 }
 
 fn forward_upstream(c: &mut Context, status: u16, response: &Message) {
-    c.responder
-        .send_sync(status, Bytes::from(response.to_bytes()));
+    c.upstream.forward(status, response);
 }
 
 /// Answers upstream with the best response (§16.7 step 6).
@@ -831,9 +879,7 @@ fn finish(c: &mut Context) {
     if c.answered {
         return;
     }
-    let local = |c: &mut Context, status: u16, reason: &str| {
-        c.responder.reply_sync(status, reason, &[]);
-    };
+    let local = |c: &mut Context, status: u16, reason: &str| c.upstream.reply(status, reason);
     match c.best.take() {
         // A 503 from downstream becomes 500.
         Some(r) if r.status() == Some(503) => local(c, 500, "Server Internal Error"),
@@ -854,94 +900,6 @@ fn better(new: &Message, old: Option<&Message>) -> bool {
     let (n, o) = (new.status().unwrap_or(699), old.status().unwrap_or(699));
     let rank = |s: u16| if s >= 600 { 0 } else { s / 100 };
     rank(n) < rank(o)
-}
-
-/// Bindings into branch groups: one group per q-value, highest first.
-fn groups(bindings: &[Binding], sip: &Sip) -> Vec<Vec<Branch>> {
-    let mut out: Vec<Vec<Branch>> = Vec::new();
-    let mut last_q = None;
-    for b in bindings {
-        let Some(target) = binding_target(b, sip) else {
-            continue;
-        };
-        let routes: Vec<String> = if b.path.is_empty() {
-            Vec::new()
-        } else {
-            crate::proto::sip::grammar::split_commas(b.path.as_bytes())
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect()
-        };
-        let branch = Branch {
-            request_uri: b.uri.to_string(),
-            routes,
-            target,
-        };
-        if last_q == Some(b.q) {
-            if let Some(g) = out.last_mut() {
-                g.push(branch);
-                continue;
-            }
-        }
-        last_q = Some(b.q);
-        out.push(vec![branch]);
-    }
-    out
-}
-
-/// Where a binding is reached: through its Path, back over the flow it
-/// registered on while that connection is open (TCP/TLS), or at its
-/// contact address.
-pub(super) fn binding_target(b: &Binding, sip: &Sip) -> Option<Target> {
-    if !b.path.is_empty() {
-        let first = crate::proto::sip::grammar::split_commas(b.path.as_bytes()).next()?;
-        return route_target(first, b.transport);
-    }
-    if b.transport.is_stream() && sip.is_connected(b.transport, b.source) {
-        return Some(Target::new(b.transport, b.source));
-    }
-    let uri = Uri::parse(b.uri.as_bytes()).ok()?;
-    let sip = uri.as_sip()?;
-    address_target(sip, Transport::Udp).or(Some(Target::new(b.transport, b.source)))
-}
-
-/// The target of a SIP URI whose host is an address (RFC 3263 §4.1 and
-/// §4.2 for a numeric host): its `transport=`, else TLS for `sips:` and
-/// `plain` otherwise; its port, else the transport's default.
-pub(super) fn address_target(sip: &SipUri<'_>, plain: Transport) -> Option<Target> {
-    let ip = sip.host.ip()?;
-    let transport = transport_param(sip).unwrap_or(if sip.secure { Transport::Tls } else { plain });
-    let port = sip.port.unwrap_or(transport.default_port());
-    Some(Target::new(transport, SocketAddr::new(ip, port)))
-}
-
-/// The target of a Route value whose URI host is an address. Without a
-/// transport parameter it is reached over UDP, except where the request
-/// came over TLS, which is not downgraded.
-pub(super) fn route_target(value: &[u8], inbound: Transport) -> Option<Target> {
-    let na = NameAddr::parse(value, "Route").ok()?;
-    let uri = na.uri().ok()?;
-    let plain = if inbound == Transport::Tls {
-        Transport::Tls
-    } else {
-        Transport::Udp
-    };
-    address_target(uri.as_sip()?, plain)
-}
-
-/// The targets for a Request-URI in another domain: its address as
-/// written, or RFC 3263 location over DNS.
-pub(super) async fn uri_targets(core: &Core, sip: &SipUri<'_>) -> Vec<Target> {
-    if let Some(target) = address_target(sip, Transport::Udp) {
-        return vec![target];
-    }
-    let transport = transport_param(sip);
-    core.dns
-        .locate(&sip.host.to_string(), sip.port, transport, sip.secure)
-        .await
-}
-
-fn transport_param(sip: &SipUri<'_>) -> Option<Transport> {
-    Transport::from_name(sip.transport()?)
 }
 
 /// A request inside a dialog (a To tag): it follows its route set.
@@ -1064,7 +1022,7 @@ pub(super) async fn authenticate(
 
 /// A `message/cpim` body must name its sender in CPIM From: 403 when it
 /// names someone else, 400 when it is not CPIM at all.
-fn check_cpim_identity(msg: &Message, sender: &Sender) -> Result<(), (u16, &'static str)> {
+fn check_cpim_identity(msg: &Message, sender: &Sender) -> Result<(), Rejection> {
     use crate::proto::cpim;
     let is_cpim = msg.content_type().and_then(Result::ok).is_some_and(|ct| {
         ct.kind.eq_ignore_ascii_case("message") && ct.subtype.eq_ignore_ascii_case("cpim")
@@ -1073,16 +1031,16 @@ fn check_cpim_identity(msg: &Message, sender: &Sender) -> Result<(), (u16, &'sta
         return Ok(());
     }
     let body = msg.body_bytes();
-    let parsed =
-        cpim::Cpim::parse(&body, &cpim::Limits::default()).map_err(|_| (400, "Bad CPIM body"))?;
+    let parsed = cpim::Cpim::parse(&body, &cpim::Limits::default())
+        .map_err(|_| Rejection::new(400, "Bad CPIM body"))?;
     let claimed = parsed
         .from_uri()
         .and_then(cpim::address_key)
-        .ok_or((400, "CPIM body without a From address"))?;
+        .ok_or(Rejection::new(400, "CPIM body without a From address"))?;
     let user = sender.user.as_deref().unwrap_or_default();
     if claimed.eq_ignore_ascii_case(&format!("{user}@{}", sender.domain)) {
         Ok(())
     } else {
-        Err((403, "CPIM From is not the sender"))
+        Err(Rejection::new(403, "CPIM From is not the sender"))
     }
 }

@@ -10,7 +10,9 @@ use crate::proto::sip::{HeaderName, Message};
 
 use super::auth::Verdict;
 use super::location::Binding;
-use super::{http_date, now_secs, Core};
+use super::Core;
+use crate::proto::time::http_date;
+use crate::sys::now_secs;
 
 /// What the registrar refuses once it looks at the bindings.
 enum Refusal {
@@ -81,11 +83,7 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     let Some((user, domain)) = aor_of(core, msg) else {
         return r.reply(404, "Not Found (no user in To)", &[]).await;
     };
-    if !core
-        .config_domains
-        .iter()
-        .any(|d| d.eq_ignore_ascii_case(&domain))
-    {
+    if !core.is_local_domain(&domain) {
         return r.reply(404, "Not Found (not a local domain)", &[]).await;
     }
     let aor = format!("{user}@{domain}");

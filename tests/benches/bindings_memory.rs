@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use parley::config::Transport;
+use parley::proto::sip::Transport;
 use parley::simple::location::{Binding, Location};
 use parley::store::SqliteStore;
 

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parley::config::Transport;
 use parley::net::Target;
+use parley::proto::sip::Transport;
 use parley::proto::sip::{Framing, Limits, Message};
 use parley_test_support::read_message;
 use parley_test_support::server::TestServer;

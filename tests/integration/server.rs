@@ -274,13 +274,13 @@ fn ipv6_udp_and_tcp_listeners_answer() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(parley::app::run(
         config,
-        parley::net::Listeners {
-            udp: vec![udp],
-            tcp: vec![tcp],
-            tls: vec![],
-            xmpp: None,
-            xmpp_tls: None,
-            admin: None,
+        parley::app::Listeners {
+            sip: parley::net::Listeners {
+                udp: vec![udp],
+                tcp: vec![tcp],
+                tls: vec![],
+            },
+            ..Default::default()
         },
         async {
             let _ = stopped.await;

@@ -4,7 +4,9 @@
 //! types. It holds the neutral address every network maps to and from
 //! (RFC 7247 §5), messages and presence (RFC 7572, RFC 7248), the neutral
 //! error set with the RFC 7247 §7 tables, the [`Adapter`] trait with the
-//! [`Hub`] handle, and the bounded XML reader XML-speaking networks share.
+//! [`Hub`] handle, the bounded XML reader XML-speaking networks share, and
+//! what adapters need of Parley's network: service location ([`Locator`])
+//! and the certificate name check.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -13,6 +15,7 @@ mod adapter;
 mod address;
 mod error;
 mod message;
+mod net;
 pub mod xml;
 
 pub use adapter::{
@@ -24,3 +27,4 @@ pub use message::{
     is_text_plain, ChatState, Message, MessageKind, Part, Presence, Receipt, Show, Subscription,
     SubscriptionAction,
 };
+pub use net::{certificate_names, Locator, SrvTarget};

@@ -156,14 +156,14 @@ pub(crate) fn header(ns: &str, from: &str, to: &str, id: Option<&str>, dialback:
     h
 }
 
-/// A random token (stream ids, stanza ids).
+/// A random token (stream ids, stanza ids), from the crypto provider's
+/// CSPRNG.
 pub(crate) fn token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let a = h.finish();
-    h.write_u64(a);
-    format!("{:016x}{:016x}", a, h.finish())
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    // SystemRandom fails only when the OS has no entropy source at all.
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random number generator");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hickory_resolver::TokioResolver;
 use parley_adapter::xml::Element;
 use parley_adapter::{
     Adapter, Address, Condition, Failure, Health, Hub, Inbound, Outbound, Peer, Protocol,
@@ -88,8 +87,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long a stream may stay silent.
     pub idle_timeout: Duration,
-    /// DNS for `_xmpp-server._tcp`.
-    pub resolver: TokioResolver,
+    /// DNS for `_xmpp-server._tcp` and `_xmpps-server._tcp`: Parley's own
+    /// resolver, with its RFC 2782 ordering.
+    pub resolver: Arc<dyn parley_adapter::Locator>,
 }
 
 impl std::fmt::Debug for Settings {

@@ -15,10 +15,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
 use hmac::{Hmac, Mac};
 use parley_adapter::xml::Element;
-use parley_adapter::{Condition, Failure, Link, Peer, PeerAuth, Protocol};
+use parley_adapter::{
+    certificate_names, Condition, Failure, Link, Locator, Peer, PeerAuth, Protocol,
+};
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -32,18 +33,6 @@ const NS_SERVER: &str = "jabber:server";
 const NS_DIALBACK: &str = "jabber:server:dialback";
 const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-
-/// Whether `cert` (already verified against the trust anchors) names
-/// `domain` (a dNSName, RFC 6125 as XEP-0178 uses it).
-fn certificate_names(cert: &rustls::pki_types::CertificateDer<'_>, domain: &str) -> bool {
-    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
-        return false;
-    };
-    let Ok(name) = rustls::pki_types::ServerName::try_from(domain) else {
-        return false;
-    };
-    ee.verify_is_valid_for_subject_name(&name).is_ok()
-}
 
 /// What an outbound stream came out of negotiation with.
 struct Negotiated {
@@ -84,11 +73,11 @@ pub(crate) struct S2s {
     links: Mutex<HashMap<(String, String), mpsc::Sender<Cmd>>>,
     /// For monitoring: what is up now.
     state: Mutex<HashMap<u64, Link>>,
-    pub(crate) resolver: TokioResolver,
+    pub(crate) resolver: Arc<dyn Locator>,
 }
 
 impl S2s {
-    pub(crate) fn new(resolver: TokioResolver) -> S2s {
+    pub(crate) fn new(resolver: Arc<dyn Locator>) -> S2s {
         S2s {
             links: Mutex::new(HashMap::new()),
             state: Mutex::new(HashMap::new()),
@@ -179,26 +168,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `_xmpps-server._tcp` (direct TLS, XEP-0368) and `_xmpp-server._tcp`
 /// (STARTTLS) SRV targets merged by priority, direct TLS first on a tie;
 /// without any, the domain itself on 5269. `true` marks direct TLS.
-async fn locate(resolver: &TokioResolver, domain: &str) -> Vec<(SocketAddr, bool)> {
+async fn locate(resolver: &dyn Locator, domain: &str) -> Vec<(SocketAddr, bool)> {
+    // (priority, STARTTLS, host, port), each service in its RFC 2782 order.
     let mut hosts: Vec<(u16, bool, String, u16)> = Vec::new();
     let mut refused = 0;
     for (service, direct) in [("_xmpps-server", true), ("_xmpp-server", false)] {
-        let Ok(srv) = resolver
-            .srv_lookup(format!("{service}._tcp.{domain}."))
-            .await
-        else {
-            continue;
-        };
-        for r in srv.iter() {
-            let target = r.target().to_utf8();
-            if target == "." {
-                // RFC 2782: "." means the service is decidedly not offered.
-                refused += 1;
-                continue;
-            }
-            hosts.push((r.priority(), !direct, target, r.port()));
+        match resolver.srv(&format!("{service}._tcp.{domain}.")).await {
+            None => {}
+            // RFC 2782: "." means the service is decidedly not offered.
+            Some(list) if list.is_empty() => refused += 1,
+            Some(list) => hosts.extend(
+                list.into_iter()
+                    .map(|t| (t.priority, !direct, t.host, t.port)),
+            ),
         }
     }
+    // Merged by priority, direct TLS first on a tie; the sort is stable,
+    // so the weighted order within a priority stays.
     hosts.sort_by_key(|h| (h.0, h.1));
     if hosts.is_empty() {
         if refused > 0 {
@@ -212,9 +198,13 @@ async fn locate(resolver: &TokioResolver, domain: &str) -> Vec<(SocketAddr, bool
             out.push((SocketAddr::new(ip, port), !starttls));
             continue;
         }
-        if let Ok(ips) = resolver.lookup_ip(host.as_str()).await {
-            out.extend(ips.iter().map(|ip| (SocketAddr::new(ip, port), !starttls)));
-        }
+        out.extend(
+            resolver
+                .addresses(&host)
+                .await
+                .into_iter()
+                .map(|ip| (SocketAddr::new(ip, port), !starttls)),
+        );
     }
     out
 }
@@ -385,7 +375,7 @@ fn fail_all(rx: &mut mpsc::Receiver<Cmd>, e: &LinkError, close: bool) {
 /// stream, the id the remote server gave it and whether it is encrypted.
 async fn connect(shared: &Arc<Shared>, local: &str, remote: &str) -> Result<Negotiated, LinkError> {
     let settings = &shared.settings;
-    let targets = locate(&shared.s2s.resolver, remote).await;
+    let targets = locate(shared.s2s.resolver.as_ref(), remote).await;
     if targets.is_empty() {
         return Err(LinkError::Refused(format!(
             "{remote} offers no XMPP service"

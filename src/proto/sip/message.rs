@@ -85,6 +85,16 @@ impl Method {
     /// The method token.
     pub fn as_str(&self) -> &str {
         match self {
+            Method::Other(b) => text(b),
+            known => known.label(),
+        }
+    }
+
+    /// The method as a bounded label (metrics, logs): its name for the
+    /// methods Parley knows, `other` for any extension method, so a peer
+    /// cannot grow a label set by inventing methods.
+    pub fn label(&self) -> &'static str {
+        match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
             Method::Bye => "BYE",
@@ -99,7 +109,7 @@ impl Method {
             Method::Prack => "PRACK",
             Method::Update => "UPDATE",
             Method::Refer => "REFER",
-            Method::Other(b) => text(b),
+            Method::Other(_) => "other",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! kept raw and in order and typed on demand ([`typed`]); every parser is
 //! bounded by [`Limits`] and reports faults as [`SipError`].
 
+pub mod build;
 pub mod error;
 pub mod grammar;
 pub mod headers;
@@ -12,15 +13,18 @@ pub mod message;
 pub mod multipart;
 pub mod name;
 pub mod stateless;
+pub mod transport;
 pub mod typed;
 pub mod uri;
 mod validate;
 
+pub use build::RequestBuilder;
 pub use error::{Limit, SipError};
 pub use headers::{HeaderRef, Headers};
 pub use limits::Limits;
 pub use message::{frame, Framing, Message, Method};
 pub use name::HeaderName;
+pub use transport::Transport;
 pub use uri::{Host, Uri};
 
 impl Message {

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use parley::app::{Listeners, Parley};
 use parley::config::Config;
-use parley::net::{Listeners, SendError, Sip, Target};
+use parley::net::{SendError, Sip, Target};
 use parley::proto::sip::Message;
 
 /// A running server and the addresses it listens on.
@@ -96,9 +97,11 @@ impl TestServer {
             let runtime = rt.handle().clone();
             rt.block_on(async move {
                 let listeners = Listeners {
-                    udp: vec![tokio::net::UdpSocket::bind("127.0.0.1:0").await?],
-                    tcp: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
-                    tls: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
+                    sip: parley::net::Listeners {
+                        udp: vec![tokio::net::UdpSocket::bind("127.0.0.1:0").await?],
+                        tcp: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
+                        tls: vec![tokio::net::TcpListener::bind("127.0.0.1:0").await?],
+                    },
                     xmpp: match xmpp {
                         Some(l) => {
                             l.set_nonblocking(true)?;
@@ -120,18 +123,20 @@ impl TestServer {
                     },
                 };
                 let addrs = (
-                    listeners.udp[0].local_addr()?,
-                    listeners.tcp[0].local_addr()?,
-                    listeners.tls[0].local_addr()?,
+                    listeners.sip.udp[0].local_addr()?,
+                    listeners.sip.tcp[0].local_addr()?,
+                    listeners.sip.tls[0].local_addr()?,
                     listeners.admin.as_ref().and_then(|l| l.local_addr().ok()),
                 );
-                let server = parley::net::Server::start(&config, listeners).await?;
-                addr_tx.send((addrs, server.sip(), runtime))?;
-                server
+                // Started as `parley run` starts it.
+                let parley = Parley::start(&config, listeners).await?;
+                addr_tx.send((addrs, parley.sip(), runtime))?;
+                parley
                     .run(async {
                         let _ = stopped.await;
                     })
-                    .await
+                    .await;
+                anyhow::Ok(())
             })
         });
         let ((udp, tcp, tls, admin), sip, runtime) = addr_rx

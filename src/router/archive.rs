@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::config::{ArchiveConfig, ArchiveMode};
-use crate::simple::{now_secs, rfc3339};
+use crate::proto::time::rfc3339;
 use crate::store::{ArchiveRow, Store};
+use crate::sys::now_secs;
 
 /// One message's routing facts.
 #[derive(Debug, Clone)]
@@ -134,37 +135,6 @@ impl Archive {
     }
 }
 
-/// A time for archive searches: Unix seconds, or an RFC 3339 date or
-/// date-time in UTC (`2026-11-26`, `2026-11-26T10:00:00Z`).
-pub fn parse_time(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i64>() {
-        return Some(n);
-    }
-    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let time = time.trim_end_matches('Z');
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (
-        t.next()??,
-        t.next().flatten().unwrap_or(0),
-        t.next().flatten().unwrap_or(0),
-    );
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
-}
-
 /// The message as CPIM: a CPIM body is kept as it was; any other becomes
 /// the content of a CPIM message with From, To and DateTime.
 fn cpim(fact: &Fact<'_>, now: &str) -> String {
@@ -204,16 +174,6 @@ mod tests {
             content_type,
             body,
         }
-    }
-
-    #[test]
-    fn times_read_as_unix_seconds_or_rfc3339() {
-        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
-        assert_eq!(parse_time("1970-01-01"), Some(0));
-        assert_eq!(parse_time("2026-11-26T10:00:00Z"), Some(1_795_687_200));
-        assert_eq!(parse_time("2000-03-01T00:00"), Some(951_868_800));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("2026-13-01"), None);
     }
 
     #[test]

@@ -1,0 +1,86 @@
+//! What Parley reads from the operating system outside the transports: the
+//! wall clock and the random numbers of the crypto provider it already
+//! ships (ring's `SystemRandom`, the OS CSPRNG). Everything that needs a
+//! date or an unpredictable token asks here, so neither is made twice.
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Random bytes handed out per thread from a buffer that the OS CSPRNG
+/// refills: one system call per 512 bytes instead of one per token, which
+/// keeps tokens off the hot path's cost.
+fn fill(out: &mut [u8]) {
+    use std::cell::RefCell;
+    const BUFFER: usize = 512;
+    thread_local! {
+        static POOL: RefCell<(Vec<u8>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (buf, used) = &mut *pool;
+        for b in out.iter_mut() {
+            if *used >= buf.len() {
+                buf.resize(BUFFER, 0);
+                // SystemRandom fails only when the OS has no entropy
+                // source at all, which no supported system lacks.
+                SystemRandom::new()
+                    .fill(buf)
+                    .expect("the operating system's random number generator");
+                *used = 0;
+            }
+            *b = buf[*used];
+            // Used bytes are wiped: what was handed out is not kept.
+            buf[*used] = 0;
+            *used += 1;
+        }
+    });
+}
+
+/// `bytes` random bytes from the CSPRNG as lower-case hex: tags,
+/// branches, Call-IDs, entity tags, stream ids and the admin token.
+pub fn token_hex(bytes: usize) -> String {
+    use std::fmt::Write;
+    let mut buf = vec![0u8; bytes];
+    fill(&mut buf);
+    let mut out = String::with_capacity(bytes * 2);
+    for b in buf {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// A fresh 64-bit token as 16 hex digits (tags, branches, ids).
+pub fn token() -> String {
+    token_hex(8)
+}
+
+/// `n` random bytes (secrets: the nonce key of digest authentication).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    fill(&mut buf);
+    buf
+}
+
+/// A random 64-bit number (keys of in-process hashes, SRV weights).
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    fill(&mut buf);
+    u64::from_le_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_hex_of_the_asked_length_and_differ() {
+        let a = super::token_hex(16);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(super::token(), super::token());
+    }
+}
