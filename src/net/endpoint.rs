@@ -510,6 +510,20 @@ pub(super) fn cancel_for(invite: &Message) -> Option<Message> {
         .ok()
 }
 
+/// The response for a request that could not be sent at all (no socket,
+/// no connection, too large): made as if Parley's own branch had answered,
+/// with a Via for that branch on top, so a proxy that takes its Via off
+/// every response keeps the ones of the hops before it.
+pub(super) fn unsent_response(request: &Message, status: u16, reason: &str) -> Option<Message> {
+    let mut request = request.clone();
+    let via = format!(
+        "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK{}",
+        crate::sys::token()
+    );
+    request.headers_mut().push_front("Via", &via).ok()?;
+    local_response(&request, status, reason)
+}
+
 /// A response made locally for a request that got none (408, 503), parsed
 /// back so the requester sees one kind of thing.
 pub fn local_response(request: &Message, status: u16, reason: &str) -> Option<Message> {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::endpoint::{cancel_for, local_response, now, ClientEntry, Path, Shared, Sink, TimerKey};
+use super::endpoint::{cancel_for, now, unsent_response, ClientEntry, Path, Shared, Sink, TimerKey};
 use super::{stream, SendError, Target, UDP_REQUEST_LIMIT};
 use crate::proto::sip::{HeaderName, Message, Transport};
 use crate::proto::transaction::{ClientTransaction, Key};
@@ -72,7 +72,7 @@ impl Sip {
             Ok(key) => key,
             Err(e) => {
                 debug!(error = %e, "request not sent");
-                if let Some(r) = local_response(&original, 503, "Service Unavailable") {
+                if let Some(r) = unsent_response(&original, 503, "Service Unavailable") {
                     on_response(r);
                 }
                 None
@@ -212,9 +212,9 @@ impl Sip {
                 // Too large for UDP and no TCP at the target: the request
                 // cannot go there at all (RFC 3428 §5: 513).
                 let answer = if too_large {
-                    local_response(&request, 513, "Message Too Large")
+                    unsent_response(&request, 513, "Message Too Large")
                 } else {
-                    local_response(&request, 503, "Service Unavailable")
+                    unsent_response(&request, 503, "Service Unavailable")
                 };
                 if let Some(r) = answer {
                     sink.send(r);

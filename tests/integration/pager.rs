@@ -76,6 +76,8 @@ fn a_message_for_an_offline_user_waits_for_its_contact() {
                 header(&m, "Date").is_some_and(|d| d.ends_with("GMT")),
                 "{m}"
             );
+            // Bob registered without a Path: no Route set at all.
+            assert_eq!(header(&m, "Route"), None, "{m}");
             got.push(m.split("\r\n\r\n").nth(1).unwrap().to_string());
         }
     }

@@ -114,6 +114,16 @@ impl Ua {
             let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
                 continue;
             };
+            // Everything Parley sends, Parley's own strictest reading
+            // (`parley sip parse`) accepts: bridged messages, kept ones,
+            // reports, IMDN notifications, NOTIFYs and every response.
+            let limits = parley::proto::sip::Limits::default();
+            if let Err(e) = parley::cli::sip_parse(&buf[..n], false, &limits) {
+                panic!(
+                    "Parley sent what its own parser refuses ({e}):\n{}",
+                    String::from_utf8_lossy(&buf[..n])
+                );
+            }
             let text = String::from_utf8_lossy(&buf[..n]).into_owned();
             if !text.starts_with("SIP/2.0 ") && !text.starts_with("ACK ") {
                 let head = text.split("\r\n\r\n").next().unwrap_or_default();

@@ -1,8 +1,9 @@
 //! The one way Parley makes a request of its own (NOTIFY, MESSAGE,
 //! CANCEL): header fields in order, then the body with its Content-Type
-//! and Content-Length, printed and read back with Parley's own parser. A
-//! request that Parley's parser would refuse is never sent: it is an error
-//! here, where it is made.
+//! and Content-Length, printed and read back with Parley's own parser and
+//! its full header validation (what `parley sip parse` checks). A request
+//! that Parley would refuse is never sent: it is an error here, where it is
+//! made.
 
 use bytes::Bytes;
 
@@ -85,7 +86,10 @@ impl RequestBuilder {
         b.wire
             .extend_from_slice(format!("Content-Length: {}\r\n\r\n", data.len()).as_bytes());
         b.wire.extend_from_slice(data);
-        Message::parse(Bytes::from(b.wire), Framing::Stream, &Limits::default())
+        let limits = Limits::default();
+        let message = Message::parse(Bytes::from(b.wire), Framing::Stream, &limits)?;
+        message.validate_unsent(&limits)?;
+        Ok(message)
     }
 }
 

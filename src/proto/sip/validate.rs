@@ -12,21 +12,38 @@ use super::typed::{
     parse_max_forwards, Auth, CSeq, Contact, MediaType, NameAddr, TokenParams, Via,
 };
 
+/// The header fields every message carries (RFC 3261 §8.1.1).
+const MANDATORY: [HeaderName; 5] = [
+    HeaderName::To,
+    HeaderName::From,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+    HeaderName::Via,
+];
+
 impl Message {
     /// Checks the whole message; see the module documentation.
     pub fn validate(&self, limits: &Limits) -> Result<(), SipError> {
-        let h = &self.headers;
-        for name in [
-            HeaderName::To,
-            HeaderName::From,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-            HeaderName::Via,
-        ] {
-            if h.get(name).is_none() {
-                return Err(SipError::Missing(name.canonical()));
-            }
+        self.require(&MANDATORY)?;
+        self.validate_fields(limits)
+    }
+
+    /// Checks a request Parley made before the transport puts its Via on
+    /// top: everything [`Message::validate`] checks but that one field.
+    pub fn validate_unsent(&self, limits: &Limits) -> Result<(), SipError> {
+        self.require(&MANDATORY[..4])?;
+        self.validate_fields(limits)
+    }
+
+    fn require(&self, names: &[HeaderName]) -> Result<(), SipError> {
+        match names.iter().find(|n| self.headers.get(**n).is_none()) {
+            Some(n) => Err(SipError::Missing(n.canonical())),
+            None => Ok(()),
         }
+    }
+
+    fn validate_fields(&self, limits: &Limits) -> Result<(), SipError> {
+        let h = &self.headers;
         // Single-valued headers: two fields, or one field with a comma list.
         for e in &h.list {
             if e.name.is_single() {
