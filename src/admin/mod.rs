@@ -407,7 +407,7 @@ async fn add_user(State(a): State<Admin>, body: Result<Json<NewUser>, JsonReject
     }
     match crate::simple::auth::provision(&*a.store, user, domain, &u.password).await {
         Ok(()) => (StatusCode::CREATED, Json(json!({"address": u.address}))).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 

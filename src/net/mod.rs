@@ -47,7 +47,7 @@ use crate::proto::sip::{Message, SipError, Transport};
 pub use endpoint::local_response;
 pub use listen::Listeners;
 pub use responder::{Incoming, Responder};
-pub use server::{Running, Server};
+pub use server::{Running, Server, StartError};
 pub use sip::{OnResponse, Sip};
 
 /// The certificate a TLS peer authenticated with (mutual TLS).

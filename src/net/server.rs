@@ -15,6 +15,18 @@ use crate::config::Config;
 use crate::proto::sip::stateless::Policy;
 use crate::proto::sip::Transport;
 
+/// Why the server could not be prepared.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The TLS certificate, key or trust anchors.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A socket could not be set up.
+    #[error("socket: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
 /// A SIP server on bound listeners.
 pub struct Server {
     shared: Arc<Shared>,
@@ -30,7 +42,7 @@ impl Server {
         config: &Config,
         listeners: Listeners,
         handler: Arc<dyn Handler>,
-    ) -> anyhow::Result<Server> {
+    ) -> Result<Server, StartError> {
         let tls = if listeners.tls.is_empty() {
             None
         } else {

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::endpoint::{cancel_for, now, unsent_response, ClientEntry, Path, Shared, Sink, TimerKey};
+use super::endpoint::{
+    cancel_for, now, unsent_response, ClientEntry, Path, Shared, Sink, TimerKey,
+};
 use super::{stream, SendError, Target, UDP_REQUEST_LIMIT};
 use crate::proto::sip::{HeaderName, Message, Transport};
 use crate::proto::transaction::{ClientTransaction, Key};

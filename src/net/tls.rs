@@ -5,15 +5,42 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{CertFiles, Config};
 
+/// Why the TLS material could not be loaded or made: what was being done,
+/// and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {cause}")]
+pub struct TlsError {
+    what: String,
+    cause: String,
+}
+
+/// Names what was being done when an error happened.
+trait Context<T> {
+    fn context(self, what: &str) -> Result<T, TlsError>;
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, TlsError>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn context(self, what: &str) -> Result<T, TlsError> {
+        self.with_context(|| what.to_string())
+    }
+
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T, TlsError> {
+        self.map_err(|e| TlsError {
+            what: what(),
+            cause: e.to_string(),
+        })
+    }
+}
+
 /// Makes a self-signed certificate for `localhost` and the loopback
 /// addresses when none exists yet.
-fn make_self_signed(files: &CertFiles) -> anyhow::Result<()> {
+fn make_self_signed(files: &CertFiles) -> Result<(), TlsError> {
     if files.cert.exists() && files.key.exists() {
         return Ok(());
     }
@@ -26,18 +53,21 @@ fn make_self_signed(files: &CertFiles) -> anyhow::Result<()> {
     ];
     let certified =
         rcgen::generate_simple_self_signed(names).context("cannot make a certificate")?;
-    std::fs::write(&files.cert, certified.cert.pem())?;
-    std::fs::write(&files.key, certified.signing_key.serialize_pem())?;
+    std::fs::write(&files.cert, certified.cert.pem())
+        .with_context(|| format!("cannot write {}", files.cert.display()))?;
+    std::fs::write(&files.key, certified.signing_key.serialize_pem())
+        .with_context(|| format!("cannot write {}", files.key.display()))?;
     tracing::info!(cert = %files.cert.display(), "made a self-signed TLS certificate");
     Ok(())
 }
 
 /// The rustls server configuration for the SIP TLS listeners.
-pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (certs, key) = own_certificate(config)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
     // With trust anchors, a peer server may authenticate with its own
     // certificate (mutual TLS, RFC 5922 §7.4); clients without one are
     // still served.
@@ -62,7 +92,7 @@ pub fn server_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig
 /// The certificate chain and key Parley presents (made when missing).
 fn own_certificate(
     config: &Config,
-) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let files = config.cert_files();
     if files.self_made {
         make_self_signed(&files)?;
@@ -77,7 +107,7 @@ fn own_certificate(
 }
 
 /// The trust anchors in `sip.tls.ca_file`, when configured.
-fn trust_anchors(config: &Config) -> anyhow::Result<Option<rustls::RootCertStore>> {
+fn trust_anchors(config: &Config) -> Result<Option<rustls::RootCertStore>, TlsError> {
     let Some(file) = &config.sip.tls.ca_file else {
         return Ok(None);
     };
@@ -100,7 +130,7 @@ pub use parley_adapter::certificate_names;
 /// The rustls client configuration for connections Parley opens, trusting
 /// the anchors in `sip.tls.ca_file` and presenting Parley's own
 /// certificate (mutual TLS between domains); `None` without anchors.
-pub fn client_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+pub fn client_config(config: &Config) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
     let Some(roots) = trust_anchors(config)? else {
         return Ok(None);
     };
@@ -122,7 +152,7 @@ pub fn client_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::Clien
 /// Server Dialback (XEP-0220): the stream is encrypted, but the peer's
 /// name is proved through DNS and the dialback key, not its certificate,
 /// so any certificate is accepted here. Parley presents its own.
-pub fn dialback_client_config(config: &Config) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub fn dialback_client_config(config: &Config) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -17,7 +17,7 @@ use crate::proto::transaction::Key;
 use crate::router::{Destination, Rejection};
 use crate::sys::now_secs;
 
-use super::auth::Verdict;
+use super::auth::{authenticate, Sender};
 use super::targets::{binding_target, groups, remote_groups, route_target, uri_targets, Branch};
 use super::{reject, Core};
 
@@ -913,19 +913,6 @@ fn request_uri_text(msg: &Message) -> String {
     String::from_utf8_lossy(msg.request_uri_raw().unwrap_or(b"")).into_owned()
 }
 
-/// The From URI's user (when it has one) and lower-case host.
-/// The From user and domain; a From naming one of Parley's own addresses
-/// counts as the first local domain.
-fn from_parts(core: &Core, msg: &Message) -> Option<(Option<String>, String)> {
-    let from = msg.from()?.ok()?;
-    let uri = from.uri().ok()?;
-    let sip = uri.as_sip()?;
-    Some((
-        sip.user.map(str::to_string),
-        core.domain_of(&sip.host, sip.port),
-    ))
-}
-
 fn remove_last_route(msg: &mut Message) {
     let all: Vec<String> = msg
         .headers()
@@ -936,88 +923,6 @@ fn remove_last_route(msg: &mut Message) {
     for r in &all[..all.len().saturating_sub(1)] {
         let _ = msg.headers_mut().push("Route", r);
     }
-}
-
-/// Who sent a request, as far as Parley can tell.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Sender {
-    /// The From user.
-    pub user: Option<String>,
-    /// The From domain, lower-cased.
-    pub domain: String,
-    /// A local user proved the From identity (or authentication is off).
-    pub authenticated: bool,
-}
-
-/// Checks the sender of `msg` (the request of `inc`, or a copy being
-/// forwarded): a local From must authenticate with digest when the
-/// config asks for it (407, then 403 for someone else's address); a
-/// peer server that authenticated with a certificate speaks only for the
-/// domains that certificate names (RFC 5922 §7.4). The credentials are
-/// removed from `msg`: they were for Parley. None when a response was
-/// sent.
-pub(super) async fn authenticate(
-    core: &Core,
-    msg: &mut Message,
-    inc: &mut Incoming,
-    now: u64,
-) -> Option<Sender> {
-    let (from_user, from_domain) = from_parts(core, msg).unwrap_or_default();
-    let local = core.is_local_domain(&from_domain);
-    let mut sender = Sender {
-        user: from_user,
-        domain: from_domain,
-        authenticated: false,
-    };
-    if let (Some(cert), false) = (&inc.peer_certificate, local) {
-        if !crate::net::tls::certificate_names(cert, &sender.domain) {
-            inc.responder
-                .reply(403, "From domain is not the TLS peer's domain", &[])
-                .await;
-            return None;
-        }
-    }
-    if !local {
-        return Some(sender);
-    }
-    if !core.auth_proxy {
-        sender.authenticated = true;
-        return Some(sender);
-    }
-    let user = sender.user.clone().unwrap_or_default();
-    let domain = sender.domain.clone();
-    match core
-        .auth
-        .check(msg, HeaderName::ProxyAuthorization, &domain, now, |u| {
-            core.names_us(u)
-        })
-        .await
-    {
-        Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {
-            sender.authenticated = true;
-        }
-        Verdict::User(..) => {
-            inc.responder
-                .reply(403, "Not allowed to send as this address", &[])
-                .await;
-            return None;
-        }
-        Verdict::Challenge { stale } => {
-            let extra = core
-                .auth
-                .challenge_fields("Proxy-Authenticate", &domain, stale, now);
-            inc.responder
-                .reply(407, "Proxy Authentication Required", &extra)
-                .await;
-            return None;
-        }
-        Verdict::Forbidden(reason) => {
-            inc.responder.reply(403, reason, &[]).await;
-            return None;
-        }
-    }
-    msg.headers_mut().remove(HeaderName::ProxyAuthorization);
-    Some(sender)
 }
 
 /// A `message/cpim` body must name its sender in CPIM From: 403 when it

@@ -11,6 +11,9 @@
 //! picks up the change within a second. A presentity watches its own
 //! watchers through the watcher-info package (RFC 3857, RFC 3858).
 //!
+//! Presentities and watchers on other networks (RFC 7248) are served by
+//! `foreign`, through the same state and the same rules.
+//!
 //! State lives in memory behind one lock; NOTIFYs are sent after the lock
 //! is released. Subscriptions and publications expire on a sweep that
 //! runs every second.
@@ -27,7 +30,15 @@ use crate::proto::pidf::{self, Presence as Document};
 use crate::proto::sip::typed::{parse_delta, TokenParams};
 use crate::proto::sip::Transport;
 use crate::proto::sip::{HeaderName, Message, RequestBuilder};
+use crate::router::Rejection;
 use crate::sys::now_secs;
+
+mod foreign;
+
+pub use foreign::{
+    foreign_decision, is_watched, probe_external, publish_foreign, set_foreign, subscribe_foreign,
+    unwatch_external, watch_external,
+};
 
 /// Event packages the agent serves, for Allow-Events.
 pub const EVENTS: &str = "presence, presence.winfo";
@@ -531,131 +542,6 @@ fn dialog_id(msg: &Message) -> Option<DialogId> {
     Some((call_id, local, remote))
 }
 
-/// The answer of another network to a local watcher's subscription to
-/// one of its presentities: live subscriptions follow it.
-pub async fn set_foreign(
-    core: &Core,
-    sip: &Sip,
-    presentity: &str,
-    watcher: &str,
-    decision: Decision,
-) {
-    let out = {
-        let mut state = core.presence.state();
-        state
-            .foreign
-            .insert((presentity.to_string(), watcher.to_string()), decision);
-        apply_rules(core, &mut state, now_secs())
-    };
-    send_all(core, sip, out).await;
-}
-
-/// The state of a presentity of another network, as its adapter reports
-/// it (None: nothing is known any more). It replaces what was known and
-/// is notified to the watchers allowed to see it.
-pub async fn publish_foreign(core: &Core, sip: &Sip, presentity: &str, document: Option<Document>) {
-    let out = {
-        let mut state = core.presence.state();
-        let before = compose(&state, presentity);
-        match document {
-            Some(document) => {
-                state.publications.insert(
-                    presentity.to_string(),
-                    vec![Publication {
-                        etag: String::new(),
-                        document,
-                        expires_at: u64::MAX,
-                    }],
-                );
-            }
-            None => {
-                state.publications.remove(presentity);
-            }
-        }
-        let now = now_secs();
-        if compose(&state, presentity) == before {
-            Vec::new()
-        } else {
-            notifications(core, &mut state, presentity, now)
-        }
-    };
-    send_all(core, sip, out).await;
-}
-
-/// A watcher on another network asks to see a local presentity (an XMPP
-/// `subscribe`): decided as any watcher is; `Allowed`/`Revoked` notices
-/// follow now and whenever the rules change.
-pub async fn watch_external(core: &Core, sip: &Sip, presentity: &str, watcher: &str) -> Decision {
-    let decision = {
-        let mut state = core.presence.state();
-        let d = core.presence.decide(&state, core, presentity, watcher);
-        state
-            .external
-            .entry(presentity.to_string())
-            .or_default()
-            .insert(watcher.to_string(), d);
-        let notice = match d {
-            Decision::Allow => Some(ExternalNotice::Allowed {
-                presentity: presentity.to_string(),
-                watcher: watcher.to_string(),
-                document: compose(&state, presentity),
-            }),
-            Decision::Deny => Some(ExternalNotice::Revoked {
-                presentity: presentity.to_string(),
-                watcher: watcher.to_string(),
-            }),
-            _ => None,
-        };
-        state.external_out.extend(notice);
-        d
-    };
-    send_all(core, sip, Vec::new()).await;
-    decision
-}
-
-/// What another network last answered `watcher`'s request to see
-/// `presentity` (None: it was never asked).
-pub fn foreign_decision(core: &Core, presentity: &str, watcher: &str) -> Option<Decision> {
-    core.presence
-        .state()
-        .foreign
-        .get(&(presentity.to_string(), watcher.to_string()))
-        .copied()
-}
-
-/// Whether any local watcher subscribes to `presentity` (what another
-/// network reports about presentities nobody watches is not kept).
-pub fn is_watched(core: &Core, presentity: &str) -> bool {
-    core.presence
-        .state()
-        .watchers
-        .get(&(presentity.to_string(), Package::Presence))
-        .is_some_and(|(_, set)| !set.is_empty())
-}
-
-/// A watcher on another network stops watching.
-pub fn unwatch_external(core: &Core, presentity: &str, watcher: &str) {
-    let mut state = core.presence.state();
-    if let Some(w) = state.external.get_mut(presentity) {
-        w.remove(watcher);
-        if w.is_empty() {
-            state.external.remove(presentity);
-        }
-    }
-}
-
-/// What a watcher on another network may see of a local presentity now
-/// (an XMPP probe): the state when it is allowed.
-pub fn probe_external(core: &Core, presentity: &str, watcher: &str) -> Option<Document> {
-    let state = core.presence.state();
-    let allowed = state
-        .external
-        .get(presentity)
-        .and_then(|w| w.get(watcher))
-        .is_some_and(|d| *d == Decision::Allow);
-    allowed.then(|| compose(&state, presentity))
-}
-
 /// PUBLISH (RFC 3903 §6).
 pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
     let msg = &inc.message;
@@ -680,7 +566,8 @@ pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
     }
     // Only the presentity publishes its own state.
     let mut copy = inc.message.clone();
-    let Some(sender) = proxy::authenticate(core, &mut copy, &mut inc, now_secs()).await else {
+    let Some(sender) = super::auth::authenticate(core, &mut copy, &mut inc, now_secs()).await
+    else {
         return;
     };
     let publisher = format!("{}@{}", sender.user.unwrap_or_default(), sender.domain);
@@ -742,7 +629,7 @@ pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
     };
     let (etag, notify) = match outcome {
         Ok(o) => o,
-        Err((status, reason)) => return inc.responder.reply(status, reason, &[]).await,
+        Err(r) => return super::reject(&mut inc, &r, &presentity).await,
     };
     let mut extra = vec![("Expires", expires.to_string())];
     if !etag.is_empty() {
@@ -762,7 +649,7 @@ fn apply_publish(
     document: Option<Document>,
     expires: u32,
     now: u64,
-) -> Result<(String, Vec<Outgoing>), (u16, &'static str)> {
+) -> Result<(String, Vec<Outgoing>), Rejection> {
     let agent = &core.presence;
     let before = compose(state, presentity);
     let list = state
@@ -773,10 +660,10 @@ fn apply_publish(
         None => {
             // Initial publication: a body is required (§6 step 4).
             let Some(document) = document else {
-                return Err((400, "PUBLISH without a body"));
+                return Err(Rejection::new(400, "PUBLISH without a body"));
             };
             if expires == 0 {
-                return Err((400, "Initial PUBLISH with Expires 0"));
+                return Err(Rejection::new(400, "Initial PUBLISH with Expires 0"));
             }
             let etag = agent.token();
             list.push(Publication {
@@ -791,7 +678,7 @@ fn apply_publish(
                 if list.is_empty() {
                     state.publications.remove(presentity);
                 }
-                return Err((412, "Conditional Request Failed"));
+                return Err(Rejection::new(412, "Conditional Request Failed"));
             };
             if expires == 0 {
                 list.remove(at);
@@ -826,16 +713,6 @@ fn apply_publish(
 /// SUBSCRIBE (RFC 6665 §4.2, RFC 3856 §6, RFC 3857 §5).
 pub async fn subscribe(core: &Core, sip: &Sip, inc: Incoming) {
     subscribe_to(core, sip, inc, None, &mut false).await;
-}
-
-/// A SUBSCRIBE from a local user to a presentity of another network
-/// (`user@domain`), which the router reaches through an adapter: the
-/// agent holds the dialog and notifies what the adapter reports. True
-/// when a new subscription was made (the other network is then asked).
-pub async fn subscribe_foreign(core: &Core, sip: &Sip, inc: Incoming, presentity: String) -> bool {
-    let mut made = false;
-    subscribe_to(core, sip, inc, Some(presentity), &mut made).await;
-    made
 }
 
 async fn subscribe_to(
@@ -923,7 +800,7 @@ async fn subscribe_to(
     // A watcher of a local domain proves who it is; one of another domain
     // is who its server (and the RFC 5922 check) says it is.
     let mut copy = inc.message.clone();
-    let Some(sender) = proxy::authenticate(core, &mut copy, &mut inc, now).await else {
+    let Some(sender) = super::auth::authenticate(core, &mut copy, &mut inc, now).await else {
         return;
     };
     let watcher = format!(
