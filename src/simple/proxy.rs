@@ -194,24 +194,12 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         Some(Method::Invite) | Some(Method::Subscribe) | Some(Method::Refer)
     ) && !in_dialog(&msg);
     let invite_key = invite.then(|| inc.responder.key().clone());
-    let ctx = Arc::new(Mutex::new(Context {
-        inbound: inc.transport,
-        upstream: Upstream::Proxied(inc.responder),
-        msg,
-        groups: branches.into(),
-        invite,
-        failover,
-        dialog_creating,
-        live: 0,
-        finals: 0,
-        best: None,
-        answered: false,
-        done: false,
-        branches: Vec::new(),
-        cancelling: false,
-        loop_tag,
-        last_provisional: std::time::Instant::now(),
-    }));
+    let mut context = Context::new(Upstream::Proxied(inc.responder), msg, branches, loop_tag);
+    context.inbound = inc.transport;
+    context.invite = invite;
+    context.failover = failover;
+    context.dialog_creating = dialog_creating;
+    let ctx = Arc::new(Mutex::new(context));
     if let Some(key) = invite_key {
         core.invites.insert(key, &ctx);
         tokio::spawn(timer_c(
@@ -241,24 +229,10 @@ pub async fn originate(
         return 480;
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let ctx = Arc::new(Mutex::new(Context {
-        inbound: Transport::Udp,
-        upstream: Upstream::Origin(Some(tx)),
-        loop_tag: loop_hash(&request),
-        msg: request,
-        groups: groups.into(),
-        invite: false,
-        failover,
-        dialog_creating: false,
-        live: 0,
-        finals: 0,
-        best: None,
-        answered: false,
-        done: false,
-        branches: Vec::new(),
-        cancelling: false,
-        last_provisional: std::time::Instant::now(),
-    }));
+    let loop_tag = loop_hash(&request);
+    let mut context = Context::new(Upstream::Origin(Some(tx)), request, groups, loop_tag);
+    context.failover = failover;
+    let ctx = Arc::new(Mutex::new(context));
     start_group(ctx, core.clone(), sip.clone()).await;
     rx.await.unwrap_or(408)
 }
@@ -516,6 +490,31 @@ struct Context {
     loop_tag: u64,
     /// When Timer C last started (the INVITE went out or a provisional came).
     last_provisional: std::time::Instant,
+}
+
+impl Context {
+    /// A context for `msg` to `groups`, not yet started: a non-INVITE
+    /// that creates no dialog and fails over like a fork.
+    fn new(upstream: Upstream, msg: Message, groups: Vec<Vec<Branch>>, loop_tag: u64) -> Context {
+        Context {
+            upstream,
+            msg,
+            inbound: Transport::Udp,
+            groups: groups.into(),
+            invite: false,
+            failover: false,
+            dialog_creating: false,
+            live: 0,
+            finals: 0,
+            best: None,
+            answered: false,
+            done: false,
+            branches: Vec::new(),
+            cancelling: false,
+            loop_tag,
+            last_provisional: std::time::Instant::now(),
+        }
+    }
 }
 
 /// Who waits for the responses of a context. The context lives behind an

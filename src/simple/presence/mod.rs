@@ -542,6 +542,18 @@ fn dialog_id(msg: &Message) -> Option<DialogId> {
     Some((call_id, local, remote))
 }
 
+/// 489 for an event package the agent does not serve (RFC 6665 §8.3.2),
+/// with the ones it does.
+async fn bad_event(inc: &mut Incoming, reason: &str) {
+    inc.responder
+        .reply(
+            489,
+            &format!("Bad Event ({reason})"),
+            &[("Allow-Events", EVENTS.into())],
+        )
+        .await
+}
+
 /// PUBLISH (RFC 3903 §6).
 pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
     let msg = &inc.message;
@@ -555,14 +567,7 @@ pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
             Err("only presence is published")
         }
     }) {
-        return inc
-            .responder
-            .reply(
-                489,
-                &format!("Bad Event ({reason})"),
-                &[("Allow-Events", EVENTS.into())],
-            )
-            .await;
+        return bad_event(&mut inc, reason).await;
     }
     // Only the presentity publishes its own state.
     let mut copy = inc.message.clone();
@@ -725,16 +730,7 @@ async fn subscribe_to(
     let agent = &core.presence;
     let (package, event_id) = match event(&inc.message) {
         Ok(e) => e,
-        Err(reason) => {
-            return inc
-                .responder
-                .reply(
-                    489,
-                    &format!("Bad Event ({reason})"),
-                    &[("Allow-Events", EVENTS.into())],
-                )
-                .await
-        }
+        Err(reason) => return bad_event(&mut inc, reason).await,
     };
     let Some(expires) = checked_expires(agent, &mut inc).await else {
         return;
