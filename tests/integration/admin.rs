@@ -325,9 +325,8 @@ fn a_running_parley_reloads_its_policy_on_sighup_and_keeps_its_token() {
     let dir = std::env::temp_dir().join(format!("parley-admin-proc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (sip_port, admin_port) = (free_port(), free_port());
     let config = dir.join("parley.toml");
-    let write_config = |extra: &str| {
+    let write_config = |extra: &str, sip_port: u16, admin_port: u16| {
         std::fs::write(
             &config,
             format!(
@@ -339,23 +338,46 @@ fn a_running_parley_reloads_its_policy_on_sighup_and_keeps_its_token() {
         )
         .unwrap()
     };
-    write_config("");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(admin).is_err() {
+    // Ports are picked free, but another test may take one before Parley
+    // binds it: then Parley exits saying so, and gets two other ports.
+    let mut attempt = 0;
+    let (mut child, sip_port, admin) = loop {
+        attempt += 1;
+        let (sip_port, admin_port) = (free_port(), free_port());
+        write_config("", sip_port, admin_port);
+        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut exited = None;
+        while std::net::TcpStream::connect(admin).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                panic!("admin API did not start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let Some(status) = exited else {
+            break (child, sip_port, admin);
+        };
+        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
         assert!(
-            std::time::Instant::now() < deadline,
-            "admin API did not start"
+            attempt < 3 && log.contains("in use"),
+            "parley exited ({status}):\n{log}"
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    let write_config = |extra: &str| write_config(extra, sip_port, admin.port());
     // The token was made on first start and kept for `parley status`.
     let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
     assert_eq!(
