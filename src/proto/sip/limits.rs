@@ -16,7 +16,9 @@ pub struct Limits {
     pub max_header_line: usize,
     /// One URI in bytes.
     pub max_uri_len: usize,
-    /// Via values in one message.
+    /// Via values in one message: one per hop, and a request starts with
+    /// Max-Forwards 70 (RFC 3261 §8.1.1.6), so 70 is above any real path
+    /// (RFC 4475 §3.1.1.7 carries 34).
     pub max_vias: usize,
     /// Body in bytes.
     pub max_body_size: usize,
@@ -31,7 +33,7 @@ impl Default for Limits {
             max_headers: 128,
             max_header_line: 8 * 1024,
             max_uri_len: 2048,
-            max_vias: 32,
+            max_vias: 70,
             max_body_size: 60 * 1024,
             max_parts: 32,
         }

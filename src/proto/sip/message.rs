@@ -277,6 +277,10 @@ impl Message {
         let body_start = loop {
             match data.get(pos..pos + 2) {
                 Some(b"\r\n") => break pos + 2,
+                // A datagram is whole: one that ends right after a header
+                // line has no body (RFC 4475's own archive file for `baddn`
+                // is one). A stream must end its header section itself.
+                None if framing == Framing::Datagram && pos == data.len() => break pos,
                 None | Some([b'\r', _]) if pos + 1 >= data.len() => {
                     return Err(SipError::Incomplete)
                 }
@@ -400,7 +404,10 @@ impl Message {
             }
         }
 
-        check_bare_cr(&data[begin..body_start], lineno + 1)?;
+        // Every line of the head ends in CR LF: the empty line too, when
+        // there is one.
+        let empty_line = usize::from(data[..body_start].ends_with(b"\r\n\r\n"));
+        check_bare_cr(&data[begin..body_start], lineno + empty_line)?;
 
         // Body.
         let received = data.len() - body_start;
@@ -817,6 +824,25 @@ mod tests {
         );
         assert_eq!(parse(b"").unwrap_err(), SipError::Incomplete);
         assert_eq!(parse(b"\r\n").unwrap_err(), SipError::Incomplete);
+        // A datagram that ends after a whole header line has no body; a
+        // stream that does is incomplete.
+        let unended = b"OPTIONS sip:b@example.com SIP/2.0\r\nCall-ID: c1\r\n";
+        let m = Message::parse(
+            Bytes::from_static(unended),
+            Framing::Datagram,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(m.body().is_empty());
+        assert_eq!(
+            Message::parse(
+                Bytes::from_static(unended),
+                Framing::Stream,
+                &Limits::default()
+            )
+            .unwrap_err(),
+            SipError::Incomplete
+        );
     }
 
     #[test]

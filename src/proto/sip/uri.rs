@@ -120,7 +120,7 @@ impl Host<'_> {
             let inner = inner
                 .strip_suffix(b"]")
                 .ok_or("IPv6 reference without closing bracket")?;
-            return parse_ip::<Ipv6Addr>(inner)
+            return parse_v6(inner)
                 .map(Host::V6)
                 .ok_or_else(|| format!("invalid IPv6 reference [{}]", shown(inner)));
         }
@@ -204,6 +204,24 @@ impl fmt::Display for Host<'_> {
 }
 
 /// Parses an address from bytes that may not be text.
+/// An IPv6 address in a reference. RFC 3261's ABNF (from RFC 2373) also
+/// admits three colons before an embedded IPv4 address
+/// (`2001:db8:::192.0.2.1`); RFC 5118 §4.10 asks implementations to
+/// tolerate it, and it means what the same text with two colons means
+/// (RFC 5954 §3). Nothing else is relaxed: the `:::` must be the only one
+/// and be followed by the dotted IPv4 part alone.
+fn parse_v6(s: &[u8]) -> Option<Ipv6Addr> {
+    if let Some(ip) = parse_ip::<Ipv6Addr>(s) {
+        return Some(ip);
+    }
+    let text = std::str::from_utf8(s).ok()?;
+    let (head, tail) = text.split_once(":::")?;
+    if tail.contains(':') || !tail.contains('.') || head.contains("::") {
+        return None;
+    }
+    format!("{head}::{tail}").parse().ok()
+}
+
 fn parse_ip<T: std::str::FromStr>(s: &[u8]) -> Option<T> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
@@ -628,7 +646,24 @@ mod tests {
         assert_eq!(u.port, Some(5070));
         assert_eq!(sip("sip:[2001:db8::10:5070]").port, None);
         assert!(Uri::parse(b"sip:2001:db8::10").is_err());
-        assert!(Uri::parse(b"sip:[2001:db8:::192.0.2.1]").is_err());
+        // RFC 5118 §4.10: the three-colon form RFC 3261's ABNF admits is
+        // tolerated and means the two-colon address; nothing more is.
+        assert_eq!(
+            sip("sip:[2001:db8:::192.0.2.1]").host,
+            Host::V6("2001:db8::192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            sip("sip:[:::192.0.2.1]").host,
+            Host::V6("::192.0.2.1".parse().unwrap())
+        );
+        for bad in [
+            "sip:[2001:db8:::1]",
+            "sip:[2001::db8:::192.0.2.1]",
+            "sip:[2001:db8:::192.0.2.1:1]",
+            "sip:[2001:db8::::192.0.2.1]",
+        ] {
+            assert!(Uri::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
         assert!(Uri::parse(b"sip:[2001:db8::192.0.2.1]").is_ok());
         assert!(Uri::parse(b"sip:[::ffff:192.0.2.1]").is_ok());
     }
