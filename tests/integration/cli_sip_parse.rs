@@ -63,7 +63,7 @@ fn extra_datagram_octets_are_not_forwarded() {
 #[test]
 fn invalid_message_gets_one_line_naming_the_fault() {
     for (name, expected) in [
-        ("clerr", "error: Content-Length 9999 exceeds the 150 body bytes received\n"),
+        ("clerr", "error: Content-Length 9999 exceeds the 154 body bytes received\n"),
         ("badvers", "error: unsupported SIP version SIP/7.0\n"),
         ("mismatch01", "error: CSeq method INVITE does not match the request method OPTIONS\n"),
         ("escruri", "error: invalid URI \"sip:user@example.com?Route=%3Csip:example.com%3E\": headers are not allowed in a Request-URI (RFC 3261 §19.1.1)\n"),

@@ -221,3 +221,45 @@ fn answers_name_the_fault_and_keep_the_request_identifiers() {
     assert_eq!(tag_of(7), tag_of(7));
     assert_ne!(tag_of(7), tag_of(8));
 }
+
+/// A stateless answer to a hostile request stays within Parley's own
+/// limits: the fuzz inputs that once made the 400 carry 129 fields, or echo
+/// a 50,924-byte To line, are answered within bounds or not at all.
+#[test]
+fn answers_to_hostile_requests_stay_within_limits() {
+    let limits = Limits::default();
+    let policy = Policy::default();
+    let corpus = parley_test_support::fuzz_corpus("sip_message");
+    let input = |name: &str| {
+        corpus
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("fuzz input {name}"))
+            .1
+            .clone()
+    };
+    let many = input("stateless-answer-field-count");
+    let Verdict::Answer { status, response } =
+        screen(Bytes::from(many), Framing::Datagram, &limits, &policy)
+    else {
+        panic!("a request with too many fields gets a 400");
+    };
+    assert_eq!(status, 400);
+    let answer = Message::parse(Bytes::from(response), Framing::Stream, &limits)
+        .expect("the answer is within the limits");
+    let fields = answer.headers().iter().count();
+    assert!(fields <= limits.max_headers, "{fields} fields");
+    let vias = answer.headers().values(HeaderName::Via).count();
+    assert!(vias >= 1 && vias < 126, "{vias} Vias copied of 126");
+    assert!(answer
+        .headers()
+        .values(HeaderName::Via)
+        .next()
+        .is_some_and(|v| v.starts_with(b"SIP/2.0/UDP h0.example.com")));
+
+    let long = input("stateless-answer-long-to");
+    match screen(Bytes::from(long), Framing::Datagram, &limits, &policy) {
+        Verdict::Drop(_) => {}
+        other => panic!("a 50,924-byte To is not echoed: {other:?}"),
+    }
+}

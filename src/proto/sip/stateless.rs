@@ -17,7 +17,7 @@
 
 use bytes::Bytes;
 
-use super::error::SipError;
+use super::error::{Limit, SipError};
 use super::grammar::{split_commas, trim};
 use super::limits::Limits;
 use super::message::{Framing, Message, Method};
@@ -79,7 +79,9 @@ pub fn screen(data: Bytes, framing: Framing, limits: &Limits, policy: &Policy) -
         Err(e) if is_response => return Verdict::Drop(e),
         Err(e) => {
             return match Salvaged::from_bytes(&data, limits) {
-                Some(s) if !s.is_ack => answer(&s, e.status(), &e.to_string(), &s.tag(secret), &[]),
+                Some(s) if !s.is_ack => {
+                    answer(&s, e.status(), &e.to_string(), &s.tag(secret), &[], limits)
+                }
                 _ => Verdict::Drop(e),
             }
         }
@@ -89,7 +91,7 @@ pub fn screen(data: Bytes, framing: Framing, limits: &Limits, policy: &Policy) -
             return Verdict::Drop(e);
         }
         return match Salvaged::from_message(&msg) {
-            Some(s) => answer(&s, e.status(), &e.to_string(), &s.tag(secret), &[]),
+            Some(s) => answer(&s, e.status(), &e.to_string(), &s.tag(secret), &[], limits),
             None => Verdict::Drop(e),
         };
     }
@@ -98,7 +100,7 @@ pub fn screen(data: Bytes, framing: Framing, limits: &Limits, policy: &Policy) -
     }
     let refuse =
         |status: u16, reason: &str, extra: &[(&str, String)]| match Salvaged::from_message(&msg) {
-            Some(s) => answer(&s, status, reason, &s.tag(secret), extra),
+            Some(s) => answer(&s, status, reason, &s.tag(secret), extra, limits),
             None => Verdict::Drop(SipError::Missing("Via")),
         };
     let scheme = match msg.request_uri() {
@@ -127,7 +129,18 @@ pub fn screen(data: Bytes, framing: Framing, limits: &Limits, policy: &Policy) -
             }
         }
         if !unknown.is_empty() {
-            return refuse(420, "Bad Extension", &[("Unsupported", unknown.join(", "))]);
+            // As many of the unknown tags as one header line holds.
+            let mut list = String::new();
+            for tag in &unknown {
+                if "Unsupported: ".len() + list.len() + tag.len() + 2 > limits.max_header_line {
+                    break;
+                }
+                if !list.is_empty() {
+                    list.push_str(", ");
+                }
+                list.push_str(tag);
+            }
+            return refuse(420, "Bad Extension", &[("Unsupported", list)]);
         }
     }
     let mf = msg
@@ -297,7 +310,7 @@ pub fn respond(
     extra: &[(&str, String)],
 ) -> Vec<u8> {
     let s = Salvaged::from_message(request).unwrap_or_default();
-    match answer(&s, status, reason, to_tag, extra) {
+    match answer(&s, status, reason, to_tag, extra, &Limits::default()) {
         Verdict::Answer { response, .. } => response,
         _ => Vec::new(),
     }
@@ -324,30 +337,87 @@ fn reason_phrase(text: &str) -> String {
     out
 }
 
+/// The answer to a request: never more fields, longer lines or more bytes
+/// than Parley's own `limits` accept, whatever the request carried. A From,
+/// To, Call-ID or CSeq too long to copy, or a top Via too long, leaves the
+/// request unanswered (answering would echo the attack); Vias past the
+/// header budget and extra fields that do not fit are left out.
 fn answer(
     s: &Salvaged,
     status: u16,
     reason: &str,
     to_tag: &str,
     extra: &[(&str, String)],
+    limits: &Limits,
 ) -> Verdict {
+    let fits = |name: &str, value: &[u8]| name.len() + 2 + value.len() <= limits.max_header_line;
+    let to = s.to.as_ref().map(|t| {
+        let has_tag = super::typed::NameAddr::parse(t, "To").is_ok_and(|n| n.tag().is_some());
+        let mut v = t.clone();
+        if !has_tag && status != 100 {
+            v.extend_from_slice(format!(";tag={to_tag}").as_bytes());
+        }
+        v
+    });
+    let identifiers = [
+        ("From", s.from.as_ref()),
+        ("To", to.as_ref()),
+        ("Call-ID", s.call_id.as_ref()),
+        ("CSeq", s.cseq.as_ref()),
+    ];
+    for (name, value) in identifiers {
+        if let Some(v) = value {
+            if !fits(name, v) {
+                return Verdict::Drop(SipError::TooLarge {
+                    limit: Limit::HeaderLine,
+                    seen: name.len() + 2 + v.len(),
+                    max: limits.max_header_line,
+                });
+            }
+        }
+    }
+    let extra: Vec<&(&str, String)> = extra
+        .iter()
+        .filter(|(n, v)| fits(n, v.as_bytes()))
+        .collect();
+    let fixed = identifiers.iter().filter(|(_, v)| v.is_some()).count() + extra.len() + 1;
+    let room = limits
+        .max_headers
+        .saturating_sub(fixed)
+        .min(limits.max_vias);
+    // The top Via first: the answer goes where it says.
+    let vias: Vec<&[u8]> = s
+        .vias
+        .iter()
+        .flat_map(|v| split_commas(v))
+        .take_while(|v| fits("Via", v))
+        .take(room)
+        .collect();
+    if vias.is_empty() {
+        return Verdict::Drop(SipError::Missing("Via"));
+    }
     // Sized up front: a response can stay in its server transaction for
     // Timer J (32 s), so it should not carry the slack of a grown buffer.
     let reason = reason_phrase(reason);
     let need = 32
         + reason.len()
-        + s.vias.iter().map(|v| v.len() + 16).sum::<usize>()
-        + [&s.from, &s.to, &s.call_id, &s.cseq]
+        + vias.iter().map(|v| v.len() + 7).sum::<usize>()
+        + identifiers
             .iter()
-            .map(|f| f.as_ref().map_or(0, |v| v.len() + 16))
+            .map(|(_, f)| f.map_or(0, |v| v.len() + 12))
             .sum::<usize>()
-        + to_tag.len()
-        + 8
         + extra
             .iter()
             .map(|(n, v)| n.len() + v.len() + 4)
             .sum::<usize>()
         + 24;
+    if need > limits.max_message_size {
+        return Verdict::Drop(SipError::TooLarge {
+            limit: Limit::MessageSize,
+            seen: need,
+            max: limits.max_message_size,
+        });
+    }
     let mut out = Vec::with_capacity(need);
     out.extend_from_slice(format!("SIP/2.0 {status} {reason}\r\n").as_bytes());
     let mut field = |name: &str, value: &[u8]| {
@@ -356,29 +426,13 @@ fn answer(
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     };
-    for via in &s.vias {
-        for v in split_commas(via) {
-            field("Via", v);
+    for v in vias {
+        field("Via", v);
+    }
+    for (name, value) in identifiers {
+        if let Some(v) = value {
+            field(name, v);
         }
-    }
-    if let Some(f) = &s.from {
-        field("From", f);
-    }
-    if let Some(t) = &s.to {
-        let has_tag = super::typed::NameAddr::parse(t, "To").is_ok_and(|n| n.tag().is_some());
-        if has_tag || status == 100 {
-            field("To", t);
-        } else {
-            let mut v = t.clone();
-            v.extend_from_slice(format!(";tag={to_tag}").as_bytes());
-            field("To", &v);
-        }
-    }
-    if let Some(c) = &s.call_id {
-        field("Call-ID", c);
-    }
-    if let Some(c) = &s.cseq {
-        field("CSeq", c);
     }
     for (name, value) in extra {
         field(name, value.as_bytes());
