@@ -209,9 +209,16 @@ pub trait Store: Send + Sync {
 }
 
 /// SQLite, the embedded default.
+///
+/// WAL with `synchronous=NORMAL` for everything a crash of Parley may not
+/// lose but a power cut may (bindings are refreshed by the user agents,
+/// the archive is best effort); a connection of its own with
+/// `synchronous=FULL` for the writes that back a 202 (kept messages), so
+/// they are on disk before the 202 leaves, across power loss too.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    durable: SqlitePool,
 }
 
 impl SqliteStore {
@@ -230,10 +237,14 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("src/store/migrations").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let durable = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Full))
+            .await?;
+        Ok(SqliteStore { pool, durable })
     }
 }
 
@@ -407,6 +418,7 @@ impl Store for SqliteStore {
         })
     }
 
+    /// On the durable connection: the commit is synced before it returns.
     fn put_offline<'a>(&'a self, row: &'a OfflineRow) -> StoreFuture<'a, i64> {
         Box::pin(async move {
             let r = sqlx::query(
@@ -420,7 +432,7 @@ impl Store for SqliteStore {
             .bind(&row.body)
             .bind(row.received_at)
             .bind(row.expires_at)
-            .execute(&self.pool)
+            .execute(&self.durable)
             .await?;
             Ok(r.last_insert_rowid())
         })
@@ -607,6 +619,41 @@ mod tests {
             decision: "delivered".into(),
             cpim: "From: <im:a@b>\r\n\r\nContent-Type: text/plain\r\n\r\nx".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn kept_messages_are_written_with_a_full_sync() {
+        let dir = std::env::temp_dir().join(format!("parley-store-sync-{}", std::process::id()));
+        let store = SqliteStore::open(&dir.join("t.db")).await.unwrap();
+        let level = |pool: &SqlitePool| {
+            let pool = pool.clone();
+            async move {
+                let r = sqlx::query("PRAGMA synchronous")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                r.get::<i64, _>(0)
+            }
+        };
+        // SQLite: 1 is NORMAL, 2 is FULL.
+        assert_eq!(level(&store.pool).await, 1);
+        assert_eq!(level(&store.durable).await, 2);
+        let id = store
+            .put_offline(&OfflineRow {
+                id: 0,
+                aor: "bob@localhost".into(),
+                sender: "<sip:alice@localhost>".into(),
+                content_type: "text/plain".into(),
+                body: b"hi".to_vec(),
+                received_at: 1,
+                expires_at: 2,
+            })
+            .await
+            .unwrap();
+        let kept = store.offline_for("bob@localhost").await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].id, id);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
