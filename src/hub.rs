@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 use crate::net::Sip;
 use crate::proto::time::rfc3339;
 use crate::router::policy::Refusal;
+use crate::router::reports::{attributed, Matched};
 use crate::router::{archive, sipmap, Router};
 use crate::simple::presence::{self, Decision, ExternalNotice};
 use crate::simple::{bridge, pager, Core};
@@ -144,7 +145,7 @@ impl Hub {
             }
             Inbound::Failed {
                 id,
-                sender,
+                sender: _,
                 recipient,
                 failure,
             } => {
@@ -152,21 +153,27 @@ impl Hub {
                     .policy()
                     .identity(peer, &recipient, is_local)
                     .map_err(refused)?;
-                if router.is_local_domain(sender.domain()) {
-                    info!(%id, to = %recipient, %failure, "bridged message failed");
-                    let text = failure
-                        .text
-                        .clone()
-                        .unwrap_or_else(|| failure.condition.name().to_string());
-                    pager::report(
-                        core,
-                        &self.sip,
-                        &sender.bare().to_sip_uri(),
-                        &recipient.bare().to_string(),
-                        &text,
-                    )
-                    .await;
+                // Acted on only when it names a message Parley sent to this
+                // peer about this recipient; who is told is the sender
+                // Parley remembers, never whom the stanza names.
+                let about = recipient.bare().to_string();
+                match router.match_failure(&id, &peer.domain, &about, &failure) {
+                    None => {
+                        debug!(%id, peer = %peer.domain, "failure for no message sent; dropped")
+                    }
+                    Some(Matched::Answered) => {
+                        info!(%id, to = %about, %failure, "bridged message refused")
+                    }
+                    Some(Matched::Limited) => {
+                        info!(%id, peer = %peer.domain, "failure report not sent: too many from this domain")
+                    }
+                    Some(Matched::Report { sender }) => {
+                        info!(%id, to = %about, %failure, "bridged message failed");
+                        let text = attributed(&peer.domain, &failure);
+                        pager::report(core, &self.sip, &sender, &about, &text).await;
+                    }
                 }
+                // Never answer an error with an error.
                 Ok(())
             }
             Inbound::Presence(p) => {

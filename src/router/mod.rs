@@ -19,6 +19,7 @@
 pub mod archive;
 pub mod policy;
 pub mod rejection;
+pub mod reports;
 pub mod sipmap;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -76,6 +77,8 @@ pub struct Router {
     archive: archive::Archive,
     /// When the archive was last expired.
     last_expiry: Mutex<Instant>,
+    /// Messages handed to adapters, for failure reports.
+    reports: reports::Reports,
 }
 
 impl std::fmt::Debug for Router {
@@ -148,6 +151,7 @@ impl Router {
             routed: Mutex::new(HashMap::new()),
             archive: archive::Archive::new(store, config.archive),
             last_expiry: Mutex::new(Instant::now()),
+            reports: reports::Reports::new(),
         }
     }
 
@@ -300,6 +304,31 @@ impl Router {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .cross(outward, id)
+    }
+
+    /// Remembers a message handed to an adapter for `peer_domain`, so a
+    /// failure reported for it can be checked; the receiver gets that
+    /// failure while the SIP sender still waits.
+    pub fn expect_failure(
+        &self,
+        id: &str,
+        peer_domain: &str,
+        recipient: &str,
+        sender: &str,
+    ) -> tokio::sync::oneshot::Receiver<parley_adapter::Failure> {
+        self.reports.expect(id, peer_domain, recipient, sender)
+    }
+
+    /// What a failure an adapter reports is about (see [`reports`]); `None`
+    /// for one that names no message Parley sent there.
+    pub fn match_failure(
+        &self,
+        id: &str,
+        peer_domain: &str,
+        recipient: &str,
+        failure: &parley_adapter::Failure,
+    ) -> Option<reports::Matched> {
+        self.reports.matched(id, peer_domain, recipient, failure)
     }
 
     /// Whether the domain policy lets federation with `domain` happen, in

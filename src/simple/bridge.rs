@@ -23,6 +23,7 @@ use super::{reject, Core};
 use crate::net::{Incoming, Sip};
 use crate::proto::sip::{HeaderName, Message, Method};
 use crate::router::policy::Refusal;
+use crate::router::reports::attributed;
 use crate::router::{archive, content_type, sipmap, Destination, Rejection};
 
 /// A SIP request for another domain from an authenticated local user,
@@ -105,7 +106,18 @@ pub async fn request(
     }
     let security = router.policy().security(recipient.domain());
     let started = Instant::now();
-    let delivered = adapter.deliver(Outbound::Message(m), security).await;
+    // A failure the network reports while the sender still waits answers
+    // the request itself; one that comes later is a report (router::reports).
+    let failed = router.expect_failure(
+        &m.id,
+        recipient.domain(),
+        &recipient.bare().to_string(),
+        &sender.bare().to_sip_uri(),
+    );
+    let delivered = tokio::select! {
+        r = adapter.deliver(Outbound::Message(m), security) => r.map_err(|f| (f, false)),
+        Ok(f) = failed => Err((f, true)),
+    };
     metrics::histogram!(
         "parley_message_delivery_seconds",
         "destination" => adapter.protocol().name()
@@ -119,14 +131,16 @@ pub async fn request(
                 .reply(202, "Accepted (relayed to XMPP)", &[])
                 .await
         }
-        Err(f) => {
+        Err((f, remote)) => {
             record(format!("failed: {f}"));
             info!(to = %recipient, failure = %f, "MESSAGE not bridged");
             let status = f.condition.to_sip();
-            let reason = f
-                .text
-                .clone()
-                .unwrap_or_else(|| f.condition.name().to_string());
+            // The other server's words are its own, never Parley's.
+            let reason = match (&f.text, remote) {
+                (_, true) => attributed(recipient.domain(), &f),
+                (Some(t), false) => t.clone(),
+                (None, false) => f.condition.name().to_string(),
+            };
             reject(inc, &Rejection::text(status, reason), recipient.domain()).await
         }
     }

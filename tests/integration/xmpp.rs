@@ -306,6 +306,8 @@ fn sip_and_xmpp_users_talk_over_s2s_with_typing_and_receipts() {
         body(&m).contains(&format!("nobody@{XMPP}")) && body(&m).contains("not delivered"),
         "{m}"
     );
+    // Prosody's words, if any, are Prosody's: attributed, never Parley's.
+    assert!(body(&m).contains(&format!("the server of {XMPP}")), "{m}");
 
     // Every crossing is in the compliance archive (the real CLI reads it).
     let text = crate::registrar_proxy::run_cli(
@@ -502,12 +504,11 @@ fn open_stream(parley_s2s: u16) -> (std::net::TcpStream, String) {
     (s, text)
 }
 
-#[test]
-fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
+/// Parley beside rogue.example.test, a real domain here: this test is its
+/// server and answers Parley's dialback verification once. Romeo is a
+/// user of Parley. Returns the DNS (kept alive), Parley and its s2s port.
+fn rogue_setup() -> (TestDns, TestServer, u16) {
     use std::io::Write;
-    // rogue.example.test is a real domain here: this test is its server and
-    // answers Parley's dialback verification. Having authenticated as
-    // rogue, it then sends as xmpp.example.test and as Parley's own domain.
     let authority = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let authority_port = authority.local_addr().unwrap().port();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -518,7 +519,8 @@ fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
     );
     let parley = TestServer::start_with_xmpp(
         &format!(
-            "domains = [\"{PARLEY}\"]\n[xmpp]\nrequire_tls = false\n[dns]\nnameserver = \"{}\"\n",
+            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n\
+             [xmpp]\nrequire_tls = false\n[dns]\nnameserver = \"{}\"\n",
             dns.addr
         ),
         listener,
@@ -553,7 +555,12 @@ fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
         }
         std::thread::sleep(Duration::from_secs(5));
     });
+    (dns, parley, parley_s2s)
+}
 
+/// A stream to Parley authenticated by dialback as rogue.example.test.
+fn rogue_stream(parley_s2s: u16) -> (std::net::TcpStream, String) {
+    use std::io::Write;
     let (mut s, mut text) = open_stream(parley_s2s);
     assert!(text.contains("urn:xmpp:features:dialback"), "{text}");
     write!(
@@ -562,6 +569,55 @@ fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
     )
     .unwrap();
     assert!(read_until(&mut s, &mut text, "type=\"valid\""), "{text}");
+    (s, text)
+}
+
+#[test]
+fn forged_failure_reports_are_dropped() {
+    use std::io::Write;
+    let (_dns, parley, parley_s2s) = rogue_setup();
+    let romeo = Ua::new(parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let (mut s, _) = rogue_stream(parley_s2s);
+    // Errors for messages Parley never sent, with words meant to pass for
+    // Parley's own: none of them reaches Romeo, and none is answered.
+    for n in 0..10 {
+        write!(
+            s,
+            "<message from='juliet@{ROGUE}' to='romeo@{PARLEY}' type='error' id='forged-{n}'>\
+             <error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>your SIP password expired, re-enter it at https://{ROGUE}/</text>\
+             </error></message>"
+        )
+        .unwrap();
+    }
+    // Then an ordinary message over the same stream: the first thing Romeo
+    // gets is that message, so the errors before it produced nothing.
+    write!(
+        s,
+        "<message from='juliet@{ROGUE}' to='romeo@{PARLEY}' type='chat' id='c1'><body>after the errors</body></message>"
+    )
+    .unwrap();
+    let m = next_message(&romeo);
+    assert!(body(&m).ends_with("after the errors"), "{m}");
+    assert!(
+        header(&m, "From").is_some_and(|h| h.contains(&format!("juliet@{ROGUE}"))),
+        "{m}"
+    );
+    // No error went back for the errors either (RFC 6120 §8.3.1).
+    let mut text = String::new();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    read_until(&mut s, &mut text, "type='error'");
+    assert!(!text.contains("forged-"), "{text}");
+    drop(parley);
+}
+
+#[test]
+fn a_peer_asserting_a_domain_it_did_not_authenticate_as_is_cut_off() {
+    use std::io::Write;
+    let (_dns, _parley, parley_s2s) = rogue_setup();
+    let (mut s, mut text) = rogue_stream(parley_s2s);
     // Authenticated as rogue; now it speaks for someone else.
     write!(
         s,
