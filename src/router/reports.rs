@@ -50,9 +50,12 @@ pub enum Matched {
     Limited,
 }
 
+/// Messages by id, and their ids in the order they expire.
+type SentTable = (HashMap<String, Sent>, VecDeque<(String, Instant)>);
+
 /// The messages that may still fail, and the report rate per peer.
 pub(crate) struct Reports {
-    sent: Mutex<(HashMap<String, Sent>, VecDeque<(String, Instant)>)>,
+    sent: Mutex<SentTable>,
     rate: DefaultKeyedRateLimiter<String>,
 }
 
