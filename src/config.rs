@@ -302,6 +302,9 @@ pub struct OfflineConfig {
     pub enabled: bool,
     /// Messages kept per user; beyond it a MESSAGE gets 480.
     pub max_per_user: u32,
+    /// Messages kept from the senders of one domain, for all users; beyond
+    /// it a MESSAGE gets 480.
+    pub max_per_sender_domain: u32,
     /// Seconds a message is kept; then the sender is told it was not
     /// delivered.
     pub expiry_secs: u64,
@@ -312,6 +315,7 @@ impl Default for OfflineConfig {
         OfflineConfig {
             enabled: true,
             max_per_user: 100,
+            max_per_sender_domain: 10_000,
             expiry_secs: 7 * 86_400,
         }
     }
@@ -331,6 +335,18 @@ pub struct PresenceConfig {
     /// `allow` everyone, `local` watchers of the local domains (others
     /// wait, pending, until a rule allows them), or `pending` everyone.
     pub default_policy: DefaultPolicy,
+    /// Subscriptions to one presentity at most (both packages).
+    pub max_per_presentity: u32,
+    /// Subscriptions from the watchers of one domain at most.
+    pub max_per_watcher_domain: u32,
+    /// Subscriptions from one source address at most.
+    pub max_per_source: u32,
+    /// Pending subscriptions of watchers of other domains (waiting for a
+    /// rule) at most, in all.
+    pub max_pending_outside: u32,
+    /// Seconds a pending subscription of another domain's watcher lasts at
+    /// most before it must be refreshed.
+    pub pending_expires: u32,
 }
 
 /// `[presence] default_policy`
@@ -352,6 +368,11 @@ impl Default for PresenceConfig {
             min_expires: 60,
             max_expires: 7200,
             default_policy: DefaultPolicy::Local,
+            max_per_presentity: 1000,
+            max_per_watcher_domain: 5000,
+            max_per_source: 2000,
+            max_pending_outside: 1000,
+            pending_expires: 300,
         }
     }
 }

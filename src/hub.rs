@@ -268,7 +268,14 @@ impl Hub {
                 if core.auth.user(s.to.user(), s.to.domain()).await.is_none() {
                     return Err(Failure::new(Condition::ItemNotFound, "no such user"));
                 }
-                presence::watch_external(core, &self.sip, &local, &remote).await;
+                presence::watch_external(core, &self.sip, &local, &remote)
+                    .await
+                    .map_err(|cap| {
+                        Failure::new(
+                            Condition::ResourceConstraint,
+                            format!("limit of {cap} reached"),
+                        )
+                    })?;
             }
             SubscriptionAction::Unsubscribe => presence::unwatch_external(core, &local, &remote),
             SubscriptionAction::Subscribed => {

@@ -33,6 +33,8 @@ pub struct Offline {
     store: Arc<dyn Store>,
     config: OfflineConfig,
     pending: Mutex<HashMap<String, u32>>,
+    /// Kept messages by the domain of their sender.
+    by_sender_domain: Mutex<HashMap<String, u32>>,
     delivering: Mutex<HashSet<String>>,
 }
 
@@ -56,10 +58,16 @@ impl Offline {
             .into_iter()
             .map(|(aor, n)| (aor, u32::try_from(n).unwrap_or(u32::MAX)))
             .collect();
+        let mut by_sender_domain: HashMap<String, u32> = HashMap::new();
+        for (sender, n) in store.offline_sender_counts().await? {
+            *by_sender_domain.entry(sender_domain(&sender)).or_default() +=
+                u32::try_from(n).unwrap_or(u32::MAX);
+        }
         Ok(Offline {
             store,
             config,
             pending: Mutex::new(pending),
+            by_sender_domain: Mutex::new(by_sender_domain),
             delivering: Mutex::new(HashSet::new()),
         })
     }
@@ -83,15 +91,35 @@ impl Offline {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn took(&self, aor: &str) {
-        let mut counts = self.counts();
-        if let Some(n) = counts.get_mut(aor) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(aor);
-            }
-        }
+    fn domains(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.by_sender_domain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
+
+    /// One kept message for `aor` from `sender` is gone.
+    fn took(&self, aor: &str, sender: &str) {
+        let fewer = |counts: &mut HashMap<String, u32>, key: &str| {
+            if let Some(n) = counts.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(key);
+                }
+            }
+        };
+        fewer(&mut self.counts(), aor);
+        fewer(&mut self.domains(), &sender_domain(sender));
+    }
+}
+
+/// The domain of a stored sender (`"Name" <sip:user@domain>`), lower-cased;
+/// empty when it names none.
+fn sender_domain(sender: &str) -> String {
+    let uri = angle(sender).unwrap_or_else(|| sender.trim().to_string());
+    crate::proto::sip::Uri::parse(uri.as_bytes())
+        .ok()
+        .and_then(|u| u.as_sip().map(|s| s.host.to_string().to_ascii_lowercase()))
+        .unwrap_or_default()
 }
 
 /// Keeps a MESSAGE for `aor` (a known user with no contact) and answers
@@ -135,9 +163,21 @@ async fn store(
 ) -> Result<(), Rejection> {
     let offline = &core.offline;
     if offline.waiting(aor) >= offline.config.max_per_user {
+        metrics::counter!("parley_caps_reached_total", "cap" => "kept messages per user")
+            .increment(1);
         return Err(Rejection::new(
             480,
-            "Temporarily Unavailable (offline store full)",
+            "Temporarily Unavailable (limit of kept messages for this user reached)",
+        ));
+    }
+    let from_domain = sender_domain(&sender);
+    let kept_from_domain = offline.domains().get(&from_domain).copied().unwrap_or(0);
+    if kept_from_domain >= offline.config.max_per_sender_domain {
+        metrics::counter!("parley_caps_reached_total", "cap" => "kept messages per sender domain")
+            .increment(1);
+        return Err(Rejection::new(
+            480,
+            "Temporarily Unavailable (limit of kept messages from this domain reached)",
         ));
     }
     let now = now_secs() as i64;
@@ -157,6 +197,7 @@ async fn store(
     match written {
         Ok(id) => {
             *offline.counts().entry(aor.to_string()).or_default() += 1;
+            *offline.domains().entry(from_domain).or_default() += 1;
             debug!(id, aor, "message kept for an offline user");
             Ok(())
         }
@@ -257,7 +298,7 @@ pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
             });
         }
         match offline.store.remove_offline(row.id).await {
-            Ok(true) => offline.took(&aor),
+            Ok(true) => offline.took(&aor, &row.sender),
             Ok(false) => {}
             Err(e) => warn!(error = %e, "offline store failed"),
         }
@@ -352,7 +393,7 @@ pub async fn expire(core: &Arc<Core>, sip: &Sip) {
         if !matches!(offline.store.remove_offline(row.id).await, Ok(true)) {
             continue;
         }
-        offline.took(&row.aor);
+        offline.took(&row.aor, &row.sender);
         info!(aor = %row.aor, sender = %row.sender, "offline message expired");
         report_expiry(core, sip, &row).await;
     }

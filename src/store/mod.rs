@@ -180,6 +180,8 @@ pub trait Store: Send + Sync {
     fn offline_expired(&self, now: i64) -> StoreFuture<'_, Vec<OfflineRow>>;
     /// How many MESSAGEs are kept, per recipient.
     fn offline_counts(&self) -> StoreFuture<'_, Vec<(String, i64)>>;
+    /// How many messages are kept per sender (as the sender was stored).
+    fn offline_sender_counts(&self) -> StoreFuture<'_, Vec<(String, i64)>>;
     /// Sets the rule for `watcher` of `presentity` (both `user@domain`;
     /// watcher `*` for everyone else).
     fn put_presence_rule<'a>(
@@ -476,6 +478,19 @@ impl Store for SqliteStore {
                 .await?;
             rows.iter()
                 .map(|r| Ok((r.try_get("aor")?, r.try_get("n")?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn offline_sender_counts(&self) -> StoreFuture<'_, Vec<(String, i64)>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT sender, COUNT(*) AS n FROM offline_messages GROUP BY sender")
+                    .fetch_all(&self.pool)
+                    .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("sender")?, r.try_get("n")?)))
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(StoreError::from)
         })

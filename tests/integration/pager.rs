@@ -358,3 +358,31 @@ fn kept_messages_get_the_imdn_notifications_they_ask_for() {
     assert!(n.contains("<message-id>id-carol</message-id>"), "{n}");
     assert!(n.contains("<failed/>"), "{n}");
 }
+
+#[test]
+fn kept_messages_are_bounded_per_sender_domain() {
+    let server = TestServer::start(&format!(
+        "{NO_AUTH}[offline]\nmax_per_user = 5\nmax_per_sender_domain = 2\n"
+    ));
+    for user in ["alice", "bob", "carol", "dave"] {
+        user_add(&server, &format!("{user}@localhost"), "x");
+    }
+    let ua = Ua::new(server.udp);
+    let from_outside = |to: &str, call: &str| {
+        ua.send(
+            &format!(
+                "MESSAGE sip:{to} SIP/2.0\nFrom: <sip:eve@outside.test>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"
+            ),
+            "hello",
+        );
+        ua.final_response()
+    };
+    assert_eq!(status(&from_outside("bob@localhost", "d1")), 202);
+    assert_eq!(status(&from_outside("carol@localhost", "d2")), 202);
+    // A third for yet another user: outside.test's share is full.
+    let r = from_outside("dave@localhost", "d3");
+    assert_eq!(status(&r), 480, "{r}");
+    assert!(r.contains("from this domain"), "{r}");
+    // Senders of Parley's own domain have their own share.
+    assert_eq!(status(&message(&ua, "dave@localhost", "local")), 202);
+}

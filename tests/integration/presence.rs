@@ -507,3 +507,103 @@ fn watchers_are_authorized_and_the_presentity_sees_them() {
     );
     assert_eq!(status(&r), 403, "{r}");
 }
+
+#[test]
+fn subscription_state_is_bounded_by_the_caps() {
+    let server = TestServer::start(&format!(
+        "{NO_AUTH}[presence]\nmax_per_presentity = 3\nmax_per_watcher_domain = 2\nmax_pending_outside = 4\npending_expires = 120\n"
+    ));
+    user_add(&server, "alice@localhost", "a");
+    user_add(&server, "bob@localhost", "b");
+    let ua = Ua::new(server.udp);
+    let expires = |r: &str| {
+        header(r, "Expires")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    // Watchers of another domain wait for a rule (default policy
+    // `local`); they must come back within pending_expires, not 600 s.
+    let first = subscribe_as(
+        &ua,
+        "w1@outside.test",
+        "alice@localhost",
+        "presence",
+        "cap-1",
+    );
+    assert_eq!(status(&first), 200, "{first}");
+    assert!(expires(&first) <= 120, "{first}");
+    let r = subscribe_as(
+        &ua,
+        "w2@outside.test",
+        "alice@localhost",
+        "presence",
+        "cap-2",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    // A third from the same domain passes max_per_watcher_domain.
+    let r = subscribe_as(
+        &ua,
+        "w3@outside.test",
+        "alice@localhost",
+        "presence",
+        "cap-3",
+    );
+    assert_eq!(status(&r), 503, "{r}");
+    assert!(r.contains("this watcher domain"), "{r}");
+    assert!(header(&r, "Retry-After").is_some(), "{r}");
+    // Another domain may, until Alice has max_per_presentity watchers.
+    let r = subscribe_as(
+        &ua,
+        "w1@elsewhere.test",
+        "alice@localhost",
+        "presence",
+        "cap-4",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let r = subscribe_as(
+        &ua,
+        "w2@elsewhere.test",
+        "alice@localhost",
+        "presence",
+        "cap-5",
+    );
+    assert_eq!(status(&r), 503, "{r}");
+    assert!(r.contains("subscriptions to this user"), "{r}");
+    // The pending ones of other domains are bounded in all: Bob takes the
+    // fourth, and a fifth is refused whoever it watches.
+    let r = subscribe_as(
+        &ua,
+        "w2@elsewhere.test",
+        "bob@localhost",
+        "presence",
+        "cap-6",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let r = subscribe_as(&ua, "w1@third.test", "bob@localhost", "presence", "cap-7");
+    assert_eq!(status(&r), 503, "{r}");
+    assert!(
+        r.contains("pending subscriptions from other domains"),
+        "{r}"
+    );
+    // An ended subscription frees its place.
+    let tag = header(&first, "To")
+        .and_then(|t| t.split("tag=").nth(1))
+        .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
+        .expect("a To tag");
+    ua.send(
+        &format!(
+            "SUBSCRIBE sip:alice@localhost SIP/2.0\nFrom: <sip:w1@outside.test>;tag=w-cap-1\nTo: <sip:alice@localhost>;tag={tag}\nCall-ID: cap-1\nCSeq: 2 SUBSCRIBE\nContact: <sip:w@{}>\nEvent: presence\nExpires: 0",
+            ua.local
+        ),
+        "",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
+    let r = subscribe_as(
+        &ua,
+        "w3@outside.test",
+        "alice@localhost",
+        "presence",
+        "cap-8",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+}

@@ -59,15 +59,26 @@ pub async fn publish_foreign(core: &Core, sip: &Sip, presentity: &str, document:
 /// A watcher on another network asks to see a local presentity (an XMPP
 /// `subscribe`): decided as any watcher is; `Allowed`/`Revoked` notices
 /// follow now and whenever the rules change.
-pub async fn watch_external(core: &Core, sip: &Sip, presentity: &str, watcher: &str) -> Decision {
+/// Refused (with the cap's name) when the presentity already has as many
+/// watchers on other networks as `[presence] max_per_presentity` allows.
+pub async fn watch_external(
+    core: &Core,
+    sip: &Sip,
+    presentity: &str,
+    watcher: &str,
+) -> Result<Decision, &'static str> {
     let decision = {
         let mut state = core.presence.state();
         let d = core.presence.decide(&state, core, presentity, watcher);
-        state
-            .external
-            .entry(presentity.to_string())
-            .or_default()
-            .insert(watcher.to_string(), d);
+        let watchers = state.external.entry(presentity.to_string()).or_default();
+        if !watchers.contains_key(watcher)
+            && watchers.len() >= core.presence.config.max_per_presentity as usize
+        {
+            metrics::counter!("parley_caps_reached_total", "cap" => "subscriptions to this user")
+                .increment(1);
+            return Err("subscriptions to this user");
+        }
+        watchers.insert(watcher.to_string(), d);
         let notice = match d {
             Decision::Allow => Some(ExternalNotice::Allowed {
                 presentity: presentity.to_string(),
@@ -84,7 +95,7 @@ pub async fn watch_external(core: &Core, sip: &Sip, presentity: &str, watcher: &
         d
     };
     send_all(core, sip, Vec::new()).await;
-    decision
+    Ok(decision)
 }
 
 /// What another network last answered `watcher`'s request to see

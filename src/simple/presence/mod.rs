@@ -197,6 +197,8 @@ struct Subscription {
     decision: Decision,
     /// The watcher-info document version (RFC 3858 §4.2).
     version: u32,
+    /// The watcher is of another domain (its pending state is bounded).
+    outside: bool,
 }
 
 /// The identity of a subscription dialog: Call-ID, our tag, theirs.
@@ -234,6 +236,73 @@ struct State {
     external: HashMap<String, HashMap<String, Decision>>,
     /// Presence for external watchers, waiting to be handed to the bridge.
     external_out: Vec<ExternalNotice>,
+    /// Subscriptions by watcher domain, by source address, and pending
+    /// ones of other domains' watchers: what the caps are checked against.
+    per_domain: HashMap<Box<str>, u32>,
+    per_source: HashMap<std::net::IpAddr, u32>,
+    pending_outside: u32,
+}
+
+/// One more (`up`) or one fewer subscription in the counts the caps use.
+fn account(state: &mut State, sub: &Subscription, up: bool) {
+    let step = |n: &mut u32| {
+        *n = if up {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
+    };
+    let domain = sub
+        .dialog
+        .texts
+        .get(Part::Watcher)
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .to_ascii_lowercase();
+    let n = state.per_domain.entry(domain.clone().into()).or_default();
+    step(n);
+    if *n == 0 {
+        state.per_domain.remove(domain.as_str());
+    }
+    let ip = sub.dialog.source.ip();
+    let n = state.per_source.entry(ip).or_default();
+    step(n);
+    if *n == 0 {
+        state.per_source.remove(&ip);
+    }
+    if sub.outside && sub.decision == Decision::Pending {
+        step(&mut state.pending_outside);
+    }
+}
+
+/// The cap a new subscription would pass, if any: its name, for the
+/// reason phrase and the metric.
+fn cap_reached(
+    state: &State,
+    config: &PresenceConfig,
+    presentity: &str,
+    domain: &str,
+    source: std::net::IpAddr,
+    pending_outside: bool,
+) -> Option<&'static str> {
+    let watchers: usize = [Package::Presence, Package::Winfo]
+        .iter()
+        .filter_map(|p| state.watchers.get(&(presentity.to_string(), *p)))
+        .map(|(_, set)| set.len())
+        .sum();
+    if watchers >= config.max_per_presentity as usize {
+        return Some("subscriptions to this user");
+    }
+    if state.per_domain.get(domain).copied().unwrap_or(0) >= config.max_per_watcher_domain {
+        return Some("subscriptions from this watcher domain");
+    }
+    if state.per_source.get(&source).copied().unwrap_or(0) >= config.max_per_source {
+        return Some("subscriptions from this address");
+    }
+    if pending_outside && state.pending_outside >= config.max_pending_outside {
+        return Some("pending subscriptions from other domains");
+    }
+    None
 }
 
 /// Presence for a watcher on another network (RFC 7248), handed to the
@@ -750,6 +819,13 @@ async fn subscribe_to(
             let id = find(&state, &dialog).unwrap_or(0);
             match state.subscriptions.get_mut(&id) {
                 Some(sub) => {
+                    // Still waiting for a rule: a watcher of another domain
+                    // keeps coming back soon.
+                    let expires = if sub.outside && sub.decision == Decision::Pending {
+                        expires.min(agent.config.pending_expires)
+                    } else {
+                        expires
+                    };
                     sub.expires_at = now + u64::from(expires);
                     if let Some(c) = contact_uri(&inc.message) {
                         if sub.dialog.texts.get(Part::RemoteTarget) != c {
@@ -763,12 +839,12 @@ async fn subscribe_to(
                     if expires == 0 && package == Package::Presence {
                         out.extend(winfo_notifications(core, &mut state, &presentity, now));
                     }
-                    Some(out)
+                    Some((out, expires))
                 }
                 None => None,
             }
         };
-        let Some(notify) = notify else {
+        let Some((notify, expires)) = notify else {
             return inc
                 .responder
                 .reply(481, "Subscription does not exist", &[])
@@ -853,8 +929,20 @@ async fn subscribe_to(
             Package::Winfo => Decision::Deny,
             Package::Presence => agent.decide(&state, core, &presentity, &watcher),
         };
-        if decision == Decision::Deny {
-            None
+        let outside = !core.is_local_domain(&sender.domain);
+        let pending_outside = outside && decision == Decision::Pending;
+        let cap = cap_reached(
+            &state,
+            &agent.config,
+            &presentity,
+            &sender.domain,
+            inc.source.ip(),
+            pending_outside,
+        );
+        if let Some(cap) = cap {
+            Err(cap)
+        } else if decision == Decision::Deny {
+            Ok(None)
         } else {
             state.next_id += 1;
             let id = state.next_id;
@@ -865,18 +953,25 @@ async fn subscribe_to(
                 .or_insert_with(|| (Arc::from(presentity.as_str()), HashSet::new()));
             set.insert(id);
             let shared = shared.clone();
-            state.subscriptions.insert(
-                id,
-                Subscription {
-                    presentity: shared,
-                    package,
-                    event_id: event_id.map(String::into_boxed_str),
-                    dialog,
-                    expires_at: now + u64::from(expires),
-                    decision,
-                    version: 0,
-                },
-            );
+            // A watcher of another domain that waits for a rule must come
+            // back soon: its subscription is not kept for hours.
+            let expires = if pending_outside {
+                expires.min(agent.config.pending_expires)
+            } else {
+                expires
+            };
+            let sub = Subscription {
+                presentity: shared,
+                package,
+                event_id: event_id.map(String::into_boxed_str),
+                dialog,
+                expires_at: now + u64::from(expires),
+                decision,
+                version: 0,
+                outside,
+            };
+            account(&mut state, &sub, true);
+            state.subscriptions.insert(id, sub);
             // RFC 6665 §4.2.1.4: a NOTIFY right after the 200, also for a
             // fetch (Expires 0), which then ends the subscription.
             let mut out: Vec<Outgoing> = notify_one(core, &mut state, id, now, None, None)
@@ -886,14 +981,29 @@ async fn subscribe_to(
                 out.extend(winfo_notifications(core, &mut state, &presentity, now));
             }
             *made = expires > 0;
-            Some(out)
+            Ok(Some((out, expires)))
         }
     };
-    let Some(notify) = notify else {
-        return inc
-            .responder
-            .reply(403, "Forbidden (not allowed to watch)", &[])
-            .await;
+    let (notify, expires) = match notify {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            return inc
+                .responder
+                .reply(403, "Forbidden (not allowed to watch)", &[])
+                .await
+        }
+        Err(cap) => {
+            metrics::counter!("parley_caps_reached_total", "cap" => cap).increment(1);
+            tracing::info!(%presentity, %watcher, cap, "subscription refused: cap reached");
+            return inc
+                .responder
+                .reply(
+                    503,
+                    &format!("Service Unavailable (limit of {cap} reached)"),
+                    &[("Retry-After", "60".to_string())],
+                )
+                .await;
+        }
     };
     accept(core, sip, &mut inc, &local_tag, expires, contact, notify).await;
 }
@@ -1004,8 +1114,11 @@ fn apply_rules(core: &Core, state: &mut State, now: u64) -> Vec<Outgoing> {
         if decision == Decision::Deny {
             out.extend(notify_one(core, state, id, now, Some("rejected"), None));
         } else {
-            if let Some(sub) = state.subscriptions.get_mut(&id) {
+            if let Some(mut sub) = state.subscriptions.remove(&id) {
+                account(state, &sub, false);
                 sub.decision = decision;
+                account(state, &sub, true);
+                state.subscriptions.insert(id, sub);
             }
             out.extend(notify_one(core, state, id, now, None, None));
         }
@@ -1187,6 +1300,7 @@ fn remove(state: &mut State, id: SubId) {
     let Some(sub) = state.subscriptions.remove(&id) else {
         return;
     };
+    account(state, &sub, false);
     let t = &sub.dialog.texts;
     let key: DialogId = (
         t.get(Part::CallId).to_string(),
@@ -1348,6 +1462,7 @@ mod tests {
             expires_at: 0,
             decision: Decision::Allow,
             version: 0,
+            outside: false,
         }
     }
 
