@@ -606,6 +606,38 @@ pub struct SipConfig {
     /// §18.2.2); off, such responses go to the source address instead.
     #[serde(default)]
     pub multicast_responses: bool,
+    /// `[sip.overload]`: how much work may wait before new requests are
+    /// turned away with 503.
+    #[serde(default)]
+    pub overload: OverloadConfig,
+}
+
+/// `[sip.overload]`: admission of new requests (RFC 3261 §21.5.4, RFC
+/// 7339). Retransmissions of admitted transactions are never turned away.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadConfig {
+    /// Non-INVITE requests admitted and not yet answered at most; past it
+    /// a new request gets 503 with Retry-After at once, statelessly.
+    pub max_pending: usize,
+    /// Seconds in the Retry-After of that 503.
+    pub retry_after_secs: u32,
+    /// Above this share of `max_pending` (percent), upstream servers that
+    /// announce RFC 7339 support (`oc` in their Via) are asked to send less.
+    pub oc_threshold_percent: u32,
+    /// How long such a request to send less holds, milliseconds.
+    pub oc_validity_ms: u32,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            max_pending: 2000,
+            retry_after_secs: 5,
+            oc_threshold_percent: 50,
+            oc_validity_ms: 2000,
+        }
+    }
 }
 
 impl Default for SipConfig {
@@ -621,6 +653,7 @@ impl Default for SipConfig {
             udp_buffer_bytes: default_udp_buffer(),
             workers: 0,
             multicast_responses: false,
+            overload: OverloadConfig::default(),
         }
     }
 }

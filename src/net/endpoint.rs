@@ -14,7 +14,7 @@ use tracing::debug;
 use super::responder::{Incoming, Responder};
 use super::sip::{OnResponse, Sip};
 use super::{stream, timer, udp, Handler, PeerCertificate};
-use crate::proto::sip::stateless::{respond, screen, stamp_via, Policy, Verdict};
+use crate::proto::sip::stateless::{respond, screen, stamp_via, stateless_tag, Policy, Verdict};
 use crate::proto::sip::{Framing, HeaderName, Limits, Message, Method, RequestBuilder, Transport};
 use crate::proto::transaction::{
     ClientEvent, ClientTransaction, Key, Reliability, ServerTransaction, TimerConfig,
@@ -112,6 +112,8 @@ pub(super) struct ClientEntry {
     pub(super) txn: ClientTransaction,
     pub(super) path: Path,
     pub(super) responses: Sink,
+    /// The server it went to (RFC 7339 reductions are per server).
+    pub(super) peer: SocketAddr,
 }
 
 /// Where the responses of a client transaction go.
@@ -164,6 +166,8 @@ pub(super) type Connections = HashMap<(Transport, SocketAddr, Option<String>), s
 /// What every transport task shares.
 pub(super) struct Shared {
     pub(super) handler: Arc<dyn Handler>,
+    /// Admission of new requests (RFC 3261 §21.5.4, RFC 7339).
+    pub(super) overload: super::overload::Overload,
     pub(super) limits: Limits,
     pub(super) policy: Policy,
     pub(super) timers: TimerConfig,
@@ -255,29 +259,39 @@ impl Shared {
                 return;
             } else {
                 let path = path(&msg);
-                let txn = ServerTransaction::with_key(
-                    now,
-                    &msg,
-                    key.clone(),
-                    path.reliability(),
-                    self.timers,
-                );
-                let next = txn.poll_timeout();
-                table.insert(
-                    key.clone(),
-                    Box::new(ServerEntry {
-                        txn,
-                        path: path.clone(),
-                    }),
-                );
-                let incoming = Incoming {
-                    transport: path.transport(),
-                    peer_certificate: path.peer_certificate(),
-                    source,
-                    responder: Responder::new(self.clone(), key.clone(), msg.clone()),
-                    message: msg,
-                };
-                (Vec::new(), path, next, Some(incoming))
+                // Past the bound a new request is turned away at once, before
+                // any work; retransmissions matched a transaction above.
+                let counted = !matches!(msg.method(), Some(Method::Invite));
+                if !self.overload.admit(counted) {
+                    let tag = stateless_tag(&msg, self.policy.tag_secret);
+                    let retry = [("Retry-After", self.overload.retry_after())];
+                    let wire = respond(&msg, 503, "Service Unavailable (overloaded)", &tag, &retry);
+                    (vec![Bytes::from(wire)], path, None, None)
+                } else {
+                    let txn = ServerTransaction::with_key(
+                        now,
+                        &msg,
+                        key.clone(),
+                        path.reliability(),
+                        self.timers,
+                    );
+                    let next = txn.poll_timeout();
+                    table.insert(
+                        key.clone(),
+                        Box::new(ServerEntry {
+                            txn,
+                            path: path.clone(),
+                        }),
+                    );
+                    let incoming = Incoming {
+                        transport: path.transport(),
+                        peer_certificate: path.peer_certificate(),
+                        source,
+                        responder: Responder::new(self.clone(), key.clone(), msg.clone(), counted),
+                        message: msg,
+                    };
+                    (Vec::new(), path, next, Some(incoming))
+                }
             }
         };
         for data in out {
@@ -342,6 +356,7 @@ impl Shared {
                 debug!("dropped a response that matches no transaction");
                 return;
             };
+            self.overload.learn(entry.peer, &msg);
             entry.txn.handle_response(now, msg);
             Self::client_step(&mut table, &key)
         };

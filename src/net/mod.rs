@@ -29,6 +29,7 @@
 pub mod dns;
 mod endpoint;
 mod listen;
+mod overload;
 mod responder;
 mod server;
 mod sip;

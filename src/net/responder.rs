@@ -36,6 +36,10 @@ pub struct Responder {
     finished: bool,
     /// When the request arrived: the transaction latency histogram.
     started: std::time::Instant,
+    /// It counts as pending work until its final response.
+    counted: bool,
+    /// Its sender announced RFC 7339 support (`oc` in its Via).
+    oc: bool,
 }
 
 impl std::fmt::Debug for Responder {
@@ -48,13 +52,29 @@ impl std::fmt::Debug for Responder {
 }
 
 impl Responder {
-    pub(super) fn new(shared: Arc<Shared>, key: Key, request: Message) -> Responder {
+    pub(super) fn new(shared: Arc<Shared>, key: Key, request: Message, counted: bool) -> Responder {
+        let oc = request
+            .top_via()
+            .and_then(Result::ok)
+            .is_some_and(|v| v.params.get("oc").is_some());
         Responder {
             shared,
             key,
             request,
             finished: false,
             started: std::time::Instant::now(),
+            counted,
+            oc,
+        }
+    }
+
+    /// The final response went out: the request no longer counts.
+    fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            if self.counted {
+                self.shared.overload.answered();
+            }
         }
     }
 
@@ -66,8 +86,14 @@ impl Responder {
     /// Sends a printed response from synchronous code (a response
     /// callback): in place, or on a task of its own when the socket is full.
     pub fn send_sync(&mut self, status: u16, wire: Bytes) {
+        // RFC 7339 §5.2: an upstream that supports it learns, in the top
+        // Via of each response, how much less to send.
+        let wire = match (self.oc, self.shared.overload.via_params()) {
+            (true, Some(params)) => with_top_via_params(wire, &params),
+            _ => wire,
+        };
         if status >= 200 && !self.finished {
-            self.finished = true;
+            self.finish();
             let method = self.request.method().map_or("other", Method::label);
             metrics::histogram!("parley_transaction_seconds", "method" => method)
                 .record(self.started.elapsed().as_secs_f64());
@@ -122,6 +148,7 @@ impl Drop for Responder {
         if self.finished {
             return;
         }
+        self.finish();
         let tag = stateless_tag(&self.request, 0);
         let wire = respond(&self.request, 500, "Server Internal Error", &tag, &[]);
         if let Some((out, path)) = self.shared.respond_now(&self.key, 500, Bytes::from(wire)) {
@@ -130,6 +157,30 @@ impl Drop for Responder {
             }
         }
     }
+}
+
+/// `wire` with `params` added to its top Via value.
+fn with_top_via_params(wire: Bytes, params: &str) -> Bytes {
+    use crate::proto::sip::{Framing, HeaderName, Limits};
+    let Ok(mut m) = Message::parse(wire.clone(), Framing::Stream, &Limits::default()) else {
+        return wire;
+    };
+    let Some(top) = m
+        .headers()
+        .values(HeaderName::Via)
+        .next()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+    else {
+        return wire;
+    };
+    if !m.headers_mut().pop_first_value(HeaderName::Via)
+        || m.headers_mut()
+            .push_front("Via", &format!("{top}{params}"))
+            .is_err()
+    {
+        return wire;
+    }
+    Bytes::from(m.to_bytes())
 }
 
 /// Counts a final or provisional response Parley sent, by status class

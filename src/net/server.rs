@@ -69,6 +69,7 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             handler,
+            overload: super::overload::Overload::new(config.sip.overload),
             limits: config.sip.limits,
             policy: Policy {
                 tag_secret: crate::sys::random_u64(),

@@ -88,7 +88,7 @@ impl Sip {
     /// no provisional response yet (the CANCEL must wait for one) or is over.
     pub async fn cancel(&self, key: &Key) -> bool {
         use crate::proto::transaction::ClientState;
-        let (cancel, path) = {
+        let (cancel, path, peer) = {
             let table = self
                 .shared
                 .clients
@@ -103,7 +103,7 @@ impl Sip {
             let Some(cancel) = entry.txn.request().as_ref().and_then(cancel_for) else {
                 return false;
             };
-            (cancel, entry.path.clone())
+            (cancel, entry.path.clone(), entry.peer)
         };
         let Ok(txn) = ClientTransaction::new(now(), cancel, path.reliability(), self.shared.timers)
         else {
@@ -124,6 +124,7 @@ impl Sip {
                     txn,
                     path,
                     responses: Sink::One(tx),
+                    peer,
                 }),
             );
             Shared::client_step(&mut table, &ckey)
@@ -201,6 +202,19 @@ impl Sip {
         loop_tag: Option<u64>,
     ) -> Result<Option<Key>, SendError> {
         let shared = &self.shared;
+        // A server that asked for less (RFC 7339) gets its share of new
+        // requests turned away here, as if it had answered 503.
+        if !shared
+            .overload
+            .may_send(target.addr, (crate::sys::random_u64() % 100) as u32)
+        {
+            if let Some(r) =
+                unsent_response(&request, 503, "Service Unavailable (overload control)")
+            {
+                sink.send(r);
+            }
+            return Ok(None);
+        }
         let mut transport = target.transport;
         let too_large = transport == Transport::Udp && request.wire_len() + 100 > UDP_REQUEST_LIMIT;
         if too_large {
@@ -225,8 +239,9 @@ impl Sip {
             }
         };
         let tag = loop_tag.map_or_else(String::new, |t| format!(".{t:016x}"));
+        // `oc`: Parley honours RFC 7339 reductions from this server.
         let via = format!(
-            "SIP/2.0/{} {local};branch=z9hG4bK{}{tag};rport",
+            "SIP/2.0/{} {local};branch=z9hG4bK{}{tag};rport;oc",
             transport.via_name(),
             crate::sys::token()
         );
@@ -245,6 +260,7 @@ impl Sip {
                     txn,
                     path,
                     responses: sink,
+                    peer: target.addr,
                 }),
             );
             Shared::client_step(&mut table, &key)
