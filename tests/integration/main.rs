@@ -8,6 +8,7 @@ mod console;
 mod gateway;
 mod interdomain;
 mod layout;
+mod overload;
 mod pager;
 mod peers_simple;
 mod peers_sip;
