@@ -172,14 +172,10 @@ impl Overload {
     pub(super) fn may_send(&self, peer: SocketAddr, draw: u32) -> bool {
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         match peers.get(&peer) {
-            Some((percent, until)) if *until > Instant::now() => {
-                if draw < *percent {
-                    metrics::counter!("parley_requests_shed_total", "reason" => "downstream-oc")
-                        .increment(1);
-                    false
-                } else {
-                    true
-                }
+            Some((percent, until)) if *until > Instant::now() && draw < *percent => {
+                metrics::counter!("parley_requests_shed_total", "reason" => "downstream-oc")
+                    .increment(1);
+                false
             }
             _ => true,
         }
