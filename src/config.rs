@@ -620,6 +620,10 @@ pub struct OverloadConfig {
     /// Non-INVITE requests admitted and not yet answered at most; past it
     /// a new request gets 503 with Retry-After at once, statelessly.
     pub max_pending: usize,
+    /// The longest a newly admitted request should wait, milliseconds: the
+    /// bound on pending requests tightens to what the recent answer rate
+    /// clears in this time.
+    pub max_wait_ms: u32,
     /// Seconds in the Retry-After of that 503.
     pub retry_after_secs: u32,
     /// Above this share of `max_pending` (percent), upstream servers that
@@ -633,6 +637,7 @@ impl Default for OverloadConfig {
     fn default() -> Self {
         OverloadConfig {
             max_pending: 2000,
+            max_wait_ms: 250,
             retry_after_secs: 5,
             oc_threshold_percent: 50,
             oc_validity_ms: 2000,

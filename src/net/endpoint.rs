@@ -463,6 +463,21 @@ impl Shared {
         next
     }
 
+    /// Gives back the room the transaction tables grew into during a burst,
+    /// once they have emptied: memory returns towards its idle level.
+    pub(super) fn compact(&self) {
+        fn shrink<V>(table: &Mutex<FastMap<Key, V>>) {
+            let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+            if t.capacity() > 4 * t.len() + 1024 {
+                let keep = t.len() * 2;
+                t.shrink_to(keep);
+            }
+        }
+        shrink(&self.servers);
+        shrink(&self.clients);
+        self.timers_queue.compact();
+    }
+
     /// Transactions still waiting for their final response.
     pub(super) fn unanswered(&self) -> usize {
         self.servers

@@ -30,10 +30,29 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Downstream servers remembered with a reduction at most.
 const PEERS: usize = 4096;
 
+/// How often the answer rate is measured.
+const RATE_WINDOW: Duration = Duration::from_millis(250);
+
+/// Requests always admitted whatever the answer rate.
+const FLOOR: usize = 64;
+
+/// Answers per second from which the rate bounds the pending requests.
+const BUSY: f64 = 200.0;
+
+/// The recent answer rate: answers counted since the window began, and
+/// the rate of the windows before (an average that forgets).
+struct Rate {
+    since: Instant,
+    answered_then: u64,
+    per_second: f64,
+}
+
 /// The admission state.
 pub(super) struct Overload {
     config: OverloadConfig,
     pending: AtomicUsize,
+    answered: AtomicU64,
+    rate: Mutex<Rate>,
     /// Turned away since the last log line, and when that was.
     shed: AtomicU64,
     last_log: Mutex<Instant>,
@@ -48,6 +67,12 @@ impl Overload {
         Overload {
             config,
             pending: AtomicUsize::new(0),
+            answered: AtomicU64::new(0),
+            rate: Mutex::new(Rate {
+                since: Instant::now(),
+                answered_then: 0,
+                per_second: 0.0,
+            }),
             shed: AtomicU64::new(0),
             last_log: Mutex::new(Instant::now()),
             seq: AtomicU64::new(1),
@@ -58,7 +83,7 @@ impl Overload {
     /// Whether a new request may start a transaction; a non-INVITE one that
     /// does counts as pending until [`Overload::answered`].
     pub(super) fn admit(&self, counts: bool) -> bool {
-        let max = self.config.max_pending;
+        let max = self.bound();
         if self.pending.load(Ordering::Relaxed) >= max {
             self.turned_away("pending");
             return false;
@@ -69,8 +94,41 @@ impl Overload {
         true
     }
 
+    /// How many may be pending now: `max_pending`, or fewer when the
+    /// answers of late would not clear them within `max_wait_ms` (the
+    /// time a newly admitted request would wait behind them).
+    fn bound(&self) -> usize {
+        let per_second = match self.rate.try_lock() {
+            Ok(mut r) => {
+                let elapsed = r.since.elapsed();
+                if elapsed >= RATE_WINDOW {
+                    let now = self.answered.load(Ordering::Relaxed);
+                    let window = (now - r.answered_then) as f64 / elapsed.as_secs_f64();
+                    r.per_second = if r.per_second == 0.0 {
+                        window
+                    } else {
+                        0.5 * r.per_second + 0.5 * window
+                    };
+                    r.since = Instant::now();
+                    r.answered_then = now;
+                }
+                r.per_second
+            }
+            Err(_) => 0.0,
+        };
+        let max = self.config.max_pending;
+        // Below a busy rate, what is pending waits on the network (a
+        // silent device, Timer F), not on Parley: the plain bound holds.
+        if per_second < BUSY {
+            return max;
+        }
+        let clears = (per_second * f64::from(self.config.max_wait_ms) / 1000.0) as usize;
+        clears.clamp(FLOOR.min(max), max)
+    }
+
     /// A counted request got its final response.
     pub(super) fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
         let _ = self
             .pending
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -190,6 +248,7 @@ mod tests {
     fn config(max: usize) -> OverloadConfig {
         OverloadConfig {
             max_pending: max,
+            max_wait_ms: 400,
             retry_after_secs: 5,
             oc_threshold_percent: 50,
             oc_validity_ms: 2000,

@@ -183,7 +183,10 @@ async fn ticks(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => shared.handler.clone().tick(sip.clone()).await,
+            _ = tick.tick() => {
+                shared.handler.clone().tick(sip.clone()).await;
+                shared.compact();
+            }
         }
     }
 }

@@ -54,6 +54,15 @@ impl<K: Clone + Eq + Hash> Timers<K> {
         }
     }
 
+    /// Gives back the room the index grew into during a burst.
+    pub(super) fn compact(&self) {
+        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if t.scheduled.capacity() > 4 * t.scheduled.len() + 1024 {
+            let keep = t.scheduled.len() * 2;
+            t.scheduled.shrink_to(keep);
+        }
+    }
+
     /// Removes and returns the keys whose deadline is at or before `now`.
     pub(super) fn due(&self, now: Instant) -> Vec<K> {
         let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());

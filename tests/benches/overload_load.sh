@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Overload: SIPp floods MESSAGE for a user with no contact (each accepted
+# one is written to the store, synced, before its 202) at FLOOD_RATE for
+# FLOOD_SECONDS, several times what the store path holds here. Prints how
+# many were kept (202) and turned away (503), the response times of the
+# kept ones, Parley's resident memory before, at its peak and 10 s after,
+# and whether OPTIONS and MESSAGE work 10 s after the flood.
+#
+# Only 127.0.0.1 is addressed; SIPp runs are bounded by -m and a timeout.
+# Usage: bash tests/benches/overload_load.sh   (installs SIPp)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/benches/lib.sh
+install_load_peers
+cargo build --release -q
+
+FLOOD_RATE=${FLOOD_RATE:-10000}
+FLOOD_SECONDS=${FLOOD_SECONDS:-6}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# The default config but for authentication (SIPp does not answer digest)
+# and the shares of the offline store, which the flood would fill first:
+# what is measured here is the store path under load, not the caps.
+PARLEY_USERS="carol@localhost bob@localhost" start_parley 25260 <<TOML
+[auth]
+registrar = false
+proxy = false
+[offline]
+max_per_user = 100000000
+max_per_sender_domain = 100000000
+TOML
+wait_udp 25260
+sleep 1
+idle=$(rss_kib "$parley_pid")
+
+peak=$idle
+( while kill -0 "$parley_pid" 2>/dev/null; do
+    r=$(rss_kib "$parley_pid" 2>/dev/null || echo 0)
+    echo "$r" >> "$work/rss"
+    sleep 0.25
+  done ) &
+
+calls=$((FLOOD_RATE * FLOOD_SECONDS))
+stats="$work/flood.csv"
+timeout $((FLOOD_SECONDS + 60)) sipp -sf tests/data/sipp/message_flood.xml -t u1 -i 127.0.0.1 -p 0 \
+  -key to carol@localhost -r "$FLOOD_RATE" -m "$calls" -nostdin -timeout $((FLOOD_SECONDS + 45))s \
+  -buff_size 1048576 -trace_stat -stf "$stats" -fd 1 -trace_counts 127.0.0.1:25260 >/dev/null 2>&1 || true
+counts=$(ls message_flood_*_counts.csv 2>/dev/null | head -n 1 || true)
+
+peak=$(sort -n "$work/rss" | tail -n 1)
+echo "flood: $calls MESSAGEs at ${FLOOD_RATE}/s for ${FLOOD_SECONDS}s, each accepted one synced to SQLite before its 202"
+# Kept (202) and turned away (503): the recv lines of the counts file.
+if [ -n "$counts" ] && [ -f "$counts" ]; then
+  awk -F';' 'NR==1 { next } $2 ~ /202/ { print "  kept (202):        " $4 } $2 ~ /503/ { print "  turned away (503): " $4 }' "$counts" || true
+  rm -f "$counts"
+fi
+awk -F';' 'NR==1 { for (i=1;i<=NF;i++) h[i]=$i; next } { last=$0 }
+  END { n=split(last, v, ";"); printf "  calls: successful %s failed %s, retransmissions %s\n", v[idx("SuccessfulCall(C)")], v[idx("FailedCall(C)")], v[idx("Retransmissions(C)")];
+        printf "  response time of kept ones (ms, calls per bucket):";
+        for (i=1;i<=n;i++) if (h[i] ~ /^ResponseTimeRepartition1_/) printf " %s=%s", substr(h[i], 26), v[i];
+        printf "\n  response time of turned-away ones (ms, calls per bucket):";
+        for (i=1;i<=n;i++) if (h[i] ~ /^ResponseTimeRepartition2_/) printf " %s=%s", substr(h[i], 26), v[i];
+        printf "\n" }
+  function idx(name,   i) { for (i in h) if (h[i] == name) return i; return 0 }' "$stats"
+
+sleep 10
+after=$(rss_kib "$parley_pid")
+echo "  Parley resident memory: idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB, 10 s after $((after / 1024)) MiB"
+if sipsak -s sip:127.0.0.1:25260 >/dev/null 2>&1; then echo "  OPTIONS 10 s after: 200"; else echo "  OPTIONS 10 s after: FAILED"; fi
+if timeout 20 sipp -sf tests/data/sipp/uac_message_stored.xml -t u1 -i 127.0.0.1 -p 0 -key to bob@localhost \
+   -s flood -key domain example.com -m 1 -nostdin -timeout 15s 127.0.0.1:25260 >/dev/null 2>&1; then
+  echo "  MESSAGE 10 s after: 202"
+else
+  echo "  MESSAGE 10 s after: FAILED"
+fi
