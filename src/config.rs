@@ -610,6 +610,42 @@ pub struct SipConfig {
     /// turned away with 503.
     #[serde(default)]
     pub overload: OverloadConfig,
+    /// `[sip.connections]`: fairness between the clients of the stream
+    /// transports.
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
+}
+
+/// `[sip.connections]`: no one client can take the TCP and TLS transports
+/// from the others.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Connections Parley opens at most (a budget of their own, apart from
+    /// `max_connections` for accepted ones).
+    pub max_outbound: usize,
+    /// Accepted connections from one address at most.
+    pub max_per_source: usize,
+    /// New connections one address may open per second (twice that at
+    /// once).
+    pub new_per_second: u32,
+    /// Seconds a client has to send its first whole message's headers, and
+    /// to finish any message once started.
+    pub message_timeout_secs: u64,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout_secs: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max_outbound: 1024,
+            max_per_source: 64,
+            new_per_second: 20,
+            message_timeout_secs: 10,
+            tls_handshake_timeout_secs: 10,
+        }
+    }
 }
 
 /// `[sip.overload]`: admission of new requests (RFC 3261 §21.5.4, RFC
@@ -659,6 +695,7 @@ impl Default for SipConfig {
             workers: 0,
             multicast_responses: false,
             overload: OverloadConfig::default(),
+            connections: ConnectionsConfig::default(),
         }
     }
 }

@@ -28,6 +28,7 @@
 
 pub mod dns;
 mod endpoint;
+mod fair;
 mod listen;
 mod overload;
 mod responder;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -87,7 +86,7 @@ impl Server {
             tls_client,
             conn: stream::Settings {
                 idle: Duration::from_secs(config.sip.idle_timeout_secs),
-                permits: Arc::new(Semaphore::new(config.sip.max_connections)),
+                fair: super::fair::Fair::new(config.sip.connections, config.sip.max_connections),
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             },

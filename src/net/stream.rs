@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::endpoint::{Path, Shared};
+use super::fair::{Accepted, Fair};
 use super::{PeerCertificate, Target};
 use crate::proto::sip::stateless::{screen, Verdict};
 use crate::proto::sip::Transport;
@@ -27,8 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Settings {
     /// A connection silent this long is closed.
     pub idle: Duration,
-    /// One permit per open connection, accepted or opened.
-    pub permits: Arc<Semaphore>,
+    /// Admission of accepted connections and the budget of opened ones.
+    pub fair: Arc<Fair>,
     /// Cancelled on shutdown.
     pub stop: CancellationToken,
     /// Tracks every task, so shutdown waits for them.
@@ -69,8 +70,7 @@ pub(super) async fn accept(
                 }
             },
         };
-        let Ok(permit) = shared.conn.permits.clone().try_acquire_owned() else {
-            warn!(%peer, "connection limit reached; closing");
+        let Some((permit, accepted)) = shared.conn.fair.admit(peer).await else {
             continue;
         };
         let Ok(local) = stream.local_addr() else {
@@ -85,13 +85,19 @@ pub(super) async fn accept(
                     local,
                     permit,
                     None,
+                    Some(accepted),
                 );
                 register(&shared, transport, peer, conn);
             }
             Some(acceptor) => {
                 let shared = shared.clone();
+                let handshake = shared.conn.fair.tls_timeout();
                 shared.conn.tracker.clone().spawn(async move {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                    let done = tokio::select! {
+                        _ = accepted.close.cancelled() => return,
+                        r = tokio::time::timeout(handshake, acceptor.accept(stream)) => r,
+                    };
+                    match done {
                         Ok(Ok(tls)) => {
                             // RFC 5922 §7.4: the certificate a peer server
                             // presents says which domain it speaks for.
@@ -101,8 +107,15 @@ pub(super) async fn accept(
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .map(|c| Arc::new(c.clone().into_owned()));
-                            let conn =
-                                start(&shared, tls, (transport, peer, None), local, permit, cert);
+                            let conn = start(
+                                &shared,
+                                tls,
+                                (transport, peer, None),
+                                local,
+                                permit,
+                                cert,
+                                Some(accepted),
+                            );
                             register(&shared, transport, peer, conn);
                         }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
@@ -162,10 +175,16 @@ pub(super) async fn open(
     let err = |kind, text: &str| std::io::Error::new(kind, text.to_string());
     let permit = shared
         .conn
-        .permits
+        .fair
+        .outbound
         .clone()
         .try_acquire_owned()
-        .map_err(|_| err(std::io::ErrorKind::OutOfMemory, "connection limit reached"))?;
+        .map_err(|_| {
+            err(
+                std::io::ErrorKind::OutOfMemory,
+                "outbound connection limit reached",
+            )
+        })?;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr))
         .await
         .map_err(|_| err(std::io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -194,7 +213,7 @@ pub(super) async fn open(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| Arc::new(c.clone().into_owned()));
-            start(shared, tls, key, local, permit, cert)
+            start(shared, tls, key, local, permit, cert, None)
         }
         _ => start(
             shared,
@@ -203,6 +222,7 @@ pub(super) async fn open(
             local,
             permit,
             None,
+            None,
         ),
     };
     *held = Some(conn.clone());
@@ -210,6 +230,7 @@ pub(super) async fn open(
 }
 
 /// Runs one connection (reader and writer tasks) and returns its queue.
+/// `accepted` is the admission record of a connection a client opened.
 fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
     shared: &Arc<Shared>,
     stream: S,
@@ -217,6 +238,7 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
     local: SocketAddr,
     permit: OwnedSemaphorePermit,
     peer_certificate: Option<PeerCertificate>,
+    accepted: Option<Arc<Accepted>>,
 ) -> Conn {
     // Counted while the connection lives (the permit goes with it).
     let permit = Counted::new(permit);
@@ -254,7 +276,17 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
     let reader_tx = tx.clone();
     let shared2 = shared.clone();
     tracker.spawn(async move {
-        read(&shared2, rd, peer, key.0, peer_certificate, &reader_tx).await;
+        read(
+            &shared2,
+            rd,
+            peer,
+            key.0,
+            peer_certificate,
+            &reader_tx,
+            accepted.as_deref(),
+        )
+        .await;
+        drop(accepted);
         unregister(&shared2, &key, &reader_tx);
         drop(reader_tx);
         done.cancel();
@@ -265,7 +297,11 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
 }
 
 /// Reads and frames messages until the peer closes, the connection idles
-/// out, garbage arrives, or the server stops.
+/// out, a message is not finished in time, garbage arrives, the connection
+/// is closed to make room, or the server stops. A client has
+/// `message_timeout` for its first message from accept, and for any
+/// message once it has begun: a slow drip of bytes does not hold a
+/// connection (slowloris).
 async fn read<R: AsyncRead + Unpin>(
     shared: &Arc<Shared>,
     mut rd: R,
@@ -273,15 +309,31 @@ async fn read<R: AsyncRead + Unpin>(
     transport: Transport,
     peer_certificate: Option<PeerCertificate>,
     tx: &mpsc::Sender<Bytes>,
+    accepted: Option<&Accepted>,
 ) {
     let stop = &shared.conn.stop;
+    let never = CancellationToken::new();
+    let close = accepted.map_or(&never, |a| &a.close);
+    let message_timeout = shared.conn.fair.message_timeout();
+    let mut due = accepted.map(|_| tokio::time::Instant::now() + message_timeout);
     let mut buf = BytesMut::with_capacity(4096);
     loop {
+        let now = tokio::time::Instant::now();
+        let wait = due.map_or(shared.conn.idle, |d| {
+            d.saturating_duration_since(now).min(shared.conn.idle)
+        });
         tokio::select! {
             _ = stop.cancelled() => return,
-            r = tokio::time::timeout(shared.conn.idle, rd.read_buf(&mut buf)) => match r {
+            _ = close.cancelled() => return,
+            r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Ok(Ok(_)) => {}
+                Err(_) if due.is_some_and(|d| tokio::time::Instant::now() >= d) => {
+                    metrics::counter!("parley_connections_closed_total", "reason" => "message-timeout")
+                        .increment(1);
+                    debug!(%peer, "no whole message in time; closed");
+                    return;
+                }
                 Err(_) => {
                     debug!(%peer, "idle connection closed");
                     return;
@@ -301,6 +353,12 @@ async fn read<R: AsyncRead + Unpin>(
             match frame(&buf, &shared.limits) {
                 Ok(Some((skip, len))) => {
                     let data = buf.split_to(skip + len).freeze().slice(skip..);
+                    // A whole message: the connection is in use, and the
+                    // next message's clock starts with its first byte.
+                    due = None;
+                    if let Some(a) = accepted {
+                        a.proven();
+                    }
                     if let Some(answer) = shared
                         .handle(data, peer, Framing::Stream, |_| {
                             Path::Stream(tx.clone(), transport, peer_certificate.clone())
@@ -310,7 +368,12 @@ async fn read<R: AsyncRead + Unpin>(
                         let _ = tx.send(answer).await;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    if !buf.is_empty() && due.is_none() {
+                        due = Some(tokio::time::Instant::now() + message_timeout);
+                    }
+                    break;
+                }
                 Err(e) => {
                     // Garbage or a bad Content-Length: answer when the request
                     // can be identified, then close (RFC 4475 §3.1.2.2, §3.3.9).

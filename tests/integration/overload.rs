@@ -1,7 +1,9 @@
 //! Overload control: past `[sip.overload] max_pending` unanswered
 //! requests, a new one gets 503 with Retry-After at once; what was admitted
-//! is not turned away (its retransmissions included), and OPTIONS to Parley
-//! itself is still answered.
+//! is not turned away, and OPTIONS to Parley itself is still answered.
+//! Connection fairness: one address gets its share of TCP connections, a
+//! full budget makes room by closing the oldest unused connection, and a
+//! message dripped byte by byte is cut off.
 
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -64,4 +66,82 @@ fn past_the_bound_new_requests_get_503_and_admitted_ones_go_on() {
         "",
     );
     assert_eq!(status(&ua.final_response()), 200);
+}
+
+/// A TCP connection to `server` from the loopback address `from`.
+fn connect_from(from: [u8; 4], server: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((from, 0)).into())
+        .unwrap();
+    socket.connect(&server.into()).unwrap();
+    let s: std::net::TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+/// True when the server closed the connection (EOF or reset) within the
+/// read timeout; false when it is still open.
+fn closed_by_server(s: &mut std::net::TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    let mut buf = [0u8; 256];
+    match s.read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn one_client_cannot_lock_the_others_out_of_tcp() {
+    use std::io::Write;
+    let server = TestServer::start(
+        "[auth]\nregistrar = false\nproxy = false\n[sip]\nmax_connections = 6\n\
+         [sip.connections]\nmax_per_source = 3\nmessage_timeout_secs = 2\n",
+    );
+    // One address holds its share of idle connections; a fourth is closed.
+    let mut a: Vec<_> = (0..3)
+        .map(|_| connect_from([127, 0, 0, 2], server.tcp))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = connect_from([127, 0, 0, 2], server.tcp);
+    assert!(closed_by_server(&mut fourth), "over its share: closed");
+    // Another fills the rest of the budget with idle connections too.
+    let _b: Vec<_> = (0..3)
+        .map(|_| connect_from([127, 0, 0, 3], server.tcp))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A real client still gets in: the oldest unused connection makes room.
+    let mut client = connect_from([127, 0, 0, 4], server.tcp);
+    let local = client.local_addr().unwrap();
+    write!(
+        client,
+        "OPTIONS sip:localhost SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKfair1\r\nFrom: <sip:carol@localhost>;tag=f1\r\nTo: <sip:localhost>\r\nCall-ID: fair-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let answer = parley_test_support::read_message(&mut client);
+    assert_eq!(answer.status(), Some(200));
+    assert!(
+        closed_by_server(&mut a[0]),
+        "the oldest idle one was closed"
+    );
+}
+
+#[test]
+fn a_message_dripped_byte_by_byte_is_cut_off() {
+    use std::io::Write;
+    let server = TestServer::start("[sip.connections]\nmessage_timeout_secs = 1\n");
+    let mut s = connect_from([127, 0, 0, 5], server.tcp);
+    let head =
+        b"OPTIONS sip:localhost SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.5:9;branch=z9hG4bKdrip\r\n";
+    let mut cut = false;
+    // One byte every 100 ms never lets the idle timeout fire, but the
+    // message is not finished within the message timeout.
+    for b in head.iter().cycle().take(60) {
+        if s.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cut || closed_by_server(&mut s), "the drip was cut off");
 }
