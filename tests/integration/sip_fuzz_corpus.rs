@@ -1,4 +1,5 @@
-//! The fuzz corpora, replayed as ordinary tests: every input found by the
+//! The fuzz corpora (SIP messages and URIs, digest credentials, PIDF, CPIM,
+//! XMPP streams), replayed as ordinary tests: every input found by the
 //! fuzzers (and every seed) keeps its properties on every build.
 
 use parley_test_support::{fuzz, fuzz_corpus};
@@ -24,4 +25,24 @@ fn sip_message_corpus() {
 #[test]
 fn sip_uri_corpus() {
     replay("sip_uri", 14, fuzz::sip_uri);
+}
+
+#[test]
+fn digest_corpus() {
+    replay("digest", 4, fuzz::digest);
+}
+
+#[test]
+fn pidf_corpus() {
+    replay("pidf", 21, fuzz::pidf);
+}
+
+#[test]
+fn cpim_corpus() {
+    replay("cpim", 2, fuzz::cpim);
+}
+
+#[test]
+fn xmpp_stream_corpus() {
+    replay("xmpp_stream", 5, fuzz::xmpp_stream);
 }

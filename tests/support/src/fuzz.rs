@@ -103,3 +103,100 @@ pub fn sip_uri(data: &[u8]) {
         assert!(parsed.is_ok(), "{field}: {parsed:?}");
     }
 }
+
+/// Checks one input as an `Authorization` / `Proxy-Authorization` value:
+/// parsing never panics, and what parses yields credentials or a reason.
+/// Every challenge Parley makes parses as a header of its kind.
+pub fn digest(data: &[u8]) {
+    use parley::proto::digest::{challenge, Algorithm, Credentials};
+    use parley::proto::sip::typed::Auth;
+    if let Ok(auth) = Auth::parse(data, "Authorization") {
+        if let Ok(creds) = Credentials::from_auth(&auth) {
+            let _ = creds.expected("MESSAGE", "00000000000000000000000000000000");
+            let _ = creds.verify("MESSAGE", "00000000000000000000000000000000");
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    let realm: String = text
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .take(64)
+        .collect();
+    for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
+        let made = challenge(&realm, "nonce", algorithm, false);
+        assert!(
+            Auth::parse(made.as_bytes(), "WWW-Authenticate").is_ok(),
+            "Parley's own challenge does not parse: {made}"
+        );
+    }
+}
+
+/// Checks one input as a PIDF document: parsing is bounded and never
+/// panics, and what parses prints to a document that parses the same.
+pub fn pidf(data: &[u8]) {
+    use parley::proto::pidf::{Limits, Presence};
+    let limits = Limits::default();
+    if let Ok(doc) = Presence::parse(data, &limits) {
+        let printed = doc.to_xml();
+        let again = Presence::parse(printed.as_bytes(), &limits)
+            .unwrap_or_else(|e| panic!("printed PIDF does not parse: {e}\n{printed}"));
+        assert_eq!(again, doc, "parse(print(d)) != d");
+    }
+}
+
+/// Checks one input as a CPIM message: what parses prints to a message
+/// that parses the same.
+pub fn cpim(data: &[u8]) {
+    use parley::proto::cpim::{Cpim, Limits};
+    let limits = Limits::default();
+    if let Ok(msg) = Cpim::parse(&Bytes::copy_from_slice(data), &limits) {
+        let printed = msg.to_bytes();
+        let again = Cpim::parse(&Bytes::from(printed.clone()), &limits).unwrap_or_else(|e| {
+            panic!(
+                "printed CPIM does not parse: {e}\n{}",
+                String::from_utf8_lossy(&printed)
+            )
+        });
+        assert_eq!(again, msg, "parse(print(m)) != m");
+    }
+}
+
+/// Checks one input as bytes of an XMPP stream: the framer never panics,
+/// gives the same frames however the bytes are split, and every stanza it
+/// yields maps to the neutral model (or a refusal) without panicking.
+pub fn xmpp_stream(data: &[u8]) {
+    use parley_xmpp::framer::Framer;
+    let frames = |splits: &[usize]| {
+        let mut f = Framer::new(16 * 1024);
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &end in splits.iter().chain(std::iter::once(&data.len())) {
+            let end = end.min(data.len()).max(at);
+            f.feed(&data[at..end]);
+            at = end;
+            loop {
+                match f.next_frame() {
+                    Ok(Some(frame)) => out.push(Ok(frame)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    };
+    let whole = frames(&[]);
+    let halves = frames(&[data.len() / 2]);
+    let bytewise: Vec<usize> = (1..data.len().min(512)).collect();
+    if data.len() <= 512 {
+        assert_eq!(frames(&bytewise), whole, "byte-by-byte differs");
+    }
+    assert_eq!(halves, whole, "split in two differs");
+    for frame in whole.into_iter().flatten() {
+        if let parley_xmpp::framer::Frame::Stanza(el) = frame {
+            let _ = parley_xmpp::stanza::decode(&el, "jabber:server");
+        }
+    }
+}

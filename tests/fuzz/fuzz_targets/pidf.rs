@@ -1,0 +1,6 @@
+//! PIDF documents: bounded parsing and print/parse round trips.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    parley_test_support::fuzz::pidf(data);
+});
