@@ -252,6 +252,10 @@ pub struct XmppConfig {
     pub connect_timeout_ms: u64,
     /// A stream silent this long is closed, in seconds.
     pub idle_timeout_secs: u64,
+    /// Inbound s2s streams at most, from all servers together.
+    pub max_inbound_streams: usize,
+    /// Inbound s2s streams from one address at most.
+    pub max_streams_per_source: usize,
     /// `[[xmpp.component]]`: XEP-0114 links to existing XMPP servers.
     pub component: Vec<ComponentConfig>,
 }
@@ -266,6 +270,8 @@ impl Default for XmppConfig {
             max_stanza_bytes: 65536,
             connect_timeout_ms: 10_000,
             idle_timeout_secs: 600,
+            max_inbound_streams: 1024,
+            max_streams_per_source: 16,
             component: Vec::new(),
         }
     }

@@ -87,6 +87,10 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long a stream may stay silent.
     pub idle_timeout: Duration,
+    /// Inbound streams at most.
+    pub max_inbound: usize,
+    /// Inbound streams from one address at most.
+    pub max_per_source: usize,
     /// DNS for `_xmpp-server._tcp` and `_xmpps-server._tcp`: Parley's own
     /// resolver, with its RFC 2782 ordering.
     pub resolver: Arc<dyn parley_adapter::Locator>,

@@ -74,6 +74,8 @@ pub(crate) struct S2s {
     /// For monitoring: what is up now.
     state: Mutex<HashMap<u64, Link>>,
     pub(crate) resolver: Arc<dyn Locator>,
+    /// Inbound streams by address.
+    inbound: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
 }
 
 impl S2s {
@@ -82,7 +84,29 @@ impl S2s {
             links: Mutex::new(HashMap::new()),
             state: Mutex::new(HashMap::new()),
             resolver,
+            inbound: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// A place for an inbound stream from `ip`, or `None` when all of
+    /// `max_inbound`, or that address's `max_per_source`, are taken.
+    pub(crate) fn admit(
+        &self,
+        max_inbound: usize,
+        max_per_source: usize,
+        ip: std::net::IpAddr,
+    ) -> Option<Place> {
+        let mut map = lock(&self.inbound);
+        let total: usize = map.values().sum();
+        let mine = map.get(&ip).copied().unwrap_or(0);
+        if total >= max_inbound || mine >= max_per_source {
+            return None;
+        }
+        *map.entry(ip).or_default() += 1;
+        Some(Place {
+            ip,
+            per_source: self.inbound.clone(),
+        })
     }
 
     pub(crate) fn links(&self) -> Vec<Link> {
@@ -592,9 +616,20 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct: bool) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // One server, or one address, cannot take every inbound stream.
+        let settings = &shared.settings;
+        let Some(place) =
+            shared
+                .s2s
+                .admit(settings.max_inbound, settings.max_per_source, peer.ip())
+        else {
+            debug!(%peer, "inbound XMPP stream refused: limit reached");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let shared2 = shared.clone();
         shared.tracker.spawn(async move {
+            let _place = place;
             let ended = if direct {
                 let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
                 inbound_tls(shared2, tcp, inflight).await
@@ -605,6 +640,24 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct: bool) {
                 debug!(%peer, direct, error = %e, "inbound XMPP stream ended");
             }
         });
+    }
+}
+
+/// An admitted inbound stream's place: given back when the stream ends.
+pub(crate) struct Place {
+    ip: std::net::IpAddr,
+    per_source: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut map = lock(&self.per_source);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -1012,4 +1065,35 @@ async fn handle(
         permit,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoDns;
+
+    #[async_trait::async_trait]
+    impl Locator for NoDns {
+        async fn srv(&self, _: &str) -> Option<Vec<parley_adapter::SrvTarget>> {
+            None
+        }
+        async fn addresses(&self, _: &str) -> Vec<std::net::IpAddr> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn inbound_streams_are_bounded_in_all_and_per_address() {
+        let s2s = S2s::new(Arc::new(NoDns));
+        let a: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let b: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+        let first = s2s.admit(3, 2, a).expect("a's first");
+        let _second = s2s.admit(3, 2, a).expect("a's second");
+        assert!(s2s.admit(3, 2, a).is_none(), "a's share is two");
+        let _third = s2s.admit(3, 2, b).expect("b's first");
+        assert!(s2s.admit(3, 2, b).is_none(), "three in all");
+        drop(first);
+        assert!(s2s.admit(3, 2, a).is_some(), "a place came free");
+    }
 }
