@@ -206,6 +206,14 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<Element, XmlError> {
         return Err(XmlError::TooLarge(limits.max_bytes));
     }
     let text = std::str::from_utf8(input).map_err(|e| XmlError::Encoding(e.to_string()))?;
+    // XML 1.0 §2.2: no NUL, no other C0 control but tab, CR and LF, no
+    // U+FFFE or U+FFFF, anywhere in a document.
+    if let Some(at) = text.find(|c: char| !is_xml_char(c)) {
+        return Err(XmlError::Malformed {
+            at: at as u64,
+            reason: "a character XML does not allow".into(),
+        });
+    }
     let mut reader = NsReader::from_str(text);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -340,7 +348,9 @@ fn utf8(bytes: &[u8]) -> Result<&str, XmlError> {
 /// The namespace of an element, owned.
 fn namespace(ns: ResolveResult<'_>, start: &BytesStart<'_>) -> Result<String, XmlError> {
     match ns {
-        ResolveResult::Bound(n) => Ok(utf8(n.as_ref())?.to_string()),
+        // The name is the attribute value as written: references in it
+        // stand for their characters, as in any attribute value.
+        ResolveResult::Bound(n) => unescape(utf8(n.as_ref())?),
         ResolveResult::Unbound => Ok(String::new()),
         ResolveResult::Unknown(_) => Err(XmlError::UnboundPrefix(
             String::from_utf8_lossy(start.name().as_ref()).into_owned(),
@@ -377,7 +387,7 @@ fn element(
         }
         let (ns, local) = reader.resolve_attribute(attr.key);
         let ns = match ns {
-            ResolveResult::Bound(n) => utf8(n.as_ref())?.to_string(),
+            ResolveResult::Bound(n) => unescape(utf8(n.as_ref())?)?,
             ResolveResult::Unbound => String::new(),
             ResolveResult::Unknown(_) => return Err(XmlError::UnboundPrefix(qname)),
         };
@@ -648,5 +658,35 @@ fn escape_into(text: &str, attribute: bool, out: &mut String) {
             '\r' => out.push_str("&#13;"),
             c => out.push(c),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn characters_xml_forbids_are_refused_anywhere() {
+        let limits = Limits::default();
+        for doc in [
+            "<a>\u{0}</a>",
+            "<a x='\u{1}'/>",
+            "<a xmlns='urn:x\u{0}y'/>",
+            "<a>\u{FFFF}</a>",
+        ] {
+            assert!(parse(doc.as_bytes(), &limits).is_err(), "{doc:?}");
+        }
+        assert!(parse(b"<a>\t\r\n</a>", &limits).is_ok());
+    }
+
+    #[test]
+    fn a_namespace_name_is_read_like_any_attribute_value() {
+        // Found by fuzzing: a reference in a namespace name was kept as
+        // written, and printed back escaped once more.
+        let limits = Limits::default();
+        let el = parse(b"<a xmlns='urn:x:&amp;y'/>", &limits).unwrap();
+        assert_eq!(el.ns, "urn:x:&y");
+        let again = parse(write(&el, &[]).as_bytes(), &limits).unwrap();
+        assert_eq!(again, el);
     }
 }
