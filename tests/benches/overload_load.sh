@@ -5,6 +5,9 @@
 # many were kept (202) and turned away (503), the response times of the
 # kept ones, Parley's resident memory before, at its peak and 10 s after,
 # and whether OPTIONS and MESSAGE work 10 s after the flood.
+# Then one address holds IDLE (10,000) idle TCP connections and SLOW (200)
+# slowloris ones (a byte every 5 s) while a second client asks over TCP and
+# over TLS: it must be answered.
 #
 # Only 127.0.0.1 is addressed; SIPp runs are bounded by -m and a timeout.
 # Usage: bash tests/benches/overload_load.sh   (installs SIPp)
@@ -29,6 +32,9 @@ proxy = false
 [offline]
 max_per_user = 100000000
 max_per_sender_domain = 100000000
+[[sip.listen]]
+transport = "tls"
+address = "127.0.0.1:25261"
 TOML
 wait_udp 25260
 sleep 1
@@ -74,3 +80,63 @@ if timeout 20 sipp -sf tests/data/sipp/uac_message_stored.xml -t u1 -i 127.0.0.1
 else
   echo "  MESSAGE 10 s after: FAILED"
 fi
+
+# Connections: one address opens IDLE idle connections and SLOW slowloris
+# ones; meanwhile another client is answered over TCP and TLS.
+IDLE=${IDLE:-10000}
+SLOW=${SLOW:-200}
+ulimit -n $((IDLE + SLOW + 1024)) 2>/dev/null || true
+python3 - "$IDLE" "$SLOW" > "$work/hold.log" 2>&1 <<'PY' &
+import socket, sys, time
+idle, slow = int(sys.argv[1]), int(sys.argv[2])
+held, refused = [], 0
+def open_one():
+    s = socket.socket()
+    s.setblocking(True)
+    s.settimeout(2)
+    s.bind(("127.0.0.2", 0))
+    s.connect(("127.0.0.1", 25260))
+    return s
+for _ in range(idle):
+    try:
+        held.append(open_one())
+    except OSError:
+        refused += 1
+drips = []
+for _ in range(slow):
+    try:
+        d = open_one()
+        d.send(b"O")
+        drips.append(d)
+    except OSError:
+        refused += 1
+print(f"opened {len(held)} idle and {len(drips)} slowloris connections ({refused} refused at connect)", flush=True)
+deadline = time.time() + 25
+while time.time() < deadline:
+    for d in drips:
+        try:
+            d.send(b"P")
+        except OSError:
+            pass
+    time.sleep(5)
+alive = 0
+for s in held + drips:
+    try:
+        s.settimeout(0.001)
+        if s.recv(1) != b"":
+            alive += 1
+    except socket.timeout:
+        alive += 1
+    except OSError:
+        pass
+print(f"after 25 s, {alive} of {len(held) + len(drips)} still open", flush=True)
+PY
+hold=$!
+sleep 12
+tcp_ok=no; tls_ok=no
+sipsak -E tcp -s sip:127.0.0.1:25260 >/dev/null 2>&1 && tcp_ok=yes
+printf 'OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.4:5061;branch=z9hG4bKtlsprobe\r\nFrom: <sip:probe@example.com>;tag=t1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: tls-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n' \
+  | timeout 10 openssl s_client -connect 127.0.0.1:25261 -quiet -ign_eof 2>/dev/null | head -n 1 | grep -q '^SIP/2.0 200' && tls_ok=yes
+wait "$hold" || true
+sed 's/^/  /' "$work/hold.log"
+echo "  a second client, during that: OPTIONS over TCP answered: $tcp_ok, over TLS: $tls_ok"
