@@ -358,6 +358,33 @@ fn namespace(ns: ResolveResult<'_>, start: &BytesStart<'_>) -> Result<String, Xm
     }
 }
 
+/// A name as XML 1.0 §2.3 allows it (with namespaces: at most one colon,
+/// not at either end): a name character first that is not a digit, `-`
+/// or `.`, then name characters. quick-xml takes any bytes up to the
+/// next space or `>`; a name with `<` or `&` in it would not print back.
+fn check_name(name: &str, reader: &NsReader<&[u8]>) -> Result<(), XmlError> {
+    let name_char = |c: char| {
+        c.is_alphanumeric()
+            || matches!(c, '_' | '-' | '.' | '\u{B7}')
+            || (!c.is_ascii() && !c.is_whitespace() && !c.is_control())
+    };
+    let ok = name.split(':').count() <= 2
+        && name.split(':').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| name_char(c) && !c.is_ascii_digit() && c != '-' && c != '.')
+                && part.chars().all(name_char)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(XmlError::Malformed {
+            at: reader.buffer_position(),
+            reason: format!("{name:?} is not an XML name"),
+        })
+    }
+}
+
 /// An element from its start tag: expanded name and attributes, resolved
 /// in the reader's namespace scope.
 fn element(
@@ -367,6 +394,7 @@ fn element(
     limits: &Limits,
 ) -> Result<Element, XmlError> {
     let qname = utf8(start.name().as_ref())?.to_string();
+    check_name(&qname, reader)?;
     let mut el = Element {
         ns,
         name: utf8(start.local_name().as_ref())?.to_string(),
@@ -382,6 +410,7 @@ fn element(
             reason: e.to_string(),
         })?;
         let key = attr.key.as_ref();
+        check_name(utf8(key)?, reader)?;
         if key == b"xmlns" || key.starts_with(b"xmlns:") {
             continue;
         }
@@ -677,6 +706,21 @@ mod tests {
             assert!(parse(doc.as_bytes(), &limits).is_err(), "{doc:?}");
         }
         assert!(parse(b"<a>\t\r\n</a>", &limits).is_ok());
+    }
+
+    #[test]
+    fn names_are_xml_names() {
+        // Found by fuzzing: a `<` inside a name was taken as part of it.
+        let limits = Limits::default();
+        for doc in ["<a<b/>", "<a:b:c/>", "<1a/>", "<a b<c='1'/>", "<a -x='1'/>"] {
+            assert!(parse(doc.as_bytes(), &limits).is_err(), "{doc}");
+        }
+        assert!(parse(
+            "<p:a xmlns:p='urn:x' p:b='1' c.d-e_f='2'>é</p:a>".as_bytes(),
+            &limits
+        )
+        .is_ok());
+        assert!(parse("<ÆØÅ/>".as_bytes(), &limits).is_ok());
     }
 
     #[test]
