@@ -240,7 +240,7 @@ impl Presence {
                 let id = claim(id, "device id")?;
                 p.devices.push(device(id, child)?);
             } else {
-                p.extensions.push(child.clone());
+                p.extensions.push(extension(child)?);
             }
         }
         Ok(p)
@@ -414,7 +414,7 @@ fn tuple(id: String, el: &Element) -> Result<Tuple, PidfError> {
                 other => return Err(PidfError::Invalid("basic", other.to_string())),
             });
         } else {
-            t.status_extensions.push(s.clone());
+            t.status_extensions.push(extension(s)?);
         }
     }
     for child in el.elements() {
@@ -433,10 +433,23 @@ fn tuple(id: String, el: &Element) -> Result<Tuple, PidfError> {
         } else if child.is(NS_PIDF, "timestamp") {
             t.timestamp = Some(timestamp(child)?);
         } else {
-            t.extensions.push(child.clone());
+            t.extensions.push(extension(child)?);
         }
     }
     Ok(t)
+}
+
+/// An extension element of `<presence>`, `<tuple>` or `<status>`: RFC 3863
+/// §4.1's schema takes elements of *other* namespaces there
+/// (`##other`), never one of PIDF's own or an unqualified one.
+fn extension(el: &Element) -> Result<Element, PidfError> {
+    if el.ns.is_empty() || el.ns == NS_PIDF {
+        return Err(PidfError::Invalid(
+            "extension element (not of another namespace)",
+            el.name.clone(),
+        ));
+    }
+    Ok(el.clone())
 }
 
 fn person(id: String, el: &Element) -> Result<Person, PidfError> {
