@@ -76,15 +76,16 @@ awk -F';' 'NR==1 { for (i=1;i<=NF;i++) h[i]=$i; next } { last=$0 }
         printf "\n" }
   function idx(name,   i) { for (i in h) if (h[i] == name) return i; return 0 }' "$stats"
 
-sleep 10
+AFTER=${AFTER:-10}
+sleep "$AFTER"
 after=$(rss_kib "$parley_pid")
-echo "  Parley resident memory: idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB, 10 s after $((after / 1024)) MiB"
-if sipsak -s sip:127.0.0.1:25260 >/dev/null 2>&1; then echo "  OPTIONS 10 s after: 200"; else echo "  OPTIONS 10 s after: FAILED"; fi
+echo "  Parley resident memory: idle $((idle / 1024)) MiB, peak $((peak / 1024)) MiB, ${AFTER} s after $((after / 1024)) MiB"
+if sipsak -s sip:127.0.0.1:25260 >/dev/null 2>&1; then echo "  OPTIONS ${AFTER} s after: 200"; else echo "  OPTIONS ${AFTER} s after: FAILED"; fi
 if timeout 20 sipp -sf tests/data/sipp/uac_message_stored.xml -t u1 -i 127.0.0.1 -p 0 -key to bob@localhost \
    -s flood -key domain example.com -m 1 -nostdin -timeout 15s 127.0.0.1:25260 >/dev/null 2>&1; then
-  echo "  MESSAGE 10 s after: 202"
+  echo "  MESSAGE ${AFTER} s after: 202"
 else
-  echo "  MESSAGE 10 s after: FAILED"
+  echo "  MESSAGE ${AFTER} s after: FAILED"
 fi
 
 # Connections: one address opens IDLE idle connections and SLOW slowloris
