@@ -88,9 +88,14 @@ impl Responder {
     pub fn send_sync(&mut self, status: u16, wire: Bytes) {
         // RFC 7339 §5.2: an upstream that supports it learns, in the top
         // Via of each response, how much less to send.
-        let wire = match (self.oc, self.shared.overload.via_params()) {
-            (true, Some(params)) => with_top_via_params(wire, &params),
-            _ => wire,
+        let params = if self.oc {
+            self.shared.overload.via_params()
+        } else {
+            None
+        };
+        let wire = match params {
+            Some(params) => with_top_via_params(wire, &params),
+            None => wire,
         };
         if status >= 200 && !self.finished {
             self.finish();
