@@ -60,6 +60,9 @@ pub(super) struct Overload {
     seq: AtomicU64,
     /// Downstream servers that asked for less: (percent, until).
     peers: Mutex<HashMap<SocketAddr, (u32, Instant)>>,
+    /// Whether `peers` holds anything: the common case sends without a
+    /// lock or a random draw.
+    any_peer: std::sync::atomic::AtomicBool,
 }
 
 impl Overload {
@@ -77,14 +80,16 @@ impl Overload {
             last_log: Mutex::new(Instant::now()),
             seq: AtomicU64::new(1),
             peers: Mutex::new(HashMap::new()),
+            any_peer: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Whether a new request may start a transaction; a non-INVITE one that
     /// does counts as pending until [`Overload::answered`].
     pub(super) fn admit(&self, counts: bool) -> bool {
-        let max = self.bound();
-        if self.pending.load(Ordering::Relaxed) >= max {
+        // Below the floor no bound applies: the hot path takes no lock.
+        let pending = self.pending.load(Ordering::Relaxed);
+        if pending >= FLOOR.min(self.config.max_pending) && pending >= self.bound() {
             self.turned_away("pending");
             return false;
         }
@@ -210,6 +215,7 @@ impl Overload {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         if percent == 0 || validity == 0 {
             peers.remove(&peer);
+            self.any_peer.store(!peers.is_empty(), Ordering::Relaxed);
             return;
         }
         if peers.len() >= PEERS && !peers.contains_key(&peer) {
@@ -222,15 +228,19 @@ impl Overload {
                 (percent, Instant::now() + Duration::from_millis(validity)),
             );
         }
+        self.any_peer.store(!peers.is_empty(), Ordering::Relaxed);
     }
 
     /// Whether a new request for `peer` goes out, or is turned away to
-    /// honour the reduction that peer asked for; `draw` is a number in
-    /// 0..100.
-    pub(super) fn may_send(&self, peer: SocketAddr, draw: u32) -> bool {
+    /// honour the reduction that peer asked for; `draw` gives a number in
+    /// 0..100 (asked for only when a reduction is in force).
+    pub(super) fn may_send(&self, peer: SocketAddr, draw: impl FnOnce() -> u32) -> bool {
+        if !self.any_peer.load(Ordering::Relaxed) {
+            return true;
+        }
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         match peers.get(&peer) {
-            Some((percent, until)) if *until > Instant::now() && draw < *percent => {
+            Some((percent, until)) if *until > Instant::now() && draw() < *percent => {
                 metrics::counter!("parley_requests_shed_total", "reason" => "downstream-oc")
                     .increment(1);
                 false
@@ -306,16 +316,16 @@ mod tests {
                 "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKa;oc=30;oc-validity=60000;oc-seq=1",
             ),
         );
-        assert!(!o.may_send(peer, 10), "10 < 30: turned away");
-        assert!(o.may_send(peer, 30), "30 of 100 go out");
+        assert!(!o.may_send(peer, || 10), "10 < 30: turned away");
+        assert!(o.may_send(peer, || 30), "30 of 100 go out");
         assert!(
-            o.may_send("127.0.0.1:5080".parse().unwrap(), 0),
+            o.may_send("127.0.0.1:5080".parse().unwrap(), || 0),
             "others are not affected"
         );
         o.learn(
             peer,
             &response("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb;oc=0"),
         );
-        assert!(o.may_send(peer, 0), "oc=0 ends the reduction");
+        assert!(o.may_send(peer, || 0), "oc=0 ends the reduction");
     }
 }

@@ -206,7 +206,7 @@ impl Sip {
         // requests turned away here, as if it had answered 503.
         if !shared
             .overload
-            .may_send(target.addr, (crate::sys::random_u64() % 100) as u32)
+            .may_send(target.addr, || (crate::sys::random_u64() % 100) as u32)
         {
             if let Some(r) =
                 unsent_response(&request, 503, "Service Unavailable (overload control)")
