@@ -298,6 +298,7 @@ fn xmpp_adapter(
         max_stanza: x.max_stanza_bytes,
         connect_timeout: Duration::from_millis(x.connect_timeout_ms),
         idle_timeout: Duration::from_secs(x.idle_timeout_secs),
+        negotiation_timeout: Duration::from_secs(x.negotiation_timeout_secs.max(1)),
         max_inbound: x.max_inbound_streams,
         max_per_source: x.max_streams_per_source,
         resolver: dns.locator(),

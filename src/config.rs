@@ -182,6 +182,13 @@ pub struct GatewayConfig {
     /// Seconds a domain's classification (SIP, XMPP, unknown) is cached
     /// when DNS gave no TTL.
     pub classify_ttl_secs: u64,
+    /// Seconds after a message was handed to a remote network during which
+    /// a failure reported for it is believed; later ones are dropped.
+    pub report_window_secs: u64,
+    /// Failure reports sent to senders at once, per remote domain.
+    pub report_burst: u32,
+    /// Failure reports per minute, per remote domain, after the burst.
+    pub reports_per_minute: u32,
     /// `[[gateway.domain]]`: per-domain security requirements.
     pub domain: Vec<DomainPolicyConfig>,
 }
@@ -203,6 +210,9 @@ impl Default for GatewayConfig {
             rate_per_domain: 200,
             rate_burst: 400,
             classify_ttl_secs: 300,
+            report_window_secs: 600,
+            report_burst: 5,
+            reports_per_minute: 6,
             domain: Vec::new(),
         }
     }
@@ -252,6 +262,9 @@ pub struct XmppConfig {
     pub connect_timeout_ms: u64,
     /// A stream silent this long is closed, in seconds.
     pub idle_timeout_secs: u64,
+    /// An inbound stream that has not authenticated a domain this many
+    /// seconds after connecting is closed.
+    pub negotiation_timeout_secs: u64,
     /// Inbound s2s streams at most, from all servers together.
     pub max_inbound_streams: usize,
     /// Inbound s2s streams from one address at most.
@@ -270,6 +283,7 @@ impl Default for XmppConfig {
             max_stanza_bytes: 65536,
             connect_timeout_ms: 10_000,
             idle_timeout_secs: 600,
+            negotiation_timeout_secs: 30,
             max_inbound_streams: 1024,
             max_streams_per_source: 16,
             component: Vec::new(),

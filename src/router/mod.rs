@@ -151,7 +151,11 @@ impl Router {
             routed: Mutex::new(HashMap::new()),
             archive: archive::Archive::new(store, config.archive),
             last_expiry: Mutex::new(Instant::now()),
-            reports: reports::Reports::new(),
+            reports: reports::Reports::new(
+                Duration::from_secs(config.gateway.report_window_secs),
+                config.gateway.report_burst,
+                config.gateway.reports_per_minute,
+            ),
         }
     }
 

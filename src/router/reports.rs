@@ -19,9 +19,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parley_adapter::Failure;
 use tokio::sync::oneshot;
 
-/// How long after it was handed over a message can still fail.
-pub const LIFETIME: Duration = Duration::from_secs(600);
-
 /// Messages remembered at most; past this the oldest are forgotten (and a
 /// failure naming one is dropped like any unmatched one).
 const MEMORY: usize = 65_536;
@@ -56,17 +53,22 @@ type SentTable = (HashMap<String, Sent>, VecDeque<(String, Instant)>);
 /// The messages that may still fail, and the report rate per peer.
 pub(crate) struct Reports {
     sent: Mutex<SentTable>,
+    /// How long after it was handed over a message can still fail.
+    lifetime: Duration,
     rate: DefaultKeyedRateLimiter<String>,
 }
 
 impl Reports {
-    pub(crate) fn new() -> Reports {
-        // Five reports at once, then one every ten seconds, per peer domain.
-        let quota = Quota::with_period(Duration::from_secs(10))
-            .expect("a period")
-            .allow_burst(NonZeroU32::new(5).expect("five"));
+    /// `burst` reports at once, then `per_minute`, per peer domain (at
+    /// least one of each); failures believed for `lifetime`.
+    pub(crate) fn new(lifetime: Duration, burst: u32, per_minute: u32) -> Reports {
+        let period = Duration::from_secs(60) / per_minute.max(1);
+        let quota = Quota::with_period(period)
+            .expect("a non-zero period")
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one"));
         Reports {
             sent: Mutex::new((HashMap::new(), VecDeque::new())),
+            lifetime,
             rate: RateLimiter::keyed(quota),
         }
     }
@@ -95,7 +97,7 @@ impl Reports {
                 map.remove(&old);
             }
         }
-        let until = now + LIFETIME;
+        let until = now + self.lifetime;
         map.insert(
             id.to_string(),
             Sent {
@@ -208,7 +210,7 @@ mod tests {
 
     #[test]
     fn only_a_failure_of_a_message_sent_to_that_peer_about_that_recipient_counts() {
-        let r = Reports::new();
+        let r = Reports::new(Duration::from_secs(600), 5, 6);
         let rx = r.expect(
             "m1",
             "xmpp.test",
@@ -232,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_waiting_sender_gets_the_failure_itself() {
-        let r = Reports::new();
+        let r = Reports::new(Duration::from_secs(600), 5, 6);
         let mut rx = r.expect(
             "m2",
             "xmpp.test",
@@ -249,7 +251,7 @@ mod tests {
 
     #[test]
     fn reports_are_rate_limited_per_peer_domain() {
-        let r = Reports::new();
+        let r = Reports::new(Duration::from_secs(600), 5, 6);
         let f = failure("x");
         let mut outcomes = Vec::new();
         for n in 0..8 {
@@ -268,6 +270,25 @@ mod tests {
             r.matched("o1", "other.test", "j@other.test", &f),
             Some(Matched::Report { .. })
         ));
+    }
+
+    #[test]
+    fn the_window_and_the_burst_are_the_configured_ones() {
+        let r = Reports::new(Duration::from_millis(30), 2, 1);
+        let f = failure("late");
+        drop(r.expect("w1", "xmpp.test", "j@xmpp.test", "sip:r@p.test"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(r.matched("w1", "xmpp.test", "j@xmpp.test", &f), None);
+        let r = Reports::new(Duration::from_secs(600), 2, 1);
+        let outcomes: Vec<_> = (0..3)
+            .map(|n| {
+                let id = format!("b{n}");
+                drop(r.expect(&id, "xmpp.test", "j@xmpp.test", "sip:r@p.test"));
+                r.matched(&id, "xmpp.test", "j@xmpp.test", &f)
+            })
+            .collect();
+        assert!(matches!(outcomes[1], Some(Matched::Report { .. })));
+        assert_eq!(outcomes[2], Some(Matched::Limited), "{outcomes:?}");
     }
 
     #[test]

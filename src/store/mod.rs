@@ -237,13 +237,19 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5));
+        // Connections a burst opened close after a quiet half minute, and
+        // with them their page caches: memory returns to its idle level.
+        let quiet = std::time::Duration::from_secs(30);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .min_connections(1)
+            .idle_timeout(quiet)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("src/store/migrations").run(&pool).await?;
         let durable = SqlitePoolOptions::new()
             .max_connections(1)
+            .idle_timeout(quiet)
             .connect_with(options.synchronous(SqliteSynchronous::Full))
             .await?;
         Ok(SqliteStore { pool, durable })

@@ -4,7 +4,8 @@
 # FLOOD_SECONDS, several times what the store path holds here. Prints how
 # many were kept (202) and turned away (503), the response times of the
 # kept ones, Parley's resident memory before, at its peak and 10 s after,
-# and whether OPTIONS and MESSAGE work 10 s after the flood.
+# and whether OPTIONS and MESSAGE work 10 s after the flood; memory again
+# 60 s after (SETTLE), once the admitted transactions have ended.
 # Then one address holds IDLE (10,000) idle TCP connections and SLOW (200)
 # slowloris ones (a byte every 5 s) while a second client asks over TCP and
 # over TLS: it must be answered.
@@ -45,6 +46,7 @@ TOML
 wait_udp 25260
 sleep 1
 idle=$(rss_kib "$parley_pid")
+idle_anon=$(awk '/^Anonymous:/ { print $2 }' "/proc/$parley_pid/smaps_rollup" 2>/dev/null || echo 0)
 
 peak=$idle
 ( while kill -0 "$parley_pid" 2>/dev/null; do
@@ -87,6 +89,13 @@ if timeout 20 sipp -sf tests/data/sipp/uac_message_stored.xml -t u1 -i 127.0.0.1
 else
   echo "  MESSAGE ${AFTER} s after: FAILED"
 fi
+# Admitted UDP transactions live on for Timer J (32 s) after their answer,
+# as RFC 3261 asks; memory is read again once they are gone.
+SETTLE=${SETTLE:-60}
+[ "$SETTLE" -gt "$AFTER" ] && sleep $((SETTLE - AFTER))
+settled=$(rss_kib "$parley_pid")
+anon=$(awk '/^Anonymous:/ { print $2 }' "/proc/$parley_pid/smaps_rollup" 2>/dev/null || echo 0)
+echo "  Parley resident memory ${SETTLE} s after: $((settled / 1024)) MiB (anonymous $((anon / 1024)) MiB; idle was $((idle / 1024)) MiB, anonymous $((idle_anon / 1024)) MiB)"
 
 # Connections: one address opens IDLE idle connections and SLOW slowloris
 # ones; meanwhile another client is answered over TCP and TLS.

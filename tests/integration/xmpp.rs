@@ -508,6 +508,11 @@ fn open_stream(parley_s2s: u16) -> (std::net::TcpStream, String) {
 /// server and answers Parley's dialback verification once. Romeo is a
 /// user of Parley. Returns the DNS (kept alive), Parley and its s2s port.
 fn rogue_setup() -> (TestDns, TestServer, u16) {
+    rogue_setup_with("")
+}
+
+/// `rogue_setup` with more lines for the `[xmpp]` section.
+fn rogue_setup_with(xmpp: &str) -> (TestDns, TestServer, u16) {
     use std::io::Write;
     let authority = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let authority_port = authority.local_addr().unwrap().port();
@@ -520,7 +525,7 @@ fn rogue_setup() -> (TestDns, TestServer, u16) {
     let parley = TestServer::start_with_xmpp(
         &format!(
             "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n\
-             [xmpp]\nrequire_tls = false\n[dns]\nnameserver = \"{}\"\n",
+             [xmpp]\nrequire_tls = false\n{xmpp}[dns]\nnameserver = \"{}\"\n",
             dns.addr
         ),
         listener,
@@ -611,6 +616,72 @@ fn forged_failure_reports_are_dropped() {
     read_until(&mut s, &mut text, "type='error'");
     assert!(!text.contains("forged-"), "{text}");
     drop(parley);
+}
+
+/// True when Parley closes `s` within `wait` (whatever it sent first).
+fn closed_within(s: &mut std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn streams_that_never_authenticate_make_room_and_run_out_of_time() {
+    use std::io::Write;
+    let (_dns, parley, parley_s2s) =
+        rogue_setup_with("max_inbound_streams = 3\nnegotiation_timeout_secs = 3\n");
+    let romeo = Ua::new(parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let (mut proven, _) = rogue_stream(parley_s2s);
+    let (mut first, _) = open_stream(parley_s2s);
+    let (mut second, _) = open_stream(parley_s2s);
+    // Every place is taken: a newcomer is still answered, and the oldest
+    // stream that never authenticated is closed for it.
+    let (mut third, _) = open_stream(parley_s2s);
+    assert!(
+        closed_within(&mut first, Duration::from_secs(2)),
+        "the oldest unauthenticated stream made room"
+    );
+    assert!(
+        !closed_within(&mut second, Duration::from_millis(300)),
+        "only one stream is closed per newcomer"
+    );
+    let (mut fourth, _) = open_stream(parley_s2s);
+    assert!(closed_within(&mut second, Duration::from_secs(2)));
+    // However slowly they trickle, the newcomers have the negotiation
+    // deadline to authenticate, and are closed when it passes.
+    for _ in 0..4 {
+        let _ = third.write_all(b" ");
+        let _ = fourth.write_all(b" ");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        closed_within(&mut third, Duration::from_secs(3)),
+        "deadline"
+    );
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(3)),
+        "deadline"
+    );
+    // The authenticated stream was never pushed out, deadline or not.
+    write!(
+        proven,
+        "<message from='juliet@{ROGUE}' to='romeo@{PARLEY}' type='chat' id='p1'><body>still here</body></message>"
+    )
+    .unwrap();
+    let m = next_message(&romeo);
+    assert!(body(&m).ends_with("still here"), "{m}");
 }
 
 #[test]

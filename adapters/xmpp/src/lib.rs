@@ -87,6 +87,9 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long a stream may stay silent.
     pub idle_timeout: Duration,
+    /// How long an inbound stream may take, from its first byte, to
+    /// authenticate a domain (dialback or SASL EXTERNAL).
+    pub negotiation_timeout: Duration,
     /// Inbound streams at most.
     pub max_inbound: usize,
     /// Inbound streams from one address at most.

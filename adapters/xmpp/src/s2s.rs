@@ -23,6 +23,7 @@ use parley_adapter::{
 use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::framer::Frame;
@@ -74,8 +75,38 @@ pub(crate) struct S2s {
     /// For monitoring: what is up now.
     state: Mutex<HashMap<u64, Link>>,
     pub(crate) resolver: Arc<dyn Locator>,
-    /// Inbound streams by address.
-    inbound: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    /// The inbound streams, by address and by age.
+    inbound: Arc<Mutex<Inbound>>,
+}
+
+/// The inbound streams held now: how many per address, and each one's
+/// age, whether it has authenticated, and how to close it.
+#[derive(Default)]
+pub(crate) struct Inbound {
+    per_source: HashMap<std::net::IpAddr, usize>,
+    /// By admission order: the first unproven entry is the oldest.
+    streams: std::collections::BTreeMap<u64, Held>,
+    next: u64,
+}
+
+struct Held {
+    ip: std::net::IpAddr,
+    proven: Arc<std::sync::atomic::AtomicBool>,
+    close: CancellationToken,
+}
+
+impl Inbound {
+    fn release(&mut self, seq: u64) {
+        let Some(held) = self.streams.remove(&seq) else {
+            return;
+        };
+        if let Some(n) = self.per_source.get_mut(&held.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_source.remove(&held.ip);
+            }
+        }
+    }
 }
 
 impl S2s {
@@ -84,12 +115,15 @@ impl S2s {
             links: Mutex::new(HashMap::new()),
             state: Mutex::new(HashMap::new()),
             resolver,
-            inbound: Arc::new(Mutex::new(HashMap::new())),
+            inbound: Arc::new(Mutex::new(Inbound::default())),
         }
     }
 
-    /// A place for an inbound stream from `ip`, or `None` when all of
-    /// `max_inbound`, or that address's `max_per_source`, are taken.
+    /// A place for an inbound stream from `ip`, or `None` when that
+    /// address holds `max_per_source` already. When all of `max_inbound`
+    /// are taken, the oldest stream that has not authenticated a domain is
+    /// closed to make room (a peer that proved itself is never pushed out
+    /// by one that has not); `None` when every stream is proven.
     pub(crate) fn admit(
         &self,
         max_inbound: usize,
@@ -97,16 +131,38 @@ impl S2s {
         ip: std::net::IpAddr,
     ) -> Option<Place> {
         let mut map = lock(&self.inbound);
-        let total: usize = map.values().sum();
-        let mine = map.get(&ip).copied().unwrap_or(0);
-        if total >= max_inbound || mine >= max_per_source {
+        if map.per_source.get(&ip).copied().unwrap_or(0) >= max_per_source {
             return None;
         }
-        *map.entry(ip).or_default() += 1;
-        Some(Place {
+        if map.streams.len() >= max_inbound {
+            let oldest = map
+                .streams
+                .iter()
+                .find(|(_, h)| !h.proven.load(std::sync::atomic::Ordering::Relaxed))
+                .map(|(seq, h)| (*seq, h.ip));
+            let (seq, from) = oldest?;
+            if let Some(held) = map.streams.get(&seq) {
+                held.close.cancel();
+            }
+            map.release(seq);
+            debug!(%from, "oldest unauthenticated inbound XMPP stream closed to make room");
+        }
+        let seq = map.next;
+        map.next += 1;
+        *map.per_source.entry(ip).or_default() += 1;
+        let held = Held {
             ip,
-            per_source: self.inbound.clone(),
-        })
+            proven: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            close: CancellationToken::new(),
+        };
+        let place = Place {
+            seq,
+            proven: held.proven.clone(),
+            close: held.close.clone(),
+            registry: self.inbound.clone(),
+        };
+        map.streams.insert(seq, held);
+        Some(place)
     }
 
     pub(crate) fn links(&self) -> Vec<Link> {
@@ -629,12 +685,28 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct: bool) {
         let _ = tcp.set_nodelay(true);
         let shared2 = shared.clone();
         shared.tracker.spawn(async move {
-            let _place = place;
-            let ended = if direct {
-                let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
-                inbound_tls(shared2, tcp, inflight).await
-            } else {
-                inbound(shared2, tcp).await
+            let place = Arc::new(place);
+            let deadline = tokio::time::Instant::now() + shared2.settings.negotiation_timeout;
+            let stream = async {
+                if direct {
+                    let inflight = Arc::new(tokio::sync::Semaphore::new(crate::IN_FLIGHT));
+                    inbound_tls(shared2.clone(), tcp, inflight, &place).await
+                } else {
+                    inbound(shared2.clone(), tcp, &place).await
+                }
+            };
+            // A stream must authenticate a domain within the negotiation
+            // deadline, however it trickles its bytes; a proven one runs on.
+            let unproven_at_deadline = async {
+                tokio::time::sleep_until(deadline).await;
+                if place.is_proven() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let ended = tokio::select! {
+                r = stream => r,
+                _ = place.close.cancelled() => Err(LinkError::Refused("closed to make room for a newer stream".into())),
+                _ = unproven_at_deadline => Err(LinkError::Timeout("authentication")),
             };
             if let Err(e) = ended {
                 debug!(%peer, direct, error = %e, "inbound XMPP stream ended");
@@ -645,24 +717,33 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct: bool) {
 
 /// An admitted inbound stream's place: given back when the stream ends.
 pub(crate) struct Place {
-    ip: std::net::IpAddr,
-    per_source: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    seq: u64,
+    proven: Arc<std::sync::atomic::AtomicBool>,
+    close: CancellationToken,
+    registry: Arc<Mutex<Inbound>>,
+}
+
+impl Place {
+    /// The stream has authenticated a domain: it is no longer the first to
+    /// go when room is needed, and its negotiation deadline no longer applies.
+    fn prove(&self) {
+        self.proven
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_proven(&self) -> bool {
+        self.proven.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let mut map = lock(&self.per_source);
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
+        lock(&self.registry).release(self.seq);
     }
 }
 
 /// One inbound stream: STARTTLS, dialback, then stanzas for the hub.
-async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
+async fn inbound(shared: Arc<Shared>, tcp: TcpStream, place: &Place) -> Result<(), LinkError> {
     let settings = &shared.settings;
     let wait = settings.connect_timeout;
     let mut plain = XmlStream::new(tcp, settings.max_stanza);
@@ -679,7 +760,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
             plain
                 .send_element(&Element::new(NS_TLS, "proceed"), NS_SERVER)
                 .await?;
-            inbound_tls(shared.clone(), plain.io, inflight).await
+            inbound_tls(shared.clone(), plain.io, inflight, place).await
         }
         other => {
             if settings.require_tls {
@@ -713,6 +794,7 @@ async fn inbound(shared: Arc<Shared>, tcp: TcpStream) -> Result<(), LinkError> {
                 false,
                 h,
                 None,
+                place,
             )
             .await
         }
@@ -725,6 +807,7 @@ async fn inbound_tls(
     shared: Arc<Shared>,
     tcp: TcpStream,
     inflight: Arc<tokio::sync::Semaphore>,
+    place: &Place,
 ) -> Result<(), LinkError> {
     let settings = &shared.settings;
     let wait = settings.connect_timeout;
@@ -764,6 +847,7 @@ async fn inbound_tls(
         true,
         h,
         peer_cert,
+        place,
     )
     .await
 }
@@ -845,8 +929,12 @@ async fn serve(
     tls: bool,
     h: crate::framer::Header,
     peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
+    place: &Place,
 ) -> Result<(), LinkError> {
     let link_id = shared.next_id();
+    if !authed.is_empty() {
+        place.prove();
+    }
     let idle = shared.settings.idle_timeout;
     let result = loop {
         let frame = tokio::select! {
@@ -888,6 +976,7 @@ async fn serve(
                     break Err(e);
                 }
                 if authed.len() != before {
+                    place.prove();
                     if let Some(((_, remote), auth)) = authed.iter().next() {
                         lock(&shared.s2s.state).insert(
                             link_id,
@@ -1091,9 +1180,30 @@ mod tests {
         let first = s2s.admit(3, 2, a).expect("a's first");
         let _second = s2s.admit(3, 2, a).expect("a's second");
         assert!(s2s.admit(3, 2, a).is_none(), "a's share is two");
-        let _third = s2s.admit(3, 2, b).expect("b's first");
-        assert!(s2s.admit(3, 2, b).is_none(), "three in all");
+        let third = s2s.admit(3, 2, b).expect("b's first");
+        third.prove();
         drop(first);
         assert!(s2s.admit(3, 2, a).is_some(), "a place came free");
+    }
+
+    #[test]
+    fn when_all_are_taken_the_oldest_unproven_stream_makes_room() {
+        let s2s = S2s::new(Arc::new(NoDns));
+        let ip = |n: u8| std::net::IpAddr::from([127, 0, 0, n]);
+        let oldest = s2s.admit(3, 3, ip(2)).unwrap();
+        oldest.prove();
+        let unproven = s2s.admit(3, 3, ip(3)).unwrap();
+        let newer = s2s.admit(3, 3, ip(4)).unwrap();
+        // Full: the oldest stream that has not authenticated goes.
+        let newcomer = s2s.admit(3, 3, ip(5)).expect("room was made");
+        assert!(unproven.close.is_cancelled());
+        assert!(!oldest.close.is_cancelled() && !newer.close.is_cancelled());
+        // Its place is already given back; dropping it later changes nothing.
+        drop(unproven);
+        assert_eq!(lock(&s2s.inbound).streams.len(), 3);
+        // When every stream has authenticated, a newcomer is refused.
+        newer.prove();
+        newcomer.prove();
+        assert!(s2s.admit(3, 3, ip(6)).is_none());
     }
 }
