@@ -8,6 +8,7 @@ mod console;
 mod gateway;
 mod interdomain;
 mod layout;
+mod msrp_codec;
 mod overload;
 mod pager;
 mod peers_simple;

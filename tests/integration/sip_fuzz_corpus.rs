@@ -46,3 +46,13 @@ fn cpim_corpus() {
 fn xmpp_stream_corpus() {
     replay("xmpp_stream", 5, fuzz::xmpp_stream);
 }
+
+#[test]
+fn msrp_corpus() {
+    replay("msrp", 5, fuzz::msrp);
+}
+
+#[test]
+fn sdp_corpus() {
+    replay("sdp", 2, fuzz::sdp);
+}

@@ -200,3 +200,116 @@ pub fn xmpp_stream(data: &[u8]) {
         }
     }
 }
+
+/// Checks one input as bytes of an MSRP connection: the decoder never
+/// panics, gives the same messages however the bytes are split (one
+/// split at every third of the input), and every message it yields prints
+/// to bytes that decode to the same message.
+pub fn msrp(data: &[u8]) {
+    use parley::proto::msrp::{Decoder, Event, MsrpLimits};
+    fn run(data: &[u8], step: usize) -> (Vec<Event>, bool) {
+        let mut d = Decoder::new(MsrpLimits::default());
+        let mut buf = bytes::BytesMut::new();
+        let mut events = Vec::new();
+        for piece in data.chunks(step.max(1)) {
+            buf.extend_from_slice(piece);
+            loop {
+                match d.decode(&mut buf) {
+                    Ok(Some(e)) => events.push(e),
+                    Ok(None) => break,
+                    Err(_) => return (events, true),
+                }
+            }
+        }
+        (events, false)
+    }
+    // Data events may be cut differently; compare heads, joined bodies, flags.
+    fn messages(
+        events: Vec<Event>,
+    ) -> Vec<(
+        parley::proto::msrp::Head,
+        Vec<u8>,
+        Option<parley::proto::msrp::Flag>,
+    )> {
+        let mut out: Vec<(
+            parley::proto::msrp::Head,
+            Vec<u8>,
+            Option<parley::proto::msrp::Flag>,
+        )> = Vec::new();
+        for e in events {
+            match e {
+                Event::Head(h) => out.push((h, Vec::new(), None)),
+                Event::Data(b) => out
+                    .last_mut()
+                    .expect("a head first")
+                    .1
+                    .extend_from_slice(&b),
+                Event::End(f) => out.last_mut().expect("a head first").2 = Some(f),
+            }
+        }
+        out
+    }
+    let (whole, failed) = run(data, data.len().max(1));
+    let (split, failed_split) = run(data, data.len() / 3 + 1);
+    let (a, b) = (messages(whole), messages(split));
+    if !failed && !failed_split {
+        // Without an error, both saw the same complete messages.
+        let complete = |m: &Vec<(
+            parley::proto::msrp::Head,
+            Vec<u8>,
+            Option<parley::proto::msrp::Flag>,
+        )>| {
+            m.iter()
+                .filter(|x| x.2.is_some())
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(complete(&a), complete(&b), "the split changed the messages");
+    }
+    for (head, body, flag) in a {
+        let Some(flag) = flag else { continue };
+        let printed = head.to_bytes(head.has_body.then_some(body.as_slice()), flag);
+        let again = parley::proto::msrp::decode_one(&printed, &MsrpLimits::default())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "printed MSRP does not decode: {e}\n{}",
+                    String::from_utf8_lossy(&printed)
+                )
+            });
+        if let Some((h, b, f)) = again {
+            assert_eq!(h, head, "decode(print(m)) != m");
+            assert_eq!(b.unwrap_or_default(), body);
+            assert_eq!(f, flag);
+        } else {
+            panic!("printed MSRP is incomplete");
+        }
+    }
+}
+
+/// Checks one input as an SDP description: parsing is bounded and never
+/// panics, what parses prints to a description that parses the same, and
+/// answering it never panics and yields a description Parley parses.
+pub fn sdp(data: &[u8]) {
+    use parley::proto::sdp::{answer, MsrpLocal, Sdp};
+    let Ok(doc) = Sdp::parse(data) else { return };
+    let printed = doc.to_bytes();
+    let again = Sdp::parse(&printed).unwrap_or_else(|e| {
+        panic!(
+            "printed SDP does not parse: {e}\n{}",
+            String::from_utf8_lossy(&printed)
+        )
+    });
+    assert_eq!(again, doc, "parse(print(d)) != d");
+    let local = MsrpLocal {
+        paths: vec!["msrp://127.0.0.1:2855/fuzz;tcp".into()],
+        address: "127.0.0.1".into(),
+        port: 2855,
+        tls: false,
+        accept_types: vec!["message/cpim".into(), "text/plain".into()],
+        accept_wrapped_types: vec!["text/plain".into()],
+        max_size: Some(65536),
+    };
+    if let Ok((ans, _)) = answer(&doc, &local, "parley 1 1 IN IP4 127.0.0.1") {
+        Sdp::parse(&ans.to_bytes()).expect("Parley's answer parses");
+    }
+}
