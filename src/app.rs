@@ -53,6 +53,8 @@ pub struct Listeners {
     pub xmpp_tls: Option<TcpListener>,
     /// The admin console (`[admin] listen`).
     pub admin: Option<TcpListener>,
+    /// The MSRP relay (`[msrp]`).
+    pub msrp: crate::msrp::RelayListeners,
 }
 
 impl Listeners {
@@ -74,6 +76,7 @@ impl Listeners {
             xmpp: bind("xmpp", config.xmpp.listen.filter(|_| xmpp)).await?,
             xmpp_tls: bind("xmpp direct TLS", config.xmpp.listen_tls.filter(|_| xmpp)).await?,
             admin: bind("admin", config.admin.listen.filter(|_| admin)).await?,
+            msrp: crate::msrp::RelayListeners::bind(&config.msrp).await?,
         })
     }
 
@@ -95,6 +98,7 @@ impl Listeners {
                 .iter()
                 .map(|l| format!("admin http://{}", addr(l))),
         );
+        out.extend(self.msrp.describe());
         out
     }
 }
@@ -104,6 +108,7 @@ pub struct Parley {
     transports: Running,
     hub: Arc<Hub>,
     core: Arc<Core>,
+    relay: Option<crate::msrp::Relay>,
     /// The console and the SIGHUP task.
     tasks: TaskTracker,
     stop: CancellationToken,
@@ -123,6 +128,7 @@ impl Parley {
             xmpp,
             xmpp_tls,
             admin,
+            msrp,
         } = listeners;
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&config.sqlite_path())
@@ -141,6 +147,11 @@ impl Parley {
                 .context("loading users, bindings and kept messages")?,
         );
         let transports = Server::new(config, sip, core.clone())?.start();
+        let relay = if msrp.tls.is_some() || msrp.tcp.is_some() {
+            Some(crate::msrp::Relay::start(config, core.clone(), msrp).context("the MSRP relay")?)
+        } else {
+            None
+        };
         let hub = Hub::new(core.clone(), transports.sip());
         hub.start_adapters()
             .await
@@ -168,6 +179,7 @@ impl Parley {
             transports,
             hub,
             core,
+            relay,
             tasks,
             stop,
         })
@@ -176,6 +188,11 @@ impl Parley {
     /// The handle for sending SIP requests.
     pub fn sip(&self) -> Sip {
         self.transports.sip()
+    }
+
+    /// The MSRP relay, when it runs.
+    pub fn relay(&self) -> Option<&crate::msrp::Relay> {
+        self.relay.as_ref()
     }
 
     /// The SIMPLE core (its state, for tests and the console).
@@ -191,6 +208,9 @@ impl Parley {
         info!("shutting down");
         self.transports.drain().await;
         self.hub.stop_adapters().await;
+        if let Some(relay) = &self.relay {
+            relay.stop().await;
+        }
         self.stop.cancel();
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())

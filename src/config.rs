@@ -101,9 +101,63 @@ pub struct Config {
     /// `[archive]`: the compliance archive.
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// `[msrp]`: the MSRP relay (RFC 4976) for session-mode chat.
+    #[serde(default)]
+    pub msrp: MsrpConfig,
     /// The file this configuration was read from (for reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[msrp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MsrpConfig {
+    /// Run the relay.
+    pub enabled: bool,
+    /// MSRP over TLS (`msrps:`), with the certificate of `[sip.tls]`.
+    pub listen_tls: Option<SocketAddr>,
+    /// MSRP over TCP (`msrp:`).
+    pub listen: Option<SocketAddr>,
+    /// The host name in the relay's URIs; the listener's address when
+    /// unset.
+    pub host: Option<String>,
+    /// Seconds an AUTH grants when the client asks for none.
+    pub expires_secs: u64,
+    /// The shortest Expires granted (423 below it).
+    pub min_expires_secs: u64,
+    /// The longest Expires granted.
+    pub max_expires_secs: u64,
+    /// Connections at most, in and out together.
+    pub max_connections: usize,
+    /// Connections from one address at most.
+    pub max_per_source: usize,
+    /// A connection with no session and no traffic this long is closed.
+    pub idle_timeout_secs: u64,
+    /// A peer that takes no bytes for this long is cut off.
+    pub write_timeout_secs: u64,
+    /// Limits on each message (`max_head`, `max_headers`, `max_path`,
+    /// `max_chunk`, `max_message`).
+    pub limits: crate::proto::msrp::MsrpLimits,
+}
+
+impl Default for MsrpConfig {
+    fn default() -> Self {
+        MsrpConfig {
+            enabled: true,
+            listen_tls: Some(SocketAddr::from(([127, 0, 0, 1], 2855))),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 2856))),
+            host: None,
+            expires_secs: 600,
+            min_expires_secs: 60,
+            max_expires_secs: 3600,
+            max_connections: 1024,
+            max_per_source: 64,
+            idle_timeout_secs: 300,
+            write_timeout_secs: 30,
+            limits: crate::proto::msrp::MsrpLimits::default(),
+        }
+    }
 }
 
 /// `[archive]`

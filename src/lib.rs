@@ -9,6 +9,7 @@
 //! app      start-up, shutdown, reload: wires all -> everything
 //! admin    console, JSON API, metrics            -> hub, router, simple, store, config, proto, sys
 //! hub      adapters -> SIP                       -> simple, router, net, store, config, proto, sys
+//! msrp     MSRP relay (session-mode chat)        -> simple, net, store, config, proto, sys
 //! simple   SIMPLE services; bridge SIP -> adapter -> router, net, store, config, proto, sys
 //! router   destination, policy, archive, mapping -> net::dns, store, config, proto, sys
 //! net      transports, transactions, Handler     -> config, proto, sys
@@ -31,6 +32,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod hub;
+pub mod msrp;
 pub mod net;
 pub mod proto;
 pub mod router;

@@ -136,9 +136,28 @@ impl Authenticator {
     ) -> Verdict {
         let method = request.method().map_or("", |m| m.as_str()).to_string();
         let name = header.canonical();
-        let creds = request
-            .headers()
-            .lines(header)
+        let values: Vec<&[u8]> = request.headers().lines(header).collect();
+        let target = request.request_uri_raw().unwrap_or(b"");
+        self.check_values(&method, target, name, &values, realm, now, names_us)
+            .await
+    }
+
+    /// [`Authenticator::check`] for any protocol that carries digest
+    /// credentials (MSRP AUTH, RFC 4976 §5): the method, the URI the
+    /// request is for, the name of the credentials field and its values.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_values(
+        &self,
+        method: &str,
+        target: &[u8],
+        name: &'static str,
+        values: &[&[u8]],
+        realm: &str,
+        now: u64,
+        names_us: impl Fn(&str) -> bool,
+    ) -> Verdict {
+        let creds = values
+            .iter()
             .filter_map(|v| Auth::parse(v, name).ok())
             .filter_map(|a| Credentials::from_auth(&a).ok())
             .find(|c| c.realm == realm);
@@ -156,11 +175,10 @@ impl Authenticator {
         let Some(user) = self.user(&creds.username, realm).await else {
             return Verdict::Forbidden("Unknown user");
         };
-        if creds.uri.as_bytes() != request.request_uri_raw().unwrap_or(b"") && !names_us(&creds.uri)
-        {
+        if creds.uri.as_bytes() != target && !names_us(&creds.uri) {
             return Verdict::Forbidden("Digest URI differs from the Request-URI");
         }
-        if !creds.verify(&method, user.ha1(creds.algorithm.0)) {
+        if !creds.verify(method, user.ha1(creds.algorithm.0)) {
             return Verdict::Forbidden("Wrong credentials");
         }
         // Only after the response checks out, so a forger cannot burn counts.

@@ -32,6 +32,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["router", "net", "store", "config", "proto", "sys"],
     ),
     (
+        "msrp",
+        &["simple", "net", "store", "config", "proto", "sys"],
+    ),
+    (
         "hub",
         &["simple", "router", "net", "store", "config", "proto", "sys"],
     ),
@@ -42,7 +46,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "app",
         &[
-            "admin", "hub", "simple", "router", "net", "store", "config", "proto", "sys",
+            "admin", "hub", "msrp", "simple", "router", "net", "store", "config", "proto", "sys",
         ],
     ),
     ("cli", &["app", "admin", "store", "config", "proto", "sys"]),

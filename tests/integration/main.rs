@@ -9,6 +9,7 @@ mod gateway;
 mod interdomain;
 mod layout;
 mod msrp_codec;
+mod msrp_relay;
 mod overload;
 mod pager;
 mod peers_simple;

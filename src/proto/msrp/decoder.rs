@@ -191,10 +191,7 @@ pub type Whole = (Head, Option<Vec<u8>>, Flag);
 /// One whole message decoded from `bytes` (head, the body joined, the
 /// flag), for tests, the command line and the fuzz target; `Ok(None)` when
 /// the bytes hold less than one message.
-pub fn decode_one(
-    bytes: &[u8],
-    limits: &MsrpLimits,
-) -> Result<Option<Whole>, MsrpError> {
+pub fn decode_one(bytes: &[u8], limits: &MsrpLimits) -> Result<Option<Whole>, MsrpError> {
     let mut d = Decoder::new(*limits);
     let mut buf = BytesMut::from(bytes);
     let mut head = None;

@@ -188,8 +188,8 @@ impl Head {
     }
 
     /// The response to `self` (a request), paths turned round as RFC 4975
-    /// §7.2 says: To-Path is the request's From-Path's first URI, From-Path
-    /// this side's URI.
+    /// §7.2 and RFC 4976 §6 say: To-Path is the request's From-Path (with
+    /// the relays it came through), From-Path this side's URI.
     pub fn response(&self, code: u16, comment: &str, own: &MsrpUri) -> Head {
         Head {
             tid: self.tid.clone(),
@@ -197,7 +197,7 @@ impl Head {
                 code,
                 comment: comment.to_string(),
             },
-            to_path: self.from_path.first().cloned().into_iter().collect(),
+            to_path: self.from_path.clone(),
             from_path: vec![own.clone()],
             headers: Vec::new(),
             has_body: false,

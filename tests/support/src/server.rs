@@ -22,6 +22,10 @@ pub struct TestServer {
     pub state_dir: PathBuf,
     /// The admin console, when started with one.
     pub admin: Option<SocketAddr>,
+    /// The MSRP relay over TCP (`msrp:`), when `[msrp]` is enabled.
+    pub msrp: Option<SocketAddr>,
+    /// The MSRP relay over TLS (`msrps:`).
+    pub msrps: Option<SocketAddr>,
     /// The handle for sending requests.
     pub sip: Sip,
     runtime: tokio::runtime::Handle,
@@ -121,12 +125,33 @@ impl TestServer {
                         }
                         None => None,
                     },
+                    msrp: Default::default(),
                 };
+                let mut listeners = listeners;
+                if config.msrp.enabled {
+                    listeners.msrp = parley::msrp::RelayListeners {
+                        tls: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
+                        tcp: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
+                    };
+                }
+                let relay = (
+                    listeners
+                        .msrp
+                        .tcp
+                        .as_ref()
+                        .and_then(|l| l.local_addr().ok()),
+                    listeners
+                        .msrp
+                        .tls
+                        .as_ref()
+                        .and_then(|l| l.local_addr().ok()),
+                );
                 let addrs = (
                     listeners.sip.udp[0].local_addr()?,
                     listeners.sip.tcp[0].local_addr()?,
                     listeners.sip.tls[0].local_addr()?,
                     listeners.admin.as_ref().and_then(|l| l.local_addr().ok()),
+                    relay,
                 );
                 // Started as `parley run` starts it.
                 let parley = Parley::start(&config, listeners).await?;
@@ -139,7 +164,7 @@ impl TestServer {
                 anyhow::Ok(())
             })
         });
-        let ((udp, tcp, tls, admin), sip, runtime) = addr_rx
+        let ((udp, tcp, tls, admin, (msrp, msrps)), sip, runtime) = addr_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("server started");
         // The TLS certificate is made before the listeners accept.
@@ -154,6 +179,8 @@ impl TestServer {
             tcp,
             tls,
             admin,
+            msrp,
+            msrps,
             state_dir,
             sip,
             runtime,

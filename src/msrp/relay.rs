@@ -1,0 +1,862 @@
+//! The MSRP relay (RFC 4976).
+//!
+//! A local user opens a connection (TLS by default), sends AUTH and answers
+//! the digest challenge with the same credentials as for SIP; the relay
+//! grants a session-id, returned in `Use-Path` with `Expires`. Requests
+//! whose To-Path starts with that URI are passed on: from the user's
+//! connection to the next hop of To-Path (a connection is opened, or one
+//! already open to that hop is reused), and from anywhere else to the
+//! user, whose URI must be the next hop. Each hop removes its URI from
+//! To-Path and adds it to From-Path (§6); responses find their way back by
+//! the transaction they answer.
+//!
+//! Chunks are never reassembled: a head is passed on when it is read, body
+//! bytes as they arrive, the end-line last. A chunk over `max_chunk` is cut
+//! with the `#` flag and answered 413. Every queue is bounded: a peer that
+//! takes no bytes for `write_timeout_secs` is cut off, and the sender that
+//! feeds it waits rather than buffers.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, MsrpConfig};
+use crate::proto::msrp::session::answers;
+use crate::proto::msrp::{Decoder, Event, Flag, Head, Kind, MsrpUri};
+use crate::simple::auth::Verdict;
+use crate::simple::Core;
+
+/// The relay's bound listeners.
+#[derive(Debug, Default)]
+pub struct RelayListeners {
+    /// `msrps:` (TLS).
+    pub tls: Option<TcpListener>,
+    /// `msrp:` (TCP).
+    pub tcp: Option<TcpListener>,
+}
+
+impl RelayListeners {
+    /// Binds what `[msrp]` names.
+    pub async fn bind(config: &MsrpConfig) -> std::io::Result<RelayListeners> {
+        if !config.enabled {
+            return Ok(RelayListeners::default());
+        }
+        let bind = |what: &'static str, addr: Option<SocketAddr>| async move {
+            match addr {
+                Some(addr) => TcpListener::bind(addr)
+                    .await
+                    .map(Some)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{what} {addr}: {e}"))),
+                None => Ok(None),
+            }
+        };
+        Ok(RelayListeners {
+            tls: bind("msrps", config.listen_tls).await?,
+            tcp: bind("msrp", config.listen).await?,
+        })
+    }
+
+    /// What is bound, as `transport address` lines.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, l) in [("msrps", &self.tls), ("msrp", &self.tcp)] {
+            if let Some(a) = l.as_ref().and_then(|l| l.local_addr().ok()) {
+                out.push(format!("{name} {a}"));
+            }
+        }
+        out
+    }
+}
+
+type ConnId = u64;
+
+/// One connection's sending side.
+struct Conn {
+    tx: mpsc::Sender<Bytes>,
+    peer: SocketAddr,
+    close: CancellationToken,
+    last_active: Instant,
+}
+
+/// What a user's AUTH granted.
+#[derive(Debug, Clone)]
+struct Binding {
+    user: String,
+    conn: ConnId,
+    /// The user's own URI (From-Path of the AUTH).
+    client: MsrpUri,
+    until: Instant,
+}
+
+#[derive(Default)]
+struct Conns {
+    next: ConnId,
+    by_id: HashMap<ConnId, Conn>,
+    /// Connections this relay opened, by (TLS, host, port).
+    outbound: HashMap<(bool, String, u16), ConnId>,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+/// Counters for the console and `/metrics`.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Chunks passed on.
+    pub chunks: AtomicU64,
+    /// Body bytes passed on.
+    pub bytes: AtomicU64,
+}
+
+struct Inner {
+    core: Arc<Core>,
+    settings: MsrpConfig,
+    realm: String,
+    /// The relay's own URIs' (TLS, host, port), one per listener.
+    me: Vec<(bool, String, u16)>,
+    conns: Mutex<Conns>,
+    bindings: Mutex<HashMap<String, Binding>>,
+    /// Requests passed on, by transaction id: where they came from.
+    routes: Mutex<HashMap<String, Route>>,
+    tls_server: Option<Arc<rustls::ServerConfig>>,
+    tls_client: Option<Arc<rustls::ClientConfig>>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+    stats: RelayStats,
+    /// Connections this relay opened, handed to the task that serves them.
+    dialed: mpsc::UnboundedSender<Dialed>,
+}
+
+type Registered = (ConnId, mpsc::Receiver<Bytes>, CancellationToken);
+
+/// A request passed on, remembered until its response comes.
+struct Route {
+    /// The connection it came from.
+    from: ConnId,
+    at: Instant,
+    /// The request as it came (for an AUTH, the response is passed back;
+    /// for a SEND, which this relay answered itself, a failure from a
+    /// later hop becomes a REPORT, RFC 4976 §6).
+    request: Head,
+}
+
+/// A connection this relay opened, to be served.
+enum Dialed {
+    Tcp(TcpStream, SocketAddr, Registered),
+    Tls(
+        Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        SocketAddr,
+        Registered,
+    ),
+}
+
+/// The running relay.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("me", &self.inner.me)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Relay {
+    /// Starts the relay on its listeners; users are those of `core`.
+    pub fn start(
+        config: &Config,
+        core: Arc<Core>,
+        listeners: RelayListeners,
+    ) -> anyhow::Result<Relay> {
+        let settings = config.msrp.clone();
+        let host_of = |l: &TcpListener| -> Option<(String, u16)> {
+            let a = l.local_addr().ok()?;
+            let host = settings.host.clone().unwrap_or_else(|| a.ip().to_string());
+            Some((host, a.port()))
+        };
+        let mut me = Vec::new();
+        if let Some((h, p)) = listeners.tls.as_ref().and_then(host_of) {
+            me.push((true, h, p));
+        }
+        if let Some((h, p)) = listeners.tcp.as_ref().and_then(host_of) {
+            me.push((false, h, p));
+        }
+        let tls_server = match listeners.tls {
+            Some(_) => Some(crate::net::tls::server_config(config)?),
+            None => None,
+        };
+        let (dialed, mut to_serve) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            dialed,
+            realm: core.domains().first().cloned().unwrap_or_default(),
+            core,
+            settings,
+            me,
+            conns: Mutex::new(Conns::default()),
+            bindings: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
+            tls_server,
+            tls_client: crate::net::tls::client_config(config)?,
+            tracker: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            stats: RelayStats::default(),
+        });
+        for (listener, tls) in [(listeners.tls, true), (listeners.tcp, false)] {
+            if let Some(l) = listener {
+                let inner2 = inner.clone();
+                inner.tracker.spawn(accept_loop(inner2, l, tls));
+            }
+        }
+        let inner2 = inner.clone();
+        inner.tracker.spawn(async move {
+            loop {
+                let d = tokio::select! {
+                    _ = inner2.stop.cancelled() => return,
+                    d = to_serve.recv() => match d { Some(d) => d, None => return },
+                };
+                let inner3 = inner2.clone();
+                match d {
+                    Dialed::Tcp(s, peer, r) => {
+                        inner2.tracker.spawn(serve(inner3, s, peer, Some(r)))
+                    }
+                    Dialed::Tls(s, peer, r) => {
+                        inner2.tracker.spawn(serve(inner3, *s, peer, Some(r)))
+                    }
+                };
+            }
+        });
+        let inner2 = inner.clone();
+        inner.tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = inner2.stop.cancelled() => return,
+                    _ = tick.tick() => housekeeping(&inner2),
+                }
+            }
+        });
+        Ok(Relay { inner })
+    }
+
+    /// The relay's URIs, `msrps:` first (for the config and the README).
+    pub fn uris(&self) -> Vec<String> {
+        self.inner
+            .me
+            .iter()
+            .map(|(tls, host, port)| {
+                MsrpUri {
+                    secure: *tls,
+                    user: None,
+                    host: host.clone(),
+                    port: Some(*port),
+                    session_id: None,
+                    transport: "tcp".into(),
+                    params: Vec::new(),
+                }
+                .to_string()
+            })
+            .collect()
+    }
+
+    /// Sessions granted and not expired.
+    pub fn sessions(&self) -> usize {
+        lock(&self.inner.bindings).len()
+    }
+
+    /// Chunks and bytes passed on so far.
+    pub fn stats(&self) -> &RelayStats {
+        &self.inner.stats
+    }
+
+    /// Closes every connection and waits for the tasks.
+    pub async fn stop(&self) {
+        self.inner.stop.cancel();
+        self.inner.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.inner.tracker.wait()).await;
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: bool) {
+    loop {
+        let accepted = tokio::select! {
+            _ = inner.stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((tcp, peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let inner2 = inner.clone();
+        inner.tracker.spawn(async move {
+            if tls {
+                let Some(config) = inner2.tls_server.clone() else {
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let wait = Duration::from_secs(inner2.settings.write_timeout_secs.max(1));
+                match tokio::time::timeout(wait, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => serve(inner2, stream, peer, None).await,
+                    _ => debug!(%peer, "MSRP TLS handshake failed"),
+                }
+            } else {
+                serve(inner2, tcp, peer, None).await;
+            }
+        });
+    }
+}
+
+/// Registers a connection: its id, the receiver its writer drains, and
+/// the token that closes it; `None` when the limits are reached.
+fn register(inner: &Inner, peer: SocketAddr) -> Option<Registered> {
+    let mut c = lock(&inner.conns);
+    let mine = c.per_source.get(&peer.ip()).copied().unwrap_or(0);
+    if c.by_id.len() >= inner.settings.max_connections || mine >= inner.settings.max_per_source {
+        return None;
+    }
+    *c.per_source.entry(peer.ip()).or_default() += 1;
+    c.next += 1;
+    let id = c.next;
+    let (tx, rx) = mpsc::channel(64);
+    let close = CancellationToken::new();
+    c.by_id.insert(
+        id,
+        Conn {
+            tx,
+            peer,
+            close: close.clone(),
+            last_active: Instant::now(),
+        },
+    );
+    Some((id, rx, close))
+}
+
+fn unregister(inner: &Inner, id: ConnId) {
+    let mut c = lock(&inner.conns);
+    if let Some(conn) = c.by_id.remove(&id) {
+        conn.close.cancel();
+        let ip = conn.peer.ip();
+        if let Some(n) = c.per_source.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.per_source.remove(&ip);
+            }
+        }
+    }
+    c.outbound.retain(|_, v| *v != id);
+    drop(c);
+    lock(&inner.bindings).retain(|_, b| b.conn != id);
+}
+
+/// Serves one connection until it closes. `registered` is set for
+/// connections this relay opened (already in the table).
+async fn serve<S>(inner: Arc<Inner>, stream: S, peer: SocketAddr, registered: Option<Registered>)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let Some((id, mut rx, close)) = registered.or_else(|| register(&inner, peer)) else {
+        debug!(%peer, "MSRP connection refused: limit reached");
+        return;
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let write_wait = Duration::from_secs(inner.settings.write_timeout_secs.max(1));
+    let close_w = close.clone();
+    let writer_task = inner.tracker.spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            match tokio::time::timeout(write_wait, writer.write_all(&bytes)).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    // A peer that takes nothing is cut off.
+                    close_w.cancel();
+                    break;
+                }
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut conn = Connection {
+        inner: inner.clone(),
+        id,
+        decoder: Decoder::new(inner.settings.limits),
+        state: State::Idle,
+    };
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let idle = Duration::from_secs(inner.settings.idle_timeout_secs.max(1));
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        let read = tokio::select! {
+            _ = inner.stop.cancelled() => break,
+            _ = close.cancelled() => break,
+            r = tokio::time::timeout(idle, reader.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Err(_) => {
+                // Idle: kept while it carries a session.
+                if lock(&inner.bindings).values().any(|b| b.conn == id) {
+                    continue;
+                }
+                break;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+        if let Some(c) = lock(&inner.conns).by_id.get_mut(&id) {
+            c.last_active = Instant::now();
+        }
+        if !conn.drain(&mut buf).await {
+            break;
+        }
+    }
+    unregister(&inner, id);
+    writer_task.abort();
+    debug!(%peer, "MSRP connection closed");
+}
+
+/// Where the current message's bytes go.
+enum State {
+    Idle,
+    /// Passed on to this connection.
+    Forward {
+        to: mpsc::Sender<Bytes>,
+        head: Head,
+        bytes: usize,
+        /// The hop-by-hop 200 for the previous hop, sent once the chunk
+        /// has been passed on (SEND with `Failure-Report: yes`).
+        ok: Option<Box<Head>>,
+    },
+    /// Answered here (AUTH) or refused: the rest of the message is read
+    /// and dropped.
+    Drop,
+}
+
+struct Connection {
+    inner: Arc<Inner>,
+    id: ConnId,
+    decoder: Decoder,
+    state: State,
+}
+
+impl Connection {
+    /// Handles every event in `buf`; false when the connection must close.
+    async fn drain(&mut self, buf: &mut BytesMut) -> bool {
+        loop {
+            let event = match self.decoder.decode(buf) {
+                Ok(Some(e)) => e,
+                Ok(None) => return true,
+                Err(e) => {
+                    debug!(error = %e, "malformed MSRP: connection closed");
+                    return false;
+                }
+            };
+            match event {
+                Event::Head(head) => self.head(head).await,
+                Event::Data(data) => self.data(data).await,
+                Event::End(flag) => self.end(flag).await,
+            }
+        }
+    }
+
+    async fn head(&mut self, head: Head) {
+        self.state = State::Drop;
+        match &head.kind {
+            Kind::Response { .. } => self.response(head).await,
+            Kind::Request { method } if method == "AUTH" => self.auth(head).await,
+            Kind::Request { .. } => self.request(head).await,
+        }
+    }
+
+    async fn data(&mut self, data: Bytes) {
+        let max = self.inner.settings.limits.max_chunk;
+        let State::Forward {
+            to, head, bytes, ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        *bytes += data.len();
+        if *bytes > max {
+            // Cut the chunk off where it is (`#`), and say why.
+            let mut end = Vec::new();
+            head.write_end(Flag::Abort, &mut end);
+            let _ = to.send(Bytes::from(end)).await;
+            let original = head.clone();
+            self.state = State::Drop;
+            self.refuse(&original, 413, "Message Too Large").await;
+            return;
+        }
+        self.inner
+            .stats
+            .bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if to.send(data).await.is_err() {
+            let original = head.clone();
+            self.state = State::Drop;
+            self.refuse(&original, 408, "Request Timeout").await;
+        }
+    }
+
+    async fn end(&mut self, flag: Flag) {
+        if let State::Forward { to, head, ok, .. } = &self.state {
+            let mut end = Vec::new();
+            head.write_end(flag, &mut end);
+            let passed = to.send(Bytes::from(end)).await.is_ok();
+            self.inner.stats.chunks.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("parley_msrp_relayed_chunks_total").increment(1);
+            if let (true, Some(ok)) = (passed, ok.clone()) {
+                self.reply(*ok).await;
+            }
+        }
+        self.state = State::Idle;
+    }
+
+    /// This relay's URI in `uri` (host and port, any session-id).
+    fn is_me(&self, uri: &MsrpUri) -> bool {
+        self.inner.me.iter().any(|(tls, host, port)| {
+            *tls == uri.secure
+                && *port == uri.port_or_default()
+                && host.eq_ignore_ascii_case(&uri.host)
+        })
+    }
+
+    async fn send_head(&self, to: &mpsc::Sender<Bytes>, head: &Head) -> bool {
+        let mut out = Vec::with_capacity(256);
+        head.write_head(&mut out);
+        to.send(Bytes::from(out)).await.is_ok()
+    }
+
+    fn own_sender(&self) -> Option<mpsc::Sender<Bytes>> {
+        lock(&self.inner.conns)
+            .by_id
+            .get(&self.id)
+            .map(|c| c.tx.clone())
+    }
+
+    /// Answers `request` on this connection (when its report fields ask
+    /// for an answer with this code).
+    async fn refuse(&self, request: &Head, code: u16, comment: &str) {
+        if !answers(request, code) {
+            return;
+        }
+        let own = request
+            .to_path
+            .first()
+            .cloned()
+            .unwrap_or_else(|| MsrpUri::new(false, "invalid", 0, "x"));
+        let response = request.response(code, comment, &own);
+        if let Some(tx) = self.own_sender() {
+            let _ = tx
+                .send(Bytes::from(response.to_bytes(None, Flag::End)))
+                .await;
+        }
+    }
+
+    async fn auth(&mut self, head: Head) {
+        if head.to_path.len() > 1 {
+            // An AUTH for a relay further out, through this one.
+            return self.request(head).await;
+        }
+        let inner = self.inner.clone();
+        let Some(target) = head
+            .to_path
+            .first()
+            .filter(|u| head.to_path.len() == 1 && self.is_me(u))
+            .cloned()
+        else {
+            self.refuse(&head, 403, "AUTH is for this relay only").await;
+            return;
+        };
+        let values: Vec<&[u8]> = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Authorization"))
+            .map(|(_, v)| v.as_bytes())
+            .collect();
+        let now = crate::sys::now_secs();
+        let target_text = target.to_string();
+        let me = self.inner.me.clone();
+        let names_us = move |uri: &str| {
+            MsrpUri::parse(uri).is_ok_and(|u| {
+                me.iter().any(|(tls, host, port)| {
+                    *tls == u.secure
+                        && *port == u.port_or_default()
+                        && host.eq_ignore_ascii_case(&u.host)
+                })
+            })
+        };
+        let verdict = inner
+            .core
+            .auth
+            .check_values(
+                "AUTH",
+                target_text.as_bytes(),
+                "Authorization",
+                &values,
+                &inner.realm,
+                now,
+                names_us,
+            )
+            .await;
+        let own = target.clone();
+        match verdict {
+            Verdict::Challenge { stale } => {
+                let mut r = head.response(401, "Unauthorized", &own);
+                for c in inner.core.auth.challenges(&inner.realm, stale, now) {
+                    r.headers.push(("WWW-Authenticate".into(), c));
+                }
+                self.reply(r).await;
+            }
+            Verdict::Forbidden(why) => {
+                info!(why, "MSRP AUTH refused");
+                metrics::counter!("parley_msrp_auth_failures_total").increment(1);
+                self.reply(head.response(403, why, &own)).await;
+            }
+            Verdict::User(user, domain) => {
+                let s = &inner.settings;
+                let asked = head.expires();
+                if asked.is_some_and(|e| e < s.min_expires_secs) {
+                    let r = head
+                        .response(423, "Interval Out-of-Bounds", &own)
+                        .with("Min-Expires", s.min_expires_secs.to_string());
+                    self.reply(r).await;
+                    return;
+                }
+                let granted = asked.unwrap_or(s.expires_secs).min(s.max_expires_secs);
+                let Some(client) = head.from_path.first().cloned() else {
+                    return;
+                };
+                let sid = crate::sys::token();
+                let mut uri = own.clone();
+                uri.user = None;
+                uri.session_id = Some(sid.clone());
+                uri.port = Some(uri.port_or_default());
+                lock(&inner.bindings).insert(
+                    sid,
+                    Binding {
+                        user: format!("{user}@{domain}"),
+                        conn: self.id,
+                        client,
+                        until: Instant::now() + Duration::from_secs(granted),
+                    },
+                );
+                metrics::gauge!("parley_msrp_sessions").set(lock(&inner.bindings).len() as f64);
+                info!(user = %format!("{user}@{domain}"), use_path = %uri, "MSRP relay session granted");
+                let r = head
+                    .response(200, "OK", &own)
+                    .with("Use-Path", uri.to_string())
+                    .with("Expires", granted.to_string());
+                self.reply(r).await;
+            }
+        }
+    }
+
+    async fn reply(&self, response: Head) {
+        if let Some(tx) = self.own_sender() {
+            let _ = tx
+                .send(Bytes::from(response.to_bytes(None, Flag::End)))
+                .await;
+        }
+    }
+
+    async fn request(&mut self, head: Head) {
+        let Some(first) = head.to_path.first().cloned() else {
+            return;
+        };
+        if !self.is_me(&first) {
+            self.refuse(&head, 403, "To-Path does not start with this relay")
+                .await;
+            return;
+        }
+        let binding = first
+            .session_id
+            .as_ref()
+            .and_then(|sid| lock(&self.inner.bindings).get(sid).cloned())
+            .filter(|b| b.until > Instant::now());
+        let Some(binding) = binding else {
+            self.refuse(&head, 481, "Session Does Not Exist").await;
+            return;
+        };
+        let Some(next) = head.to_path.get(1).cloned() else {
+            self.refuse(&head, 481, "Session Does Not Exist").await;
+            return;
+        };
+        let to = if binding.conn == self.id {
+            // From the user, out to the next hop.
+            match self.hop(&next).await {
+                Some(tx) => tx,
+                None => {
+                    self.refuse(&head, 481, "Next Hop Unreachable").await;
+                    return;
+                }
+            }
+        } else if next.same_as(&binding.client) {
+            // To the user, over the connection it authenticated on.
+            let held = lock(&self.inner.conns)
+                .by_id
+                .get(&binding.conn)
+                .map(|c| c.tx.clone());
+            match held {
+                Some(tx) => tx,
+                None => {
+                    self.refuse(&head, 481, "Session Does Not Exist").await;
+                    return;
+                }
+            }
+        } else {
+            debug!(user = %binding.user, "MSRP request for a session from a hop that does not hold it");
+            self.refuse(&head, 403, "Forbidden").await;
+            return;
+        };
+        let mut forwarded = head.clone();
+        forwarded.to_path.remove(0);
+        forwarded.from_path.insert(0, first.clone());
+        lock(&self.inner.routes).insert(
+            head.tid.clone(),
+            Route {
+                from: self.id,
+                at: Instant::now(),
+                request: head.clone(),
+            },
+        );
+        if !self.send_head(&to, &forwarded).await {
+            self.refuse(&head, 481, "Next Hop Unreachable").await;
+            return;
+        }
+        // SEND is answered hop by hop; AUTH end to end; REPORT never.
+        let ok = (head.method() == Some("SEND") && answers(&head, 200))
+            .then(|| Box::new(head.response(200, "OK", &first)));
+        self.state = State::Forward {
+            to,
+            head: forwarded,
+            bytes: 0,
+            ok,
+        };
+    }
+
+    async fn response(&mut self, head: Head) {
+        let Some(first) = head.to_path.first().cloned().filter(|u| self.is_me(u)) else {
+            return;
+        };
+        let Some(route) = lock(&self.inner.routes).remove(&head.tid) else {
+            return;
+        };
+        let Some(to) = lock(&self.inner.conns)
+            .by_id
+            .get(&route.from)
+            .map(|c| c.tx.clone())
+        else {
+            return;
+        };
+        if route.request.method() != Some("AUTH") {
+            // A later hop refused a SEND this relay already answered: the
+            // sender learns it from a REPORT, when it asked for failures.
+            let code = head.code().unwrap_or(200);
+            let wants = route.request.failure_report() != crate::proto::msrp::Report::No;
+            if code != 200 && wants && route.request.method() == Some("SEND") {
+                let total = route
+                    .request
+                    .byte_range()
+                    .and_then(|r| r.total.or(r.end))
+                    .unwrap_or(0);
+                let report = crate::proto::msrp::session::report(
+                    route.request.from_path.clone(),
+                    &first,
+                    &crate::sys::token_hex(8),
+                    route.request.message_id().unwrap_or("unknown"),
+                    total,
+                    code,
+                );
+                let _ = to.send(Bytes::from(report.to_bytes(None, Flag::End))).await;
+            }
+            return;
+        }
+        let mut forwarded = head;
+        forwarded.to_path.remove(0);
+        forwarded.from_path.insert(0, first);
+        if forwarded.to_path.is_empty() {
+            return;
+        }
+        if self.send_head(&to, &forwarded).await {
+            self.state = State::Forward {
+                to,
+                head: forwarded,
+                bytes: 0,
+                ok: None,
+            };
+        }
+    }
+
+    /// The connection to `next`: one already open to it, or a new one.
+    async fn hop(&self, next: &MsrpUri) -> Option<mpsc::Sender<Bytes>> {
+        let key = (
+            next.secure,
+            next.host.to_ascii_lowercase(),
+            next.port_or_default(),
+        );
+        {
+            let c = lock(&self.inner.conns);
+            if let Some(id) = c.outbound.get(&key) {
+                if let Some(conn) = c.by_id.get(id) {
+                    return Some(conn.tx.clone());
+                }
+            }
+        }
+        let inner = self.inner.clone();
+        let wait = Duration::from_secs(inner.settings.write_timeout_secs.clamp(1, 10));
+        let tcp = tokio::time::timeout(wait, TcpStream::connect((key.1.as_str(), key.2)))
+            .await
+            .ok()?
+            .ok()?;
+        let peer = tcp.peer_addr().ok()?;
+        let _ = tcp.set_nodelay(true);
+        let (id, rx, close) = register(&inner, peer)?;
+        let tx = lock(&inner.conns).by_id.get(&id)?.tx.clone();
+        lock(&inner.conns).outbound.insert(key.clone(), id);
+        let registered = (id, rx, close);
+        if next.secure {
+            let Some(config) = inner.tls_client.clone() else {
+                warn!(hop = %next, "no TLS client configuration for msrps");
+                unregister(&inner, id);
+                return None;
+            };
+            let name = rustls::pki_types::ServerName::try_from(key.1.clone()).ok()?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let Ok(Ok(tls)) = tokio::time::timeout(wait, connector.connect(name, tcp)).await else {
+                unregister(&inner, id);
+                return None;
+            };
+            let _ = inner
+                .dialed
+                .send(Dialed::Tls(Box::new(tls), peer, registered));
+        } else {
+            let _ = inner.dialed.send(Dialed::Tcp(tcp, peer, registered));
+        }
+        Some(tx)
+    }
+}
+
+/// Forgets expired sessions and routes, and closes connections idle past
+/// their limit.
+fn housekeeping(inner: &Inner) {
+    let now = Instant::now();
+    lock(&inner.bindings).retain(|_, b| b.until > now);
+    let keep = Duration::from_secs(crate::proto::msrp::session::RESPONSE_TIMEOUT_SECS);
+    lock(&inner.routes).retain(|_, r| now.duration_since(r.at) < keep);
+    metrics::gauge!("parley_msrp_sessions").set(lock(&inner.bindings).len() as f64);
+}

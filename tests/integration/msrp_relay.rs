@@ -1,0 +1,497 @@
+//! Parley's MSRP relay (RFC 4976) on its default settings: AUTH with the
+//! users' SIP credentials, Use-Path and Expires, chunks passed on hop by
+//! hop with the path rewrites, the 403/481/413 refusals, and a chain
+//! through Kamailio's msrp module, an independent relay, both ways.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parley::proto::digest::{Algorithm, Credentials};
+use parley::proto::msrp::{Decoder, Event, Flag, Head, Kind, MsrpLimits, MsrpUri};
+use parley::proto::sip::typed::Auth;
+use parley_test_support::kamailio::Kamailio;
+use parley_test_support::server::TestServer;
+
+use crate::registrar_proxy::cli_with;
+
+/// A test endpoint speaking MSRP over one TCP connection.
+struct Peer {
+    s: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+    uri: MsrpUri,
+    n: u32,
+}
+
+type Msg = (Head, Option<Vec<u8>>, Flag);
+
+impl Peer {
+    fn connect(to: SocketAddr, session: &str) -> Peer {
+        let s = TcpStream::connect(to).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let local = s.local_addr().unwrap();
+        Peer {
+            uri: MsrpUri::new(false, &local.ip().to_string(), local.port(), session),
+            s,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(MsrpLimits::default()),
+            n: 0,
+        }
+    }
+
+    fn from_stream(s: TcpStream, uri: MsrpUri) -> Peer {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Peer {
+            s,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(MsrpLimits::default()),
+            uri,
+            n: 0,
+        }
+    }
+
+    fn tid(&mut self) -> String {
+        self.n += 1;
+        format!("tid{:05}x", self.n)
+    }
+
+    fn send(&mut self, head: &Head, body: Option<&[u8]>, flag: Flag) {
+        self.s.write_all(&head.to_bytes(body, flag)).unwrap();
+    }
+
+    /// The next whole message within `wait`, or `None` (also when the
+    /// relay closed the connection).
+    fn next(&mut self, wait: Duration) -> Option<Msg> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut current: Option<(Head, Option<Vec<u8>>)> = None;
+        loop {
+            while let Some(e) = self
+                .decoder
+                .decode(&mut self.buf)
+                .expect("well-formed MSRP from Parley")
+            {
+                match e {
+                    Event::Head(h) => {
+                        let body = h.has_body.then(Vec::new);
+                        current = Some((h, body));
+                    }
+                    Event::Data(d) => current
+                        .as_mut()?
+                        .1
+                        .get_or_insert_with(Vec::new)
+                        .extend_from_slice(&d),
+                    Event::End(f) => {
+                        let (h, b) = current.take()?;
+                        return Some((h, b, f));
+                    }
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 65536];
+            match self.s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next request (responses before it are skipped).
+    fn next_request(&mut self, wait: Duration) -> Option<Msg> {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            let m = self.next(deadline - std::time::Instant::now())?;
+            if matches!(m.0.kind, Kind::Request { .. }) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// The response to `tid`.
+    fn response_to(&mut self, tid: &str, wait: Duration) -> Option<Head> {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            let (h, _, _) = self.next(deadline - std::time::Instant::now())?;
+            if h.tid == tid && h.code().is_some() {
+                return Some(h);
+            }
+        }
+        None
+    }
+
+    /// AUTH to the relay at `relay` as `user` with `password`; the
+    /// Use-Path granted, or the final status.
+    fn auth(&mut self, relay: &MsrpUri, user: &str, password: &str) -> Result<(MsrpUri, u64), u16> {
+        self.auth_asking(relay, user, password, None)
+    }
+
+    /// [`Peer::auth`], asking for `expires` seconds.
+    fn auth_asking(
+        &mut self,
+        relay: &MsrpUri,
+        user: &str,
+        password: &str,
+        expires: Option<u64>,
+    ) -> Result<(MsrpUri, u64), u16> {
+        let tid = self.tid();
+        let head = Head::request("AUTH", &tid, vec![relay.clone()], vec![self.uri.clone()]);
+        self.send(&head, None, Flag::End);
+        let challenge = self
+            .response_to(&tid, Duration::from_secs(5))
+            .expect("an answer to AUTH");
+        if challenge.code() != Some(401) {
+            return Err(challenge.code().unwrap_or(0));
+        }
+        // The strongest challenge this client knows (all of Parley's).
+        let (auth_value, algorithm) = challenge
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
+            .find_map(|(_, v)| {
+                let a = Auth::parse(v.as_bytes(), "WWW-Authenticate").ok()?;
+                let alg = match a.param("algorithm") {
+                    None => Algorithm::Md5,
+                    Some(x) => Algorithm::parse(&x)?.0,
+                };
+                Some((v.clone(), alg))
+            })
+            .expect("a digest challenge");
+        let a = Auth::parse(auth_value.as_bytes(), "WWW-Authenticate").unwrap();
+        let realm = a.param("realm").unwrap().into_owned();
+        let nonce = a.param("nonce").unwrap().into_owned();
+        let mut creds = Credentials {
+            username: user.into(),
+            realm: realm.clone(),
+            nonce: nonce.clone(),
+            uri: relay.to_string(),
+            response: String::new(),
+            algorithm: (algorithm, false),
+            cnonce: Some("0a4f113b".into()),
+            nc: Some(1),
+            qop: Some("auth".into()),
+            opaque: None,
+        };
+        creds.response = creds
+            .expected("AUTH", &algorithm.ha1(user, &realm, password))
+            .unwrap();
+        let tid = self.tid();
+        let value = format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{}\", response=\"{}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"0a4f113b\"",
+            relay,
+            creds.response,
+            algorithm.name()
+        );
+        let mut head = Head::request("AUTH", &tid, vec![relay.clone()], vec![self.uri.clone()])
+            .with("Authorization", value);
+        if let Some(e) = expires {
+            head = head.with("Expires", e.to_string());
+        }
+        self.send(&head, None, Flag::End);
+        let r = self
+            .response_to(&tid, Duration::from_secs(5))
+            .expect("an answer to AUTH");
+        if r.code() != Some(200) {
+            return Err(r.code().unwrap_or(0));
+        }
+        let use_path = MsrpUri::parse(r.header("Use-Path").expect("Use-Path")).unwrap();
+        Ok((use_path, r.expires().expect("Expires")))
+    }
+
+    fn send_text(&mut self, to_path: Vec<MsrpUri>, text: &str, extra: &[(&str, &str)]) -> String {
+        let tid = self.tid();
+        let mut head = Head::request("SEND", &tid, to_path, vec![self.uri.clone()])
+            .with("Message-ID", format!("msg{tid}"))
+            .with("Byte-Range", format!("1-{}/{}", text.len(), text.len()))
+            .with("Content-Type", "text/plain");
+        for (n, v) in extra {
+            head = head.with(n, *v);
+        }
+        self.send(&head, Some(text.as_bytes()), Flag::End);
+        tid
+    }
+
+    /// Answers a received request with 200 (as an endpoint does).
+    fn ok(&mut self, request: &Head) {
+        let r = request.response(200, "OK", &self.uri);
+        self.send(&r, None, Flag::End);
+    }
+}
+
+fn relay_uri(addr: SocketAddr) -> MsrpUri {
+    MsrpUri::parse(&format!("msrp://{addr};tcp")).unwrap()
+}
+
+fn parley_with_user(user: &str) -> TestServer {
+    let parley = TestServer::start("");
+    cli_with(
+        &parley,
+        "",
+        &[
+            "user",
+            "add",
+            &format!("{user}@localhost"),
+            "--password",
+            "pw",
+        ],
+    );
+    parley
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[test]
+fn a_user_authenticates_and_chunks_pass_both_ways_with_the_paths_rewritten() {
+    let parley = parley_with_user("alice");
+    let relay = relay_uri(parley.msrp.expect("the relay runs by default"));
+    let mut alice = Peer::connect(parley.msrp.unwrap(), "alice1");
+    // Wrong password: 403; the right one: a session.
+    assert_eq!(alice.auth(&relay, "alice", "wrong").unwrap_err(), 403);
+    let (use_path, expires) = alice.auth(&relay, "alice", "pw").unwrap();
+    assert!(use_path.session_id.is_some() && relay.port == use_path.port);
+    assert_eq!(expires, 600, "the configured default");
+
+    // Bob is an endpoint out there, listening.
+    let bob_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bob_uri = MsrpUri::new(
+        false,
+        "127.0.0.1",
+        bob_listener.local_addr().unwrap().port(),
+        "bob1",
+    );
+    let tid = alice.send_text(vec![use_path.clone(), bob_uri.clone()], "Hi Bob", &[]);
+    let (conn, _) = bob_listener.accept().unwrap();
+    let mut bob = Peer::from_stream(conn, bob_uri.clone());
+    let (got, body, flag) = bob.next_request(WAIT).expect("the SEND reached Bob");
+    assert_eq!(body.as_deref(), Some(&b"Hi Bob"[..]));
+    assert_eq!(flag, Flag::End);
+    assert_eq!(
+        got.to_path,
+        vec![bob_uri.clone()],
+        "the relay took itself off To-Path"
+    );
+    assert_eq!(
+        got.from_path,
+        vec![use_path.clone(), alice.uri.clone()],
+        "and put itself on From-Path"
+    );
+    // The relay answered Alice hop by hop.
+    assert_eq!(
+        alice.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(200)
+    );
+    bob.ok(&got);
+
+    // Bob answers over the same connection, through the relay, to Alice.
+    let tid = bob.send_text(vec![use_path.clone(), alice.uri.clone()], "Hi Alice", &[]);
+    let (got, body, _) = alice.next_request(WAIT).expect("Bob's SEND reached Alice");
+    assert_eq!(body.as_deref(), Some(&b"Hi Alice"[..]));
+    assert_eq!(got.to_path, vec![alice.uri.clone()]);
+    assert_eq!(got.from_path, vec![use_path.clone(), bob_uri.clone()]);
+    assert_eq!(
+        bob.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(200)
+    );
+
+    // A message in three chunks, with a body over the read buffer.
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let parts = [&big[..100_000], &big[100_000..200_000], &big[200_000..]];
+    for (i, part) in parts.iter().enumerate() {
+        let tid = alice.tid();
+        let start = i * 100_000 + 1;
+        let head = Head::request(
+            "SEND",
+            &tid,
+            vec![use_path.clone(), bob_uri.clone()],
+            vec![alice.uri.clone()],
+        )
+        .with("Message-ID", "bigmsg1")
+        .with(
+            "Byte-Range",
+            format!("{start}-{}/300000", start + part.len() - 1),
+        )
+        .with("Content-Type", "text/plain");
+        alice.send(
+            &head,
+            Some(part),
+            if i == 2 { Flag::End } else { Flag::More },
+        );
+    }
+    let mut joined = Vec::new();
+    for i in 0..3 {
+        let (h, b, f) = bob.next_request(WAIT).expect("every chunk passed on");
+        assert_eq!(f, if i == 2 { Flag::End } else { Flag::More });
+        assert_eq!(h.message_id(), Some("bigmsg1"));
+        joined.extend_from_slice(&b.unwrap());
+    }
+    assert_eq!(joined, big);
+}
+
+#[test]
+fn requests_the_relay_cannot_serve_are_refused_with_the_rfc_status() {
+    let parley = parley_with_user("carol");
+    let relay = relay_uri(parley.msrp.unwrap());
+    let mut carol = Peer::connect(parley.msrp.unwrap(), "carol1");
+    let elsewhere = MsrpUri::new(false, "127.0.0.1", 9, "x1");
+
+    // No session: 481.
+    let mut unknown = relay.clone();
+    unknown.session_id = Some("nosuchsession".into());
+    let tid = carol.send_text(vec![unknown, elsewhere.clone()], "hello", &[]);
+    assert_eq!(
+        carol.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(481)
+    );
+
+    // Another user's session, from a connection that does not hold it and
+    // to a hop that is not that user: 403.
+    let (use_path, _) = carol.auth(&relay, "carol", "pw").unwrap();
+    let mut mallory = Peer::connect(parley.msrp.unwrap(), "mallory1");
+    let tid = mallory.send_text(vec![use_path.clone(), elsewhere.clone()], "spam", &[]);
+    assert_eq!(
+        mallory.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(403)
+    );
+    // AUTH addressed to a relay that is not this one: 403.
+    let tid = mallory.tid();
+    let head = Head::request(
+        "AUTH",
+        &tid,
+        vec![elsewhere.clone()],
+        vec![mallory.uri.clone()],
+    );
+    mallory.send(&head, None, Flag::End);
+    assert_eq!(
+        mallory.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(403)
+    );
+    // Failure-Report: no means no response at all, even for a refusal.
+    let tid = mallory.send_text(
+        vec![use_path.clone(), elsewhere.clone()],
+        "quiet",
+        &[("Failure-Report", "no")],
+    );
+    assert!(mallory
+        .response_to(&tid, Duration::from_millis(600))
+        .is_none());
+
+    // Expires below the minimum: 423; above the maximum: cut to it.
+    assert_eq!(
+        carol
+            .auth_asking(&relay, "carol", "pw", Some(5))
+            .unwrap_err(),
+        423
+    );
+    assert_eq!(
+        carol
+            .auth_asking(&relay, "carol", "pw", Some(99_999))
+            .unwrap()
+            .1,
+        3600
+    );
+}
+
+#[test]
+fn a_chunk_over_the_limit_is_cut_with_the_abort_flag_and_answered_413() {
+    let parley = TestServer::start("[msrp.limits]\nmax_chunk = 1000\n");
+    cli_with(
+        &parley,
+        "",
+        &["user", "add", "dave@localhost", "--password", "pw"],
+    );
+    let relay = relay_uri(parley.msrp.unwrap());
+    let mut dave = Peer::connect(parley.msrp.unwrap(), "dave1");
+    let (use_path, _) = dave.auth(&relay, "dave", "pw").unwrap();
+    let eve_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let eve_uri = MsrpUri::new(
+        false,
+        "127.0.0.1",
+        eve_listener.local_addr().unwrap().port(),
+        "eve1",
+    );
+    let text = "x".repeat(5000);
+    let tid = dave.send_text(vec![use_path, eve_uri.clone()], &text, &[]);
+    let (conn, _) = eve_listener.accept().unwrap();
+    let mut eve = Peer::from_stream(conn, eve_uri);
+    let (_, body, flag) = eve
+        .next_request(WAIT)
+        .expect("the start of the chunk, then its end");
+    assert_eq!(flag, Flag::Abort, "the chunk was interrupted");
+    assert!(body.unwrap().len() <= 1000 + 64 * 1024);
+    assert_eq!(
+        dave.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(413)
+    );
+}
+
+#[test]
+fn a_session_runs_through_kamailio_and_parley_both_ways() {
+    let parley = parley_with_user("frank");
+    let parley_relay = relay_uri(parley.msrp.unwrap());
+    let msrp_port = parley_test_support::sipp::free_port();
+    let kamailio = Kamailio::start("msrp-relay.cfg", &[("RELAYTCP", msrp_port.to_string())]);
+    let kam_addr: SocketAddr = ([127, 0, 0, 1], msrp_port).into();
+    for _ in 0..100 {
+        if TcpStream::connect(kam_addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kam_relay = relay_uri(kam_addr);
+
+    // Grace authenticates to Kamailio, Frank to Parley.
+    let mut grace = Peer::connect(kam_addr, "grace1");
+    let (grace_path, _) = grace
+        .auth(&kam_relay, "grace", "kampw")
+        .expect("Kamailio grants a session");
+    let mut frank = Peer::connect(parley.msrp.unwrap(), "frank1");
+    let (frank_path, _) = frank.auth(&parley_relay, "frank", "pw").unwrap();
+
+    // Grace -> Kamailio -> Parley -> Frank.
+    let tid = grace.send_text(
+        vec![grace_path.clone(), frank_path.clone(), frank.uri.clone()],
+        "via two relays",
+        &[],
+    );
+    let (got, body, _) = frank
+        .next_request(WAIT)
+        .expect("through Kamailio and Parley");
+    assert_eq!(body.as_deref(), Some(&b"via two relays"[..]));
+    assert_eq!(got.to_path, vec![frank.uri.clone()]);
+    assert_eq!(got.from_path.len(), 3, "{:?}", got.from_path);
+    assert!(got.from_path[0].same_as(&frank_path));
+    assert_eq!(got.from_path[2], grace.uri);
+    assert_eq!(
+        grace.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(200)
+    );
+    frank.ok(&got);
+
+    // Frank -> Parley -> Kamailio -> Grace, over a connection Parley opens.
+    let tid = frank.send_text(
+        vec![frank_path.clone(), grace_path.clone(), grace.uri.clone()],
+        "and back",
+        &[],
+    );
+    let (got, body, _) = grace
+        .next_request(WAIT)
+        .expect("through Parley and Kamailio");
+    assert_eq!(body.as_deref(), Some(&b"and back"[..]));
+    assert_eq!(got.to_path, vec![grace.uri.clone()]);
+    assert_eq!(
+        frank.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(200)
+    );
+    drop(kamailio);
+}
