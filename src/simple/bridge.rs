@@ -62,13 +62,31 @@ pub async fn request(
     }
     let inc = &mut inc;
     if !is_message {
+        // RFC 3261 §21.4.26 with a Warning (§20.43) that says why: what
+        // the offer held that cannot be taken, or that only pager-mode
+        // messages and presence cross to this network.
+        let why = if matches!(msg.method(), Some(Method::Invite)) {
+            let body = msg.body_bytes();
+            let offer = crate::proto::sdp::Sdp::parse(&body);
+            match offer {
+                Err(e) if !body.is_empty() => format!("unreadable offer: {e}"),
+                Ok(o) if o.media.iter().any(|m| m.is_msrp()) => format!(
+                    "session-mode chat (MSRP) to {} is not bridged; send MESSAGE (pager mode)",
+                    adapter.protocol().name()
+                ),
+                _ => "no message stream (m=message TCP/MSRP) offered".to_string(),
+            }
+        } else {
+            format!(
+                "only MESSAGE and presence cross to {}",
+                adapter.protocol().name()
+            )
+        };
+        let host = core.domains().first().cloned().unwrap_or_default();
+        let warning = format!("399 {host} \"{}\"", why.replace('"', "'"));
         return inc
             .responder
-            .reply(
-                488,
-                "Not Acceptable Here (only MESSAGE and presence cross to this network)",
-                &[],
-            )
+            .reply(488, "Not Acceptable Here", &[("Warning", warning)])
             .await;
     }
     let content_type = content_type(msg);

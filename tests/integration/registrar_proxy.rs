@@ -569,6 +569,29 @@ fn sipp_calls_through_the_proxy_with_ack_and_bye() {
 }
 
 #[test]
+fn a_chat_session_is_set_up_and_torn_down_through_the_proxy_with_its_msrp_offer_intact() {
+    let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
+    user_add(&server, "mona@localhost", "pw");
+    let port = parley_test_support::sipp::free_port();
+    // Both scenarios check the SDP: the offer arrives as sent, the answer
+    // comes back with its MSRP stream (each fails on a mismatch).
+    let uas = Sipp::start_on("uas_chat_session.xml", "u1", 1, None, port, &[]);
+    register_plain(&server, "mona", port);
+    let uac = Sipp::start(
+        "uac_chat_session.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &["-s", "mona"],
+    )
+    .wait();
+    assert!(uac.contains("BYE sip:"), "{uac}");
+    let trace = uas.wait();
+    assert!(trace.contains("a=path:msrp://"), "{trace}");
+    assert!(trace.contains("BYE sip:"), "{trace}");
+}
+
+#[test]
 fn sipp_cancel_reaches_the_ringing_branch() {
     let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
     user_add(&server, "iris@localhost", "pw");
