@@ -134,6 +134,9 @@ pub struct MsrpConfig {
     pub max_per_source: usize,
     /// A connection with no session and no traffic this long is closed.
     pub idle_timeout_secs: u64,
+    /// A connection that has neither authenticated nor carried a request
+    /// the relay passed on this long after it opened is closed.
+    pub auth_timeout_secs: u64,
     /// A peer that takes no bytes for this long is cut off.
     pub write_timeout_secs: u64,
     /// Limits on each message (`max_head`, `max_headers`, `max_path`,
@@ -154,6 +157,7 @@ impl Default for MsrpConfig {
             max_connections: 1024,
             max_per_source: 64,
             idle_timeout_secs: 300,
+            auth_timeout_secs: 30,
             write_timeout_secs: 30,
             limits: crate::proto::msrp::MsrpLimits::default(),
         }

@@ -86,6 +86,11 @@ struct Conn {
     peer: SocketAddr,
     close: CancellationToken,
     last_active: Instant,
+    opened: Instant,
+    /// It authenticated, carried a request the relay passed on, or the
+    /// relay opened it: it is no longer the first to go when room is
+    /// needed, and the authentication deadline no longer applies.
+    proven: bool,
 }
 
 /// What a user's AUTH granted.
@@ -326,8 +331,29 @@ async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: bool) {
 fn register(inner: &Inner, peer: SocketAddr) -> Option<Registered> {
     let mut c = lock(&inner.conns);
     let mine = c.per_source.get(&peer.ip()).copied().unwrap_or(0);
-    if c.by_id.len() >= inner.settings.max_connections || mine >= inner.settings.max_per_source {
+    if mine >= inner.settings.max_per_source {
         return None;
+    }
+    if c.by_id.len() >= inner.settings.max_connections {
+        // Full: the oldest connection that never proved itself makes room
+        // (as for SIP and XMPP); refused when every one has.
+        let oldest = c
+            .by_id
+            .iter()
+            .filter(|(_, conn)| !conn.proven)
+            .min_by_key(|(_, conn)| conn.opened)
+            .map(|(id, _)| *id)?;
+        if let Some(conn) = c.by_id.remove(&oldest) {
+            conn.close.cancel();
+            let ip = conn.peer.ip();
+            if let Some(n) = c.per_source.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.per_source.remove(&ip);
+                }
+            }
+            debug!(peer = %conn.peer, "oldest unauthenticated MSRP connection closed to make room");
+        }
     }
     *c.per_source.entry(peer.ip()).or_default() += 1;
     c.next += 1;
@@ -341,6 +367,8 @@ fn register(inner: &Inner, peer: SocketAddr) -> Option<Registered> {
             peer,
             close: close.clone(),
             last_active: Instant::now(),
+            opened: Instant::now(),
+            proven: false,
         },
     );
     Some((id, rx, close))
@@ -397,16 +425,32 @@ where
     };
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let idle = Duration::from_secs(inner.settings.idle_timeout_secs.max(1));
+    let deadline = Instant::now() + Duration::from_secs(inner.settings.auth_timeout_secs.max(1));
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
+        // However it trickles its bytes, a connection must prove itself
+        // (AUTH, or a request the relay can pass on) by the deadline.
+        let proven = lock(&inner.conns).by_id.get(&id).is_some_and(|c| c.proven);
+        let wait = if proven {
+            idle
+        } else {
+            match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(idle),
+                _ => {
+                    debug!(%peer, "MSRP connection closed: not authenticated in time");
+                    break;
+                }
+            }
+        };
         let read = tokio::select! {
             _ = inner.stop.cancelled() => break,
             _ = close.cancelled() => break,
-            r = tokio::time::timeout(idle, reader.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(wait, reader.read_buf(&mut buf)) => r,
         };
         match read {
+            Err(_) if !proven => continue,
             Err(_) => {
                 // Idle: kept while it carries a session.
                 if lock(&inner.bindings).values().any(|b| b.conn == id) {
@@ -541,6 +585,12 @@ impl Connection {
         to.send(Bytes::from(out)).await.is_ok()
     }
 
+    fn prove(&self) {
+        if let Some(c) = lock(&self.inner.conns).by_id.get_mut(&self.id) {
+            c.proven = true;
+        }
+    }
+
     fn own_sender(&self) -> Option<mpsc::Sender<Bytes>> {
         lock(&self.inner.conns)
             .by_id
@@ -656,6 +706,7 @@ impl Connection {
                     },
                 );
                 metrics::gauge!("parley_msrp_sessions").set(lock(&inner.bindings).len() as f64);
+                self.prove();
                 info!(user = %format!("{user}@{domain}"), use_path = %uri, "MSRP relay session granted");
                 let r = head
                     .response(200, "OK", &own)
@@ -738,6 +789,7 @@ impl Connection {
             self.refuse(&head, 481, "Next Hop Unreachable").await;
             return;
         }
+        self.prove();
         // SEND is answered hop by hop; AUTH end to end; REPORT never.
         let ok = (head.method() == Some("SEND") && answers(&head, 200))
             .then(|| Box::new(head.response(200, "OK", &first)));
@@ -826,7 +878,12 @@ impl Connection {
         let peer = tcp.peer_addr().ok()?;
         let _ = tcp.set_nodelay(true);
         let (id, rx, close) = register(&inner, peer)?;
-        let tx = lock(&inner.conns).by_id.get(&id)?.tx.clone();
+        let tx = {
+            let mut c = lock(&inner.conns);
+            let conn = c.by_id.get_mut(&id)?;
+            conn.proven = true;
+            conn.tx.clone()
+        };
         lock(&inner.conns).outbound.insert(key.clone(), id);
         let registered = (id, rx, close);
         if next.secure {

@@ -495,3 +495,64 @@ fn a_session_runs_through_kamailio_and_parley_both_ways() {
     );
     drop(kamailio);
 }
+
+/// True when the relay closes `s` within `wait`.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    let mut buf = [0u8; 1024];
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while std::time::Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn connections_that_never_authenticate_make_room_and_run_out_of_time() {
+    let parley = TestServer::start("[msrp]\nmax_connections = 3\nauth_timeout_secs = 2\n");
+    cli_with(
+        &parley,
+        "",
+        &["user", "add", "olga@localhost", "--password", "pw"],
+    );
+    let relay = relay_uri(parley.msrp.unwrap());
+    let mut olga = Peer::connect(parley.msrp.unwrap(), "olga1");
+    olga.auth(&relay, "olga", "pw").unwrap();
+    let mut first = TcpStream::connect(parley.msrp.unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut second = TcpStream::connect(parley.msrp.unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Full: the newcomer gets in, the oldest unauthenticated one goes.
+    let mut third = TcpStream::connect(parley.msrp.unwrap()).unwrap();
+    assert!(
+        closed_within(&mut first, Duration::from_secs(1)),
+        "the oldest made room"
+    );
+    assert!(!closed_within(&mut second, Duration::from_millis(300)));
+    // A trickle of bytes does not buy time past the deadline.
+    for _ in 0..4 {
+        let _ = third.write_all(b"M");
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(
+        closed_within(&mut second, Duration::from_secs(2)),
+        "deadline"
+    );
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)),
+        "deadline"
+    );
+    // The authenticated connection is still served.
+    let (use_path, _) = olga.auth(&relay, "olga", "pw").unwrap();
+    assert!(use_path.session_id.is_some());
+}
