@@ -549,6 +549,7 @@ impl Connection {
             .stats
             .bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        metrics::counter!("parley_msrp_relayed_bytes_total").increment(data.len() as u64);
         if to.send(data).await.is_err() {
             let original = head.clone();
             self.state = State::Drop;

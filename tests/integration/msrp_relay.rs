@@ -16,9 +16,13 @@ use parley_test_support::server::TestServer;
 
 use crate::registrar_proxy::cli_with;
 
-/// A test endpoint speaking MSRP over one TCP connection.
+/// A byte stream: TCP, or TLS over TCP.
+trait Wire: Read + Write + Send {}
+impl<T: Read + Write + Send> Wire for T {}
+
+/// A test endpoint speaking MSRP over one TCP or TLS connection.
 struct Peer {
-    s: TcpStream,
+    s: Box<dyn Wire>,
     buf: BytesMut,
     decoder: Decoder,
     uri: MsrpUri,
@@ -35,7 +39,35 @@ impl Peer {
         let local = s.local_addr().unwrap();
         Peer {
             uri: MsrpUri::new(false, &local.ip().to_string(), local.port(), session),
-            s,
+            s: Box::new(s),
+            buf: BytesMut::new(),
+            decoder: Decoder::new(MsrpLimits::default()),
+            n: 0,
+        }
+    }
+
+    /// Over TLS, trusting `cert_pem` for `localhost`.
+    fn connect_tls(to: SocketAddr, session: &str, cert_pem: &[u8]) -> Peer {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let sock = TcpStream::connect(to).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let local = sock.local_addr().unwrap();
+        Peer {
+            uri: MsrpUri::new(true, &local.ip().to_string(), local.port(), session),
+            s: Box::new(rustls::StreamOwned::new(conn, sock)),
             buf: BytesMut::new(),
             decoder: Decoder::new(MsrpLimits::default()),
             n: 0,
@@ -46,7 +78,7 @@ impl Peer {
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         Peer {
-            s,
+            s: Box::new(s),
             buf: BytesMut::new(),
             decoder: Decoder::new(MsrpLimits::default()),
             uri,
@@ -339,6 +371,31 @@ fn a_user_authenticates_and_chunks_pass_both_ways_with_the_paths_rewritten() {
 }
 
 #[test]
+fn over_tls_with_the_self_made_certificate_a_user_gets_an_msrps_path() {
+    let parley = parley_with_user("tess");
+    let addr = parley.msrps.expect("msrps listens by default");
+    let pem = std::fs::read(parley.state_dir.join("tls/cert.pem")).unwrap();
+    let mut tess = Peer::connect_tls(addr, "tess1", &pem);
+    let relay = MsrpUri::parse(&format!("msrps://{addr};tcp")).unwrap();
+    let (use_path, _) = tess.auth(&relay, "tess", "pw").unwrap();
+    assert!(use_path.secure, "{use_path}");
+    assert_eq!(use_path.port, Some(addr.port()));
+    // A message out to a plain-TCP endpoint, through the TLS relay.
+    let far = TcpListener::bind("127.0.0.1:0").unwrap();
+    let far_uri = MsrpUri::new(false, "127.0.0.1", far.local_addr().unwrap().port(), "far1");
+    let tid = tess.send_text(vec![use_path.clone(), far_uri.clone()], "over TLS", &[]);
+    let (conn, _) = far.accept().unwrap();
+    let mut endpoint = Peer::from_stream(conn, far_uri);
+    let (got, body, _) = endpoint.next_request(WAIT).expect("passed on");
+    assert_eq!(body.as_deref(), Some(&b"over TLS"[..]));
+    assert_eq!(got.from_path[0], use_path);
+    assert_eq!(
+        tess.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(200)
+    );
+}
+
+#[test]
 fn requests_the_relay_cannot_serve_are_refused_with_the_rfc_status() {
     let parley = parley_with_user("carol");
     let relay = relay_uri(parley.msrp.unwrap());
@@ -555,4 +612,34 @@ fn connections_that_never_authenticate_make_room_and_run_out_of_time() {
     // The authenticated connection is still served.
     let (use_path, _) = olga.auth(&relay, "olga", "pw").unwrap();
     assert!(use_path.session_id.is_some());
+}
+
+#[test]
+fn metrics_count_sessions_and_what_the_relay_passed_on() {
+    let parley = TestServer::start_with_admin("");
+    cli_with(
+        &parley,
+        "",
+        &["user", "add", "pia@localhost", "--password", "pw"],
+    );
+    let relay = relay_uri(parley.msrp.unwrap());
+    let mut pia = Peer::connect(parley.msrp.unwrap(), "pia1");
+    let (use_path, _) = pia.auth(&relay, "pia", "pw").unwrap();
+    let far = TcpListener::bind("127.0.0.1:0").unwrap();
+    let far_uri = MsrpUri::new(false, "127.0.0.1", far.local_addr().unwrap().port(), "far2");
+    let tid = pia.send_text(vec![use_path, far_uri], "counted", &[]);
+    let _held = far.accept().unwrap();
+    assert_eq!(
+        pia.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(200)
+    );
+    let (code, metrics) = crate::admin::http(parley.admin.unwrap(), "GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    for line in [
+        "parley_msrp_relayed_chunks_total",
+        "parley_msrp_relayed_bytes_total",
+        "# TYPE parley_msrp_sessions gauge",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
 }
