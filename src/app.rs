@@ -141,17 +141,29 @@ impl Parley {
             adapters.push(Arc::new(xmpp_adapter(config, &dns, xmpp, xmpp_tls)?));
         }
         let router = Arc::new(Router::new(config, dns, adapters, store.clone()));
-        let core = Arc::new(
-            Core::new(config, store.clone(), router.clone(), sip.addresses())
+        let auth = Arc::new(
+            crate::auth::Authenticator::from_config(config, store.clone())
                 .await
-                .context("loading users, bindings and kept messages")?,
+                .context("loading users")?,
         );
-        let transports = Server::new(config, sip, core.clone())?.start();
         let relay = if msrp.tls.is_some() || msrp.tcp.is_some() {
-            Some(crate::msrp::Relay::start(config, core.clone(), msrp).context("the MSRP relay")?)
+            Some(crate::msrp::Relay::start(config, auth.clone(), msrp).context("the MSRP relay")?)
         } else {
             None
         };
+        let core = Arc::new(
+            Core::new(
+                config,
+                store.clone(),
+                router.clone(),
+                sip.addresses(),
+                auth,
+                relay.clone(),
+            )
+            .await
+            .context("loading users, bindings and kept messages")?,
+        );
+        let transports = Server::new(config, sip, core.clone())?.start();
         let hub = Hub::new(core.clone(), transports.sip());
         hub.start_adapters()
             .await

@@ -7,12 +7,13 @@
 //! ```text
 //! cli      the command line                      -> app, admin, config, store, proto, sys
 //! app      start-up, shutdown, reload: wires all -> everything
-//! admin    console, JSON API, metrics            -> hub, router, simple, store, config, proto, sys
-//! hub      adapters -> SIP                       -> simple, router, net, store, config, proto, sys
-//! msrp     MSRP relay (session-mode chat)        -> simple, net, store, config, proto, sys
-//! simple   SIMPLE services; bridge SIP -> adapter -> router, net, store, config, proto, sys
+//! admin    console, JSON API, metrics            -> hub, router, simple, msrp, auth, store, config, proto, sys
+//! hub      adapters -> SIP                       -> simple, msrp, router, net, store, config, proto, sys
+//! simple   SIMPLE services; bridge SIP -> adapter -> msrp, auth, router, net, store, config, proto, sys
 //! router   destination, policy, archive, mapping -> net::dns, store, config, proto, sys
+//! msrp     MSRP relay and session endpoints      -> auth, net, store, config, proto, sys
 //! net      transports, transactions, Handler     -> config, proto, sys
+//! auth     digest against the users              -> store, config, proto, sys
 //! store    persistence                           -> config, proto
 //! config   settings                              -> proto
 //! sys      wall clock and CSPRNG                 -> (nothing)
@@ -29,6 +30,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod hub;

@@ -405,7 +405,7 @@ async fn add_user(State(a): State<Admin>, body: Result<Json<NewUser>, JsonReject
             "user and password must not be empty",
         );
     }
-    match crate::simple::auth::provision(&*a.store, user, domain, &u.password).await {
+    match crate::auth::provision(&*a.store, user, domain, &u.password).await {
         Ok(()) => (StatusCode::CREATED, Json(json!({"address": u.address}))).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }

@@ -30,11 +30,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::auth::{Authenticator, Verdict};
 use crate::config::{Config, MsrpConfig};
 use crate::proto::msrp::session::answers;
 use crate::proto::msrp::{Decoder, Event, Flag, Head, Kind, MsrpUri};
-use crate::simple::auth::Verdict;
-use crate::simple::Core;
 
 /// The relay's bound listeners.
 #[derive(Debug, Default)]
@@ -122,7 +121,7 @@ pub struct RelayStats {
 }
 
 struct Inner {
-    core: Arc<Core>,
+    auth: Arc<Authenticator>,
     settings: MsrpConfig,
     realm: String,
     /// The relay's own URIs' (TLS, host, port), one per listener.
@@ -182,10 +181,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Relay {
-    /// Starts the relay on its listeners; users are those of `core`.
+    /// Starts the relay on its listeners; users authenticate with `auth`
+    /// in the realm of Parley's first domain.
     pub fn start(
         config: &Config,
-        core: Arc<Core>,
+        auth: Arc<Authenticator>,
         listeners: RelayListeners,
     ) -> anyhow::Result<Relay> {
         let settings = config.msrp.clone();
@@ -208,8 +208,12 @@ impl Relay {
         let (dialed, mut to_serve) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             dialed,
-            realm: core.domains().first().cloned().unwrap_or_default(),
-            core,
+            realm: config
+                .domains
+                .first()
+                .map(|d| d.to_ascii_lowercase())
+                .unwrap_or_default(),
+            auth,
             settings,
             me,
             conns: Mutex::new(Conns::default()),
@@ -652,7 +656,6 @@ impl Connection {
             })
         };
         let verdict = inner
-            .core
             .auth
             .check_values(
                 "AUTH",
@@ -668,7 +671,7 @@ impl Connection {
         match verdict {
             Verdict::Challenge { stale } => {
                 let mut r = head.response(401, "Unauthorized", &own);
-                for c in inner.core.auth.challenges(&inner.realm, stale, now) {
+                for c in inner.auth.challenges(&inner.realm, stale, now) {
                     r.headers.push(("WWW-Authenticate".into(), c));
                 }
                 self.reply(r).await;

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use crate::config::{Config, RegistrarConfig};
 use crate::net::{Handler, HandlerFuture, Incoming, Sip};
-use crate::proto::digest::Algorithm;
 use crate::proto::sip::stateless::{respond, stateless_tag};
 use crate::proto::sip::uri::Host;
 use crate::proto::sip::Transport;
@@ -48,7 +47,10 @@ pub struct Core {
     /// Local users must authenticate to send through the proxy.
     pub auth_proxy: bool,
     /// Digest authentication.
-    pub auth: auth::Authenticator,
+    pub auth: Arc<auth::Authenticator>,
+    /// The MSRP relay, when it runs: it also hosts the MSRP end of the
+    /// chat sessions Parley terminates for other networks.
+    pub relay: Option<crate::msrp::Relay>,
     /// Registrar bindings.
     pub location: location::Location,
     /// INVITEs being proxied, for CANCEL.
@@ -74,25 +76,17 @@ impl Core {
         store: Arc<dyn Store>,
         router: Arc<Router>,
         listen: Vec<(Transport, SocketAddr)>,
+        auth: Arc<auth::Authenticator>,
+        relay: Option<crate::msrp::Relay>,
     ) -> Result<Core, crate::store::StoreError> {
-        let algorithms = config
-            .auth
-            .algorithms
-            .iter()
-            .filter_map(|a| Algorithm::parse(a).map(|(a, _)| a))
-            .collect();
         Ok(Core {
             router,
             listen,
             registrar: config.registrar,
             auth_registrar: config.auth.registrar,
             auth_proxy: config.auth.proxy,
-            auth: auth::Authenticator::new(
-                algorithms,
-                config.auth.nonce_lifetime_secs,
-                store.clone(),
-            )
-            .await?,
+            auth,
+            relay,
             location: location::Location::load(store.clone(), now_secs()).await?,
             offline: pager::Offline::load(store.clone(), config.offline).await?,
             invites: proxy::Invites::default(),

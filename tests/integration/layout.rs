@@ -25,28 +25,33 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sys", &[]),
     ("config", &["proto"]),
     ("store", &["config", "proto"]),
+    ("auth", &["store", "config", "proto", "sys"]),
     ("net", &["config", "proto", "sys"]),
+    ("msrp", &["auth", "net", "store", "config", "proto", "sys"]),
     ("router", &["net::dns", "store", "config", "proto", "sys"]),
     (
         "simple",
-        &["router", "net", "store", "config", "proto", "sys"],
-    ),
-    (
-        "msrp",
-        &["simple", "net", "store", "config", "proto", "sys"],
+        &[
+            "msrp", "auth", "router", "net", "store", "config", "proto", "sys",
+        ],
     ),
     (
         "hub",
-        &["simple", "router", "net", "store", "config", "proto", "sys"],
+        &[
+            "simple", "msrp", "router", "net", "store", "config", "proto", "sys",
+        ],
     ),
     (
         "admin",
-        &["hub", "router", "simple", "store", "config", "proto", "sys"],
+        &[
+            "hub", "router", "simple", "msrp", "auth", "store", "config", "proto", "sys",
+        ],
     ),
     (
         "app",
         &[
-            "admin", "hub", "msrp", "simple", "router", "net", "store", "config", "proto", "sys",
+            "admin", "hub", "msrp", "simple", "router", "net", "auth", "store", "config", "proto",
+            "sys",
         ],
     ),
     ("cli", &["app", "admin", "store", "config", "proto", "sys"]),
