@@ -229,6 +229,20 @@ impl Hub {
         };
         let to = m.to.bare();
         let sender = m.from.bare().to_sip_uri();
+        // RFC 7573: while a chat session between the two is open, the
+        // message goes into it rather than as a MESSAGE.
+        if crate::simple::session::into_session(
+            &self.core,
+            &m.from.bare().to_string(),
+            &to.to_string(),
+            &content.content_type,
+            &content.body,
+        )
+        .await
+        {
+            self.router().count(peer.protocol, Protocol::Sip);
+            return Ok(());
+        }
         let started = Instant::now();
         let result = pager::deliver_bridged(
             &self.core,

@@ -4,4 +4,4 @@
 
 pub mod relay;
 
-pub use relay::{Relay, RelayListeners};
+pub use relay::{Relay, RelayListeners, SessionEvent, SessionHandle};

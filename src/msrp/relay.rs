@@ -137,6 +137,36 @@ struct Inner {
     stats: RelayStats,
     /// Connections this relay opened, handed to the task that serves them.
     dialed: mpsc::UnboundedSender<Dialed>,
+    /// Sessions Parley itself is the far end of, by session-id.
+    endpoints: Mutex<HashMap<String, Endpoint>>,
+}
+
+/// What reaches the owner of a session Parley terminates.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// A whole message (chunks put back together).
+    Message(crate::proto::msrp::session::Received),
+    /// The connection the session ran on closed.
+    Closed,
+}
+
+/// A session Parley is the far end of.
+struct Endpoint {
+    /// The other side's path, first hop first.
+    remote: Vec<MsrpUri>,
+    /// The connection the session runs on, once there is one.
+    conn: Option<ConnId>,
+    reassembly: crate::proto::msrp::session::Reassembly,
+    events: mpsc::Sender<SessionEvent>,
+}
+
+/// The handle of a session Parley is the far end of: it sends the
+/// session's messages and ends it when dropped.
+#[derive(Debug)]
+pub struct SessionHandle {
+    inner: std::sync::Weak<Inner>,
+    sid: String,
+    own: MsrpUri,
 }
 
 type Registered = (ConnId, mpsc::Receiver<Bytes>, CancellationToken);
@@ -207,6 +237,7 @@ impl Relay {
         };
         let (dialed, mut to_serve) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
+            endpoints: Mutex::new(HashMap::new()),
             dialed,
             realm: config
                 .domains
@@ -282,6 +313,40 @@ impl Relay {
             .collect()
     }
 
+    /// Opens the MSRP end of a session Parley terminates, towards
+    /// `remote` (the other side's `a=path`): its own URI (over TLS when
+    /// `secure`), the handle that sends, and the events that arrive.
+    /// `None` when no listener of that kind runs.
+    pub fn open_session(
+        &self,
+        secure: bool,
+        remote: Vec<MsrpUri>,
+    ) -> Option<(MsrpUri, SessionHandle, mpsc::Receiver<SessionEvent>)> {
+        let (_, host, port) = self.inner.me.iter().find(|(tls, _, _)| *tls == secure)?;
+        let sid = crate::sys::token();
+        let own = MsrpUri::new(secure, host, *port, &sid);
+        let (tx, rx) = mpsc::channel(64);
+        let limits = self.inner.settings.limits;
+        lock(&self.inner.endpoints).insert(
+            sid.clone(),
+            Endpoint {
+                remote,
+                conn: None,
+                reassembly: crate::proto::msrp::session::Reassembly::new(
+                    limits.max_message as u64,
+                    16,
+                ),
+                events: tx,
+            },
+        );
+        let handle = SessionHandle {
+            inner: Arc::downgrade(&self.inner),
+            sid,
+            own: own.clone(),
+        };
+        Some((own, handle, rx))
+    }
+
     /// Sessions granted and not expired.
     pub fn sessions(&self) -> usize {
         lock(&self.inner.bindings).len()
@@ -297,6 +362,94 @@ impl Relay {
         self.inner.stop.cancel();
         self.inner.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.inner.tracker.wait()).await;
+    }
+}
+
+impl SessionHandle {
+    /// This side's URI in the session.
+    pub fn uri(&self) -> &MsrpUri {
+        &self.own
+    }
+
+    /// As the active side (RFC 4975 §5.4, RFC 6135): opens the connection
+    /// to the first hop of the other side's path and binds it with an
+    /// empty SEND. False when it cannot be reached.
+    pub async fn connect(&self) -> bool {
+        let Some(inner) = self.inner.upgrade() else {
+            return false;
+        };
+        let Some(first) = lock(&inner.endpoints)
+            .get(&self.sid)
+            .and_then(|e| e.remote.first().cloned())
+        else {
+            return false;
+        };
+        let Some((id, _)) = dial(&inner, &first).await else {
+            return false;
+        };
+        if let Some(e) = lock(&inner.endpoints).get_mut(&self.sid) {
+            e.conn = Some(id);
+        }
+        self.send_raw(&inner, None, "").await
+    }
+
+    /// Sends one message of `content_type` in the session (chunks of at
+    /// most `max_chunk`). False when the session has no connection.
+    pub async fn send(&self, content_type: &str, body: &[u8]) -> bool {
+        let Some(inner) = self.inner.upgrade() else {
+            return false;
+        };
+        self.send_raw(&inner, Some(body), content_type).await
+    }
+
+    async fn send_raw(&self, inner: &Arc<Inner>, body: Option<&[u8]>, content_type: &str) -> bool {
+        let (remote, conn) = match lock(&inner.endpoints).get(&self.sid) {
+            Some(e) => (e.remote.clone(), e.conn),
+            None => return false,
+        };
+        let Some(tx) = conn.and_then(|id| lock(&inner.conns).by_id.get(&id).map(|c| c.tx.clone()))
+        else {
+            return false;
+        };
+        let template = Head::request("SEND", "x", remote, vec![self.own.clone()]);
+        let message_id = crate::sys::token();
+        let Some(body) = body else {
+            // The empty SEND that binds a connection (RFC 4975 §7.1.1).
+            let mut head = template
+                .with("Message-ID", message_id)
+                .with("Byte-Range", "1-0/0");
+            head.tid = crate::sys::token_hex(8);
+            return tx
+                .send(Bytes::from(head.to_bytes(None, Flag::End)))
+                .await
+                .is_ok();
+        };
+        let chunks = crate::proto::msrp::session::chunks(
+            &template,
+            &message_id,
+            content_type,
+            body,
+            inner.settings.limits.max_chunk,
+            || crate::sys::token_hex(8),
+        );
+        for (head, piece, flag) in chunks {
+            if tx
+                .send(Bytes::from(head.to_bytes(Some(piece), flag)))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            lock(&inner.endpoints).remove(&self.sid);
+        }
     }
 }
 
@@ -393,6 +546,12 @@ fn unregister(inner: &Inner, id: ConnId) {
     c.outbound.retain(|_, v| *v != id);
     drop(c);
     lock(&inner.bindings).retain(|_, b| b.conn != id);
+    for e in lock(&inner.endpoints).values_mut() {
+        if e.conn == Some(id) {
+            e.conn = None;
+            let _ = e.events.try_send(SessionEvent::Closed);
+        }
+    }
 }
 
 /// Serves one connection until it closes. `registered` is set for
@@ -489,6 +648,12 @@ enum State {
         /// has been passed on (SEND with `Failure-Report: yes`).
         ok: Option<Box<Head>>,
     },
+    /// For a session Parley terminates: the chunk's body, kept.
+    Collect {
+        sid: String,
+        head: Head,
+        body: Vec<u8>,
+    },
     /// Answered here (AUTH) or refused: the rest of the message is read
     /// and dropped.
     Drop,
@@ -532,6 +697,16 @@ impl Connection {
 
     async fn data(&mut self, data: Bytes) {
         let max = self.inner.settings.limits.max_chunk;
+        if let State::Collect { body, head, .. } = &mut self.state {
+            if body.len() + data.len() > max {
+                let original = head.clone();
+                self.state = State::Drop;
+                self.refuse(&original, 413, "Message Too Large").await;
+            } else {
+                body.extend_from_slice(&data);
+            }
+            return;
+        }
         let State::Forward {
             to, head, bytes, ..
         } = &mut self.state
@@ -562,6 +737,14 @@ impl Connection {
     }
 
     async fn end(&mut self, flag: Flag) {
+        if let State::Collect { .. } = &self.state {
+            let State::Collect { sid, head, body } =
+                std::mem::replace(&mut self.state, State::Idle)
+            else {
+                return;
+            };
+            return self.deliver(sid, head, body, flag).await;
+        }
         if let State::Forward { to, head, ok, .. } = &self.state {
             let mut end = Vec::new();
             head.write_end(flag, &mut end);
@@ -573,6 +756,37 @@ impl Connection {
             }
         }
         self.state = State::Idle;
+    }
+
+    /// A chunk for a session Parley terminates: put back together,
+    /// answered, and the whole message handed to the session's owner.
+    async fn deliver(&mut self, sid: String, head: Head, body: Vec<u8>, flag: Flag) {
+        use crate::proto::msrp::session::Chunked;
+        let now = crate::sys::now_secs();
+        let found = lock(&self.inner.endpoints).get_mut(&sid).map(|e| {
+            (
+                e.reassembly.chunk(&head, &body, flag, now),
+                e.events.clone(),
+            )
+        });
+        let Some((outcome, events)) = found else {
+            return self.refuse(&head, 481, "Session Does Not Exist").await;
+        };
+        let own = head.to_path[0].clone();
+        match outcome {
+            Chunked::Refused(code, why) => self.refuse(&head, code, why).await,
+            other => {
+                if answers(&head, 200) {
+                    self.reply(head.response(200, "OK", &own)).await;
+                }
+                if let Chunked::Complete(m) = other {
+                    // An empty SEND only binds the connection.
+                    if !m.body.is_empty() || !m.content_type.is_empty() {
+                        let _ = events.send(SessionEvent::Message(m)).await;
+                    }
+                }
+            }
+        }
     }
 
     /// This relay's URI in `uri` (host and port, any session-id).
@@ -738,6 +952,31 @@ impl Connection {
                 .await;
             return;
         }
+        // For a session Parley itself terminates.
+        if head.to_path.len() == 1 {
+            let sid = first.session_id.clone().unwrap_or_default();
+            let known = {
+                let mut eps = lock(&self.inner.endpoints);
+                match eps.get_mut(&sid) {
+                    Some(e) => {
+                        e.conn.get_or_insert(self.id);
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if known {
+                self.prove();
+                if head.method() == Some("SEND") {
+                    self.state = State::Collect {
+                        sid,
+                        head,
+                        body: Vec::new(),
+                    };
+                }
+                return;
+            }
+        }
         let binding = first
             .session_id
             .as_ref()
@@ -860,56 +1099,60 @@ impl Connection {
 
     /// The connection to `next`: one already open to it, or a new one.
     async fn hop(&self, next: &MsrpUri) -> Option<mpsc::Sender<Bytes>> {
-        let key = (
-            next.secure,
-            next.host.to_ascii_lowercase(),
-            next.port_or_default(),
-        );
-        {
-            let c = lock(&self.inner.conns);
-            if let Some(id) = c.outbound.get(&key) {
-                if let Some(conn) = c.by_id.get(id) {
-                    return Some(conn.tx.clone());
-                }
+        dial(&self.inner, next).await.map(|(_, tx)| tx)
+    }
+}
+
+/// The connection to `next`: one already open to it, or a new one.
+async fn dial(inner: &Arc<Inner>, next: &MsrpUri) -> Option<(ConnId, mpsc::Sender<Bytes>)> {
+    let key = (
+        next.secure,
+        next.host.to_ascii_lowercase(),
+        next.port_or_default(),
+    );
+    {
+        let c = lock(&inner.conns);
+        if let Some(id) = c.outbound.get(&key) {
+            if let Some(conn) = c.by_id.get(id) {
+                return Some((*id, conn.tx.clone()));
             }
         }
-        let inner = self.inner.clone();
-        let wait = Duration::from_secs(inner.settings.write_timeout_secs.clamp(1, 10));
-        let tcp = tokio::time::timeout(wait, TcpStream::connect((key.1.as_str(), key.2)))
-            .await
-            .ok()?
-            .ok()?;
-        let peer = tcp.peer_addr().ok()?;
-        let _ = tcp.set_nodelay(true);
-        let (id, rx, close) = register(&inner, peer)?;
-        let tx = {
-            let mut c = lock(&inner.conns);
-            let conn = c.by_id.get_mut(&id)?;
-            conn.proven = true;
-            conn.tx.clone()
-        };
-        lock(&inner.conns).outbound.insert(key.clone(), id);
-        let registered = (id, rx, close);
-        if next.secure {
-            let Some(config) = inner.tls_client.clone() else {
-                warn!(hop = %next, "no TLS client configuration for msrps");
-                unregister(&inner, id);
-                return None;
-            };
-            let name = rustls::pki_types::ServerName::try_from(key.1.clone()).ok()?;
-            let connector = tokio_rustls::TlsConnector::from(config);
-            let Ok(Ok(tls)) = tokio::time::timeout(wait, connector.connect(name, tcp)).await else {
-                unregister(&inner, id);
-                return None;
-            };
-            let _ = inner
-                .dialed
-                .send(Dialed::Tls(Box::new(tls), peer, registered));
-        } else {
-            let _ = inner.dialed.send(Dialed::Tcp(tcp, peer, registered));
-        }
-        Some(tx)
     }
+    let wait = Duration::from_secs(inner.settings.write_timeout_secs.clamp(1, 10));
+    let tcp = tokio::time::timeout(wait, TcpStream::connect((key.1.as_str(), key.2)))
+        .await
+        .ok()?
+        .ok()?;
+    let peer = tcp.peer_addr().ok()?;
+    let _ = tcp.set_nodelay(true);
+    let (id, rx, close) = register(inner, peer)?;
+    let tx = {
+        let mut c = lock(&inner.conns);
+        let conn = c.by_id.get_mut(&id)?;
+        conn.proven = true;
+        conn.tx.clone()
+    };
+    lock(&inner.conns).outbound.insert(key.clone(), id);
+    let registered = (id, rx, close);
+    if next.secure {
+        let Some(config) = inner.tls_client.clone() else {
+            warn!(hop = %next, "no TLS client configuration for msrps");
+            unregister(inner, id);
+            return None;
+        };
+        let name = rustls::pki_types::ServerName::try_from(key.1.clone()).ok()?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let Ok(Ok(tls)) = tokio::time::timeout(wait, connector.connect(name, tcp)).await else {
+            unregister(inner, id);
+            return None;
+        };
+        let _ = inner
+            .dialed
+            .send(Dialed::Tls(Box::new(tls), peer, registered));
+    } else {
+        let _ = inner.dialed.send(Dialed::Tcp(tcp, peer, registered));
+    }
+    Some((id, tx))
 }
 
 /// Forgets expired sessions and routes, and closes connections idle past

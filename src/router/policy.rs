@@ -213,6 +213,11 @@ impl Policy {
         Ok(())
     }
 
+    /// The largest message content that may cross, in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.config.max_message_bytes
+    }
+
     /// What a link to or from `domain` must offer.
     pub fn security(&self, domain: &str) -> Security {
         let mut s = Security::default();

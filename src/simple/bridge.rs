@@ -60,6 +60,9 @@ pub async fn request(
     if matches!(msg.method(), Some(Method::Subscribe)) && is_presence {
         return subscribe(core, sip, adapter, inc, sender, recipient).await;
     }
+    if matches!(msg.method(), Some(Method::Invite)) {
+        return super::session::invite(core, adapter, inc, msg, sender, recipient).await;
+    }
     let inc = &mut inc;
     if !is_message {
         // RFC 3261 §21.4.26 with a Warning (§20.43) that says why: what

@@ -14,6 +14,7 @@ pub mod pager;
 pub mod presence;
 pub mod proxy;
 pub mod registrar;
+pub mod session;
 pub mod targets;
 
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub struct Core {
     /// The MSRP relay, when it runs: it also hosts the MSRP end of the
     /// chat sessions Parley terminates for other networks.
     pub relay: Option<crate::msrp::Relay>,
+    /// Chat sessions Parley is the far end of (RFC 7573).
+    pub chat: Arc<session::ChatSessions>,
     /// Registrar bindings.
     pub location: location::Location,
     /// INVITEs being proxied, for CANCEL.
@@ -87,6 +90,7 @@ impl Core {
             auth_proxy: config.auth.proxy,
             auth,
             relay,
+            chat: Arc::default(),
             location: location::Location::load(store.clone(), now_secs()).await?,
             offline: pager::Offline::load(store.clone(), config.offline).await?,
             invites: proxy::Invites::default(),
@@ -182,6 +186,10 @@ impl Core {
         let span = tracing::debug_span!("request", method, source = %incoming.source);
         metrics::counter!("parley_sip_requests_total", "method" => method).increment(1);
         async move {
+            let is_bye = matches!(incoming.message.method(), Some(Method::Bye));
+            if is_bye && session::bye(&self, &mut incoming).await {
+                return;
+            }
             match incoming.message.method() {
                 Some(Method::Register) => {
                     registrar::register(&self, &mut incoming).await;

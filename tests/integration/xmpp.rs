@@ -1027,3 +1027,141 @@ fn direct_tls_federation_follows_xmpps_server_records() {
     let m = next_message(&romeo);
     assert_eq!(body(&m), "And back the same way", "{m}");
 }
+
+/// RFC 7573: Romeo (SIP) opens a chat session to Juliet (XMPP) with an
+/// MSRP offer; Parley answers as the session's far end, connects to
+/// Romeo's path, and carries the session as one conversation both ways;
+/// BYE ends it with the `gone` chat state.
+#[test]
+fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
+    use parley::proto::msrp::{Decoder, Event, Flag, Head, MsrpLimits, MsrpUri};
+    use std::io::{Read, Write};
+    let f = federation("", &[]);
+    f.prosody.register("juliet", "jpw");
+    add_user(&f.parley, "romeo");
+    let romeo = Ua::new(f.parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
+
+    // Romeo's MSRP endpoint waits for Parley to connect (Parley answers
+    // active, as RFC 4975 has the answerer connect).
+    let msrp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let romeo_uri = MsrpUri::new(
+        false,
+        "127.0.0.1",
+        msrp.local_addr().unwrap().port(),
+        "romeo7573",
+    );
+    let offer = format!(
+        "v=0\r\no=romeo 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {} TCP/MSRP *\r\na=accept-types:message/cpim text/plain application/im-iscomposing+xml\r\na=path:{romeo_uri}\r\n",
+        romeo_uri.port.unwrap()
+    );
+    romeo.send(
+        &format!(
+            "INVITE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=s7573\nTo: <sip:juliet@{XMPP}>\nCall-ID: session-7573\nCSeq: 1 INVITE\nContact: <sip:romeo@{}>\nContent-Type: application/sdp",
+            romeo.local
+        ),
+        &offer,
+    );
+    let ok = final_within(&romeo, WAIT);
+    assert_eq!(status(&ok), 200, "{ok}");
+    let answer = body(&ok).to_string();
+    assert!(
+        answer.contains("m=message ") && answer.contains("TCP/MSRP"),
+        "{answer}"
+    );
+    assert!(answer.contains("a=setup:active"), "{answer}");
+    let parley_path = answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=path:"))
+        .expect("a=path in the answer")
+        .trim()
+        .to_string();
+    let parley_uri = MsrpUri::parse(&parley_path).unwrap();
+
+    // Parley connects and binds the connection with an empty SEND.
+    let (mut conn, _) = msrp.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut decoder = Decoder::new(MsrpLimits::default());
+    let mut buf = bytes::BytesMut::new();
+    let mut next_send = |conn: &mut std::net::TcpStream| -> Option<(Head, Vec<u8>)> {
+        let deadline = std::time::Instant::now() + WAIT;
+        let mut head = None;
+        let mut data = Vec::new();
+        loop {
+            while let Some(e) = decoder.decode(&mut buf).unwrap() {
+                match e {
+                    Event::Head(h) => head = Some(h),
+                    Event::Data(d) => data.extend_from_slice(&d),
+                    Event::End(_) => {
+                        let h = head.take().unwrap();
+                        if h.method() == Some("SEND") {
+                            let own = h.to_path.last().cloned().unwrap();
+                            conn.write_all(&h.response(200, "OK", &own).to_bytes(None, Flag::End))
+                                .unwrap();
+                            return Some((h, std::mem::take(&mut data)));
+                        }
+                        data.clear();
+                    }
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 8192];
+            match conn.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    };
+    let (bind, empty) = next_send(&mut conn).expect("the binding SEND");
+    assert!(empty.is_empty());
+    assert_eq!(bind.to_path, vec![romeo_uri.clone()]);
+    assert!(bind.from_path[0].same_as(&parley_uri));
+
+    // Romeo writes in the session: Juliet gets a chat message of one thread.
+    let send = Head::request(
+        "SEND",
+        "r7573a1",
+        vec![parley_uri.clone()],
+        vec![romeo_uri.clone()],
+    )
+    .with("Message-ID", "rm000001")
+    .with("Byte-Range", "1-16/16")
+    .with("Content-Type", "text/plain");
+    conn.write_all(&send.to_bytes(Some(b"Juliet, my dear!"), Flag::End))
+        .unwrap();
+    let e = juliet.wait_for(|e| e.contains("Juliet, my dear!"), WAIT);
+    assert!(e.contains(&format!("romeo@{PARLEY}")), "{e}");
+    let thread = e
+        .split("\"thread\": \"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("a thread")
+        .to_string();
+
+    // Juliet answers: it arrives in the session as an MSRP SEND, not as a
+    // pager-mode MESSAGE.
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "Romeo, Romeo", "id": "j7573"}}"#
+    ));
+    let (reply, text) = next_send(&mut conn).expect("Juliet's words over MSRP");
+    assert_eq!(String::from_utf8_lossy(&text), "Romeo, Romeo");
+    assert!(reply
+        .content_type()
+        .is_some_and(|t| t.starts_with("text/plain")));
+
+    // BYE ends the session; Juliet's client learns that Romeo has gone.
+    romeo.send(
+        &format!(
+            "BYE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=s7573\nTo: <sip:juliet@{XMPP}>\nCall-ID: session-7573\nCSeq: 2 BYE"
+        ),
+        "",
+    );
+    assert_eq!(status(&final_within(&romeo, WAIT)), 200);
+    let e = juliet.wait_for(|e| e.contains("\"state\": \"gone\""), WAIT);
+    assert!(e.contains(&format!("\"thread\": \"{thread}\"")), "{e}");
+}

@@ -10,7 +10,7 @@ stdout, flushed at once:
   {"cmd": "subscribe", "to": J} / "subscribed" / "unsubscribe" / "unsubscribed"
   {"cmd": "presence", "show": "dnd", "status": "text"} / {"cmd": "unavailable"}
   {"cmd": "quit"}
-Events: online, message (from, id, type, body, state, receipt_request,
+Events: online, message (from, id, type, body, state, thread, receipt_request,
 received), error (from, id, condition), presence (from, type, show, status),
 subscription (from, type).
 """
@@ -81,6 +81,7 @@ class Client(slixmpp.ClientXMPP):
             state=state,
             receipt_request=xml.find("{%s}request" % RECEIPTS) is not None,
             received=received.get("id") if received is not None else None,
+            thread=msg["thread"] or None,
             **{"from": str(msg["from"])},
         )
 

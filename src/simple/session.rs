@@ -1,0 +1,369 @@
+//! Session-mode chat to another network (RFC 7573): an INVITE with an
+//! MSRP offer for a user the router sends to an adapter is answered by
+//! Parley as the session's far end. Each message that arrives over MSRP
+//! becomes a chat message of one conversation (the session's thread) on
+//! the adapter; what the other user writes back while the session lasts
+//! is sent into the session; BYE ends it with the `gone` chat state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use parley_adapter::{Adapter, Address, ChatState, Outbound};
+use tracing::{debug, info};
+
+use super::Core;
+use crate::msrp::{SessionEvent, SessionHandle};
+use crate::net::Incoming;
+use crate::proto::msrp::MsrpUri;
+use crate::proto::sdp::{self, MsrpLocal, Sdp, Setup};
+use crate::proto::sip::{HeaderName, Message};
+use crate::router::sipmap;
+
+/// One session Parley terminates.
+struct ChatSession {
+    handle: SessionHandle,
+    /// Set by BYE: the session's task stops.
+    ended: tokio_util::sync::CancellationToken,
+    /// The SIP user (bare) and the other network's user (bare).
+    local: String,
+    remote: String,
+}
+
+/// The sessions Parley terminates, by SIP dialog (Call-ID) and by the
+/// pair of users.
+#[derive(Default)]
+pub struct ChatSessions {
+    by_call: Mutex<HashMap<String, Arc<ChatSession>>>,
+}
+
+impl std::fmt::Debug for ChatSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatSessions").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ChatSessions {
+    /// Sessions open now.
+    pub fn len(&self) -> usize {
+        lock(&self.by_call).len()
+    }
+
+    /// None open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn has(&self, call_id: &str) -> bool {
+        lock(&self.by_call).contains_key(call_id)
+    }
+
+    /// The session between a SIP user and a user of another network.
+    fn between(&self, local: &str, remote: &str) -> Option<Arc<ChatSession>> {
+        lock(&self.by_call)
+            .values()
+            .find(|s| s.local.eq_ignore_ascii_case(local) && s.remote.eq_ignore_ascii_case(remote))
+            .cloned()
+    }
+}
+
+/// The media types Parley takes in a session, and inside CPIM.
+const ACCEPT: [&str; 3] = [
+    "message/cpim",
+    "text/plain",
+    "application/im-iscomposing+xml",
+];
+const WRAPPED: [&str; 3] = [
+    "text/plain",
+    "message/imdn+xml",
+    "application/im-iscomposing+xml",
+];
+
+fn call_id(msg: &Message) -> String {
+    msg.headers()
+        .get(HeaderName::CallId)
+        .map(|v| String::from_utf8_lossy(v).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Answers 488 with a Warning (RFC 3261 §20.43) naming why.
+async fn not_acceptable(core: &Core, inc: &mut Incoming, code: u16, why: &str) {
+    let host = core.domains().first().cloned().unwrap_or_default();
+    let warning = format!("{code} {host} \"{}\"", why.replace('"', "'"));
+    inc.responder
+        .reply(488, "Not Acceptable Here", &[("Warning", warning)])
+        .await
+}
+
+/// An INVITE from `sender` (a local SIP user) to `recipient`, whom
+/// `adapter` reaches: answered as the far end of an MSRP session.
+pub async fn invite(
+    core: &Core,
+    adapter: Arc<dyn Adapter>,
+    mut inc: Incoming,
+    msg: &Message,
+    sender: Address,
+    recipient: Address,
+) {
+    let inc = &mut inc;
+    let body = msg.body_bytes();
+    let offer = match Sdp::parse(&body) {
+        Ok(o) => o,
+        Err(e) if body.is_empty() => {
+            let _ = e;
+            return not_acceptable(core, inc, 304, "no offer: an MSRP offer is needed").await;
+        }
+        Err(e) => return not_acceptable(core, inc, 399, &format!("unreadable offer: {e}")).await,
+    };
+    let Some(relay) = core.relay.as_ref() else {
+        return not_acceptable(
+            core,
+            inc,
+            399,
+            "session-mode chat is off here ([msrp] enabled = false); send MESSAGE",
+        )
+        .await;
+    };
+    let Some(stream) = offer.media.iter().find(|m| m.is_msrp() && m.port != 0) else {
+        return not_acceptable(
+            core,
+            inc,
+            304,
+            "no message stream (m=message TCP/MSRP) offered",
+        )
+        .await;
+    };
+    let secure = stream.is_tls();
+    let remote: Result<Vec<MsrpUri>, _> = stream.path().into_iter().map(MsrpUri::parse).collect();
+    let Ok(remote) = remote.and_then(|r| {
+        if r.is_empty() {
+            Err(crate::proto::msrp::MsrpError::PathOrder)
+        } else {
+            Ok(r)
+        }
+    }) else {
+        return not_acceptable(core, inc, 305, "a=path is missing or malformed").await;
+    };
+    let Some((own, handle, events)) = relay.open_session(secure, remote) else {
+        return not_acceptable(
+            core,
+            inc,
+            302,
+            if secure {
+                "MSRP over TLS is not available here"
+            } else {
+                "MSRP over TCP is not available here"
+            },
+        )
+        .await;
+    };
+    let local = MsrpLocal {
+        paths: vec![own.to_string()],
+        address: own.host.clone(),
+        port: own.port_or_default(),
+        tls: secure,
+        accept_types: ACCEPT.map(String::from).to_vec(),
+        accept_wrapped_types: WRAPPED.map(String::from).to_vec(),
+        max_size: Some(core.router.policy().max_message_bytes() as u64),
+    };
+    let origin = format!(
+        "parley {} 1 IN {} {}",
+        crate::sys::random_u64() >> 1,
+        if own.host.contains(':') { "IP6" } else { "IP4" },
+        own.host
+    );
+    let (answer, index) = match sdp::answer(&offer, &local, &origin) {
+        Ok(a) => a,
+        Err(r) => return not_acceptable(core, inc, r.warn_code, &r.text).await,
+    };
+    let active = answer.media[index].setup() == Some(Setup::Active);
+    let call = call_id(msg);
+    let session = Arc::new(ChatSession {
+        handle,
+        ended: tokio_util::sync::CancellationToken::new(),
+        local: sender.bare().to_string(),
+        remote: recipient.bare().to_string(),
+    });
+    lock(&core.chat.by_call).insert(call.clone(), session.clone());
+    // 200 with the answer, a dialog of Parley's own (RFC 3261 §12.1.1).
+    let tag = crate::sys::token();
+    let contact = core
+        .listen
+        .first()
+        .map(|(t, a)| {
+            format!(
+                "<sip:chat-{}@{a};transport={}>",
+                &tag[..8.min(tag.len())],
+                t.via_name().to_ascii_lowercase()
+            )
+        })
+        .unwrap_or_default();
+    let wire = crate::proto::sip::stateless::respond(
+        &inc.message,
+        200,
+        "OK",
+        &tag,
+        &[
+            ("Contact", contact),
+            ("Allow", "INVITE, ACK, BYE, CANCEL, MESSAGE".to_string()),
+        ],
+    );
+    let Some(wire) = with_body(wire, "application/sdp", &answer.to_bytes()) else {
+        lock(&core.chat.by_call).remove(&call);
+        return inc.responder.reply(500, "Server Internal Error", &[]).await;
+    };
+    inc.responder.send(200, Bytes::from(wire)).await;
+    metrics::gauge!("parley_chat_sessions").set(core.chat.len() as f64);
+    info!(from = %sender, to = %recipient, msrp = %own, "chat session opened");
+    let security = core.router.policy().security(recipient.domain());
+    let router = core.router.clone();
+    let sessions = Arc::downgrade(&core.chat);
+    tokio::spawn(async move {
+        if active && !session.handle.connect().await {
+            debug!(call = %call, "the other side's MSRP path could not be reached");
+        }
+        run(
+            router,
+            adapter,
+            session,
+            events,
+            sender,
+            recipient,
+            call.clone(),
+            security,
+        )
+        .await;
+        if let Some(sessions) = sessions.upgrade() {
+            lock(&sessions.by_call).remove(&call);
+            metrics::gauge!("parley_chat_sessions").set(sessions.len() as f64);
+        }
+    });
+}
+
+/// Carries one session's messages to the adapter until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    router: Arc<crate::router::Router>,
+    adapter: Arc<dyn Adapter>,
+    session: Arc<ChatSession>,
+    mut events: tokio::sync::mpsc::Receiver<SessionEvent>,
+    sender: Address,
+    recipient: Address,
+    call: String,
+    security: parley_adapter::Security,
+) {
+    let thread = format!("msrp-{}", &call);
+    loop {
+        let event = tokio::select! {
+            _ = session.ended.cancelled() => break,
+            e = events.recv() => e,
+        };
+        let Some(SessionEvent::Message(m)) = event else {
+            break;
+        };
+        if router
+            .policy()
+            .content(m.body.len(), &[&m.content_type])
+            .is_err()
+        {
+            debug!(content_type = %m.content_type, "a session message the policy refuses");
+            continue;
+        }
+        let id = format!("s{}", crate::sys::token());
+        let Ok(mut out) = sipmap::from_sip(
+            sender.clone(),
+            recipient.clone(),
+            &m.content_type,
+            &Bytes::from(m.body),
+            id,
+        ) else {
+            continue;
+        };
+        out.thread = Some(thread.clone());
+        if !router.cross(true, &out.id) {
+            continue;
+        }
+        if let Err(f) = adapter.deliver(Outbound::Message(out), security).await {
+            debug!(failure = %f, "a session message was not delivered");
+        }
+    }
+    // RFC 7573 §6: the end of the session is the end of the conversation.
+    drop(session);
+    gone(&adapter, &sender, &recipient, &thread, security).await;
+}
+
+async fn gone(
+    adapter: &Arc<dyn Adapter>,
+    sender: &Address,
+    recipient: &Address,
+    thread: &str,
+    security: parley_adapter::Security,
+) {
+    let m = parley_adapter::Message {
+        id: format!("s{}", crate::sys::token()),
+        from: sender.clone(),
+        to: recipient.clone(),
+        kind: parley_adapter::MessageKind::Chat,
+        parts: Vec::new(),
+        subject: None,
+        thread: Some(thread.to_string()),
+        chat_state: Some(ChatState::Gone),
+        receipt: None,
+        timestamp: None,
+    };
+    let _ = adapter.deliver(Outbound::Message(m), security).await;
+}
+
+/// A BYE for a session Parley terminates: the session ends, 200.
+/// False when the BYE is for no such session (it is routed as usual).
+pub async fn bye(core: &Core, inc: &mut Incoming) -> bool {
+    let call = call_id(&inc.message);
+    if !core.chat.has(&call) {
+        return false;
+    }
+    let session = lock(&core.chat.by_call).remove(&call);
+    inc.responder.reply(200, "OK", &[]).await;
+    // The task stops, says `gone`, and the MSRP end closes with it.
+    if let Some(s) = session {
+        s.ended.cancel();
+    }
+    metrics::gauge!("parley_chat_sessions").set(core.chat.len() as f64);
+    info!(call = %call, "chat session closed by BYE");
+    true
+}
+
+/// A message from `from` (another network) to `to` (a SIP user) while a
+/// session between them is open: sent into the session. False when there
+/// is no session (it goes as pager mode).
+pub async fn into_session(
+    core: &Core,
+    from: &str,
+    to: &str,
+    content_type: &str,
+    body: &[u8],
+) -> bool {
+    let Some(session) = core.chat.between(to, from) else {
+        return false;
+    };
+    session.handle.send(content_type, body).await
+}
+
+/// `wire` (a response with an empty body) with `body` of `content_type`.
+fn with_body(wire: Vec<u8>, content_type: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let text = String::from_utf8(wire).ok()?;
+    let head = text.strip_suffix("Content-Length: 0\r\n\r\n")?;
+    let mut out = head.as_bytes().to_vec();
+    out.extend_from_slice(
+        format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body);
+    Some(out)
+}
