@@ -1,6 +1,6 @@
-//! Load for an MSRP relay (RFC 4976): a sender authenticates to the relay
-//! with AUTH, then sends COUNT messages of SIZE bytes (each in chunks of
-//! at most CHUNK bytes) through it to a receiver it runs itself, keeping
+//! Load for an MSRP relay (RFC 4976): a receiver authenticates to the
+//! relay with AUTH; a sender then sends COUNT messages of SIZE bytes (each
+//! in chunks of at most CHUNK bytes) through the relay to it, keeping
 //! WINDOW transactions open. Prints messages per second, chunks per second
 //! and, with --pid, the relay's CPU time per chunk.
 //!
@@ -8,7 +8,7 @@
 //!        [--window N] [--pid PID]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -37,22 +37,25 @@ fn main() {
     let pid = flag("--pid", 0);
 
     let relay = MsrpUri::parse(&format!("msrp://{relay_addr};tcp")).unwrap();
+    // The receiver is the relay's authenticated user: it AUTHs and is
+    // reached through the relay over its own connection, as RFC 4976 has
+    // it (the sender's To-Path is the receiver's Use-Path, then the
+    // receiver).
+    let recv = TcpStream::connect(relay_addr).expect("connect to the relay");
+    recv.set_nodelay(true).ok();
+    let local = recv.local_addr().unwrap();
+    let receiver = MsrpUri::new(false, &local.ip().to_string(), local.port(), "loadrecv1");
+    let mut recv_conn = Conn::new(recv);
+    let use_path = auth(&mut recv_conn, &relay, &receiver, user, password);
     let sender = TcpStream::connect(relay_addr).expect("connect to the relay");
     sender.set_nodelay(true).ok();
     let local = sender.local_addr().unwrap();
     let me = MsrpUri::new(false, &local.ip().to_string(), local.port(), "loadsend1");
     let mut conn = Conn::new(sender);
-    let use_path = auth(&mut conn, &relay, &me, user, password);
-
-    // The receiver: the relay connects to it as the next hop.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let receiver = MsrpUri::new(false, "127.0.0.1", listener.local_addr().unwrap().port(), "loadrecv1");
     let chunks_per_message = size.div_ceil(chunk).max(1);
     let expected = count * chunks_per_message;
     let recv_thread = std::thread::spawn(move || {
-        let (s, _) = listener.accept().expect("the relay connects");
-        s.set_nodelay(true).ok();
-        let mut c = Conn::new(s);
+        let mut c = recv_conn;
         let mut chunks = 0usize;
         let mut bytes = 0usize;
         let mut current: Option<Head> = None;
@@ -80,6 +83,7 @@ fn main() {
     let mut answered = 0usize;
     let mut tid = 0u64;
     let mut current: Option<Head> = None;
+    let mut seen = std::collections::HashSet::new();
     for n in 0..count {
         let mut offset = 0;
         loop {
@@ -88,23 +92,37 @@ fn main() {
                 match conn.event() {
                     Event::Head(h) => current = Some(h),
                     Event::End(_) => {
-                        if current.take().and_then(|h| h.code()) == Some(200) {
-                            open -= 1;
-                            answered += 1;
-                        } else {
-                            panic!("a SEND was refused by the relay");
+                        let h = current.take().expect("a head");
+                        match h.code() {
+                            // A relay answers hop by hop; the receiver's own
+                            // 200 may come back through some relays too.
+                            Some(200) if seen.insert(h.tid.clone()) => {
+                                open -= 1;
+                                answered += 1;
+                            }
+                            Some(200) => {}
+                            Some(code) => panic!("a SEND was refused by the relay: {code}"),
+                            None => {}
                         }
                     }
                     Event::Data(_) => {}
                 }
             }
             tid += 1;
-            let head = Head::request("SEND", &format!("load{tid:08}"), vec![use_path.clone(), receiver.clone()], vec![me.clone()])
-                .with("Message-ID", format!("msg{n:08}"))
-                .with("Byte-Range", format!("{}-{end}/{size}", offset + 1))
-                .with("Content-Type", "text/plain");
+            let head = Head::request(
+                "SEND",
+                &format!("load{tid:08}"),
+                vec![use_path.clone(), receiver.clone()],
+                vec![me.clone()],
+            )
+            .with("Message-ID", format!("msg{n:08}"))
+            .with("Byte-Range", format!("{}-{end}/{size}", offset + 1))
+            .with("Content-Type", "text/plain");
             let last = end == size;
-            conn.write(&head.to_bytes(Some(&body[offset..end]), if last { Flag::End } else { Flag::More }));
+            conn.write(&head.to_bytes(
+                Some(&body[offset..end]),
+                if last { Flag::End } else { Flag::More },
+            ));
             open += 1;
             if last {
                 break;
@@ -116,7 +134,11 @@ fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_ticks(pid).saturating_sub(cpu_before);
     let hz = 100.0;
-    let cpu_us_per_chunk = if pid > 0 { cpu as f64 / hz * 1e6 / expected as f64 } else { f64::NAN };
+    let cpu_us_per_chunk = if pid > 0 {
+        cpu as f64 / hz * 1e6 / expected as f64
+    } else {
+        f64::NAN
+    };
     let _ = answered;
     println!(
         "messages {count} of {size} bytes ({expected} chunks, {received} body bytes) in {elapsed:.2} s: {:.0} messages/s, {:.0} chunks/s, {:.1} MiB/s, relay CPU {:.1} us/chunk",
@@ -134,7 +156,7 @@ fn cpu_ticks(pid: usize) -> u64 {
     }
     let mut total = 0;
     // Every process of the relay: the pid and its children (Kamailio's
-    // workers share its process group).
+    // workers).
     let pids: Vec<usize> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -143,9 +165,12 @@ fn cpu_ticks(pid: usize) -> u64 {
         .filter(|p: &usize| {
             std::fs::read_to_string(format!("/proc/{p}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.split(' ').nth(2).and_then(|x| x.parse::<usize>().ok())))
+                .and_then(|s| {
+                    s.rsplit_once(") ")
+                        .map(|(_, r)| r.split(' ').nth(1).and_then(|x| x.parse::<usize>().ok()))
+                })
                 .flatten()
-                .is_some_and(|pgrp| pgrp == pid)
+                .is_some_and(|ppid| ppid == pid)
                 || *p == pid
         })
         .collect();
@@ -183,7 +208,11 @@ impl Conn {
 
     fn event(&mut self) -> Event {
         loop {
-            if let Some(e) = self.decoder.decode(&mut self.buf).expect("well-formed MSRP") {
+            if let Some(e) = self
+                .decoder
+                .decode(&mut self.buf)
+                .expect("well-formed MSRP")
+            {
                 return e;
             }
             let mut chunk = [0u8; 65536];
@@ -238,7 +267,9 @@ fn auth(conn: &mut Conn, relay: &MsrpUri, me: &MsrpUri, user: &str, password: &s
         qop: Some("auth".into()),
         opaque: None,
     };
-    let response = creds.expected("AUTH", &algorithm.ha1(user, &realm, password)).unwrap();
+    let response = creds
+        .expected("AUTH", &algorithm.ha1(user, &realm, password))
+        .unwrap();
     let head = Head::request("AUTH", "auth0002", vec![relay.clone()], vec![me.clone()]).with(
         "Authorization",
         format!(

@@ -568,7 +568,22 @@ where
     let write_wait = Duration::from_secs(inner.settings.write_timeout_secs.max(1));
     let close_w = close.clone();
     let writer_task = inner.tracker.spawn(async move {
+        let mut batch = BytesMut::with_capacity(64 * 1024);
         while let Some(bytes) = rx.recv().await {
+            // What is queued already goes out in one write: a chunk's head,
+            // body and end-line, and the responses behind them.
+            let bytes = if bytes.len() >= 32 * 1024 || rx.is_empty() {
+                bytes
+            } else {
+                batch.extend_from_slice(&bytes);
+                while batch.len() < 64 * 1024 {
+                    match rx.try_recv() {
+                        Ok(more) => batch.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                batch.split().freeze()
+            };
             match tokio::time::timeout(write_wait, writer.write_all(&bytes)).await {
                 Ok(Ok(())) => {}
                 _ => {

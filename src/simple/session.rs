@@ -265,14 +265,29 @@ async fn run(
         let Some(SessionEvent::Message(m)) = event else {
             break;
         };
-        if router
-            .policy()
-            .content(m.body.len(), &[&m.content_type])
-            .is_err()
-        {
+        let (from_text, to_text) = (sender.bare().to_string(), recipient.bare().to_string());
+        let record = |decision: String| {
+            router.archive().record(
+                crate::router::archive::Fact {
+                    source: "msrp",
+                    destination: adapter.protocol().name(),
+                    sender: &from_text,
+                    recipient: &to_text,
+                    peer_domain: recipient.domain(),
+                    auth: "digest",
+                    decision,
+                    content_type: &m.content_type,
+                    body: &m.body,
+                },
+                true,
+            )
+        };
+        if let Err(r) = router.policy().content(m.body.len(), &[&m.content_type]) {
             debug!(content_type = %m.content_type, "a session message the policy refuses");
+            record(format!("refused: {}", r.name()));
             continue;
         }
+        record("delivered".into());
         let id = format!("s{}", crate::sys::token());
         let Ok(mut out) = sipmap::from_sip(
             sender.clone(),

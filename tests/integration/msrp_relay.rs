@@ -21,18 +21,18 @@ trait Wire: Read + Write + Send {}
 impl<T: Read + Write + Send> Wire for T {}
 
 /// A test endpoint speaking MSRP over one TCP or TLS connection.
-struct Peer {
+pub(crate) struct Peer {
     s: Box<dyn Wire>,
     buf: BytesMut,
     decoder: Decoder,
-    uri: MsrpUri,
+    pub(crate) uri: MsrpUri,
     n: u32,
 }
 
 type Msg = (Head, Option<Vec<u8>>, Flag);
 
 impl Peer {
-    fn connect(to: SocketAddr, session: &str) -> Peer {
+    pub(crate) fn connect(to: SocketAddr, session: &str) -> Peer {
         let s = TcpStream::connect(to).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -47,7 +47,7 @@ impl Peer {
     }
 
     /// Over TLS, trusting `cert_pem` for `localhost`.
-    fn connect_tls(to: SocketAddr, session: &str, cert_pem: &[u8]) -> Peer {
+    pub(crate) fn connect_tls(to: SocketAddr, session: &str, cert_pem: &[u8]) -> Peer {
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
@@ -74,7 +74,7 @@ impl Peer {
         }
     }
 
-    fn from_stream(s: TcpStream, uri: MsrpUri) -> Peer {
+    pub(crate) fn from_stream(s: TcpStream, uri: MsrpUri) -> Peer {
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         Peer {
@@ -86,18 +86,18 @@ impl Peer {
         }
     }
 
-    fn tid(&mut self) -> String {
+    pub(crate) fn tid(&mut self) -> String {
         self.n += 1;
         format!("tid{:05}x", self.n)
     }
 
-    fn send(&mut self, head: &Head, body: Option<&[u8]>, flag: Flag) {
+    pub(crate) fn send(&mut self, head: &Head, body: Option<&[u8]>, flag: Flag) {
         self.s.write_all(&head.to_bytes(body, flag)).unwrap();
     }
 
     /// The next whole message within `wait`, or `None` (also when the
     /// relay closed the connection).
-    fn next(&mut self, wait: Duration) -> Option<Msg> {
+    pub(crate) fn next(&mut self, wait: Duration) -> Option<Msg> {
         let deadline = std::time::Instant::now() + wait;
         let mut current: Option<(Head, Option<Vec<u8>>)> = None;
         loop {
@@ -140,7 +140,7 @@ impl Peer {
     }
 
     /// The next request (responses before it are skipped).
-    fn next_request(&mut self, wait: Duration) -> Option<Msg> {
+    pub(crate) fn next_request(&mut self, wait: Duration) -> Option<Msg> {
         let deadline = std::time::Instant::now() + wait;
         while std::time::Instant::now() < deadline {
             let m = self.next(deadline - std::time::Instant::now())?;
@@ -152,7 +152,7 @@ impl Peer {
     }
 
     /// The response to `tid`.
-    fn response_to(&mut self, tid: &str, wait: Duration) -> Option<Head> {
+    pub(crate) fn response_to(&mut self, tid: &str, wait: Duration) -> Option<Head> {
         let deadline = std::time::Instant::now() + wait;
         while std::time::Instant::now() < deadline {
             let (h, _, _) = self.next(deadline - std::time::Instant::now())?;
@@ -165,12 +165,17 @@ impl Peer {
 
     /// AUTH to the relay at `relay` as `user` with `password`; the
     /// Use-Path granted, or the final status.
-    fn auth(&mut self, relay: &MsrpUri, user: &str, password: &str) -> Result<(MsrpUri, u64), u16> {
+    pub(crate) fn auth(
+        &mut self,
+        relay: &MsrpUri,
+        user: &str,
+        password: &str,
+    ) -> Result<(MsrpUri, u64), u16> {
         self.auth_asking(relay, user, password, None)
     }
 
     /// [`Peer::auth`], asking for `expires` seconds.
-    fn auth_asking(
+    pub(crate) fn auth_asking(
         &mut self,
         relay: &MsrpUri,
         user: &str,
@@ -241,7 +246,12 @@ impl Peer {
         Ok((use_path, r.expires().expect("Expires")))
     }
 
-    fn send_text(&mut self, to_path: Vec<MsrpUri>, text: &str, extra: &[(&str, &str)]) -> String {
+    pub(crate) fn send_text(
+        &mut self,
+        to_path: Vec<MsrpUri>,
+        text: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
         let tid = self.tid();
         let mut head = Head::request("SEND", &tid, to_path, vec![self.uri.clone()])
             .with("Message-ID", format!("msg{tid}"))
@@ -255,13 +265,13 @@ impl Peer {
     }
 
     /// Answers a received request with 200 (as an endpoint does).
-    fn ok(&mut self, request: &Head) {
+    pub(crate) fn ok(&mut self, request: &Head) {
         let r = request.response(200, "OK", &self.uri);
         self.send(&r, None, Flag::End);
     }
 }
 
-fn relay_uri(addr: SocketAddr) -> MsrpUri {
+pub(crate) fn relay_uri(addr: SocketAddr) -> MsrpUri {
     MsrpUri::parse(&format!("msrp://{addr};tcp")).unwrap()
 }
 

@@ -1165,3 +1165,82 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
     let e = juliet.wait_for(|e| e.contains("\"state\": \"gone\""), WAIT);
     assert!(e.contains(&format!("\"thread\": \"{thread}\"")), "{e}");
 }
+
+/// The same with Kamailio's msrp module as Romeo's relay: Parley reaches
+/// Romeo's MSRP end through the relay he authenticated to.
+#[test]
+fn an_msrp_session_through_kamailios_relay_reaches_xmpp() {
+    use crate::msrp_relay::{relay_uri, Peer};
+    use parley::proto::msrp::MsrpUri;
+    let f = federation("", &[]);
+    f.prosody.register("juliet", "jpw");
+    add_user(&f.parley, "romeo");
+    let romeo = Ua::new(f.parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
+    let port = parley_test_support::sipp::free_port();
+    let _kamailio = parley_test_support::kamailio::Kamailio::start(
+        "msrp-relay.cfg",
+        &[("RELAYTCP", port.to_string())],
+    );
+    let kam: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(kam).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut msrp = Peer::connect(kam, "romeok1");
+    let (kam_path, _) = msrp
+        .auth(&relay_uri(kam), "romeo", "kampw")
+        .expect("Kamailio grants a session");
+    let offer = format!(
+        "v=0\r\no=romeo 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {port} TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:{kam_path} {}\r\n",
+        msrp.uri
+    );
+    romeo.send(
+        &format!(
+            "INVITE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=k7573\nTo: <sip:juliet@{XMPP}>\nCall-ID: session-k7573\nCSeq: 1 INVITE\nContact: <sip:romeo@{}>\nContent-Type: application/sdp",
+            romeo.local
+        ),
+        &offer,
+    );
+    let ok = final_within(&romeo, WAIT);
+    assert_eq!(status(&ok), 200, "{ok}");
+    let parley_uri = MsrpUri::parse(
+        body(&ok)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=path:"))
+            .expect("a=path")
+            .trim(),
+    )
+    .unwrap();
+    // Parley connected to Kamailio and bound the session; Kamailio passed
+    // the binding SEND on to Romeo.
+    let (bind, _, _) = msrp
+        .next_request(WAIT)
+        .expect("the binding SEND through Kamailio");
+    assert_eq!(bind.to_path, vec![msrp.uri.clone()]);
+    msrp.ok(&bind);
+
+    // Romeo's words to Juliet: Kamailio's msrp configuration (its README's)
+    // takes a SEND with one hop after it for its own client's, so Romeo
+    // reaches Parley's MSRP end directly, as RFC 4975 lets a sender do.
+    let mut direct = Peer::connect(f.parley.msrp.unwrap(), "romeok2");
+    direct.uri = msrp.uri.clone();
+    direct.send_text(vec![parley_uri.clone()], "to Juliet", &[]);
+    let e = juliet.wait_for(|e| e.contains("to Juliet"), WAIT);
+    assert!(e.contains(&format!("romeo@{PARLEY}")), "{e}");
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "and back through Kamailio", "id": "jk1"}}"#
+    ));
+    let (got, text, _) = msrp
+        .next_request(WAIT)
+        .expect("Juliet's answer through Kamailio");
+    assert_eq!(text.as_deref(), Some(&b"and back through Kamailio"[..]));
+    assert!(
+        got.from_path.iter().any(|u| u.same_as(&parley_uri)),
+        "{:?}",
+        got.from_path
+    );
+}
