@@ -5,7 +5,8 @@
 //! - MESSAGE crosses: 202 once the network took it, the RFC 7247 §7
 //!   mapped error when it did not.
 //! - A presence SUBSCRIBE is held by the presence agent and asked of the
-//!   other network (RFC 7248 §4); other methods are refused with 488.
+//!   other network (RFC 7248 §4); INVITE with an MSRP offer opens a chat
+//!   session (`session`, RFC 7573); other methods are refused with 488.
 //! - Presence notices for external watchers (allowed, state, revoked) go
 //!   out through the adapter of the watcher's domain.
 //!
@@ -65,26 +66,11 @@ pub async fn request(
     }
     let inc = &mut inc;
     if !is_message {
-        // RFC 3261 §21.4.26 with a Warning (§20.43) that says why: what
-        // the offer held that cannot be taken, or that only pager-mode
-        // messages and presence cross to this network.
-        let why = if matches!(msg.method(), Some(Method::Invite)) {
-            let body = msg.body_bytes();
-            let offer = crate::proto::sdp::Sdp::parse(&body);
-            match offer {
-                Err(e) if !body.is_empty() => format!("unreadable offer: {e}"),
-                Ok(o) if o.media.iter().any(|m| m.is_msrp()) => format!(
-                    "session-mode chat (MSRP) to {} is not bridged; send MESSAGE (pager mode)",
-                    adapter.protocol().name()
-                ),
-                _ => "no message stream (m=message TCP/MSRP) offered".to_string(),
-            }
-        } else {
-            format!(
-                "only MESSAGE and presence cross to {}",
-                adapter.protocol().name()
-            )
-        };
+        // RFC 3261 §21.4.26 with a Warning (§20.43) that says why.
+        let why = format!(
+            "only MESSAGE, INVITE with MSRP and presence cross to {}",
+            adapter.protocol().name()
+        );
         let host = core.domains().first().cloned().unwrap_or_default();
         let warning = format!("399 {host} \"{}\"", why.replace('"', "'"));
         return inc

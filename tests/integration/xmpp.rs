@@ -286,20 +286,20 @@ fn sip_and_xmpp_users_talk_over_s2s_with_typing_and_receipts() {
         "{m}"
     );
 
-    // A session-mode chat offer to an XMPP user is refused with 488 and a
-    // Warning that says why and what to use instead.
+    // An offer Parley cannot take to an XMPP user (audio, and a message
+    // stream it shares no type with) is refused with 488 and a Warning
+    // that says why (RFC 3261 §20.43).
     romeo.send(
         &format!(
             "INVITE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=inv1\nTo: <sip:juliet@{XMPP}>\nCall-ID: inv1\nCSeq: 1 INVITE\nContact: <sip:romeo@{}>\nContent-Type: application/sdp",
             romeo.local
         ),
-        "v=0\r\no=romeo 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:msrp://127.0.0.1:7654/s1;tcp\r\n",
+        "v=0\r\no=romeo 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:image/png\r\na=path:msrp://127.0.0.1:7654/s1;tcp\r\n",
     );
     let r = final_within(&romeo, WAIT);
     assert_eq!(status(&r), 488, "{r}");
     assert!(
-        header(&r, "Warning")
-            .is_some_and(|w| w.starts_with("399 ") && w.contains("MSRP") && w.contains("MESSAGE")),
+        header(&r, "Warning").is_some_and(|w| w.starts_with("305 ") && w.contains("accept-types")),
         "{r}"
     );
 
