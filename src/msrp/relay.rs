@@ -795,6 +795,18 @@ impl Connection {
                     self.reply(head.response(200, "OK", &own)).await;
                 }
                 if let Chunked::Complete(m) = other {
+                    // RFC 4975 §7.1.2: a success report when one was asked.
+                    if m.success_report {
+                        let report = crate::proto::msrp::session::report(
+                            head.from_path.clone(),
+                            &own,
+                            &crate::sys::token_hex(8),
+                            &m.message_id,
+                            m.body.len() as u64,
+                            200,
+                        );
+                        self.reply(report).await;
+                    }
                     // An empty SEND only binds the connection.
                     if !m.body.is_empty() || !m.content_type.is_empty() {
                         let _ = events.send(SessionEvent::Message(m)).await;

@@ -138,6 +138,20 @@ pub async fn invite(
         .await;
     };
     let secure = stream.is_tls();
+    // The domain policy's TLS requirement holds for the session's media
+    // as for its signalling: msrps only.
+    if core.router.policy().security(recipient.domain()).tls && !secure {
+        return not_acceptable(
+            core,
+            inc,
+            302,
+            &format!(
+                "the policy for {} requires MSRP over TLS (TCP/TLS/MSRP)",
+                recipient.domain()
+            ),
+        )
+        .await;
+    }
     let remote: Result<Vec<MsrpUri>, _> = stream.path().into_iter().map(MsrpUri::parse).collect();
     let Ok(remote) = remote.and_then(|r| {
         if r.is_empty() {

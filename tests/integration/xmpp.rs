@@ -1085,7 +1085,9 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
         .unwrap();
     let mut decoder = Decoder::new(MsrpLimits::default());
     let mut buf = bytes::BytesMut::new();
-    let mut next_send = |conn: &mut std::net::TcpStream| -> Option<(Head, Vec<u8>)> {
+    let mut next_request = |conn: &mut std::net::TcpStream,
+                            method: &str|
+     -> Option<(Head, Vec<u8>)> {
         let deadline = std::time::Instant::now() + WAIT;
         let mut head = None;
         let mut data = Vec::new();
@@ -1100,6 +1102,8 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
                             let own = h.to_path.last().cloned().unwrap();
                             conn.write_all(&h.response(200, "OK", &own).to_bytes(None, Flag::End))
                                 .unwrap();
+                        }
+                        if h.method() == Some(method) {
                             return Some((h, std::mem::take(&mut data)));
                         }
                         data.clear();
@@ -1117,7 +1121,7 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
             }
         }
     };
-    let (bind, empty) = next_send(&mut conn).expect("the binding SEND");
+    let (bind, empty) = next_request(&mut conn, "SEND").expect("the binding SEND");
     assert!(empty.is_empty());
     assert_eq!(bind.to_path, vec![romeo_uri.clone()]);
     assert!(bind.from_path[0].same_as(&parley_uri));
@@ -1131,9 +1135,15 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
     )
     .with("Message-ID", "rm000001")
     .with("Byte-Range", "1-16/16")
+    .with("Success-Report", "yes")
     .with("Content-Type", "text/plain");
     conn.write_all(&send.to_bytes(Some(b"Juliet, my dear!"), Flag::End))
         .unwrap();
+    // The success report Romeo asked for (RFC 4975 §7.1.2).
+    let (report, _) = next_request(&mut conn, "REPORT").expect("a success report");
+    assert_eq!(report.message_id(), Some("rm000001"));
+    assert_eq!(report.status().map(|s| s.code), Some(200));
+    assert_eq!(report.header("Byte-Range"), Some("1-16/16"));
     let e = juliet.wait_for(|e| e.contains("Juliet, my dear!"), WAIT);
     assert!(e.contains(&format!("romeo@{PARLEY}")), "{e}");
     let thread = e
@@ -1148,7 +1158,7 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
     juliet.command(&format!(
         r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "Romeo, Romeo", "id": "j7573"}}"#
     ));
-    let (reply, text) = next_send(&mut conn).expect("Juliet's words over MSRP");
+    let (reply, text) = next_request(&mut conn, "SEND").expect("Juliet's words over MSRP");
     assert_eq!(String::from_utf8_lossy(&text), "Romeo, Romeo");
     assert!(reply
         .content_type()
@@ -1242,5 +1252,29 @@ fn an_msrp_session_through_kamailios_relay_reaches_xmpp() {
         got.from_path.iter().any(|u| u.same_as(&parley_uri)),
         "{:?}",
         got.from_path
+    );
+}
+
+#[test]
+fn an_msrp_offer_over_tcp_is_refused_where_the_policy_requires_tls() {
+    let f = federation(
+        &format!("[[gateway.domain]]\nname = \"{XMPP}\"\nrequire_tls = true\n"),
+        &[],
+    );
+    add_user(&f.parley, "romeo");
+    let romeo = Ua::new(f.parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    romeo.send(
+        &format!(
+            "INVITE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=tls1\nTo: <sip:juliet@{XMPP}>\nCall-ID: tls-7573\nCSeq: 1 INVITE\nContact: <sip:romeo@{}>\nContent-Type: application/sdp",
+            romeo.local
+        ),
+        "v=0\r\no=romeo 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 7654 TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:msrp://127.0.0.1:7654/s1;tcp\r\n",
+    );
+    let r = final_within(&romeo, WAIT);
+    assert_eq!(status(&r), 488, "{r}");
+    assert!(
+        header(&r, "Warning").is_some_and(|w| w.starts_with("302 ") && w.contains("TLS")),
+        "{r}"
     );
 }
