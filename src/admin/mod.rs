@@ -245,7 +245,22 @@ async fn status(State(a): State<Admin>) -> Json<Value> {
         "adapters": adapter_list(core),
         "routed": routed(core),
         "refusals": refusal_counts(core),
+        "msrp": msrp_status(core),
     }))
+}
+
+/// The MSRP relay and the chat sessions Parley terminates.
+fn msrp_status(core: &Core) -> Value {
+    match &core.relay {
+        Some(relay) => json!({
+            "relay": relay.uris(),
+            "relay_sessions": relay.sessions(),
+            "chat_sessions": core.chat.len(),
+            "relayed_chunks": relay.stats().chunks.load(std::sync::atomic::Ordering::Relaxed),
+            "relayed_bytes": relay.stats().bytes.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+        None => Value::Null,
+    }
 }
 
 async fn registrations(State(a): State<Admin>) -> Json<Value> {

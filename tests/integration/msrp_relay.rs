@@ -645,6 +645,23 @@ fn metrics_count_sessions_and_what_the_relay_passed_on() {
     );
     let (code, metrics) = crate::admin::http(parley.admin.unwrap(), "GET", "/metrics", None, None);
     assert_eq!(code, 200);
+    // The console's status says the same.
+    let token = parley.admin_token();
+    let (code, status) = crate::admin::http(
+        parley.admin.unwrap(),
+        "GET",
+        "/api/v1/status",
+        Some(&token),
+        None,
+    );
+    assert_eq!(code, 200, "{status}");
+    let st: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(st["msrp"]["relay_sessions"], 1, "{st}");
+    assert!(st["msrp"]["relayed_chunks"].as_u64() >= Some(1), "{st}");
+    assert!(
+        st["msrp"]["relay"].as_array().is_some_and(|r| r.len() == 2),
+        "{st}"
+    );
     for line in [
         "parley_msrp_relayed_chunks_total",
         "parley_msrp_relayed_bytes_total",
