@@ -62,7 +62,7 @@ pub async fn request(
         return subscribe(core, sip, adapter, inc, sender, recipient).await;
     }
     if matches!(msg.method(), Some(Method::Invite)) {
-        return super::session::invite(core, adapter, inc, msg, sender, recipient).await;
+        return super::session::invite(core, sip, adapter, inc, msg, sender, recipient).await;
     }
     let inc = &mut inc;
     if !is_message {

@@ -20,6 +20,94 @@ use crate::proto::sdp::{self, MsrpLocal, Sdp, Setup};
 use crate::proto::sip::{HeaderName, Message};
 use crate::router::sipmap;
 
+/// What Parley needs to end the SIP side of a session itself (RFC 3261
+/// §12.1.1, §15.1.1): the dialog as the INVITE set it up.
+#[derive(Debug, Clone)]
+struct Dialog {
+    call_id: String,
+    /// Parley's side: the INVITE's To URI and the tag of the 200.
+    local_uri: String,
+    local_tag: String,
+    /// The caller: From URI and tag, Contact (the remote target).
+    remote_uri: String,
+    remote_tag: String,
+    remote_target: String,
+    /// Record-Route, in order (a UAS's route set).
+    route_set: Vec<String>,
+    /// Where the INVITE came from, when nothing else says where to go.
+    source: std::net::SocketAddr,
+    transport: crate::proto::sip::Transport,
+}
+
+impl Dialog {
+    fn of(inc: &Incoming, local_tag: &str) -> Option<Dialog> {
+        use crate::proto::sip::typed::NameAddr;
+        let msg = &inc.message;
+        let h = msg.headers();
+        let from = NameAddr::parse(h.get(HeaderName::From)?, "From").ok()?;
+        let to = NameAddr::parse(h.get(HeaderName::To)?, "To").ok()?;
+        let contact = h
+            .values(HeaderName::Contact)
+            .next()
+            .and_then(|v| NameAddr::parse(v, "Contact").ok())
+            .map(|c| String::from_utf8_lossy(c.uri_raw).into_owned())
+            .unwrap_or_else(|| String::from_utf8_lossy(from.uri_raw).into_owned());
+        Some(Dialog {
+            call_id: call_id(msg),
+            local_uri: String::from_utf8_lossy(to.uri_raw).into_owned(),
+            local_tag: local_tag.to_string(),
+            remote_uri: String::from_utf8_lossy(from.uri_raw).into_owned(),
+            remote_tag: from.tag()?.to_string(),
+            remote_target: contact,
+            route_set: h
+                .values(HeaderName::RecordRoute)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect(),
+            source: inc.source,
+            transport: inc.transport,
+        })
+    }
+
+    /// The BYE that ends the dialog from Parley's side.
+    fn bye(&self, contact: &str) -> Option<Message> {
+        crate::proto::sip::build::RequestBuilder::new("BYE", &self.remote_target)
+            .headers("Route", &self.route_set)
+            .header(
+                "From",
+                &format!("<{}>;tag={}", self.local_uri, self.local_tag),
+            )
+            .header(
+                "To",
+                &format!("<{}>;tag={}", self.remote_uri, self.remote_tag),
+            )
+            .header("Call-ID", &self.call_id)
+            .header("CSeq", "1 BYE")
+            .header("Max-Forwards", "70")
+            .header("Contact", contact)
+            .build()
+            .ok()
+    }
+
+    /// Where the BYE goes: the first Route, else the remote target, else
+    /// back where the INVITE came from.
+    fn target(&self) -> crate::net::Target {
+        if let Some(t) = self
+            .route_set
+            .first()
+            .and_then(|r| super::targets::route_target(r.as_bytes(), self.transport))
+        {
+            return t;
+        }
+        crate::proto::sip::Uri::parse(self.remote_target.as_bytes())
+            .ok()
+            .and_then(|u| {
+                u.as_sip()
+                    .and_then(|s| super::targets::address_target(s, self.transport))
+            })
+            .unwrap_or_else(|| crate::net::Target::new(self.transport, self.source))
+    }
+}
+
 /// One session Parley terminates.
 struct ChatSession {
     handle: SessionHandle,
@@ -103,6 +191,7 @@ async fn not_acceptable(core: &Core, inc: &mut Incoming, code: u16, why: &str) {
 /// `adapter` reaches: answered as the far end of an MSRP session.
 pub async fn invite(
     core: &Core,
+    sip: &crate::net::Sip,
     adapter: Arc<dyn Adapter>,
     mut inc: Incoming,
     msg: &Message,
@@ -205,6 +294,7 @@ pub async fn invite(
     lock(&core.chat.by_call).insert(call.clone(), session.clone());
     // 200 with the answer, a dialog of Parley's own (RFC 3261 §12.1.1).
     let tag = crate::sys::token();
+    let dialog = Dialog::of(inc, &tag);
     let contact = core
         .listen
         .first()
@@ -222,7 +312,7 @@ pub async fn invite(
         "OK",
         &tag,
         &[
-            ("Contact", contact),
+            ("Contact", contact.clone()),
             ("Allow", "INVITE, ACK, BYE, CANCEL, MESSAGE".to_string()),
         ],
     );
@@ -236,10 +326,12 @@ pub async fn invite(
     let security = core.router.policy().security(recipient.domain());
     let router = core.router.clone();
     let sessions = Arc::downgrade(&core.chat);
+    let sip = sip.clone();
     tokio::spawn(async move {
         if active && !session.handle.connect().await {
             debug!(call = %call, "the other side's MSRP path could not be reached");
         }
+        let ended = session.ended.clone();
         run(
             router,
             adapter,
@@ -251,6 +343,16 @@ pub async fn invite(
             security,
         )
         .await;
+        // Not ended by the caller's BYE: the MSRP side went away, and
+        // Parley ends the SIP side itself.
+        if !ended.is_cancelled() {
+            if let Some(d) = &dialog {
+                if let Some(bye) = d.bye(&contact) {
+                    info!(call = %call, "chat session's MSRP side closed: BYE");
+                    let _ = sip.request(bye, &d.target()).await;
+                }
+            }
+        }
         if let Some(sessions) = sessions.upgrade() {
             lock(&sessions.by_call).remove(&call);
             metrics::gauge!("parley_chat_sessions").set(sessions.len() as f64);

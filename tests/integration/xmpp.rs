@@ -1174,6 +1174,40 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
     assert_eq!(status(&final_within(&romeo, WAIT)), 200);
     let e = juliet.wait_for(|e| e.contains("\"state\": \"gone\""), WAIT);
     assert!(e.contains(&format!("\"thread\": \"{thread}\"")), "{e}");
+
+    // A second session whose MSRP connection drops: Parley ends the SIP
+    // side with a BYE of its own, in Romeo's dialog.
+    let msrp2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri2 = MsrpUri::new(
+        false,
+        "127.0.0.1",
+        msrp2.local_addr().unwrap().port(),
+        "romeo7573b",
+    );
+    romeo.send(
+        &format!(
+            "INVITE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=s7573b\nTo: <sip:juliet@{XMPP}>\nCall-ID: session-7573b\nCSeq: 1 INVITE\nContact: <sip:romeo@{}>\nContent-Type: application/sdp",
+            romeo.local
+        ),
+        &offer.replace(&romeo_uri.to_string(), &uri2.to_string()),
+    );
+    assert_eq!(status(&final_within(&romeo, WAIT)), 200);
+    let (conn2, _) = msrp2.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(conn2);
+    let bye = crate::xmpp::next_request(&romeo, "BYE");
+    assert!(
+        header(&bye, "Call-ID").is_some_and(|c| c == "session-7573b"),
+        "{bye}"
+    );
+    assert!(
+        header(&bye, "To").is_some_and(|t| t.contains("tag=s7573b")),
+        "{bye}"
+    );
+    juliet.wait_for(
+        |e| e.contains("\"state\": \"gone\"") && e.contains("msrp-session-7573b"),
+        WAIT,
+    );
 }
 
 /// The same with Kamailio's msrp module as Romeo's relay: Parley reaches
