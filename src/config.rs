@@ -139,6 +139,10 @@ pub struct MsrpConfig {
     pub auth_timeout_secs: u64,
     /// A peer that takes no bytes for this long is cut off.
     pub write_timeout_secs: u64,
+    /// Local users (`alice@example.com`) or domains (`example.com`) who
+    /// prefer sessions: a chat from another network to them opens an
+    /// INVITE + MSRP session instead of pager-mode MESSAGEs.
+    pub prefer_sessions: Vec<String>,
     /// Limits on each message (`max_head`, `max_headers`, `max_path`,
     /// `max_chunk`, `max_message`).
     pub limits: crate::proto::msrp::MsrpLimits,
@@ -159,6 +163,7 @@ impl Default for MsrpConfig {
             idle_timeout_secs: 300,
             auth_timeout_secs: 30,
             write_timeout_secs: 30,
+            prefer_sessions: Vec::new(),
             limits: crate::proto::msrp::MsrpLimits::default(),
         }
     }

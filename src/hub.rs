@@ -243,6 +243,31 @@ impl Hub {
             self.router().count(peer.protocol, Protocol::Sip);
             return Ok(());
         }
+        // A user who prefers sessions gets one opened for a chat message.
+        let aor = to.to_string();
+        if m.chat_state.is_none()
+            && m.receipt.is_none()
+            && !m.parts.is_empty()
+            && crate::simple::session::prefers_sessions(&self.core, &aor)
+        {
+            if let crate::router::Destination::Adapter(adapter) =
+                self.router().destination(m.from.domain()).await
+            {
+                if crate::simple::session::open_to_sip(
+                    &self.core,
+                    &self.sip,
+                    adapter,
+                    m.from.bare(),
+                    to.clone(),
+                    (&content.content_type, &content.body),
+                )
+                .await
+                {
+                    self.router().count(peer.protocol, Protocol::Sip);
+                    return Ok(());
+                }
+            }
+        }
         let started = Instant::now();
         let result = pager::deliver_bridged(
             &self.core,

@@ -371,6 +371,37 @@ impl SessionHandle {
         &self.own
     }
 
+    /// Sets the other side's path (known once the answer came).
+    pub fn set_remote(&self, remote: Vec<MsrpUri>) {
+        if let Some(inner) = self.inner.upgrade() {
+            if let Some(e) = lock(&inner.endpoints).get_mut(&self.sid) {
+                e.remote = remote;
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the session to have a connection (the other
+    /// side connected and sent its binding SEND); true when it has one.
+    pub async fn bound(&self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Some(inner) = self.inner.upgrade() else {
+                return false;
+            };
+            if lock(&inner.endpoints)
+                .get(&self.sid)
+                .is_some_and(|e| e.conn.is_some())
+            {
+                return true;
+            }
+            drop(inner);
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// As the active side (RFC 4975 §5.4, RFC 6135): opens the connection
     /// to the first hop of the other side's path and binds it with an
     /// empty SEND. False when it cannot be reached.

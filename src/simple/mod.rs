@@ -54,6 +54,8 @@ pub struct Core {
     pub relay: Option<crate::msrp::Relay>,
     /// Chat sessions Parley is the far end of (RFC 7573).
     pub chat: Arc<session::ChatSessions>,
+    /// Users and domains who prefer sessions (`[msrp] prefer_sessions`).
+    pub prefer_sessions: Vec<String>,
     /// Registrar bindings.
     pub location: location::Location,
     /// INVITEs being proxied, for CANCEL.
@@ -91,6 +93,12 @@ impl Core {
             auth,
             relay,
             chat: Arc::default(),
+            prefer_sessions: config
+                .msrp
+                .prefer_sessions
+                .iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
             location: location::Location::load(store.clone(), now_secs()).await?,
             offline: pager::Offline::load(store.clone(), config.offline).await?,
             invites: proxy::Invites::default(),

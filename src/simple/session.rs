@@ -498,3 +498,222 @@ fn with_body(wire: Vec<u8>, content_type: &str, body: &[u8]) -> Option<Vec<u8>> 
     out.extend_from_slice(body);
     Some(out)
 }
+
+/// Whether `aor` (`user@domain`, a local user) prefers sessions.
+pub fn prefers_sessions(core: &Core, aor: &str) -> bool {
+    let aor = aor.to_ascii_lowercase();
+    let domain = aor.rsplit('@').next().unwrap_or_default().to_string();
+    core.prefer_sessions
+        .iter()
+        .any(|p| *p == aor || *p == domain)
+}
+
+/// Opens a session from `from` (a user of another network, reached by
+/// `adapter`) to `to` (a local SIP user who prefers sessions), RFC 7573
+/// §5: an INVITE with Parley's MSRP offer to the user's first contact;
+/// once answered and bound, `first` (content type and body) is the
+/// session's first message. False when no session could be opened (the
+/// caller then sends pager-mode MESSAGE).
+pub async fn open_to_sip(
+    core: &Arc<Core>,
+    sip: &crate::net::Sip,
+    adapter: Arc<dyn Adapter>,
+    from: Address,
+    to: Address,
+    first: (&str, &[u8]),
+) -> bool {
+    let Some(relay) = core.relay.as_ref() else {
+        return false;
+    };
+    let aor = to.bare().to_string().to_ascii_lowercase();
+    let Some(branch) = super::targets::contact_groups(core, sip, &aor)
+        .into_iter()
+        .flatten()
+        .next()
+    else {
+        return false;
+    };
+    let Some((own, handle, events)) = relay.open_session(false, Vec::new()) else {
+        return false;
+    };
+    let local = MsrpLocal {
+        paths: vec![own.to_string()],
+        address: own.host.clone(),
+        port: own.port_or_default(),
+        tls: false,
+        accept_types: ACCEPT.map(String::from).to_vec(),
+        accept_wrapped_types: WRAPPED.map(String::from).to_vec(),
+        max_size: Some(core.router.policy().max_message_bytes() as u64),
+    };
+    let origin = format!(
+        "parley {} 1 IN IP4 {}",
+        crate::sys::random_u64() >> 1,
+        own.host
+    );
+    let offer = sdp::offer(&local, &origin);
+    let call = format!("{}@{}", crate::sys::token(), core.router.first_domain());
+    let tag = crate::sys::token();
+    let from_uri = from.bare().to_sip_uri();
+    let contact = core
+        .listen
+        .iter()
+        .find(|(t, _)| *t == branch.target.transport)
+        .or(core.listen.first())
+        .map(|(t, a)| {
+            format!(
+                "<sip:chat-{}@{a};transport={}>",
+                &tag[..8.min(tag.len())],
+                t.via_name().to_ascii_lowercase()
+            )
+        })
+        .unwrap_or_default();
+    let Ok(invite) = crate::proto::sip::build::RequestBuilder::new("INVITE", &branch.request_uri)
+        .headers("Route", &branch.routes)
+        .header("From", &format!("<{from_uri}>;tag={tag}"))
+        .header("To", &format!("<sip:{aor}>"))
+        .header("Call-ID", &call)
+        .header("CSeq", "1 INVITE")
+        .header("Max-Forwards", "70")
+        .header("Contact", &contact)
+        .body("application/sdp", &offer.to_bytes())
+    else {
+        return false;
+    };
+    let Ok(mut responses) = sip.request(invite, &branch.target).await else {
+        return false;
+    };
+    let ok = loop {
+        let Some(r) = tokio::time::timeout(std::time::Duration::from_secs(30), responses.recv())
+            .await
+            .ok()
+            .flatten()
+        else {
+            return false;
+        };
+        match r.status() {
+            Some(s) if s < 200 => continue,
+            Some(s) if s < 300 => break r,
+            _ => return false,
+        }
+    };
+    // RFC 3261 §13.2.2.4: the ACK for the 2xx, in the dialog it made.
+    let dialog = answered_dialog(&ok, &call, &from_uri, &tag, &aor, &branch);
+    if let Some(d) = &dialog {
+        if let Ok(ack) = crate::proto::sip::build::RequestBuilder::new("ACK", &d.remote_target)
+            .headers("Route", &d.route_set)
+            .header("From", &format!("<{}>;tag={}", d.local_uri, d.local_tag))
+            .header("To", &format!("<{}>;tag={}", d.remote_uri, d.remote_tag))
+            .header("Call-ID", &call)
+            .header("CSeq", "1 ACK")
+            .header("Max-Forwards", "70")
+            .build()
+        {
+            sip.forward_stateless(ack, &d.target()).await;
+        }
+    }
+    let answer = Sdp::parse(&ok.body_bytes()).ok();
+    let stream = answer
+        .as_ref()
+        .and_then(|a| a.media.iter().find(|m| m.is_msrp() && m.port != 0).cloned());
+    let remote: Option<Vec<MsrpUri>> = stream.as_ref().and_then(|m| {
+        m.path()
+            .into_iter()
+            .map(|u| MsrpUri::parse(u).ok())
+            .collect()
+    });
+    let (Some(stream), Some(remote)) = (stream, remote.filter(|r| !r.is_empty())) else {
+        debug!(call = %call, "the answer held no MSRP stream");
+        return false;
+    };
+    handle.set_remote(remote);
+    let session = Arc::new(ChatSession {
+        handle,
+        ended: tokio_util::sync::CancellationToken::new(),
+        local: to.bare().to_string(),
+        remote: from.bare().to_string(),
+    });
+    lock(&core.chat.by_call).insert(call.clone(), session.clone());
+    metrics::gauge!("parley_chat_sessions").set(core.chat.len() as f64);
+    // The answerer connects unless it said it waits (RFC 6135).
+    let bound = if stream.setup() == Some(Setup::Passive) {
+        session.handle.connect().await
+    } else {
+        session
+            .handle
+            .bound(std::time::Duration::from_secs(10))
+            .await
+    };
+    if !bound || !session.handle.send(first.0, first.1).await {
+        lock(&core.chat.by_call).remove(&call);
+        return false;
+    }
+    info!(from = %from, to = %to, msrp = %own, "chat session opened towards a SIP user");
+    let security = core.router.policy().security(from.domain());
+    let router = core.router.clone();
+    let sessions = Arc::downgrade(&core.chat);
+    let sip = sip.clone();
+    tokio::spawn(async move {
+        let ended = session.ended.clone();
+        // Messages from the SIP user go to the other network's user.
+        run(
+            router,
+            adapter,
+            session,
+            events,
+            to,
+            from,
+            call.clone(),
+            security,
+        )
+        .await;
+        if !ended.is_cancelled() {
+            if let Some(d) = &dialog {
+                if let Some(bye) = d.bye(&contact) {
+                    let _ = sip.request(bye, &d.target()).await;
+                }
+            }
+        }
+        if let Some(sessions) = sessions.upgrade() {
+            lock(&sessions.by_call).remove(&call);
+            metrics::gauge!("parley_chat_sessions").set(sessions.len() as f64);
+        }
+    });
+    true
+}
+
+/// The dialog a 2xx to Parley's INVITE made (RFC 3261 §12.1.2): the route
+/// set is the Record-Route reversed, the remote target the 2xx's Contact.
+fn answered_dialog(
+    ok: &Message,
+    call: &str,
+    from_uri: &str,
+    tag: &str,
+    aor: &str,
+    branch: &super::targets::Branch,
+) -> Option<Dialog> {
+    use crate::proto::sip::typed::NameAddr;
+    let h = ok.headers();
+    let to = NameAddr::parse(h.get(HeaderName::To)?, "To").ok()?;
+    let contact = h
+        .values(HeaderName::Contact)
+        .next()
+        .and_then(|v| NameAddr::parse(v, "Contact").ok())
+        .map(|c| String::from_utf8_lossy(c.uri_raw).into_owned())
+        .unwrap_or_else(|| branch.request_uri.clone());
+    let mut route_set: Vec<String> = h
+        .values(HeaderName::RecordRoute)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    route_set.reverse();
+    Some(Dialog {
+        call_id: call.to_string(),
+        local_uri: from_uri.to_string(),
+        local_tag: tag.to_string(),
+        remote_uri: format!("sip:{aor}"),
+        remote_tag: to.tag()?.to_string(),
+        remote_target: contact,
+        route_set,
+        source: branch.target.addr,
+        transport: branch.target.transport,
+    })
+}

@@ -144,6 +144,32 @@ impl Ua {
         panic!("nothing arrived in {wait:?}");
     }
 
+    /// The next message within `wait` and where it came from, answered by
+    /// nobody (the caller answers with [`Ua::send_raw`]).
+    pub(crate) fn next_unanswered(&self, wait: Duration) -> (String, SocketAddr) {
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 65_536];
+        while Instant::now() < deadline {
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let limits = parley::proto::sip::Limits::default();
+            if let Err(e) = parley::cli::sip_parse(&buf[..n], false, &limits) {
+                panic!(
+                    "Parley sent what its own parser refuses ({e}):\n{}",
+                    String::from_utf8_lossy(&buf[..n])
+                );
+            }
+            return (String::from_utf8_lossy(&buf[..n]).into_owned(), from);
+        }
+        panic!("nothing arrived in {wait:?}");
+    }
+
+    /// Sends `text` as it is to `to`.
+    pub(crate) fn send_raw(&self, text: &str, to: SocketAddr) {
+        self.sock.send_to(text.as_bytes(), to).unwrap();
+    }
+
     /// The final response to the last request.
     pub(crate) fn final_response(&self) -> String {
         loop {

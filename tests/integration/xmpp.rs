@@ -1312,3 +1312,90 @@ fn an_msrp_offer_over_tcp_is_refused_where_the_policy_requires_tls() {
         "{r}"
     );
 }
+
+/// RFC 7573 the other way: Juliet (XMPP) writes to Bob, a SIP user who
+/// prefers sessions; Parley opens an INVITE + MSRP session to Bob's
+/// contact, and the chat runs in it both ways.
+#[test]
+fn a_chat_to_a_user_who_prefers_sessions_opens_an_msrp_session() {
+    use crate::msrp_relay::Peer;
+    use parley::proto::msrp::{Flag, Head, MsrpUri};
+    let f = federation(
+        &format!("[msrp]\nprefer_sessions = [\"bob@{PARLEY}\"]\n"),
+        &[],
+    );
+    f.prosody.register("juliet", "jpw");
+    add_user(&f.parley, "bob");
+    let bob = Ua::new(f.parley.udp);
+    register(&bob, "bob", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "bob@{PARLEY}", "body": "Are you there, Bob?", "id": "jb1"}}"#
+    ));
+    // An INVITE with Parley's MSRP offer reaches Bob's contact.
+    let (invite, from) = loop {
+        let (m, from) = bob.next_unanswered(WAIT);
+        if m.starts_with("INVITE ") {
+            break (m, from);
+        }
+    };
+    assert!(body(&invite).contains("m=message "), "{invite}");
+    assert!(body(&invite).contains("a=setup:actpass"), "{invite}");
+    let parley_uri = MsrpUri::parse(
+        body(&invite)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=path:"))
+            .expect("a=path")
+            .trim(),
+    )
+    .unwrap();
+    // Bob answers active: he connects to Parley's path.
+    let mut msrp = Peer::connect(
+        std::net::SocketAddr::from(([127, 0, 0, 1], parley_uri.port.unwrap())),
+        "bob7573",
+    );
+    let answer = format!(
+        "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {} TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:{}\r\na=setup:active\r\n",
+        msrp.uri.port.unwrap(),
+        msrp.uri
+    );
+    let keep: String = invite
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .split("\r\n")
+        .filter(|l| {
+            ["Via:", "From:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let to = header(&invite, "To").unwrap();
+    bob.send_raw(
+        &format!(
+            "SIP/2.0 200 OK\r\n{keep}To: {to};tag=bob1\r\nContact: <sip:bob@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+            bob.local,
+            answer.len()
+        ),
+        from,
+    );
+    // The binding SEND, then Juliet's first words in the session.
+    let empty = Head::request(
+        "SEND",
+        "bind0001",
+        vec![parley_uri.clone()],
+        vec![msrp.uri.clone()],
+    )
+    .with("Message-ID", "bind0001")
+    .with("Byte-Range", "1-0/0");
+    msrp.send(&empty, None, Flag::End);
+    let (_, text, _) = msrp.next_request(WAIT).expect("Juliet's words over MSRP");
+    assert_eq!(text.as_deref(), Some(&b"Are you there, Bob?"[..]));
+    let (ack, _) = bob.next_unanswered(WAIT);
+    assert!(ack.starts_with("ACK "), "{ack}");
+    // Bob answers in the session; Juliet gets it as chat.
+    msrp.send_text(vec![parley_uri.clone()], "Here, Juliet", &[]);
+    let e = juliet.wait_for(|e| e.contains("Here, Juliet"), WAIT);
+    assert!(e.contains(&format!("bob@{PARLEY}")), "{e}");
+}
