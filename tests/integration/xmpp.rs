@@ -1164,6 +1164,35 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
         .content_type()
         .is_some_and(|t| t.starts_with("text/plain")));
 
+    // Typing both ways inside the session: XEP-0085 composing becomes an
+    // RFC 3994 isComposing SEND, and the other way round.
+    juliet.command(&format!(
+        r#"{{"cmd": "state", "to": "romeo@{PARLEY}", "state": "composing"}}"#
+    ));
+    let (typing, doc) = next_request(&mut conn, "SEND").expect("isComposing over MSRP");
+    assert!(typing
+        .content_type()
+        .is_some_and(|t| t.starts_with("application/im-iscomposing+xml")));
+    assert!(
+        String::from_utf8_lossy(&doc).contains("<state>active</state>"),
+        "{}",
+        String::from_utf8_lossy(&doc)
+    );
+    let composing = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<isComposing xmlns=\"urn:ietf:params:xml:ns:im-iscomposing\"><state>active</state><contenttype>text/plain</contenttype><refresh>60</refresh></isComposing>";
+    let send = Head::request(
+        "SEND",
+        "r7573c1",
+        vec![parley_uri.clone()],
+        vec![romeo_uri.clone()],
+    )
+    .with("Message-ID", "rm000003")
+    .with("Byte-Range", format!("1-{0}/{0}", composing.len()))
+    .with("Content-Type", "application/im-iscomposing+xml");
+    conn.write_all(&send.to_bytes(Some(composing.as_bytes()), Flag::End))
+        .unwrap();
+    let e = juliet.wait_for(|e| e.contains("\"state\": \"composing\""), WAIT);
+    assert!(e.contains(&thread), "{e}");
+
     // BYE ends the session; Juliet's client learns that Romeo has gone.
     romeo.send(
         &format!(
