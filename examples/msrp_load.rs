@@ -62,6 +62,7 @@ fn main() {
         while chunks < expected {
             match c.event() {
                 Event::Head(h) => current = Some(h),
+                Event::Refused(_, e) => panic!("malformed MSRP: {e}"),
                 Event::Data(d) => bytes += d.len(),
                 Event::End(_) => {
                     let h = current.take().expect("a head");
@@ -105,6 +106,7 @@ fn main() {
                             None => {}
                         }
                     }
+                    Event::Refused(_, e) => panic!("malformed MSRP: {e}"),
                     Event::Data(_) => {}
                 }
             }
@@ -227,6 +229,7 @@ impl Conn {
         loop {
             match self.event() {
                 Event::Head(h) => head = Some(h),
+                Event::Refused(_, e) => panic!("malformed MSRP: {e}"),
                 Event::Data(_) => {}
                 Event::End(_) => return head.expect("a head"),
             }

@@ -726,6 +726,15 @@ impl Connection {
             };
             match event {
                 Event::Head(head) => self.head(head).await,
+                Event::Refused(head, e) => {
+                    // Framed, but its fields break the RFC: 400, and the
+                    // connection goes on (RFC 4975 §7.3).
+                    debug!(error = %e, "malformed MSRP request refused");
+                    self.state = State::Drop;
+                    if head.method().is_some() {
+                        self.refuse(&head, 400, "Bad Request").await;
+                    }
+                }
                 Event::Data(data) => self.data(data).await,
                 Event::End(flag) => self.end(flag).await,
             }

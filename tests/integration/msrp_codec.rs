@@ -43,6 +43,7 @@ fn stream(bytes: &[u8], step: usize) -> Vec<(Head, Option<Vec<u8>>, Flag)> {
                     let body = h.has_body.then(Vec::new);
                     current = Some((h, body));
                 }
+                Event::Refused(_, e) => panic!("malformed MSRP: {e}"),
                 Event::Data(b) => current
                     .as_mut()
                     .unwrap()
@@ -164,6 +165,7 @@ fn a_body_larger_than_the_buffer_streams_through_in_bounded_memory() {
         largest_buffer = largest_buffer.max(buf.len());
         while let Some(e) = d.decode(&mut buf).unwrap() {
             match e {
+                Event::Refused(_, e) => panic!("malformed MSRP: {e}"),
                 Event::Data(b) => {
                     assert_eq!(&b[..], &body[seen..seen + b.len()]);
                     seen += b.len();

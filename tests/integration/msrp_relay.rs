@@ -111,6 +111,7 @@ impl Peer {
                         let body = h.has_body.then(Vec::new);
                         current = Some((h, body));
                     }
+                    Event::Refused(_, e) => panic!("malformed MSRP: {e}"),
                     Event::Data(d) => current
                         .as_mut()?
                         .1
@@ -452,6 +453,23 @@ fn requests_the_relay_cannot_serve_are_refused_with_the_rfc_status() {
     assert!(mallory
         .response_to(&tid, Duration::from_millis(600))
         .is_none());
+
+    // Sound framing but a malformed field: 400, and the connection stays.
+    let tid = carol.tid();
+    let bad = Head::request(
+        "SEND",
+        &tid,
+        vec![use_path.clone(), elsewhere.clone()],
+        vec![carol.uri.clone()],
+    )
+    .with("Message-ID", "m1")
+    .with("Byte-Range", "0-5/5")
+    .with("Content-Type", "text/plain");
+    carol.send(&bad, Some(b"hello"), Flag::End);
+    assert_eq!(
+        carol.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(400)
+    );
 
     // Expires below the minimum: 423; above the maximum: cut to it.
     assert_eq!(

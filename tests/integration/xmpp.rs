@@ -1095,6 +1095,7 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
             while let Some(e) = decoder.decode(&mut buf).unwrap() {
                 match e {
                     Event::Head(h) => head = Some(h),
+                    Event::Refused(_, e) => panic!("malformed MSRP: {e}"),
                     Event::Data(d) => data.extend_from_slice(&d),
                     Event::End(_) => {
                         let h = head.take().unwrap();

@@ -17,6 +17,11 @@ pub enum Event {
     Data(Bytes),
     /// The end-line: the message is complete.
     End(Flag),
+    /// A head whose framing and paths are sound but whose fields break
+    /// the RFC (a bad Byte-Range, Message-ID, Status, a body without
+    /// Content-Type): the message is read to its end-line as usual, and
+    /// the receiver answers 400 and keeps the connection.
+    Refused(Head, MsrpError),
 }
 
 #[derive(Debug)]
@@ -88,7 +93,7 @@ impl Decoder {
                         // The blank line: a body follows.
                         let mut head = parse_head(&buf[..pos], &self.limits)?;
                         head.has_body = true;
-                        head.check()?;
+                        let checked = head.check();
                         let mut marker = b"\r\n-------".to_vec();
                         marker.extend_from_slice(head.tid.as_bytes());
                         let _ = buf.split_to(eol + 1);
@@ -96,15 +101,21 @@ impl Decoder {
                             marker,
                             started: false,
                         };
-                        return Ok(Some(Event::Head(head)));
+                        return Ok(Some(match checked {
+                            Ok(()) => Event::Head(head),
+                            Err(e) => Event::Refused(head, e),
+                        }));
                     } else if line.starts_with(b"-------") {
                         // The end-line right after the header fields.
                         let head = parse_head(&buf[..pos], &self.limits)?;
-                        head.check()?;
+                        let checked = head.check();
                         let flag = end_line_flag(line, &head.tid)?;
                         let _ = buf.split_to(eol + 1);
                         self.state = State::Ending(flag);
-                        return Ok(Some(Event::Head(head)));
+                        return Ok(Some(match checked {
+                            Ok(()) => Event::Head(head),
+                            Err(e) => Event::Refused(head, e),
+                        }));
                     }
                     if eol + 1 > self.limits.max_head {
                         return Err(MsrpError::TooLarge {
@@ -199,6 +210,7 @@ pub fn decode_one(bytes: &[u8], limits: &MsrpLimits) -> Result<Option<Whole>, Ms
     loop {
         match d.decode(&mut buf)? {
             None => return Ok(None),
+            Some(Event::Refused(_, e)) => return Err(e),
             Some(Event::Head(h)) => {
                 if h.has_body {
                     body = Some(Vec::new());

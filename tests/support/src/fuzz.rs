@@ -201,6 +201,16 @@ pub fn xmpp_stream(data: &[u8]) {
     }
 }
 
+/// One message the decoder yielded: head, joined body, flag (once the
+/// end-line came), and whether the head was refused (sound framing, bad
+/// fields: answered 400, never printed back).
+type Decoded = (
+    parley::proto::msrp::Head,
+    Vec<u8>,
+    Option<parley::proto::msrp::Flag>,
+    bool,
+);
+
 /// Checks one input as bytes of an MSRP connection: the decoder never
 /// panics, gives the same messages however the bytes are split (one
 /// split at every third of the input), and every message it yields prints
@@ -224,21 +234,12 @@ pub fn msrp(data: &[u8]) {
         (events, false)
     }
     // Data events may be cut differently; compare heads, joined bodies, flags.
-    fn messages(
-        events: Vec<Event>,
-    ) -> Vec<(
-        parley::proto::msrp::Head,
-        Vec<u8>,
-        Option<parley::proto::msrp::Flag>,
-    )> {
-        let mut out: Vec<(
-            parley::proto::msrp::Head,
-            Vec<u8>,
-            Option<parley::proto::msrp::Flag>,
-        )> = Vec::new();
+    fn messages(events: Vec<Event>) -> Vec<Decoded> {
+        let mut out: Vec<Decoded> = Vec::new();
         for e in events {
             match e {
-                Event::Head(h) => out.push((h, Vec::new(), None)),
+                Event::Head(h) => out.push((h, Vec::new(), None, false)),
+                Event::Refused(h, _) => out.push((h, Vec::new(), None, true)),
                 Event::Data(b) => out
                     .last_mut()
                     .expect("a head first")
@@ -254,11 +255,7 @@ pub fn msrp(data: &[u8]) {
     let (a, b) = (messages(whole), messages(split));
     if !failed && !failed_split {
         // Without an error, both saw the same complete messages.
-        let complete = |m: &Vec<(
-            parley::proto::msrp::Head,
-            Vec<u8>,
-            Option<parley::proto::msrp::Flag>,
-        )>| {
+        let complete = |m: &Vec<Decoded>| {
             m.iter()
                 .filter(|x| x.2.is_some())
                 .cloned()
@@ -266,8 +263,11 @@ pub fn msrp(data: &[u8]) {
         };
         assert_eq!(complete(&a), complete(&b), "the split changed the messages");
     }
-    for (head, body, flag) in a {
+    for (head, body, flag, refused) in a {
         let Some(flag) = flag else { continue };
+        if refused {
+            continue;
+        }
         let printed = head.to_bytes(head.has_body.then_some(body.as_slice()), flag);
         let again = parley::proto::msrp::decode_one(&printed, &MsrpLimits::default())
             .unwrap_or_else(|e| {
