@@ -17,12 +17,12 @@ use parley_test_support::server::TestServer;
 use crate::registrar_proxy::cli_with;
 
 /// A byte stream: TCP, or TLS over TCP.
-trait Wire: Read + Write + Send {}
+pub(crate) trait Wire: Read + Write + Send {}
 impl<T: Read + Write + Send> Wire for T {}
 
 /// A test endpoint speaking MSRP over one TCP or TLS connection.
 pub(crate) struct Peer {
-    s: Box<dyn Wire>,
+    pub(crate) s: Box<dyn Wire>,
     buf: BytesMut,
     decoder: Decoder,
     pub(crate) uri: MsrpUri,
@@ -687,4 +687,82 @@ fn metrics_count_sessions_and_what_the_relay_passed_on() {
     ] {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
+}
+
+#[test]
+fn a_next_hop_that_stops_reading_is_cut_off_and_the_sender_is_told() {
+    let parley = TestServer::start("[msrp]\nwrite_timeout_secs = 1\n");
+    cli_with(
+        &parley,
+        "",
+        &["user", "add", "ugo@localhost", "--password", "pw"],
+    );
+    let relay = relay_uri(parley.msrp.unwrap());
+    let mut ugo = Peer::connect(parley.msrp.unwrap(), "ugo1");
+    let (use_path, _) = ugo.auth(&relay, "ugo", "pw").unwrap();
+    // The far end accepts and never reads.
+    let far = TcpListener::bind("127.0.0.1:0").unwrap();
+    let far_uri = MsrpUri::new(
+        false,
+        "127.0.0.1",
+        far.local_addr().unwrap().port(),
+        "deaf1",
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        let piece = vec![b'z'; 1 << 20];
+        let mut tids = Vec::new();
+        for n in 0..24 {
+            let tid = ugo.tid();
+            let head = Head::request(
+                "SEND",
+                &tid,
+                vec![use_path.clone(), far_uri.clone()],
+                vec![ugo.uri.clone()],
+            )
+            .with("Message-ID", format!("deaf{n:04}"))
+            .with("Byte-Range", format!("1-{0}/{0}", piece.len()))
+            .with("Content-Type", "text/plain");
+            if ugo
+                .s
+                .write_all(&head.to_bytes(Some(&piece), Flag::End))
+                .is_err()
+            {
+                break;
+            }
+            tids.push(tid);
+        }
+        // Every SEND is answered, and not every one with 200: the hop was
+        // cut off and the sender told so.
+        let mut codes = Vec::new();
+        for tid in &tids {
+            codes.push(
+                ugo.response_to(tid, Duration::from_secs(10))
+                    .and_then(|h| h.code()),
+            );
+        }
+        let _ = tx.send(codes);
+    });
+    let (mut conn, _) = far.accept().unwrap();
+    // No second chance: the relay cannot open another connection to it.
+    drop(far);
+    let codes = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the sender was answered");
+    sender.join().unwrap();
+    assert!(
+        codes.iter().any(|c| matches!(c, Some(408) | Some(481))),
+        "{codes:?}"
+    );
+    // The relay closed the far connection: what it holds ends in EOF.
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let closed = loop {
+        match conn.read(&mut sink) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the relay cut the far end off");
 }
