@@ -84,7 +84,6 @@ struct Conn {
     tx: mpsc::Sender<Bytes>,
     peer: SocketAddr,
     close: CancellationToken,
-    last_active: Instant,
     opened: Instant,
     /// It authenticated, carried a request the relay passed on, or the
     /// relay opened it: it is no longer the first to go when room is
@@ -554,7 +553,6 @@ fn register(inner: &Inner, peer: SocketAddr) -> Option<Registered> {
             tx,
             peer,
             close: close.clone(),
-            last_active: Instant::now(),
             opened: Instant::now(),
             proven: false,
         },
@@ -635,13 +633,17 @@ where
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let idle = Duration::from_secs(inner.settings.idle_timeout_secs.max(1));
     let deadline = Instant::now() + Duration::from_secs(inner.settings.auth_timeout_secs.max(1));
+    // Once proven, always: no lock per read after that.
+    let mut proven = false;
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
         // However it trickles its bytes, a connection must prove itself
         // (AUTH, or a request the relay can pass on) by the deadline.
-        let proven = lock(&inner.conns).by_id.get(&id).is_some_and(|c| c.proven);
+        if !proven {
+            proven = lock(&inner.conns).by_id.get(&id).is_some_and(|c| c.proven);
+        }
         let wait = if proven {
             idle
         } else {
@@ -669,9 +671,6 @@ where
             }
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(_)) => {}
-        }
-        if let Some(c) = lock(&inner.conns).by_id.get_mut(&id) {
-            c.last_active = Instant::now();
         }
         if !conn.drain(&mut buf).await {
             break;
@@ -1044,21 +1043,26 @@ impl Connection {
                 return;
             }
         }
-        let binding = first
-            .session_id
-            .as_ref()
-            .and_then(|sid| lock(&self.inner.bindings).get(sid).cloned())
-            .filter(|b| b.until > Instant::now());
-        let Some(binding) = binding else {
+        let Some(next) = head.to_path.get(1) else {
             self.refuse(&head, 481, "Session Does Not Exist").await;
             return;
         };
-        let Some(next) = head.to_path.get(1).cloned() else {
+        // What the session allows, read under the lock without copying it:
+        // the connection it lives on, and whether `next` is its user.
+        let now = Instant::now();
+        let found = first.session_id.as_ref().and_then(|sid| {
+            lock(&self.inner.bindings)
+                .get(sid)
+                .filter(|b| b.until > now)
+                .map(|b| (b.conn, next.same_as(&b.client)))
+        });
+        let Some((held_by, to_user)) = found else {
             self.refuse(&head, 481, "Session Does Not Exist").await;
             return;
         };
-        let to = if binding.conn == self.id {
+        let to = if held_by == self.id {
             // From the user, out to the next hop.
+            let next = next.clone();
             match self.hop(&next).await {
                 Some(tx) => tx,
                 None => {
@@ -1066,11 +1070,11 @@ impl Connection {
                     return;
                 }
             }
-        } else if next.same_as(&binding.client) {
+        } else if to_user {
             // To the user, over the connection it authenticated on.
             let held = lock(&self.inner.conns)
                 .by_id
-                .get(&binding.conn)
+                .get(&held_by)
                 .map(|c| c.tx.clone());
             match held {
                 Some(tx) => tx,
@@ -1080,29 +1084,39 @@ impl Connection {
                 }
             }
         } else {
-            debug!(user = %binding.user, "MSRP request for a session from a hop that does not hold it");
+            let user = first
+                .session_id
+                .as_ref()
+                .and_then(|sid| lock(&self.inner.bindings).get(sid).map(|b| b.user.clone()))
+                .unwrap_or_default();
+            debug!(%user, "MSRP request for a session from a hop that does not hold it");
             self.refuse(&head, 403, "Forbidden").await;
             return;
         };
-        let mut forwarded = head.clone();
-        forwarded.to_path.remove(0);
-        forwarded.from_path.insert(0, first.clone());
-        lock(&self.inner.routes).insert(
-            head.tid.clone(),
-            Route {
-                from: self.id,
-                at: Instant::now(),
-                request: head.clone(),
-            },
-        );
-        if !self.send_head(&to, &forwarded).await {
-            self.refuse(&head, 481, "Next Hop Unreachable").await;
-            return;
-        }
-        self.prove();
         // SEND is answered hop by hop; AUTH end to end; REPORT never.
         let ok = (head.method() == Some("SEND") && answers(&head, 200))
             .then(|| Box::new(head.response(200, "OK", &first)));
+        let mut forwarded = head.clone();
+        forwarded.to_path.remove(0);
+        forwarded.from_path.insert(0, first.clone());
+        let tid = head.tid.clone();
+        lock(&self.inner.routes).insert(
+            tid.clone(),
+            Route {
+                from: self.id,
+                at: Instant::now(),
+                request: head,
+            },
+        );
+        if !self.send_head(&to, &forwarded).await {
+            let route = lock(&self.inner.routes).remove(&tid);
+            if let Some(route) = route {
+                self.refuse(&route.request, 481, "Next Hop Unreachable")
+                    .await;
+            }
+            return;
+        }
+        self.prove();
         self.state = State::Forward {
             to,
             head: forwarded,
