@@ -423,6 +423,33 @@ impl SessionHandle {
         self.send_raw(&inner, None, "").await
     }
 
+    /// Tells the other side that its message `message_id` (of `total`
+    /// bytes) failed with `code` (a failure REPORT, RFC 4975 §7.1.2).
+    pub async fn report_failure(&self, message_id: &str, total: u64, code: u16) -> bool {
+        let Some(inner) = self.inner.upgrade() else {
+            return false;
+        };
+        let (remote, conn) = match lock(&inner.endpoints).get(&self.sid) {
+            Some(e) => (e.remote.clone(), e.conn),
+            None => return false,
+        };
+        let Some(tx) = conn.and_then(|id| lock(&inner.conns).by_id.get(&id).map(|c| c.tx.clone()))
+        else {
+            return false;
+        };
+        let report = crate::proto::msrp::session::report(
+            remote,
+            &self.own,
+            &crate::sys::token_hex(8),
+            message_id,
+            total,
+            code,
+        );
+        tx.send(Bytes::from(report.to_bytes(None, Flag::End)))
+            .await
+            .is_ok()
+    }
+
     /// Sends one message of `content_type` in the session (chunks of at
     /// most `max_chunk`). False when the session has no connection.
     pub async fn send(&self, content_type: &str, body: &[u8]) -> bool {

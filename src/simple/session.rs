@@ -398,9 +398,22 @@ async fn run(
                 true,
             )
         };
+        let (message_id, total, failure_report) =
+            (m.message_id.clone(), m.body.len() as u64, m.failure_report);
         if let Err(r) = router.policy().content(m.body.len(), &[&m.content_type]) {
             debug!(content_type = %m.content_type, "a session message the policy refuses");
             record(format!("refused: {}", r.name()));
+            if failure_report {
+                let code = if m.body.len() > router.policy().max_message_bytes() {
+                    413
+                } else {
+                    415
+                };
+                session
+                    .handle
+                    .report_failure(&message_id, total, code)
+                    .await;
+            }
             continue;
         }
         record("delivered".into());
@@ -420,6 +433,15 @@ async fn run(
         }
         if let Err(f) = adapter.deliver(Outbound::Message(out), security).await {
             debug!(failure = %f, "a session message was not delivered");
+            // RFC 7573 §6 with RFC 7247 §7: the failure goes back to the
+            // sender as an MSRP failure report.
+            if failure_report {
+                let code = msrp_status(f.condition.to_sip());
+                session
+                    .handle
+                    .report_failure(&message_id, total, code)
+                    .await;
+            }
         }
     }
     // RFC 7573 §6: the end of the session is the end of the conversation.
@@ -716,4 +738,17 @@ fn answered_dialog(
         source: branch.target.addr,
         transport: branch.target.transport,
     })
+}
+
+/// The MSRP status (RFC 4975 §10) closest to a SIP status from the
+/// RFC 7247 §7 mapping of another network's error.
+fn msrp_status(sip: u16) -> u16 {
+    match sip {
+        403 | 401 | 407 => 403,
+        408 | 504 => 408,
+        413 | 513 => 413,
+        415 => 415,
+        404 | 410 | 480 | 484 | 604 => 481,
+        _ => 400,
+    }
 }

@@ -1165,6 +1165,62 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
         .content_type()
         .is_some_and(|t| t.starts_with("text/plain")));
 
+    // Receipts inside the session: Romeo's CPIM message asks for an IMDN
+    // (RFC 5438 over MSRP); Juliet's XEP-0184 receipt comes back as one.
+    let cpim = format!(
+        "From: <sip:romeo@{PARLEY}>\r\nTo: <sip:juliet@{XMPP}>\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
+         imdn.Message-ID: rs7573\r\nDateTime: 2026-12-06T10:00:00Z\r\n\
+         imdn.Disposition-Notification: positive-delivery\r\n\r\n\
+         Content-Type: text/plain\r\n\r\nDost thou love me?"
+    );
+    let send = Head::request(
+        "SEND",
+        "r7573r1",
+        vec![parley_uri.clone()],
+        vec![romeo_uri.clone()],
+    )
+    .with("Message-ID", "rm000004")
+    .with("Byte-Range", format!("1-{0}/{0}", cpim.len()))
+    .with("Content-Type", "message/cpim");
+    conn.write_all(&send.to_bytes(Some(cpim.as_bytes()), Flag::End))
+        .unwrap();
+    let e = juliet.wait_for(|e| e.contains("Dost thou love me?"), WAIT);
+    assert!(
+        e.contains("\"receipt_request\": true") && e.contains("\"id\": \"rs7573\""),
+        "{e}"
+    );
+    juliet.command(&format!(
+        r#"{{"cmd": "receipt", "to": "romeo@{PARLEY}", "id": "rs7573"}}"#
+    ));
+    let (imdn, doc) = next_request(&mut conn, "SEND").expect("the IMDN over MSRP");
+    let doc = String::from_utf8_lossy(&doc).into_owned();
+    assert!(
+        imdn.content_type()
+            .is_some_and(|t| t.starts_with("message/cpim")),
+        "{doc}"
+    );
+    assert!(
+        doc.contains("<message-id>rs7573</message-id>") && doc.contains("<delivered/>"),
+        "{doc}"
+    );
+
+    // A type the domain policy does not let cross: the 200 said the chunk
+    // arrived; a failure report says the message went no further.
+    let send = Head::request(
+        "SEND",
+        "r7573p1",
+        vec![parley_uri.clone()],
+        vec![romeo_uri.clone()],
+    )
+    .with("Message-ID", "rm000005")
+    .with("Byte-Range", "1-4/4")
+    .with("Content-Type", "image/png");
+    conn.write_all(&send.to_bytes(Some(b"\x89PNG"), Flag::End))
+        .unwrap();
+    let (failed, _) = next_request(&mut conn, "REPORT").expect("a failure report");
+    assert_eq!(failed.message_id(), Some("rm000005"));
+    assert_eq!(failed.status().map(|s| s.code), Some(415));
+
     // Typing both ways inside the session: XEP-0085 composing becomes an
     // RFC 3994 isComposing SEND, and the other way round.
     juliet.command(&format!(

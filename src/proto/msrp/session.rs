@@ -23,6 +23,9 @@ pub struct Received {
     pub body: Vec<u8>,
     /// Whether the sender asked for a success report.
     pub success_report: bool,
+    /// Whether the sender wants to hear of a failure (`Failure-Report`
+    /// other than `no`).
+    pub failure_report: bool,
 }
 
 /// What a received chunk came to.
@@ -48,6 +51,7 @@ struct Partial {
     /// Received ranges, 0-based half-open, sorted and merged.
     have: Vec<(u64, u64)>,
     success_report: bool,
+    failure_report: bool,
     /// When the last chunk came.
     touched: u64,
 }
@@ -114,6 +118,7 @@ impl Reassembly {
                 content_type,
                 body: body.to_vec(),
                 success_report: head.success_report() == Report::Yes,
+                failure_report: head.failure_report() != Report::No,
             });
         }
         if !self.partial.contains_key(&id) && self.partial.len() >= self.max_in_progress {
@@ -125,6 +130,7 @@ impl Reassembly {
             data: Vec::new(),
             have: Vec::new(),
             success_report: false,
+            failure_report: head.failure_report() != Report::No,
             touched: now,
         });
         p.touched = now;
@@ -165,6 +171,7 @@ impl Reassembly {
             content_type: p.content_type,
             body: p.data,
             success_report: p.success_report,
+            failure_report: p.failure_report,
         })
     }
 
