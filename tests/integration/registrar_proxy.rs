@@ -592,6 +592,26 @@ fn a_chat_session_is_set_up_and_torn_down_through_the_proxy_with_its_msrp_offer_
 }
 
 #[test]
+fn a_ringing_chat_session_is_cancelled_through_the_proxy() {
+    let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
+    user_add(&server, "nina@localhost", "pw");
+    let port = parley_test_support::sipp::free_port();
+    let uas = Sipp::start_on("uas_cancel.xml", "u1", 1, None, port, &[]);
+    register_plain(&server, "nina", port);
+    Sipp::start(
+        "uac_chat_cancel.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &["-s", "nina"],
+    )
+    .wait();
+    let trace = uas.wait();
+    assert!(trace.contains("m=message 7654 TCP/MSRP"), "{trace}");
+    assert!(trace.contains("CANCEL sip:"), "{trace}");
+}
+
+#[test]
 fn sipp_cancel_reaches_the_ringing_branch() {
     let server = TestServer::start("[auth]\nregistrar = false\nproxy = false\n");
     user_add(&server, "iris@localhost", "pw");
