@@ -234,7 +234,29 @@ pub async fn originate(
     context.failover = failover;
     let ctx = Arc::new(Mutex::new(context));
     start_group(ctx, core.clone(), sip.clone()).await;
-    rx.await.unwrap_or(408)
+    rx.await.map_or(408, |(status, _)| status)
+}
+
+/// [`originate`], with the final response itself when a branch sent one
+/// (an INVITE's 2xx carries the answer and the dialog).
+pub async fn originate_response(
+    core: &Arc<Core>,
+    sip: &Sip,
+    request: Message,
+    groups: Vec<Vec<Branch>>,
+) -> (u16, Option<Message>) {
+    if groups.is_empty() {
+        return (480, None);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let loop_tag = loop_hash(&request);
+    let invite = matches!(request.method(), Some(Method::Invite));
+    let mut context = Context::new(Upstream::Origin(Some(tx)), request, groups, loop_tag);
+    // An INVITE's other branches are cancelled once one answers 2xx.
+    context.invite = invite;
+    let ctx = Arc::new(Mutex::new(context));
+    start_group(ctx, core.clone(), sip.clone()).await;
+    rx.await.unwrap_or((408, None))
 }
 
 /// A MESSAGE relayed or refused between SIP domains goes to the compliance
@@ -524,9 +546,9 @@ impl Context {
 enum Upstream {
     /// A proxied request: responses go back through its server transaction.
     Proxied(Responder),
-    /// A request Parley originated: its final response goes to the task
-    /// that sent it.
-    Origin(Option<tokio::sync::oneshot::Sender<u16>>),
+    /// A request Parley originated: its final status (and the response,
+    /// when one came from a branch) goes to the task that sent it.
+    Origin(Option<tokio::sync::oneshot::Sender<(u16, Option<Message>)>>),
 }
 
 impl Upstream {
@@ -535,7 +557,7 @@ impl Upstream {
     fn forward(&mut self, status: u16, response: &Message) {
         match self {
             Upstream::Proxied(r) => r.send_sync(status, Bytes::from(response.to_bytes())),
-            Upstream::Origin(_) => self.finish(status),
+            Upstream::Origin(_) => self.finish(status, Some(response)),
         }
     }
 
@@ -543,15 +565,15 @@ impl Upstream {
     fn reply(&mut self, status: u16, reason: &str) {
         match self {
             Upstream::Proxied(r) => r.reply_sync(status, reason, &[]),
-            Upstream::Origin(_) => self.finish(status),
+            Upstream::Origin(_) => self.finish(status, None),
         }
     }
 
-    /// An originating task learns the final status.
-    fn finish(&mut self, status: u16) {
+    /// An originating task learns the final status (and response).
+    fn finish(&mut self, status: u16, response: Option<&Message>) {
         if let (Upstream::Origin(tx), true) = (self, status >= 200) {
             if let Some(tx) = tx.take() {
-                let _ = tx.send(status);
+                let _ = tx.send((status, response.cloned()));
             }
         }
     }

@@ -548,11 +548,10 @@ pub async fn open_to_sip(
         return false;
     };
     let aor = to.bare().to_string().to_ascii_lowercase();
-    let Some(branch) = super::targets::contact_groups(core, sip, &aor)
-        .into_iter()
-        .flatten()
-        .next()
-    else {
+    // Every contact, as the proxy forks (RFC 3261 §16): the first 2xx
+    // makes the session, the other branches are cancelled.
+    let groups = super::targets::contact_groups(core, sip, &aor);
+    let Some(branch) = groups.iter().flatten().next().cloned() else {
         return false;
     };
     let Some((own, handle, events)) = relay.open_session(false, Vec::new()) else {
@@ -590,7 +589,6 @@ pub async fn open_to_sip(
         })
         .unwrap_or_default();
     let Ok(invite) = crate::proto::sip::build::RequestBuilder::new("INVITE", &branch.request_uri)
-        .headers("Route", &branch.routes)
         .header("From", &format!("<{from_uri}>;tag={tag}"))
         .header("To", &format!("<sip:{aor}>"))
         .header("Call-ID", &call)
@@ -601,22 +599,9 @@ pub async fn open_to_sip(
     else {
         return false;
     };
-    let Ok(mut responses) = sip.request(invite, &branch.target).await else {
-        return false;
-    };
-    let ok = loop {
-        let Some(r) = tokio::time::timeout(std::time::Duration::from_secs(30), responses.recv())
-            .await
-            .ok()
-            .flatten()
-        else {
-            return false;
-        };
-        match r.status() {
-            Some(s) if s < 200 => continue,
-            Some(s) if s < 300 => break r,
-            _ => return false,
-        }
+    let ok = match super::proxy::originate_response(core, sip, invite, groups).await {
+        (status, Some(r)) if (200..300).contains(&status) => r,
+        _ => return false,
     };
     // RFC 3261 §13.2.2.4: the ACK for the 2xx, in the dialog it made.
     let dialog = answered_dialog(&ok, &call, &from_uri, &tag, &aor, &branch);

@@ -1414,10 +1414,43 @@ fn a_chat_to_a_user_who_prefers_sessions_opens_an_msrp_session() {
     add_user(&f.parley, "bob");
     let bob = Ua::new(f.parley.udp);
     register(&bob, "bob", PARLEY);
+    // Bob's second device rings and never answers.
+    let desk = Ua::new(f.parley.udp);
+    desk.send(
+        &format!(
+            "REGISTER sip:{PARLEY} SIP/2.0\nFrom: <sip:bob@{PARLEY}>;tag=d1\nTo: <sip:bob@{PARLEY}>\nCall-ID: reg-bob-desk\nCSeq: 1 REGISTER\nContact: <sip:bob@{}>\nExpires: 600",
+            desk.local
+        ),
+        "",
+    );
+    assert_eq!(status(&desk.final_response()), 200);
     let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
     juliet.command(&format!(
         r#"{{"cmd": "message", "to": "bob@{PARLEY}", "body": "Are you there, Bob?", "id": "jb1"}}"#
     ));
+    // The INVITE forks to both devices (RFC 3261 §16.6).
+    let (ringing, desk_from) = loop {
+        let (m, from) = desk.next_unanswered(WAIT);
+        if m.starts_with("INVITE ") {
+            break (m, from);
+        }
+    };
+    let keep: String = ringing
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .split("\r\n")
+        .filter(|l| {
+            ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|h| l.starts_with(h))
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    desk.send_raw(
+        &format!("SIP/2.0 180 Ringing\r\n{keep}Content-Length: 0\r\n\r\n"),
+        desk_from,
+    );
     // An INVITE with Parley's MSRP offer reaches Bob's contact.
     let (invite, from) = loop {
         let (m, from) = bob.next_unanswered(WAIT);
@@ -1484,4 +1517,16 @@ fn a_chat_to_a_user_who_prefers_sessions_opens_an_msrp_session() {
     msrp.send_text(vec![parley_uri.clone()], "Here, Juliet", &[]);
     let e = juliet.wait_for(|e| e.contains("Here, Juliet"), WAIT);
     assert!(e.contains(&format!("bob@{PARLEY}")), "{e}");
+    // The device that only rang was cancelled once Bob answered.
+    let cancel = loop {
+        let (m, _) = desk.next_unanswered(WAIT);
+        if m.starts_with("CANCEL ") {
+            break m;
+        }
+    };
+    assert_eq!(
+        header(&cancel, "Call-ID"),
+        header(&ringing, "Call-ID"),
+        "{cancel}"
+    );
 }
