@@ -231,7 +231,7 @@ impl Hub {
         let sender = m.from.bare().to_sip_uri();
         // RFC 7573: while a chat session between the two is open, the
         // message goes into it rather than as a MESSAGE.
-        if crate::simple::session::into_session(
+        match crate::simple::session::into_session(
             &self.core,
             &m.from.bare().to_string(),
             &to.to_string(),
@@ -240,8 +240,19 @@ impl Hub {
         )
         .await
         {
-            self.router().count(peer.protocol, Protocol::Sip);
-            return Ok(());
+            Ok(true) => {
+                self.router().count(peer.protocol, Protocol::Sip);
+                return Ok(());
+            }
+            Ok(false) => {}
+            // RFC 7247 §7: the session's refusal (or its silence, 408) is
+            // the sender's error.
+            Err(code) => {
+                return Err(Failure::new(
+                    Condition::from_sip(code),
+                    format!("the chat session answered MSRP {code}"),
+                ))
+            }
         }
         // A user who prefers sessions gets one opened for a chat message.
         let aor = to.to_string();

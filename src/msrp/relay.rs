@@ -157,6 +157,8 @@ struct Endpoint {
     conn: Option<ConnId>,
     reassembly: crate::proto::msrp::session::Reassembly,
     events: mpsc::Sender<SessionEvent>,
+    /// SENDs this side made whose response is awaited, by transaction.
+    waiting: HashMap<String, tokio::sync::oneshot::Sender<u16>>,
 }
 
 /// The handle of a session Parley is the far end of: it sends the
@@ -336,6 +338,7 @@ impl Relay {
                     16,
                 ),
                 events: tx,
+                waiting: HashMap::new(),
             },
         );
         let handle = SessionHandle {
@@ -420,7 +423,7 @@ impl SessionHandle {
         if let Some(e) = lock(&inner.endpoints).get_mut(&self.sid) {
             e.conn = Some(id);
         }
-        self.send_raw(&inner, None, "").await
+        self.send_raw(&inner, None, "", None).await
     }
 
     /// Tells the other side that its message `message_id` (of `total`
@@ -456,10 +459,47 @@ impl SessionHandle {
         let Some(inner) = self.inner.upgrade() else {
             return false;
         };
-        self.send_raw(&inner, Some(body), content_type).await
+        self.send_raw(&inner, Some(body), content_type, None).await
     }
 
-    async fn send_raw(&self, inner: &Arc<Inner>, body: Option<&[u8]>, content_type: &str) -> bool {
+    /// [`SessionHandle::send`], then waits for the response to its last
+    /// chunk: `Ok` on 200, the status otherwise, 408 when none came in
+    /// RFC 4975's 30 seconds (§7.1), 481 when the session has no
+    /// connection.
+    pub async fn send_confirmed(&self, content_type: &str, body: &[u8]) -> Result<(), u16> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Err(481);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self
+            .send_raw(&inner, Some(body), content_type, Some(tx))
+            .await
+        {
+            return Err(481);
+        }
+        drop(inner);
+        let wait = Duration::from_secs(crate::proto::msrp::session::RESPONSE_TIMEOUT_SECS);
+        let outcome = tokio::time::timeout(wait, rx).await;
+        if let Some(inner) = self.inner.upgrade() {
+            if let Some(e) = lock(&inner.endpoints).get_mut(&self.sid) {
+                e.waiting.retain(|_, t| !t.is_closed());
+            }
+        }
+        match outcome {
+            Ok(Ok(200)) => Ok(()),
+            Ok(Ok(code)) => Err(code),
+            Ok(Err(_)) => Err(481),
+            Err(_) => Err(408),
+        }
+    }
+
+    async fn send_raw(
+        &self,
+        inner: &Arc<Inner>,
+        body: Option<&[u8]>,
+        content_type: &str,
+        confirm: Option<tokio::sync::oneshot::Sender<u16>>,
+    ) -> bool {
         let (remote, conn) = match lock(&inner.endpoints).get(&self.sid) {
             Some(e) => (e.remote.clone(), e.conn),
             None => return false,
@@ -489,6 +529,12 @@ impl SessionHandle {
             inner.settings.limits.max_chunk,
             || crate::sys::token_hex(8),
         );
+        // The response to the last chunk confirms the message.
+        if let (Some(confirm), Some((last, _, _))) = (confirm, chunks.last()) {
+            if let Some(e) = lock(&inner.endpoints).get_mut(&self.sid) {
+                e.waiting.insert(last.tid.clone(), confirm);
+            }
+        }
         for (head, piece, flag) in chunks {
             if tx
                 .send(Bytes::from(head.to_bytes(Some(piece), flag)))
@@ -1156,6 +1202,17 @@ impl Connection {
         let Some(first) = head.to_path.first().cloned().filter(|u| self.is_me(u)) else {
             return;
         };
+        // A response to a SEND of a session Parley terminates.
+        if head.to_path.len() == 1 {
+            let sid = first.session_id.clone().unwrap_or_default();
+            let waiter = lock(&self.inner.endpoints)
+                .get_mut(&sid)
+                .and_then(|e| e.waiting.remove(&head.tid));
+            if let Some(w) = waiter {
+                let _ = w.send(head.code().unwrap_or(400));
+                return;
+            }
+        }
         let Some(route) = lock(&self.inner.routes).remove(&head.tid) else {
             return;
         };

@@ -490,19 +490,25 @@ pub async fn bye(core: &Core, inc: &mut Incoming) -> bool {
 }
 
 /// A message from `from` (another network) to `to` (a SIP user) while a
-/// session between them is open: sent into the session. False when there
-/// is no session (it goes as pager mode).
+/// session between them is open: sent into the session, and confirmed by
+/// the SIP side's response. `Ok(false)` when there is no session (it goes
+/// as pager mode); `Err` with the MSRP status when the SIP side refused
+/// it or did not answer in time (408), for the other network's sender.
 pub async fn into_session(
     core: &Core,
     from: &str,
     to: &str,
     content_type: &str,
     body: &[u8],
-) -> bool {
+) -> Result<bool, u16> {
     let Some(session) = core.chat.between(to, from) else {
-        return false;
+        return Ok(false);
     };
-    session.handle.send(content_type, body).await
+    session
+        .handle
+        .send_confirmed(content_type, body)
+        .await
+        .map(|()| true)
 }
 
 /// `wire` (a response with an empty body) with `body` of `content_type`.
