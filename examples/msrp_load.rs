@@ -12,9 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use parley::proto::digest::{Algorithm, Credentials};
 use parley::proto::msrp::{Decoder, Event, Flag, Head, MsrpLimits, MsrpUri};
-use parley::proto::sip::typed::Auth;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -242,44 +240,21 @@ fn auth(conn: &mut Conn, relay: &MsrpUri, me: &MsrpUri, user: &str, password: &s
     conn.write(&head.to_bytes(None, Flag::End));
     let challenge = conn.message();
     assert_eq!(challenge.code(), Some(401), "AUTH challenged");
-    let (value, algorithm) = challenge
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
-        .find_map(|(_, v)| {
-            let a = Auth::parse(v.as_bytes(), "WWW-Authenticate").ok()?;
-            let alg = match a.param("algorithm") {
-                None => Algorithm::Md5,
-                Some(x) => Algorithm::parse(&x)?.0,
-            };
-            Some((v.clone(), alg))
-        })
-        .expect("a digest challenge");
-    let a = Auth::parse(value.as_bytes(), "WWW-Authenticate").unwrap();
-    let realm = a.param("realm").unwrap().into_owned();
-    let nonce = a.param("nonce").unwrap().into_owned();
-    let creds = Credentials {
-        username: user.into(),
-        realm: realm.clone(),
-        nonce: nonce.clone(),
-        uri: relay.to_string(),
-        response: String::new(),
-        algorithm: (algorithm, false),
-        cnonce: Some("load0001".into()),
-        nc: Some(1),
-        qop: Some("auth".into()),
-        opaque: None,
-    };
-    let response = creds
-        .expected("AUTH", &algorithm.ha1(user, &realm, password))
-        .unwrap();
-    let head = Head::request("AUTH", "auth0002", vec![relay.clone()], vec![me.clone()]).with(
-        "Authorization",
-        format!(
-            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{relay}\", response=\"{response}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"load0001\"",
-            algorithm.name()
-        ),
-    );
+    let value = parley::proto::digest::answer(
+        challenge
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
+            .map(|(_, v)| v.as_str()),
+        "AUTH",
+        &relay.to_string(),
+        user,
+        password,
+        "load0001",
+    )
+    .expect("a digest challenge");
+    let head = Head::request("AUTH", "auth0002", vec![relay.clone()], vec![me.clone()])
+        .with("Authorization", value);
     conn.write(&head.to_bytes(None, Flag::End));
     let ok = conn.message();
     assert_eq!(ok.code(), Some(200), "AUTH accepted");

@@ -205,6 +205,53 @@ impl Credentials {
     }
 }
 
+/// The client's side (RFC 7616 §3.4): the `Authorization` value that
+/// answers the first of `challenges` whose algorithm Parley knows, for
+/// `method` on `uri`, with qop=auth, `cnonce` and nonce-count 1.
+/// `None` when no challenge is a usable Digest one.
+pub fn answer<'a>(
+    challenges: impl IntoIterator<Item = &'a str>,
+    method: &str,
+    uri: &str,
+    user: &str,
+    password: &str,
+    cnonce: &str,
+) -> Option<String> {
+    let (auth, algorithm) = challenges.into_iter().find_map(|v| {
+        let a = Auth::parse(v.as_bytes(), "WWW-Authenticate").ok()?;
+        if !a.scheme.eq_ignore_ascii_case("Digest") {
+            return None;
+        }
+        let alg = match a.param("algorithm") {
+            None => Algorithm::Md5,
+            Some(x) => match Algorithm::parse(&x)? {
+                (alg, false) => alg,
+                (_, true) => return None,
+            },
+        };
+        Some((a, alg))
+    })?;
+    let realm = auth.param("realm")?.into_owned();
+    let nonce = auth.param("nonce")?.into_owned();
+    let creds = Credentials {
+        username: user.to_string(),
+        realm: realm.clone(),
+        nonce: nonce.clone(),
+        uri: uri.to_string(),
+        response: String::new(),
+        algorithm: (algorithm, false),
+        cnonce: Some(cnonce.to_string()),
+        nc: Some(1),
+        qop: Some("auth".into()),
+        opaque: None,
+    };
+    let response = creds.expected(method, &algorithm.ha1(user, &realm, password))?;
+    Some(format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"{cnonce}\"",
+        algorithm.name()
+    ))
+}
+
 /// What a nonce is worth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceState {
@@ -348,6 +395,35 @@ mod tests {
     fn creds(value: &str) -> Credentials {
         let auth = Auth::parse(value.as_bytes(), "Authorization").unwrap();
         Credentials::from_auth(&auth).unwrap()
+    }
+
+    #[test]
+    fn the_client_answer_verifies_for_each_algorithm_parley_offers() {
+        for alg in [Algorithm::Sha512_256, Algorithm::Sha256, Algorithm::Md5] {
+            let challenge = challenge(
+                "intra.example.com",
+                "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+                alg,
+                false,
+            );
+            let value = answer(
+                [r#"Basic realm="x""#, challenge.as_str()],
+                "AUTH",
+                "msrps://alice@intra.example.com;tcp",
+                "alice",
+                "secret",
+                "0a4f113b",
+            )
+            .expect("a Digest challenge");
+            let c = creds(&value);
+            assert_eq!(c.algorithm.0, alg);
+            assert!(c.verify("AUTH", &alg.ha1("alice", "intra.example.com", "secret")));
+            assert!(!c.verify("AUTH", &alg.ha1("alice", "intra.example.com", "wrong")));
+        }
+        assert_eq!(
+            answer([r#"Basic realm="x""#], "AUTH", "u", "a", "p", "c"),
+            None
+        );
     }
 
     #[test]

@@ -178,6 +178,27 @@ fn call_id(msg: &Message) -> String {
         .unwrap_or_default()
 }
 
+/// Parley's side of a session's SDP: its MSRP end `own`, the types it
+/// takes, the policy's size limit; and the `o=` line.
+fn our_side(core: &Core, own: &MsrpUri) -> (MsrpLocal, String) {
+    let local = MsrpLocal {
+        paths: vec![own.to_string()],
+        address: own.host.clone(),
+        port: own.port_or_default(),
+        tls: own.secure,
+        accept_types: ACCEPT.map(String::from).to_vec(),
+        accept_wrapped_types: WRAPPED.map(String::from).to_vec(),
+        max_size: Some(core.router.policy().max_message_bytes() as u64),
+    };
+    let origin = format!(
+        "parley {} 1 IN {} {}",
+        crate::sys::random_u64() >> 1,
+        if own.host.contains(':') { "IP6" } else { "IP4" },
+        own.host
+    );
+    (local, origin)
+}
+
 /// Answers 488 with a Warning (RFC 3261 §20.43) naming why.
 async fn not_acceptable(core: &Core, inc: &mut Incoming, code: u16, why: &str) {
     let host = core.domains().first().cloned().unwrap_or_default();
@@ -264,21 +285,7 @@ pub async fn invite(
         )
         .await;
     };
-    let local = MsrpLocal {
-        paths: vec![own.to_string()],
-        address: own.host.clone(),
-        port: own.port_or_default(),
-        tls: secure,
-        accept_types: ACCEPT.map(String::from).to_vec(),
-        accept_wrapped_types: WRAPPED.map(String::from).to_vec(),
-        max_size: Some(core.router.policy().max_message_bytes() as u64),
-    };
-    let origin = format!(
-        "parley {} 1 IN {} {}",
-        crate::sys::random_u64() >> 1,
-        if own.host.contains(':') { "IP6" } else { "IP4" },
-        own.host
-    );
+    let (local, origin) = our_side(core, &own);
     let (answer, index) = match sdp::answer(&offer, &local, &origin) {
         Ok(a) => a,
         Err(r) => return not_acceptable(core, inc, r.warn_code, &r.text).await,
@@ -323,12 +330,41 @@ pub async fn invite(
     inc.responder.send(200, Bytes::from(wire)).await;
     metrics::gauge!("parley_chat_sessions").set(core.chat.len() as f64);
     info!(from = %sender, to = %recipient, msrp = %own, "chat session opened");
-    let security = core.router.policy().security(recipient.domain());
+    spawn(
+        core,
+        sip,
+        adapter,
+        session,
+        events,
+        (sender, recipient),
+        call,
+        (dialog, contact),
+        active,
+    );
+}
+
+/// Runs a session from here on: connects first when Parley is the active
+/// side, carries messages from the SIP user to the other network's user
+/// (`users`: SIP user, other user) until the session ends, then ends the
+/// SIP side with a BYE when the caller did not, and forgets the session.
+#[allow(clippy::too_many_arguments)]
+fn spawn(
+    core: &Core,
+    sip: &crate::net::Sip,
+    adapter: Arc<dyn Adapter>,
+    session: Arc<ChatSession>,
+    events: tokio::sync::mpsc::Receiver<SessionEvent>,
+    users: (Address, Address),
+    call: String,
+    (dialog, contact): (Option<Dialog>, String),
+    connect_first: bool,
+) {
+    let security = core.router.policy().security(users.1.domain());
     let router = core.router.clone();
     let sessions = Arc::downgrade(&core.chat);
     let sip = sip.clone();
     tokio::spawn(async move {
-        if active && !session.handle.connect().await {
+        if connect_first && !session.handle.connect().await {
             debug!(call = %call, "the other side's MSRP path could not be reached");
         }
         let ended = session.ended.clone();
@@ -337,8 +373,8 @@ pub async fn invite(
             adapter,
             session,
             events,
-            sender,
-            recipient,
+            users.0,
+            users.1,
             call.clone(),
             security,
         )
@@ -346,10 +382,11 @@ pub async fn invite(
         // Not ended by the caller's BYE: the MSRP side went away, and
         // Parley ends the SIP side itself.
         if !ended.is_cancelled() {
-            if let Some(d) = &dialog {
-                if let Some(bye) = d.bye(&contact) {
-                    info!(call = %call, "chat session's MSRP side closed: BYE");
-                    let _ = sip.request(bye, &d.target()).await;
+            if let Some(bye) = dialog.as_ref().and_then(|d| d.bye(&contact)) {
+                info!(call = %call, "chat session's MSRP side closed: BYE");
+                let target = dialog.as_ref().map(Dialog::target);
+                if let Some(target) = target {
+                    let _ = sip.request(bye, &target).await;
                 }
             }
         }
@@ -563,20 +600,7 @@ pub async fn open_to_sip(
     let Some((own, handle, events)) = relay.open_session(false, Vec::new()) else {
         return false;
     };
-    let local = MsrpLocal {
-        paths: vec![own.to_string()],
-        address: own.host.clone(),
-        port: own.port_or_default(),
-        tls: false,
-        accept_types: ACCEPT.map(String::from).to_vec(),
-        accept_wrapped_types: WRAPPED.map(String::from).to_vec(),
-        max_size: Some(core.router.policy().max_message_bytes() as u64),
-    };
-    let origin = format!(
-        "parley {} 1 IN IP4 {}",
-        crate::sys::random_u64() >> 1,
-        own.host
-    );
+    let (local, origin) = our_side(core, &own);
     let offer = sdp::offer(&local, &origin);
     let call = format!("{}@{}", crate::sys::token(), core.router.first_domain());
     let tag = crate::sys::token();
@@ -661,36 +685,17 @@ pub async fn open_to_sip(
         return false;
     }
     info!(from = %from, to = %to, msrp = %own, "chat session opened towards a SIP user");
-    let security = core.router.policy().security(from.domain());
-    let router = core.router.clone();
-    let sessions = Arc::downgrade(&core.chat);
-    let sip = sip.clone();
-    tokio::spawn(async move {
-        let ended = session.ended.clone();
-        // Messages from the SIP user go to the other network's user.
-        run(
-            router,
-            adapter,
-            session,
-            events,
-            to,
-            from,
-            call.clone(),
-            security,
-        )
-        .await;
-        if !ended.is_cancelled() {
-            if let Some(d) = &dialog {
-                if let Some(bye) = d.bye(&contact) {
-                    let _ = sip.request(bye, &d.target()).await;
-                }
-            }
-        }
-        if let Some(sessions) = sessions.upgrade() {
-            lock(&sessions.by_call).remove(&call);
-            metrics::gauge!("parley_chat_sessions").set(sessions.len() as f64);
-        }
-    });
+    spawn(
+        core,
+        sip,
+        adapter,
+        session,
+        events,
+        (to, from),
+        call,
+        (dialog, contact),
+        false,
+    );
     true
 }
 

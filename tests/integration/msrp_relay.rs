@@ -8,9 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use parley::proto::digest::{Algorithm, Credentials};
 use parley::proto::msrp::{Decoder, Event, Flag, Head, Kind, MsrpLimits, MsrpUri};
-use parley::proto::sip::typed::Auth;
 use parley_test_support::kamailio::Kamailio;
 use parley_test_support::server::TestServer;
 
@@ -192,45 +190,21 @@ impl Peer {
         if challenge.code() != Some(401) {
             return Err(challenge.code().unwrap_or(0));
         }
-        // The strongest challenge this client knows (all of Parley's).
-        let (auth_value, algorithm) = challenge
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
-            .find_map(|(_, v)| {
-                let a = Auth::parse(v.as_bytes(), "WWW-Authenticate").ok()?;
-                let alg = match a.param("algorithm") {
-                    None => Algorithm::Md5,
-                    Some(x) => Algorithm::parse(&x)?.0,
-                };
-                Some((v.clone(), alg))
-            })
-            .expect("a digest challenge");
-        let a = Auth::parse(auth_value.as_bytes(), "WWW-Authenticate").unwrap();
-        let realm = a.param("realm").unwrap().into_owned();
-        let nonce = a.param("nonce").unwrap().into_owned();
-        let mut creds = Credentials {
-            username: user.into(),
-            realm: realm.clone(),
-            nonce: nonce.clone(),
-            uri: relay.to_string(),
-            response: String::new(),
-            algorithm: (algorithm, false),
-            cnonce: Some("0a4f113b".into()),
-            nc: Some(1),
-            qop: Some("auth".into()),
-            opaque: None,
-        };
-        creds.response = creds
-            .expected("AUTH", &algorithm.ha1(user, &realm, password))
-            .unwrap();
+        // The first challenge this client knows (all of Parley's).
+        let value = parley::proto::digest::answer(
+            challenge
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
+                .map(|(_, v)| v.as_str()),
+            "AUTH",
+            &relay.to_string(),
+            user,
+            password,
+            "0a4f113b",
+        )
+        .expect("a digest challenge");
         let tid = self.tid();
-        let value = format!(
-            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{}\", response=\"{}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"0a4f113b\"",
-            relay,
-            creds.response,
-            algorithm.name()
-        );
         let mut head = Head::request("AUTH", &tid, vec![relay.clone()], vec![self.uri.clone()])
             .with("Authorization", value);
         if let Some(e) = expires {
