@@ -139,6 +139,15 @@ pub struct MsrpConfig {
     pub auth_timeout_secs: u64,
     /// A peer that takes no bytes for this long is cut off.
     pub write_timeout_secs: u64,
+    /// An outside MSRP relay (RFC 4976) the MSRP end of Parley's own chat
+    /// sessions goes through: `msrp://host:port;tcp`. Parley authenticates
+    /// to it with `outbound_relay_user` and `outbound_relay_password` and
+    /// puts the Use-Path it grants first in each session's `a=path`.
+    pub outbound_relay: Option<String>,
+    /// The user Parley authenticates as to `outbound_relay`.
+    pub outbound_relay_user: Option<String>,
+    /// Its password.
+    pub outbound_relay_password: Option<String>,
     /// Local users (`alice@example.com`) or domains (`example.com`) who
     /// prefer sessions: a chat from another network to them opens an
     /// INVITE + MSRP session instead of pager-mode MESSAGEs.
@@ -163,6 +172,9 @@ impl Default for MsrpConfig {
             idle_timeout_secs: 300,
             auth_timeout_secs: 30,
             write_timeout_secs: 30,
+            outbound_relay: None,
+            outbound_relay_user: None,
+            outbound_relay_password: None,
             prefer_sessions: Vec::new(),
             limits: crate::proto::msrp::MsrpLimits::default(),
         }

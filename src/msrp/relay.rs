@@ -138,6 +138,8 @@ struct Inner {
     dialed: mpsc::UnboundedSender<Dialed>,
     /// Sessions Parley itself is the far end of, by session-id.
     endpoints: Mutex<HashMap<String, Endpoint>>,
+    /// AUTH requests Parley sent to an outside relay, by transaction.
+    auth_waiters: Mutex<HashMap<String, tokio::sync::oneshot::Sender<Head>>>,
 }
 
 /// What reaches the owner of a session Parley terminates.
@@ -153,6 +155,9 @@ pub enum SessionEvent {
 struct Endpoint {
     /// The other side's path, first hop first.
     remote: Vec<MsrpUri>,
+    /// The outside relay's Use-Path, first in this side's path and in the
+    /// To-Path of what this side sends (empty without one).
+    via: Vec<MsrpUri>,
     /// The connection the session runs on, once there is one.
     conn: Option<ConnId>,
     reassembly: crate::proto::msrp::session::Reassembly,
@@ -239,6 +244,7 @@ impl Relay {
         let (dialed, mut to_serve) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             endpoints: Mutex::new(HashMap::new()),
+            auth_waiters: Mutex::new(HashMap::new()),
             dialed,
             realm: config
                 .domains
@@ -318,7 +324,7 @@ impl Relay {
     /// `remote` (the other side's `a=path`): its own URI (over TLS when
     /// `secure`), the handle that sends, and the events that arrive.
     /// `None` when no listener of that kind runs.
-    pub fn open_session(
+    pub async fn open_session(
         &self,
         secure: bool,
         remote: Vec<MsrpUri>,
@@ -326,13 +332,23 @@ impl Relay {
         let (_, host, port) = self.inner.me.iter().find(|(tls, _, _)| *tls == secure)?;
         let sid = crate::sys::token();
         let own = MsrpUri::new(secure, host, *port, &sid);
+        // Through an outside relay: authenticate to it first.
+        let (via, conn) = match self.inner.settings.outbound_relay.as_deref() {
+            Some(relay) => {
+                let relay = MsrpUri::parse(relay).ok()?;
+                let (conn, use_path) = outbound_auth(&self.inner, &relay, &own).await?;
+                (vec![use_path], Some(conn))
+            }
+            None => (Vec::new(), None),
+        };
         let (tx, rx) = mpsc::channel(64);
         let limits = self.inner.settings.limits;
         lock(&self.inner.endpoints).insert(
             sid.clone(),
             Endpoint {
                 remote,
-                conn: None,
+                via,
+                conn,
                 reassembly: crate::proto::msrp::session::Reassembly::new(
                     limits.max_message as u64,
                     16,
@@ -373,6 +389,19 @@ impl SessionHandle {
         &self.own
     }
 
+    /// This side's path for SDP: the outside relay's Use-Path (when there
+    /// is one), then this side's URI.
+    pub fn path(&self) -> Vec<MsrpUri> {
+        let via = self
+            .inner
+            .upgrade()
+            .and_then(|inner| lock(&inner.endpoints).get(&self.sid).map(|e| e.via.clone()))
+            .unwrap_or_default();
+        via.into_iter()
+            .chain(std::iter::once(self.own.clone()))
+            .collect()
+    }
+
     /// Sets the other side's path (known once the answer came).
     pub fn set_remote(&self, remote: Vec<MsrpUri>) {
         if let Some(inner) = self.inner.upgrade() {
@@ -411,6 +440,12 @@ impl SessionHandle {
         let Some(inner) = self.inner.upgrade() else {
             return false;
         };
+        let through_relay = lock(&inner.endpoints)
+            .get(&self.sid)
+            .is_some_and(|e| !e.via.is_empty() && e.conn.is_some());
+        if through_relay {
+            return self.send_raw(&inner, None, "", None).await;
+        }
         let Some(first) = lock(&inner.endpoints)
             .get(&self.sid)
             .and_then(|e| e.remote.first().cloned())
@@ -433,7 +468,10 @@ impl SessionHandle {
             return false;
         };
         let (remote, conn) = match lock(&inner.endpoints).get(&self.sid) {
-            Some(e) => (e.remote.clone(), e.conn),
+            Some(e) => (
+                e.via.iter().chain(e.remote.iter()).cloned().collect(),
+                e.conn,
+            ),
             None => return false,
         };
         let Some(tx) = conn.and_then(|id| lock(&inner.conns).by_id.get(&id).map(|c| c.tx.clone()))
@@ -501,7 +539,10 @@ impl SessionHandle {
         confirm: Option<tokio::sync::oneshot::Sender<u16>>,
     ) -> bool {
         let (remote, conn) = match lock(&inner.endpoints).get(&self.sid) {
-            Some(e) => (e.remote.clone(), e.conn),
+            Some(e) => (
+                e.via.iter().chain(e.remote.iter()).cloned().collect(),
+                e.conn,
+            ),
             None => return false,
         };
         let Some(tx) = conn.and_then(|id| lock(&inner.conns).by_id.get(&id).map(|c| c.tx.clone()))
@@ -554,6 +595,77 @@ impl Drop for SessionHandle {
             lock(&inner.endpoints).remove(&self.sid);
         }
     }
+}
+
+/// RFC 4976 §5 as a client: AUTH to `relay` for `own`, answering its
+/// digest challenge; the connection and the Use-Path it grants.
+async fn outbound_auth(
+    inner: &Arc<Inner>,
+    relay: &MsrpUri,
+    own: &MsrpUri,
+) -> Option<(ConnId, MsrpUri)> {
+    let (conn, tx) = dial(inner, relay).await?;
+    let ask = |authorization: Option<String>| {
+        let mut head = Head::request(
+            "AUTH",
+            &crate::sys::token_hex(8),
+            vec![relay.clone()],
+            vec![own.clone()],
+        );
+        if let Some(a) = authorization {
+            head = head.with("Authorization", a);
+        }
+        head
+    };
+    let exchange = |head: Head| {
+        let inner = inner.clone();
+        let tx = tx.clone();
+        async move {
+            let (w, r) = tokio::sync::oneshot::channel();
+            lock(&inner.auth_waiters).insert(head.tid.clone(), w);
+            tx.send(Bytes::from(head.to_bytes(None, Flag::End)))
+                .await
+                .ok()?;
+            let wait = Duration::from_secs(crate::proto::msrp::session::RESPONSE_TIMEOUT_SECS);
+            let answer = tokio::time::timeout(wait, r).await.ok()?.ok();
+            lock(&inner.auth_waiters).remove(&head.tid);
+            answer
+        }
+    };
+    let challenge = exchange(ask(None)).await?;
+    let granted = if challenge.code() == Some(401) {
+        let user = inner
+            .settings
+            .outbound_relay_user
+            .clone()
+            .unwrap_or_default();
+        let password = inner
+            .settings
+            .outbound_relay_password
+            .clone()
+            .unwrap_or_default();
+        let value = crate::proto::digest::answer(
+            challenge
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
+                .map(|(_, v)| v.as_str()),
+            "AUTH",
+            &relay.to_string(),
+            &user,
+            &password,
+            &crate::sys::token_hex(8),
+        )?;
+        exchange(ask(Some(value))).await?
+    } else {
+        challenge
+    };
+    if granted.code() != Some(200) {
+        warn!(relay = %relay, code = ?granted.code(), "the outside MSRP relay refused AUTH");
+        return None;
+    }
+    let use_path = MsrpUri::parse(granted.header("Use-Path")?.split(' ').next()?).ok()?;
+    Some((conn, use_path))
 }
 
 async fn accept_loop(inner: Arc<Inner>, listener: TcpListener, tls: bool) {
@@ -1094,17 +1206,19 @@ impl Connection {
         // For a session Parley itself terminates.
         if head.to_path.len() == 1 {
             let sid = first.session_id.clone().unwrap_or_default();
+            // Some(true): for this session on its connection; Some(false):
+            // the session is bound to another connection (RFC 4975 §7.3:
+            // 506); None: no such session here.
             let known = {
                 let mut eps = lock(&self.inner.endpoints);
-                match eps.get_mut(&sid) {
-                    Some(e) => {
-                        e.conn.get_or_insert(self.id);
-                        true
-                    }
-                    None => false,
-                }
+                eps.get_mut(&sid)
+                    .map(|e| *e.conn.get_or_insert(self.id) == self.id)
             };
-            if known {
+            if known == Some(false) {
+                self.refuse(&head, 506, "Session Already Bound").await;
+                return;
+            }
+            if known == Some(true) {
                 self.prove();
                 if head.method() == Some("SEND") {
                     self.state = State::Collect {
@@ -1199,6 +1313,12 @@ impl Connection {
     }
 
     async fn response(&mut self, head: Head) {
+        // An outside relay answering Parley's own AUTH.
+        let waiter = lock(&self.inner.auth_waiters).remove(&head.tid);
+        if let Some(w) = waiter {
+            let _ = w.send(head);
+            return;
+        }
         let Some(first) = head.to_path.first().cloned().filter(|u| self.is_me(u)) else {
             return;
         };

@@ -178,11 +178,12 @@ fn call_id(msg: &Message) -> String {
         .unwrap_or_default()
 }
 
-/// Parley's side of a session's SDP: its MSRP end `own`, the types it
-/// takes, the policy's size limit; and the `o=` line.
-fn our_side(core: &Core, own: &MsrpUri) -> (MsrpLocal, String) {
+/// Parley's side of a session's SDP: its MSRP end `own` and its `path`
+/// (an outside relay's Use-Path first), the types it takes, the policy's
+/// size limit; and the `o=` line.
+fn our_side(core: &Core, own: &MsrpUri, path: &[MsrpUri]) -> (MsrpLocal, String) {
     let local = MsrpLocal {
-        paths: vec![own.to_string()],
+        paths: path.iter().map(MsrpUri::to_string).collect(),
         address: own.host.clone(),
         port: own.port_or_default(),
         tls: own.secure,
@@ -272,7 +273,7 @@ pub async fn invite(
     }) else {
         return not_acceptable(core, inc, 305, "a=path is missing or malformed").await;
     };
-    let Some((own, handle, events)) = relay.open_session(secure, remote) else {
+    let Some((own, handle, events)) = relay.open_session(secure, remote).await else {
         return not_acceptable(
             core,
             inc,
@@ -285,7 +286,7 @@ pub async fn invite(
         )
         .await;
     };
-    let (local, origin) = our_side(core, &own);
+    let (local, origin) = our_side(core, &own, &handle.path());
     let (answer, index) = match sdp::answer(&offer, &local, &origin) {
         Ok(a) => a,
         Err(r) => return not_acceptable(core, inc, r.warn_code, &r.text).await,
@@ -597,10 +598,10 @@ pub async fn open_to_sip(
     let Some(branch) = groups.iter().flatten().next().cloned() else {
         return false;
     };
-    let Some((own, handle, events)) = relay.open_session(false, Vec::new()) else {
+    let Some((own, handle, events)) = relay.open_session(false, Vec::new()).await else {
         return false;
     };
-    let (local, origin) = our_side(core, &own);
+    let (local, origin) = our_side(core, &own, &handle.path());
     let offer = sdp::offer(&local, &origin);
     let call = format!("{}@{}", crate::sys::token(), core.router.first_domain());
     let tag = crate::sys::token();

@@ -1312,7 +1312,8 @@ fn an_msrp_session_becomes_one_xmpp_conversation_both_ways() {
 }
 
 /// The same with Kamailio's msrp module as Romeo's relay: Parley reaches
-/// Romeo's MSRP end through the relay he authenticated to.
+/// Romeo's MSRP end through the relay he authenticated to, and refuses the
+/// session's requests on any other connection (506).
 #[test]
 fn an_msrp_session_through_kamailios_relay_reaches_xmpp() {
     use crate::msrp_relay::{relay_uri, Peer};
@@ -1368,14 +1369,15 @@ fn an_msrp_session_through_kamailios_relay_reaches_xmpp() {
     assert_eq!(bind.to_path, vec![msrp.uri.clone()]);
     msrp.ok(&bind);
 
-    // Romeo's words to Juliet: Kamailio's msrp configuration (its README's)
-    // takes a SEND with one hop after it for its own client's, so Romeo
-    // reaches Parley's MSRP end directly, as RFC 4975 lets a sender do.
+    // The session is bound to the connection Parley opened to Kamailio: a
+    // request for it on another connection is refused (RFC 4975 §7.3).
     let mut direct = Peer::connect(f.parley.msrp.unwrap(), "romeok2");
     direct.uri = msrp.uri.clone();
-    direct.send_text(vec![parley_uri.clone()], "to Juliet", &[]);
-    let e = juliet.wait_for(|e| e.contains("to Juliet"), WAIT);
-    assert!(e.contains(&format!("romeo@{PARLEY}")), "{e}");
+    let tid = direct.send_text(vec![parley_uri.clone()], "to Juliet", &[]);
+    assert_eq!(
+        direct.response_to(&tid, WAIT).and_then(|h| h.code()),
+        Some(506)
+    );
     juliet.command(&format!(
         r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "and back through Kamailio", "id": "jk1"}}"#
     ));
@@ -1544,4 +1546,96 @@ fn a_chat_to_a_user_who_prefers_sessions_opens_an_msrp_session() {
         header(&ringing, "Call-ID"),
         "{cancel}"
     );
+}
+
+/// Parley's own session end through an outside relay (RFC 4976 as a
+/// client): it authenticates to Kamailio's msrp module with AUTH, puts the
+/// Use-Path first in its a=path, and the session runs through Kamailio
+/// and Parley's relay (Romeo's) both ways.
+#[test]
+fn parleys_session_end_authenticates_to_kamailio_and_runs_through_it() {
+    use crate::msrp_relay::{relay_uri, Peer};
+    use parley::proto::msrp::MsrpUri;
+    let port = parley_test_support::sipp::free_port();
+    let _kamailio = parley_test_support::kamailio::Kamailio::start(
+        "msrp-relay.cfg",
+        &[("RELAYTCP", port.to_string())],
+    );
+    let kam: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(kam).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let f = federation(
+        &format!(
+            "[msrp]\noutbound_relay = \"msrp://127.0.0.1:{port};tcp\"\noutbound_relay_user = \"parley\"\noutbound_relay_password = \"kampw\"\n"
+        ),
+        &[],
+    );
+    f.prosody.register("juliet", "jpw");
+    add_user(&f.parley, "romeo");
+    let romeo = Ua::new(f.parley.udp);
+    register(&romeo, "romeo", PARLEY);
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
+    // Romeo's MSRP goes through Parley's relay.
+    let relay = f.parley.msrp.unwrap();
+    let mut msrp = Peer::connect(relay, "romeor1");
+    let (romeo_path, _) = msrp.auth(&relay_uri(relay), "romeo", "pw").unwrap();
+    let offer = format!(
+        "v=0\r\no=romeo 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {} TCP/MSRP *\r\na=accept-types:text/plain\r\na=path:{romeo_path} {}\r\n",
+        relay.port(),
+        msrp.uri
+    );
+    romeo.send(
+        &format!(
+            "INVITE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=o7573\nTo: <sip:juliet@{XMPP}>\nCall-ID: session-o7573\nCSeq: 1 INVITE\nContact: <sip:romeo@{}>\nContent-Type: application/sdp",
+            romeo.local
+        ),
+        &offer,
+    );
+    let ok = final_within(&romeo, WAIT);
+    assert_eq!(status(&ok), 200, "{ok}");
+    let path: Vec<MsrpUri> = body(&ok)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=path:"))
+        .expect("a=path")
+        .split_whitespace()
+        .map(|u| MsrpUri::parse(u).unwrap())
+        .collect();
+    assert_eq!(
+        path.len(),
+        2,
+        "Kamailio's Use-Path, then Parley's end: {path:?}"
+    );
+    assert_eq!(path[0].port, Some(port), "{path:?}");
+    // The binding SEND came through Kamailio and Parley's relay.
+    let (bind, _, _) = msrp.next_request(WAIT).expect("the binding SEND");
+    assert!(
+        bind.from_path.iter().any(|u| u.port == Some(port)),
+        "{:?}",
+        bind.from_path
+    );
+    msrp.ok(&bind);
+    // Romeo to Juliet, through Parley's relay and Kamailio.
+    msrp.send_text(
+        vec![romeo_path.clone(), path[0].clone(), path[1].clone()],
+        "through Kamailio",
+        &[],
+    );
+    let e = juliet.wait_for(|e| e.contains("through Kamailio"), WAIT);
+    assert!(e.contains(&format!("romeo@{PARLEY}")), "{e}");
+    // And back.
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "and back again", "id": "jo1"}}"#
+    ));
+    let (got, text, _) = msrp.next_request(WAIT).expect("Juliet's answer");
+    assert_eq!(text.as_deref(), Some(&b"and back again"[..]));
+    assert!(
+        got.from_path.iter().any(|u| u.port == Some(port)),
+        "{:?}",
+        got.from_path
+    );
+    msrp.ok(&got);
 }
