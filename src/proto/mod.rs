@@ -10,6 +10,7 @@ pub mod imdn;
 pub mod locate;
 pub mod msrp;
 pub mod pidf;
+pub mod room;
 pub mod sdp;
 pub mod sip;
 pub mod time;
