@@ -241,11 +241,7 @@ fn auth(conn: &mut Conn, relay: &MsrpUri, me: &MsrpUri, user: &str, password: &s
     let challenge = conn.message();
     assert_eq!(challenge.code(), Some(401), "AUTH challenged");
     let value = parley::proto::digest::answer(
-        challenge
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
-            .map(|(_, v)| v.as_str()),
+        challenge.values("WWW-Authenticate"),
         "AUTH",
         &relay.to_string(),
         user,

@@ -10,7 +10,6 @@
 //! `parley run` and the tests start Parley the same way: bound listeners
 //! and a shutdown future ([`run`], [`Parley::start`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,15 +59,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds every address the config names.
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
-        let bind = |what: &'static str, addr: Option<SocketAddr>| async move {
-            match addr {
-                Some(addr) => TcpListener::bind(addr)
-                    .await
-                    .map(Some)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("{what} {addr}: {e}"))),
-                None => Ok(None),
-            }
-        };
+        let bind = crate::net::bind_tcp;
         let xmpp = config.xmpp.enabled;
         let admin = config.admin.enabled;
         Ok(Listeners {

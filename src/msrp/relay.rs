@@ -50,18 +50,10 @@ impl RelayListeners {
         if !config.enabled {
             return Ok(RelayListeners::default());
         }
-        let bind = |what: &'static str, addr: Option<SocketAddr>| async move {
-            match addr {
-                Some(addr) => TcpListener::bind(addr)
-                    .await
-                    .map(Some)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("{what} {addr}: {e}"))),
-                None => Ok(None),
-            }
-        };
+        use crate::net::bind_tcp;
         Ok(RelayListeners {
-            tls: bind("msrps", config.listen_tls).await?,
-            tcp: bind("msrp", config.listen).await?,
+            tls: bind_tcp("msrps", config.listen_tls).await?,
+            tcp: bind_tcp("msrp", config.listen).await?,
         })
     }
 
@@ -402,6 +394,21 @@ impl SessionHandle {
             .collect()
     }
 
+    /// Where this side's requests go: the To-Path (an outside relay's
+    /// Use-Path, then the other side's path) and the session's connection.
+    fn outward(&self, inner: &Inner) -> Option<(Vec<MsrpUri>, mpsc::Sender<Bytes>)> {
+        let (remote, conn) = {
+            let eps = lock(&inner.endpoints);
+            let e = eps.get(&self.sid)?;
+            (
+                e.via.iter().chain(e.remote.iter()).cloned().collect(),
+                e.conn?,
+            )
+        };
+        let tx = lock(&inner.conns).by_id.get(&conn)?.tx.clone();
+        Some((remote, tx))
+    }
+
     /// Sets the other side's path (known once the answer came).
     pub fn set_remote(&self, remote: Vec<MsrpUri>) {
         if let Some(inner) = self.inner.upgrade() {
@@ -467,15 +474,7 @@ impl SessionHandle {
         let Some(inner) = self.inner.upgrade() else {
             return false;
         };
-        let (remote, conn) = match lock(&inner.endpoints).get(&self.sid) {
-            Some(e) => (
-                e.via.iter().chain(e.remote.iter()).cloned().collect(),
-                e.conn,
-            ),
-            None => return false,
-        };
-        let Some(tx) = conn.and_then(|id| lock(&inner.conns).by_id.get(&id).map(|c| c.tx.clone()))
-        else {
+        let Some((remote, tx)) = self.outward(&inner) else {
             return false;
         };
         let report = crate::proto::msrp::session::report(
@@ -538,15 +537,7 @@ impl SessionHandle {
         content_type: &str,
         confirm: Option<tokio::sync::oneshot::Sender<u16>>,
     ) -> bool {
-        let (remote, conn) = match lock(&inner.endpoints).get(&self.sid) {
-            Some(e) => (
-                e.via.iter().chain(e.remote.iter()).cloned().collect(),
-                e.conn,
-            ),
-            None => return false,
-        };
-        let Some(tx) = conn.and_then(|id| lock(&inner.conns).by_id.get(&id).map(|c| c.tx.clone()))
-        else {
+        let Some((remote, tx)) = self.outward(inner) else {
             return false;
         };
         let template = Head::request("SEND", "x", remote, vec![self.own.clone()]);
@@ -645,11 +636,7 @@ async fn outbound_auth(
             .clone()
             .unwrap_or_default();
         let value = crate::proto::digest::answer(
-            challenge
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
-                .map(|(_, v)| v.as_str()),
+            challenge.values("WWW-Authenticate"),
             "AUTH",
             &relay.to_string(),
             &user,
@@ -1102,12 +1089,7 @@ impl Connection {
             self.refuse(&head, 403, "AUTH is for this relay only").await;
             return;
         };
-        let values: Vec<&[u8]> = head
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("Authorization"))
-            .map(|(_, v)| v.as_bytes())
-            .collect();
+        let values: Vec<&[u8]> = head.values("Authorization").map(str::as_bytes).collect();
         let now = crate::sys::now_secs();
         let target_text = target.to_string();
         let me = self.inner.me.clone();
@@ -1313,17 +1295,17 @@ impl Connection {
     }
 
     async fn response(&mut self, head: Head) {
-        // An outside relay answering Parley's own AUTH.
-        let waiter = lock(&self.inner.auth_waiters).remove(&head.tid);
-        if let Some(w) = waiter {
-            let _ = w.send(head);
-            return;
-        }
         let Some(first) = head.to_path.first().cloned().filter(|u| self.is_me(u)) else {
             return;
         };
-        // A response to a SEND of a session Parley terminates.
+        // For Parley's own end (a forwarded response has more hops): an
+        // outside relay answering Parley's AUTH, or a session's SEND.
         if head.to_path.len() == 1 {
+            let waiter = lock(&self.inner.auth_waiters).remove(&head.tid);
+            if let Some(w) = waiter {
+                let _ = w.send(head);
+                return;
+            }
             let sid = first.session_id.clone().unwrap_or_default();
             let waiter = lock(&self.inner.endpoints)
                 .get_mut(&sid)

@@ -87,3 +87,18 @@ impl Listeners {
         out
     }
 }
+
+/// Binds a TCP listener at `addr` when one is configured; the error names
+/// `what` and the address.
+pub async fn bind_tcp(
+    what: &str,
+    addr: Option<SocketAddr>,
+) -> std::io::Result<Option<TcpListener>> {
+    match addr {
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{what} {addr}: {e}"))),
+        None => Ok(None),
+    }
+}

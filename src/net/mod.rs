@@ -47,7 +47,7 @@ use std::sync::Arc;
 use crate::proto::sip::{Message, SipError, Transport};
 
 pub use endpoint::local_response;
-pub use listen::Listeners;
+pub use listen::{bind_tcp, Listeners};
 pub use responder::{Incoming, Responder};
 pub use server::{Running, Server, StartError};
 pub use sip::{OnResponse, Sip};

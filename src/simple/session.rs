@@ -200,6 +200,23 @@ fn our_side(core: &Core, own: &MsrpUri, path: &[MsrpUri]) -> (MsrpLocal, String)
     (local, origin)
 }
 
+/// Parley's Contact in a chat session's dialog: a listener of
+/// `transport` when there is one, else the first.
+fn chat_contact(core: &Core, tag: &str, transport: Option<crate::proto::sip::Transport>) -> String {
+    core.listen
+        .iter()
+        .find(|(t, _)| Some(*t) == transport)
+        .or(core.listen.first())
+        .map(|(t, a)| {
+            format!(
+                "<sip:chat-{}@{a};transport={}>",
+                &tag[..8.min(tag.len())],
+                t.via_name().to_ascii_lowercase()
+            )
+        })
+        .unwrap_or_default()
+}
+
 /// Answers 488 with a Warning (RFC 3261 §20.43) naming why.
 async fn not_acceptable(core: &Core, inc: &mut Incoming, code: u16, why: &str) {
     let host = core.domains().first().cloned().unwrap_or_default();
@@ -303,17 +320,7 @@ pub async fn invite(
     // 200 with the answer, a dialog of Parley's own (RFC 3261 §12.1.1).
     let tag = crate::sys::token();
     let dialog = Dialog::of(inc, &tag);
-    let contact = core
-        .listen
-        .first()
-        .map(|(t, a)| {
-            format!(
-                "<sip:chat-{}@{a};transport={}>",
-                &tag[..8.min(tag.len())],
-                t.via_name().to_ascii_lowercase()
-            )
-        })
-        .unwrap_or_default();
+    let contact = chat_contact(core, &tag, None);
     let wire = crate::proto::sip::stateless::respond(
         &inc.message,
         200,
@@ -606,19 +613,7 @@ pub async fn open_to_sip(
     let call = format!("{}@{}", crate::sys::token(), core.router.first_domain());
     let tag = crate::sys::token();
     let from_uri = from.bare().to_sip_uri();
-    let contact = core
-        .listen
-        .iter()
-        .find(|(t, _)| *t == branch.target.transport)
-        .or(core.listen.first())
-        .map(|(t, a)| {
-            format!(
-                "<sip:chat-{}@{a};transport={}>",
-                &tag[..8.min(tag.len())],
-                t.via_name().to_ascii_lowercase()
-            )
-        })
-        .unwrap_or_default();
+    let contact = chat_contact(core, &tag, Some(branch.target.transport));
     let Ok(invite) = crate::proto::sip::build::RequestBuilder::new("INVITE", &branch.request_uri)
         .header("From", &format!("<{from_uri}>;tag={tag}"))
         .header("To", &format!("<sip:{aor}>"))

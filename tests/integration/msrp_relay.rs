@@ -192,11 +192,7 @@ impl Peer {
         }
         // The first challenge this client knows (all of Parley's).
         let value = parley::proto::digest::answer(
-            challenge
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("WWW-Authenticate"))
-                .map(|(_, v)| v.as_str()),
+            challenge.values("WWW-Authenticate"),
             "AUTH",
             &relay.to_string(),
             user,

@@ -234,6 +234,14 @@ impl Head {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of a field (name without regard to case), in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// `Message-ID`.
     pub fn message_id(&self) -> Option<&str> {
         self.header("Message-ID")
