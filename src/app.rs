@@ -303,13 +303,20 @@ fn xmpp_adapter(
             }
         })
         .collect();
+    let rooms: Vec<String> = if config.rooms.enabled {
+        vec![config.rooms.domain(&config.domains)]
+    } else {
+        Vec::new()
+    };
     Ok(parley_xmpp::XmppAdapter::new(parley_xmpp::Settings {
         name: "xmpp".into(),
         domains: config
             .domains
             .iter()
             .map(|d| d.to_ascii_lowercase())
+            .chain(rooms.clone())
             .collect(),
+        room_domains: rooms,
         listener,
         listener_tls,
         require_tls: x.require_tls,

@@ -104,9 +104,92 @@ pub struct Config {
     /// `[msrp]`: the MSRP relay (RFC 4976) for session-mode chat.
     #[serde(default)]
     pub msrp: MsrpConfig,
+    /// `[rooms]`: the multiparty chat rooms Parley hosts.
+    #[serde(default)]
+    pub rooms: RoomsConfig,
     /// The file this configuration was read from (for reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// Who may create a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoomCreators {
+    /// Users of Parley's own domains (by entering a room that does not
+    /// exist yet).
+    Local,
+    /// Anyone the domain policy lets in.
+    Anyone,
+    /// Operators only (`parley room create`, the admin API).
+    Operators,
+}
+
+/// `[rooms]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// Host rooms at all.
+    pub enabled: bool,
+    /// The conference domain rooms live in (`dev@conference.example.com`);
+    /// `conference.` and the first local domain when unset.
+    pub domain: Option<String>,
+    /// Who may create a room.
+    pub create: RoomCreators,
+    /// Rooms at most.
+    pub max_rooms: usize,
+    /// Members present in one room at most (a room's own maximum may be
+    /// lower).
+    pub max_members: usize,
+    /// Past messages a room keeps and replays on entry, unless its own
+    /// setting says fewer.
+    pub history: usize,
+    /// The largest room message, in bytes of text.
+    pub max_message_bytes: usize,
+    /// Entries into one room a minute at most; past it an entry is refused
+    /// until the minute is over.
+    pub joins_per_minute: u32,
+    /// What waits for one member at most: a member whose link takes
+    /// nothing while this many notices pile up is removed from the room.
+    pub member_queue: usize,
+    /// Deliveries in a row that a pager-mode member may miss before it is
+    /// removed from the room.
+    pub max_missed: u32,
+    /// New rooms are kept when empty (and across restarts).
+    pub persistent: bool,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            enabled: true,
+            domain: None,
+            create: RoomCreators::Local,
+            max_rooms: 1000,
+            max_members: 1000,
+            history: 20,
+            max_message_bytes: 16384,
+            joins_per_minute: 120,
+            member_queue: 256,
+            max_missed: 3,
+            persistent: true,
+        }
+    }
+}
+
+impl RoomsConfig {
+    /// The conference domain, lower case.
+    pub fn domain(&self, domains: &[String]) -> String {
+        self.domain.clone().map_or_else(
+            || {
+                format!(
+                    "conference.{}",
+                    domains.first().map_or("localhost", |d| d.as_str())
+                )
+            },
+            |d| d.to_ascii_lowercase(),
+        )
+    }
 }
 
 /// `[msrp]`
@@ -1006,6 +1089,19 @@ impl Config {
         }
         if config.domains.is_empty() {
             return Err(value("domains", "needs at least one domain".into()));
+        }
+        let conference = config.rooms.domain(&config.domains);
+        if config.is_local_domain(&conference) {
+            return Err(value(
+                "rooms.domain",
+                format!("{conference} is a user domain; rooms need a domain of their own"),
+            ));
+        }
+        if config.rooms.member_queue == 0 || config.rooms.max_members == 0 {
+            return Err(value(
+                "rooms",
+                "member_queue and max_members must be greater than 0".into(),
+            ));
         }
         if config.proxy.timer_c_secs == 0 {
             return Err(value("proxy.timer_c_secs", "must be greater than 0".into()));

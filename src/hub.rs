@@ -18,7 +18,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use parley_adapter::{
-    Condition, Failure, HubSink, Inbound, Peer, Protocol, Subscription, SubscriptionAction,
+    Condition, Failure, HubSink, Inbound, Peer, Protocol, RoomAction, RoomInfo, RoomQuery,
+    RoomRequest, Subscription, SubscriptionAction,
 };
 use tracing::{debug, info, warn};
 
@@ -28,7 +29,7 @@ use crate::router::policy::Refusal;
 use crate::router::reports::{attributed, Matched};
 use crate::router::{archive, sipmap, Router};
 use crate::simple::presence::{self, Decision, ExternalNotice};
-use crate::simple::{bridge, pager, Core};
+use crate::simple::{bridge, pager, rooms, Core};
 use crate::sys::now_secs;
 
 /// Adapters to SIP.
@@ -57,6 +58,17 @@ impl HubSink for HubRef {
             Some(hub) => hub.submit(peer, item).await,
             None => Err(Failure::new(Condition::ServiceUnavailable, "shutting down")),
         }
+    }
+
+    async fn rooms(&self, peer: &Peer, query: RoomQuery) -> Result<Vec<RoomInfo>, Failure> {
+        let Some(hub) = self.0.upgrade() else {
+            return Err(Failure::new(Condition::ServiceUnavailable, "shutting down"));
+        };
+        hub.router()
+            .policy()
+            .domain(&peer.domain)
+            .map_err(|r| r.failure())?;
+        hub.core.rooms.directory(&query).await
     }
 }
 
@@ -191,8 +203,57 @@ impl Hub {
                 router.policy().rate(&peer.domain).map_err(refused)?;
                 self.inbound_subscription(s).await
             }
+            Inbound::Room(r) => {
+                router
+                    .policy()
+                    .identity(peer, &r.from, is_local)
+                    .map_err(refused)?;
+                router.policy().rate(&peer.domain).map_err(refused)?;
+                self.inbound_room(peer, r, &refused).await
+            }
             _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
         }
+    }
+
+    /// A member of another network acts in a room Parley hosts.
+    async fn inbound_room(
+        &self,
+        peer: &Peer,
+        r: RoomRequest,
+        refused: &impl Fn(Refusal) -> Failure,
+    ) -> Result<(), Failure> {
+        let core = &self.core;
+        if !core.rooms.serves(r.room.domain()) {
+            return Err(Failure::new(
+                Condition::ItemNotFound,
+                "not a conference domain of this server",
+            ));
+        }
+        if let RoomAction::Say { text, .. } | RoomAction::Private { text, .. } = &r.action {
+            self.router()
+                .policy()
+                .content(text.len(), &["text/plain"])
+                .map_err(refused)?;
+        }
+        let Some(adapter) = self
+            .router()
+            .adapters()
+            .iter()
+            .find(|a| a.name() == peer.adapter)
+            .cloned()
+        else {
+            return Err(Failure::bare(Condition::ServiceUnavailable));
+        };
+        let who = rooms::Who {
+            id: r.from.bare().to_string().to_ascii_lowercase(),
+            via: rooms::Via::Adapter(adapter, r.from.clone()),
+        };
+        let room = r.room.bare().to_string();
+        let result = rooms::act(core, &self.sip, &room, who, r.action).await;
+        if result.is_ok() {
+            self.router().count(peer.protocol, Protocol::Sip);
+        }
+        result
     }
 
     /// An inbound message from an adapter: policy, then SIP delivery.

@@ -14,6 +14,7 @@ pub mod pager;
 pub mod presence;
 pub mod proxy;
 pub mod registrar;
+pub mod rooms;
 pub mod session;
 pub mod targets;
 
@@ -68,6 +69,8 @@ pub struct Core {
     pub presence: Arc<presence::PresenceAgent>,
     /// MESSAGEs kept for users with no contact.
     pub offline: pager::Offline,
+    /// The chat rooms of the conference domain.
+    pub rooms: rooms::Rooms,
     /// Ticks since start: sweeps that need not run every second.
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -101,6 +104,7 @@ impl Core {
                 .collect(),
             location: location::Location::load(store.clone(), now_secs()).await?,
             offline: pager::Offline::load(store.clone(), config.offline).await?,
+            rooms: rooms::Rooms::load(&config.rooms, &config.domains, store.clone()).await?,
             invites: proxy::Invites::default(),
             redirects: config.redirect.clone(),
             timer_c: Duration::from_secs(config.proxy.timer_c_secs),

@@ -495,7 +495,7 @@ async fn report_expiry(core: &Arc<Core>, sip: &Sip, row: &OfflineRow) {
 /// Sends a MESSAGE Parley originates to `uri`: a local user at its
 /// contacts, another SIP domain through DNS (RFC 3263) when the domain
 /// policy lets it; true on a 2xx.
-async fn send_to_address(
+pub(crate) async fn send_to_address(
     core: &Arc<Core>,
     sip: &Sip,
     uri: &str,

@@ -71,6 +71,12 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
             return reject(&mut inc, &r, &sender.domain).await;
         }
     }
+    // The conference domain: the rooms Parley hosts.
+    if let Some(room) = super::rooms::sip::addressed(&core, &msg) {
+        if msg.headers().values(HeaderName::Route).next().is_none() {
+            return super::rooms::sip::request(core.clone(), sip, inc, &msg, &sender, room).await;
+        }
+    }
     // A request on a route set Parley recorded belongs to a dialog it let
     // through.
     let may_relay = authenticated || (routed_by_us && in_dialog(&msg));

@@ -151,6 +151,40 @@ pub struct ArchiveQuery {
     pub limit: i64,
 }
 
+/// A persistent room and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRow {
+    /// `name@conference.example.com`.
+    pub address: String,
+    /// Its subject.
+    pub subject: String,
+    /// Listed in the directory.
+    pub public: bool,
+    /// Only members may enter.
+    pub members_only: bool,
+    /// Only participants may speak.
+    pub moderated: bool,
+    /// Needed to enter.
+    pub password: Option<String>,
+    /// Messages kept and replayed.
+    pub history: i64,
+    /// Members present at most.
+    pub max_members: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// One message of a room's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLine {
+    /// The speaker's nickname.
+    pub nick: String,
+    /// What was said.
+    pub body: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
 /// Durable state. Every method is a short database call; none is made on
 /// the request path.
 pub trait Store: Send + Sync {
@@ -208,6 +242,31 @@ pub trait Store: Send + Sync {
     fn expire_archive(&self, before: i64) -> StoreFuture<'_, u64>;
     /// A value that changes whenever the rules change.
     fn presence_rules_version(&self) -> StoreFuture<'_, (i64, i64)>;
+    /// Adds a room or replaces its settings and subject.
+    fn put_room<'a>(&'a self, room: &'a RoomRow) -> StoreFuture<'a, ()>;
+    /// Removes a room with its affiliations and history; false when there
+    /// was none.
+    fn remove_room<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool>;
+    /// Every room, ordered by address.
+    fn rooms(&self) -> StoreFuture<'_, Vec<RoomRow>>;
+    /// Sets `member`'s affiliation in `room` (`none` removes it).
+    fn put_room_affiliation<'a>(
+        &'a self,
+        room: &'a str,
+        member: &'a str,
+        affiliation: &'a str,
+    ) -> StoreFuture<'a, ()>;
+    /// Every affiliation as (room, member, affiliation), ordered.
+    fn room_affiliations(&self) -> StoreFuture<'_, Vec<(String, String, String)>>;
+    /// Adds a line to `room`'s history and keeps only its last `keep`.
+    fn put_room_line<'a>(
+        &'a self,
+        room: &'a str,
+        line: &'a RoomLine,
+        keep: usize,
+    ) -> StoreFuture<'a, ()>;
+    /// The last `limit` lines of `room`'s history, oldest first.
+    fn room_history<'a>(&'a self, room: &'a str, limit: usize) -> StoreFuture<'a, Vec<RoomLine>>;
 }
 
 /// SQLite, the embedded default.
@@ -423,6 +482,163 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?;
             Ok((r.try_get(0)?, r.try_get(1)?))
+        })
+    }
+
+    fn put_room<'a>(&'a self, r: &'a RoomRow) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO rooms (address, subject, public, members_only, moderated, password,
+                                    history, max_members, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (address) DO UPDATE SET subject = excluded.subject,
+                    public = excluded.public, members_only = excluded.members_only,
+                    moderated = excluded.moderated, password = excluded.password,
+                    history = excluded.history, max_members = excluded.max_members",
+            )
+            .bind(&r.address)
+            .bind(&r.subject)
+            .bind(r.public)
+            .bind(r.members_only)
+            .bind(r.moderated)
+            .bind(&r.password)
+            .bind(r.history)
+            .bind(r.max_members)
+            .bind(r.created_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove_room<'a>(&'a self, address: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let r = sqlx::query("DELETE FROM rooms WHERE address = ?")
+                .bind(address)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    fn rooms(&self) -> StoreFuture<'_, Vec<RoomRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT address, subject, public, members_only, moderated, password, history,
+                        max_members, created_at FROM rooms ORDER BY address",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(RoomRow {
+                        address: r.try_get(0)?,
+                        subject: r.try_get(1)?,
+                        public: r.try_get(2)?,
+                        members_only: r.try_get(3)?,
+                        moderated: r.try_get(4)?,
+                        password: r.try_get(5)?,
+                        history: r.try_get(6)?,
+                        max_members: r.try_get(7)?,
+                        created_at: r.try_get(8)?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn put_room_affiliation<'a>(
+        &'a self,
+        room: &'a str,
+        member: &'a str,
+        affiliation: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if affiliation == "none" {
+                sqlx::query("DELETE FROM room_affiliations WHERE room = ? AND member = ?")
+                    .bind(room)
+                    .bind(member)
+                    .execute(&self.pool)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO room_affiliations (room, member, affiliation)
+                     VALUES (?, ?, ?)",
+                )
+                .bind(room)
+                .bind(member)
+                .bind(affiliation)
+                .execute(&self.pool)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn room_affiliations(&self) -> StoreFuture<'_, Vec<(String, String, String)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT room, member, affiliation FROM room_affiliations ORDER BY room, member",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn put_room_line<'a>(
+        &'a self,
+        room: &'a str,
+        line: &'a RoomLine,
+        keep: usize,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("INSERT INTO room_history (room, nick, body, at) VALUES (?, ?, ?, ?)")
+                .bind(room)
+                .bind(&line.nick)
+                .bind(&line.body)
+                .bind(line.at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "DELETE FROM room_history WHERE room = ? AND id NOT IN
+                    (SELECT id FROM room_history WHERE room = ? ORDER BY id DESC LIMIT ?)",
+            )
+            .bind(room)
+            .bind(room)
+            .bind(keep as i64)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn room_history<'a>(&'a self, room: &'a str, limit: usize) -> StoreFuture<'a, Vec<RoomLine>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT nick, body, at FROM (SELECT id, nick, body, at FROM room_history
+                    WHERE room = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            )
+            .bind(room)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(RoomLine {
+                        nick: r.try_get(0)?,
+                        body: r.try_get(1)?,
+                        at: r.try_get(2)?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
         })
     }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{Failure, Message, Presence, Subscription};
+use crate::{
+    Failure, Message, Presence, RoomInfo, RoomNotice, RoomQuery, RoomRequest, Subscription,
+};
 
 /// The networks Parley joins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +89,8 @@ pub enum Inbound {
     Presence(Presence),
     /// A subscription request or answer.
     Subscription(Subscription),
+    /// A member of this network acts in a room Parley hosts.
+    Room(RoomRequest),
     /// The network reports that something the gateway sent failed.
     Failed {
         /// The id of the message that failed.
@@ -110,6 +114,8 @@ pub enum Outbound {
     Presence(Presence),
     /// A subscription request or answer.
     Subscription(Subscription),
+    /// What a room Parley hosts tells one member of this network.
+    Room(RoomNotice),
 }
 
 /// An adapter's state, for monitoring.
@@ -164,6 +170,13 @@ pub trait HubSink: Send + Sync + 'static {
     /// Takes one inbound item from `peer`. `Err` is the refusal to return
     /// to the network (a policy refusal, an unknown user…).
     async fn submit(&self, peer: &Peer, item: Inbound) -> Result<(), Failure>;
+
+    /// The rooms Parley hosts, as `peer` may see them (disco#items of a
+    /// conference domain, disco#info of a room).
+    async fn rooms(&self, peer: &Peer, query: RoomQuery) -> Result<Vec<RoomInfo>, Failure> {
+        let _ = (peer, query);
+        Err(Failure::bare(crate::Condition::ItemNotFound))
+    }
 }
 
 /// The handle an adapter submits inbound traffic through. Cheap to clone.
@@ -179,6 +192,11 @@ impl Hub {
     /// Hands the gateway one inbound item.
     pub async fn submit(&self, peer: &Peer, item: Inbound) -> Result<(), Failure> {
         self.0.submit(peer, item).await
+    }
+
+    /// Looks rooms up in the directory of the rooms Parley hosts.
+    pub async fn rooms(&self, peer: &Peer, query: RoomQuery) -> Result<Vec<RoomInfo>, Failure> {
+        self.0.rooms(peer, query).await
     }
 }
 

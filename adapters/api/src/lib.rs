@@ -16,6 +16,7 @@ mod address;
 mod error;
 mod message;
 mod net;
+mod room;
 pub mod xml;
 
 pub use adapter::{
@@ -28,3 +29,7 @@ pub use message::{
     SubscriptionAction,
 };
 pub use net::{certificate_names, Locator, SrvTarget};
+pub use room::{
+    Change, Occupant, RoomAction, RoomAffiliation, RoomEvent, RoomInfo, RoomNotice, RoomQuery,
+    RoomRequest, RoomRole,
+};

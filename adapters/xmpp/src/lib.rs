@@ -13,6 +13,7 @@
 mod component;
 pub mod framer;
 mod io;
+pub mod muc;
 mod s2s;
 pub mod stanza;
 
@@ -60,8 +61,11 @@ pub struct ComponentSettings {
 pub struct Settings {
     /// The adapter's name.
     pub name: String,
-    /// Parley's own domains, which it serves to XMPP servers directly.
+    /// Parley's own domains, which it serves to XMPP servers directly
+    /// (the conference domain among them).
     pub domains: Vec<String>,
+    /// The conference domains: stanzas to them are XEP-0045 (RFC 7702).
+    pub room_domains: Vec<String>,
     /// The inbound s2s listener (none: outbound federation only).
     pub listener: Option<TcpListener>,
     /// The inbound direct-TLS s2s listener (XEP-0368).
@@ -240,6 +244,7 @@ impl Adapter for XmppAdapter {
             Outbound::Message(m) => (&m.from, &m.to),
             Outbound::Presence(p) => (&p.from, &p.to),
             Outbound::Subscription(s) => (&s.from, &s.to),
+            Outbound::Room(n) => (&n.room, &n.to),
             _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
         };
         let (from_domain, to_domain) = (from.domain().to_string(), to.domain().to_string());
@@ -328,6 +333,7 @@ fn encode(item: &Outbound, ns: &str, rewrite: Option<(&str, &str)>) -> Result<El
             s.from = map(&s.from);
             Ok(stanza::encode_subscription(&s, ns))
         }
+        Outbound::Room(n) => Ok(muc::encode(n, ns)),
         _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
     }
 }
@@ -366,6 +372,16 @@ pub(crate) fn dispatch(
     reply: Reply,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let to_domain = jid_domain(el.attr("to"));
+    if shared
+        .settings
+        .room_domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&to_domain))
+    {
+        rooms(shared, peer, el, ns, reply, permit);
+        return;
+    }
     if el.name == "iq" {
         answer_iq(&shared, &el, ns, &reply);
         return;
@@ -429,6 +445,113 @@ pub(crate) fn dispatch(
             }
         }
     });
+}
+
+/// A stanza for a room Parley hosts (XEP-0045): presence and messages
+/// become room requests, disco and muc#admin IQs are answered here.
+fn rooms(
+    shared: Arc<Shared>,
+    peer: Peer,
+    el: Element,
+    ns: &'static str,
+    reply: Reply,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let tracker = shared.tracker.clone();
+    tracker.spawn(async move {
+        let _permit = permit;
+        let Some(hub) = shared.hub.get().cloned() else {
+            return;
+        };
+        let is_error = el.attr("type") == Some("error");
+        if el.name == "iq" {
+            let answer = room_iq(&hub, &peer, &el, ns).await;
+            let response = match answer {
+                Ok(payload) => {
+                    let mut r = Element::new(ns, "iq").with_attr("", "type", "result");
+                    for (attr, value) in [
+                        ("from", el.attr("to")),
+                        ("to", el.attr("from")),
+                        ("id", el.attr("id")),
+                    ] {
+                        if let Some(v) = value {
+                            r = r.with_attr("", attr, v);
+                        }
+                    }
+                    match payload {
+                        Some(p) => r.with_child(p),
+                        None => r,
+                    }
+                }
+                Err(f) => stanza::error_reply(&el, &f),
+            };
+            if matches!(el.attr("type"), Some("get" | "set")) {
+                send_reply(&shared, response, &reply).await;
+            }
+            return;
+        }
+        let result = match muc::decode(&el, ns) {
+            Ok(Some(request)) => hub.submit(&peer, Inbound::Room(request)).await,
+            Ok(None) => Ok(()),
+            Err(refused) => Err(refused.failure),
+        };
+        if let Err(failure) = result {
+            debug!(%failure, name = %el.name, "room stanza refused");
+            if !is_error {
+                send_error(&shared, &el, &failure, &reply).await;
+            }
+        }
+    });
+}
+
+/// The answer to an IQ for the conference service or one of its rooms.
+async fn room_iq(
+    hub: &Hub,
+    peer: &Peer,
+    el: &Element,
+    ns: &str,
+) -> Result<Option<Element>, Failure> {
+    let to = el.attr("to").unwrap_or_default();
+    let room = Address::from_jid(to).ok().filter(|a| !a.user().is_empty());
+    let kind = el.attr("type").unwrap_or_default();
+    if el.child("urn:xmpp:ping", "ping").is_some() {
+        return Ok(None);
+    }
+    if kind == "get" && el.child(muc::NS_DISCO_INFO, "query").is_some() {
+        return match room {
+            None => Ok(Some(muc::disco_info(None))),
+            Some(r) => {
+                let info = hub
+                    .rooms(peer, parley_adapter::RoomQuery::Room(r.bare()))
+                    .await?;
+                Ok(Some(muc::disco_info(info.first())))
+            }
+        };
+    }
+    if kind == "get" && el.child(muc::NS_DISCO_ITEMS, "query").is_some() {
+        return match room {
+            None => {
+                let domain = jid_domain(Some(to));
+                let rooms = hub
+                    .rooms(peer, parley_adapter::RoomQuery::Rooms(domain))
+                    .await?;
+                Ok(Some(muc::disco_items(&rooms)))
+            }
+            Some(_) => Ok(Some(muc::disco_items(&[]))),
+        };
+    }
+    if kind == "set" && el.child(muc::NS_MUC_ADMIN, "query").is_some() {
+        let request = muc::decode_admin(el).map_err(|r| r.failure)?;
+        hub.submit(peer, Inbound::Room(request)).await?;
+        return Ok(None);
+    }
+    if el.child(muc::NS_MUC_OWNER, "query").is_some() {
+        // Rooms are open on creation (instant rooms); a submitted or
+        // cancelled form is accepted as it is.
+        return Ok((kind == "get").then(muc::owner_form));
+    }
+    let _ = ns;
+    Err(Failure::bare(Condition::ServiceUnavailable))
 }
 
 async fn send_error(shared: &Arc<Shared>, original: &Element, failure: &Failure, reply: &Reply) {
