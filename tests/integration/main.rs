@@ -17,6 +17,7 @@ mod peers_sip;
 mod pidf;
 mod presence;
 mod registrar_proxy;
+mod rooms;
 mod server;
 mod sip_corpus;
 mod sip_fuzz_corpus;

@@ -108,6 +108,13 @@ impl Ua {
 
     /// The next message within `wait`; a request is answered 200.
     pub(crate) fn next_within(&self, wait: Duration) -> String {
+        self.try_next_within(wait)
+            .unwrap_or_else(|| panic!("nothing arrived in {wait:?}"))
+    }
+
+    /// The next message within `wait`, if one comes; a request is
+    /// answered 200.
+    pub(crate) fn try_next_within(&self, wait: Duration) -> Option<String> {
         let deadline = Instant::now() + wait;
         let mut buf = vec![0u8; 65_536];
         while Instant::now() < deadline {
@@ -139,9 +146,9 @@ impl Ua {
                 let ok = format!("SIP/2.0 200 OK\r\n{keep}Content-Length: 0\r\n\r\n");
                 self.sock.send_to(ok.as_bytes(), from).unwrap();
             }
-            return text;
+            return Some(text);
         }
-        panic!("nothing arrived in {wait:?}");
+        None
     }
 
     /// The next message within `wait` and where it came from, answered by
