@@ -18,16 +18,23 @@ const ROOM: &str = "dev@conference.localhost";
 struct Member {
     ua: Ua,
     user: String,
+    domain: String,
+    room: String,
     inbox: RefCell<Vec<String>>,
     n: std::cell::Cell<u32>,
 }
 
 impl Member {
     fn new(server: &TestServer, user: &str) -> Member {
+        Member::of(server, user, "localhost", ROOM)
+    }
+
+    /// A user of `domain` who speaks to `room`.
+    fn of(server: &TestServer, user: &str, domain: &str, room: &str) -> Member {
         let ua = Ua::new(server.udp);
         ua.send(
             &format!(
-                "REGISTER sip:localhost SIP/2.0\nFrom: <sip:{user}@localhost>;tag=r\nTo: <sip:{user}@localhost>\nCall-ID: reg-{user}\nCSeq: 1 REGISTER\nContact: <sip:{user}@{}>\nExpires: 600",
+                "REGISTER sip:{domain} SIP/2.0\nFrom: <sip:{user}@{domain}>;tag=r\nTo: <sip:{user}@{domain}>\nCall-ID: reg-{user}\nCSeq: 1 REGISTER\nContact: <sip:{user}@{}>\nExpires: 600",
                 ua.local
             ),
             "",
@@ -36,6 +43,8 @@ impl Member {
         Member {
             ua,
             user: user.to_string(),
+            domain: domain.to_string(),
+            room: room.to_string(),
             inbox: RefCell::new(Vec::new()),
             n: std::cell::Cell::new(0),
         }
@@ -47,8 +56,8 @@ impl Member {
         let call = format!("{}-{}", self.user, self.n.get());
         self.ua.send(
             &format!(
-                "MESSAGE sip:{to} SIP/2.0\nFrom: <sip:{}@localhost>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
-                self.user
+                "MESSAGE sip:{to} SIP/2.0\nFrom: <sip:{}@{}>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+                self.user, self.domain
             ),
             text,
         );
@@ -68,7 +77,7 @@ impl Member {
     }
 
     fn say(&self, text: &str) -> u16 {
-        status(&self.say_to(ROOM, text))
+        status(&self.say_to(&self.room, text))
     }
 
     /// The next MESSAGE from the room whose body contains `part`; the
@@ -89,7 +98,11 @@ impl Member {
                 Some(m) => m,
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    assert!(!left.is_zero(), "{} never got {part:?}; got {before:#?}", self.user);
+                    assert!(
+                        !left.is_zero(),
+                        "{} never got {part:?}; got {before:#?}",
+                        self.user
+                    );
                     let m = self.ua.next_within(left);
                     if !m.starts_with("MESSAGE ") {
                         continue;
@@ -152,7 +165,11 @@ fn pager_members_talk_and_moderate_with_commands() {
     // From display name and in the text.
     assert_eq!(bob.say("hello all"), 200);
     let (m, _) = alice.expect("<bobby> hello all");
-    assert!(header(&m, "From").is_some_and(|f| f.starts_with("\"bobby\" <sip:dev@conference.localhost>")), "{m}");
+    assert!(
+        header(&m, "From")
+            .is_some_and(|f| f.starts_with("\"bobby\" <sip:dev@conference.localhost>")),
+        "{m}"
+    );
     assert_eq!(bob.say("/nick bob"), 200);
     alice.expect("*** bobby is now known as bob");
     bob.expect("*** bobby is now known as bob");
@@ -231,4 +248,182 @@ fn rooms_their_owners_and_history_survive_a_restart() {
     bob.expect("You were removed");
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+const PARLEY: &str = "parley.example.test";
+const XMPP: &str = "xmpp.example.test";
+const XROOM: &str = "dev@conference.parley.example.test";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Parley serving `parley.example.test` (rooms in
+/// `conference.parley.example.test`) and Prosody serving
+/// `xmpp.example.test`, finding each other through SRV records.
+struct Federation {
+    _dns: parley_test_support::dns::TestDns,
+    prosody: parley_test_support::prosody::Prosody,
+    parley: TestServer,
+}
+
+fn federation() -> Federation {
+    use parley_test_support::dns::{Rec, TestDns};
+    use parley_test_support::prosody::{Ports, Prosody};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let parley_s2s = listener.local_addr().unwrap().port();
+    let ports = Ports::free();
+    let mut records = Vec::new();
+    for (domain, port) in [
+        (PARLEY, parley_s2s),
+        (&format!("conference.{PARLEY}") as &str, parley_s2s),
+        (XMPP, ports.s2s),
+    ] {
+        records.push(Rec::Srv {
+            name: format!("_xmpp-server._tcp.{domain}"),
+            priority: 0,
+            weight: 5,
+            port,
+            target: domain.to_string(),
+        });
+        records.push(Rec::A {
+            name: domain.to_string(),
+            ip: std::net::Ipv4Addr::LOCALHOST,
+        });
+    }
+    let dns = TestDns::start("example.test", records);
+    let prosody = Prosody::start(XMPP, ports, dns.addr, &[]);
+    let parley = TestServer::start_with_xmpp(
+        &format!(
+            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
+            dns.addr
+        ),
+        listener,
+    );
+    Federation {
+        _dns: dns,
+        prosody,
+        parley,
+    }
+}
+
+fn is(e: &str, kind: &str, from: &str) -> bool {
+    e.contains(&format!("\"event\": \"{kind}\"")) && e.contains(&format!("\"from\": \"{from}\""))
+}
+
+#[test]
+fn xmpp_and_sip_members_share_a_room_over_s2s() {
+    let f = federation();
+    f.prosody.register("juliet", "jpw");
+    f.prosody.register("romeo", "rpw");
+    crate::registrar_proxy::cli_with(
+        &f.parley,
+        &format!("domains = [\"{PARLEY}\"]"),
+        &[
+            "user",
+            "add",
+            &format!("alice@{PARLEY}"),
+            "--password",
+            "pw",
+        ],
+    );
+    let alice = Member::of(&f.parley, "alice", PARLEY, XROOM);
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+    assert_eq!(alice.say("before you came"), 200);
+
+    // Juliet enters from Prosody: the roster, her own presence (110), the
+    // history with its XEP-0203 delay, then the subject (XEP-0045 §7.2).
+    let mut juliet = parley_test_support::prosody::XmppClient::connect(
+        &format!("juliet@{XMPP}/balcony"),
+        "jpw",
+        f.prosody.c2s,
+    );
+    juliet.command(&format!(
+        r#"{{"cmd": "join", "room": "{XROOM}", "nick": "juliet", "maxstanzas": 5}}"#
+    ));
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/alice")), WAIT);
+    assert!(e.contains("\"role\": \"moderator\""), "{e}");
+    assert!(e.contains("\"affiliation\": \"owner\""), "{e}");
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/juliet")), WAIT);
+    assert!(e.contains("\"110\""), "{e}");
+    assert!(e.contains("\"role\": \"participant\""), "{e}");
+    let e = juliet.wait_for(|e| e.contains("before you came"), WAIT);
+    assert!(e.contains("\"delay\": \"20"), "{e}");
+    assert!(is(&e, "message", &format!("{XROOM}/alice")), "{e}");
+    juliet.wait_for(|e| e.contains("\"subject\": \"\""), WAIT);
+    alice.expect("*** juliet has joined");
+
+    // Both ways, each with the speaker named; Juliet's own message comes
+    // back to her (XEP-0045 §7.4).
+    juliet.command(&format!(
+        r#"{{"cmd": "groupchat", "to": "{XROOM}", "body": "hello from xmpp", "id": "g1"}}"#
+    ));
+    let (m, _) = alice.expect("<juliet> hello from xmpp");
+    assert!(
+        header(&m, "From").is_some_and(|f| f.starts_with("\"juliet\"")),
+        "{m}"
+    );
+    let e = juliet.wait_for(|e| e.contains("hello from xmpp"), WAIT);
+    assert!(e.contains("\"id\": \"g1\""), "{e}");
+    assert_eq!(alice.say("hi juliet"), 200);
+    let e = juliet.wait_for(|e| e.contains("hi juliet"), WAIT);
+    assert!(is(&e, "message", &format!("{XROOM}/alice")), "{e}");
+    assert!(e.contains("\"type\": \"groupchat\""), "{e}");
+
+    // A new nickname: the old one leaves with 303, the new one is present.
+    assert_eq!(alice.say("/nick al"), 200);
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/alice")), WAIT);
+    assert!(e.contains("\"303\""), "{e}");
+    assert!(e.contains("\"nick\": \"al\""), "{e}");
+    juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/al")), WAIT);
+    // A private message to one occupant.
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "{XROOM}/al", "body": "psst"}}"#
+    ));
+    alice.expect("[private] <juliet> psst");
+    // The subject, set from XMPP.
+    juliet.command(&format!(
+        r#"{{"cmd": "subject", "to": "{XROOM}", "subject": "Balcony"}}"#
+    ));
+    alice.expect("*** juliet set the topic: Balcony");
+
+    // Romeo cannot take a nickname someone holds (409 conflict).
+    let mut romeo = parley_test_support::prosody::XmppClient::connect(
+        &format!("romeo@{XMPP}/garden"),
+        "rpw",
+        f.prosody.c2s,
+    );
+    romeo.command(&format!(
+        r#"{{"cmd": "join", "room": "{XROOM}", "nick": "juliet"}}"#
+    ));
+    let e = romeo.wait_for(|e| e.contains("presence_error"), WAIT);
+    assert!(e.contains("\"condition\": \"conflict\""), "{e}");
+    // The service lists the room.
+    romeo.command(&format!(
+        r#"{{"cmd": "raw", "xml": "<iq type='get' id='d1' to='conference.{PARLEY}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"}}"#
+    ));
+    let e = romeo.wait_for(|e| e.contains("\"id\": \"d1\""), WAIT);
+    assert!(e.contains(XROOM), "{e}");
+    assert!(e.contains("Balcony"), "{e}");
+
+    // Alice removes Juliet: 307 with her own 110; Juliet hears no more.
+    assert_eq!(alice.say("/kick juliet enough"), 200);
+    let e = juliet.wait_for(
+        |e| is(e, "presence", &format!("{XROOM}/juliet")) && e.contains("307"),
+        WAIT,
+    );
+    assert!(e.contains("\"110\""), "{e}");
+    assert!(e.contains("\"type\": \"unavailable\""), "{e}");
+    // Romeo enters and leaves; Alice sees both.
+    romeo.command(&format!(
+        r#"{{"cmd": "join", "room": "{XROOM}", "nick": "romeo"}}"#
+    ));
+    alice.expect("*** romeo has joined");
+    romeo.command(&format!(
+        r#"{{"cmd": "leave", "room": "{XROOM}", "nick": "romeo"}}"#
+    ));
+    alice.expect("*** romeo has left");
+    let e = romeo.wait_for(
+        |e| is(e, "presence", &format!("{XROOM}/romeo")) && e.contains("unavailable"),
+        WAIT,
+    );
+    assert!(e.contains("\"110\""), "{e}");
 }

@@ -9,10 +9,16 @@ stdout, flushed at once:
   {"cmd": "receipt", "to": J, "id": I}          XEP-0184 <received/>
   {"cmd": "subscribe", "to": J} / "subscribed" / "unsubscribe" / "unsubscribed"
   {"cmd": "presence", "show": "dnd", "status": "text"} / {"cmd": "unavailable"}
+  {"cmd": "join", "room": R, "nick": N, "password": P, "maxstanzas": 5}
+  {"cmd": "groupchat", "to": R, "body": B, "id": I} / {"cmd": "subject", "to": R, "subject": S}
+  {"cmd": "leave", "room": R, "nick": N}
+  {"cmd": "raw", "xml": X}                       any stanza, as it is
   {"cmd": "quit"}
-Events: online, message (from, id, type, body, state, thread, receipt_request,
-received), error (from, id, condition), presence (from, type, show, status),
-subscription (from, type).
+Events: online, message (from, id, type, body, subject, delay, state, thread,
+receipt_request, received), error (from, id, condition), presence (from, type,
+show, status, and for XEP-0045: codes, role, affiliation, jid, nick),
+presence_error (from, condition), subscription (from, type), iq (id, type,
+xml).
 """
 
 import asyncio
@@ -27,6 +33,9 @@ from slixmpp.xmlstream.matcher import MatchXPath
 CHATSTATES = "http://jabber.org/protocol/chatstates"
 RECEIPTS = "urn:xmpp:receipts"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+MUC = "http://jabber.org/protocol/muc"
+MUC_USER = "http://jabber.org/protocol/muc#user"
+DELAY = "urn:xmpp:delay"
 
 
 def emit(**event):
@@ -45,6 +54,9 @@ class Client(slixmpp.ClientXMPP):
             "every message", MatchXPath("{jabber:client}message"), self.on_message))
         self.add_event_handler("presence_available", self.on_presence)
         self.add_event_handler("presence_unavailable", self.on_presence)
+        self.add_event_handler("presence_error", self.on_presence_error)
+        self.register_handler(Callback(
+            "iq answers", MatchXPath("{jabber:client}iq"), self.on_iq))
         for kind in ("subscribe", "subscribed", "unsubscribe", "unsubscribed"):
             self.add_event_handler("presence_" + kind, self.on_subscription)
         # The test decides about subscriptions, not the library.
@@ -57,27 +69,35 @@ class Client(slixmpp.ClientXMPP):
         emit(event="online", jid=str(self.boundjid))
         asyncio.ensure_future(self.commands())
 
+    @staticmethod
+    def condition(xml):
+        err = xml.find("{jabber:client}error")
+        if err is not None:
+            for child in err:
+                if child.tag.startswith("{" + STANZAS + "}") and not child.tag.endswith("}text"):
+                    return child.tag.split("}")[1]
+        return None
+
     def on_message(self, msg):
         xml = msg.xml
         if msg["type"] == "error":
-            cond = None
-            err = xml.find("{jabber:client}error")
-            if err is not None:
-                for child in err:
-                    if child.tag.startswith("{" + STANZAS + "}") and not child.tag.endswith("}text"):
-                        cond = child.tag.split("}")[1]
-            emit(event="error", id=msg["id"], condition=cond, **{"from": str(msg["from"])})
+            emit(event="error", id=msg["id"], condition=self.condition(xml),
+                 **{"from": str(msg["from"])})
             return
         state = None
         for child in xml:
             if child.tag.startswith("{" + CHATSTATES + "}"):
                 state = child.tag.split("}")[1]
         received = xml.find("{%s}received" % RECEIPTS)
+        subject = xml.find("{jabber:client}subject")
+        delay = xml.find("{%s}delay" % DELAY)
         emit(
             event="message",
             id=msg["id"],
             type=msg["type"],
             body=msg["body"] or None,
+            subject=None if subject is None else (subject.text or ""),
+            delay=None if delay is None else delay.get("stamp"),
             state=state,
             receipt_request=xml.find("{%s}request" % RECEIPTS) is not None,
             received=received.get("id") if received is not None else None,
@@ -86,8 +106,25 @@ class Client(slixmpp.ClientXMPP):
         )
 
     def on_presence(self, pres):
+        muc = {}
+        x = pres.xml.find("{%s}x" % MUC_USER)
+        if x is not None:
+            item = x.find("{%s}item" % MUC_USER)
+            muc["codes"] = sorted(s.get("code") for s in x.findall("{%s}status" % MUC_USER))
+            if item is not None:
+                muc.update(role=item.get("role"), affiliation=item.get("affiliation"),
+                           jid=item.get("jid"), nick=item.get("nick"))
         emit(event="presence", type=pres["type"], show=pres["show"] or None,
-             status=pres["status"] or None, **{"from": str(pres["from"])})
+             status=pres["status"] or None, **{"from": str(pres["from"])}, **muc)
+
+    def on_presence_error(self, pres):
+        emit(event="presence_error", condition=self.condition(pres.xml),
+             **{"from": str(pres["from"])})
+
+    def on_iq(self, iq):
+        if iq["type"] in ("result", "error"):
+            emit(event="iq", id=iq["id"], type=iq["type"],
+                 xml=ET.tostring(iq.xml, encoding="unicode"))
 
     def on_subscription(self, pres):
         emit(event="subscription", type=pres["type"], **{"from": str(pres["from"])})
@@ -129,6 +166,27 @@ class Client(slixmpp.ClientXMPP):
                 self.send_presence(pshow=cmd.get("show"), pstatus=cmd.get("status"))
             elif kind == "unavailable":
                 self.send_presence(ptype="unavailable")
+            elif kind == "join":
+                p = self.make_presence(pto="%s/%s" % (cmd["room"], cmd["nick"]))
+                x = ET.SubElement(p.xml, "{%s}x" % MUC)
+                if cmd.get("password"):
+                    ET.SubElement(x, "{%s}password" % MUC).text = cmd["password"]
+                if cmd.get("maxstanzas") is not None:
+                    ET.SubElement(x, "{%s}history" % MUC).set("maxstanzas", str(cmd["maxstanzas"]))
+                p.send()
+            elif kind == "leave":
+                self.send_presence(pto="%s/%s" % (cmd["room"], cmd["nick"]), ptype="unavailable")
+            elif kind == "groupchat":
+                m = self.make_message(mto=cmd["to"], mbody=cmd["body"], mtype="groupchat")
+                if cmd.get("id"):
+                    m["id"] = cmd["id"]
+                m.send()
+            elif kind == "subject":
+                m = self.make_message(mto=cmd["to"], mtype="groupchat")
+                m["subject"] = cmd["subject"]
+                m.send()
+            elif kind == "raw":
+                self.send_raw(cmd["xml"])
             emit(event="done", cmd=kind)
         self.disconnect()
 
