@@ -64,12 +64,127 @@ pub enum Command {
         #[command(subcommand)]
         command: ArchiveCommand,
     },
+    /// The chat rooms of the conference domain, through the admin API of
+    /// a running Parley.
+    Room {
+        /// The room tool to run.
+        #[command(subcommand)]
+        command: RoomCommand,
+        /// Configuration file (for the admin address and token).
+        #[arg(long, default_value = "config/parley.toml", global = true)]
+        config: PathBuf,
+    },
     /// Presence document (PIDF) tools.
     Pidf {
         /// The PIDF tool to run.
         #[command(subcommand)]
         command: PidfCommand,
     },
+}
+
+/// `parley room …`
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// The rooms, with who is in them.
+    List,
+    /// Make a room (its name, or its full address).
+    Create {
+        /// The room.
+        room: String,
+        /// Its settings.
+        #[command(flatten)]
+        settings: RoomSettings,
+    },
+    /// Change a room's settings or subject.
+    Set {
+        /// The room.
+        room: String,
+        /// Its settings.
+        #[command(flatten)]
+        settings: RoomSettings,
+    },
+    /// Close a room: everyone in it is told and removed.
+    Close {
+        /// The room.
+        room: String,
+    },
+    /// Remove a member from a room.
+    Kick {
+        /// The room.
+        room: String,
+        /// The member's nickname.
+        nick: String,
+    },
+}
+
+/// A room's settings on the command line; each is optional.
+#[derive(Debug, Default, clap::Args)]
+pub struct RoomSettings {
+    /// The subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Listed in the directory.
+    #[arg(long)]
+    pub public: Option<bool>,
+    /// Only members may enter.
+    #[arg(long)]
+    pub members_only: Option<bool>,
+    /// Kept when empty and across restarts.
+    #[arg(long)]
+    pub persistent: Option<bool>,
+    /// Only participants may speak.
+    #[arg(long)]
+    pub moderated: Option<bool>,
+    /// Needed to enter (empty removes it).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Past messages kept and replayed.
+    #[arg(long)]
+    pub history: Option<usize>,
+    /// Members present at most.
+    #[arg(long)]
+    pub max_members: Option<usize>,
+    /// Who owns the room (user@domain), on creation.
+    #[arg(long)]
+    pub owner: Option<String>,
+}
+
+impl RoomSettings {
+    fn json(&self, address: Option<&str>) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            m.insert(k.to_string(), v);
+        };
+        if let Some(a) = address {
+            put("address", a.into());
+        }
+        if let Some(v) = &self.subject {
+            put("subject", v.as_str().into());
+        }
+        for (k, v) in [
+            ("public", self.public),
+            ("members_only", self.members_only),
+            ("persistent", self.persistent),
+            ("moderated", self.moderated),
+        ] {
+            if let Some(v) = v {
+                put(k, v.into());
+            }
+        }
+        if let Some(v) = &self.password {
+            put("password", v.as_str().into());
+        }
+        if let Some(v) = self.history {
+            put("history", v.into());
+        }
+        if let Some(v) = self.max_members {
+            put("max_members", v.into());
+        }
+        if let Some(v) = &self.owner {
+            put("owner", v.as_str().into());
+        }
+        serde_json::Value::Object(m)
+    }
 }
 
 /// `parley archive …`
@@ -380,6 +495,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { config } => status_command(&config),
+        Command::Room { command, config } => room_command(&config, command),
         Command::CheckConfig { file } => {
             let config = crate::config::Config::load(&file)?;
             println!("{}: ok", file.display());
@@ -493,33 +609,39 @@ fn read_input(file: Option<&std::path::Path>, limit: usize) -> anyhow::Result<Ve
     Ok(input)
 }
 
-/// `parley status`: GET /api/v1/status from the admin API and print it as
-/// tables. A plain HTTP/1.1 request over loopback: no client library.
-fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
+/// One request to the admin API of the Parley that `config` describes:
+/// the HTTP status and the JSON answer. A plain HTTP/1.1 request over
+/// loopback: no client library.
+fn api(
+    config: &crate::config::Config,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     use std::io::{Read, Write};
-    let config = crate::config::Config::load(path)?;
     let Some(addr) = config.admin.listen.filter(|_| config.admin.enabled) else {
-        anyhow::bail!("the admin API is off in {}", path.display());
+        anyhow::bail!("the admin API is off in this configuration");
     };
     let token = match &config.admin.token {
         Some(t) => t.clone(),
-        None => std::fs::read_to_string(crate::admin::token_file(&config))
+        None => std::fs::read_to_string(crate::admin::token_file(config))
             .map_err(|e| {
                 anyhow::anyhow!(
                     "no admin token ({}): {e}",
-                    crate::admin::token_file(&config).display()
+                    crate::admin::token_file(config).display()
                 )
             })?
             .trim()
             .to_string(),
     };
-    eprintln!("asking {addr} …");
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
         .map_err(|e| anyhow::anyhow!("Parley does not answer at {addr}: {e}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
-        "GET /api/v1/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -530,8 +652,104 @@ fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let v: serde_json::Value = serde_json::from_str(body)
-        .map_err(|e| anyhow::anyhow!("not a status answer (HTTP {code}): {e}"))?;
+    let v = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body)
+            .map_err(|e| anyhow::anyhow!("not a JSON answer (HTTP {code}): {e}"))?
+    };
+    Ok((code, v))
+}
+
+/// `parley room …` through the admin API.
+fn room_command(path: &std::path::Path, command: RoomCommand) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(path)?;
+    let enc = |s: &str| {
+        s.replace('%', "%25")
+            .replace('/', "%2F")
+            .replace(' ', "%20")
+    };
+    let (code, v) = match &command {
+        RoomCommand::List => api(&config, "GET", "/api/v1/rooms", None)?,
+        RoomCommand::Create { room, settings } => api(
+            &config,
+            "POST",
+            "/api/v1/rooms",
+            Some(&settings.json(Some(room))),
+        )?,
+        RoomCommand::Set { room, settings } => api(
+            &config,
+            "PATCH",
+            &format!("/api/v1/rooms/{}", enc(room)),
+            Some(&settings.json(None)),
+        )?,
+        RoomCommand::Close { room } => api(
+            &config,
+            "DELETE",
+            &format!("/api/v1/rooms/{}", enc(room)),
+            None,
+        )?,
+        RoomCommand::Kick { room, nick } => api(
+            &config,
+            "DELETE",
+            &format!("/api/v1/rooms/{}/members/{}", enc(room), enc(nick)),
+            None,
+        )?,
+    };
+    if !(200..300).contains(&code) {
+        anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
+    }
+    let print = |r: &serde_json::Value| {
+        let flag = |k: &str, yes: &'static str, no: &'static str| {
+            if r[k].as_bool().unwrap_or(false) {
+                yes
+            } else {
+                no
+            }
+        };
+        println!(
+            "{}  [{} {} {} {}{}]  {}",
+            r["address"].as_str().unwrap_or(""),
+            flag("public", "public", "hidden"),
+            flag("members_only", "members-only", "open"),
+            flag("persistent", "persistent", "temporary"),
+            flag("moderated", "moderated", "unmoderated"),
+            flag("password", " password", ""),
+            r["subject"].as_str().unwrap_or(""),
+        );
+        for m in r["members"].as_array().into_iter().flatten() {
+            println!(
+                "    {:<20} {:<32} {:<12} {:<8} {}",
+                m["nick"].as_str().unwrap_or(""),
+                m["address"].as_str().unwrap_or(""),
+                m["role"].as_str().unwrap_or(""),
+                m["affiliation"].as_str().unwrap_or(""),
+                m["network"].as_str().unwrap_or(""),
+            );
+        }
+    };
+    match command {
+        RoomCommand::List => {
+            let rooms = v["rooms"].as_array().cloned().unwrap_or_default();
+            if rooms.is_empty() {
+                println!("no rooms in {}", v["domain"].as_str().unwrap_or(""));
+            }
+            for r in &rooms {
+                print(r);
+            }
+        }
+        RoomCommand::Create { .. } | RoomCommand::Set { .. } => print(&v),
+        RoomCommand::Close { room } => println!("{room}: closed"),
+        RoomCommand::Kick { room, nick } => println!("{nick} removed from {room}"),
+    }
+    Ok(0)
+}
+
+/// `parley status`: GET /api/v1/status from the admin API and print it as
+/// tables. A plain HTTP/1.1 request over loopback: no client library.
+fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
+    let config = crate::config::Config::load(path)?;
+    let (code, v) = api(&config, "GET", "/api/v1/status", None)?;
     if code != 200 {
         anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
     }

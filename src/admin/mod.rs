@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+mod rooms;
+
 use crate::config::Config;
 use crate::simple::presence::Decision;
 use crate::simple::Core;
@@ -142,6 +144,12 @@ fn router(admin: Admin) -> Router {
         .route("/users/{address}", delete(remove_user))
         .route("/presence/rules", get(rules).post(set_rule))
         .route("/archive", get(archive))
+        .route("/rooms", get(rooms::list).post(rooms::create))
+        .route(
+            "/rooms/{address}",
+            get(rooms::one).patch(rooms::configure).delete(rooms::close),
+        )
+        .route("/rooms/{address}/members/{nick}", delete(rooms::remove))
         .route_layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .route("/openapi.json", get(openapi));
     Router::new()
@@ -246,6 +254,10 @@ async fn status(State(a): State<Admin>) -> Json<Value> {
         "routed": routed(core),
         "refusals": refusal_counts(core),
         "msrp": msrp_status(core),
+        "rooms": {
+            "domain": core.rooms.domain(),
+            "rooms": core.rooms.count(),
+        },
     }))
 }
 

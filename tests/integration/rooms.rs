@@ -427,3 +427,79 @@ fn xmpp_and_sip_members_share_a_room_over_s2s() {
     );
     assert!(e.contains("\"110\""), "{e}");
 }
+
+#[test]
+fn an_operator_creates_configures_empties_and_closes_a_room() {
+    use crate::admin::http;
+    const TOKEN: &str = "room-admin-token";
+    let server = TestServer::start_with_admin(&format!("{NO_AUTH}[admin]\ntoken = \"{TOKEN}\"\n"));
+    let admin = server.admin.unwrap();
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Member::of(&server, "alice", "localhost", "ops@conference.localhost");
+
+    let (code, answer) = http(
+        admin,
+        "POST",
+        "/api/v1/rooms",
+        Some(TOKEN),
+        Some(r#"{"address": "ops", "members_only": true, "subject": "Operations"}"#),
+    );
+    assert_eq!(code, 201, "{answer}");
+    assert!(
+        answer.contains("\"address\":\"ops@conference.localhost\""),
+        "{answer}"
+    );
+    let (code, _) = http(
+        admin,
+        "POST",
+        "/api/v1/rooms",
+        Some(TOKEN),
+        Some(r#"{"address": "ops"}"#),
+    );
+    assert_eq!(code, 409);
+    let (code, answer) = http(
+        admin,
+        "POST",
+        "/api/v1/rooms",
+        Some(TOKEN),
+        Some(r#"{"address": "x@elsewhere.test"}"#),
+    );
+    assert_eq!(code, 400, "{answer}");
+    // Members only: alice has no standing yet.
+    let r = alice.say_to("ops@conference.localhost", "/join");
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(r.contains("members only"), "{r}");
+    let (code, answer) = http(
+        admin,
+        "PATCH",
+        "/api/v1/rooms/ops@conference.localhost",
+        Some(TOKEN),
+        Some(r#"{"members_only": false}"#),
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(alice.say("/join"), 200);
+    let (welcome, _) = alice.expect("You are in");
+    assert!(body(&welcome).contains("Topic: Operations"), "{welcome}");
+    let (code, answer) = http(admin, "GET", "/api/v1/rooms", Some(TOKEN), None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let members = &v["rooms"][0]["members"];
+    assert_eq!(members[0]["nick"], "alice", "{answer}");
+    assert_eq!(members[0]["network"], "sip", "{answer}");
+    assert_eq!(members[0]["address"], "alice@localhost", "{answer}");
+    let (code, _) = http(
+        admin,
+        "DELETE",
+        "/api/v1/rooms/ops/members/alice",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(code, 204);
+    alice.expect("You were removed from the room by the operator");
+    let (code, _) = http(admin, "DELETE", "/api/v1/rooms/ops", Some(TOKEN), None);
+    assert_eq!(code, 204);
+    let (code, _) = http(admin, "GET", "/api/v1/rooms/ops", Some(TOKEN), None);
+    assert_eq!(code, 404);
+    let (_, metrics) = http(admin, "GET", "/metrics", None, None);
+    assert!(metrics.contains("parley_rooms 0"), "{metrics}");
+}

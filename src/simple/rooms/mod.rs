@@ -272,6 +272,16 @@ impl Rooms {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// The settings of a new room, from `[rooms]`.
+    pub fn default_settings(&self) -> Settings {
+        Settings {
+            persistent: self.config.persistent,
+            history: self.config.history,
+            max_members: self.config.max_members,
+            ..Settings::default()
+        }
+    }
+
     /// Makes a room; `owner` owns it (none: an operator made it).
     pub async fn create(
         &self,
@@ -280,12 +290,7 @@ impl Rooms {
         settings: Option<Settings>,
     ) -> Result<Arc<tokio::sync::Mutex<Hosted>>, Failure> {
         let address = address.to_ascii_lowercase();
-        let settings = settings.unwrap_or_else(|| Settings {
-            persistent: self.config.persistent,
-            history: self.config.history,
-            max_members: self.config.max_members,
-            ..Settings::default()
-        });
+        let settings = settings.unwrap_or_else(|| self.default_settings());
         let hosted = {
             let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(r) = rooms.get(&address) {
@@ -387,6 +392,65 @@ impl Rooms {
             warn!(error = %e, room = %address, "room not removed from the store");
         }
         info!(room = %address, "room closed");
+        true
+    }
+
+    /// Changes a room's settings (an operator's `parley room set`).
+    pub async fn configure(
+        &self,
+        address: &str,
+        change: impl FnOnce(&mut Settings, &mut String),
+    ) -> Option<RoomView> {
+        let hosted = self.get(&address.to_ascii_lowercase())?;
+        let mut h = hosted.lock().await;
+        let was_persistent = h.room.settings.persistent;
+        let Hosted { room, .. } = &mut *h;
+        change(&mut room.settings, &mut room.subject);
+        room.settings.max_members = room.settings.max_members.clamp(1, self.config.max_members);
+        while room.history.len() > room.settings.history {
+            room.history.pop_front();
+        }
+        if h.room.settings.persistent {
+            self.persist(&h).await;
+            if !was_persistent {
+                for (member, a) in h.room.affiliations.clone() {
+                    self.persist_affiliation(&h.room.address, &member, a).await;
+                }
+            }
+        } else if was_persistent {
+            let _ = self.store.remove_room(&h.room.address).await;
+        }
+        info!(room = %h.room.address, "room configured");
+        drop(h);
+        self.views()
+            .await
+            .into_iter()
+            .find(|v| v.address.eq_ignore_ascii_case(address))
+    }
+
+    /// An operator removes the member called `nick`; false when no one
+    /// has that nickname.
+    pub async fn remove(&self, core: &Arc<Core>, address: &str, nick: &str, reason: &str) -> bool {
+        let Some(hosted) = self.get(&address.to_ascii_lowercase()) else {
+            return false;
+        };
+        let mut h = hosted.lock().await;
+        let Some(m) = h.room.members.remove(nick) else {
+            return false;
+        };
+        let e = Event::Kicked {
+            nick: nick.to_string(),
+            by: "the operator".into(),
+            reason: reason.to_string(),
+        };
+        let overflowed = fan_out(&mut h, &[e], "", None);
+        h.links.remove(&m.id.to_ascii_lowercase());
+        for o in overflowed {
+            remove_and_tell(core, &mut h, &o, "queue full").await;
+        }
+        info!(room = %address, nick, "member removed by the operator");
+        finish(core, &h).await;
+        gauge_members(&h);
         true
     }
 
