@@ -204,7 +204,11 @@ pub(super) async fn configure(
 
 pub(super) async fn close(State(a): State<Admin>, UrlPath(name): UrlPath<String>) -> Response {
     let address = address(&a, &name);
-    if a.core.rooms.close(&address, "the room was closed").await {
+    if a.core
+        .rooms
+        .close(&a.core, &address, "the room was closed")
+        .await
+    {
         StatusCode::NO_CONTENT.into_response()
     } else {
         error(StatusCode::NOT_FOUND, "no such room")

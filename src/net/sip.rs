@@ -223,6 +223,22 @@ impl Sip {
         let (path, local) = match self.path_to(transport, target).await {
             Ok(p) => p,
             Err(_) if transport == Transport::Udp => return Err(SendError::NoSocket(transport)),
+            // RFC 3261 §18.1.1: TCP only for the size, and the target
+            // refuses the connection: the request goes over UDP after all.
+            // Not a MESSAGE: RFC 3428 §5 wants 513 for that instead.
+            Err(e)
+                if too_large
+                    && target.transport == Transport::Udp
+                    && !matches!(request.method(), Some(crate::proto::sip::Method::Message))
+                    && e.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                debug!(addr = %target.addr, "no TCP for a large request: UDP after all");
+                transport = Transport::Udp;
+                match self.path_to(transport, target).await {
+                    Ok(p) => p,
+                    Err(_) => return Err(SendError::NoSocket(transport)),
+                }
+            }
             Err(e) => {
                 debug!(addr = %target.addr, error = %e, "cannot connect");
                 // Too large for UDP and no TCP at the target: the request

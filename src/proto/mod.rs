@@ -4,6 +4,7 @@
 //! (later) `now`, output is values. Everything is testable and fuzzable
 //! without a network.
 
+pub mod conference;
 pub mod cpim;
 pub mod digest;
 pub mod imdn;

@@ -213,6 +213,9 @@ impl Core {
                     }
                 }
                 Some(Method::Cancel) => proxy::cancel(&self, &sip, incoming).await,
+                Some(Method::Subscribe) if rooms::conference::owns(&self, &incoming.message) => {
+                    rooms::conference::subscribe(&self, &sip, incoming, None).await
+                }
                 Some(Method::Publish) if presence::serves(&self, &incoming.message) => {
                     presence::publish(&self, &sip, incoming).await
                 }
@@ -234,6 +237,7 @@ impl Core {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % 5 == 4 {
             self.location.sweep(now_secs());
+            rooms::conference::sweep(self, sip).await;
         }
         presence::sweep(self, sip).await;
         self.router.tick().await;

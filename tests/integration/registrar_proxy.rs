@@ -8,7 +8,7 @@ use parley_test_support::server::TestServer;
 use parley_test_support::sipp::Sipp;
 
 /// Digest as SIPp speaks it: MD5 only.
-const SIPP_AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\n";
+pub(crate) const SIPP_AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\n";
 
 /// Runs `parley ARGS --config …` on the server's database and checks it
 /// succeeded.
@@ -53,7 +53,13 @@ pub(crate) fn user_add(server: &TestServer, address: &str, password: &str) {
     cli_on(server, &["user", "add", address, "--password", password]);
 }
 
-fn register(server: &TestServer, user: &str, password: &str, transport: &str, port: u16) {
+pub(crate) fn register(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    transport: &str,
+    port: u16,
+) {
     let target = if transport == "u1" {
         server.udp
     } else {

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use parley_test_support::server::TestServer;
 
+use parley_test_support::sipp::Sipp;
+
 use crate::presence::{header, status, Ua};
-use crate::registrar_proxy::user_add;
+use crate::registrar_proxy::{register, user_add, SIPP_AUTH};
 
 const NO_AUTH: &str = "[auth]\nregistrar = false\nproxy = false\n";
 const ROOM: &str = "dev@conference.localhost";
@@ -20,6 +22,7 @@ struct Member {
     user: String,
     domain: String,
     room: String,
+    password: Option<String>,
     inbox: RefCell<Vec<String>>,
     n: std::cell::Cell<u32>,
 }
@@ -31,36 +34,85 @@ impl Member {
 
     /// A user of `domain` who speaks to `room`.
     fn of(server: &TestServer, user: &str, domain: &str, room: &str) -> Member {
-        let ua = Ua::new(server.udp);
-        ua.send(
-            &format!(
-                "REGISTER sip:{domain} SIP/2.0\nFrom: <sip:{user}@{domain}>;tag=r\nTo: <sip:{user}@{domain}>\nCall-ID: reg-{user}\nCSeq: 1 REGISTER\nContact: <sip:{user}@{}>\nExpires: 600",
-                ua.local
-            ),
-            "",
-        );
-        assert_eq!(status(&ua.final_response()), 200);
-        Member {
-            ua,
+        Member::with_password(server, user, domain, room, None)
+    }
+
+    /// A user who answers digest challenges with `password`.
+    fn with_password(
+        server: &TestServer,
+        user: &str,
+        domain: &str,
+        room: &str,
+        password: Option<&str>,
+    ) -> Member {
+        let m = Member {
+            ua: Ua::new(server.udp),
             user: user.to_string(),
             domain: domain.to_string(),
             room: room.to_string(),
+            password: password.map(str::to_string),
             inbox: RefCell::new(Vec::new()),
             n: std::cell::Cell::new(0),
-        }
+        };
+        let r = m.request(
+            "REGISTER",
+            &format!("sip:{domain}"),
+            &format!("Contact: <sip:{user}@{}>\nExpires: 600", m.ua.local),
+            "",
+        );
+        assert_eq!(status(&r), 200, "{r}");
+        m
     }
 
-    /// Sends `text` to `to` and returns the final response.
-    fn say_to(&self, to: &str, text: &str) -> String {
+    /// Sends a request of its own (a new Call-ID) and returns the final
+    /// response, answering one digest challenge when it has a password.
+    fn request(&self, method: &str, uri: &str, extra: &str, body: &str) -> String {
         self.n.set(self.n.get() + 1);
         let call = format!("{}-{}", self.user, self.n.get());
-        self.ua.send(
-            &format!(
-                "MESSAGE sip:{to} SIP/2.0\nFrom: <sip:{}@{}>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        let to = if method == "REGISTER" {
+            format!("sip:{}@{}", self.user, self.domain)
+        } else {
+            uri.to_string()
+        };
+        let head = |cseq: u32, auth: &str| {
+            format!(
+                "{method} {uri} SIP/2.0\nFrom: <sip:{}@{}>;tag={call}\nTo: <{to}>\nCall-ID: {call}\nCSeq: {cseq} {method}\n{auth}{extra}",
                 self.user, self.domain
-            ),
-            text,
-        );
+            )
+        };
+        self.ua.send(&head(1, ""), body);
+        let r = self.final_response();
+        let code = status(&r);
+        let (Some(password), 401 | 407) = (&self.password, code) else {
+            return r;
+        };
+        let name = if code == 401 {
+            "WWW-Authenticate"
+        } else {
+            "Proxy-Authenticate"
+        };
+        let challenges: Vec<&str> = r
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+            .map(str::trim)
+            .collect();
+        let answer = parley::proto::digest::answer(
+            challenges, method, uri, &self.user, password, "0a4f113b",
+        )
+        .expect("a digest challenge Parley's client side answers");
+        let field = if code == 401 {
+            "Authorization"
+        } else {
+            "Proxy-Authorization"
+        };
+        self.ua
+            .send(&head(2, &format!("{field}: {answer}\n")), body);
+        self.final_response()
+    }
+
+    /// The final response to what was just sent; room MESSAGEs that
+    /// arrive meanwhile are kept.
+    fn final_response(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let m = self
@@ -70,10 +122,20 @@ impl Member {
                 if !m.starts_with("SIP/2.0 1") {
                     return m;
                 }
-            } else if m.starts_with("MESSAGE ") {
+            } else if !m.starts_with("ACK ") {
                 self.inbox.borrow_mut().push(m);
             }
         }
+    }
+
+    /// Sends `text` to `to` and returns the final response.
+    fn say_to(&self, to: &str, text: &str) -> String {
+        self.request(
+            "MESSAGE",
+            &format!("sip:{to}"),
+            "Content-Type: text/plain",
+            text,
+        )
     }
 
     fn say(&self, text: &str) -> u16 {
@@ -104,7 +166,7 @@ impl Member {
                         self.user
                     );
                     let m = self.ua.next_within(left);
-                    if !m.starts_with("MESSAGE ") {
+                    if m.starts_with("SIP/2.0 ") || m.starts_with("ACK ") {
                         continue;
                     }
                     m
@@ -502,4 +564,132 @@ fn an_operator_creates_configures_empties_and_closes_a_room() {
     assert_eq!(code, 404);
     let (_, metrics) = http(admin, "GET", "/metrics", None, None);
     assert!(metrics.contains("parley_rooms 0"), "{metrics}");
+}
+
+#[test]
+fn subscribers_follow_the_roster_on_the_default_config() {
+    // The embedded default: digest on REGISTER and on everything a local
+    // user sends.
+    let server = TestServer::start("");
+    for u in ["alice", "bob", "carol"] {
+        user_add(&server, &format!("{u}@localhost"), &format!("{u}-pw"));
+    }
+    let member =
+        |u: &str| Member::with_password(&server, u, "localhost", ROOM, Some(&format!("{u}-pw")));
+    let (alice, bob, carol) = (member("alice"), member("bob"), member("carol"));
+    // Unauthenticated, nothing happens in the room.
+    let stranger = Member {
+        ua: Ua::new(server.udp),
+        user: "alice".into(),
+        domain: "localhost".into(),
+        room: ROOM.into(),
+        password: None,
+        inbox: RefCell::new(Vec::new()),
+        n: std::cell::Cell::new(0),
+    };
+    assert_eq!(stranger.say("/join"), 407);
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+
+    // Carol watches the room: 200, then the roster at once.
+    let r = carol.request(
+        "SUBSCRIBE",
+        &format!("sip:{ROOM}"),
+        &format!("Event: conference\nAccept: application/conference-info+xml\nExpires: 600\nContact: <sip:carol@{}>", carol.ua.local),
+        "",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let to_tag = header(&r, "To")
+        .and_then(|t| t.split("tag=").nth(1))
+        .unwrap()
+        .to_string();
+    let contact = header(&r, "Contact")
+        .unwrap()
+        .trim_matches(['<', '>'])
+        .to_string();
+    let (n, _) = carol.expect("<conference-info");
+    assert_eq!(header(&n, "Event"), Some("conference"), "{n}");
+    assert!(
+        header(&n, "Subscription-State").is_some_and(|s| s.starts_with("active;expires=")),
+        "{n}"
+    );
+    assert_eq!(
+        header(&n, "Content-Type"),
+        Some("application/conference-info+xml"),
+        "{n}"
+    );
+    let doc = body(&n);
+    assert!(doc.contains("version=\"1\""), "{doc}");
+    assert!(doc.contains("<user-count>1</user-count>"), "{doc}");
+    assert!(
+        doc.contains("<user entity=\"sip:alice@localhost\" state=\"full\">"),
+        "{doc}"
+    );
+    assert!(doc.contains("<entry>moderator</entry>"), "{doc}");
+    // The roster changes: a NOTIFY with the next version each time.
+    assert_eq!(bob.say("/join bobby"), 200);
+    let (n, _) = carol.expect("<display-text>bobby</display-text>");
+    assert!(body(&n).contains("version=\"2\""), "{n}");
+    assert!(body(&n).contains("<user-count>2</user-count>"), "{n}");
+    assert_eq!(bob.say("/nick robert"), 200);
+    let (n, _) = carol.expect("<display-text>robert</display-text>");
+    assert!(body(&n).contains("version=\"3\""), "{n}");
+    // Carol ends the subscription in its dialog: the last NOTIFY says so.
+    carol.ua.send(
+        &format!(
+            "SUBSCRIBE {contact} SIP/2.0\nFrom: <sip:carol@localhost>;tag=carol-2\nTo: <sip:{ROOM}>;tag={to_tag}\nCall-ID: carol-2\nCSeq: 2 SUBSCRIBE\nEvent: conference\nExpires: 0\nContact: <sip:carol@{}>",
+            carol.ua.local
+        ),
+        "",
+    );
+    let r = carol.final_response();
+    assert_eq!(status(&r), 200, "{r}");
+    let (n, _) = carol.expect("<conference-info");
+    assert!(
+        header(&n, "Subscription-State").is_some_and(|s| s.starts_with("terminated")),
+        "{n}"
+    );
+    // Another package is not the room's.
+    let r = carol.request(
+        "SUBSCRIBE",
+        &format!("sip:{ROOM}"),
+        "Event: presence\nExpires: 600",
+        "",
+    );
+    assert_eq!(status(&r), 489, "{r}");
+}
+
+#[test]
+fn sipp_is_a_pager_member_and_a_conference_subscriber() {
+    // SIPp answers only MD5 challenges, and only the first one it sees.
+    let server = TestServer::start(SIPP_AUTH);
+    user_add(&server, "alice@localhost", "alice-pw");
+    user_add(&server, "sipp@localhost", "sipp-pw");
+    let alice = Member::with_password(&server, "alice", "localhost", ROOM, Some("alice-pw"));
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+    // The member's user agent: registered, it takes the room's MESSAGEs
+    // (the welcome, then what alice says).
+    let port = parley_test_support::sipp::free_port();
+    register(&server, "sipp", "sipp-pw", "u1", port);
+    let agent = Sipp::start_on("uas_message.xml", "u1", 2, None, port, &[]);
+    Sipp::start(
+        "uac_room_member.xml",
+        "u1",
+        1,
+        Some(server.udp),
+        &[
+            "-s", "sipp", "-au", "sipp", "-ap", "sipp-pw", "-key", "to", ROOM,
+        ],
+    )
+    .wait();
+    alice.expect("*** sipp has joined");
+    alice.expect("<sipp> hello from sipp");
+    assert_eq!(alice.say("hi sipp"), 200);
+    let trace = agent.wait();
+    assert!(
+        trace.contains("You are in dev@conference.localhost as sipp (participant)"),
+        "{trace}"
+    );
+    assert!(trace.contains("<alice> hi sipp"), "{trace}");
 }

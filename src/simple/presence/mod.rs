@@ -1413,7 +1413,7 @@ async fn send_all(core: &Core, sip: &Sip, out: Vec<Outgoing>) {
 }
 
 /// Parley's Contact for a dialog over `transport`.
-fn our_contact(core: &Core, transport: Transport) -> String {
+pub(crate) fn our_contact(core: &Core, transport: Transport) -> String {
     let listen = core
         .listen
         .iter()

@@ -11,6 +11,7 @@
 //! buffered without limit. Pager-mode members are removed after
 //! `max_missed` failed deliveries in a row.
 
+pub mod conference;
 pub mod render;
 pub mod sip;
 
@@ -109,6 +110,11 @@ pub struct Rooms {
     config: RoomsConfig,
     store: Arc<dyn Store>,
     rooms: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Hosted>>>>,
+    /// Subscriptions to rooms (RFC 4575).
+    watchers: conference::Watchers,
+    /// The SIP side, once a request came: for notifications that a
+    /// member's departure causes off any request.
+    sip: std::sync::OnceLock<Sip>,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -224,6 +230,8 @@ impl Rooms {
             config: config.clone(),
             store,
             rooms: Mutex::new(rooms),
+            watchers: conference::Watchers::default(),
+            sip: std::sync::OnceLock::new(),
         })
     }
 
@@ -362,9 +370,10 @@ impl Rooms {
         }
     }
 
-    /// Closes a room: everyone present is told and removed; a persistent
-    /// room is forgotten by the store too. False when there was none.
-    pub async fn close(&self, address: &str, reason: &str) -> bool {
+    /// Closes a room: everyone present is told and removed, subscriptions
+    /// to it end; a persistent room is forgotten by the store too. False
+    /// when there was none.
+    pub async fn close(&self, core: &Arc<Core>, address: &str, reason: &str) -> bool {
         let address = address.to_ascii_lowercase();
         let hosted = self
             .rooms
@@ -387,6 +396,9 @@ impl Rooms {
             if let Some(m) = h.room.members.remove(&nick) {
                 h.links.remove(&m.id.to_ascii_lowercase());
             }
+        }
+        if let Some(sip) = self.sip.get() {
+            conference::closed(core, sip, &h).await;
         }
         if let Err(e) = self.store.remove_room(&address).await {
             warn!(error = %e, room = %address, "room not removed from the store");
@@ -751,9 +763,24 @@ async fn remove_and_tell(core: &Arc<Core>, h: &mut Hosted, id: &str, reason: &st
     finish(core, h).await;
 }
 
-/// After a change of membership: gauges, and a temporary room with no one
-/// left goes.
+/// Tells the room's subscribers (RFC 4575) of a change of roster or
+/// subject.
+fn roster_changed(core: &Arc<Core>, h: &Hosted) {
+    let Some(sip) = core.rooms.sip.get().cloned() else {
+        return;
+    };
+    let out = conference::changed(core, h);
+    if out.is_empty() {
+        return;
+    }
+    let core = core.clone();
+    tokio::spawn(async move { conference::send(&core, &sip, out).await });
+}
+
+/// After a change of membership: gauges, subscribers, and a temporary
+/// room with no one left goes.
 async fn finish(core: &Arc<Core>, h: &Hosted) {
+    roster_changed(core, h);
     if h.room.is_done() {
         core.rooms
             .rooms
@@ -785,6 +812,7 @@ pub async fn act(
     action: RoomAction,
 ) -> Result<(), Failure> {
     let rooms = &core.rooms;
+    let _ = rooms.sip.set(sip.clone());
     let room = room.to_ascii_lowercase();
     let hosted = match rooms.get(&room) {
         Some(h) => h,
@@ -1056,6 +1084,8 @@ async fn join(
             // The same nickname again: XEP-0045 clients that rejoin expect
             // their own presence back.
             welcome(h, &who.id, Some(0), false);
+        } else {
+            roster_changed(core, h);
         }
         return Ok(());
     }
@@ -1070,6 +1100,7 @@ async fn join(
     for o in overflowed {
         remove_and_tell(core, h, &o, "queue full").await;
     }
+    roster_changed(core, h);
     gauge_members(h);
     Ok(())
 }

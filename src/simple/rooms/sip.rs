@@ -18,7 +18,7 @@ use crate::simple::auth::Sender;
 use crate::simple::Core;
 
 /// What the conference domain allows.
-pub const ALLOW: &str = "MESSAGE, OPTIONS";
+pub const ALLOW: &str = "MESSAGE, SUBSCRIBE, OPTIONS";
 
 /// Whether `msg` is for the conference domain.
 pub fn addressed(core: &Core, msg: &Message) -> Option<String> {
@@ -81,6 +81,10 @@ pub(crate) async fn request(
     let allow = [("Allow", ALLOW.to_string())];
     match msg.method() {
         Some(Method::Message) => {}
+        Some(Method::Subscribe) if !room.is_empty() => {
+            let _ = core.rooms.sip.set(sip.clone());
+            return super::conference::subscribe(&core, &sip, inc, Some(room)).await;
+        }
         Some(Method::Options) => {
             return inc
                 .responder
