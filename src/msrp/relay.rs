@@ -141,6 +141,14 @@ pub enum SessionEvent {
     Message(crate::proto::msrp::session::Received),
     /// The connection the session ran on closed.
     Closed,
+    /// A NICKNAME request (RFC 7701 §7): the nickname asked for, and where
+    /// the answer goes (200, or 423/424/425 with a reason phrase).
+    Nickname {
+        /// The nickname (the `Use-Nickname` value, unquoted).
+        nickname: String,
+        /// The status and phrase of the answer.
+        answer: tokio::sync::oneshot::Sender<(u16, String)>,
+    },
 }
 
 /// A session Parley is the far end of.
@@ -1055,6 +1063,53 @@ impl Connection {
             .map(|c| c.tx.clone())
     }
 
+    /// A NICKNAME for a session Parley terminates (RFC 7701 §7): the
+    /// session's owner decides; the answer goes back on this connection
+    /// once it has (501 when the session takes no nicknames, 408 when it
+    /// does not decide in time).
+    fn nickname(&self, sid: &str, head: Head, own: MsrpUri) {
+        let nickname = head
+            .header("Use-Nickname")
+            .map(|v| {
+                let v = v.trim();
+                v.strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .map_or(v.to_string(), |q| {
+                        q.replace("\\\"", "\"").replace("\\\\", "\\")
+                    })
+            })
+            .unwrap_or_default();
+        let events = lock(&self.inner.endpoints)
+            .get(sid)
+            .map(|e| e.events.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let asked = !nickname.is_empty()
+            && events.is_some_and(|ev| {
+                ev.try_send(SessionEvent::Nickname {
+                    nickname,
+                    answer: tx,
+                })
+                .is_ok()
+            });
+        let Some(sender) = self.own_sender() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let (code, phrase) = if asked {
+                match tokio::time::timeout(Duration::from_secs(5), rx).await {
+                    Ok(Ok(answer)) => answer,
+                    _ => (408, "Request Timeout".to_string()),
+                }
+            } else {
+                (501, "Nicknames are not used here".to_string())
+            };
+            let response = head.response(code, &phrase, &own);
+            let _ = sender
+                .send(Bytes::from(response.to_bytes(None, Flag::End)))
+                .await;
+        });
+    }
+
     /// Answers `request` on this connection (when its report fields ask
     /// for an answer with this code).
     async fn refuse(&self, request: &Head, code: u16, comment: &str) {
@@ -1202,12 +1257,16 @@ impl Connection {
             }
             if known == Some(true) {
                 self.prove();
-                if head.method() == Some("SEND") {
-                    self.state = State::Collect {
-                        sid,
-                        head,
-                        body: Vec::new(),
-                    };
+                match head.method() {
+                    Some("SEND") => {
+                        self.state = State::Collect {
+                            sid,
+                            head,
+                            body: Vec::new(),
+                        };
+                    }
+                    Some("NICKNAME") => self.nickname(&sid, head, first),
+                    _ => {}
                 }
                 return;
             }

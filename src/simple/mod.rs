@@ -199,7 +199,10 @@ impl Core {
         metrics::counter!("parley_sip_requests_total", "method" => method).increment(1);
         async move {
             let is_bye = matches!(incoming.message.method(), Some(Method::Bye));
-            if is_bye && session::bye(&self, &mut incoming).await {
+            if is_bye
+                && (session::bye(&self, &mut incoming).await
+                    || rooms::msrp::bye(&self, &mut incoming).await)
+            {
                 return;
             }
             match incoming.message.method() {

@@ -23,7 +23,7 @@ use crate::router::sipmap;
 /// What Parley needs to end the SIP side of a session itself (RFC 3261
 /// §12.1.1, §15.1.1): the dialog as the INVITE set it up.
 #[derive(Debug, Clone)]
-struct Dialog {
+pub(crate) struct Dialog {
     call_id: String,
     /// Parley's side: the INVITE's To URI and the tag of the 200.
     local_uri: String,
@@ -69,7 +69,7 @@ impl Dialog {
     }
 
     /// The BYE that ends the dialog from Parley's side.
-    fn bye(&self, contact: &str) -> Option<Message> {
+    pub(crate) fn bye(&self, contact: &str) -> Option<Message> {
         crate::proto::sip::build::RequestBuilder::new("BYE", &self.remote_target)
             .headers("Route", &self.route_set)
             .header(
@@ -90,7 +90,7 @@ impl Dialog {
 
     /// Where the BYE goes: the first Route, else the remote target, else
     /// back where the INVITE came from.
-    fn target(&self) -> crate::net::Target {
+    pub(crate) fn target(&self) -> crate::net::Target {
         if let Some(t) = self
             .route_set
             .first()
@@ -226,59 +226,82 @@ async fn not_acceptable(core: &Core, inc: &mut Incoming, code: u16, why: &str) {
         .await
 }
 
-/// An INVITE from `sender` (a local SIP user) to `recipient`, whom
-/// `adapter` reaches: answered as the far end of an MSRP session.
-pub async fn invite(
+/// An MSRP session Parley accepted as its far end: the 200 with the
+/// answer is sent.
+pub(crate) struct Accepted {
+    /// Parley's end.
+    pub handle: SessionHandle,
+    /// What arrives in it.
+    pub events: tokio::sync::mpsc::Receiver<SessionEvent>,
+    /// The INVITE's Call-ID.
+    pub call: String,
+    /// The dialog, for Parley's own BYE.
+    pub dialog: Option<Dialog>,
+    /// Parley's Contact in it.
+    pub contact: String,
+    /// Parley is the active side: it connects first.
+    pub active: bool,
+    /// Parley's MSRP URI, for the log.
+    pub own: MsrpUri,
+}
+
+/// Reads the MSRP offer of an INVITE, opens Parley's end of the session
+/// and answers 200 with the SDP answer (with `attributes` added to the
+/// message stream, such as RFC 7701's `chatroom`); `policy_domain` is the
+/// domain whose TLS requirement the media must meet. None when it
+/// answered a refusal instead.
+pub(crate) async fn accept(
     core: &Core,
-    sip: &crate::net::Sip,
-    adapter: Arc<dyn Adapter>,
-    mut inc: Incoming,
+    inc: &mut Incoming,
     msg: &Message,
-    sender: Address,
-    recipient: Address,
-) {
-    let inc = &mut inc;
+    policy_domain: &str,
+    attributes: &[&str],
+) -> Option<Accepted> {
     let body = msg.body_bytes();
     let offer = match Sdp::parse(&body) {
         Ok(o) => o,
         Err(e) if body.is_empty() => {
             let _ = e;
-            return not_acceptable(core, inc, 304, "no offer: an MSRP offer is needed").await;
+            not_acceptable(core, inc, 304, "no offer: an MSRP offer is needed").await;
+            return None;
         }
-        Err(e) => return not_acceptable(core, inc, 399, &format!("unreadable offer: {e}")).await,
+        Err(e) => {
+            not_acceptable(core, inc, 399, &format!("unreadable offer: {e}")).await;
+            return None;
+        }
     };
     let Some(relay) = core.relay.as_ref() else {
-        return not_acceptable(
+        not_acceptable(
             core,
             inc,
             399,
             "session-mode chat is off here ([msrp] enabled = false); send MESSAGE",
         )
         .await;
+        return None;
     };
     let Some(stream) = offer.media.iter().find(|m| m.is_msrp() && m.port != 0) else {
-        return not_acceptable(
+        not_acceptable(
             core,
             inc,
             304,
             "no message stream (m=message TCP/MSRP) offered",
         )
         .await;
+        return None;
     };
     let secure = stream.is_tls();
     // The domain policy's TLS requirement holds for the session's media
     // as for its signalling: msrps only.
-    if core.router.policy().security(recipient.domain()).tls && !secure {
-        return not_acceptable(
+    if core.router.policy().security(policy_domain).tls && !secure {
+        not_acceptable(
             core,
             inc,
             302,
-            &format!(
-                "the policy for {} requires MSRP over TLS (TCP/TLS/MSRP)",
-                recipient.domain()
-            ),
+            &format!("the policy for {policy_domain} requires MSRP over TLS (TCP/TLS/MSRP)"),
         )
         .await;
+        return None;
     }
     let remote: Result<Vec<MsrpUri>, _> = stream.path().into_iter().map(MsrpUri::parse).collect();
     let Ok(remote) = remote.and_then(|r| {
@@ -288,10 +311,11 @@ pub async fn invite(
             Ok(r)
         }
     }) else {
-        return not_acceptable(core, inc, 305, "a=path is missing or malformed").await;
+        not_acceptable(core, inc, 305, "a=path is missing or malformed").await;
+        return None;
     };
     let Some((own, handle, events)) = relay.open_session(secure, remote).await else {
-        return not_acceptable(
+        not_acceptable(
             core,
             inc,
             302,
@@ -302,21 +326,21 @@ pub async fn invite(
             },
         )
         .await;
+        return None;
     };
     let (local, origin) = our_side(core, &own, &handle.path());
-    let (answer, index) = match sdp::answer(&offer, &local, &origin) {
+    let (mut answer, index) = match sdp::answer(&offer, &local, &origin) {
         Ok(a) => a,
-        Err(r) => return not_acceptable(core, inc, r.warn_code, &r.text).await,
+        Err(r) => {
+            not_acceptable(core, inc, r.warn_code, &r.text).await;
+            return None;
+        }
     };
+    for a in attributes {
+        answer.media[index].fields.push(sdp::Field::new('a', *a));
+    }
     let active = answer.media[index].setup() == Some(Setup::Active);
     let call = call_id(msg);
-    let session = Arc::new(ChatSession {
-        handle,
-        ended: tokio_util::sync::CancellationToken::new(),
-        local: sender.bare().to_string(),
-        remote: recipient.bare().to_string(),
-    });
-    lock(&core.chat.by_call).insert(call.clone(), session.clone());
     // 200 with the answer, a dialog of Parley's own (RFC 3261 §12.1.1).
     let tag = crate::sys::token();
     let dialog = Dialog::of(inc, &tag);
@@ -332,22 +356,54 @@ pub async fn invite(
         ],
     );
     let Some(wire) = with_body(wire, "application/sdp", &answer.to_bytes()) else {
-        lock(&core.chat.by_call).remove(&call);
-        return inc.responder.reply(500, "Server Internal Error", &[]).await;
+        inc.responder.reply(500, "Server Internal Error", &[]).await;
+        return None;
     };
     inc.responder.send(200, Bytes::from(wire)).await;
+    Some(Accepted {
+        handle,
+        events,
+        call,
+        dialog,
+        contact,
+        active,
+        own,
+    })
+}
+
+/// An INVITE from `sender` (a local SIP user) to `recipient`, whom
+/// `adapter` reaches: answered as the far end of an MSRP session.
+pub async fn invite(
+    core: &Core,
+    sip: &crate::net::Sip,
+    adapter: Arc<dyn Adapter>,
+    mut inc: Incoming,
+    msg: &Message,
+    sender: Address,
+    recipient: Address,
+) {
+    let Some(a) = accept(core, &mut inc, msg, recipient.domain(), &[]).await else {
+        return;
+    };
+    let session = Arc::new(ChatSession {
+        handle: a.handle,
+        ended: tokio_util::sync::CancellationToken::new(),
+        local: sender.bare().to_string(),
+        remote: recipient.bare().to_string(),
+    });
+    lock(&core.chat.by_call).insert(a.call.clone(), session.clone());
     metrics::gauge!("parley_chat_sessions").set(core.chat.len() as f64);
-    info!(from = %sender, to = %recipient, msrp = %own, "chat session opened");
+    info!(from = %sender, to = %recipient, msrp = %a.own, "chat session opened");
     spawn(
         core,
         sip,
         adapter,
         session,
-        events,
+        a.events,
         (sender, recipient),
-        call,
-        (dialog, contact),
-        active,
+        a.call,
+        (a.dialog, a.contact),
+        a.active,
     );
 }
 
@@ -423,8 +479,15 @@ async fn run(
             _ = session.ended.cancelled() => break,
             e = events.recv() => e,
         };
-        let Some(SessionEvent::Message(m)) = event else {
-            break;
+        let m = match event {
+            Some(SessionEvent::Message(m)) => m,
+            Some(SessionEvent::Nickname { answer, .. }) => {
+                // Nicknames belong to rooms (RFC 7701), not to one-to-one
+                // sessions.
+                let _ = answer.send((501, "Not a chat room".into()));
+                continue;
+            }
+            _ => break,
         };
         let (from_text, to_text) = (sender.bare().to_string(), recipient.bare().to_string());
         let record = |decision: String| {

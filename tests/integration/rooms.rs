@@ -693,3 +693,190 @@ fn sipp_is_a_pager_member_and_a_conference_subscriber() {
     );
     assert!(trace.contains("<alice> hi sipp"), "{trace}");
 }
+
+/// An MSRP member's endpoint: the next SEND whose body contains `part`
+/// (each SEND answered 200), or a panic naming what came.
+fn msrp_expect(peer: &mut crate::msrp_relay::Peer, part: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        let Some((h, body, _)) = peer.next_request(Duration::from_secs(1)) else {
+            continue;
+        };
+        if h.method() == Some("SEND") {
+            peer.ok(&h);
+        }
+        let text = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+        if text.contains(part) {
+            return text;
+        }
+        seen.push(text);
+    }
+    panic!("the MSRP member never got {part:?}; got {seen:#?}");
+}
+
+#[test]
+fn xmpp_pager_and_msrp_members_see_each_other_in_one_room() {
+    use parley::proto::msrp::{Flag, Head, MsrpUri};
+    let f = federation();
+    f.prosody.register("juliet", "jpw");
+    for u in ["alice", "bob"] {
+        crate::registrar_proxy::cli_with(
+            &f.parley,
+            &format!("domains = [\"{PARLEY}\"]"),
+            &["user", "add", &format!("{u}@{PARLEY}"), "--password", "pw"],
+        );
+    }
+    let alice = Member::of(&f.parley, "alice", PARLEY, XROOM);
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+
+    // Bob enters over MSRP (RFC 7701): an INVITE to the room; Parley, the
+    // answerer, connects to Bob's endpoint.
+    let bob_sip = Member::of(&f.parley, "bob", PARLEY, XROOM);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bob_uri = MsrpUri::new(
+        false,
+        "127.0.0.1",
+        listener.local_addr().unwrap().port(),
+        "bob7701",
+    );
+    let offer = format!(
+        "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {} TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=accept-wrapped-types:text/plain\r\na=path:{bob_uri}\r\n",
+        bob_uri.port.unwrap()
+    );
+    let ok = bob_sip.request(
+        "INVITE",
+        &format!("sip:{XROOM}"),
+        &format!(
+            "Contact: <sip:bob@{}>\nContent-Type: application/sdp",
+            bob_sip.ua.local
+        ),
+        &offer,
+    );
+    assert_eq!(status(&ok), 200, "{ok}");
+    let answer = body(&ok).to_string();
+    assert!(
+        answer.contains("a=chatroom:nickname private-messages"),
+        "{answer}"
+    );
+    let room_uri = MsrpUri::parse(
+        answer
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=path:"))
+            .expect("a=path")
+            .trim(),
+    )
+    .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut bob = crate::msrp_relay::Peer::from_stream(conn, bob_uri.clone());
+    let welcome = msrp_expect(&mut bob, "You are in");
+    assert!(
+        welcome.contains(&format!("From: <sip:{XROOM}>")),
+        "{welcome}"
+    );
+    assert!(
+        welcome.contains("as bob (participant). Also here: alice."),
+        "{welcome}"
+    );
+    alice.expect("*** bob has joined");
+
+    // Juliet enters from XMPP: both SIP members hear of it.
+    let mut juliet = parley_test_support::prosody::XmppClient::connect(
+        &format!("juliet@{XMPP}/balcony"),
+        "jpw",
+        f.prosody.c2s,
+    );
+    juliet.command(&format!(
+        r#"{{"cmd": "join", "room": "{XROOM}", "nick": "juliet"}}"#
+    ));
+    juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/bob")), WAIT);
+    juliet.wait_for(|e| e.contains("\"subject\": \"\""), WAIT);
+    alice.expect("*** juliet has joined");
+    msrp_expect(&mut bob, "*** juliet has joined");
+
+    // Bob speaks over MSRP: the pager member and the XMPP member hear it,
+    // each with Bob named.
+    let cpim = |to: &str, text: &str| {
+        format!(
+            "From: <sip:bob@{PARLEY}>\r\nTo: <{to}>\r\n\r\nContent-Type: text/plain\r\n\r\n{text}"
+        )
+    };
+    let say = |bob: &mut crate::msrp_relay::Peer, to: &str, text: &str| {
+        let tid = bob.tid();
+        let body = cpim(to, text);
+        let head = Head::request("SEND", &tid, vec![room_uri.clone()], vec![bob_uri.clone()])
+            .with("Message-ID", format!("m{tid}"))
+            .with("Byte-Range", format!("1-{}/{}", body.len(), body.len()))
+            .with("Content-Type", "message/cpim");
+        bob.send(&head, Some(body.as_bytes()), Flag::End);
+        let r = bob.response_to(&tid, WAIT).expect("a response to the SEND");
+        assert_eq!(r.code(), Some(200), "{r:?}");
+    };
+    say(&mut bob, &format!("sip:{XROOM}"), "hello from msrp");
+    alice.expect("<bob> hello from msrp");
+    let e = juliet.wait_for(|e| e.contains("hello from msrp"), WAIT);
+    assert!(is(&e, "message", &format!("{XROOM}/bob")), "{e}");
+    // The others speak: Bob gets CPIM whose From names the speaker.
+    juliet.command(&format!(
+        r#"{{"cmd": "groupchat", "to": "{XROOM}", "body": "hi from xmpp"}}"#
+    ));
+    let m = msrp_expect(&mut bob, "hi from xmpp");
+    assert!(
+        m.contains(&format!("From: \"juliet\" <sip:juliet@{XMPP}>")),
+        "{m}"
+    );
+    assert!(m.contains(&format!("To: <sip:{XROOM}>")), "{m}");
+    alice.expect("<juliet> hi from xmpp");
+    assert_eq!(alice.say("hi from pager"), 200);
+    let m = msrp_expect(&mut bob, "hi from pager");
+    assert!(
+        m.contains(&format!("From: \"alice\" <sip:alice@{PARLEY}>")),
+        "{m}"
+    );
+    juliet.wait_for(|e| e.contains("hi from pager"), WAIT);
+
+    // NICKNAME (RFC 7701 §7): a new one is taken, someone else's is 425.
+    let nickname = |bob: &mut crate::msrp_relay::Peer, nick: &str| {
+        let tid = bob.tid();
+        let head = Head::request(
+            "NICKNAME",
+            &tid,
+            vec![room_uri.clone()],
+            vec![bob_uri.clone()],
+        )
+        .with("Use-Nickname", format!("\"{nick}\""));
+        bob.send(&head, None, Flag::End);
+        bob.response_to(&tid, WAIT)
+            .expect("a response to NICKNAME")
+            .code()
+    };
+    assert_eq!(nickname(&mut bob, "robert"), Some(200));
+    alice.expect("*** bob is now known as robert");
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/bob")), WAIT);
+    assert!(e.contains("\"303\""), "{e}");
+    assert_eq!(nickname(&mut bob, "alice"), Some(425));
+    // A private message: CPIM To names one member.
+    say(&mut bob, &format!("sip:juliet@{XMPP}"), "just for you");
+    let e = juliet.wait_for(|e| e.contains("just for you"), WAIT);
+    assert!(e.contains("\"type\": \"chat\""), "{e}");
+    assert!(is(&e, "message", &format!("{XROOM}/robert")), "{e}");
+
+    // Bob hangs up: he leaves, and the others see it.
+    let to_tag = header(&ok, "To")
+        .and_then(|t| t.split("tag=").nth(1))
+        .unwrap()
+        .to_string();
+    let call = header(&ok, "Call-ID").unwrap().to_string();
+    bob_sip.ua.send(
+        &format!(
+            "BYE {} SIP/2.0\nFrom: <sip:bob@{PARLEY}>;tag={call}\nTo: <sip:{XROOM}>;tag={to_tag}\nCall-ID: {call}\nCSeq: 3 BYE",
+            header(&ok, "Contact").unwrap().trim_matches(['<', '>'])
+        ),
+        "",
+    );
+    assert_eq!(status(&bob_sip.final_response()), 200);
+    alice.expect("*** robert has left");
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/robert")), WAIT);
+    assert!(e.contains("unavailable"), "{e}");
+}

@@ -12,6 +12,7 @@
 //! `max_missed` failed deliveries in a row.
 
 pub mod conference;
+pub mod msrp;
 pub mod render;
 pub mod sip;
 
@@ -42,6 +43,8 @@ pub enum Via {
     /// A member of another network at this full address, through this
     /// adapter.
     Adapter(Arc<dyn Adapter>, Address),
+    /// A SIP user agent in an MSRP session with the room (RFC 7701).
+    Msrp(Arc<crate::msrp::SessionHandle>),
 }
 
 impl std::fmt::Debug for Via {
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Via {
         match self {
             Via::Pager(uri) => write!(f, "Pager({uri})"),
             Via::Adapter(a, address) => write!(f, "Adapter({}, {address})", a.name()),
+            Via::Msrp(h) => write!(f, "Msrp({})", h.uri()),
         }
     }
 }
@@ -58,6 +62,7 @@ impl Via {
     pub fn network(&self) -> &'static str {
         match self {
             Via::Pager(_) => "sip",
+            Via::Msrp(_) => "msrp",
             Via::Adapter(a, _) => a.protocol().name(),
         }
     }
@@ -66,6 +71,7 @@ impl Via {
         match (self, other) {
             (Via::Pager(a), Via::Pager(b)) => a == b,
             (Via::Adapter(x, a), Via::Adapter(y, b)) => x.name() == y.name() && a == b,
+            (Via::Msrp(a), Via::Msrp(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -88,6 +94,14 @@ enum Item {
     Text(Option<String>, String),
     /// A notice for a member of another network.
     Notice(RoomEvent),
+    /// What a member said, for an MSRP member: the speaker's nickname and
+    /// address, the addressee's address for a private message.
+    Said {
+        nick: String,
+        from: String,
+        to: Option<String>,
+        text: String,
+    },
 }
 
 struct Link {
@@ -115,6 +129,8 @@ pub struct Rooms {
     /// The SIP side, once a request came: for notifications that a
     /// member's departure causes off any request.
     sip: std::sync::OnceLock<Sip>,
+    /// Members' MSRP sessions (RFC 7701), for BYE.
+    sessions: msrp::Sessions,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -232,6 +248,7 @@ impl Rooms {
             rooms: Mutex::new(rooms),
             watchers: conference::Watchers::default(),
             sip: std::sync::OnceLock::new(),
+            sessions: msrp::Sessions::default(),
         })
     }
 
@@ -625,6 +642,24 @@ fn fan_out(h: &mut Hosted, events: &[Event], id: &str, speaker: Option<&str>) ->
                 }
             }
             let item = match &link.via {
+                Via::Msrp(_) => match e {
+                    Event::Message { from, text, .. } | Event::Private { from, text, .. } => {
+                        let from_id = room.members.get(from).map(|m| m.id.clone());
+                        if from_id
+                            .as_deref()
+                            .is_some_and(|f| f.eq_ignore_ascii_case(member_id))
+                        {
+                            continue;
+                        }
+                        vec![Item::Said {
+                            nick: from.clone(),
+                            from: from_id.unwrap_or_default(),
+                            to: matches!(e, Event::Private { .. }).then(|| member_id.clone()),
+                            text: text.clone(),
+                        }]
+                    }
+                    _ => vec![Item::Text(None, render::line(e, own_nick.as_deref()))],
+                },
                 Via::Pager(_) => {
                     if let Event::Message { .. } = e {
                         if speaker.is_some_and(|s| s.eq_ignore_ascii_case(member_id)) {
@@ -722,6 +757,33 @@ async fn outbox(core: Weak<Core>, sip: Sip, room: String, who: Who, mut rx: mpsc
                     }
                 }
             }
+            (
+                Via::Msrp(handle),
+                Item::Said {
+                    nick,
+                    from,
+                    to,
+                    text,
+                },
+            ) => {
+                let to = to.map_or_else(|| format!("sip:{room}"), |t| format!("sip:{t}"));
+                let body = msrp::cpim(
+                    (Some(&nick), &format!("sip:{from}")),
+                    &to,
+                    &text,
+                    now_secs(),
+                );
+                handle.send("message/cpim", &body).await
+            }
+            (Via::Msrp(handle), Item::Text(_, text)) => {
+                let body = msrp::cpim(
+                    (None, &format!("sip:{room}")),
+                    &format!("sip:{}", who.id),
+                    &text,
+                    now_secs(),
+                );
+                handle.send("message/cpim", &body).await
+            }
             _ => true,
         };
         if delivered {
@@ -793,7 +855,7 @@ async fn finish(core: &Arc<Core>, h: &Hosted) {
 }
 
 /// Whether `id` may create a room.
-fn may_create(core: &Core, id: &str) -> bool {
+pub(crate) fn may_create(core: &Core, id: &str) -> bool {
     let domain = id.rsplit_once('@').map_or("", |(_, d)| d);
     match core.rooms.config.create {
         RoomCreators::Local => core.is_local_domain(domain),
@@ -1124,7 +1186,7 @@ fn welcome(h: &mut Hosted, id: &str, history: Option<usize>, created: bool) {
         .skip(room.history.len() - count)
         .collect();
     let items: Vec<Item> = match &link.via {
-        Via::Pager(_) => {
+        Via::Pager(_) | Via::Msrp(_) => {
             let others: Vec<&str> = room
                 .members
                 .keys()
@@ -1211,6 +1273,15 @@ pub fn tell(core: &Arc<Core>, sip: &Sip, room: &str, who: &Who, text: String) {
                     text.as_bytes(),
                 )
                 .await;
+            }
+            Via::Msrp(handle) => {
+                let body = msrp::cpim(
+                    (None, &format!("sip:{room}")),
+                    &format!("sip:{}", who.id),
+                    &text,
+                    now_secs(),
+                );
+                handle.send("message/cpim", &body).await;
             }
             Via::Adapter(adapter, to) => {
                 let Ok(room) = Address::parse(&room) else {

@@ -18,7 +18,7 @@ use crate::simple::auth::Sender;
 use crate::simple::Core;
 
 /// What the conference domain allows.
-pub const ALLOW: &str = "MESSAGE, SUBSCRIBE, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, MESSAGE, SUBSCRIBE, OPTIONS";
 
 /// Whether `msg` is for the conference domain.
 pub fn addressed(core: &Core, msg: &Message) -> Option<String> {
@@ -81,6 +81,10 @@ pub(crate) async fn request(
     let allow = [("Allow", ALLOW.to_string())];
     match msg.method() {
         Some(Method::Message) => {}
+        Some(Method::Invite) if !room.is_empty() => {
+            let _ = core.rooms.sip.set(sip.clone());
+            return super::msrp::invite(&core, &sip, inc, msg, sender, room).await;
+        }
         Some(Method::Subscribe) if !room.is_empty() => {
             let _ = core.rooms.sip.set(sip.clone());
             return super::conference::subscribe(&core, &sip, inc, Some(room)).await;
@@ -134,17 +138,39 @@ pub(crate) async fn request(
         id: id.clone(),
         via: Via::Pager(format!("sip:{id}")),
     };
-    let action = match command(&text) {
+    let action = match action_of(&core, &sip, &room, &who, user, text).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return inc.responder.reply(200, "OK", &[]).await,
+        Err((status, reason)) => return inc.responder.reply(status, &reason, &[]).await,
+    };
+    match act(&core, &sip, &room, who, action).await {
+        Ok(()) => inc.responder.reply(200, "OK", &[]).await,
+        Err(f) => {
+            let (status, reason) = sip_status(&f);
+            inc.responder.reply(status, &reason, &[]).await
+        }
+    }
+}
+
+/// What a line a member wrote asks of the room: a command (`/join`, …)
+/// or something to say. `Ok(None)` for a question the room answered the
+/// member alone (`/who`, `/topic`, `/help`); `Err` with the SIP status for
+/// a command used wrongly.
+pub(super) async fn action_of(
+    core: &Arc<Core>,
+    sip: &Sip,
+    room: &str,
+    who: &Who,
+    user: &str,
+    text: String,
+) -> Result<Option<RoomAction>, (u16, String)> {
+    let id = &who.id;
+    Ok(Some(match command(&text) {
         None => RoomAction::Say {
             id: crate::sys::token(),
             text,
         },
-        Some(Err(usage)) => {
-            return inc
-                .responder
-                .reply(400, &format!("Bad Request ({usage})"), &[])
-                .await
-        }
+        Some(Err(usage)) => return Err((400, format!("Bad Request ({usage})"))),
         Some(Ok(c)) => match c {
             Command::Join { nick, password } => RoomAction::Join {
                 nick: nick.unwrap_or_else(|| user.to_string()),
@@ -153,15 +179,11 @@ pub(crate) async fn request(
             },
             Command::Leave => RoomAction::Leave,
             Command::Nick(nick) => {
-                if !is_member(&core, &room, &id).await {
-                    return inc
-                        .responder
-                        .reply(
-                            403,
-                            "Forbidden (you are not in this room: /join first)",
-                            &[],
-                        )
-                        .await;
+                if !is_member(core, room, id).await {
+                    return Err((
+                        403,
+                        "Forbidden (you are not in this room: /join first)".into(),
+                    ));
                 }
                 RoomAction::Join {
                     nick,
@@ -170,14 +192,9 @@ pub(crate) async fn request(
                 }
             }
             Command::Who | Command::Topic(None) | Command::Help => {
-                let answer = match (c, describe(&core, &room).await) {
+                let answer = match (c, describe(core, room).await) {
                     (Command::Help, _) => format!("Commands: {HELP}"),
-                    (_, None) => {
-                        return inc
-                            .responder
-                            .reply(404, "Not Found (no such room)", &[])
-                            .await
-                    }
+                    (_, None) => return Err((404, "Not Found (no such room)".into())),
                     (Command::Who, Some((roster, _))) if roster.is_empty() => {
                         "No one is here.".to_string()
                     }
@@ -185,9 +202,8 @@ pub(crate) async fn request(
                     (_, Some((_, subject))) if subject.is_empty() => "No topic is set.".into(),
                     (_, Some((_, subject))) => format!("Topic: {subject}"),
                 };
-                inc.responder.reply(200, "OK", &[]).await;
-                tell(&core, &sip, &room, &who, answer);
-                return;
+                tell(core, sip, room, who, answer);
+                return Ok(None);
             }
             Command::Topic(Some(text)) => RoomAction::Subject(text),
             Command::Msg { to, text } => RoomAction::Private {
@@ -205,14 +221,7 @@ pub(crate) async fn request(
                 text: format!("/me {text}"),
             },
         },
-    };
-    match act(&core, &sip, &room, who, action).await {
-        Ok(()) => inc.responder.reply(200, "OK", &[]).await,
-        Err(f) => {
-            let (status, reason) = sip_status(&f);
-            inc.responder.reply(status, &reason, &[]).await
-        }
-    }
+    }))
 }
 
 async fn is_member(core: &Core, room: &str, id: &str) -> bool {
