@@ -125,6 +125,12 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Someone was removed because their link stopped taking what the
+    /// room sends.
+    Dropped {
+        /// Their nickname.
+        nick: String,
+    },
     /// Someone's role changed.
     RoleChanged {
         /// Their nickname.
@@ -502,6 +508,13 @@ pub enum Command {
         /// Why.
         reason: String,
     },
+    /// `/ban NICK [REASON]`: an admin or owner bans a member present.
+    Ban {
+        /// Whom.
+        nick: String,
+        /// Why.
+        reason: String,
+    },
     /// `/help`.
     Help,
     /// `/me TEXT`: an action, said to everyone.
@@ -509,7 +522,7 @@ pub enum Command {
 }
 
 /// What `/help` answers.
-pub const HELP: &str = "/join [nick] [password], /leave, /nick NICK, /who, /topic [TEXT], /msg NICK TEXT, /kick NICK [REASON], /me TEXT, /help";
+pub const HELP: &str = "/join [nick] [password], /leave, /nick NICK, /who, /topic [TEXT], /msg NICK TEXT, /kick NICK [REASON], /ban NICK [REASON], /me TEXT, /help";
 
 /// Reads a pager-mode command; `None` for an ordinary message (no leading
 /// `/`, or `//` to send a line that starts with a slash); `Err` naming the
@@ -557,6 +570,17 @@ pub fn command(text: &str) -> Option<Result<Command, String>> {
                 reason: String::new(),
             },
             None => return usage("/kick NICK [REASON]"),
+        },
+        "ban" => match args.split_once(char::is_whitespace) {
+            Some((n, r)) => Command::Ban {
+                nick: n.to_string(),
+                reason: r.trim().to_string(),
+            },
+            None if !args.is_empty() => Command::Ban {
+                nick: args.to_string(),
+                reason: String::new(),
+            },
+            None => return usage("/ban NICK [REASON]"),
         },
         "help" => Command::Help,
         "me" => Command::Me(args.to_string()),

@@ -880,3 +880,94 @@ fn xmpp_pager_and_msrp_members_see_each_other_in_one_room() {
     let e = juliet.wait_for(|e| is(e, "presence", &format!("{XROOM}/robert")), WAIT);
     assert!(e.contains("unavailable"), "{e}");
 }
+
+#[test]
+fn a_ban_holds_whatever_network_the_banned_user_comes_back_on() {
+    let f = federation();
+    f.prosody.register("juliet", "jpw");
+    crate::registrar_proxy::cli_with(
+        &f.parley,
+        &format!("domains = [\"{PARLEY}\"]"),
+        &[
+            "user",
+            "add",
+            &format!("alice@{PARLEY}"),
+            "--password",
+            "pw",
+        ],
+    );
+    let alice = Member::of(&f.parley, "alice", PARLEY, XROOM);
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+    let mut juliet = parley_test_support::prosody::XmppClient::connect(
+        &format!("juliet@{XMPP}/balcony"),
+        "jpw",
+        f.prosody.c2s,
+    );
+    juliet.command(&format!(
+        r#"{{"cmd": "join", "room": "{XROOM}", "nick": "juliet"}}"#
+    ));
+    alice.expect("*** juliet has joined");
+    assert_eq!(alice.say("/ban juliet spam"), 200);
+    alice.expect("*** juliet was banned by alice: spam");
+    let e = juliet.wait_for(
+        |e| is(e, "presence", &format!("{XROOM}/juliet")) && e.contains("unavailable"),
+        WAIT,
+    );
+    assert!(e.contains("\"301\""), "{e}");
+    assert!(e.contains("\"affiliation\": \"outcast\""), "{e}");
+    // Back over XMPP: forbidden.
+    juliet.command(&format!(
+        r#"{{"cmd": "join", "room": "{XROOM}", "nick": "jules"}}"#
+    ));
+    let e = juliet.wait_for(|e| e.contains("presence_error"), WAIT);
+    assert!(e.contains("\"condition\": \"forbidden\""), "{e}");
+    // Back over SIP, under the same address: banned too.
+    let sip_juliet = Ua::new(f.parley.udp);
+    sip_juliet.send(
+        &format!("MESSAGE sip:{XROOM} SIP/2.0\nFrom: <sip:juliet@{XMPP}>;tag=j1\nTo: <sip:{XROOM}>\nCall-ID: j1\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
+        "/join jules",
+    );
+    let r = sip_juliet.final_response();
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(r.contains("banned"), "{r}");
+}
+
+#[test]
+fn a_member_whose_link_takes_nothing_is_dropped_not_buffered() {
+    // A small outbox so the test is quick; the default is 256.
+    let server = TestServer::start(&format!("{NO_AUTH}[rooms]\nmember_queue = 2\n"));
+    for u in ["alice", "carol"] {
+        user_add(&server, &format!("{u}@localhost"), "pw");
+    }
+    let alice = Member::new(&server, "alice");
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+    // Carol's contact is a socket nobody reads: MESSAGEs to her are never
+    // answered.
+    let deaf = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ua = Ua::new(server.udp);
+    ua.send(
+        &format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:carol@localhost>;tag=r\nTo: <sip:carol@localhost>\nCall-ID: reg-carol\nCSeq: 1 REGISTER\nContact: <sip:carol@{}>\nExpires: 600",
+            deaf.local_addr().unwrap()
+        ),
+        "",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
+    ua.send(
+        &format!("MESSAGE sip:{ROOM} SIP/2.0\nFrom: <sip:carol@localhost>;tag=c1\nTo: <sip:{ROOM}>\nCall-ID: c1\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
+        "/join",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
+    alice.expect("*** carol has joined");
+    // The welcome is stuck on the way to Carol; two more fill her outbox,
+    // the next overflows it: she is removed, and the room says so.
+    for n in 0..4 {
+        assert_eq!(alice.say(&format!("message {n}")), 200);
+    }
+    alice.expect("*** carol was removed: not reachable");
+    assert_eq!(alice.say("/who"), 200);
+    let (who, _) = alice.expect("Here:");
+    assert!(body(&who).ends_with("Here: @alice"), "{who}");
+}

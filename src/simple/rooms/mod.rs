@@ -624,7 +624,10 @@ fn fan_out(h: &mut Hosted, events: &[Event], id: &str, speaker: Option<&str>) ->
         let own_nick = room.nick_of(member_id).map(str::to_string).or_else(|| {
             // A departed member still learns of their own departure.
             events.iter().find_map(|e| match e {
-                Event::Left { nick } | Event::Kicked { nick, .. } | Event::Banned { nick, .. }
+                Event::Left { nick }
+                | Event::Dropped { nick }
+                | Event::Kicked { nick, .. }
+                | Event::Banned { nick, .. }
                     if !room.members.contains_key(nick) =>
                 {
                     Some(nick.clone())
@@ -815,9 +818,16 @@ async fn remove_and_tell(core: &Arc<Core>, h: &mut Hosted, id: &str, reason: &st
     // Bounded: each round removes at least one member.
     while let Some(id) = gone.pop() {
         h.links.remove(&id);
-        let Ok(events) = h.room.leave(&id) else {
+        let Ok(left) = h.room.leave(&id) else {
             continue;
         };
+        let events: Vec<Event> = left
+            .into_iter()
+            .map(|e| match e {
+                Event::Left { nick } => Event::Dropped { nick },
+                e => e,
+            })
+            .collect();
         metrics::counter!("parley_room_members_dropped_total").increment(1);
         debug!(room = %h.room.address, member = %id, reason, "member dropped");
         gone.extend(fan_out(h, &events, "", None));

@@ -81,6 +81,7 @@ pub fn notices(
             created: false,
         }],
         Event::Left { nick } => vec![gone(nick, Change::Left)],
+        Event::Dropped { nick } => vec![gone(nick, Change::Dropped)],
         Event::NickChanged { from, to } => {
             // XEP-0045 §7.6: the old nickname leaves with 303 and the new
             // one, then the occupant is present under the new one.
@@ -140,6 +141,7 @@ pub fn line(event: &Event, own_nick: Option<&str>) -> String {
     match event {
         Event::Joined { nick, .. } => format!("*** {nick} has joined"),
         Event::Left { nick } => format!("*** {nick} has left"),
+        Event::Dropped { nick } => format!("*** {nick} was removed: not reachable"),
         Event::NickChanged { from, to } => format!("*** {from} is now known as {to}"),
         Event::Subject { by, text } => format!("*** {by} set the topic: {text}"),
         Event::Kicked { nick, by, reason } if you(nick) => {

@@ -216,6 +216,21 @@ pub(super) async fn action_of(
                 role: RoomRole::None,
                 reason,
             },
+            Command::Ban { nick, reason } => {
+                let member = match core.rooms.get(room) {
+                    Some(h) => h.lock().await.room.members.get(&nick).map(|m| m.id.clone()),
+                    None => None,
+                };
+                let Some(member) = member.and_then(|m| parley_adapter::Address::parse(&m).ok())
+                else {
+                    return Err((404, "Not Found (no one here has that nickname)".into()));
+                };
+                RoomAction::SetAffiliation {
+                    member,
+                    affiliation: parley_adapter::RoomAffiliation::Outcast,
+                    reason,
+                }
+            }
             Command::Me(text) => RoomAction::Say {
                 id: crate::sys::token(),
                 text: format!("/me {text}"),
