@@ -1246,10 +1246,20 @@ impl Connection {
             // Some(true): for this session on its connection; Some(false):
             // the session is bound to another connection (RFC 4975 §7.3:
             // 506); None: no such session here.
+            // A relayed session (an outside relay is the other side's
+            // first hop) also takes what that relay sends on a connection
+            // of its own: relays such as Kamailio's open one towards
+            // Parley's URI rather than reuse the one Parley opened.
             let known = {
                 let mut eps = lock(&self.inner.endpoints);
-                eps.get_mut(&sid)
-                    .map(|e| *e.conn.get_or_insert(self.id) == self.id)
+                eps.get_mut(&sid).map(|e| {
+                    *e.conn.get_or_insert(self.id) == self.id
+                        || (e.remote.len() > 1
+                            && head
+                                .from_path
+                                .first()
+                                .is_some_and(|f| f.same_as(&e.remote[0])))
+                })
             };
             if known == Some(false) {
                 self.refuse(&head, 506, "Session Already Bound").await;

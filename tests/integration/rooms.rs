@@ -971,3 +971,85 @@ fn a_member_whose_link_takes_nothing_is_dropped_not_buffered() {
     let (who, _) = alice.expect("Here:");
     assert!(body(&who).ends_with("Here: @alice"), "{who}");
 }
+
+#[test]
+fn an_msrp_member_reaches_the_room_through_kamailios_relay() {
+    use crate::msrp_relay::{relay_uri, Peer};
+    use parley::proto::msrp::{Flag, Head, MsrpUri};
+    let server = TestServer::start(NO_AUTH);
+    for u in ["alice", "bob"] {
+        user_add(&server, &format!("{u}@localhost"), "pw");
+    }
+    let alice = Member::new(&server, "alice");
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+    let port = parley_test_support::sipp::free_port();
+    let _kamailio = parley_test_support::kamailio::Kamailio::start(
+        "msrp-relay.cfg",
+        &[("RELAYTCP", port.to_string())],
+    );
+    let kam: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(kam).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Bob's client authenticates to Kamailio's relay and offers the path
+    // through it (RFC 4976).
+    let mut bob = Peer::connect(kam, "bobk7701");
+    let (kam_path, _) = bob
+        .auth(&relay_uri(kam), "bob", "kampw")
+        .expect("Kamailio grants a session");
+    let offer = format!(
+        "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {port} TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=accept-wrapped-types:text/plain\r\na=path:{kam_path} {}\r\n",
+        bob.uri
+    );
+    let bob_sip = Member::new(&server, "bob");
+    let ok = bob_sip.request(
+        "INVITE",
+        &format!("sip:{ROOM}"),
+        &format!(
+            "Contact: <sip:bob@{}>\nContent-Type: application/sdp",
+            bob_sip.ua.local
+        ),
+        &offer,
+    );
+    assert_eq!(status(&ok), 200, "{ok}");
+    let room_uri = MsrpUri::parse(
+        body(&ok)
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=path:"))
+            .expect("a=path")
+            .trim(),
+    )
+    .unwrap();
+    // Parley connected to Kamailio; the welcome comes through it.
+    let welcome = msrp_expect(&mut bob, "You are in");
+    assert!(
+        welcome.contains("as bob (participant). Also here: alice."),
+        "{welcome}"
+    );
+    alice.expect("*** bob has joined");
+    // And Bob's message goes through Kamailio to the room.
+    let tid = bob.tid();
+    let text = "through the relay";
+    let head = Head::request(
+        "SEND",
+        &tid,
+        vec![kam_path.clone(), room_uri],
+        vec![bob.uri.clone()],
+    )
+    .with("Message-ID", format!("m{tid}"))
+    .with("Byte-Range", format!("1-{}/{}", text.len(), text.len()))
+    .with("Content-Type", "text/plain");
+    bob.send(&head, Some(text.as_bytes()), Flag::End);
+    let r = bob
+        .response_to(&tid, WAIT)
+        .expect("Kamailio answers the SEND");
+    assert_eq!(r.code(), Some(200), "{r:?}");
+    alice.expect("<bob> through the relay");
+    assert_eq!(alice.say("heard you"), 200);
+    let m = msrp_expect(&mut bob, "heard you");
+    assert!(m.contains("From: \"alice\" <sip:alice@localhost>"), "{m}");
+}
