@@ -203,6 +203,20 @@ impl Hub {
                 router.policy().rate(&peer.domain).map_err(refused)?;
                 self.inbound_subscription(s).await
             }
+            Inbound::RoomEvent(n) => {
+                // The room speaks for its own domain only.
+                router
+                    .policy()
+                    .identity(peer, &n.room, is_local)
+                    .map_err(refused)?;
+                if !router.is_local_domain(n.to.domain()) {
+                    return Err(Failure::new(
+                        Condition::ItemNotFound,
+                        "not a domain of this server",
+                    ));
+                }
+                rooms::remote::notice(&self.core, n).await
+            }
             Inbound::Room(r) => {
                 router
                     .policy()

@@ -1053,3 +1053,118 @@ fn an_msrp_member_reaches_the_room_through_kamailios_relay() {
     let m = msrp_expect(&mut bob, "heard you");
     assert!(m.contains("From: \"alice\" <sip:alice@localhost>"), "{m}");
 }
+
+#[test]
+fn a_sip_user_joins_a_room_on_prosodys_muc() {
+    use parley_test_support::dns::{Rec, TestDns};
+    use parley_test_support::prosody::{Ports, Prosody, XmppClient};
+    const MUC: &str = "muc.xmpp.example.test";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let parley_s2s = listener.local_addr().unwrap().port();
+    let ports = Ports::free();
+    let mut records = Vec::new();
+    for (domain, port) in [(PARLEY, parley_s2s), (XMPP, ports.s2s), (MUC, ports.s2s)] {
+        records.push(Rec::Srv {
+            name: format!("_xmpp-server._tcp.{domain}"),
+            priority: 0,
+            weight: 5,
+            port,
+            target: domain.to_string(),
+        });
+        records.push(Rec::A {
+            name: domain.to_string(),
+            ip: std::net::Ipv4Addr::LOCALHOST,
+        });
+    }
+    let dns = TestDns::start("example.test", records);
+    let prosody = Prosody::start_with_muc(XMPP, ports, dns.addr, MUC);
+    let parley = TestServer::start_with_xmpp(
+        &format!(
+            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
+            dns.addr
+        ),
+        listener,
+    );
+    prosody.register("juliet", "jpw");
+    crate::registrar_proxy::cli_with(
+        &parley,
+        &format!("domains = [\"{PARLEY}\"]"),
+        &[
+            "user",
+            "add",
+            &format!("alice@{PARLEY}"),
+            "--password",
+            "pw",
+        ],
+    );
+    // Juliet makes the room on Prosody.
+    let room = format!("dev@{MUC}");
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", prosody.c2s);
+    juliet.command(&format!(
+        r#"{{"cmd": "join", "room": "{room}", "nick": "juliet"}}"#
+    ));
+    juliet.wait_for(|e| is(e, "presence", &format!("{room}/juliet")), WAIT);
+    juliet.command(&format!(
+        r#"{{"cmd": "groupchat", "to": "{room}", "body": "anyone?"}}"#
+    ));
+    juliet.wait_for(|e| e.contains("anyone?"), WAIT);
+
+    // Alice, a SIP user of Parley, enters through the gateway address.
+    let gateway = format!("dev%25{MUC}@conference.{PARLEY}");
+    let alice = Member::of(&parley, "alice", PARLEY, &gateway);
+    let r = alice.say_to(&gateway, "/join alice");
+    assert_eq!(status(&r), 200, "{r}\n{}", prosody.log());
+    let (welcome, _) = alice.expect("You are in");
+    assert!(
+        body(&welcome).contains(&format!("You are in {room} as alice")),
+        "{welcome}"
+    );
+    assert!(body(&welcome).contains("Also here: juliet."), "{welcome}");
+    assert!(
+        header(&welcome, "From").is_some_and(|f| f.contains(&format!("sip:{gateway}"))),
+        "{welcome}"
+    );
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{room}/alice")), WAIT);
+    assert!(e.contains("available"), "{e}");
+
+    // Both ways, with the speaker named.
+    assert_eq!(alice.say("hello from sip"), 200);
+    let e = juliet.wait_for(|e| e.contains("hello from sip"), WAIT);
+    assert!(is(&e, "message", &format!("{room}/alice")), "{e}");
+    juliet.command(&format!(
+        r#"{{"cmd": "groupchat", "to": "{room}", "body": "welcome, alice"}}"#
+    ));
+    let (m, _) = alice.expect("<juliet> welcome, alice");
+    assert!(
+        header(&m, "From").is_some_and(|f| f.starts_with("\"juliet\"")),
+        "{m}"
+    );
+    // Alice's own message is not echoed back to her.
+    assert!(
+        alice
+            .inbox
+            .borrow()
+            .iter()
+            .all(|m| !body(m).contains("<alice> hello from sip")),
+        "{:?}",
+        alice.inbox.borrow()
+    );
+    // A private message through the room, and a nickname change.
+    assert_eq!(alice.say("/msg juliet psst"), 200);
+    let e = juliet.wait_for(|e| e.contains("psst"), WAIT);
+    assert!(e.contains("\"type\": \"chat\""), "{e}");
+    assert_eq!(alice.say("/nick ally"), 200);
+    alice.expect("*** alice is now known as ally");
+    juliet.wait_for(|e| is(e, "presence", &format!("{room}/ally")), WAIT);
+    assert_eq!(alice.say("/who"), 200);
+    let (who, _) = alice.expect("Here:");
+    assert!(body(&who).contains("ally, juliet"), "{who}");
+    // Leaving.
+    assert_eq!(alice.say("/leave"), 200);
+    let e = juliet.wait_for(
+        |e| is(e, "presence", &format!("{room}/ally")) && e.contains("unavailable"),
+        WAIT,
+    );
+    assert!(e.contains("unavailable"), "{e}");
+    assert_eq!(alice.say("still here?"), 403);
+}

@@ -91,6 +91,10 @@ pub enum Inbound {
     Subscription(Subscription),
     /// A member of this network acts in a room Parley hosts.
     Room(RoomRequest),
+    /// A room of this network tells one of Parley's users, a member
+    /// there, what happened (RFC 7702: Parley keeps one occupant per
+    /// user).
+    RoomEvent(RoomNotice),
     /// The network reports that something the gateway sent failed.
     Failed {
         /// The id of the message that failed.
@@ -116,6 +120,10 @@ pub enum Outbound {
     Subscription(Subscription),
     /// What a room Parley hosts tells one member of this network.
     Room(RoomNotice),
+    /// One of Parley's users acts in a room of this network (`from` is
+    /// the user's occupant address, `room` carries the nickname as its
+    /// resource where the network needs it).
+    RoomRequest(RoomRequest),
 }
 
 /// An adapter's state, for monitoring.

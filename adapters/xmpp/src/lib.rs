@@ -245,6 +245,7 @@ impl Adapter for XmppAdapter {
             Outbound::Presence(p) => (&p.from, &p.to),
             Outbound::Subscription(s) => (&s.from, &s.to),
             Outbound::Room(n) => (&n.room, &n.to),
+            Outbound::RoomRequest(r) => (&r.from, &r.room),
             _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
         };
         let (from_domain, to_domain) = (from.domain().to_string(), to.domain().to_string());
@@ -334,6 +335,11 @@ fn encode(item: &Outbound, ns: &str, rewrite: Option<(&str, &str)>) -> Result<El
             Ok(stanza::encode_subscription(&s, ns))
         }
         Outbound::Room(n) => Ok(muc::encode(n, ns)),
+        Outbound::RoomRequest(r) => {
+            let mut r = r.clone();
+            r.from = map(&r.from);
+            Ok(muc::encode_request(&r, ns))
+        }
         _ => Err(Failure::bare(Condition::FeatureNotImplemented)),
     }
 }
@@ -406,6 +412,21 @@ pub(crate) fn dispatch(
             }
             Reply::S2s { .. } => a,
         };
+        // What a room of another server tells one of Parley's users.
+        if muc::is_room_traffic(&el, ns) {
+            let result = match muc::decode_notice(&el, ns) {
+                Ok(Some(mut n)) => {
+                    n.to = rewrite(n.to);
+                    hub.submit(&peer, Inbound::RoomEvent(n)).await
+                }
+                Ok(None) => Ok(()),
+                Err(refused) => Err(refused.failure),
+            };
+            if let Err(failure) = result {
+                debug!(%failure, "room traffic refused");
+            }
+            return;
+        }
         let item = match stanza::decode(&el, ns) {
             Ok(Decoded::Message(mut m)) => {
                 m.to = rewrite(m.to);

@@ -256,6 +256,202 @@ pub fn encode(notice: &RoomNotice, ns: &str) -> Element {
     }
 }
 
+/// Whether a stanza for one of Parley's users comes from a room of
+/// another server (XEP-0045 traffic Parley's occupants receive).
+pub fn is_room_traffic(el: &Element, ns: &str) -> bool {
+    match el.name.as_str() {
+        "presence" => {
+            el.child(NS_MUC_USER, "x").is_some()
+                || (el.attr("type") == Some("error") && el.child(NS_MUC, "x").is_some())
+        }
+        "message" => {
+            el.attr("type") == Some("groupchat")
+                || (el.child(NS_MUC_USER, "x").is_some() && el.child(ns, "body").is_some())
+        }
+        _ => false,
+    }
+}
+
+/// Reads what a room of another server tells one of Parley's users
+/// (the inverse of [`encode`]).
+pub fn decode_notice(el: &Element, ns: &str) -> Result<Option<RoomNotice>, Refused> {
+    let from = jid(el, "from")?;
+    let to = jid(el, "to")?;
+    let room = from.bare();
+    let nick = from.resource().map(str::to_string);
+    let event = match el.name.as_str() {
+        "presence" if el.attr("type") == Some("error") => {
+            RoomEvent::Refused(crate::stanza::read_error(el))
+        }
+        "presence" => {
+            let Some(nick) = nick else {
+                return Ok(None);
+            };
+            let x = el.child(NS_MUC_USER, "x");
+            let item = x.and_then(|x| x.child(NS_MUC_USER, "item"));
+            let codes: Vec<String> = x
+                .map(|x| {
+                    x.elements()
+                        .filter(|c| c.is(NS_MUC_USER, "status"))
+                        .filter_map(|c| c.attr("code").map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let has = |c: &str| codes.iter().any(|x| x == c);
+            let unavailable = el.attr("type") == Some("unavailable");
+            let reason = item
+                .and_then(|i| i.child(NS_MUC_USER, "reason"))
+                .map(Element::text)
+                .unwrap_or_default();
+            let change = if !unavailable {
+                Change::Present
+            } else if has("303") {
+                Change::Renamed(
+                    item.and_then(|i| i.attr("nick"))
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            } else if has("307") {
+                Change::Kicked(reason)
+            } else if has("301") {
+                Change::Banned(reason)
+            } else if has("333") {
+                Change::Dropped
+            } else {
+                Change::Left
+            };
+            RoomEvent::Occupant {
+                occupant: parley_adapter::Occupant {
+                    nick,
+                    role: if unavailable {
+                        RoomRole::None
+                    } else {
+                        item.and_then(|i| i.attr("role"))
+                            .and_then(RoomRole::from_name)
+                            .unwrap_or(RoomRole::Participant)
+                    },
+                    affiliation: item
+                        .and_then(|i| i.attr("affiliation"))
+                        .and_then(RoomAffiliation::from_name)
+                        .unwrap_or(RoomAffiliation::None),
+                    real: item
+                        .and_then(|i| i.attr("jid"))
+                        .and_then(|j| Address::from_jid(j).ok()),
+                },
+                change,
+                own: has("110"),
+                created: has("201"),
+            }
+        }
+        "message" if el.attr("type") == Some("error") => {
+            RoomEvent::Refused(crate::stanza::read_error(el))
+        }
+        "message" => {
+            let body = el.child(ns, "body").map(Element::text);
+            let id = el.attr("id").unwrap_or_default().to_string();
+            match (el.attr("type"), body, el.child(ns, "subject")) {
+                (Some("groupchat"), None, Some(subject)) => RoomEvent::Subject {
+                    nick,
+                    text: subject.text(),
+                },
+                (Some("groupchat"), Some(text), _) => match nick {
+                    Some(nick) => RoomEvent::Message {
+                        nick,
+                        id,
+                        text,
+                        delay: el
+                            .child(NS_DELAY, "delay")
+                            .and_then(|d| d.attr("stamp"))
+                            .map(str::to_string),
+                    },
+                    None => RoomEvent::Notice(text),
+                },
+                (_, Some(text), _) => match nick {
+                    Some(nick) => RoomEvent::Private { nick, id, text },
+                    None => RoomEvent::Notice(text),
+                },
+                _ => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(RoomNotice { room, to, event }))
+}
+
+/// The stanza for what one of Parley's users asks of a room of another
+/// server; `request.room` carries the nickname as its resource.
+pub fn encode_request(request: &RoomRequest, ns: &str) -> Element {
+    let from = request.from.to_jid();
+    let room = request.room.to_bare_jid();
+    let occupant = |nick: &str| format!("{room}/{nick}");
+    let own = request.room.resource().unwrap_or_default().to_string();
+    let base = |name: &str, to: &str| {
+        Element::new(ns, name)
+            .with_attr("", "from", &from)
+            .with_attr("", "to", to)
+    };
+    match &request.action {
+        RoomAction::Join {
+            nick,
+            password,
+            history,
+        } => {
+            let mut x = Element::new(NS_MUC, "x");
+            if let Some(p) = password {
+                x = x.with_child(Element::new(NS_MUC, "password").with_text(p));
+            }
+            if let Some(n) = history {
+                x = x.with_child(Element::new(NS_MUC, "history").with_attr(
+                    "",
+                    "maxstanzas",
+                    &n.to_string(),
+                ));
+            }
+            base("presence", &occupant(nick)).with_child(x)
+        }
+        RoomAction::Leave => base("presence", &occupant(&own)).with_attr("", "type", "unavailable"),
+        RoomAction::Say { id, text } => base("message", &room)
+            .with_attr("", "type", "groupchat")
+            .with_attr("", "id", id)
+            .with_child(Element::new(ns, "body").with_text(text)),
+        RoomAction::Private { nick, id, text } => base("message", &occupant(nick))
+            .with_attr("", "type", "chat")
+            .with_attr("", "id", id)
+            .with_child(Element::new(ns, "body").with_text(text))
+            .with_child(Element::new(NS_MUC_USER, "x")),
+        RoomAction::Subject(text) => base("message", &room)
+            .with_attr("", "type", "groupchat")
+            .with_child(Element::new(ns, "subject").with_text(text)),
+        RoomAction::SetRole { nick, role, reason } => base("iq", &room)
+            .with_attr("", "type", "set")
+            .with_attr("", "id", &format!("r{}", nick.len()))
+            .with_child(
+                Element::new(NS_MUC_ADMIN, "query").with_child(
+                    Element::new(NS_MUC_ADMIN, "item")
+                        .with_attr("", "nick", nick)
+                        .with_attr("", "role", role.name())
+                        .with_child(Element::new(NS_MUC_ADMIN, "reason").with_text(reason)),
+                ),
+            ),
+        RoomAction::SetAffiliation {
+            member,
+            affiliation,
+            reason,
+        } => base("iq", &room)
+            .with_attr("", "type", "set")
+            .with_attr("", "id", "a1")
+            .with_child(
+                Element::new(NS_MUC_ADMIN, "query").with_child(
+                    Element::new(NS_MUC_ADMIN, "item")
+                        .with_attr("", "jid", &member.to_bare_jid())
+                        .with_attr("", "affiliation", affiliation.name())
+                        .with_child(Element::new(NS_MUC_ADMIN, "reason").with_text(reason)),
+                ),
+            ),
+        _ => base("message", &room),
+    }
+}
+
 /// The disco#info of the service (`room` none) or of one room.
 pub fn disco_info(room: Option<&RoomInfo>) -> Element {
     let mut q = Element::new(NS_DISCO_INFO, "query");
@@ -474,6 +670,115 @@ mod tests {
             RoomAction::SetAffiliation { affiliation: RoomAffiliation::Outcast, member, .. }
                 if member.to_bare_jid() == "earlofcambridge@shakespeare.lit"
         ));
+    }
+
+    #[test]
+    fn what_parley_sends_as_a_room_it_reads_as_an_occupant() {
+        // Every notice `encode` makes, `decode_notice` reads back the same.
+        let room = Address::from_jid("coven@chat.shakespeare.lit").unwrap();
+        let to = Address::from_jid("hag66@shakespeare.lit/pda").unwrap();
+        let events = [
+            RoomEvent::Occupant {
+                occupant: Occupant {
+                    nick: "thirdwitch".into(),
+                    role: RoomRole::Participant,
+                    affiliation: RoomAffiliation::Member,
+                    real: None,
+                },
+                change: Change::Present,
+                own: true,
+                created: false,
+            },
+            RoomEvent::Occupant {
+                occupant: Occupant {
+                    nick: "oldhag".into(),
+                    role: RoomRole::None,
+                    affiliation: RoomAffiliation::None,
+                    real: None,
+                },
+                change: Change::Renamed("wiccarocks".into()),
+                own: false,
+                created: false,
+            },
+            RoomEvent::Occupant {
+                occupant: Occupant {
+                    nick: "pistol".into(),
+                    role: RoomRole::None,
+                    affiliation: RoomAffiliation::None,
+                    real: None,
+                },
+                change: Change::Kicked("Avaunt".into()),
+                own: false,
+                created: false,
+            },
+            RoomEvent::Message {
+                nick: "firstwitch".into(),
+                id: "m1".into(),
+                text: "Thrice".into(),
+                delay: Some("2002-10-13T23:58:37Z".into()),
+            },
+            RoomEvent::Private {
+                nick: "firstwitch".into(),
+                id: "p1".into(),
+                text: "psst".into(),
+            },
+            RoomEvent::Subject {
+                nick: Some("secondwitch".into()),
+                text: "Fire Burn".into(),
+            },
+        ];
+        for event in events {
+            let notice = RoomNotice {
+                room: room.clone(),
+                to: to.clone(),
+                event,
+            };
+            let el = encode(&notice, NS);
+            assert!(is_room_traffic(&el, NS), "{}", write(&el));
+            assert_eq!(decode_notice(&el, NS).unwrap(), Some(notice));
+        }
+    }
+
+    #[test]
+    fn requests_of_a_remote_room_are_xep_0045_stanzas() {
+        let request = |action| RoomRequest {
+            from: Address::from_jid("alice@sip.example.com/parley").unwrap(),
+            room: Address::from_jid("dev@muc.example.org/alice").unwrap(),
+            action,
+        };
+        let join = write(&encode_request(
+            &request(RoomAction::Join {
+                nick: "alice".into(),
+                password: None,
+                history: Some(0),
+            }),
+            NS,
+        ));
+        assert!(join.contains("to=\"dev@muc.example.org/alice\""), "{join}");
+        assert!(join.contains("maxstanzas=\"0\""), "{join}");
+        let leave = write(&encode_request(&request(RoomAction::Leave), NS));
+        assert!(leave.contains("type=\"unavailable\""), "{leave}");
+        assert!(
+            leave.contains("to=\"dev@muc.example.org/alice\""),
+            "{leave}"
+        );
+        // A message to the room reads back as one: the room's side of
+        // Parley takes what Parley's occupant side sends.
+        let say = encode_request(
+            &request(RoomAction::Say {
+                id: "s1".into(),
+                text: "hello".into(),
+            }),
+            NS,
+        );
+        let back = decode(&say, NS).unwrap().unwrap();
+        assert_eq!(
+            back.action,
+            RoomAction::Say {
+                id: "s1".into(),
+                text: "hello".into()
+            }
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod conference;
 pub mod msrp;
+pub mod remote;
 pub mod render;
 pub mod sip;
 
@@ -131,6 +132,8 @@ pub struct Rooms {
     sip: std::sync::OnceLock<Sip>,
     /// Members' MSRP sessions (RFC 7701), for BYE.
     sessions: msrp::Sessions,
+    /// Parley's users in rooms of other networks.
+    remote: remote::Remote,
 }
 
 impl std::fmt::Debug for Rooms {
@@ -249,6 +252,7 @@ impl Rooms {
             watchers: conference::Watchers::default(),
             sip: std::sync::OnceLock::new(),
             sessions: msrp::Sessions::default(),
+            remote: remote::Remote::default(),
         })
     }
 

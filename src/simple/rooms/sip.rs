@@ -28,8 +28,17 @@ pub fn addressed(core: &Core, msg: &Message) -> Option<String> {
     let uri = msg.request_uri()?.ok()?;
     let sip = uri.as_sip()?;
     let host = sip.host.to_string();
+    // The user part unescaped: `dev%25muc.example.org` names the remote
+    // room `dev@muc.example.org`.
     core.rooms.serves(&host).then(|| match sip.user {
-        Some(user) => format!("{}@{}", user.to_ascii_lowercase(), core.rooms.domain()),
+        Some(user) => {
+            let user = crate::proto::sip::grammar::unescape(user.as_bytes());
+            format!(
+                "{}@{}",
+                String::from_utf8_lossy(&user).to_ascii_lowercase(),
+                core.rooms.domain()
+            )
+        }
         None => String::new(),
     })
 }
@@ -138,6 +147,16 @@ pub(crate) async fn request(
         id: id.clone(),
         via: Via::Pager(format!("sip:{id}")),
     };
+    // A room of another network (`room%service@` the conference domain).
+    if let Some(remote) = room
+        .split_once('@')
+        .and_then(|(u, _)| super::remote::remote_room(u))
+    {
+        return match super::remote::request(&core, &sip, remote, who, user, text).await {
+            Ok(()) => inc.responder.reply(200, "OK", &[]).await,
+            Err((status, reason)) => inc.responder.reply(status, &reason, &[]).await,
+        };
+    }
     let action = match action_of(&core, &sip, &room, &who, user, text).await {
         Ok(Some(a)) => a,
         Ok(None) => return inc.responder.reply(200, "OK", &[]).await,

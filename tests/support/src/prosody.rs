@@ -80,6 +80,23 @@ impl Prosody {
         components: &[ComponentSpec<'_>],
         pki: Option<(&std::path::Path, &std::path::Path, &std::path::Path)>,
     ) -> Prosody {
+        Self::start_full(domain, ports, dns, components, pki, None)
+    }
+
+    /// As [`Prosody::start`], with a multi-user chat service (Prosody's
+    /// `muc` component) at `muc`; new rooms open at once (no locking).
+    pub fn start_with_muc(domain: &str, ports: Ports, dns: SocketAddr, muc: &str) -> Prosody {
+        Self::start_full(domain, ports, dns, &[], None, Some(muc))
+    }
+
+    fn start_full(
+        domain: &str,
+        ports: Ports,
+        dns: SocketAddr,
+        components: &[ComponentSpec<'_>],
+        pki: Option<(&std::path::Path, &std::path::Path, &std::path::Path)>,
+        muc: Option<&str>,
+    ) -> Prosody {
         let dir = std::env::temp_dir().join(format!(
             "parley-prosody-{}-{}",
             std::process::id(),
@@ -96,8 +113,11 @@ impl Prosody {
                 std::fs::copy(key, dir.join(format!("certs/{domain}.key"))).unwrap();
             }
             None => {
-                let made =
-                    rcgen::generate_simple_self_signed(vec![domain.to_string()]).expect("cert");
+                let names: Vec<String> = std::iter::once(domain)
+                    .chain(muc)
+                    .map(str::to_string)
+                    .collect();
+                let made = rcgen::generate_simple_self_signed(names).expect("cert");
                 std::fs::write(dir.join(format!("certs/{domain}.crt")), made.cert.pem()).unwrap();
                 std::fs::write(
                     dir.join(format!("certs/{domain}.key")),
@@ -150,6 +170,18 @@ VirtualHost "{domain}"
             ns = dns.ip(),
             port = dns.port(),
         );
+        if let Some(muc) = muc {
+            config.push_str(&format!(
+                "Component \"{muc}\" \"muc\"\n    muc_room_locking = false\n    restrict_room_creation = false\n"
+            ));
+            // The service's certificate is the host's (it names both).
+            for ext in ["crt", "key"] {
+                let _ = std::fs::copy(
+                    dir.join(format!("certs/{domain}.{ext}")),
+                    dir.join(format!("certs/{muc}.{ext}")),
+                );
+            }
+        }
         for (sub, secret) in components {
             config.push_str(&format!(
                 "Component \"{sub}\"\n    component_secret = \"{secret}\"\n"
