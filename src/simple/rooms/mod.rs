@@ -95,6 +95,8 @@ enum Item {
     Text(Option<String>, String),
     /// A notice for a member of another network.
     Notice(RoomEvent),
+    /// Several, in order (what a newcomer learns on entry).
+    Many(Vec<Item>),
     /// What a member said, for an MSRP member: the speaker's nickname and
     /// address, the addressee's address for a private message.
     Said {
@@ -725,7 +727,19 @@ fn open_link(core: &Arc<Core>, sip: &Sip, room: &str, who: &Who) -> Link {
 async fn outbox(core: Weak<Core>, sip: Sip, room: String, who: Who, mut rx: mpsc::Receiver<Item>) {
     let room_address = Address::parse(&room).ok();
     let mut missed = 0u32;
-    while let Some(item) = rx.recv().await {
+    let mut pending: VecDeque<Item> = VecDeque::new();
+    loop {
+        let item = match pending.pop_front() {
+            Some(i) => i,
+            None => match rx.recv().await {
+                Some(Item::Many(items)) => {
+                    pending.extend(items);
+                    continue;
+                }
+                Some(i) => i,
+                None => return,
+            },
+        };
         let Some(core) = core.upgrade() else {
             return;
         };
@@ -1264,11 +1278,8 @@ fn welcome(h: &mut Hosted, id: &str, history: Option<usize>, created: bool) {
             items
         }
     };
-    for i in items {
-        if link.outbox.try_send(i).is_err() {
-            break;
-        }
-    }
+    // One slot of the outbox: a roster as large as the room fits.
+    let _ = link.outbox.try_send(Item::Many(items));
 }
 
 /// Sends one member alone a notice from the room (a command's answer).
