@@ -82,7 +82,11 @@ fn ticks(pid: u32) -> u64 {
 
 /// Reads from `s` into `buf` until `pattern` is in it; returns what came
 /// up to and including it.
-async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, pattern: &str) -> std::io::Result<String> {
+async fn read_until(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    pattern: &str,
+) -> std::io::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(i) = find(buf, pattern.as_bytes()) {
@@ -95,11 +99,16 @@ async fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, pattern: &str) -> std:
         let left = deadline.saturating_duration_since(Instant::now());
         let n = tokio::time::timeout(left, s.read(&mut chunk))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, pattern.to_string()))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, pattern.to_string())
+            })??;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("closed while waiting for {pattern}: {}", String::from_utf8_lossy(buf)),
+                format!(
+                    "closed while waiting for {pattern}: {}",
+                    String::from_utf8_lossy(buf)
+                ),
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
@@ -112,7 +121,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// An anonymous XMPP login (SASL ANONYMOUS, no TLS on loopback) that
 /// enters `room` as `nick` and waits for its own presence (status 110).
-async fn occupant(c2s: SocketAddr, domain: &str, room: &str, nick: &str) -> std::io::Result<(TcpStream, Vec<u8>)> {
+async fn occupant(
+    c2s: SocketAddr,
+    domain: &str,
+    room: &str,
+    nick: &str,
+) -> std::io::Result<(TcpStream, Vec<u8>)> {
     let mut s = TcpStream::connect(c2s).await?;
     s.set_nodelay(true)?;
     let header = format!(
@@ -158,7 +172,10 @@ fn scan_stream(carry: &mut Vec<u8>, counts: &Counts) {
     let mut pos = 0;
     while let Some(i) = find(&carry[pos..], MARK.as_bytes()) {
         let start = pos + i + MARK.len();
-        let digits = carry[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let digits = carry[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         if start + digits >= carry.len() {
             break;
         }
@@ -198,7 +215,14 @@ struct Sip {
 
 impl Sip {
     async fn start(server: SocketAddr, counts: Arc<Counts>) -> Sip {
-        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        // A large receive buffer: a room's copies come as one burst, and a
+        // datagram dropped here would cost a 500 ms retransmission.
+        let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        raw.set_recv_buffer_size(4 << 20).unwrap();
+        raw.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        raw.set_nonblocking(true).unwrap();
+        let sock = Arc::new(UdpSocket::from_std(raw.into()).unwrap());
         let waiting: Arc<Mutex<HashMap<String, tokio::sync::oneshot::Sender<String>>>> =
             Arc::default();
         let (s, w) = (sock.clone(), waiting.clone());
@@ -251,11 +275,22 @@ impl Sip {
     }
 
     /// Sends a request and waits for its final response.
-    async fn request(&self, method: &str, uri: &str, from: &str, extra: &str, body: &str) -> String {
+    async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        from: &str,
+        extra: &str,
+        body: &str,
+    ) -> String {
         let n = self.n.fetch_add(1, Ordering::Relaxed);
         let local = self.sock.local_addr().unwrap();
         let call = format!("bench-{n}");
-        let to = if method == "REGISTER" { format!("sip:{from}") } else { uri.to_string() };
+        let to = if method == "REGISTER" {
+            format!("sip:{from}")
+        } else {
+            uri.to_string()
+        };
         let text = format!(
             "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbench{n};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{from}>;tag=t{n}\r\nTo: <{to}>\r\nCall-ID: {call}\r\nCSeq: 1 {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             body.len()
@@ -263,7 +298,10 @@ impl Sip {
         for _ in 0..5 {
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.waiting.lock().unwrap().insert(call.clone(), tx);
-            self.sock.send_to(text.as_bytes(), self.server).await.unwrap();
+            self.sock
+                .send_to(text.as_bytes(), self.server)
+                .await
+                .unwrap();
             if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
                 return r;
             }
@@ -281,9 +319,13 @@ async fn main() {
     let domain = need("--domain");
     let room = need("--room");
     let members: usize = need("--members").parse().expect("--members");
-    let messages: usize = need("--messages").parse::<usize>().expect("--messages").min(MAX_MESSAGES);
+    let messages: usize = need("--messages")
+        .parse::<usize>()
+        .expect("--messages")
+        .min(MAX_MESSAGES);
     let pid: u32 = arg(&args, "--pid").map_or(0, |p| p.parse().expect("--pid"));
-    let sip_members: usize = arg(&args, "--sip-members").map_or(0, |p| p.parse().expect("--sip-members"));
+    let sip_members: usize =
+        arg(&args, "--sip-members").map_or(0, |p| p.parse().expect("--sip-members"));
     let counts = Arc::new(Counts::new());
 
     // The SIP members (parley mode): registered, then in the room.
@@ -293,7 +335,11 @@ async fn main() {
         let sip = Sip::start(server, counts.clone()).await;
         let local = sip.sock.local_addr().unwrap();
         for i in 0..=sip_members {
-            let user = if i == sip_members { "sender".to_string() } else { format!("s{i}") };
+            let user = if i == sip_members {
+                "sender".to_string()
+            } else {
+                format!("s{i}")
+            };
             let aor = format!("{user}@{sip_domain}");
             let r = sip
                 .request(
@@ -306,7 +352,13 @@ async fn main() {
                 .await;
             assert!(r.starts_with("SIP/2.0 200"), "REGISTER {aor}: {r}");
             let r = sip
-                .request("MESSAGE", &format!("sip:{room}"), &aor, "Content-Type: text/plain\r\n", "/join")
+                .request(
+                    "MESSAGE",
+                    &format!("sip:{room}"),
+                    &aor,
+                    "Content-Type: text/plain\r\n",
+                    "/join",
+                )
                 .await;
             assert!(r.starts_with("SIP/2.0 200"), "/join {aor}: {r}");
         }
@@ -326,7 +378,9 @@ async fn main() {
     }
     // The XMPP speaker (prosody mode).
     let mut speaker = if sip.is_none() {
-        let (s, _) = occupant(c2s, &domain, &room, "speaker").await.expect("the speaker enters");
+        let (s, _) = occupant(c2s, &domain, &room, "speaker")
+            .await
+            .expect("the speaker enters");
         Some(s)
     } else {
         None
@@ -351,7 +405,13 @@ async fn main() {
         match (&sip, &mut speaker) {
             (Some((sip, from)), _) => {
                 let r = sip
-                    .request("MESSAGE", &format!("sip:{room}"), from, "Content-Type: text/plain\r\n", &text)
+                    .request(
+                        "MESSAGE",
+                        &format!("sip:{room}"),
+                        from,
+                        "Content-Type: text/plain\r\n",
+                        &text,
+                    )
                     .await;
                 assert!(r.starts_with("SIP/2.0 200"), "MESSAGE: {r}");
             }
@@ -366,7 +426,9 @@ async fn main() {
             _ => unreachable!(),
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while (counts.copies[k].load(Ordering::Relaxed) as usize) < members && Instant::now() < deadline {
+        while (counts.copies[k].load(Ordering::Relaxed) as usize) < members
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         if (counts.copies[k].load(Ordering::Relaxed) as usize) < members {
@@ -377,7 +439,11 @@ async fn main() {
     }
     let elapsed = run.elapsed().as_secs_f64();
     let cpu = ticks(pid) - cpu0;
-    let copies: u64 = counts.copies.iter().map(|c| u64::from(c.load(Ordering::Relaxed))).sum();
+    let copies: u64 = counts
+        .copies
+        .iter()
+        .map(|c| u64::from(c.load(Ordering::Relaxed)))
+        .sum();
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
     let hz = 100.0;

@@ -75,6 +75,12 @@ fn the_console_page_shows_status_refusals_and_the_archive() {
         "let me in",
     );
     assert_eq!(status(&ua.final_response()), 403);
+    // Alice enters a room (pager mode): the page lists it with her in it.
+    ua.send(
+        "MESSAGE sip:ops@conference.localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=j\nTo: <sip:ops@conference.localhost>\nCall-ID: console-join\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        "/join",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
     std::thread::sleep(Duration::from_millis(300));
 
     let dom = rendered(&format!("http://{admin}/#token={TOKEN}"));
@@ -92,6 +98,10 @@ fn the_console_page_shows_status_refusals_and_the_archive() {
         "archive row missing:\n{dom}"
     );
     assert!(dom.contains("<td>refused: domain-denied</td>"), "{dom}");
+    let room =
+        row(&dom, "ops@conference.localhost").unwrap_or_else(|| panic!("no room row:\n{dom}"));
+    assert!(room.contains("alice (sip, moderator)"), "{room}");
+    assert!(room.contains("public, open, persistent"), "{room}");
     assert!(
         dom.contains("<div id=\"error\"></div>"),
         "an error shows:\n{dom}"

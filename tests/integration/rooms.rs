@@ -564,6 +564,35 @@ fn an_operator_creates_configures_empties_and_closes_a_room() {
     assert_eq!(code, 404);
     let (_, metrics) = http(admin, "GET", "/metrics", None, None);
     assert!(metrics.contains("parley_rooms 0"), "{metrics}");
+
+    // The same from the command line, through the admin API.
+    let config = server.state_dir.join("room-cli.toml");
+    std::fs::write(
+        &config,
+        format!("{NO_AUTH}[admin]\nlisten = \"{admin}\"\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| crate::registrar_proxy::run_cli(args, &config);
+    let made = cli(&[
+        "room",
+        "create",
+        "plans",
+        "--members-only",
+        "true",
+        "--subject",
+        "From the CLI",
+    ]);
+    assert!(made.contains("plans@conference.localhost"), "{made}");
+    assert!(made.contains("members-only"), "{made}");
+    let listed = cli(&["room", "list"]);
+    assert!(
+        listed.contains("plans@conference.localhost") && listed.contains("From the CLI"),
+        "{listed}"
+    );
+    let set = cli(&["room", "set", "plans", "--members-only", "false"]);
+    assert!(set.contains("open"), "{set}");
+    assert!(cli(&["room", "close", "plans"]).contains("closed"));
+    assert!(cli(&["room", "list"]).contains("no rooms in conference.localhost"));
 }
 
 #[test]
