@@ -1197,3 +1197,72 @@ fn a_sip_user_joins_a_room_on_prosodys_muc() {
     assert!(e.contains("unavailable"), "{e}");
     assert_eq!(alice.say("still here?"), 403);
 }
+
+#[test]
+fn xmpp_users_reach_parleys_rooms_through_a_component_too() {
+    use parley_test_support::dns::TestDns;
+    use parley_test_support::prosody::{Ports, Prosody, XmppClient};
+    const ROOMS: &str = "rooms.xmpp.example.test";
+    // No DNS: Prosody's domain is reached through an explicit route, and
+    // Parley is two of its components, one for users and one for rooms.
+    let ports = Ports::free();
+    let dns = TestDns::start("example.test", vec![]);
+    let prosody = Prosody::start(
+        XMPP,
+        ports,
+        dns.addr,
+        &[("sip.xmpp.example.test", "s3cret"), (ROOMS, "r00ms")],
+    );
+    prosody.register("juliet", "jpw");
+    let parley = TestServer::start(&format!(
+        "domains = [\"{PARLEY}\"]\n[[route]]\ndomain = \"{XMPP}\"\nvia = \"xmpp\"\n\
+         [[xmpp.component]]\nserver = \"127.0.0.1:{port}\"\ndomain = \"sip.xmpp.example.test\"\n\
+         server_domain = \"{XMPP}\"\nsecret = \"s3cret\"\n\
+         [[xmpp.component]]\nserver = \"127.0.0.1:{port}\"\ndomain = \"{ROOMS}\"\n\
+         server_domain = \"{XMPP}\"\nsecret = \"r00ms\"\nlocal_domain = \"conference.{PARLEY}\"\n\
+         {NO_AUTH}",
+        port = ports.component
+    ));
+    crate::registrar_proxy::cli_with(
+        &parley,
+        &format!("domains = [\"{PARLEY}\"]"),
+        &[
+            "user",
+            "add",
+            &format!("alice@{PARLEY}"),
+            "--password",
+            "pw",
+        ],
+    );
+    let alice = Member::of(&parley, "alice", PARLEY, XROOM);
+    assert_eq!(alice.say("/join"), 200);
+    alice.expect("You are in");
+
+    // Juliet sees the room as dev@rooms.xmpp.example.test.
+    let room = format!("dev@{ROOMS}");
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", prosody.c2s);
+    juliet.command(&format!(
+        r#"{{"cmd": "join", "room": "{room}", "nick": "juliet"}}"#
+    ));
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{room}/alice")), WAIT);
+    assert!(e.contains("\"role\": \"moderator\""), "{e}");
+    juliet.wait_for(
+        |e| is(e, "presence", &format!("{room}/juliet")) && e.contains("110"),
+        WAIT,
+    );
+    alice.expect("*** juliet has joined");
+    juliet.command(&format!(
+        r#"{{"cmd": "groupchat", "to": "{room}", "body": "via the component"}}"#
+    ));
+    alice.expect("<juliet> via the component");
+    assert_eq!(alice.say("and back"), 200);
+    let e = juliet.wait_for(|e| e.contains("and back"), WAIT);
+    assert!(is(&e, "message", &format!("{room}/alice")), "{e}");
+    // The service's rooms, under the component's name.
+    juliet.command(&format!(
+        r#"{{"cmd": "raw", "xml": "<iq type='get' id='d2' to='{ROOMS}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"}}"#
+    ));
+    let e = juliet.wait_for(|e| e.contains("\"id\": \"d2\""), WAIT);
+    assert!(e.contains("\"type\": \"result\""), "{e}");
+    assert!(e.contains(&room), "{e}");
+}

@@ -134,6 +134,20 @@ impl Shared {
         self.component_up[index].store(up, Ordering::Relaxed);
     }
 
+    /// The component link that reaches `to` for Parley's `from` domain:
+    /// the one standing for `from` when several reach `to` (a users'
+    /// component and a rooms' component on the same server).
+    fn component_between(&self, to: &str, from: &str) -> Option<usize> {
+        self.settings
+            .components
+            .iter()
+            .position(|c| {
+                c.local_domain.eq_ignore_ascii_case(from)
+                    && c.remote_domains.iter().any(|d| d.eq_ignore_ascii_case(to))
+            })
+            .or_else(|| self.component_for(to))
+    }
+
     /// The component link serving `domain`, if any.
     fn component_for(&self, domain: &str) -> Option<usize> {
         self.settings.components.iter().position(|c| {
@@ -249,7 +263,7 @@ impl Adapter for XmppAdapter {
             _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
         };
         let (from_domain, to_domain) = (from.domain().to_string(), to.domain().to_string());
-        if let Some(index) = shared.component_for(&to_domain) {
+        if let Some(index) = shared.component_between(&to_domain, &from_domain) {
             let c = &shared.settings.components[index];
             let el = encode(
                 &item,
@@ -334,7 +348,11 @@ fn encode(item: &Outbound, ns: &str, rewrite: Option<(&str, &str)>) -> Result<El
             s.from = map(&s.from);
             Ok(stanza::encode_subscription(&s, ns))
         }
-        Outbound::Room(n) => Ok(muc::encode(n, ns)),
+        Outbound::Room(n) => {
+            let mut n = n.clone();
+            n.room = map(&n.room);
+            Ok(muc::encode(&n, ns))
+        }
         Outbound::RoomRequest(r) => {
             let mut r = r.clone();
             r.from = map(&r.from);
@@ -378,7 +396,15 @@ pub(crate) fn dispatch(
     reply: Reply,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let to_domain = jid_domain(el.attr("to"));
+    // Over a component link, its subdomain stands for a Parley domain (the
+    // conference domain, for a rooms' component).
+    let mut to_domain = jid_domain(el.attr("to"));
+    if let Reply::Component(i) = &reply {
+        let c = &shared.settings.components[*i];
+        if to_domain.eq_ignore_ascii_case(&c.domain) {
+            to_domain = c.local_domain.clone();
+        }
+    }
     if shared
         .settings
         .room_domains
@@ -485,8 +511,31 @@ fn rooms(
             return;
         };
         let is_error = el.attr("type") == Some("error");
+        let rewrite = |a: Address| match &reply {
+            Reply::Component(i) => {
+                let c = &shared.settings.components[*i];
+                if a.domain().eq_ignore_ascii_case(&c.domain) {
+                    a.with_domain(&c.local_domain)
+                } else {
+                    a
+                }
+            }
+            Reply::S2s { .. } => a,
+        };
+        // And back: Parley's domain as the component's subdomain.
+        let outward = |a: Address| match &reply {
+            Reply::Component(i) => {
+                let c = &shared.settings.components[*i];
+                if a.domain().eq_ignore_ascii_case(&c.local_domain) {
+                    a.with_domain(&c.domain)
+                } else {
+                    a
+                }
+            }
+            Reply::S2s { .. } => a,
+        };
         if el.name == "iq" {
-            let answer = room_iq(&hub, &peer, &el, ns).await;
+            let answer = room_iq(&hub, &peer, &el, ns, (&rewrite, &outward)).await;
             let response = match answer {
                 Ok(payload) => {
                     let mut r = Element::new(ns, "iq").with_attr("", "type", "result");
@@ -512,7 +561,10 @@ fn rooms(
             return;
         }
         let result = match muc::decode(&el, ns) {
-            Ok(Some(request)) => hub.submit(&peer, Inbound::Room(request)).await,
+            Ok(Some(mut request)) => {
+                request.room = rewrite(request.room);
+                hub.submit(&peer, Inbound::Room(request)).await
+            }
             Ok(None) => Ok(()),
             Err(refused) => Err(refused.failure),
         };
@@ -531,9 +583,16 @@ async fn room_iq(
     peer: &Peer,
     el: &Element,
     ns: &str,
+    (rewrite, outward): (
+        &(dyn Fn(Address) -> Address + Sync),
+        &(dyn Fn(Address) -> Address + Sync),
+    ),
 ) -> Result<Option<Element>, Failure> {
     let to = el.attr("to").unwrap_or_default();
-    let room = Address::from_jid(to).ok().filter(|a| !a.user().is_empty());
+    let room = Address::from_jid(to)
+        .ok()
+        .map(rewrite)
+        .filter(|a| !a.user().is_empty());
     let kind = el.attr("type").unwrap_or_default();
     if el.child("urn:xmpp:ping", "ping").is_some() {
         return Ok(None);
@@ -552,17 +611,25 @@ async fn room_iq(
     if kind == "get" && el.child(muc::NS_DISCO_ITEMS, "query").is_some() {
         return match room {
             None => {
+                // The service's own name, as the component link maps it.
                 let domain = jid_domain(Some(to));
-                let rooms = hub
+                let domain = Address::new("service", &domain, None)
+                    .map(|a| rewrite(a).domain().to_string())
+                    .unwrap_or(domain);
+                let mut rooms = hub
                     .rooms(peer, parley_adapter::RoomQuery::Rooms(domain))
                     .await?;
+                for r in &mut rooms {
+                    r.address = outward(r.address.clone());
+                }
                 Ok(Some(muc::disco_items(&rooms)))
             }
             Some(_) => Ok(Some(muc::disco_items(&[]))),
         };
     }
     if kind == "set" && el.child(muc::NS_MUC_ADMIN, "query").is_some() {
-        let request = muc::decode_admin(el).map_err(|r| r.failure)?;
+        let mut request = muc::decode_admin(el).map_err(|r| r.failure)?;
+        request.room = rewrite(request.room);
         hub.submit(peer, Inbound::Room(request)).await?;
         return Ok(None);
     }
