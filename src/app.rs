@@ -211,6 +211,7 @@ impl Parley {
         info!("shutting down");
         self.transports.drain().await;
         self.hub.stop_adapters().await;
+        self.core.rooms.stop().await;
         if let Some(relay) = &self.relay {
             relay.stop().await;
         }

@@ -243,6 +243,7 @@ impl Core {
             rooms::conference::sweep(self, sip).await;
         }
         presence::sweep(self, sip).await;
+        rooms::conference::flush(self, sip).await;
         self.router.tick().await;
         pager::expire(self, sip).await;
     }

@@ -242,6 +242,21 @@ impl Peer {
     }
 }
 
+/// Kamailio's msrp module as a relay on a free TCP port, up and
+/// accepting: the process and the relay's address.
+pub(crate) fn kamailio_relay() -> (Kamailio, SocketAddr) {
+    let port = parley_test_support::sipp::free_port();
+    let kamailio = Kamailio::start("msrp-relay.cfg", &[("RELAYTCP", port.to_string())]);
+    let kam: SocketAddr = ([127, 0, 0, 1], port).into();
+    for _ in 0..100 {
+        if TcpStream::connect(kam).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (kamailio, kam)
+}
+
 pub(crate) fn relay_uri(addr: SocketAddr) -> MsrpUri {
     MsrpUri::parse(&format!("msrp://{addr};tcp")).unwrap()
 }

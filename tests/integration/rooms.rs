@@ -327,17 +327,25 @@ struct Federation {
 }
 
 fn federation() -> Federation {
+    federation_with(None)
+}
+
+/// [`federation`], with Prosody's MUC service at `muc` when given.
+fn federation_with(muc: Option<&str>) -> Federation {
     use parley_test_support::dns::{Rec, TestDns};
     use parley_test_support::prosody::{Ports, Prosody};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let parley_s2s = listener.local_addr().unwrap().port();
     let ports = Ports::free();
     let mut records = Vec::new();
-    for (domain, port) in [
+    let conference = format!("conference.{PARLEY}");
+    let mut domains = vec![
         (PARLEY, parley_s2s),
-        (&format!("conference.{PARLEY}") as &str, parley_s2s),
+        (&conference as &str, parley_s2s),
         (XMPP, ports.s2s),
-    ] {
+    ];
+    domains.extend(muc.map(|m| (m, ports.s2s)));
+    for (domain, port) in domains {
         records.push(Rec::Srv {
             name: format!("_xmpp-server._tcp.{domain}"),
             priority: 0,
@@ -351,7 +359,10 @@ fn federation() -> Federation {
         });
     }
     let dns = TestDns::start("example.test", records);
-    let prosody = Prosody::start(XMPP, ports, dns.addr, &[]);
+    let prosody = match muc {
+        Some(m) => Prosody::start_with_muc(XMPP, ports, dns.addr, m),
+        None => Prosody::start(XMPP, ports, dns.addr, &[]),
+    };
     let parley = TestServer::start_with_xmpp(
         &format!(
             "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
@@ -1012,18 +1023,7 @@ fn an_msrp_member_reaches_the_room_through_kamailios_relay() {
     let alice = Member::new(&server, "alice");
     assert_eq!(alice.say("/join"), 200);
     alice.expect("You are in");
-    let port = parley_test_support::sipp::free_port();
-    let _kamailio = parley_test_support::kamailio::Kamailio::start(
-        "msrp-relay.cfg",
-        &[("RELAYTCP", port.to_string())],
-    );
-    let kam: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(kam).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_kamailio, kam) = crate::msrp_relay::kamailio_relay();
     // Bob's client authenticates to Kamailio's relay and offers the path
     // through it (RFC 4976).
     let mut bob = Peer::connect(kam, "bobk7701");
@@ -1031,7 +1031,8 @@ fn an_msrp_member_reaches_the_room_through_kamailios_relay() {
         .auth(&relay_uri(kam), "bob", "kampw")
         .expect("Kamailio grants a session");
     let offer = format!(
-        "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {port} TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=accept-wrapped-types:text/plain\r\na=path:{kam_path} {}\r\n",
+        "v=0\r\no=bob 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {} TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\na=accept-wrapped-types:text/plain\r\na=path:{kam_path} {}\r\n",
+        kam.port(),
         bob.uri
     );
     let bob_sip = Member::new(&server, "bob");
@@ -1085,38 +1086,13 @@ fn an_msrp_member_reaches_the_room_through_kamailios_relay() {
 
 #[test]
 fn a_sip_user_joins_a_room_on_prosodys_muc() {
-    use parley_test_support::dns::{Rec, TestDns};
-    use parley_test_support::prosody::{Ports, Prosody, XmppClient};
+    use parley_test_support::prosody::XmppClient;
     const MUC: &str = "muc.xmpp.example.test";
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let parley_s2s = listener.local_addr().unwrap().port();
-    let ports = Ports::free();
-    let mut records = Vec::new();
-    for (domain, port) in [(PARLEY, parley_s2s), (XMPP, ports.s2s), (MUC, ports.s2s)] {
-        records.push(Rec::Srv {
-            name: format!("_xmpp-server._tcp.{domain}"),
-            priority: 0,
-            weight: 5,
-            port,
-            target: domain.to_string(),
-        });
-        records.push(Rec::A {
-            name: domain.to_string(),
-            ip: std::net::Ipv4Addr::LOCALHOST,
-        });
-    }
-    let dns = TestDns::start("example.test", records);
-    let prosody = Prosody::start_with_muc(XMPP, ports, dns.addr, MUC);
-    let parley = TestServer::start_with_xmpp(
-        &format!(
-            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
-            dns.addr
-        ),
-        listener,
-    );
+    let f = federation_with(Some(MUC));
+    let (prosody, parley) = (&f.prosody, &f.parley);
     prosody.register("juliet", "jpw");
     crate::registrar_proxy::cli_with(
-        &parley,
+        parley,
         &format!("domains = [\"{PARLEY}\"]"),
         &[
             "user",
@@ -1140,7 +1116,7 @@ fn a_sip_user_joins_a_room_on_prosodys_muc() {
 
     // Alice, a SIP user of Parley, enters through the gateway address.
     let gateway = format!("dev%25{MUC}@conference.{PARLEY}");
-    let alice = Member::of(&parley, "alice", PARLEY, &gateway);
+    let alice = Member::of(parley, "alice", PARLEY, &gateway);
     let r = alice.say_to(&gateway, "/join alice");
     assert_eq!(status(&r), 200, "{r}\n{}", prosody.log());
     let (welcome, _) = alice.expect("You are in");

@@ -1324,18 +1324,8 @@ fn an_msrp_session_through_kamailios_relay_reaches_xmpp() {
     let romeo = Ua::new(f.parley.udp);
     register(&romeo, "romeo", PARLEY);
     let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
-    let port = parley_test_support::sipp::free_port();
-    let _kamailio = parley_test_support::kamailio::Kamailio::start(
-        "msrp-relay.cfg",
-        &[("RELAYTCP", port.to_string())],
-    );
-    let kam: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(kam).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_kamailio, kam) = crate::msrp_relay::kamailio_relay();
+    let port = kam.port();
     let mut msrp = Peer::connect(kam, "romeok1");
     let (kam_path, _) = msrp
         .auth(&relay_uri(kam), "romeo", "kampw")
@@ -1556,18 +1546,8 @@ fn a_chat_to_a_user_who_prefers_sessions_opens_an_msrp_session() {
 fn parleys_session_end_authenticates_to_kamailio_and_runs_through_it() {
     use crate::msrp_relay::{relay_uri, Peer};
     use parley::proto::msrp::MsrpUri;
-    let port = parley_test_support::sipp::free_port();
-    let _kamailio = parley_test_support::kamailio::Kamailio::start(
-        "msrp-relay.cfg",
-        &[("RELAYTCP", port.to_string())],
-    );
-    let kam: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(kam).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_kamailio, kam) = crate::msrp_relay::kamailio_relay();
+    let port = kam.port();
     let f = federation(
         &format!(
             "[msrp]\noutbound_relay = \"msrp://127.0.0.1:{port};tcp\"\noutbound_relay_user = \"parley\"\noutbound_relay_password = \"kampw\"\n"

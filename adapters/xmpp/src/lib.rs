@@ -385,6 +385,39 @@ pub(crate) enum Reply {
     Component(usize),
 }
 
+impl Reply {
+    /// An address as Parley knows it: a component's subdomain is the
+    /// Parley domain it stands for.
+    fn inward(&self, shared: &Shared, a: Address) -> Address {
+        match self {
+            Reply::Component(i) => {
+                let c = &shared.settings.components[*i];
+                if a.domain().eq_ignore_ascii_case(&c.domain) {
+                    a.with_domain(&c.local_domain)
+                } else {
+                    a
+                }
+            }
+            Reply::S2s { .. } => a,
+        }
+    }
+
+    /// The other way: a Parley domain as the component's subdomain.
+    fn outward(&self, shared: &Shared, a: Address) -> Address {
+        match self {
+            Reply::Component(i) => {
+                let c = &shared.settings.components[*i];
+                if a.domain().eq_ignore_ascii_case(&c.local_domain) {
+                    a.with_domain(&c.domain)
+                } else {
+                    a
+                }
+            }
+            Reply::S2s { .. } => a,
+        }
+    }
+}
+
 /// Hands one inbound stanza to the hub, in its own task (a recipient that
 /// is slow to answer does not hold up the stream); a refusal goes back to
 /// the sender as a stanza error.
@@ -427,17 +460,7 @@ pub(crate) fn dispatch(
         let Some(hub) = shared.hub.get().cloned() else {
             return;
         };
-        let rewrite = |a: Address| match &reply {
-            Reply::Component(i) => {
-                let c = &shared.settings.components[*i];
-                if a.domain().eq_ignore_ascii_case(&c.domain) {
-                    a.with_domain(&c.local_domain)
-                } else {
-                    a
-                }
-            }
-            Reply::S2s { .. } => a,
-        };
+        let rewrite = |a: Address| reply.inward(&shared, a);
         // What a room of another server tells one of Parley's users.
         if muc::is_room_traffic(&el, ns) {
             let result = match muc::decode_notice(&el, ns) {
@@ -511,29 +534,9 @@ fn rooms(
             return;
         };
         let is_error = el.attr("type") == Some("error");
-        let rewrite = |a: Address| match &reply {
-            Reply::Component(i) => {
-                let c = &shared.settings.components[*i];
-                if a.domain().eq_ignore_ascii_case(&c.domain) {
-                    a.with_domain(&c.local_domain)
-                } else {
-                    a
-                }
-            }
-            Reply::S2s { .. } => a,
-        };
+        let rewrite = |a: Address| reply.inward(&shared, a);
         // And back: Parley's domain as the component's subdomain.
-        let outward = |a: Address| match &reply {
-            Reply::Component(i) => {
-                let c = &shared.settings.components[*i];
-                if a.domain().eq_ignore_ascii_case(&c.local_domain) {
-                    a.with_domain(&c.domain)
-                } else {
-                    a
-                }
-            }
-            Reply::S2s { .. } => a,
-        };
+        let outward = |a: Address| reply.outward(&shared, a);
         if el.name == "iq" {
             let answer = room_iq(&hub, &peer, &el, ns, (&rewrite, &outward)).await;
             let response = match answer {

@@ -368,8 +368,9 @@ pub async fn sweep(core: &Arc<Core>, sip: &Sip) {
     }
 }
 
-/// Ends every subscription to a room that closed.
-pub(super) async fn closed(core: &Arc<Core>, sip: &Sip, h: &Hosted) {
+/// Ends every subscription to a room that closed (sent with the next
+/// flush).
+pub(super) fn closed(core: &Arc<Core>, h: &Hosted) {
     let gone: Vec<Watcher> = {
         let mut watchers = core.rooms.watchers.lock();
         let keys: Vec<String> = watchers
@@ -383,5 +384,17 @@ pub(super) async fn closed(core: &Arc<Core>, sip: &Sip, h: &Hosted) {
         .into_iter()
         .map(|mut w| notify(core, &mut w, h, "terminated;reason=noresource"))
         .collect();
-    send(core, sip, out).await;
+    core.rooms
+        .notify
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(out);
+}
+
+/// Sends the NOTIFYs that changes left waiting.
+pub async fn flush(core: &Arc<Core>, sip: &Sip) {
+    let out = std::mem::take(&mut *core.rooms.notify.lock().unwrap_or_else(|p| p.into_inner()));
+    if !out.is_empty() {
+        send(core, sip, out).await;
+    }
 }

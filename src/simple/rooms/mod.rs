@@ -18,7 +18,7 @@ pub mod render;
 pub mod sip;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use parley_adapter::{
     Adapter, Address, Condition, Failure, Occupant, Outbound, RoomAction, RoomAffiliation,
@@ -129,9 +129,9 @@ pub struct Rooms {
     rooms: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Hosted>>>>,
     /// Subscriptions to rooms (RFC 4575).
     watchers: conference::Watchers,
-    /// The SIP side, once a request came: for notifications that a
-    /// member's departure causes off any request.
-    sip: std::sync::OnceLock<Sip>,
+    /// NOTIFYs made by changes that came with no SIP handle at hand (an
+    /// operator's, a member dropped): sent with the next request or tick.
+    notify: Mutex<Vec<Option<(crate::proto::sip::Message, crate::net::Target)>>>,
     /// Members' MSRP sessions (RFC 7701), for BYE.
     sessions: msrp::Sessions,
     /// Parley's users in rooms of other networks.
@@ -252,7 +252,7 @@ impl Rooms {
             store,
             rooms: Mutex::new(rooms),
             watchers: conference::Watchers::default(),
-            sip: std::sync::OnceLock::new(),
+            notify: Mutex::new(Vec::new()),
             sessions: msrp::Sessions::default(),
             remote: remote::Remote::default(),
         })
@@ -420,9 +420,7 @@ impl Rooms {
                 h.links.remove(&m.id.to_ascii_lowercase());
             }
         }
-        if let Some(sip) = self.sip.get() {
-            conference::closed(core, sip, &h).await;
-        }
+        conference::closed(core, &h);
         if let Err(e) = self.store.remove_room(&address).await {
             warn!(error = %e, room = %address, "room not removed from the store");
         }
@@ -487,6 +485,18 @@ impl Rooms {
         finish(core, &h).await;
         gauge_members(&h);
         true
+    }
+
+    /// Lets go of every member's link (their outbox tasks end) and every
+    /// MSRP member's session: for shutdown.
+    pub async fn stop(&self) {
+        for (_, r) in self.all() {
+            r.lock().await.links.clear();
+        }
+        self.remote.clear();
+        for (_, ended) in self.sessions.lock().drain() {
+            ended.cancel();
+        }
     }
 
     /// The directory: public rooms of the conference domain, or one room.
@@ -711,7 +721,7 @@ fn speaker_nick(e: &Event) -> Option<String> {
 fn open_link(core: &Arc<Core>, sip: &Sip, room: &str, who: &Who) -> Link {
     let (tx, rx) = mpsc::channel(core.rooms.config.member_queue);
     tokio::spawn(outbox(
-        Arc::downgrade(core),
+        core.clone(),
         sip.clone(),
         room.to_string(),
         who.clone(),
@@ -724,7 +734,9 @@ fn open_link(core: &Arc<Core>, sip: &Sip, room: &str, who: &Who) -> Link {
 }
 
 /// Drains one member's outbox in order.
-async fn outbox(core: Weak<Core>, sip: Sip, room: String, who: Who, mut rx: mpsc::Receiver<Item>) {
+/// The task holds the core while the member's link lasts: the link goes
+/// when the member leaves, and [`Rooms::stop`] drops every link at shutdown.
+async fn outbox(core: Arc<Core>, sip: Sip, room: String, who: Who, mut rx: mpsc::Receiver<Item>) {
     let room_address = Address::parse(&room).ok();
     let mut missed = 0u32;
     let mut pending: VecDeque<Item> = VecDeque::new();
@@ -739,9 +751,6 @@ async fn outbox(core: Weak<Core>, sip: Sip, room: String, who: Who, mut rx: mpsc
                 Some(i) => i,
                 None => return,
             },
-        };
-        let Some(core) = core.upgrade() else {
-            return;
         };
         let delivered = match (&who.via, item) {
             (Via::Pager(uri), Item::Text(nick, text)) => {
@@ -856,15 +865,14 @@ async fn remove_and_tell(core: &Arc<Core>, h: &mut Hosted, id: &str, reason: &st
 /// Tells the room's subscribers (RFC 4575) of a change of roster or
 /// subject.
 fn roster_changed(core: &Arc<Core>, h: &Hosted) {
-    let Some(sip) = core.rooms.sip.get().cloned() else {
-        return;
-    };
     let out = conference::changed(core, h);
-    if out.is_empty() {
-        return;
+    if !out.is_empty() {
+        core.rooms
+            .notify
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(out);
     }
-    let core = core.clone();
-    tokio::spawn(async move { conference::send(&core, &sip, out).await });
 }
 
 /// After a change of membership: gauges, subscribers, and a temporary
@@ -901,8 +909,20 @@ pub async fn act(
     who: Who,
     action: RoomAction,
 ) -> Result<(), Failure> {
+    let result = act_in(core, sip, room, who, action).await;
+    // What the change tells the room's subscribers, at once.
+    conference::flush(core, sip).await;
+    result
+}
+
+async fn act_in(
+    core: &Arc<Core>,
+    sip: &Sip,
+    room: &str,
+    who: Who,
+    action: RoomAction,
+) -> Result<(), Failure> {
     let rooms = &core.rooms;
-    let _ = rooms.sip.set(sip.clone());
     let room = room.to_ascii_lowercase();
     let hosted = match rooms.get(&room) {
         Some(h) => h,

@@ -34,7 +34,7 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.by_call.lock().unwrap_or_else(|p| p.into_inner())
     }
 

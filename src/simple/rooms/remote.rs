@@ -62,6 +62,11 @@ impl Remote {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Forgets every membership (their outbox tasks end): for shutdown.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
 }
 
 /// The remote room a conference-domain user part names (`dev%muc.example.org`).

@@ -91,11 +91,9 @@ pub(crate) async fn request(
     match msg.method() {
         Some(Method::Message) => {}
         Some(Method::Invite) if !room.is_empty() => {
-            let _ = core.rooms.sip.set(sip.clone());
             return super::msrp::invite(&core, &sip, inc, msg, sender, room).await;
         }
         Some(Method::Subscribe) if !room.is_empty() => {
-            let _ = core.rooms.sip.set(sip.clone());
             return super::conference::subscribe(&core, &sip, inc, Some(room)).await;
         }
         Some(Method::Options) => {
