@@ -131,6 +131,9 @@ impl Parley {
         if config.xmpp.enabled {
             adapters.push(Arc::new(xmpp_adapter(config, &dns, xmpp, xmpp_tls)?));
         }
+        if !config.irc.network.is_empty() {
+            adapters.push(Arc::new(irc_adapter(config)));
+        }
         let router = Arc::new(Router::new(config, dns, adapters, store.clone()));
         let auth = Arc::new(
             crate::auth::Authenticator::from_config(config, store.clone())
@@ -269,6 +272,29 @@ fn spawn_reload_on_hangup(
             }
         }
     });
+}
+
+/// The IRC adapter of the config (`[[irc.network]]`).
+fn irc_adapter(config: &Config) -> parley_irc::IrcAdapter {
+    parley_irc::IrcAdapter::new(parley_irc::Settings {
+        name: "irc".into(),
+        networks: config
+            .irc
+            .network
+            .iter()
+            .map(|n| parley_irc::NetworkSettings {
+                name: n.name.clone(),
+                domain: n.domain.to_ascii_lowercase(),
+                server: n.server,
+                nick_template: n.nick_template.clone(),
+                realname: n.realname.clone(),
+                max_nick: n.max_nick.max(1),
+                idle_timeout: Duration::from_secs(n.idle_timeout_secs.max(1)),
+                connect_timeout: Duration::from_secs(n.connect_timeout_secs.max(1)),
+                max_connections: n.max_connections.max(1),
+            })
+            .collect(),
+    })
 }
 
 /// The XMPP adapter of the config (`[xmpp]`), on its listeners.

@@ -107,9 +107,69 @@ pub struct Config {
     /// `[rooms]`: the multiparty chat rooms Parley hosts.
     #[serde(default)]
     pub rooms: RoomsConfig,
+    /// `[irc]`: IRC networks bridged in (`[[irc.network]]`).
+    #[serde(default)]
+    pub irc: IrcConfig,
     /// The file this configuration was read from (for reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[irc]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IrcConfig {
+    /// The networks.
+    pub network: Vec<IrcNetworkConfig>,
+}
+
+/// `[[irc.network]]`: one IRC network, whose nicks appear under `domain`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcNetworkConfig {
+    /// Its name.
+    pub name: String,
+    /// The domain its nicks appear under (`irc.example.com`).
+    pub domain: String,
+    /// The server (`127.0.0.1:6667`).
+    pub server: SocketAddr,
+    /// The nick each user gets; `{user}` is the user's local part.
+    #[serde(default = "default_nick_template")]
+    pub nick_template: String,
+    /// The realname of every connection.
+    #[serde(default = "default_realname")]
+    pub realname: String,
+    /// The longest nick the network takes.
+    #[serde(default = "default_max_nick")]
+    pub max_nick: usize,
+    /// A user's connection with nothing to carry this long is closed.
+    #[serde(default = "default_irc_idle")]
+    pub idle_timeout_secs: u64,
+    /// How long connecting and registering may take.
+    #[serde(default = "default_irc_connect")]
+    pub connect_timeout_secs: u64,
+    /// Connections to the network at most (one per user).
+    #[serde(default = "default_irc_connections")]
+    pub max_connections: usize,
+}
+
+fn default_nick_template() -> String {
+    "{user}".into()
+}
+fn default_realname() -> String {
+    "Parley user".into()
+}
+fn default_max_nick() -> usize {
+    30
+}
+fn default_irc_idle() -> u64 {
+    600
+}
+fn default_irc_connect() -> u64 {
+    10
+}
+fn default_irc_connections() -> usize {
+    100
 }
 
 /// Who may create a room.
@@ -1053,8 +1113,28 @@ impl Config {
             ));
         }
         for r in &config.route {
-            if r.via != "sip" && r.via != "xmpp" {
-                return Err(value("route.via", format!("{:?}: use sip or xmpp", r.via)));
+            if r.via != "sip" && r.via != "xmpp" && r.via != "irc" {
+                return Err(value(
+                    "route.via",
+                    format!("{:?}: use sip, xmpp or irc", r.via),
+                ));
+            }
+        }
+        for n in &config.irc.network {
+            if config.is_local_domain(&n.domain)
+                || n.domain
+                    .eq_ignore_ascii_case(&config.rooms.domain(&config.domains))
+            {
+                return Err(value(
+                    "irc.network.domain",
+                    format!("{} is one of Parley's own domains", n.domain),
+                ));
+            }
+            if !n.nick_template.contains("{user}") {
+                return Err(value(
+                    "irc.network.nick_template",
+                    "needs {user}, or every user would have the same nick".into(),
+                ));
             }
         }
         if config.sip.listen.is_empty() {

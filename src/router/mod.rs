@@ -144,6 +144,14 @@ impl Router {
                 .route
                 .iter()
                 .map(|r| (r.domain.to_ascii_lowercase(), r.via.clone()))
+                // An IRC network's domain is reached through the IRC adapter.
+                .chain(
+                    config
+                        .irc
+                        .network
+                        .iter()
+                        .map(|n| (n.domain.to_ascii_lowercase(), "irc".to_string())),
+                )
                 .collect(),
             cache: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(config.gateway.classify_ttl_secs),
@@ -265,6 +273,9 @@ impl Router {
             return match via.as_str() {
                 "xmpp" => self
                     .adapter(Protocol::Xmpp)
+                    .map_or(Destination::Sip, Destination::Adapter),
+                "irc" => self
+                    .adapter(Protocol::Irc)
                     .map_or(Destination::Sip, Destination::Adapter),
                 _ => Destination::Sip,
             };

@@ -7,6 +7,7 @@ mod compliance;
 mod console;
 mod gateway;
 mod interdomain;
+mod irc;
 mod layout;
 mod msrp_codec;
 mod msrp_relay;

@@ -20,6 +20,8 @@ dpkg -s lua-unbound >/dev/null 2>&1 || need+=(lua-unbound)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # A second XMPP server for federation.
 command -v ejabberdctl >/dev/null 2>&1 || need+=(ejabberd)
+# An IRC network for the IRC adapter.
+command -v ngircd >/dev/null 2>&1 || need+=(ngircd)
 # The console page is checked in a headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The scripted XMPP clients run in a venv.

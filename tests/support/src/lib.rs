@@ -9,6 +9,7 @@ pub mod dns;
 pub mod ejabberd;
 pub mod fuzz;
 pub mod kamailio;
+pub mod ngircd;
 pub mod pki;
 pub mod prosody;
 pub mod server;

@@ -1,0 +1,468 @@
+//! Parley's IRC adapter: an IRC network appears as one more domain
+//! (`bob@irc.example.com` is the nick `bob`). Each Parley user who talks
+//! to the network gets an IRC connection of their own (a puppet), opened
+//! on first use under a nick from the network's template and closed when
+//! idle, so each person appears under their own nick. Private messages
+//! map to and from neutral messages (RFC 2812 PRIVMSG; CTCP ACTION is
+//! `/me`; NOTICE arrives as a headline, kept apart from PRIVMSG); long
+//! text is cut into lines of at most 512 bytes on UTF-8 boundaries.
+//!
+//! The adapter depends on `parley-adapter` only: it never sees SIP.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod text;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use irc_proto::{Command, Message as IrcMessage, Prefix, Response};
+use parley_adapter::{
+    Adapter, Address, Condition, Failure, Health, Hub, Inbound, Link, Message, MessageKind,
+    Outbound, Peer, PeerAuth, Protocol, Security,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+/// A line from the server longer than this (IRCv3 tags included) is
+/// dropped whole.
+const MAX_INBOUND_LINE: usize = 8191 + text::MAX_LINE;
+
+/// One IRC network.
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    /// Its name, for logs and the console.
+    pub name: String,
+    /// The domain its nicks appear under (`irc.example.com`).
+    pub domain: String,
+    /// The server to connect to.
+    pub server: SocketAddr,
+    /// The nick a Parley user gets: `{user}` is the user's local part.
+    pub nick_template: String,
+    /// The realname (GECOS) of every connection.
+    pub realname: String,
+    /// The longest nick the network takes.
+    pub max_nick: usize,
+    /// A user's connection with nothing to carry this long is closed.
+    pub idle_timeout: Duration,
+    /// How long connecting and registering may take.
+    pub connect_timeout: Duration,
+    /// Connections to the network at most.
+    pub max_connections: usize,
+}
+
+/// How the adapter runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The adapter's name.
+    pub name: String,
+    /// The networks.
+    pub networks: Vec<NetworkSettings>,
+}
+
+/// Where a user's connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Connecting,
+    /// Registered, under this nick.
+    Ready(String),
+    Failed(String),
+}
+
+struct Puppet {
+    lines: mpsc::Sender<String>,
+    state: watch::Receiver<State>,
+    id: u64,
+}
+
+struct Shared {
+    settings: Settings,
+    hub: OnceLock<Hub>,
+    puppets: Mutex<HashMap<(usize, String), Puppet>>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    ids: AtomicU64,
+}
+
+impl Shared {
+    fn puppets(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), Puppet>> {
+        self.puppets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn network_of(&self, domain: &str) -> Option<usize> {
+        self.settings
+            .networks
+            .iter()
+            .position(|n| n.domain.eq_ignore_ascii_case(domain))
+    }
+}
+
+/// The IRC adapter.
+pub struct IrcAdapter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for IrcAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IrcAdapter")
+            .field("settings", &self.shared.settings)
+            .finish()
+    }
+}
+
+impl IrcAdapter {
+    /// An adapter with these settings; nothing connects until a user
+    /// talks to a network.
+    pub fn new(settings: Settings) -> IrcAdapter {
+        IrcAdapter {
+            shared: Arc::new(Shared {
+                settings,
+                hub: OnceLock::new(),
+                puppets: Mutex::new(HashMap::new()),
+                stop: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                ids: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The domains of its networks.
+    pub fn domains(&self) -> Vec<String> {
+        self.shared
+            .settings
+            .networks
+            .iter()
+            .map(|n| n.domain.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Adapter for IrcAdapter {
+    fn name(&self) -> &str {
+        &self.shared.settings.name
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Irc
+    }
+
+    async fn start(&self, hub: Hub) -> Result<(), Failure> {
+        let _ = self.shared.hub.set(hub);
+        Ok(())
+    }
+
+    async fn deliver(&self, item: Outbound, security: Security) -> Result<(), Failure> {
+        let Outbound::Message(m) = item else {
+            return Err(Failure::bare(Condition::FeatureNotImplemented));
+        };
+        let shared = &self.shared;
+        let Some(net) = shared.network_of(m.to.domain()) else {
+            return Err(Failure::new(Condition::ItemNotFound, "no such IRC network"));
+        };
+        if security.tls || security.verified {
+            return Err(Failure::new(
+                Condition::PolicyViolation,
+                "the link to this IRC network is not encrypted",
+            ));
+        }
+        let Some(nick) = text::local_to_nick(m.to.user()) else {
+            return Err(Failure::new(
+                Condition::JidMalformed,
+                format!("{} is not an IRC nick", m.to.user()),
+            ));
+        };
+        // Typing and receipts have nothing on IRC to become.
+        let Some(body) = m.body_text().map(str::to_string) else {
+            return Ok(());
+        };
+        let puppet = open(shared, net, &m.from.bare()).await?;
+        let prefix_room = 64 + shared.settings.networks[net].max_nick;
+        for line in text::lines(&nick, &body, prefix_room) {
+            puppet
+                .send(format!("PRIVMSG {nick} :{line}"))
+                .await
+                .map_err(|_| {
+                    Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
+                })?;
+        }
+        Ok(())
+    }
+
+    fn health(&self) -> Health {
+        let puppets = self.shared.puppets();
+        let links = self
+            .shared
+            .settings
+            .networks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| puppets.keys().any(|(n, _)| n == i))
+            .map(|(_, n)| Link {
+                domain: n.domain.clone(),
+                direction: "outbound",
+                auth: PeerAuth::None,
+                tls: false,
+            })
+            .collect();
+        Health { up: true, links }
+    }
+
+    async fn stop(&self) {
+        self.shared.stop.cancel();
+        self.shared.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
+    }
+}
+
+/// The connection of `user` to network `net`, registered: an existing one,
+/// or a new one (opened on first use).
+async fn open(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+) -> Result<mpsc::Sender<String>, Failure> {
+    let key = (net, user.to_string().to_ascii_lowercase());
+    let network = &shared.settings.networks[net];
+    let (lines, mut state) = {
+        let mut puppets = shared.puppets();
+        let usable = puppets.get(&key).is_some_and(|p| {
+            !matches!(*p.state.borrow(), State::Failed(_)) && !p.lines.is_closed()
+        });
+        if !usable {
+            let on_network = puppets.keys().filter(|(n, _)| *n == net).count();
+            if on_network >= network.max_connections {
+                return Err(Failure::new(
+                    Condition::ResourceConstraint,
+                    format!(
+                        "limit of {} connections to {} reached",
+                        network.max_connections, network.name
+                    ),
+                ));
+            }
+            let (tx, rx) = mpsc::channel(256);
+            let (state_tx, state_rx) = watch::channel(State::Connecting);
+            let id = shared.ids.fetch_add(1, Ordering::Relaxed);
+            puppets.insert(
+                key.clone(),
+                Puppet {
+                    lines: tx,
+                    state: state_rx,
+                    id,
+                },
+            );
+            let (shared2, user2, key2) = (shared.clone(), user.clone(), key.clone());
+            shared.tracker.spawn(async move {
+                let outcome = run(&shared2, net, &user2, rx, &state_tx).await;
+                if let Err(why) = outcome {
+                    let _ = state_tx.send(State::Failed(why));
+                }
+                let mut puppets = shared2.puppets();
+                if puppets.get(&key2).is_some_and(|p| p.id == id) {
+                    puppets.remove(&key2);
+                }
+            });
+        }
+        let p = &puppets[&key];
+        (p.lines.clone(), p.state.clone())
+    };
+    let ready = tokio::time::timeout(network.connect_timeout, async {
+        loop {
+            match &*state.borrow_and_update() {
+                State::Ready(_) => return Ok(()),
+                State::Failed(why) => return Err(why.clone()),
+                State::Connecting => {}
+            }
+            if state.changed().await.is_err() {
+                return Err("the connection ended".to_string());
+            }
+        }
+    })
+    .await;
+    match ready {
+        Ok(Ok(())) => Ok(lines),
+        Ok(Err(why)) => Err(Failure::new(
+            Condition::RemoteServerNotFound,
+            format!("{}: {why}", network.name),
+        )),
+        Err(_) => Err(Failure::new(
+            Condition::RemoteServerTimeout,
+            format!("{} did not register the connection in time", network.name),
+        )),
+    }
+}
+
+/// A line from the server as text: UTF-8, else Latin-1 (the fallback
+/// older IRC clients use).
+fn decode(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+    }
+}
+
+/// One user's connection, from connecting to its end. `Err` with the
+/// reason when it failed.
+async fn run(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+    mut outgoing: mpsc::Receiver<String>,
+    state: &watch::Sender<State>,
+) -> Result<(), String> {
+    let network = &shared.settings.networks[net];
+    let stream = tokio::time::timeout(network.connect_timeout, TcpStream::connect(network.server))
+        .await
+        .map_err(|_| "connecting timed out".to_string())?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let mut nick = text::nick_for(&network.nick_template, user.user(), network.max_nick);
+    let ident = text::nick_for("{user}", user.user(), 10);
+    let hello = format!(
+        "NICK {nick}\r\nUSER {ident} 0 * :{}\r\n",
+        network.realname.replace(['\r', '\n'], " ")
+    );
+    writer
+        .write_all(hello.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    info!(network = %network.name, user = %user, nick, "IRC connection opening");
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16384];
+    let mut registered = false;
+    let idle = tokio::time::sleep(network.idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => {
+                let _ = writer.write_all(b"QUIT :Parley is stopping\r\n").await;
+                return Ok(());
+            }
+            _ = &mut idle => {
+                debug!(network = %network.name, user = %user, "IRC connection idle: closed");
+                let _ = writer.write_all(b"QUIT :idle\r\n").await;
+                return Ok(());
+            }
+            line = outgoing.recv() => {
+                let Some(line) = line else { return Ok(()) };
+                writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                idle.as_mut().reset(tokio::time::Instant::now() + network.idle_timeout);
+            }
+            n = reader.read(&mut chunk) => {
+                let n = n.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("the server closed the connection".into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                    let raw: Vec<u8> = buf.drain(..=end).collect();
+                    if raw.len() > MAX_INBOUND_LINE {
+                        warn!(network = %network.name, "a line over the limit from the server: dropped");
+                        continue;
+                    }
+                    let line = decode(&raw);
+                    let Ok(msg) = line.trim_end_matches(['\r', '\n']).parse::<IrcMessage>() else {
+                        debug!(network = %network.name, %line, "unreadable IRC line");
+                        continue;
+                    };
+                    match msg.command {
+                        Command::PING(ref server, _) => {
+                            writer.write_all(format!("PONG :{server}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                        }
+                        Command::Response(Response::RPL_WELCOME, ref args) => {
+                            if let Some(n) = args.first() {
+                                nick = n.clone();
+                            }
+                            registered = true;
+                            info!(network = %network.name, user = %user, nick, "IRC connection registered");
+                            let _ = state.send(State::Ready(nick.clone()));
+                        }
+                        Command::Response(Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME, _) if !registered => {
+                            // The template's nick is taken: one more `_`
+                            // (cut to the network's length).
+                            nick.truncate(network.max_nick.saturating_sub(1).max(1));
+                            nick.push('_');
+                            writer.write_all(format!("NICK {nick}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                        }
+                        Command::ERROR(ref why) => {
+                            return Err(format!("the server ended the connection: {why}"));
+                        }
+                        Command::PRIVMSG(ref target, ref body) | Command::NOTICE(ref target, ref body)
+                            if registered && target.eq_ignore_ascii_case(&nick) =>
+                        {
+                            let notice = matches!(msg.command, Command::NOTICE(..));
+                            let Some(Prefix::Nickname(from, _, _)) = msg.prefix.clone() else {
+                                continue;
+                            };
+                            let Some(text) = text::readable(body) else {
+                                continue;
+                            };
+                            idle.as_mut().reset(tokio::time::Instant::now() + network.idle_timeout);
+                            inbound(shared, net, user, &from, text, notice).await;
+                        }
+                        _ => {}
+                    }
+                }
+                if buf.len() > MAX_INBOUND_LINE {
+                    warn!(network = %network.name, "a line over the limit from the server: dropped");
+                    buf.clear();
+                }
+            }
+        }
+    }
+}
+
+/// A private message from the nick `from` to `user`, handed to the hub.
+async fn inbound(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+    from: &str,
+    text: String,
+    notice: bool,
+) {
+    let network = &shared.settings.networks[net];
+    let Some(hub) = shared.hub.get() else {
+        return;
+    };
+    let Ok(sender) = Address::new(&text::nick_to_local(from), &network.domain, None) else {
+        debug!(network = %network.name, from, "a nick that is no address: dropped");
+        return;
+    };
+    let mut m = Message::text(
+        format!("irc{}", shared.ids.fetch_add(1, Ordering::Relaxed)),
+        sender,
+        user.clone(),
+        &text,
+    );
+    if notice {
+        m.kind = MessageKind::Headline;
+    }
+    let peer = Peer {
+        adapter: shared.settings.name.clone(),
+        protocol: Protocol::Irc,
+        domain: network.domain.clone(),
+        auth: PeerAuth::None,
+        tls: false,
+    };
+    if let Err(f) = hub.submit(&peer, Inbound::Message(m)).await {
+        info!(network = %network.name, from, to = %user, failure = %f, "IRC message not delivered");
+        // Tell the sender, as a NOTICE (never answered, RFC 2812 §3.3.2).
+        let key = (net, user.to_string().to_ascii_lowercase());
+        let lines = shared.puppets().get(&key).map(|p| p.lines.clone());
+        if let (Some(lines), false) = (lines, notice) {
+            let why = f.to_string().replace(['\r', '\n'], " ");
+            let _ = lines.try_send(format!("NOTICE {from} :not delivered: {why}"));
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The IRC adapter against ngIRCd: a SIP user and an IRC user exchange
+//! private messages both ways, the SIP user appearing under their own nick
+//! (one connection per user); /me and CTCP ACTION, long text cut into
+//! lines, formatting removed, NOTICE kept apart, a nick collision.
+
+use std::time::Duration;
+
+use parley_test_support::ngircd::{IrcClient, Ngircd};
+use parley_test_support::server::TestServer;
+
+use crate::presence::{header, status, Ua};
+use crate::registrar_proxy::user_add;
+
+const IRC: &str = "irc.example.test";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn parley(irc_port: u16) -> TestServer {
+    TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"test\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{irc_port}\"\n"
+    ))
+}
+
+fn register(ua: &Ua, user: &str) {
+    ua.send(
+        &format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:{user}@localhost>;tag=r\nTo: <sip:{user}@localhost>\nCall-ID: reg-{user}\nCSeq: 1 REGISTER\nContact: <sip:{user}@{}>\nExpires: 600",
+            ua.local
+        ),
+        "",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
+}
+
+fn message(ua: &Ua, from: &str, to: &str, call: &str, text: &str) -> String {
+    ua.send(
+        &format!(
+            "MESSAGE sip:{to} SIP/2.0\nFrom: <sip:{from}@localhost>;tag={call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"
+        ),
+        text,
+    );
+    ua.final_response()
+}
+
+/// The next MESSAGE the UA gets (answered 200).
+fn next_message(ua: &Ua) -> String {
+    loop {
+        let m = ua.next_within(WAIT);
+        if m.starts_with("MESSAGE ") {
+            return m;
+        }
+    }
+}
+
+fn body(m: &str) -> &str {
+    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+#[test]
+fn sip_and_irc_users_exchange_private_messages() {
+    let net = Ngircd::start(IRC);
+    let server = parley(net.port);
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+
+    // SIP -> IRC: Parley opens alice's own connection, under her nick.
+    let r = message(&alice, "alice", &format!("bob@{IRC}"), "i1", "hello bob");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    let line = bob.wait_for(|l| l.contains("PRIVMSG bob :hello bob"), WAIT);
+    assert!(line.starts_with(":alice!"), "{line}");
+
+    // IRC -> SIP: bob answers alice's nick; alice gets a MESSAGE from
+    // sip:bob@irc.example.test, formatting removed.
+    bob.send("PRIVMSG alice :\u{2}hi\u{2} \u{3}04alice\u{3}");
+    let m = next_message(&alice);
+    assert!(
+        header(&m, "From").is_some_and(|f| f.contains(&format!("sip:bob@{IRC}"))),
+        "{m}"
+    );
+    assert_eq!(body(&m), "hi alice");
+    // CTCP ACTION both ways.
+    bob.send("PRIVMSG alice :\u{1}ACTION waves\u{1}");
+    assert_eq!(body(&next_message(&alice)), "/me waves");
+    let r = message(
+        &alice,
+        "alice",
+        &format!("bob@{IRC}"),
+        "i2",
+        "/me waves back",
+    );
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(
+        |l| l.contains("PRIVMSG bob :\u{1}ACTION waves back\u{1}"),
+        WAIT,
+    );
+    // Long and multi-line text: line by line, each within 512 bytes.
+    let long = "x".repeat(1200);
+    let r = message(
+        &alice,
+        "alice",
+        &format!("bob@{IRC}"),
+        "i3",
+        &format!("first\n{long}"),
+    );
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(|l| l.ends_with("PRIVMSG bob :first"), WAIT);
+    let mut got = 0;
+    while got < long.len() {
+        let l = bob.wait_for(|l| l.contains("PRIVMSG bob :x"), WAIT);
+        assert!(l.len() + 2 <= 512, "{}", l.len());
+        got += l.rsplit_once(" :").unwrap().1.len();
+    }
+    assert_eq!(got, long.len());
+    // A NOTICE arrives too, kept apart from PRIVMSG.
+    bob.send("NOTICE alice :just so you know");
+    assert_eq!(body(&next_message(&alice)), "just so you know");
+}
+
+#[test]
+fn a_taken_nick_gets_another_and_the_user_keeps_talking() {
+    let net = Ngircd::start(IRC);
+    let server = parley(net.port);
+    user_add(&server, "carol@localhost", "pw");
+    let carol = Ua::new(server.udp);
+    register(&carol, "carol");
+    // Someone on IRC already has the nick the template gives carol.
+    let _squatter = IrcClient::connect(net.port, "carol");
+    let mut dave = IrcClient::connect(net.port, "dave");
+    let r = message(&carol, "carol", &format!("dave@{IRC}"), "n1", "it is carol");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    let line = dave.wait_for(|l| l.contains("PRIVMSG dave :it is carol"), WAIT);
+    assert!(line.starts_with(":carol_!"), "{line}");
+    dave.send("PRIVMSG carol_ :got it");
+    assert_eq!(body(&next_message(&carol)), "got it");
+}

@@ -1,0 +1,131 @@
+//! ngIRCd, started on a loopback port of its own for a test: an IRC
+//! network with DNS, ident and PAM off, no limit of connections per
+//! address and no flood penalty (the tests send in bursts).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running ngIRCd; stopped when dropped.
+pub struct Ngircd {
+    child: Child,
+    dir: PathBuf,
+    /// Its client port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Ngircd {
+    /// Starts ngIRCd named `name`; waits until its port answers.
+    pub fn start(name: &str) -> Ngircd {
+        let port = crate::sipp::free_port();
+        let dir = std::env::temp_dir().join(format!("parley-ngircd-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("ngircd dir");
+        let conf = dir.join("ngircd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[Global]\nName = {name}\nInfo = Parley test network\nListen = 127.0.0.1\nPorts = {port}\n\
+                 PidFile = {}/ngircd.pid\nMotdPhrase = \"Parley test network\"\nServerUID = irc\nServerGID = irc\n\
+                 [Limits]\nMaxConnectionsIP = 0\nMaxNickLength = 30\nMaxPenaltyTime = 0\nPingTimeout = 120\n\
+                 [Options]\nDNS = no\nIdent = no\nPAM = no\n",
+                dir.display()
+            ),
+        )
+        .expect("ngircd conf");
+        let _ = Command::new("chown")
+            .args(["-R", "irc:irc"])
+            .arg(&dir)
+            .status();
+        let child = Command::new("ngircd")
+            .args(["-n", "-f"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ngircd (tests/peers/install.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "ngircd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ngircd { child, dir, port }
+    }
+}
+
+impl Drop for Ngircd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A scripted IRC client over plain TCP: registers under a nick, then
+/// reads lines (answering PING) and sends what it is told.
+pub struct IrcClient {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+    /// Every line seen, in order.
+    pub seen: Vec<String>,
+}
+
+impl IrcClient {
+    /// Connects to `port` and registers as `nick`; waits for the welcome.
+    pub fn connect(port: u16, nick: &str) -> IrcClient {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to IRC");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut c = IrcClient {
+            stream,
+            buf: Vec::new(),
+            seen: Vec::new(),
+        };
+        c.send(&format!("NICK {nick}"));
+        c.send(&format!("USER {nick} 0 * :{nick}"));
+        c.wait_for(
+            |l| l.split(' ').nth(1) == Some("001"),
+            Duration::from_secs(10),
+        );
+        c
+    }
+
+    /// Sends one line (CR LF added).
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        self.stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write to IRC");
+    }
+
+    /// Waits for a line matching `pred`; panics with what was seen.
+    pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool, within: Duration) -> String {
+        use std::io::Read;
+        let deadline = Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = self.buf.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                if let Some(rest) = line.strip_prefix("PING ") {
+                    self.send(&format!("PONG {rest}"));
+                }
+                self.seen.push(line.clone());
+                if pred(&line) {
+                    return line;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching IRC line; seen:\n{}",
+                self.seen.join("\n")
+            );
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("the IRC server closed; seen:\n{}", self.seen.join("\n")),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+}
