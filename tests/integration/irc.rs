@@ -116,6 +116,16 @@ fn sip_and_irc_users_exchange_private_messages() {
     // A NOTICE arrives too, kept apart from PRIVMSG.
     bob.send("NOTICE alice :just so you know");
     assert_eq!(body(&next_message(&alice)), "just so you know");
+    // No one of that nick: the network's 401 comes back to alice as a
+    // report, not lost.
+    let r = message(&alice, "alice", &format!("nobody@{IRC}"), "i4", "anyone?");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    let report = next_message(&alice);
+    assert!(body(&report).contains(&format!("nobody@{IRC}")), "{report}");
+    assert!(
+        body(&report).contains("no one is called nobody"),
+        "{report}"
+    );
 }
 
 #[test]

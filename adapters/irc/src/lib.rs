@@ -37,6 +37,10 @@ use tracing::{debug, info, warn};
 /// dropped whole.
 const MAX_INBOUND_LINE: usize = 8191 + text::MAX_LINE;
 
+/// What one line costs on the flood clock, and how far ahead it may run.
+const FLOOD_COST: Duration = Duration::from_secs(2);
+const FLOOD_BURST: Duration = Duration::from_secs(10);
+
 /// One IRC network.
 #[derive(Debug, Clone)]
 pub struct NetworkSettings {
@@ -78,8 +82,15 @@ enum State {
     Failed(String),
 }
 
+/// A line for the server, with the message it carries (for a failure
+/// the server reports about it).
+struct Out {
+    line: String,
+    about: Option<(String, String, Address)>,
+}
+
 struct Puppet {
-    lines: mpsc::Sender<String>,
+    lines: mpsc::Sender<Out>,
     state: watch::Receiver<State>,
     id: u64,
 }
@@ -189,7 +200,10 @@ impl Adapter for IrcAdapter {
         let prefix_room = 64 + shared.settings.networks[net].max_nick;
         for line in text::lines(&nick, &body, prefix_room) {
             puppet
-                .send(format!("PRIVMSG {nick} :{line}"))
+                .send(Out {
+                    line: format!("PRIVMSG {nick} :{line}"),
+                    about: Some((nick.to_ascii_lowercase(), m.id.clone(), m.to.bare())),
+                })
                 .await
                 .map_err(|_| {
                     Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
@@ -230,7 +244,7 @@ async fn open(
     shared: &Arc<Shared>,
     net: usize,
     user: &Address,
-) -> Result<mpsc::Sender<String>, Failure> {
+) -> Result<mpsc::Sender<Out>, Failure> {
     let key = (net, user.to_string().to_ascii_lowercase());
     let network = &shared.settings.networks[net];
     let (lines, mut state) = {
@@ -316,7 +330,7 @@ async fn run(
     shared: &Arc<Shared>,
     net: usize,
     user: &Address,
-    mut outgoing: mpsc::Receiver<String>,
+    mut outgoing: mpsc::Receiver<Out>,
     state: &watch::Sender<State>,
 ) -> Result<(), String> {
     let network = &shared.settings.networks[net];
@@ -340,6 +354,11 @@ async fn run(
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16384];
     let mut registered = false;
+    // RFC 1459 §8.10 flood control: each line costs two seconds of a
+    // clock that may run at most ten seconds ahead (a burst of five).
+    let mut flood = tokio::time::Instant::now();
+    // The last message sent to each nick: a 401 for it is reported.
+    let mut sent: HashMap<String, (String, Address)> = HashMap::new();
     let idle = tokio::time::sleep(network.idle_timeout);
     tokio::pin!(idle);
     loop {
@@ -353,9 +372,21 @@ async fn run(
                 let _ = writer.write_all(b"QUIT :idle\r\n").await;
                 return Ok(());
             }
-            line = outgoing.recv() => {
-                let Some(line) = line else { return Ok(()) };
-                writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+            out = outgoing.recv() => {
+                let Some(out) = out else { return Ok(()) };
+                if let Some((nick, id, recipient)) = out.about {
+                    if sent.len() >= 1024 {
+                        sent.clear();
+                    }
+                    sent.insert(nick, (id, recipient));
+                }
+                let now = tokio::time::Instant::now();
+                flood = flood.max(now);
+                if flood > now + FLOOD_BURST {
+                    tokio::time::sleep_until(flood - FLOOD_BURST).await;
+                }
+                flood += FLOOD_COST;
+                writer.write_all(format!("{}\r\n", out.line).as_bytes()).await.map_err(|e| e.to_string())?;
                 idle.as_mut().reset(tokio::time::Instant::now() + network.idle_timeout);
             }
             n = reader.read(&mut chunk) => {
@@ -394,6 +425,13 @@ async fn run(
                             nick.push('_');
                             writer.write_all(format!("NICK {nick}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
                         }
+                        Command::Response(Response::ERR_NOSUCHNICK, ref args) => {
+                            // RFC 2812 §5.2: "<nick> :No such nick/channel".
+                            let target = args.get(1).map(|t| t.to_ascii_lowercase()).unwrap_or_default();
+                            if let Some((id, recipient)) = sent.remove(&target) {
+                                failed(shared, net, user, id, recipient).await;
+                            }
+                        }
                         Command::ERROR(ref why) => {
                             return Err(format!("the server ended the connection: {why}"));
                         }
@@ -419,6 +457,41 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// The network says a nick Parley's user wrote to does not exist: the
+/// gateway reports it to the sender.
+async fn failed(shared: &Arc<Shared>, net: usize, user: &Address, id: String, recipient: Address) {
+    let network = &shared.settings.networks[net];
+    let Some(hub) = shared.hub.get() else {
+        return;
+    };
+    let failure = Failure::new(
+        Condition::ItemNotFound,
+        format!("no one is called {} on {}", recipient.user(), network.name),
+    );
+    let _ = hub
+        .submit(
+            &peer(shared, net),
+            Inbound::Failed {
+                id,
+                sender: user.clone(),
+                recipient,
+                failure,
+            },
+        )
+        .await;
+}
+
+/// The link an inbound item came over.
+fn peer(shared: &Shared, net: usize) -> Peer {
+    Peer {
+        adapter: shared.settings.name.clone(),
+        protocol: Protocol::Irc,
+        domain: shared.settings.networks[net].domain.clone(),
+        auth: PeerAuth::None,
+        tls: false,
     }
 }
 
@@ -448,21 +521,17 @@ async fn inbound(
     if notice {
         m.kind = MessageKind::Headline;
     }
-    let peer = Peer {
-        adapter: shared.settings.name.clone(),
-        protocol: Protocol::Irc,
-        domain: network.domain.clone(),
-        auth: PeerAuth::None,
-        tls: false,
-    };
-    if let Err(f) = hub.submit(&peer, Inbound::Message(m)).await {
+    if let Err(f) = hub.submit(&peer(shared, net), Inbound::Message(m)).await {
         info!(network = %network.name, from, to = %user, failure = %f, "IRC message not delivered");
         // Tell the sender, as a NOTICE (never answered, RFC 2812 §3.3.2).
         let key = (net, user.to_string().to_ascii_lowercase());
         let lines = shared.puppets().get(&key).map(|p| p.lines.clone());
         if let (Some(lines), false) = (lines, notice) {
             let why = f.to_string().replace(['\r', '\n'], " ");
-            let _ = lines.try_send(format!("NOTICE {from} :not delivered: {why}"));
+            let _ = lines.try_send(Out {
+                line: format!("NOTICE {from} :not delivered: {why}"),
+                about: None,
+            });
         }
     }
 }
