@@ -145,3 +145,64 @@ fn a_taken_nick_gets_another_and_the_user_keeps_talking() {
     dave.send("PRIVMSG carol_ :got it");
     assert_eq!(body(&next_message(&carol)), "got it");
 }
+
+#[test]
+fn a_sip_user_takes_part_in_an_irc_channel() {
+    let net = Ngircd::start(IRC);
+    let server = parley(net.port);
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    bob.send("JOIN #dev");
+    bob.wait_for(|l| l.contains(" 366 "), WAIT);
+    bob.send("TOPIC #dev :Release planning");
+    bob.wait_for(|l| l.contains("TOPIC #dev"), WAIT);
+
+    // #dev on the network is the room dev%25irc.example.test in Parley's
+    // conference domain.
+    let room = format!("dev%25{IRC}@conference.localhost");
+    let r = message(&alice, "alice", &room, "c1", "/join");
+    assert_eq!(status(&r), 200, "{r}");
+    let welcome = next_message(&alice);
+    assert!(
+        body(&welcome).contains(&format!("You are in dev@{IRC} as alice")),
+        "{welcome}"
+    );
+    assert!(body(&welcome).contains("Also here: bob."), "{welcome}");
+    bob.wait_for(|l| l.starts_with(":alice!") && l.contains("JOIN"), WAIT);
+    assert!(body(&next_message(&alice)).contains("Topic: Release planning"));
+
+    // Both ways in the channel, each with the speaker named.
+    let r = message(&alice, "alice", &room, "c2", "hello channel");
+    assert_eq!(status(&r), 200, "{r}");
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.ends_with("PRIVMSG #dev :hello channel"),
+        WAIT,
+    );
+    bob.send("PRIVMSG #dev :welcome alice");
+    let m = next_message(&alice);
+    assert_eq!(body(&m), "<bob> welcome alice");
+    assert!(
+        header(&m, "From").is_some_and(|f| f.starts_with("\"bob\"")),
+        "{m}"
+    );
+    // Joins, nick changes and parts on IRC reach the SIP member.
+    let mut carol = IrcClient::connect(net.port, "carol");
+    carol.send("JOIN #dev");
+    assert_eq!(body(&next_message(&alice)), "*** carol has joined");
+    carol.send("NICK caroline");
+    assert_eq!(
+        body(&next_message(&alice)),
+        "*** carol is now known as caroline"
+    );
+    carol.send("PART #dev :bye");
+    assert_eq!(body(&next_message(&alice)), "*** caroline has left");
+    // Alice leaves: IRC sees her part.
+    let r = message(&alice, "alice", &room, "c3", "/leave");
+    assert_eq!(status(&r), 200, "{r}");
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.contains("PART #dev"),
+        WAIT,
+    );
+}

@@ -173,8 +173,10 @@ impl Adapter for IrcAdapter {
     }
 
     async fn deliver(&self, item: Outbound, security: Security) -> Result<(), Failure> {
-        let Outbound::Message(m) = item else {
-            return Err(Failure::bare(Condition::FeatureNotImplemented));
+        let m = match item {
+            Outbound::Message(m) => m,
+            Outbound::RoomRequest(r) => return room_request(&self.shared, r, security).await,
+            _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
         };
         let shared = &self.shared;
         let Some(net) = shared.network_of(m.to.domain()) else {
@@ -236,6 +238,61 @@ impl Adapter for IrcAdapter {
         self.shared.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
     }
+}
+
+/// One of Parley's users acts in a channel (a room of this network:
+/// `dev@irc.example.com` is `#dev`).
+async fn room_request(
+    shared: &Arc<Shared>,
+    r: parley_adapter::RoomRequest,
+    security: Security,
+) -> Result<(), Failure> {
+    use parley_adapter::{RoomAction, RoomRole};
+    let Some(net) = shared.network_of(r.room.domain()) else {
+        return Err(Failure::new(Condition::ItemNotFound, "no such IRC network"));
+    };
+    if security.tls || security.verified {
+        return Err(Failure::new(
+            Condition::PolicyViolation,
+            "the link to this IRC network is not encrypted",
+        ));
+    }
+    let channel = text::channel_of(r.room.user())
+        .ok_or_else(|| Failure::new(Condition::JidMalformed, "not an IRC channel name"))?;
+    let lines: Vec<String> = match &r.action {
+        RoomAction::Join { password, .. } => vec![match password {
+            Some(key) => format!("JOIN {channel} {key}"),
+            None => format!("JOIN {channel}"),
+        }],
+        RoomAction::Leave => vec![format!("PART {channel}")],
+        RoomAction::Say { text: t, .. } => text::lines(&channel, t, 96)
+            .into_iter()
+            .map(|l| format!("PRIVMSG {channel} :{l}"))
+            .collect(),
+        RoomAction::Private { nick, text: t, .. } => text::lines(nick, t, 96)
+            .into_iter()
+            .map(|l| format!("PRIVMSG {nick} :{l}"))
+            .collect(),
+        RoomAction::Subject(t) => {
+            vec![format!("TOPIC {channel} :{}", t.replace(['\r', '\n'], " "))]
+        }
+        RoomAction::SetRole {
+            nick,
+            role: RoomRole::None,
+            reason,
+        } => vec![format!(
+            "KICK {channel} {nick} :{}",
+            reason.replace(['\r', '\n'], " ")
+        )],
+        _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
+    };
+    let puppet = open(shared, net, &r.from.bare()).await?;
+    for line in lines {
+        puppet.send(Out { line, about: None }).await.map_err(|_| {
+            Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
+        })?;
+    }
+    Ok(())
 }
 
 /// The connection of `user` to network `net`, registered: an existing one,
@@ -357,6 +414,9 @@ async fn run(
     // RFC 1459 §8.10 flood control: each line costs two seconds of a
     // clock that may run at most ten seconds ahead (a burst of five).
     let mut flood = tokio::time::Instant::now();
+    // The channels this connection is in, with who is there (NAMES is
+    // collected until its end before the user hears of the channel).
+    let mut channels: HashMap<String, Channel> = HashMap::new();
     // The last message sent to each nick: a 401 for it is reported.
     let mut sent: HashMap<String, (String, Address)> = HashMap::new();
     let idle = tokio::time::sleep(network.idle_timeout);
@@ -367,7 +427,7 @@ async fn run(
                 let _ = writer.write_all(b"QUIT :Parley is stopping\r\n").await;
                 return Ok(());
             }
-            _ = &mut idle => {
+            _ = &mut idle, if channels.is_empty() => {
                 debug!(network = %network.name, user = %user, "IRC connection idle: closed");
                 let _ = writer.write_all(b"QUIT :idle\r\n").await;
                 return Ok(());
@@ -435,6 +495,15 @@ async fn run(
                         Command::ERROR(ref why) => {
                             return Err(format!("the server ended the connection: {why}"));
                         }
+                        ref command if registered && is_channel_traffic(command) => {
+                            let from = match &msg.prefix {
+                                Some(Prefix::Nickname(n, _, _)) => n.clone(),
+                                _ => String::new(),
+                            };
+                            for (room, event) in channel_event(&mut channels, &mut nick, &from, command) {
+                                room_event(shared, net, user, &room, event).await;
+                            }
+                        }
                         Command::PRIVMSG(ref target, ref body) | Command::NOTICE(ref target, ref body)
                             if registered && target.eq_ignore_ascii_case(&nick) =>
                         {
@@ -457,6 +526,256 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// A channel a connection is in.
+#[derive(Default)]
+struct Channel {
+    /// Who is there, with their prefix (`@` for operators).
+    names: Vec<String>,
+    /// NAMES is over: the user has heard of the channel.
+    listed: bool,
+    /// The topic given on entry (332), told after the roster.
+    topic: Option<String>,
+}
+
+/// Whether a command is about channels (or a numeric that lists one).
+fn is_channel_traffic(c: &Command) -> bool {
+    match c {
+        Command::JOIN(..) | Command::PART(..) | Command::QUIT(..) | Command::NICK(..) => true,
+        Command::KICK(..) | Command::TOPIC(..) => true,
+        Command::PRIVMSG(t, _) | Command::NOTICE(t, _) => t.starts_with(['#', '&']),
+        Command::Response(r, _) => matches!(
+            r,
+            Response::RPL_NAMREPLY
+                | Response::RPL_ENDOFNAMES
+                | Response::RPL_TOPIC
+                | Response::ERR_NOSUCHCHANNEL
+                | Response::ERR_CHANNELISFULL
+                | Response::ERR_INVITEONLYCHAN
+                | Response::ERR_BANNEDFROMCHAN
+                | Response::ERR_BADCHANNELKEY
+        ),
+        _ => false,
+    }
+}
+
+/// What a line about channels tells the user, channel by channel.
+fn channel_event(
+    channels: &mut HashMap<String, Channel>,
+    nick: &mut String,
+    from: &str,
+    command: &Command,
+) -> Vec<(String, parley_adapter::RoomEvent)> {
+    use parley_adapter::{Change, Occupant, RoomAffiliation, RoomEvent, RoomRole};
+    let bare = |n: &str| n.trim_start_matches(['@', '+', '%', '~', '&']).to_string();
+    let occupant = |n: &str, present: bool| Occupant {
+        nick: bare(n),
+        role: if !present {
+            RoomRole::None
+        } else if n.starts_with(['@', '~', '&']) {
+            RoomRole::Moderator
+        } else {
+            RoomRole::Participant
+        },
+        affiliation: RoomAffiliation::None,
+        real: None,
+    };
+    let presence = |n: &str, change: Change, own: bool| RoomEvent::Occupant {
+        occupant: occupant(n, matches!(change, Change::Present)),
+        change,
+        own,
+        created: false,
+    };
+    let me = from.eq_ignore_ascii_case(nick);
+    let mut out = Vec::new();
+    match command {
+        Command::JOIN(list, _, _) => {
+            for chan in list.split(',') {
+                let key = chan.to_ascii_lowercase();
+                if me {
+                    channels.insert(key, Channel::default());
+                } else if let Some(c) = channels.get_mut(&key) {
+                    c.names.push(from.to_string());
+                    if c.listed {
+                        out.push((key, presence(from, Change::Present, false)));
+                    }
+                }
+            }
+        }
+        Command::PART(list, _) => {
+            for chan in list.split(',') {
+                let key = chan.to_ascii_lowercase();
+                if me {
+                    if channels.remove(&key).is_some() {
+                        out.push((key, presence(from, Change::Left, true)));
+                    }
+                } else if let Some(c) = channels.get_mut(&key) {
+                    c.names.retain(|n| !bare(n).eq_ignore_ascii_case(from));
+                    out.push((key, presence(from, Change::Left, false)));
+                }
+            }
+        }
+        Command::QUIT(_) => {
+            for (key, c) in channels.iter_mut() {
+                let before = c.names.len();
+                c.names.retain(|n| !bare(n).eq_ignore_ascii_case(from));
+                if c.names.len() < before {
+                    out.push((key.clone(), presence(from, Change::Left, false)));
+                }
+            }
+        }
+        Command::NICK(new) => {
+            for (key, c) in channels.iter_mut() {
+                if let Some(n) = c
+                    .names
+                    .iter_mut()
+                    .find(|n| bare(n).eq_ignore_ascii_case(from))
+                {
+                    let prefix: String = n.chars().take_while(|ch| "@+%~&".contains(*ch)).collect();
+                    *n = format!("{prefix}{new}");
+                    out.push((
+                        key.clone(),
+                        presence(from, Change::Renamed(new.clone()), me),
+                    ));
+                }
+            }
+            if me {
+                *nick = new.clone();
+            }
+        }
+        Command::KICK(chan, target, reason) => {
+            let key = chan.to_ascii_lowercase();
+            let own = target.eq_ignore_ascii_case(nick);
+            let reason = reason.clone().unwrap_or_default();
+            if own {
+                channels.remove(&key);
+            } else if let Some(c) = channels.get_mut(&key) {
+                c.names.retain(|n| !bare(n).eq_ignore_ascii_case(target));
+            }
+            out.push((key, presence(target, Change::Kicked(reason), own)));
+        }
+        Command::TOPIC(chan, Some(topic)) => out.push((
+            chan.to_ascii_lowercase(),
+            RoomEvent::Subject {
+                nick: Some(from.to_string()),
+                text: text::strip_formatting(topic),
+            },
+        )),
+        Command::PRIVMSG(chan, body) | Command::NOTICE(chan, body) => {
+            if let Some(t) = text::readable(body) {
+                out.push((
+                    chan.to_ascii_lowercase(),
+                    RoomEvent::Message {
+                        nick: from.to_string(),
+                        id: String::new(),
+                        text: t,
+                        delay: None,
+                    },
+                ));
+            }
+        }
+        Command::Response(Response::RPL_NAMREPLY, args) => {
+            if let (Some(chan), Some(names)) = (args.get(2), args.get(3)) {
+                if let Some(c) = channels.get_mut(&chan.to_ascii_lowercase()) {
+                    c.names.extend(names.split_whitespace().map(str::to_string));
+                }
+            }
+        }
+        Command::Response(Response::RPL_ENDOFNAMES, args) => {
+            if let Some(chan) = args.get(1) {
+                let key = chan.to_ascii_lowercase();
+                if let Some(c) = channels.get_mut(&key) {
+                    if !c.listed {
+                        c.listed = true;
+                        let own = c
+                            .names
+                            .iter()
+                            .find(|n| bare(n).eq_ignore_ascii_case(nick))
+                            .cloned()
+                            .unwrap_or_else(|| nick.clone());
+                        for n in c
+                            .names
+                            .iter()
+                            .filter(|n| !bare(n).eq_ignore_ascii_case(nick))
+                        {
+                            out.push((key.clone(), presence(n, Change::Present, false)));
+                        }
+                        out.push((key.clone(), presence(&own, Change::Present, true)));
+                        if let Some(topic) = c.topic.take() {
+                            out.push((
+                                key,
+                                RoomEvent::Subject {
+                                    nick: None,
+                                    text: topic,
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Command::Response(Response::RPL_TOPIC, args) => {
+            if let (Some(chan), Some(topic)) = (args.get(1), args.get(2)) {
+                let key = chan.to_ascii_lowercase();
+                let text = text::strip_formatting(topic);
+                match channels.get_mut(&key) {
+                    Some(c) if !c.listed => c.topic = Some(text),
+                    _ => out.push((key, RoomEvent::Subject { nick: None, text })),
+                }
+            }
+        }
+        Command::Response(r, args) => {
+            // An entry refused: the channel's error, with the server's words.
+            if let Some(chan) = args.get(1) {
+                let text = args.last().cloned().unwrap_or_default();
+                let condition = match r {
+                    Response::ERR_NOSUCHCHANNEL => Condition::ItemNotFound,
+                    Response::ERR_CHANNELISFULL => Condition::ServiceUnavailable,
+                    Response::ERR_BADCHANNELKEY => Condition::NotAuthorized,
+                    Response::ERR_INVITEONLYCHAN => Condition::RegistrationRequired,
+                    _ => Condition::Forbidden,
+                };
+                out.push((
+                    chan.to_ascii_lowercase(),
+                    RoomEvent::Refused(Failure::new(condition, text)),
+                ));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Hands the hub what a channel tells one of Parley's users.
+async fn room_event(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+    channel: &str,
+    event: parley_adapter::RoomEvent,
+) {
+    let network = &shared.settings.networks[net];
+    let Some(hub) = shared.hub.get() else {
+        return;
+    };
+    let Some(local) = text::local_of_channel(channel) else {
+        return;
+    };
+    let Ok(room) = Address::new(&local, &network.domain, None) else {
+        return;
+    };
+    let notice = parley_adapter::RoomNotice {
+        room,
+        to: user.clone(),
+        event,
+    };
+    if let Err(f) = hub
+        .submit(&peer(shared, net), Inbound::RoomEvent(notice))
+        .await
+    {
+        debug!(network = %network.name, %channel, failure = %f, "channel traffic not taken");
     }
 }
 

@@ -146,6 +146,59 @@ pub fn local_to_nick(local: &str) -> Option<String> {
     (first_ok && rest_ok && out.len() <= 30).then_some(out)
 }
 
+/// The channel a room's local part names: `dev` is `#dev` (a `#` of its
+/// own is taken as given, `\23dev` escaped); `None` for a name IRC does
+/// not allow (RFC 2812 §1.3: no space, comma, BEL or colon).
+pub fn channel_of(local: &str) -> Option<String> {
+    let name = local_to_nick_raw(local)?;
+    let name = if name.starts_with(['#', '&']) {
+        name
+    } else {
+        format!("#{name}")
+    };
+    let ok = name.len() > 1
+        && name.len() <= 50
+        && !name
+            .chars()
+            .any(|c| matches!(c, ' ' | ',' | '\u{7}' | ':') || c.is_control());
+    ok.then_some(name)
+}
+
+/// The local part of a room for a channel: `#dev` is `dev`; other
+/// prefixes are kept, escaped.
+pub fn local_of_channel(channel: &str) -> Option<String> {
+    let name = channel.strip_prefix('#').unwrap_or(channel);
+    if name.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for c in name.chars() {
+        match c {
+            '#' | '&' | '[' | ']' | '\\' | '`' | '^' | '{' | '}' | '|' | '@' | '/' | '"' | '\''
+            | '<' | '>' => {
+                out.push_str(&format!("\\{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+fn local_to_nick_raw(local: &str) -> Option<String> {
+    let mut out = String::with_capacity(local.len());
+    let mut chars = local.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let hex: String = chars.by_ref().take(2).collect();
+            let code = u32::from_str_radix(&hex, 16).ok()?;
+            out.push(char::from_u32(code)?);
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
 /// The nick a user of Parley gets from the template (`{user}` is its
 /// local part), made a valid nick: other characters become `_`, a leading
 /// digit or dash gets a `_` before it, and it is cut to `max` bytes.
@@ -210,6 +263,18 @@ mod tests {
             "bold red it green"
         );
         assert_eq!(strip_formatting("10\u{3},5 apples"), "10,5 apples");
+    }
+
+    #[test]
+    fn channels_map_to_room_names_and_back() {
+        assert_eq!(channel_of("dev").as_deref(), Some("#dev"));
+        assert_eq!(local_of_channel("#dev").as_deref(), Some("dev"));
+        for chan in ["#dev", "#c++", "&local", "#a[b]"] {
+            let local = local_of_channel(chan).unwrap();
+            assert_eq!(channel_of(&local).as_deref(), Some(chan), "{local}");
+        }
+        assert_eq!(channel_of("a b"), None);
+        assert_eq!(channel_of("a,b"), None);
     }
 
     #[test]
