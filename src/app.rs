@@ -292,6 +292,8 @@ fn irc_adapter(config: &Config) -> parley_irc::IrcAdapter {
                 idle_timeout: Duration::from_secs(n.idle_timeout_secs.max(1)),
                 connect_timeout: Duration::from_secs(n.connect_timeout_secs.max(1)),
                 max_connections: n.max_connections.max(1),
+                flood_interval: Duration::from_millis(n.flood_interval_ms),
+                flood_burst: n.flood_burst.max(1),
             })
             .collect(),
     })

@@ -151,6 +151,21 @@ pub struct IrcNetworkConfig {
     /// Connections to the network at most (one per user).
     #[serde(default = "default_irc_connections")]
     pub max_connections: usize,
+    /// Flood control per connection: milliseconds one line costs (RFC
+    /// 1459 §8.10: 2000) and lines in a burst (5); set them to the
+    /// network's own limits.
+    #[serde(default = "default_flood_interval")]
+    pub flood_interval_ms: u64,
+    /// Lines in a burst.
+    #[serde(default = "default_flood_burst")]
+    pub flood_burst: u32,
+}
+
+fn default_flood_interval() -> u64 {
+    2000
+}
+fn default_flood_burst() -> u32 {
+    5
 }
 
 fn default_nick_template() -> String {

@@ -37,10 +37,6 @@ use tracing::{debug, info, warn};
 /// dropped whole.
 const MAX_INBOUND_LINE: usize = 8191 + text::MAX_LINE;
 
-/// What one line costs on the flood clock, and how far ahead it may run.
-const FLOOD_COST: Duration = Duration::from_secs(2);
-const FLOOD_BURST: Duration = Duration::from_secs(10);
-
 /// One IRC network.
 #[derive(Debug, Clone)]
 pub struct NetworkSettings {
@@ -62,6 +58,12 @@ pub struct NetworkSettings {
     pub connect_timeout: Duration,
     /// Connections to the network at most.
     pub max_connections: usize,
+    /// Flood control: what one line costs, and how many lines may go in
+    /// a burst (RFC 1459 §8.10: two seconds, five lines). Set them to
+    /// the network's own limits.
+    pub flood_interval: Duration,
+    /// Lines in a burst.
+    pub flood_burst: u32,
 }
 
 /// How the adapter runs.
@@ -411,9 +413,10 @@ async fn run(
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16384];
     let mut registered = false;
-    // RFC 1459 §8.10 flood control: each line costs two seconds of a
-    // clock that may run at most ten seconds ahead (a burst of five).
+    // RFC 1459 §8.10 flood control: each line costs `flood_interval` of a
+    // clock that may run at most `flood_burst` lines ahead.
     let mut flood = tokio::time::Instant::now();
+    let flood_ahead = network.flood_interval * network.flood_burst;
     // The channels this connection is in, with who is there (NAMES is
     // collected until its end before the user hears of the channel).
     let mut channels: HashMap<String, Channel> = HashMap::new();
@@ -442,10 +445,10 @@ async fn run(
                 }
                 let now = tokio::time::Instant::now();
                 flood = flood.max(now);
-                if flood > now + FLOOD_BURST {
-                    tokio::time::sleep_until(flood - FLOOD_BURST).await;
+                if flood > now + flood_ahead {
+                    tokio::time::sleep_until(flood - flood_ahead).await;
                 }
-                flood += FLOOD_COST;
+                flood += network.flood_interval;
                 writer.write_all(format!("{}\r\n", out.line).as_bytes()).await.map_err(|e| e.to_string())?;
                 idle.as_mut().reset(tokio::time::Instant::now() + network.idle_timeout);
             }
