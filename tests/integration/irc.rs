@@ -206,3 +206,42 @@ fn a_sip_user_takes_part_in_an_irc_channel() {
         WAIT,
     );
 }
+
+#[test]
+fn after_a_server_restart_the_user_is_back_in_the_channel() {
+    let mut net = Ngircd::start(IRC);
+    let server = parley(net.port);
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let room = format!("dev%25{IRC}@conference.localhost");
+    let r = message(&alice, "alice", &room, "r1", "/join");
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(body(&next_message(&alice)).contains("You are in"));
+
+    // The network goes away and comes back: Parley reconnects alice's
+    // connection and rejoins the channel.
+    net.restart();
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        bob.send("NAMES #dev");
+        let names = bob.wait_for(|l| l.contains(" 353 ") || l.contains(" 366 "), WAIT);
+        if names.contains("alice") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice did not rejoin: {names}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bob.send("JOIN #dev");
+    bob.wait_for(|l| l.contains(" 366 "), WAIT);
+    let r = message(&alice, "alice", &room, "r2", "still here");
+    assert_eq!(status(&r), 200, "{r}");
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.ends_with("PRIVMSG #dev :still here"),
+        WAIT,
+    );
+}

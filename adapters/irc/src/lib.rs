@@ -393,6 +393,58 @@ async fn run(
     state: &watch::Sender<State>,
 ) -> Result<(), String> {
     let network = &shared.settings.networks[net];
+    let mut channels: HashMap<String, Channel> = HashMap::new();
+    let mut attempt = 0u32;
+    loop {
+        let rejoin: Vec<String> = channels.keys().cloned().collect();
+        let outcome = session(
+            shared,
+            net,
+            user,
+            &mut outgoing,
+            state,
+            &mut channels,
+            &rejoin,
+        )
+        .await;
+        let Err(why) = outcome else {
+            return Ok(());
+        };
+        // A connection in channels comes back and rejoins them, with
+        // backoff; one with only private messages opens again on the
+        // next message.
+        if channels.is_empty() || attempt >= RECONNECTS || shared.stop.is_cancelled() {
+            return Err(why);
+        }
+        attempt += 1;
+        let wait = Duration::from_secs(1 << attempt.min(5));
+        warn!(network = %network.name, user = %user, %why, attempt, "IRC connection lost: reconnecting");
+        let _ = state.send(State::Connecting);
+        tokio::select! {
+            _ = shared.stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        for c in channels.values_mut() {
+            *c = Channel::default();
+        }
+    }
+}
+
+/// Reconnections of a user's connection in a row at most.
+const RECONNECTS: u32 = 6;
+
+/// One connection, from connecting to its end; joins `rejoin` once
+/// registered.
+async fn session(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+    outgoing: &mut mpsc::Receiver<Out>,
+    state: &watch::Sender<State>,
+    channels: &mut HashMap<String, Channel>,
+    rejoin: &[String],
+) -> Result<(), String> {
+    let network = &shared.settings.networks[net];
     let stream = tokio::time::timeout(network.connect_timeout, TcpStream::connect(network.server))
         .await
         .map_err(|_| "connecting timed out".to_string())?
@@ -417,9 +469,6 @@ async fn run(
     // clock that may run at most `flood_burst` lines ahead.
     let mut flood = tokio::time::Instant::now();
     let flood_ahead = network.flood_interval * network.flood_burst;
-    // The channels this connection is in, with who is there (NAMES is
-    // collected until its end before the user hears of the channel).
-    let mut channels: HashMap<String, Channel> = HashMap::new();
     // The last message sent to each nick: a 401 for it is reported.
     let mut sent: HashMap<String, (String, Address)> = HashMap::new();
     let idle = tokio::time::sleep(network.idle_timeout);
@@ -479,6 +528,9 @@ async fn run(
                             }
                             registered = true;
                             info!(network = %network.name, user = %user, nick, "IRC connection registered");
+                            for chan in rejoin {
+                                writer.write_all(format!("JOIN {chan}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                            }
                             let _ = state.send(State::Ready(nick.clone()));
                         }
                         Command::Response(Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME, _) if !registered => {
@@ -503,7 +555,7 @@ async fn run(
                                 Some(Prefix::Nickname(n, _, _)) => n.clone(),
                                 _ => String::new(),
                             };
-                            for (room, event) in channel_event(&mut channels, &mut nick, &from, command) {
+                            for (room, event) in channel_event(channels, &mut nick, &from, command) {
                                 room_event(shared, net, user, &room, event).await;
                             }
                         }

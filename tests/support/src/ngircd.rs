@@ -36,9 +36,14 @@ impl Ngircd {
             .args(["-R", "irc:irc"])
             .arg(&dir)
             .status();
+        let child = Self::spawn(&dir, port);
+        Ngircd { child, dir, port }
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> Child {
         let child = Command::new("ngircd")
             .args(["-n", "-f"])
-            .arg(&conf)
+            .arg(dir.join("ngircd.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -49,7 +54,16 @@ impl Ngircd {
             assert!(Instant::now() < deadline, "ngircd did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ngircd { child, dir, port }
+        child
+    }
+
+    /// Stops the server (every connection drops) and starts it again on
+    /// the same port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.dir.join("ngircd.pid"));
+        self.child = Self::spawn(&self.dir, self.port);
     }
 }
 
