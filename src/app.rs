@@ -294,6 +294,7 @@ fn irc_adapter(config: &Config) -> parley_irc::IrcAdapter {
                 max_connections: n.max_connections.max(1),
                 flood_interval: Duration::from_millis(n.flood_interval_ms),
                 flood_burst: n.flood_burst.max(1),
+                presence_poll: Duration::from_secs(n.presence_poll_secs.max(1)),
             })
             .collect(),
     })

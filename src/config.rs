@@ -159,6 +159,14 @@ pub struct IrcNetworkConfig {
     /// Lines in a burst.
     #[serde(default = "default_flood_burst")]
     pub flood_burst: u32,
+    /// How often a user's connection asks which nicks the user follows
+    /// are on line (ISON), in seconds.
+    #[serde(default = "default_presence_poll")]
+    pub presence_poll_secs: u64,
+}
+
+fn default_presence_poll() -> u64 {
+    60
 }
 
 fn default_flood_interval() -> u64 {

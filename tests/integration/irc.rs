@@ -245,3 +245,48 @@ fn after_a_server_restart_the_user_is_back_in_the_channel() {
         WAIT,
     );
 }
+
+#[test]
+fn a_sip_user_watches_an_irc_nick_come_and_go() {
+    let net = Ngircd::start(IRC);
+    // ISON every second, so the test need not wait a minute.
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"test\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\npresence_poll_secs = 1\n",
+        net.port
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    alice.send(
+        &format!(
+            "SUBSCRIBE sip:bob@{IRC} SIP/2.0\nFrom: <sip:alice@localhost>;tag=w1\nTo: <sip:bob@{IRC}>\nCall-ID: watch-bob\nCSeq: 1 SUBSCRIBE\nEvent: presence\nAccept: application/pidf+xml\nContact: <sip:alice@{}>\nExpires: 600",
+            alice.local
+        ),
+        "",
+    );
+    assert_eq!(status(&alice.final_response()), 200);
+    // IRC grants at once; bob is not on line yet: closed.
+    let notify_with = |part: &str| -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no NOTIFY with {part}"
+            );
+            let m = alice.next_within(WAIT);
+            if m.starts_with("NOTIFY ")
+                && header(&m, "Subscription-State").is_some_and(|s| s.starts_with("active"))
+                && body(&m).contains(part)
+            {
+                return m;
+            }
+        }
+    };
+    notify_with("<basic>closed</basic>");
+    // bob comes on line: open; and goes: closed again.
+    let bob = IrcClient::connect(net.port, "bob");
+    notify_with("<basic>open</basic>");
+    drop(bob);
+    notify_with("<basic>closed</basic>");
+}

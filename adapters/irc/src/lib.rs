@@ -64,6 +64,9 @@ pub struct NetworkSettings {
     pub flood_interval: Duration,
     /// Lines in a burst.
     pub flood_burst: u32,
+    /// How often a connection asks which followed nicks are on line
+    /// (ISON).
+    pub presence_poll: Duration,
 }
 
 /// How the adapter runs.
@@ -89,6 +92,26 @@ enum State {
 struct Out {
     line: String,
     about: Option<(String, String, Address)>,
+    control: Option<Control>,
+}
+
+/// What the connection does besides sending a line.
+enum Control {
+    /// Follow this nick's presence (ISON polling).
+    Watch(String),
+    /// Stop following it.
+    Unwatch(String),
+    /// Report every followed nick's presence at the next answer.
+    Probe,
+}
+
+/// The nicks a connection follows for its user, with what was last
+/// reported (None: nothing yet).
+#[derive(Default)]
+struct Watching {
+    nicks: std::collections::BTreeMap<String, Option<bool>>,
+    /// Report all at the next answer, changed or not.
+    force: bool,
 }
 
 struct Puppet {
@@ -178,6 +201,8 @@ impl Adapter for IrcAdapter {
         let m = match item {
             Outbound::Message(m) => m,
             Outbound::RoomRequest(r) => return room_request(&self.shared, r, security).await,
+            Outbound::Subscription(s) => return subscription(&self.shared, s).await,
+            Outbound::Presence(p) => return presence(&self.shared, p).await,
             _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
         };
         let shared = &self.shared;
@@ -207,6 +232,7 @@ impl Adapter for IrcAdapter {
                 .send(Out {
                     line: format!("PRIVMSG {nick} :{line}"),
                     about: Some((nick.to_ascii_lowercase(), m.id.clone(), m.to.bare())),
+                    control: None,
                 })
                 .await
                 .map_err(|_| {
@@ -240,6 +266,85 @@ impl Adapter for IrcAdapter {
         self.shared.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
     }
+}
+
+/// A Parley user's subscription to a nick: IRC asks no one's consent, so
+/// it is granted at once, and the user's connection follows the nick's
+/// presence (ISON, every `presence_poll`).
+async fn subscription(
+    shared: &Arc<Shared>,
+    s: parley_adapter::Subscription,
+) -> Result<(), Failure> {
+    use parley_adapter::SubscriptionAction as A;
+    let Some(net) = shared.network_of(s.to.domain()) else {
+        return Err(Failure::new(Condition::ItemNotFound, "no such IRC network"));
+    };
+    let control = match s.action {
+        A::Subscribe => {
+            let Some(nick) = text::local_to_nick(s.to.user()) else {
+                return Err(Failure::new(Condition::JidMalformed, "not an IRC nick"));
+            };
+            Control::Watch(nick)
+        }
+        A::Unsubscribe => match text::local_to_nick(s.to.user()) {
+            Some(nick) => Control::Unwatch(nick),
+            None => return Ok(()),
+        },
+        A::Probe => Control::Probe,
+        // A Parley user letting a nick see their presence: IRC shows
+        // everyone's away state to everyone.
+        _ => return Ok(()),
+    };
+    let granted = matches!(control, Control::Watch(_));
+    let puppet = open(shared, net, &s.from.bare()).await?;
+    puppet
+        .send(Out {
+            line: String::new(),
+            about: None,
+            control: Some(control),
+        })
+        .await
+        .map_err(|_| Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed"))?;
+    if granted {
+        if let Some(hub) = shared.hub.get().cloned() {
+            let answer = parley_adapter::Subscription {
+                from: s.to.bare(),
+                to: s.from.bare(),
+                action: A::Subscribed,
+            };
+            let peer = peer(shared, net);
+            tokio::spawn(async move {
+                let _ = hub.submit(&peer, Inbound::Subscription(answer)).await;
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A Parley user's presence, for their connection's away state (only a
+/// connection that is open: presence opens none).
+async fn presence(shared: &Arc<Shared>, p: parley_adapter::Presence) -> Result<(), Failure> {
+    use parley_adapter::Show;
+    let Some(net) = shared.network_of(p.to.domain()) else {
+        return Ok(());
+    };
+    let key = (net, p.from.bare().to_string().to_ascii_lowercase());
+    let Some(lines) = shared.puppets().get(&key).map(|x| x.lines.clone()) else {
+        return Ok(());
+    };
+    let away = !p.available || matches!(p.show, Some(Show::Away | Show::Xa | Show::Dnd));
+    let line = if away {
+        let note = p.note.clone().unwrap_or_else(|| "away".into());
+        format!("AWAY :{}", note.replace(['\r', '\n'], " "))
+    } else {
+        "AWAY".to_string()
+    };
+    let _ = lines.try_send(Out {
+        line,
+        about: None,
+        control: None,
+    });
+    Ok(())
 }
 
 /// One of Parley's users acts in a channel (a room of this network:
@@ -290,9 +395,16 @@ async fn room_request(
     };
     let puppet = open(shared, net, &r.from.bare()).await?;
     for line in lines {
-        puppet.send(Out { line, about: None }).await.map_err(|_| {
-            Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
-        })?;
+        puppet
+            .send(Out {
+                line,
+                about: None,
+                control: None,
+            })
+            .await
+            .map_err(|_| {
+                Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
+            })?;
     }
     Ok(())
 }
@@ -394,6 +506,7 @@ async fn run(
 ) -> Result<(), String> {
     let network = &shared.settings.networks[net];
     let mut channels: HashMap<String, Channel> = HashMap::new();
+    let mut watching = Watching::default();
     let mut attempt = 0u32;
     loop {
         let rejoin: Vec<String> = channels.keys().cloned().collect();
@@ -401,9 +514,8 @@ async fn run(
             shared,
             net,
             user,
-            &mut outgoing,
-            state,
-            &mut channels,
+            (&mut outgoing, state),
+            (&mut channels, &mut watching),
             &rejoin,
         )
         .await;
@@ -439,9 +551,8 @@ async fn session(
     shared: &Arc<Shared>,
     net: usize,
     user: &Address,
-    outgoing: &mut mpsc::Receiver<Out>,
-    state: &watch::Sender<State>,
-    channels: &mut HashMap<String, Channel>,
+    (outgoing, state): (&mut mpsc::Receiver<Out>, &watch::Sender<State>),
+    (channels, watching): (&mut HashMap<String, Channel>, &mut Watching),
     rejoin: &[String],
 ) -> Result<(), String> {
     let network = &shared.settings.networks[net];
@@ -473,19 +584,44 @@ async fn session(
     let mut sent: HashMap<String, (String, Address)> = HashMap::new();
     let idle = tokio::time::sleep(network.idle_timeout);
     tokio::pin!(idle);
+    let mut poll = tokio::time::interval(network.presence_poll);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shared.stop.cancelled() => {
                 let _ = writer.write_all(b"QUIT :Parley is stopping\r\n").await;
                 return Ok(());
             }
-            _ = &mut idle, if channels.is_empty() => {
+            _ = poll.tick(), if registered && !watching.nicks.is_empty() => {
+                for line in ison_lines(watching) {
+                    writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                }
+            }
+            _ = &mut idle, if channels.is_empty() && watching.nicks.is_empty() => {
                 debug!(network = %network.name, user = %user, "IRC connection idle: closed");
                 let _ = writer.write_all(b"QUIT :idle\r\n").await;
                 return Ok(());
             }
             out = outgoing.recv() => {
                 let Some(out) = out else { return Ok(()) };
+                if let Some(control) = out.control {
+                    match control {
+                        Control::Watch(n) => {
+                            watching.nicks.entry(n.clone()).or_insert(None);
+                            writer.write_all(format!("ISON {n}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                        }
+                        Control::Unwatch(n) => {
+                            watching.nicks.remove(&n);
+                        }
+                        Control::Probe => {
+                            watching.force = true;
+                            for line in ison_lines(watching) {
+                                writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 if let Some((nick, id, recipient)) = out.about {
                     if sent.len() >= 1024 {
                         sent.clear();
@@ -540,6 +676,25 @@ async fn session(
                             nick.push('_');
                             writer.write_all(format!("NICK {nick}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
                         }
+                        Command::Response(Response::RPL_ISON, ref args) => {
+                            // RFC 2812 §4.9: the followed nicks on line now.
+                            let online: Vec<String> = args
+                                .last()
+                                .map(|l| l.split_whitespace().map(str::to_ascii_lowercase).collect())
+                                .unwrap_or_default();
+                            let force = std::mem::take(&mut watching.force);
+                            let mut changed = Vec::new();
+                            for (n, known) in watching.nicks.iter_mut() {
+                                let now = online.contains(&n.to_ascii_lowercase());
+                                if force || *known != Some(now) {
+                                    *known = Some(now);
+                                    changed.push((n.clone(), now));
+                                }
+                            }
+                            for (n, now) in changed {
+                                nick_presence(shared, net, user, &n, now).await;
+                            }
+                        }
                         Command::Response(Response::ERR_NOSUCHNICK, ref args) => {
                             // RFC 2812 §5.2: "<nick> :No such nick/channel".
                             let target = args.get(1).map(|t| t.to_ascii_lowercase()).unwrap_or_default();
@@ -581,6 +736,45 @@ async fn session(
                 }
             }
         }
+    }
+}
+
+/// ISON lines for the followed nicks, each within the line limit.
+fn ison_lines(watching: &Watching) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::from("ISON");
+    for n in watching.nicks.keys() {
+        if line.len() + n.len() + 3 > text::MAX_LINE {
+            out.push(std::mem::replace(&mut line, String::from("ISON")));
+        }
+        line.push(' ');
+        line.push_str(n);
+    }
+    if line.len() > 4 {
+        out.push(line);
+    }
+    out
+}
+
+/// A followed nick came on line or went, for the user who follows it.
+async fn nick_presence(shared: &Arc<Shared>, net: usize, user: &Address, nick: &str, online: bool) {
+    let network = &shared.settings.networks[net];
+    let Some(hub) = shared.hub.get() else {
+        return;
+    };
+    let Ok(from) = Address::new(&text::nick_to_local(nick), &network.domain, None) else {
+        return;
+    };
+    let p = parley_adapter::Presence {
+        from,
+        to: user.clone(),
+        available: online,
+        show: None,
+        note: None,
+        priority: 0,
+    };
+    if let Err(f) = hub.submit(&peer(shared, net), Inbound::Presence(p)).await {
+        debug!(network = %network.name, nick, failure = %f, "presence not taken");
     }
 }
 
@@ -905,6 +1099,7 @@ async fn inbound(
             let _ = lines.try_send(Out {
                 line: format!("NOTICE {from} :not delivered: {why}"),
                 about: None,
+                control: None,
             });
         }
     }
