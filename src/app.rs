@@ -132,7 +132,7 @@ impl Parley {
             adapters.push(Arc::new(xmpp_adapter(config, &dns, xmpp, xmpp_tls)?));
         }
         if !config.irc.network.is_empty() {
-            adapters.push(Arc::new(irc_adapter(config)));
+            adapters.push(Arc::new(irc_adapter(config)?));
         }
         let router = Arc::new(Router::new(config, dns, adapters, store.clone()));
         let auth = Arc::new(
@@ -275,29 +275,42 @@ fn spawn_reload_on_hangup(
 }
 
 /// The IRC adapter of the config (`[[irc.network]]`).
-fn irc_adapter(config: &Config) -> parley_irc::IrcAdapter {
-    parley_irc::IrcAdapter::new(parley_irc::Settings {
+fn irc_adapter(config: &Config) -> anyhow::Result<parley_irc::IrcAdapter> {
+    let mut networks = Vec::new();
+    for n in &config.irc.network {
+        let tls = if n.tls {
+            let ca = n
+                .ca_file
+                .as_ref()
+                .or(config.sip.tls.ca_file.as_ref())
+                .context("an IRC network over TLS needs trust anchors")?;
+            let cfg = crate::net::tls::verifying_client_config(ca)
+                .with_context(|| format!("TLS for IRC network {}", n.name))?;
+            let name = n.server_name.clone().unwrap_or_else(|| n.domain.clone());
+            Some((cfg, name))
+        } else {
+            None
+        };
+        networks.push(parley_irc::NetworkSettings {
+            name: n.name.clone(),
+            domain: n.domain.to_ascii_lowercase(),
+            server: n.server,
+            nick_template: n.nick_template.clone(),
+            realname: n.realname.clone(),
+            max_nick: n.max_nick.max(1),
+            idle_timeout: Duration::from_secs(n.idle_timeout_secs.max(1)),
+            connect_timeout: Duration::from_secs(n.connect_timeout_secs.max(1)),
+            max_connections: n.max_connections.max(1),
+            flood_interval: Duration::from_millis(n.flood_interval_ms),
+            flood_burst: n.flood_burst.max(1),
+            presence_poll: Duration::from_secs(n.presence_poll_secs.max(1)),
+            tls,
+        });
+    }
+    Ok(parley_irc::IrcAdapter::new(parley_irc::Settings {
         name: "irc".into(),
-        networks: config
-            .irc
-            .network
-            .iter()
-            .map(|n| parley_irc::NetworkSettings {
-                name: n.name.clone(),
-                domain: n.domain.to_ascii_lowercase(),
-                server: n.server,
-                nick_template: n.nick_template.clone(),
-                realname: n.realname.clone(),
-                max_nick: n.max_nick.max(1),
-                idle_timeout: Duration::from_secs(n.idle_timeout_secs.max(1)),
-                connect_timeout: Duration::from_secs(n.connect_timeout_secs.max(1)),
-                max_connections: n.max_connections.max(1),
-                flood_interval: Duration::from_millis(n.flood_interval_ms),
-                flood_burst: n.flood_burst.max(1),
-                presence_poll: Duration::from_secs(n.presence_poll_secs.max(1)),
-            })
-            .collect(),
-    })
+        networks,
+    }))
 }
 
 /// The XMPP adapter of the config (`[xmpp]`), on its listeners.

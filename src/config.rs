@@ -163,6 +163,16 @@ pub struct IrcNetworkConfig {
     /// are on line (ISON), in seconds.
     #[serde(default = "default_presence_poll")]
     pub presence_poll_secs: u64,
+    /// Connect with TLS; the server's certificate must name `server_name`
+    /// and chain to `ca_file` (or to `[sip.tls] ca_file`).
+    #[serde(default)]
+    pub tls: bool,
+    /// The name the server's certificate must carry (default: `domain`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Trust anchors for the server's certificate (PEM).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_presence_poll() -> u64 {
@@ -1151,6 +1161,15 @@ impl Config {
                 return Err(value(
                     "irc.network.domain",
                     format!("{} is one of Parley's own domains", n.domain),
+                ));
+            }
+            if n.tls && n.ca_file.is_none() && config.sip.tls.ca_file.is_none() {
+                return Err(value(
+                    "irc.network.ca_file",
+                    format!(
+                        "{}: TLS needs trust anchors (ca_file here or in [sip.tls])",
+                        n.name
+                    ),
                 ));
             }
             if !n.nick_template.contains("{user}") {

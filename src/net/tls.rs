@@ -111,6 +111,11 @@ fn trust_anchors(config: &Config) -> Result<Option<rustls::RootCertStore>, TlsEr
     let Some(file) = &config.sip.tls.ca_file else {
         return Ok(None);
     };
+    roots_from(file).map(Some)
+}
+
+/// The trust anchors in a PEM file.
+fn roots_from(file: &std::path::Path) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(file)
         .with_context(|| format!("cannot read {}", file.display()))?
@@ -120,7 +125,22 @@ fn trust_anchors(config: &Config) -> Result<Option<rustls::RootCertStore>, TlsEr
             .add(cert)
             .with_context(|| format!("unusable trust anchor in {}", file.display()))?;
     }
-    Ok(Some(roots))
+    Ok(roots)
+}
+
+/// A rustls client configuration trusting the anchors in `ca_file` (the
+/// server's certificate must name the host it is asked for), with no
+/// client certificate: for links such as an IRC network's.
+pub fn verifying_client_config(
+    ca_file: &std::path::Path,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots_from(ca_file)?)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// True when `cert` is valid for `domain` (a dNSName, RFC 5922 §7.1):

@@ -290,3 +290,42 @@ fn a_sip_user_watches_an_irc_nick_come_and_go() {
     drop(bob);
     notify_with("<basic>closed</basic>");
 }
+
+#[test]
+fn a_tls_network_is_reached_only_with_a_certificate_that_names_it() {
+    use parley_test_support::pki::TestCa;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue("irc.example.test");
+    let net = Ngircd::start_with_tls(IRC, &cert, &key);
+    let tls_port = net.tls_port.unwrap();
+    let config = |name: &str| {
+        format!(
+            "[auth]\nregistrar = false\nproxy = false\n\
+             [[irc.network]]\nname = \"test\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{tls_port}\"\n\
+             tls = true\nserver_name = \"{name}\"\nca_file = {:?}\n",
+            ca.cert.display().to_string()
+        )
+    };
+    let server = TestServer::start(&config(IRC));
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let r = message(&alice, "alice", &format!("bob@{IRC}"), "t1", "over TLS");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :over TLS"),
+        WAIT,
+    );
+    bob.send("PRIVMSG alice :and back");
+    assert_eq!(body(&next_message(&alice)), "and back");
+
+    // A certificate that does not name the server asked for: no link, and
+    // the sender is told.
+    let wrong = TestServer::start(&config("other.example.test"));
+    user_add(&wrong, "carol@localhost", "pw");
+    let carol = Ua::new(wrong.udp);
+    register(&carol, "carol");
+    let r = message(&carol, "carol", &format!("bob@{IRC}"), "t2", "will not go");
+    assert!(status(&r) >= 400, "{r}");
+}

@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 const MAX_INBOUND_LINE: usize = 8191 + text::MAX_LINE;
 
 /// One IRC network.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetworkSettings {
     /// Its name, for logs and the console.
     pub name: String,
@@ -67,6 +67,20 @@ pub struct NetworkSettings {
     /// How often a connection asks which followed nicks are on line
     /// (ISON).
     pub presence_poll: Duration,
+    /// TLS: the client configuration (with its trust anchors) and the
+    /// name the server's certificate must carry.
+    pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
+}
+
+impl std::fmt::Debug for NetworkSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkSettings")
+            .field("name", &self.name)
+            .field("domain", &self.domain)
+            .field("server", &self.server)
+            .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the adapter runs.
@@ -209,12 +223,7 @@ impl Adapter for IrcAdapter {
         let Some(net) = shared.network_of(m.to.domain()) else {
             return Err(Failure::new(Condition::ItemNotFound, "no such IRC network"));
         };
-        if security.tls || security.verified {
-            return Err(Failure::new(
-                Condition::PolicyViolation,
-                "the link to this IRC network is not encrypted",
-            ));
-        }
+        check_security(&shared.settings.networks[net], security)?;
         let Some(nick) = text::local_to_nick(m.to.user()) else {
             return Err(Failure::new(
                 Condition::JidMalformed,
@@ -254,8 +263,12 @@ impl Adapter for IrcAdapter {
             .map(|(_, n)| Link {
                 domain: n.domain.clone(),
                 direction: "outbound",
-                auth: PeerAuth::None,
-                tls: false,
+                auth: if n.tls.is_some() {
+                    PeerAuth::Certificate
+                } else {
+                    PeerAuth::None
+                },
+                tls: n.tls.is_some(),
             })
             .collect();
         Health { up: true, links }
@@ -266,6 +279,18 @@ impl Adapter for IrcAdapter {
         self.shared.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.shared.tracker.wait()).await;
     }
+}
+
+/// Whether the network's link offers what the domain policy requires: a
+/// TLS network's certificate is always verified.
+fn check_security(network: &NetworkSettings, security: Security) -> Result<(), Failure> {
+    if (security.tls || security.verified) && network.tls.is_none() {
+        return Err(Failure::new(
+            Condition::PolicyViolation,
+            "the link to this IRC network is not encrypted",
+        ));
+    }
+    Ok(())
 }
 
 /// A Parley user's subscription to a nick: IRC asks no one's consent, so
@@ -358,12 +383,7 @@ async fn room_request(
     let Some(net) = shared.network_of(r.room.domain()) else {
         return Err(Failure::new(Condition::ItemNotFound, "no such IRC network"));
     };
-    if security.tls || security.verified {
-        return Err(Failure::new(
-            Condition::PolicyViolation,
-            "the link to this IRC network is not encrypted",
-        ));
-    }
+    check_security(&shared.settings.networks[net], security)?;
     let channel = text::channel_of(r.room.user())
         .ok_or_else(|| Failure::new(Condition::JidMalformed, "not an IRC channel name"))?;
     let lines: Vec<String> = match &r.action {
@@ -561,7 +581,27 @@ async fn session(
         .map_err(|_| "connecting timed out".to_string())?
         .map_err(|e| format!("cannot connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+    type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+    let (mut reader, mut writer): (Reader, Writer) = match &network.tls {
+        None => {
+            let (r, w) = stream.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some((config, name)) => {
+            let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| format!("{name} is no server name: {e}"))?;
+            let tls = tokio::time::timeout(
+                network.connect_timeout,
+                tokio_rustls::TlsConnector::from(config.clone()).connect(server_name, stream),
+            )
+            .await
+            .map_err(|_| "the TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS: {e}"))?;
+            let (r, w) = tokio::io::split(tls);
+            (Box::new(r), Box::new(w))
+        }
+    };
     let mut nick = text::nick_for(&network.nick_template, user.user(), network.max_nick);
     let ident = text::nick_for("{user}", user.user(), 10);
     let hello = format!(
@@ -1054,12 +1094,18 @@ async fn failed(shared: &Arc<Shared>, net: usize, user: &Address, id: String, re
 
 /// The link an inbound item came over.
 fn peer(shared: &Shared, net: usize) -> Peer {
+    let network = &shared.settings.networks[net];
     Peer {
         adapter: shared.settings.name.clone(),
         protocol: Protocol::Irc,
-        domain: shared.settings.networks[net].domain.clone(),
-        auth: PeerAuth::None,
-        tls: false,
+        domain: network.domain.clone(),
+        // Over TLS the server proved its name with its certificate.
+        auth: if network.tls.is_some() {
+            PeerAuth::Certificate
+        } else {
+            PeerAuth::None
+        },
+        tls: network.tls.is_some(),
     }
 }
 

@@ -12,22 +12,46 @@ pub struct Ngircd {
     dir: PathBuf,
     /// Its client port on 127.0.0.1.
     pub port: u16,
+    /// Its TLS client port, when it has one.
+    pub tls_port: Option<u16>,
 }
 
 impl Ngircd {
     /// Starts ngIRCd named `name`; waits until its port answers.
     pub fn start(name: &str) -> Ngircd {
+        Self::start_with(name, None)
+    }
+
+    /// [`Ngircd::start`] with a TLS port too, serving the certificate
+    /// `cert` with `key` (PEM files).
+    pub fn start_with_tls(name: &str, cert: &std::path::Path, key: &std::path::Path) -> Ngircd {
+        Self::start_with(name, Some((cert, key)))
+    }
+
+    fn start_with(name: &str, tls: Option<(&std::path::Path, &std::path::Path)>) -> Ngircd {
         let port = crate::sipp::free_port();
         let dir = std::env::temp_dir().join(format!("parley-ngircd-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("ngircd dir");
         let conf = dir.join("ngircd.conf");
+        let tls_port = tls.map(|_| crate::sipp::free_port());
+        let ssl = match (tls, tls_port) {
+            (Some((cert, key)), Some(p)) => {
+                std::fs::copy(cert, dir.join("cert.pem")).expect("certificate");
+                std::fs::copy(key, dir.join("key.pem")).expect("key");
+                format!(
+                    "[SSL]\nCertFile = {d}/cert.pem\nKeyFile = {d}/key.pem\nPorts = {p}\n",
+                    d = dir.display()
+                )
+            }
+            _ => String::new(),
+        };
         std::fs::write(
             &conf,
             format!(
                 "[Global]\nName = {name}\nInfo = Parley test network\nListen = 127.0.0.1\nPorts = {port}\n\
                  PidFile = {}/ngircd.pid\nMotdPhrase = \"Parley test network\"\nServerUID = irc\nServerGID = irc\n\
                  [Limits]\nMaxConnectionsIP = 0\nMaxNickLength = 30\nMaxPenaltyTime = 0\nPingTimeout = 120\n\
-                 [Options]\nDNS = no\nIdent = no\nPAM = no\n",
+                 [Options]\nDNS = no\nIdent = no\nPAM = no\n{ssl}",
                 dir.display()
             ),
         )
@@ -37,7 +61,19 @@ impl Ngircd {
             .arg(&dir)
             .status();
         let child = Self::spawn(&dir, port);
-        Ngircd { child, dir, port }
+        if let Some(p) = tls_port {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(Instant::now() < deadline, "ngircd's TLS port did not open");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ngircd {
+            child,
+            dir,
+            port,
+            tls_port,
+        }
     }
 
     fn spawn(dir: &std::path::Path, port: u16) -> Child {
