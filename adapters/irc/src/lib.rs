@@ -604,8 +604,10 @@ async fn session(
     };
     let mut nick = text::nick_for(&network.nick_template, user.user(), network.max_nick);
     let ident = text::nick_for("{user}", user.user(), 10);
+    // IRCv3: capabilities first (a server without CAP ignores it and
+    // registers as usual), then the registration itself.
     let hello = format!(
-        "NICK {nick}\r\nUSER {ident} 0 * :{}\r\n",
+        "CAP LS 302\r\nNICK {nick}\r\nUSER {ident} 0 * :{}\r\n",
         network.realname.replace(['\r', '\n'], " ")
     );
     writer
@@ -695,6 +697,29 @@ async fn session(
                         continue;
                     };
                     match msg.command {
+                        Command::CAP(_, ref sub, ref a, ref b) if !registered => {
+                            use irc_proto::CapSubCommand as Cap;
+                            // `CAP * LS [*] :caps`: the list is the last
+                            // argument; a `*` before it means more lines follow.
+                            let list = b.as_deref().or(a.as_deref()).unwrap_or_default();
+                            let more = b.is_some() && a.as_deref() == Some("*");
+                            match sub {
+                                Cap::LS if !more => {
+                                    let want = text::caps_to_request(list);
+                                    let line = if want.is_empty() {
+                                        "CAP END".to_string()
+                                    } else {
+                                        format!("CAP REQ :{}", want.join(" "))
+                                    };
+                                    writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                                }
+                                Cap::ACK | Cap::NAK => {
+                                    debug!(network = %network.name, ?sub, caps = list, "IRCv3 capabilities");
+                                    writer.write_all(b"CAP END\r\n").await.map_err(|e| e.to_string())?;
+                                }
+                                _ => {}
+                            }
+                        }
                         Command::PING(ref server, _) => {
                             writer.write_all(format!("PONG :{server}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
                         }

@@ -199,6 +199,33 @@ fn local_to_nick_raw(local: &str) -> Option<String> {
     Some(out)
 }
 
+/// The IRCv3 capabilities Parley asks for when the server offers them.
+pub const WANTED_CAPS: [&str; 9] = [
+    "multi-prefix",
+    "server-time",
+    "message-tags",
+    "echo-message",
+    "away-notify",
+    "account-tag",
+    "extended-join",
+    "chghost",
+    "batch",
+];
+
+/// What to ask for of the capabilities a server lists in `CAP LS` (each
+/// maybe with `=value`, IRCv3.2).
+pub fn caps_to_request(offered: &str) -> Vec<&'static str> {
+    let names: Vec<&str> = offered
+        .split_whitespace()
+        .map(|c| c.split('=').next().unwrap_or(c))
+        .collect();
+    WANTED_CAPS
+        .iter()
+        .copied()
+        .filter(|w| names.contains(w))
+        .collect()
+}
+
 /// The nick a user of Parley gets from the template (`{user}` is its
 /// local part), made a valid nick: other characters become `_`, a leading
 /// digit or dash gets a `_` before it, and it is cut to `max` bytes.
@@ -263,6 +290,16 @@ mod tests {
             "bold red it green"
         );
         assert_eq!(strip_formatting("10\u{3},5 apples"), "10,5 apples");
+    }
+
+    #[test]
+    fn only_offered_capabilities_are_asked_for() {
+        assert_eq!(caps_to_request("multi-prefix"), vec!["multi-prefix"]);
+        assert_eq!(
+            caps_to_request("away-notify sasl=PLAIN,EXTERNAL server-time draft/foo echo-message"),
+            vec!["server-time", "echo-message", "away-notify"]
+        );
+        assert!(caps_to_request("").is_empty());
     }
 
     #[test]
