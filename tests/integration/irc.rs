@@ -15,9 +15,16 @@ const IRC: &str = "irc.example.test";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn parley(irc_port: u16) -> TestServer {
-    TestServer::start(&format!(
+    parley_named(irc_port, "test")
+}
+
+/// Parley with the network under `name` (the metrics of one process are
+/// shared by the tests running in it: a name of its own keeps a test's
+/// figures its own).
+fn parley_named(irc_port: u16, name: &str) -> TestServer {
+    TestServer::start_with_admin(&format!(
         "[auth]\nregistrar = false\nproxy = false\n\
-         [[irc.network]]\nname = \"test\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{irc_port}\"\n"
+         [[irc.network]]\nname = \"{name}\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{irc_port}\"\n"
     ))
 }
 
@@ -32,6 +39,13 @@ fn register(ua: &Ua, user: &str) {
     assert_eq!(status(&ua.final_response()), 200);
 }
 
+thread_local! {
+    /// MESSAGEs that arrived while a UA waited for a final response, by
+    /// the UA's address: the room's answer can overtake the 200.
+    static EARLY: std::cell::RefCell<std::collections::HashMap<std::net::SocketAddr, Vec<String>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
 fn message(ua: &Ua, from: &str, to: &str, call: &str, text: &str) -> String {
     ua.send(
         &format!(
@@ -39,11 +53,28 @@ fn message(ua: &Ua, from: &str, to: &str, call: &str, text: &str) -> String {
         ),
         text,
     );
-    ua.final_response()
+    loop {
+        let m = ua.next_within(WAIT);
+        if m.starts_with("SIP/2.0 ") {
+            if !m.starts_with("SIP/2.0 1") {
+                return m;
+            }
+        } else if m.starts_with("MESSAGE ") {
+            EARLY.with(|e| e.borrow_mut().entry(ua.local).or_default().push(m));
+        }
+    }
 }
 
-/// The next MESSAGE the UA gets (answered 200).
+/// The next MESSAGE the UA gets (answered 200), kept ones first.
 fn next_message(ua: &Ua) -> String {
+    let early = EARLY.with(|e| {
+        let mut e = e.borrow_mut();
+        let list = e.entry(ua.local).or_default();
+        (!list.is_empty()).then(|| list.remove(0))
+    });
+    if let Some(m) = early {
+        return m;
+    }
     loop {
         let m = ua.next_within(WAIT);
         if m.starts_with("MESSAGE ") {
@@ -59,7 +90,7 @@ fn body(m: &str) -> &str {
 #[test]
 fn sip_and_irc_users_exchange_private_messages() {
     let net = Ngircd::start(IRC);
-    let server = parley(net.port);
+    let server = parley_named(net.port, "private");
     user_add(&server, "alice@localhost", "pw");
     let alice = Ua::new(server.udp);
     register(&alice, "alice");
@@ -116,6 +147,20 @@ fn sip_and_irc_users_exchange_private_messages() {
     // A NOTICE arrives too, kept apart from PRIVMSG.
     bob.send("NOTICE alice :just so you know");
     assert_eq!(body(&next_message(&alice)), "just so you know");
+    // The console counts the network's connections and messages.
+    let (_, metrics) = crate::admin::http(server.admin.unwrap(), "GET", "/metrics", None, None);
+    assert!(
+        metrics.contains("parley_irc_connections{network=\"private\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("parley_irc_messages_total")
+                && l.contains("network=\"private\"")
+                && l.contains("direction=\"in\"")),
+        "{metrics}"
+    );
     // No one of that nick: the network's 401 comes back to alice as a
     // report, not lost.
     let r = message(&alice, "alice", &format!("nobody@{IRC}"), "i4", "anyone?");

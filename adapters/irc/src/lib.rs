@@ -235,6 +235,7 @@ impl Adapter for IrcAdapter {
             return Ok(());
         };
         let puppet = open(shared, net, &m.from.bare()).await?;
+        count(shared, net, "out");
         let prefix_room = 64 + shared.settings.networks[net].max_nick;
         for line in text::lines(&nick, &body, prefix_room) {
             puppet
@@ -465,6 +466,7 @@ async fn open(
                     id,
                 },
             );
+            gauge_connections(shared, net, &puppets);
             let (shared2, user2, key2) = (shared.clone(), user.clone(), key.clone());
             shared.tracker.spawn(async move {
                 let outcome = run(&shared2, net, &user2, rx, &state_tx).await;
@@ -475,6 +477,7 @@ async fn open(
                 if puppets.get(&key2).is_some_and(|p| p.id == id) {
                     puppets.remove(&key2);
                 }
+                gauge_connections(&shared2, net, &puppets);
             });
         }
         let p = &puppets[&key];
@@ -504,6 +507,23 @@ async fn open(
             format!("{} did not register the connection in time", network.name),
         )),
     }
+}
+
+/// The connections open to network `net`, for `/metrics`.
+fn gauge_connections(shared: &Shared, net: usize, puppets: &HashMap<(usize, String), Puppet>) {
+    let n = puppets.keys().filter(|(i, _)| *i == net).count();
+    metrics::gauge!("parley_irc_connections", "network" => shared.settings.networks[net].name.clone())
+        .set(n as f64);
+}
+
+/// Counts one message to or from network `net`.
+fn count(shared: &Shared, net: usize, direction: &'static str) {
+    metrics::counter!(
+        "parley_irc_messages_total",
+        "network" => shared.settings.networks[net].name.clone(),
+        "direction" => direction
+    )
+    .increment(1);
 }
 
 /// A line from the server as text: UTF-8, else Latin-1 (the fallback
@@ -1160,6 +1180,7 @@ async fn inbound(
     if notice {
         m.kind = MessageKind::Headline;
     }
+    count(shared, net, "in");
     if let Err(f) = hub.submit(&peer(shared, net), Inbound::Message(m)).await {
         info!(network = %network.name, from, to = %user, failure = %f, "IRC message not delivered");
         // Tell the sender, as a NOTICE (never answered, RFC 2812 §3.3.2).
