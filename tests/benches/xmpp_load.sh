@@ -119,7 +119,17 @@ for run in $(seq "$RUNS"); do
   # Prosody alone: juliet -> nurse, both its own users.
   "$PY" tests/benches/xmpp_blast.py recv nurse@xmpp.example.test load "$x_c2s" "$COUNT" > "$work/recv.out" &
   recv_pid=$!
-  for i in $(seq 100); do grep -q ready "$work/recv.out" 2>/dev/null && break; sleep 0.1;   # Through Parley.
+  for i in $(seq 100); do grep -q ready "$work/recv.out" 2>/dev/null && break; sleep 0.1; done
+  x0=$(ticks "$prosody_pid"); t0=$(now)
+  "$PY" tests/benches/xmpp_blast.py send juliet@xmpp.example.test load "$x_c2s" nurse@xmpp.example.test "$COUNT" >/dev/null &
+  send_pid=$!
+  wait "$recv_pid" || true
+  t1=$(now); x1=$(ticks "$prosody_pid")
+  wait "$send_pid" || true
+  got=$(awk 'NR==2 { print $2 }' "$work/recv.out")
+  awk -v n="${got:-0}" -v t0="$t0" -v t1="$t1" -v xd=$((x1 - x0)) -v hz="$hz" -v r="$run" 'BEGIN {
+    printf "%-4s %-28s %12.0f %16s %16.1f\n", r, "prosody c2s->c2s", n / (t1 - t0), "-", (n > 0 ? xd * 1e6 / hz / n : 0) }'
+  # Through Parley.
   uas "$COUNT"
   p0=$(ticks "$parley_pid"); x0=$(ticks "$prosody_pid"); t0=$(now)
   "$PY" tests/benches/xmpp_blast.py send juliet@xmpp.example.test load "$x_c2s" romeo@parley.example.test "$COUNT" >/dev/null &
@@ -131,15 +141,4 @@ for run in $(seq "$RUNS"); do
   awk -v n="$ok" -v t0="$t0" -v t1="$t1" -v pd=$((p1 - p0)) -v xd=$((x1 - x0)) -v hz="$hz" -v r="$run" 'BEGIN {
     printf "%-4s %-28s %12.0f %16.1f %16.1f\n", r, "xmpp->parley->sip", n / (t1 - t0), pd * 1e6 / hz / n, xd * 1e6 / hz / n }'
   [ "$ok" -eq "$COUNT" ] || echo "  only $ok of $COUNT delivered"
-
-done
-  x0=$(ticks "$prosody_pid"); t0=$(now)
-  "$PY" tests/benches/xmpp_blast.py send juliet@xmpp.example.test load "$x_c2s" nurse@xmpp.example.test "$COUNT" >/dev/null &
-  send_pid=$!
-  wait "$recv_pid" || true
-  t1=$(now); x1=$(ticks "$prosody_pid")
-  wait "$send_pid" || true
-  got=$(awk 'NR==2 { print $2 }' "$work/recv.out")
-  awk -v n="${got:-0}" -v t0="$t0" -v t1="$t1" -v xd=$((x1 - x0)) -v hz="$hz" -v r="$run" 'BEGIN {
-    printf "%-4s %-28s %12.0f %16s %16.1f\n", r, "prosody c2s->c2s", n / (t1 - t0), "-", (n > 0 ? xd * 1e6 / hz / n : 0) }'
 done
