@@ -374,3 +374,27 @@ fn a_tls_network_is_reached_only_with_a_certificate_that_names_it() {
     let r = message(&carol, "carol", &format!("bob@{IRC}"), "t2", "will not go");
     assert!(status(&r) >= 400, "{r}");
 }
+
+#[test]
+fn a_flood_from_the_network_reaches_the_sip_user_whole_and_in_order() {
+    let net = Ngircd::start(IRC);
+    let server = parley(net.port);
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    // alice's connection opens with her first message.
+    let r = message(&alice, "alice", &format!("bob@{IRC}"), "f0", "ready");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(|l| l.ends_with("PRIVMSG bob :ready"), WAIT);
+    // 300 lines back to back (ngIRCd here does not throttle): every one
+    // becomes a MESSAGE, in order.
+    let mut burst = String::new();
+    for i in 0..300 {
+        burst.push_str(&format!("PRIVMSG alice :line {i}\r\n"));
+    }
+    bob.send(burst.trim_end());
+    for i in 0..300 {
+        assert_eq!(body(&next_message(&alice)), format!("line {i}"));
+    }
+}
