@@ -147,7 +147,19 @@ fn sip_and_irc_users_exchange_private_messages() {
     // A NOTICE arrives too, kept apart from PRIVMSG.
     bob.send("NOTICE alice :just so you know");
     assert_eq!(body(&next_message(&alice)), "just so you know");
-    // The console counts the network's connections and messages.
+    // The console counts the network's connections and messages: the
+    // status lists alice's connection as a link of the network.
+    let (_, status_json) = crate::admin::http(
+        server.admin.unwrap(),
+        "GET",
+        "/api/v1/status",
+        Some(&server.admin_token()),
+        None,
+    );
+    assert!(
+        status_json.contains(&format!("\"domain\":\"{IRC}\"")),
+        "{status_json}"
+    );
     let (_, metrics) = crate::admin::http(server.admin.unwrap(), "GET", "/metrics", None, None);
     assert!(
         metrics.contains("parley_irc_connections{network=\"private\"} 1"),

@@ -252,26 +252,27 @@ impl Adapter for IrcAdapter {
         Ok(())
     }
 
+    /// One link per user's connection: the console counts them per
+    /// network.
     fn health(&self) -> Health {
         let puppets = self.shared.puppets();
-        let links = self
-            .shared
-            .settings
-            .networks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| puppets.keys().any(|(n, _)| n == i))
-            .map(|(_, n)| Link {
-                domain: n.domain.clone(),
-                direction: "outbound",
-                auth: if n.tls.is_some() {
-                    PeerAuth::Certificate
-                } else {
-                    PeerAuth::None
-                },
-                tls: n.tls.is_some(),
+        let mut links: Vec<Link> = puppets
+            .keys()
+            .map(|(i, _)| {
+                let n = &self.shared.settings.networks[*i];
+                Link {
+                    domain: n.domain.clone(),
+                    direction: "outbound",
+                    auth: if n.tls.is_some() {
+                        PeerAuth::Certificate
+                    } else {
+                        PeerAuth::None
+                    },
+                    tls: n.tls.is_some(),
+                }
             })
             .collect();
+        links.sort_by(|a, b| a.domain.cmp(&b.domain));
         Health { up: true, links }
     }
 
