@@ -410,3 +410,31 @@ fn a_flood_from_the_network_reaches_the_sip_user_whole_and_in_order() {
         assert_eq!(body(&next_message(&alice)), format!("line {i}"));
     }
 }
+
+#[test]
+fn a_policy_that_requires_tls_keeps_messages_off_a_plain_network() {
+    let net = Ngircd::start(IRC);
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[gateway.domain]]\nname = \"{IRC}\"\nrequire_tls = true\n\
+         [[irc.network]]\nname = \"plain\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n",
+        net.port
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let r = message(
+        &alice,
+        "alice",
+        &format!("bob@{IRC}"),
+        "p1",
+        "in the clear?",
+    );
+    assert!(status(&r) >= 400, "{r}");
+    assert!(r.contains("not encrypted"), "{r}");
+    // Nothing reached the network.
+    bob.send("PING :check");
+    let l = bob.wait_for(|l| l.contains("PONG") || l.contains("PRIVMSG"), WAIT);
+    assert!(l.contains("PONG"), "{l}");
+}
