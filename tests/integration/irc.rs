@@ -438,3 +438,39 @@ fn a_policy_that_requires_tls_keeps_messages_off_a_plain_network() {
     let l = bob.wait_for(|l| l.contains("PONG") || l.contains("PRIVMSG"), WAIT);
     assert!(l.contains("PONG"), "{l}");
 }
+
+#[test]
+fn what_flood_control_holds_back_is_bounded_and_the_rest_refused_with_the_reason() {
+    // The default flood control: a line every two seconds after a burst of
+    // five; the connection's queue holds 256 lines.
+    let net = Ngircd::start(IRC);
+    let server = parley(net.port);
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..300 {
+        let r = message(
+            &alice,
+            "alice",
+            &format!("bob@{IRC}"),
+            &format!("q{i}"),
+            &format!("n{i}"),
+        );
+        if status(&r) / 100 == 2 {
+            accepted += 1;
+        } else {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("a full queue refuses");
+    assert!(r.contains("flood control"), "{r}");
+    // The queue (256), the burst and what the clock let through meanwhile.
+    assert!((256..=280).contains(&accepted), "{accepted}");
+    // What was accepted goes out in order, paced.
+    bob.wait_for(|l| l.ends_with("PRIVMSG bob :n0"), WAIT);
+    bob.wait_for(|l| l.ends_with("PRIVMSG bob :n5"), WAIT);
+}

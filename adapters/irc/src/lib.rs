@@ -235,18 +235,30 @@ impl Adapter for IrcAdapter {
             return Ok(());
         };
         let puppet = open(shared, net, &m.from.bare()).await?;
-        count(shared, net, "out");
         let prefix_room = 64 + shared.settings.networks[net].max_nick;
-        for line in text::lines(&nick, &body, prefix_room) {
+        let lines = text::lines(&nick, &body, prefix_room);
+        // What flood control holds back waits in the connection's queue;
+        // a message that does not fit whole is refused at once, with the
+        // reason, rather than held until the sender gives up.
+        if puppet.capacity() < lines.len() {
+            return Err(Failure::new(
+                Condition::ResourceConstraint,
+                "too much is waiting for this IRC network's flood control; try again later",
+            ));
+        }
+        count(shared, net, "out");
+        for line in lines {
             puppet
-                .send(Out {
+                .try_send(Out {
                     line: format!("PRIVMSG {nick} :{line}"),
                     about: Some((nick.to_ascii_lowercase(), m.id.clone(), m.to.bare())),
                     control: None,
                 })
-                .await
                 .map_err(|_| {
-                    Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
+                    Failure::new(
+                        Condition::ResourceConstraint,
+                        "the IRC connection is backed up",
+                    )
                 })?;
         }
         Ok(())
