@@ -546,25 +546,8 @@ pub fn owner_form() -> Element {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parley_adapter::xml::{self, Limits};
+    use crate::stanza::tests::{stanza, write, NS};
     use parley_adapter::Occupant;
-
-    const NS: &str = "jabber:server";
-
-    fn stanza(text: &str) -> Element {
-        let wrapped = format!("<w xmlns='{NS}'>{text}</w>");
-        let mut root = xml::parse(wrapped.as_bytes(), &Limits::default()).unwrap();
-        match root.children.pop() {
-            Some(parley_adapter::xml::Node::Element(e)) => e,
-            _ => panic!(),
-        }
-    }
-
-    fn write(el: &Element) -> String {
-        let mut out = String::new();
-        xml::write_fragment(el, NS, &mut out);
-        out
-    }
 
     #[test]
     fn entry_with_password_and_history_xep_0045_examples() {

@@ -343,13 +343,14 @@ pub fn error_reply(original: &Element, failure: &Failure) -> Element {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use parley_adapter::xml::{self, Limits};
 
-    const NS: &str = "jabber:server";
+    pub(crate) const NS: &str = "jabber:server";
 
-    fn stanza(text: &str) -> Element {
+    /// One stanza of a `jabber:server` stream, parsed from its text.
+    pub(crate) fn stanza(text: &str) -> Element {
         let wrapped = format!("<w xmlns='{NS}'>{text}</w>");
         let mut root = xml::parse(wrapped.as_bytes(), &Limits::default()).unwrap();
         match root.children.pop() {
@@ -358,7 +359,8 @@ mod tests {
         }
     }
 
-    fn write(el: &Element) -> String {
+    /// A stanza as it goes on the stream.
+    pub(crate) fn write(el: &Element) -> String {
         let mut out = String::new();
         xml::write_fragment(el, NS, &mut out);
         out

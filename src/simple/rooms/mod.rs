@@ -636,8 +636,16 @@ fn occupant_of(room: &Room, nick: &str, moderator: bool) -> Occupant {
 fn fan_out(h: &mut Hosted, events: &[Event], id: &str, speaker: Option<&str>) -> Vec<String> {
     let mut overflowed = Vec::new();
     let room = &h.room;
+    // Who is present under which nickname and role, looked up once per
+    // event batch rather than once per member (a room of a thousand).
+    let present: HashMap<String, (&str, crate::proto::room::Role)> = room
+        .members
+        .iter()
+        .map(|(nick, m)| (m.id.to_ascii_lowercase(), (nick.as_str(), m.role)))
+        .collect();
     for (member_id, link) in &h.links {
-        let own_nick = room.nick_of(member_id).map(str::to_string).or_else(|| {
+        let standing = present.get(member_id.as_str());
+        let own_nick = standing.map(|(n, _)| n.to_string()).or_else(|| {
             // A departed member still learns of their own departure.
             events.iter().find_map(|e| match e {
                 Event::Left { nick }
@@ -651,9 +659,7 @@ fn fan_out(h: &mut Hosted, events: &[Event], id: &str, speaker: Option<&str>) ->
                 _ => None,
             })
         });
-        let moderator = room.members.values().any(|m| {
-            m.id.eq_ignore_ascii_case(member_id) && m.role >= crate::proto::room::Role::Moderator
-        });
+        let moderator = standing.is_some_and(|(_, r)| *r >= crate::proto::room::Role::Moderator);
         for e in events {
             if let Event::Private { to, .. } = e {
                 if own_nick.as_deref() != Some(to.as_str()) {
