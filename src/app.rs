@@ -351,6 +351,14 @@ fn xmpp_adapter(
     } else {
         Vec::new()
     };
+    // IRC networks are served to XMPP servers too: whether their users may
+    // use them is the domain policy's `bridge`.
+    let gateways: Vec<String> = config
+        .irc
+        .network
+        .iter()
+        .map(|n| n.domain.to_ascii_lowercase())
+        .collect();
     Ok(parley_xmpp::XmppAdapter::new(parley_xmpp::Settings {
         name: "xmpp".into(),
         domains: config
@@ -358,8 +366,10 @@ fn xmpp_adapter(
             .iter()
             .map(|d| d.to_ascii_lowercase())
             .chain(rooms.clone())
+            .chain(gateways.clone())
             .collect(),
         room_domains: rooms,
+        gateway_domains: gateways,
         listener,
         listener_tls,
         require_tls: x.require_tls,

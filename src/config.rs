@@ -481,6 +481,11 @@ pub struct DomainPolicyConfig {
     /// Its servers must prove their name with a certificate (no dialback).
     #[serde(default)]
     pub require_certificate: bool,
+    /// Other remote domains whose users may reach this one through Parley
+    /// (`*` for all): for a bridged network such as IRC, the XMPP domains
+    /// whose users may use it. Empty: only Parley's own users.
+    #[serde(default)]
+    pub bridge: Vec<String>,
 }
 
 /// `[[route]]`

@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use parley_adapter::{
-    Condition, Failure, HubSink, Inbound, Peer, Protocol, RoomAction, RoomInfo, RoomQuery,
-    RoomRequest, Subscription, SubscriptionAction,
+    Address, Condition, Failure, HubSink, Inbound, Outbound, Peer, Protocol, RoomAction, RoomInfo,
+    RoomQuery, RoomRequest, Subscription, SubscriptionAction,
 };
 use tracing::{debug, info, warn};
 
@@ -27,7 +27,7 @@ use crate::net::Sip;
 use crate::proto::time::rfc3339;
 use crate::router::policy::Refusal;
 use crate::router::reports::{attributed, Matched};
-use crate::router::{archive, sipmap, Router};
+use crate::router::{archive, sipmap, Destination, Router};
 use crate::simple::presence::{self, Decision, ExternalNotice};
 use crate::simple::{bridge, pager, rooms, Core};
 use crate::sys::now_secs;
@@ -126,6 +126,14 @@ impl Hub {
         match item {
             Inbound::Message(m) => {
                 let (from, to) = (m.from.bare().to_string(), m.to.bare().to_string());
+                let destination = if is_local(m.to.domain()) {
+                    "sip"
+                } else {
+                    match router.destination(m.to.domain()).await {
+                        Destination::Adapter(a) => a.protocol().name(),
+                        _ => "sip",
+                    }
+                };
                 let (ct, body) = m
                     .parts
                     .first()
@@ -142,7 +150,7 @@ impl Hub {
                 router.archive().record(
                     archive::Fact {
                         source: peer.protocol.name(),
-                        destination: "sip",
+                        destination,
                         sender: &from,
                         recipient: &to,
                         peer_domain: &peer.domain,
@@ -157,7 +165,7 @@ impl Hub {
             }
             Inbound::Failed {
                 id,
-                sender: _,
+                sender,
                 recipient,
                 failure,
             } => {
@@ -165,6 +173,26 @@ impl Hub {
                     .policy()
                     .identity(peer, &recipient, is_local)
                     .map_err(refused)?;
+                if !is_local(sender.domain()) {
+                    // A message between two other networks: the report goes
+                    // back the way the message came, to its sender.
+                    let text = format!(
+                        "Not delivered to {}: {}",
+                        recipient.bare(),
+                        attributed(&peer.domain, &failure)
+                    );
+                    let mut report =
+                        parley_adapter::Message::text(id, recipient.bare(), sender.bare(), &text);
+                    report.kind = parley_adapter::MessageKind::Normal;
+                    let to = report.to.domain().to_string();
+                    if let Err(f) = self
+                        .between(peer, &recipient, &to, Outbound::Message(report))
+                        .await
+                    {
+                        debug!(failure = %f, "failure report not carried");
+                    }
+                    return Ok(());
+                }
                 // Acted on only when it names a message Parley sent to this
                 // peer about this recipient; who is told is the sender
                 // Parley remembers, never whom the stanza names.
@@ -193,6 +221,10 @@ impl Hub {
                     .policy()
                     .identity(peer, &p.from, is_local)
                     .map_err(refused)?;
+                if !is_local(p.to.domain()) {
+                    let (from, to) = (p.from.clone(), p.to.domain().to_string());
+                    return self.between(peer, &from, &to, Outbound::Presence(p)).await;
+                }
                 self.inbound_presence(p).await
             }
             Inbound::Subscription(s) => {
@@ -201,6 +233,12 @@ impl Hub {
                     .identity(peer, &s.from, is_local)
                     .map_err(refused)?;
                 router.policy().rate(&peer.domain).map_err(refused)?;
+                if !is_local(s.to.domain()) {
+                    let (from, to) = (s.from.clone(), s.to.domain().to_string());
+                    return self
+                        .between(peer, &from, &to, Outbound::Subscription(s))
+                        .await;
+                }
                 self.inbound_subscription(s).await
             }
             Inbound::RoomEvent(n) => {
@@ -209,11 +247,10 @@ impl Hub {
                     .policy()
                     .identity(peer, &n.room, is_local)
                     .map_err(refused)?;
-                if !router.is_local_domain(n.to.domain()) {
-                    return Err(Failure::new(
-                        Condition::ItemNotFound,
-                        "not a domain of this server",
-                    ));
+                if !is_local(n.to.domain()) {
+                    // A channel of one network telling a member of another.
+                    let (room, to) = (n.room.clone(), n.to.domain().to_string());
+                    return self.between(peer, &room, &to, Outbound::Room(n)).await;
                 }
                 rooms::remote::notice(&self.core, n).await
             }
@@ -237,17 +274,24 @@ impl Hub {
         refused: &impl Fn(Refusal) -> Failure,
     ) -> Result<(), Failure> {
         let core = &self.core;
-        if !core.rooms.serves(r.room.domain()) {
-            return Err(Failure::new(
-                Condition::ItemNotFound,
-                "not a conference domain of this server",
-            ));
-        }
         if let RoomAction::Say { text, .. } | RoomAction::Private { text, .. } = &r.action {
             self.router()
                 .policy()
                 .content(text.len(), &["text/plain"])
                 .map_err(refused)?;
+        }
+        if !core.rooms.serves(r.room.domain()) && !self.router().is_local_domain(r.room.domain()) {
+            // A room of another network (an IRC channel) entered from this one.
+            let (from, to) = (r.from.clone(), r.room.domain().to_string());
+            return self
+                .between(peer, &from, &to, Outbound::RoomRequest(r))
+                .await;
+        }
+        if !core.rooms.serves(r.room.domain()) {
+            return Err(Failure::new(
+                Condition::ItemNotFound,
+                "not a conference domain of this server",
+            ));
         }
         let Some(adapter) = self
             .router()
@@ -283,14 +327,12 @@ impl Hub {
             .identity(peer, &m.from, |d| router.is_local_domain(d))
             .map_err(refused)?;
         router.policy().rate(&peer.domain).map_err(refused)?;
-        if !router.is_local_domain(m.to.domain()) {
-            return Err(Failure::new(
-                Condition::ItemNotFound,
-                "not a domain of this server",
-            ));
-        }
         let types: Vec<&str> = m.parts.iter().map(|p| p.content_type.as_str()).collect();
         router.policy().content(m.size(), &types).map_err(refused)?;
+        if !router.is_local_domain(m.to.domain()) {
+            let (from, to) = (m.from.clone(), m.to.domain().to_string());
+            return self.between(peer, &from, &to, Outbound::Message(m)).await;
+        }
         if !router.cross(false, &m.id) {
             return Err(refused(router.policy().refuse(Refusal::Loop)));
         }
@@ -375,6 +417,39 @@ impl Hub {
             }
             Err(r) => Err(r.failure()),
         }
+    }
+
+    /// An item between two other networks (an XMPP user and an IRC nick
+    /// or channel): carried to the adapter that reaches `to` only when the
+    /// domain policy bridges the two domains, never back to the adapter
+    /// it came from, and counted like any crossing.
+    async fn between(
+        &self,
+        peer: &Peer,
+        from: &Address,
+        to: &str,
+        item: Outbound,
+    ) -> Result<(), Failure> {
+        let router = self.router();
+        let not_ours = || Failure::new(Condition::ItemNotFound, "not a domain of this server");
+        let Destination::Adapter(adapter) = router.destination(to).await else {
+            return Err(not_ours());
+        };
+        if adapter.name() == peer.adapter {
+            return Err(not_ours());
+        }
+        let policy = router.policy();
+        let refused = |r: Refusal| {
+            warn!(from = %from.domain(), to, reason = r.name(), "refused by policy");
+            r.failure()
+        };
+        policy.bridges(from.domain(), to).map_err(refused)?;
+        policy.domain(to).map_err(refused)?;
+        let result = adapter.deliver(item, policy.security(to)).await;
+        if result.is_ok() {
+            router.count(peer.protocol, adapter.protocol());
+        }
+        result
     }
 
     /// A subscription request or answer from another network.

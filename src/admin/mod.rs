@@ -353,6 +353,7 @@ async fn policy(State(a): State<Admin>) -> Response {
             "name": d.name,
             "require_tls": d.require_tls,
             "require_certificate": d.require_certificate,
+            "bridge": d.bridge,
         })).collect::<Vec<_>>(),
     }))
     .into_response()

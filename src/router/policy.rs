@@ -37,11 +37,14 @@ pub enum Refusal {
     RateLimited,
     /// The message already crossed Parley: bridging it again would echo.
     Loop,
+    /// Neither domain's policy lets users of the other reach it through
+    /// Parley (by default only Parley's own users use a bridged network).
+    NotBridged,
 }
 
 impl Refusal {
     /// Every reason, for counters that start at zero.
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::DomainDenied,
         Refusal::DomainNotAllowed,
         Refusal::TlsRequired,
@@ -52,6 +55,7 @@ impl Refusal {
         Refusal::OwnDomainAsserted,
         Refusal::RateLimited,
         Refusal::Loop,
+        Refusal::NotBridged,
     ];
 
     /// The reason as a label (logs, metrics, the admin API).
@@ -67,6 +71,7 @@ impl Refusal {
             Refusal::OwnDomainAsserted => "own-domain-asserted",
             Refusal::RateLimited => "rate-limited",
             Refusal::Loop => "loop",
+            Refusal::NotBridged => "not-bridged",
         }
     }
 
@@ -85,6 +90,7 @@ impl Refusal {
             Refusal::OwnDomainAsserted => "A remote peer may not send as a local domain",
             Refusal::RateLimited => "Too many messages from this domain",
             Refusal::Loop => "Message already crossed this gateway",
+            Refusal::NotBridged => "Policy does not bridge users of this domain to that network",
         }
     }
 
@@ -233,6 +239,24 @@ impl Policy {
         s
     }
 
+    /// May users of `a` and users of `b`, neither of them Parley's, meet
+    /// through Parley (an XMPP domain and an IRC network)? Only when the
+    /// `[[gateway.domain]]` of one names the other in its `bridge` list;
+    /// by default a bridged network is for Parley's own users.
+    pub fn bridges(&self, a: &str, b: &str) -> Result<(), Refusal> {
+        let names = |this: &str, other: &str| {
+            self.config
+                .domain
+                .iter()
+                .any(|d| matches(&d.name, this) && d.bridge.iter().any(|p| matches(p, other)))
+        };
+        if names(a, b) || names(b, a) {
+            Ok(())
+        } else {
+            Err(self.refuse(Refusal::NotBridged))
+        }
+    }
+
     /// Does the peer's link meet the domain's requirements?
     pub fn peer_security(&self, peer: &Peer) -> Result<(), Refusal> {
         let need = self.security(&peer.domain);
@@ -341,6 +365,7 @@ mod tests {
                 name: "bank.test".into(),
                 require_tls: true,
                 require_certificate: true,
+                bridge: Vec::new(),
             }],
             ..GatewayConfig::default()
         };
@@ -368,6 +393,40 @@ mod tests {
                 verified: true
             }
         );
+    }
+
+    #[test]
+    fn bridging_between_two_other_networks_is_named_by_one_of_them() {
+        let c = GatewayConfig {
+            domain: vec![DomainPolicyConfig {
+                name: "irc.example.com".into(),
+                require_tls: false,
+                require_certificate: false,
+                bridge: vec!["xmpp.test".into(), "*.partner.test".into()],
+            }],
+            ..GatewayConfig::default()
+        };
+        let p = Policy::new(&c);
+        // Either way round: the replies go back the same way.
+        assert_eq!(p.bridges("xmpp.test", "irc.example.com"), Ok(()));
+        assert_eq!(p.bridges("irc.example.com", "xmpp.test"), Ok(()));
+        assert_eq!(p.bridges("chat.partner.test", "irc.example.com"), Ok(()));
+        assert_eq!(
+            p.bridges("other.test", "irc.example.com"),
+            Err(Refusal::NotBridged)
+        );
+        assert_eq!(
+            p.bridges("xmpp.test", "irc.other.com"),
+            Err(Refusal::NotBridged)
+        );
+        // The default: no one's but Parley's own users.
+        let p = Policy::new(&GatewayConfig::default());
+        assert_eq!(
+            p.bridges("xmpp.test", "irc.example.com"),
+            Err(Refusal::NotBridged)
+        );
+        let counts: HashMap<_, _> = p.refusals().into_iter().collect();
+        assert_eq!(counts[&Refusal::NotBridged], 1);
     }
 
     #[test]

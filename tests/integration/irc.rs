@@ -474,3 +474,180 @@ fn what_flood_control_holds_back_is_bounded_and_the_rest_refused_with_the_reason
     bob.wait_for(|l| l.ends_with("PRIVMSG bob :n0"), WAIT);
     bob.wait_for(|l| l.ends_with("PRIVMSG bob :n5"), WAIT);
 }
+
+/// Parley between Prosody and ngIRCd: the network's domain is served to
+/// XMPP servers, and its policy bridges Prosody's users to it.
+fn three_networks(net: &Ngircd, bridge: bool) -> crate::rooms::Federation {
+    let policy = if bridge {
+        format!(
+            "[[gateway.domain]]\nname = \"{IRC}\"\nbridge = [\"{}\"]\n",
+            crate::rooms::XMPP
+        )
+    } else {
+        String::new()
+    };
+    crate::rooms::federation_full(
+        None,
+        &[IRC],
+        &format!(
+            "[[irc.network]]\nname = \"three\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n{policy}",
+            net.port
+        ),
+    )
+}
+
+#[test]
+fn xmpp_and_irc_users_exchange_private_messages_through_parley() {
+    use parley_test_support::prosody::XmppClient;
+    let net = Ngircd::start(IRC);
+    let f = three_networks(&net, true);
+    f.prosody.register("juliet", "jpw");
+    let xmpp = crate::rooms::XMPP;
+    let mut juliet = XmppClient::connect(&format!("juliet@{xmpp}/balcony"), "jpw", f.prosody.c2s);
+    let mut bob = IrcClient::connect(net.port, "bob");
+
+    // XMPP -> IRC: Juliet writes to bob@irc.example.test; Parley opens a
+    // connection of her own, under her nick.
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "bob@{IRC}", "body": "hello bob, from xmpp"}}"#
+    ));
+    let line = bob.wait_for(|l| l.contains("PRIVMSG bob :hello bob, from xmpp"), WAIT);
+    assert!(line.starts_with(":juliet!"), "{line}");
+    // IRC -> XMPP: the answer comes from bob@irc.example.test.
+    bob.send("PRIVMSG juliet :hi juliet");
+    let e = juliet.wait_for(|e| e.contains("hi juliet"), WAIT);
+    assert!(e.contains(&format!("\"from\": \"bob@{IRC}")), "{e}");
+    // A nick no one has: the message is reported back to Juliet.
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "nobody@{IRC}", "body": "anyone?"}}"#
+    ));
+    let e = juliet.wait_for(|e| e.contains("Not delivered to nobody@"), WAIT);
+    assert!(e.contains("no one is called nobody"), "{e}");
+}
+
+#[test]
+fn without_a_bridge_policy_xmpp_users_are_refused_with_the_reason() {
+    use parley_test_support::prosody::XmppClient;
+    let net = Ngircd::start(IRC);
+    let f = three_networks(&net, false);
+    f.prosody.register("juliet", "jpw");
+    let xmpp = crate::rooms::XMPP;
+    let mut juliet = XmppClient::connect(&format!("juliet@{xmpp}/balcony"), "jpw", f.prosody.c2s);
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "bob@{IRC}", "body": "let me in", "id": "x1"}}"#
+    ));
+    let e = juliet.wait_for(|e| e.contains("\"event\": \"error\""), WAIT);
+    assert!(e.contains("policy-violation"), "{e}");
+    assert!(e.contains("does not bridge"), "{e}");
+    juliet.command(&format!(
+        r##"{{"cmd": "join", "room": "#dev@{IRC}", "nick": "juliet"}}"##
+    ));
+    let e = juliet.wait_for(|e| e.contains("presence_error"), WAIT);
+    assert!(e.contains("policy-violation"), "{e}");
+}
+
+#[test]
+fn a_channel_carries_irc_sip_and_xmpp_users_all_round() {
+    use crate::rooms::{Member, PARLEY, XMPP};
+    use parley_test_support::prosody::XmppClient;
+    let net = Ngircd::start(IRC);
+    let f = three_networks(&net, true);
+    f.prosody.register("juliet", "jpw");
+    crate::registrar_proxy::cli_with(
+        &f.parley,
+        &format!("domains = [\"{PARLEY}\"]"),
+        &[
+            "user",
+            "add",
+            &format!("alice@{PARLEY}"),
+            "--password",
+            "pw",
+        ],
+    );
+    let mut bob = IrcClient::connect(net.port, "bob");
+    bob.send("JOIN #dev");
+    bob.wait_for(|l| l.contains(" 366 "), WAIT);
+
+    // The SIP user through Parley's conference domain.
+    let alice = Member::of(
+        &f.parley,
+        "alice",
+        PARLEY,
+        &format!("dev%25{IRC}@conference.{PARLEY}"),
+    );
+    assert_eq!(alice.say("/join"), 200);
+    let (welcome, _) = alice.expect("You are in");
+    assert!(welcome.contains("Also here: bob."), "{welcome}");
+    bob.wait_for(|l| l.starts_with(":alice!") && l.contains("JOIN"), WAIT);
+
+    // The XMPP user joins #dev@irc.example.test as a MUC room: the roster,
+    // then her own presence (110).
+    let room = format!("#dev@{IRC}");
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", f.prosody.c2s);
+    juliet.command(&format!(
+        r#"{{"cmd": "join", "room": "{room}", "nick": "juliet"}}"#
+    ));
+    let is = |e: &str, kind: &str, from: &str| {
+        e.contains(&format!("\"event\": \"{kind}\""))
+            && e.contains(&format!("\"from\": \"{from}\""))
+    };
+    let e = juliet.wait_for(|e| is(e, "presence", &format!("{room}/juliet")), WAIT);
+    assert!(e.contains("\"110\""), "{e}");
+    for other in ["bob", "alice"] {
+        assert!(
+            juliet
+                .seen
+                .iter()
+                .any(|e| is(e, "presence", &format!("{room}/{other}"))),
+            "{other} not in the roster: {:?}",
+            juliet.seen
+        );
+    }
+    bob.wait_for(|l| l.starts_with(":juliet!") && l.contains("JOIN"), WAIT);
+    alice.expect("*** juliet has joined");
+
+    // Each one speaks; the two others hear it, with the speaker named.
+    bob.send("PRIVMSG #dev :from irc");
+    alice.expect("<bob> from irc");
+    juliet.wait_for(
+        |e| is(e, "message", &format!("{room}/bob")) && e.contains("from irc"),
+        WAIT,
+    );
+    assert_eq!(alice.say("from sip"), 200);
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.ends_with("PRIVMSG #dev :from sip"),
+        WAIT,
+    );
+    juliet.wait_for(
+        |e| is(e, "message", &format!("{room}/alice")) && e.contains("from sip"),
+        WAIT,
+    );
+    juliet.command(&format!(
+        r#"{{"cmd": "groupchat", "to": "{room}", "body": "from xmpp", "id": "g1"}}"#
+    ));
+    bob.wait_for(
+        |l| l.starts_with(":juliet!") && l.ends_with("PRIVMSG #dev :from xmpp"),
+        WAIT,
+    );
+    alice.expect("<juliet> from xmpp");
+    // Juliet's own message is reflected to her, with its id (XEP-0045 §7.4).
+    let e = juliet.wait_for(|e| is(e, "message", &format!("{room}/juliet")), WAIT);
+    assert!(e.contains("\"id\": \"g1\""), "{e}");
+
+    // Parts, all round.
+    juliet.command(&format!(
+        r#"{{"cmd": "leave", "room": "{room}", "nick": "juliet"}}"#
+    ));
+    bob.wait_for(
+        |l| l.starts_with(":juliet!") && l.contains("PART #dev"),
+        WAIT,
+    );
+    alice.expect("*** juliet has left");
+    assert_eq!(alice.say("/leave"), 200);
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.contains("PART #dev"),
+        WAIT,
+    );
+    bob.send("PART #dev");
+    drop(juliet);
+}

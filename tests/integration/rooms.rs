@@ -17,7 +17,7 @@ const ROOM: &str = "dev@conference.localhost";
 
 /// A registered pager-mode SIP user, keeping the room's MESSAGEs that
 /// arrive while it waits for its own final responses.
-struct Member {
+pub(crate) struct Member {
     ua: Ua,
     user: String,
     domain: String,
@@ -28,17 +28,17 @@ struct Member {
 }
 
 impl Member {
-    fn new(server: &TestServer, user: &str) -> Member {
+    pub(crate) fn new(server: &TestServer, user: &str) -> Member {
         Member::of(server, user, "localhost", ROOM)
     }
 
     /// A user of `domain` who speaks to `room`.
-    fn of(server: &TestServer, user: &str, domain: &str, room: &str) -> Member {
+    pub(crate) fn of(server: &TestServer, user: &str, domain: &str, room: &str) -> Member {
         Member::with_password(server, user, domain, room, None)
     }
 
     /// A user who answers digest challenges with `password`.
-    fn with_password(
+    pub(crate) fn with_password(
         server: &TestServer,
         user: &str,
         domain: &str,
@@ -66,7 +66,7 @@ impl Member {
 
     /// Sends a request of its own (a new Call-ID) and returns the final
     /// response, answering one digest challenge when it has a password.
-    fn request(&self, method: &str, uri: &str, extra: &str, body: &str) -> String {
+    pub(crate) fn request(&self, method: &str, uri: &str, extra: &str, body: &str) -> String {
         self.n.set(self.n.get() + 1);
         let call = format!("{}-{}", self.user, self.n.get());
         let to = if method == "REGISTER" {
@@ -112,7 +112,7 @@ impl Member {
 
     /// The final response to what was just sent; room MESSAGEs that
     /// arrive meanwhile are kept.
-    fn final_response(&self) -> String {
+    pub(crate) fn final_response(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let m = self
@@ -129,7 +129,7 @@ impl Member {
     }
 
     /// Sends `text` to `to` and returns the final response.
-    fn say_to(&self, to: &str, text: &str) -> String {
+    pub(crate) fn say_to(&self, to: &str, text: &str) -> String {
         self.request(
             "MESSAGE",
             &format!("sip:{to}"),
@@ -138,13 +138,13 @@ impl Member {
         )
     }
 
-    fn say(&self, text: &str) -> u16 {
+    pub(crate) fn say(&self, text: &str) -> u16 {
         status(&self.say_to(&self.room, text))
     }
 
     /// The next MESSAGE from the room whose body contains `part`; the
     /// ones before it are returned too, in order.
-    fn expect(&self, part: &str) -> (String, Vec<String>) {
+    pub(crate) fn expect(&self, part: &str) -> (String, Vec<String>) {
         let mut before = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -181,7 +181,7 @@ impl Member {
     }
 
     /// Nothing more arrives within `wait`.
-    fn quiet(&self, wait: Duration) {
+    pub(crate) fn quiet(&self, wait: Duration) {
         assert!(self.inbox.borrow().is_empty(), "{:#?}", self.inbox.borrow());
         if let Some(m) = self.ua.try_next_within(wait) {
             panic!("{} got {m}", self.user);
@@ -312,18 +312,18 @@ fn rooms_their_owners_and_history_survive_a_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-const PARLEY: &str = "parley.example.test";
-const XMPP: &str = "xmpp.example.test";
+pub(crate) const PARLEY: &str = "parley.example.test";
+pub(crate) const XMPP: &str = "xmpp.example.test";
 const XROOM: &str = "dev@conference.parley.example.test";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Parley serving `parley.example.test` (rooms in
 /// `conference.parley.example.test`) and Prosody serving
 /// `xmpp.example.test`, finding each other through SRV records.
-struct Federation {
+pub(crate) struct Federation {
     _dns: parley_test_support::dns::TestDns,
-    prosody: parley_test_support::prosody::Prosody,
-    parley: TestServer,
+    pub(crate) prosody: parley_test_support::prosody::Prosody,
+    pub(crate) parley: TestServer,
 }
 
 fn federation() -> Federation {
@@ -332,6 +332,12 @@ fn federation() -> Federation {
 
 /// [`federation`], with Prosody's MUC service at `muc` when given.
 fn federation_with(muc: Option<&str>) -> Federation {
+    federation_full(muc, &[], "")
+}
+
+/// [`federation_with`], with more domains served by Parley's s2s listener
+/// (IRC networks) and more configuration.
+pub(crate) fn federation_full(muc: Option<&str>, also: &[&str], config: &str) -> Federation {
     use parley_test_support::dns::{Rec, TestDns};
     use parley_test_support::prosody::{Ports, Prosody};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -345,6 +351,7 @@ fn federation_with(muc: Option<&str>) -> Federation {
         (XMPP, ports.s2s),
     ];
     domains.extend(muc.map(|m| (m, ports.s2s)));
+    domains.extend(also.iter().map(|d| (*d, parley_s2s)));
     for (domain, port) in domains {
         records.push(Rec::Srv {
             name: format!("_xmpp-server._tcp.{domain}"),
@@ -365,7 +372,7 @@ fn federation_with(muc: Option<&str>) -> Federation {
     };
     let parley = TestServer::start_with_xmpp(
         &format!(
-            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n",
+            "domains = [\"{PARLEY}\"]\n[auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n{config}",
             dns.addr
         ),
         listener,

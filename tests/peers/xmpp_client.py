@@ -78,11 +78,19 @@ class Client(slixmpp.ClientXMPP):
                     return child.tag.split("}")[1]
         return None
 
+    @staticmethod
+    def error_text(xml):
+        err = xml.find("{jabber:client}error")
+        if err is None:
+            return None
+        text = err.find("{%s}text" % STANZAS)
+        return None if text is None else text.text
+
     def on_message(self, msg):
         xml = msg.xml
         if msg["type"] == "error":
             emit(event="error", id=msg["id"], condition=self.condition(xml),
-                 **{"from": str(msg["from"])})
+                 text=self.error_text(xml), **{"from": str(msg["from"])})
             return
         state = None
         for child in xml:
@@ -119,7 +127,7 @@ class Client(slixmpp.ClientXMPP):
 
     def on_presence_error(self, pres):
         emit(event="presence_error", condition=self.condition(pres.xml),
-             **{"from": str(pres["from"])})
+             text=self.error_text(pres.xml), **{"from": str(pres["from"])})
 
     def on_iq(self, iq):
         if iq["type"] in ("result", "error"):

@@ -134,10 +134,18 @@ struct Puppet {
     id: u64,
 }
 
+/// A channel as one user knows it: (network, user, channel), lower case.
+type ChannelKey = (usize, String, String);
+
 struct Shared {
     settings: Settings,
     hub: OnceLock<Hub>,
     puppets: Mutex<HashMap<(usize, String), Puppet>>,
+    /// The local part each user named a channel's room with (`dev` from
+    /// SIP, `#dev` from XMPP), and the occupant address it entered from
+    /// (an XMPP resource): what the channel says comes back under that
+    /// name, to that address.
+    room_names: Mutex<HashMap<ChannelKey, (String, Address)>>,
     stop: CancellationToken,
     tracker: TaskTracker,
     ids: AtomicU64,
@@ -146,6 +154,10 @@ struct Shared {
 impl Shared {
     fn puppets(&self) -> std::sync::MutexGuard<'_, HashMap<(usize, String), Puppet>> {
         self.puppets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn room_names(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, (String, Address)>> {
+        self.room_names.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn network_of(&self, domain: &str) -> Option<usize> {
@@ -178,6 +190,7 @@ impl IrcAdapter {
                 settings,
                 hub: OnceLock::new(),
                 puppets: Mutex::new(HashMap::new()),
+                room_names: Mutex::new(HashMap::new()),
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 ids: AtomicU64::new(1),
@@ -400,6 +413,12 @@ async fn room_request(
     check_security(&shared.settings.networks[net], security)?;
     let channel = text::channel_of(r.room.user())
         .ok_or_else(|| Failure::new(Condition::JidMalformed, "not an IRC channel name"))?;
+    let user = r.from.bare();
+    let key = (
+        net,
+        user.to_string().to_ascii_lowercase(),
+        channel.to_ascii_lowercase(),
+    );
     let lines: Vec<String> = match &r.action {
         RoomAction::Join { password, .. } => vec![match password {
             Some(key) => format!("JOIN {channel} {key}"),
@@ -427,7 +446,13 @@ async fn room_request(
         )],
         _ => return Err(Failure::bare(Condition::FeatureNotImplemented)),
     };
-    let puppet = open(shared, net, &r.from.bare()).await?;
+    if matches!(r.action, RoomAction::Join { .. }) {
+        let mut names = shared.room_names();
+        if names.len() < MAX_ROOM_NAMES {
+            names.insert(key, (r.room.user().to_string(), r.from.clone()));
+        }
+    }
+    let (puppet, own_nick) = open_as(shared, net, &user).await?;
     for line in lines {
         puppet
             .send(Out {
@@ -440,8 +465,22 @@ async fn room_request(
                 Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
             })?;
     }
+    // A room reflects what a member says (XEP-0045 §7.4); IRC does not,
+    // unless echo-message is on: the reflection is made here.
+    if let RoomAction::Say { id, text: t } = r.action {
+        let event = parley_adapter::RoomEvent::Message {
+            nick: own_nick,
+            id,
+            text: t,
+            delay: None,
+        };
+        room_event(shared, net, &user, &channel.to_ascii_lowercase(), event).await;
+    }
     Ok(())
 }
+
+/// Channels whose room name a user gave are remembered up to this many.
+const MAX_ROOM_NAMES: usize = 100_000;
 
 /// The connection of `user` to network `net`, registered: an existing one,
 /// or a new one (opened on first use).
@@ -450,6 +489,15 @@ async fn open(
     net: usize,
     user: &Address,
 ) -> Result<mpsc::Sender<Out>, Failure> {
+    open_as(shared, net, user).await.map(|(lines, _)| lines)
+}
+
+/// [`open`], with the nick the connection is registered under.
+async fn open_as(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+) -> Result<(mpsc::Sender<Out>, String), Failure> {
     let key = (net, user.to_string().to_ascii_lowercase());
     let network = &shared.settings.networks[net];
     let (lines, mut state) = {
@@ -489,6 +537,9 @@ async fn open(
                 let mut puppets = shared2.puppets();
                 if puppets.get(&key2).is_some_and(|p| p.id == id) {
                     puppets.remove(&key2);
+                    shared2
+                        .room_names()
+                        .retain(|(n, u, _), _| *n != net || *u != key2.1);
                 }
                 gauge_connections(&shared2, net, &puppets);
             });
@@ -499,7 +550,7 @@ async fn open(
     let ready = tokio::time::timeout(network.connect_timeout, async {
         loop {
             match &*state.borrow_and_update() {
-                State::Ready(_) => return Ok(()),
+                State::Ready(nick) => return Ok(nick.clone()),
                 State::Failed(why) => return Err(why.clone()),
                 State::Connecting => {}
             }
@@ -510,7 +561,7 @@ async fn open(
     })
     .await;
     match ready {
-        Ok(Ok(())) => Ok(lines),
+        Ok(Ok(nick)) => Ok((lines, nick)),
         Ok(Err(why)) => Err(Failure::new(
             Condition::RemoteServerNotFound,
             format!("{}: {why}", network.name),
@@ -808,8 +859,12 @@ async fn session(
                                 Some(Prefix::Nickname(n, _, _)) => n.clone(),
                                 _ => String::new(),
                             };
+                            let before = nick.clone();
                             for (room, event) in channel_event(channels, &mut nick, &from, command) {
                                 room_event(shared, net, user, &room, event).await;
+                            }
+                            if nick != before {
+                                let _ = state.send(State::Ready(nick.clone()));
                             }
                         }
                         Command::PRIVMSG(ref target, ref body) | Command::NOTICE(ref target, ref body)
@@ -1107,17 +1162,25 @@ async fn room_event(
     let Some(hub) = shared.hub.get() else {
         return;
     };
-    let Some(local) = text::local_of_channel(channel) else {
-        return;
+    let named = shared
+        .room_names()
+        .get(&(
+            net,
+            user.to_string().to_ascii_lowercase(),
+            channel.to_string(),
+        ))
+        .cloned();
+    let (local, to) = match named {
+        Some((local, occupant)) => (local, occupant),
+        None => match text::local_of_channel(channel) {
+            Some(local) => (local, user.clone()),
+            None => return,
+        },
     };
     let Ok(room) = Address::new(&local, &network.domain, None) else {
         return;
     };
-    let notice = parley_adapter::RoomNotice {
-        room,
-        to: user.clone(),
-        event,
-    };
+    let notice = parley_adapter::RoomNotice { room, to, event };
     if let Err(f) = hub
         .submit(&peer(shared, net), Inbound::RoomEvent(notice))
         .await

@@ -66,6 +66,11 @@ pub struct Settings {
     pub domains: Vec<String>,
     /// The conference domains: stanzas to them are XEP-0045 (RFC 7702).
     pub room_domains: Vec<String>,
+    /// Domains of other networks Parley bridges (IRC networks), served to
+    /// XMPP servers as if Parley's own (and so among `domains`): a nick is
+    /// `bob@irc.example.com`, a channel the room `#dev@irc.example.com`,
+    /// as biboumi names them.
+    pub gateway_domains: Vec<String>,
     /// The inbound s2s listener (none: outbound federation only).
     pub listener: Option<TcpListener>,
     /// The inbound direct-TLS s2s listener (XEP-0368).
@@ -443,6 +448,7 @@ pub(crate) fn dispatch(
         .room_domains
         .iter()
         .any(|d| d.eq_ignore_ascii_case(&to_domain))
+        || is_gateway_room(&shared.settings, el.attr("to"))
     {
         rooms(shared, peer, el, ns, reply, permit);
         return;
@@ -515,6 +521,23 @@ pub(crate) fn dispatch(
             }
         }
     });
+}
+
+/// Whether a JID is a channel of a bridged network: its domain is a
+/// gateway domain and its local part starts as an IRC channel's does.
+fn is_gateway_room(settings: &Settings, jid: Option<&str>) -> bool {
+    let Some(jid) = jid else {
+        return false;
+    };
+    let bare = jid.split('/').next().unwrap_or("");
+    let Some((local, domain)) = bare.rsplit_once('@') else {
+        return false;
+    };
+    local.starts_with(['#', '&'])
+        && settings
+            .gateway_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
 }
 
 /// A stanza for a room Parley hosts (XEP-0045): presence and messages
