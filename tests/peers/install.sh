@@ -22,6 +22,9 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v ejabberdctl >/dev/null 2>&1 || need+=(ejabberd)
 # An IRC network for the IRC adapter.
 command -v ngircd >/dev/null 2>&1 || need+=(ngircd)
+# An IRCv3 network with TLS and SASL: InspIRCd with Atheme services.
+command -v inspircd >/dev/null 2>&1 || need+=(inspircd)
+command -v atheme-services >/dev/null 2>&1 || need+=(atheme-services)
 # The console page is checked in a headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The scripted XMPP clients run in a venv.

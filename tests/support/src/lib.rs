@@ -8,6 +8,7 @@ pub mod baresip;
 pub mod dns;
 pub mod ejabberd;
 pub mod fuzz;
+pub mod inspircd;
 pub mod kamailio;
 pub mod ngircd;
 pub mod pki;

@@ -151,6 +151,18 @@ impl IrcClient {
 
     /// Waits for a line matching `pred`; panics with what was seen.
     pub fn wait_for(&mut self, pred: impl Fn(&str) -> bool, within: Duration) -> String {
+        match self.try_wait_for(pred, within) {
+            Some(line) => line,
+            None => panic!("no matching IRC line; seen:\n{}", self.seen.join("\n")),
+        }
+    }
+
+    /// [`IrcClient::wait_for`], `None` when nothing matched in time.
+    pub fn try_wait_for(
+        &mut self,
+        pred: impl Fn(&str) -> bool,
+        within: Duration,
+    ) -> Option<String> {
         use std::io::Read;
         let deadline = Instant::now() + within;
         loop {
@@ -162,14 +174,12 @@ impl IrcClient {
                 }
                 self.seen.push(line.clone());
                 if pred(&line) {
-                    return line;
+                    return Some(line);
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "no matching IRC line; seen:\n{}",
-                self.seen.join("\n")
-            );
+            if Instant::now() >= deadline {
+                return None;
+            }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => panic!("the IRC server closed; seen:\n{}", self.seen.join("\n")),
