@@ -305,6 +305,21 @@ fn irc_adapter(config: &Config) -> anyhow::Result<parley_irc::IrcAdapter> {
             flood_burst: n.flood_burst.max(1),
             presence_poll: Duration::from_secs(n.presence_poll_secs.max(1)),
             tls,
+            login: match n.login {
+                crate::config::IrcLogin::None => parley_irc::Login::None,
+                crate::config::IrcLogin::Sasl => parley_irc::Login::Sasl,
+                crate::config::IrcLogin::NickServ => parley_irc::Login::NickServ,
+            },
+            accounts: n
+                .account
+                .iter()
+                .map(|a| {
+                    (
+                        a.user.to_ascii_lowercase(),
+                        (a.name.clone(), a.password.clone()),
+                    )
+                })
+                .collect(),
         });
     }
     Ok(parley_irc::IrcAdapter::new(parley_irc::Settings {

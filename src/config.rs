@@ -173,6 +173,39 @@ pub struct IrcNetworkConfig {
     /// Trust anchors for the server's certificate (PEM).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// How users with an `account` below log in to the network's
+    /// services: `none`, `sasl` (SASL PLAIN while registering; use TLS) or
+    /// `nickserv` (IDENTIFY once registered).
+    #[serde(default)]
+    pub login: IrcLogin,
+    /// `[[irc.network.account]]`: a Parley user's services account.
+    #[serde(default)]
+    pub account: Vec<IrcAccountConfig>,
+}
+
+/// `login` of `[[irc.network]]`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IrcLogin {
+    /// No login.
+    #[default]
+    None,
+    /// SASL PLAIN.
+    Sasl,
+    /// NickServ IDENTIFY.
+    NickServ,
+}
+
+/// `[[irc.network.account]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcAccountConfig {
+    /// The Parley user (`alice@example.com`).
+    pub user: String,
+    /// The account name on the network's services.
+    pub name: String,
+    /// Its password.
+    pub password: String,
 }
 
 fn default_presence_poll() -> u64 {
@@ -1182,6 +1215,26 @@ impl Config {
                     "irc.network.nick_template",
                     "needs {user}, or every user would have the same nick".into(),
                 ));
+            }
+            for a in &n.account {
+                if !a.user.contains('@') {
+                    return Err(value(
+                        "irc.network.account.user",
+                        format!("{:?}: a user address (alice@example.com)", a.user),
+                    ));
+                }
+                let bad = |v: &str| {
+                    v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control())
+                };
+                if bad(&a.name)
+                    || a.password.is_empty()
+                    || a.password.chars().any(|c| c.is_control())
+                {
+                    return Err(value(
+                        "irc.network.account",
+                        format!("{}: an account name without spaces and a password without control characters", a.user),
+                    ));
+                }
             }
         }
         if config.sip.listen.is_empty() {

@@ -651,3 +651,113 @@ fn a_channel_carries_irc_sip_and_xmpp_users_all_round() {
     bob.send("PART #dev");
     drop(juliet);
 }
+
+/// Parley on InspIRCd's TLS port, logging alice in with SASL PLAIN
+/// (Atheme) and dave with a wrong password.
+fn inspircd_parley(
+    net: &parley_test_support::inspircd::InspIrcd,
+    ca: &parley_test_support::pki::TestCa,
+) -> TestServer {
+    TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"inspircd\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n\
+         tls = true\nca_file = {:?}\nlogin = \"sasl\"\n\
+         [[irc.network.account]]\nuser = \"alice@localhost\"\nname = \"alice\"\npassword = \"alice-secret\"\n\
+         [[irc.network.account]]\nuser = \"dave@localhost\"\nname = \"dave\"\npassword = \"not-his\"\n",
+        net.tls_port,
+        ca.cert.display().to_string()
+    ))
+}
+
+#[test]
+fn on_an_ircv3_network_over_tls_users_log_in_with_sasl_and_follow_nicks_with_monitor() {
+    use parley_test_support::inspircd::InspIrcd;
+    use parley_test_support::pki::TestCa;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(IRC);
+    let net = InspIrcd::start(IRC, &cert, &key);
+    net.register_account("alice", "alice-secret");
+    net.register_account("dave", "dave-secret");
+    let server = inspircd_parley(&net, &ca);
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+
+    // alice's connection: TLS, logged in to her account by SASL.
+    let r = message(
+        &alice,
+        "alice",
+        &format!("bob@{IRC}"),
+        "s1",
+        "over TLS, logged in",
+    );
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :over TLS, logged in"),
+        WAIT,
+    );
+    bob.send("WHOIS alice");
+    let line = bob.wait_for(|l| l.contains(" 330 ") || l.contains(" 318 "), WAIT);
+    assert!(
+        line.contains(" 330 bob alice alice :"),
+        "not logged in: {line}"
+    );
+
+    // A refused login: the connection is not made, and the sender hears
+    // the server's reason.
+    user_add(&server, "dave@localhost", "pw");
+    let dave = Ua::new(server.udp);
+    register(&dave, "dave");
+    let r = message(&dave, "dave", &format!("bob@{IRC}"), "s2", "will not go");
+    assert!(status(&r) >= 400, "{r}");
+    assert!(r.contains("SASL authentication failed"), "{r}");
+
+    // MONITOR: carol's coming and going is told at once (the ISON poll
+    // is a minute by default), and away-notify (extended-monitor) tells
+    // her away state.
+    alice.send(
+        &format!(
+            "SUBSCRIBE sip:carol@{IRC} SIP/2.0\nFrom: <sip:alice@localhost>;tag=w1\nTo: <sip:carol@{IRC}>\nCall-ID: watch-carol\nCSeq: 1 SUBSCRIBE\nEvent: presence\nAccept: application/pidf+xml\nContact: <sip:alice@{}>\nExpires: 600",
+            alice.local
+        ),
+        "",
+    );
+    assert_eq!(status(&alice.final_response()), 200);
+    let notify_with = |part: &str| -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no NOTIFY with {part}"
+            );
+            let m = alice.next_within(Duration::from_secs(10));
+            if m.starts_with("NOTIFY ") && body(&m).contains(part) {
+                return m;
+            }
+        }
+    };
+    notify_with("<basic>closed</basic>");
+    let mut carol = IrcClient::connect(net.port, "carol");
+    notify_with("<basic>open</basic>");
+    carol.send("AWAY :at lunch");
+    let m = notify_with("at lunch");
+    assert!(body(&m).contains("<basic>open</basic>"), "{m}");
+    assert!(body(&m).contains("away"), "{m}");
+    carol.send("QUIT :bye");
+    notify_with("<basic>closed</basic>");
+
+    // A channel with echo-message on: what alice says reaches bob once,
+    // and the server's echo is not sent back to her as someone's line.
+    bob.send("JOIN #ops");
+    bob.wait_for(|l| l.contains(" 366 "), WAIT);
+    let room = format!("ops%25{IRC}@conference.localhost");
+    let r = message(&alice, "alice", &room, "s3", "/join");
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(body(&next_message(&alice)).contains("You are in"));
+    let r = message(&alice, "alice", &room, "s4", "said once");
+    assert_eq!(status(&r), 200, "{r}");
+    bob.wait_for(|l| l.contains("PRIVMSG #ops :said once"), WAIT);
+    bob.send("PRIVMSG #ops :after you");
+    assert_eq!(body(&next_message(&alice)), "<bob> after you");
+}

@@ -71,6 +71,11 @@ pub struct NetworkSettings {
     /// TLS: the client configuration (with its trust anchors) and the
     /// name the server's certificate must carry.
     pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    /// How connections log in to services accounts.
+    pub login: Login,
+    /// Services accounts by Parley user (lower-case bare address): the
+    /// account name and its password.
+    pub accounts: HashMap<String, (String, String)>,
 }
 
 impl std::fmt::Debug for NetworkSettings {
@@ -82,6 +87,21 @@ impl std::fmt::Debug for NetworkSettings {
             .field("tls", &self.tls.as_ref().map(|(_, name)| name))
             .finish_non_exhaustive()
     }
+}
+
+/// How a user's connection logs in to the user's services account, for
+/// users with one in [`NetworkSettings::accounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Login {
+    /// It does not.
+    #[default]
+    None,
+    /// SASL PLAIN during registration (IRCv3 sasl); a refusal fails the
+    /// connection with the server's reason.
+    Sasl,
+    /// `PRIVMSG NickServ :IDENTIFY account password` once registered, for
+    /// networks whose services have no SASL.
+    NickServ,
 }
 
 /// How the adapter runs.
@@ -108,6 +128,7 @@ struct Out {
     line: String,
     about: Option<(String, String, Address)>,
     control: Option<Control>,
+    reflect: Option<Reflect>,
 }
 
 /// What the connection does besides sending a line.
@@ -267,6 +288,7 @@ impl Adapter for IrcAdapter {
                     line: format!("PRIVMSG {nick} :{line}"),
                     about: Some((nick.to_ascii_lowercase(), m.id.clone(), m.to.bare())),
                     control: None,
+                    reflect: None,
                 })
                 .map_err(|_| {
                     Failure::new(
@@ -355,6 +377,7 @@ async fn subscription(
             line: String::new(),
             about: None,
             control: Some(control),
+            reflect: None,
         })
         .await
         .map_err(|_| Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed"))?;
@@ -396,6 +419,7 @@ async fn presence(shared: &Arc<Shared>, p: parley_adapter::Presence) -> Result<(
         line,
         about: None,
         control: None,
+        reflect: None,
     });
     Ok(())
 }
@@ -453,31 +477,46 @@ async fn room_request(
             names.insert(key, (r.room.user().to_string(), r.from.clone()));
         }
     }
-    let (puppet, own_nick) = open_as(shared, net, &user).await?;
-    for line in lines {
+    let puppet = open(shared, net, &user).await?;
+    let count = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
+        // A room reflects what a member says (XEP-0045 §7.4): the server
+        // does with echo-message (its echo carrying the message's id as
+        // a label), the connection otherwise.
+        let reflect = match &r.action {
+            RoomAction::Say { id, text: t } => Some(Reflect {
+                channel: channel.to_ascii_lowercase(),
+                id: id.clone(),
+                text: t.clone(),
+                first: i == 0,
+                last: i + 1 == count,
+            }),
+            _ => None,
+        };
         puppet
             .send(Out {
                 line,
                 about: None,
                 control: None,
+                reflect,
             })
             .await
             .map_err(|_| {
                 Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed")
             })?;
     }
-    // A room reflects what a member says (XEP-0045 §7.4); IRC does not,
-    // unless echo-message is on: the reflection is made here.
-    if let RoomAction::Say { id, text: t } = r.action {
-        let event = parley_adapter::RoomEvent::Message {
-            nick: own_nick,
-            id,
-            text: t,
-            delay: None,
-        };
-        room_event(shared, net, &user, &channel.to_ascii_lowercase(), event).await;
-    }
     Ok(())
+}
+
+/// What a line said in a channel is, for its reflection to the speaker.
+struct Reflect {
+    channel: String,
+    id: String,
+    text: String,
+    /// The first line of the message (it carries the label).
+    first: bool,
+    /// The last (the reflection of the whole follows it).
+    last: bool,
 }
 
 /// Channels whose room name a user gave are remembered up to this many.
@@ -689,16 +728,22 @@ async fn session(
     };
     let mut nick = text::nick_for(&network.nick_template, user.user(), network.max_nick);
     let ident = text::nick_for("{user}", user.user(), 10);
+    let account = network
+        .accounts
+        .get(&user.to_string().to_ascii_lowercase())
+        .cloned();
+    let sasl = match (&network.login, &account) {
+        (Login::Sasl, Some((name, password))) => Some(register::Sasl::Plain {
+            account: name.clone(),
+            password: password.clone(),
+        }),
+        _ => None,
+    };
     // IRCv3: capabilities first (a server without CAP ignores it and
     // registers as usual), then the registration itself.
-    let hello = format!(
-        "CAP LS 302\r\nNICK {nick}\r\nUSER {ident} 0 * :{}\r\n",
-        network.realname.replace(['\r', '\n'], " ")
-    );
-    writer
-        .write_all(hello.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut reg, hello) =
+        register::Registration::new(&nick, &ident, &network.realname, network.max_nick, sasl);
+    write_lines(&mut writer, &hello).await?;
     info!(network = %network.name, user = %user, nick, "IRC connection opening");
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16384];
@@ -712,6 +757,7 @@ async fn session(
     let idle = tokio::time::sleep(network.idle_timeout);
     tokio::pin!(idle);
     let mut poll = tokio::time::interval(network.presence_poll);
+    poll.reset();
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -719,7 +765,7 @@ async fn session(
                 let _ = writer.write_all(b"QUIT :Parley is stopping\r\n").await;
                 return Ok(());
             }
-            _ = poll.tick(), if registered && !watching.nicks.is_empty() => {
+            _ = poll.tick(), if registered && reg.monitor.is_none() && !watching.nicks.is_empty() => {
                 for line in ison_lines(watching) {
                     writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
                 }
@@ -733,18 +779,34 @@ async fn session(
                 let Some(out) = out else { return Ok(()) };
                 if let Some(control) = out.control {
                     match control {
+                        // IRCv3 MONITOR where the server has it: it tells of
+                        // each change (730/731); ISON polling otherwise.
                         Control::Watch(n) => {
                             watching.nicks.entry(n.clone()).or_insert(None);
-                            writer.write_all(format!("ISON {n}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                            let line = match reg.monitor {
+                                Some(_) => format!("MONITOR + {n}"),
+                                None => format!("ISON {n}"),
+                            };
+                            write_lines(&mut writer, &[line]).await?;
                         }
                         Control::Unwatch(n) => {
-                            watching.nicks.remove(&n);
+                            if watching.nicks.remove(&n).is_some() && reg.monitor.is_some() {
+                                write_lines(&mut writer, &[format!("MONITOR - {n}")]).await?;
+                            }
+                        }
+                        Control::Probe if reg.monitor.is_some() => {
+                            let known: Vec<(String, bool)> = watching
+                                .nicks
+                                .iter()
+                                .filter_map(|(n, s)| s.map(|s| (n.clone(), s)))
+                                .collect();
+                            for (n, online) in known {
+                                nick_presence(shared, net, user, &n, online, None).await;
+                            }
                         }
                         Control::Probe => {
                             watching.force = true;
-                            for line in ison_lines(watching) {
-                                writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
-                            }
+                            write_lines(&mut writer, &ison_lines(watching)).await?;
                         }
                     }
                     continue;
@@ -761,8 +823,24 @@ async fn session(
                     tokio::time::sleep_until(flood - flood_ahead).await;
                 }
                 flood += network.flood_interval;
-                writer.write_all(format!("{}\r\n", out.line).as_bytes()).await.map_err(|e| e.to_string())?;
+                let echo = reg.has("echo-message");
+                let line = match &out.reflect {
+                    Some(r) if echo && r.first && reg.has("labeled-response") => {
+                        format!("@label={} {}", text::tag_value(&r.id), out.line)
+                    }
+                    _ => out.line,
+                };
+                write_lines(&mut writer, &[line]).await?;
                 idle.as_mut().reset(tokio::time::Instant::now() + network.idle_timeout);
+                if let Some(r) = out.reflect.filter(|r| r.last && !echo) {
+                    let event = parley_adapter::RoomEvent::Message {
+                        nick: nick.clone(),
+                        id: r.id,
+                        text: r.text,
+                        delay: None,
+                    };
+                    room_event(shared, net, user, &r.channel, event).await;
+                }
             }
             n = reader.read(&mut chunk) => {
                 let n = n.map_err(|e| e.to_string())?;
@@ -782,49 +860,65 @@ async fn session(
                         continue;
                     };
                     match msg.command {
-                        Command::CAP(_, ref sub, ref a, ref b) if !registered => {
-                            use irc_proto::CapSubCommand as Cap;
-                            // `CAP * LS [*] :caps`: the list is the last
-                            // argument; a `*` before it means more lines follow.
-                            let list = b.as_deref().or(a.as_deref()).unwrap_or_default();
-                            let more = b.is_some() && a.as_deref() == Some("*");
-                            match sub {
-                                Cap::LS if !more => {
-                                    let want = text::caps_to_request(list);
-                                    let line = if want.is_empty() {
-                                        "CAP END".to_string()
-                                    } else {
-                                        format!("CAP REQ :{}", want.join(" "))
-                                    };
-                                    writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
-                                }
-                                Cap::ACK | Cap::NAK => {
-                                    debug!(network = %network.name, ?sub, caps = list, "IRCv3 capabilities");
-                                    writer.write_all(b"CAP END\r\n").await.map_err(|e| e.to_string())?;
-                                }
-                                _ => {}
-                            }
-                        }
                         Command::PING(ref server, _) => {
                             writer.write_all(format!("PONG :{server}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
                         }
-                        Command::Response(Response::RPL_WELCOME, ref args) => {
-                            if let Some(n) = args.first() {
-                                nick = n.clone();
+                        _ if (!registered && !matches!(msg.command, Command::ERROR(_)))
+                            || matches!(msg.command, Command::CAP(..) | Command::Response(Response::RPL_ISUPPORT, _)) =>
+                        {
+                            let mut out = Vec::new();
+                            let had_monitor = reg.monitor.is_some();
+                            let step = reg.on(&msg, &mut out);
+                            // ISUPPORT follows the welcome: nicks followed
+                            // meanwhile move to MONITOR.
+                            if registered && !had_monitor && reg.monitor.is_some() {
+                                out.extend(list_lines("MONITOR + ", ",", watching));
                             }
-                            registered = true;
-                            info!(network = %network.name, user = %user, nick, "IRC connection registered");
-                            for chan in rejoin {
-                                writer.write_all(format!("JOIN {chan}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                            match step {
+                                register::Step::Pending => {}
+                                register::Step::Failed(why) => return Err(why),
+                                register::Step::Welcome(n) => {
+                                    nick = n;
+                                    registered = true;
+                                    info!(network = %network.name, user = %user, nick, caps = ?reg.caps, account = ?reg.account, "IRC connection registered");
+                                    if let (Login::NickServ, Some((name, password))) = (&network.login, &account) {
+                                        out.push(format!("PRIVMSG NickServ :IDENTIFY {name} {password}"));
+                                    }
+                                    out.extend(rejoin.iter().map(|chan| format!("JOIN {chan}")));
+                                    if reg.monitor.is_some() {
+                                        out.extend(list_lines("MONITOR + ", ",", watching));
+                                    }
+                                    let _ = state.send(State::Ready(nick.clone()));
+                                }
                             }
-                            let _ = state.send(State::Ready(nick.clone()));
+                            write_lines(&mut writer, &out).await?;
                         }
-                        Command::Response(Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME, _) if !registered => {
-                            // The template's nick is taken: one more `_`
-                            // (cut to the network's length).
-                            nick.truncate(network.max_nick.saturating_sub(1).max(1));
-                            nick.push('_');
-                            writer.write_all(format!("NICK {nick}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                        Command::Response(r @ (Response::RPL_MONONLINE | Response::RPL_MONOFFLINE), ref args) => {
+                            // IRCv3 monitor: `730 <me> :nick!user@host,…`
+                            // and `731 <me> :nick,…`.
+                            let online = r == Response::RPL_MONONLINE;
+                            let list = args.last().cloned().unwrap_or_default();
+                            for target in list.split(',') {
+                                let n = target.split('!').next().unwrap_or("").to_ascii_lowercase();
+                                let Some(known) = watching.nicks.iter_mut().find(|(k, _)| k.to_ascii_lowercase() == n) else {
+                                    continue;
+                                };
+                                if *known.1 != Some(online) {
+                                    *known.1 = Some(online);
+                                    let nick_of = known.0.clone();
+                                    nick_presence(shared, net, user, &nick_of, online, None).await;
+                                }
+                            }
+                        }
+                        Command::AWAY(ref note) => {
+                            // IRCv3 away-notify (and extended-monitor): a
+                            // followed nick went away or came back.
+                            let Some(Prefix::Nickname(from, _, _)) = &msg.prefix else { continue };
+                            let followed = watching.nicks.keys().find(|k| k.eq_ignore_ascii_case(from)).cloned();
+                            if let Some(n) = followed {
+                                watching.nicks.insert(n.clone(), Some(true));
+                                nick_presence(shared, net, user, &n, true, note.clone().map(|t| text::strip_formatting(&t))).await;
+                            }
                         }
                         Command::Response(Response::RPL_ISON, ref args) => {
                             // RFC 2812 §4.9: the followed nicks on line now.
@@ -842,7 +936,7 @@ async fn session(
                                 }
                             }
                             for (n, now) in changed {
-                                nick_presence(shared, net, user, &n, now).await;
+                                nick_presence(shared, net, user, &n, now, None).await;
                             }
                         }
                         Command::Response(Response::ERR_NOSUCHNICK, ref args) => {
@@ -861,7 +955,24 @@ async fn session(
                                 _ => String::new(),
                             };
                             let before = nick.clone();
-                            for (room, event) in channel_event(channels, &mut nick, &from, command) {
+                            let tag = |name: &str| {
+                                msg.tags.as_ref().and_then(|tags| {
+                                    tags.iter().find(|t| t.0 == name).and_then(|t| t.1.clone())
+                                })
+                            };
+                            for (room, mut event) in channel_event(channels, &mut nick, &from, command) {
+                                if let parley_adapter::RoomEvent::Message { id, delay, nick: speaker, .. } = &mut event {
+                                    // echo-message: the server's echo of our own
+                                    // line names the message by its label.
+                                    if speaker.eq_ignore_ascii_case(&before) {
+                                        if let Some(label) = tag("label") {
+                                            *id = label;
+                                        }
+                                    }
+                                    // server-time: a line from the past (a
+                                    // replay) keeps its time.
+                                    *delay = tag("time").filter(|t| text::is_past(t, std::time::SystemTime::now()));
+                                }
                                 room_event(shared, net, user, &room, event).await;
                             }
                             if nick != before {
@@ -893,25 +1004,59 @@ async fn session(
     }
 }
 
+/// Writes lines to the server, each ended with CR LF.
+async fn write_lines(
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    lines: &[String],
+) -> Result<(), String> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut all = String::new();
+    for l in lines {
+        all.push_str(l);
+        all.push_str("\r\n");
+    }
+    writer
+        .write_all(all.as_bytes())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// ISON lines for the followed nicks, each within the line limit.
 fn ison_lines(watching: &Watching) -> Vec<String> {
+    list_lines("ISON ", " ", watching)
+}
+
+/// Lines of `command` followed by the followed nicks joined with `sep`,
+/// each within the line limit.
+fn list_lines(command: &str, sep: &str, watching: &Watching) -> Vec<String> {
     let mut out = Vec::new();
-    let mut line = String::from("ISON");
+    let mut line = String::from(command);
     for n in watching.nicks.keys() {
-        if line.len() + n.len() + 3 > text::MAX_LINE {
-            out.push(std::mem::replace(&mut line, String::from("ISON")));
+        if line.len() > command.len() && line.len() + n.len() + sep.len() + 2 > text::MAX_LINE {
+            out.push(std::mem::replace(&mut line, String::from(command)));
         }
-        line.push(' ');
+        if line.len() > command.len() {
+            line.push_str(sep);
+        }
         line.push_str(n);
     }
-    if line.len() > 4 {
+    if line.len() > command.len() {
         out.push(line);
     }
     out
 }
 
 /// A followed nick came on line or went, for the user who follows it.
-async fn nick_presence(shared: &Arc<Shared>, net: usize, user: &Address, nick: &str, online: bool) {
+async fn nick_presence(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+    nick: &str,
+    online: bool,
+    away: Option<String>,
+) {
     let network = &shared.settings.networks[net];
     let Some(hub) = shared.hub.get() else {
         return;
@@ -923,8 +1068,8 @@ async fn nick_presence(shared: &Arc<Shared>, net: usize, user: &Address, nick: &
         from,
         to: user.clone(),
         available: online,
-        show: None,
-        note: None,
+        show: away.as_ref().map(|_| parley_adapter::Show::Away),
+        note: away.filter(|a| !a.is_empty()),
         priority: 0,
     };
     if let Err(f) = hub.submit(&peer(shared, net), Inbound::Presence(p)).await {
@@ -1269,7 +1414,33 @@ async fn inbound(
                 line: format!("NOTICE {from} :not delivered: {why}"),
                 about: None,
                 control: None,
+                reflect: None,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followed_nicks_go_in_lines_within_the_limit() {
+        let mut w = Watching::default();
+        assert!(ison_lines(&w).is_empty());
+        for i in 0..40 {
+            w.nicks.insert(format!("{i:02}{}", "n".repeat(27)), None);
+        }
+        for (command, sep) in [("ISON ", " "), ("MONITOR + ", ",")] {
+            let lines = list_lines(command, sep, &w);
+            assert!(lines.len() > 1);
+            let mut seen = 0;
+            for l in &lines {
+                assert!(l.len() + 2 <= text::MAX_LINE, "{}", l.len());
+                let rest = l.strip_prefix(command).unwrap();
+                seen += rest.split(sep).count();
+            }
+            assert_eq!(seen, 40);
         }
     }
 }

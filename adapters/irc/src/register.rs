@@ -133,10 +133,7 @@ impl Registration {
                         // IRCv3 sasl-3.1: 400-byte chunks, a last short one
                         // (or `+` after an exact multiple).
                         for chunk in encoded.as_bytes().chunks(400) {
-                            out.push(format!(
-                                "AUTHENTICATE {}",
-                                String::from_utf8_lossy(chunk)
-                            ));
+                            out.push(format!("AUTHENTICATE {}", String::from_utf8_lossy(chunk)));
                         }
                         if encoded.len() % 400 == 0 {
                             out.push("AUTHENTICATE +".into());
@@ -194,8 +191,10 @@ impl Registration {
                 }
             }
             CapSubCommand::ACK => {
-                self.caps
-                    .extend(list.split_whitespace().map(|c| c.trim_start_matches('-').to_string()));
+                self.caps.extend(
+                    list.split_whitespace()
+                        .map(|c| c.trim_start_matches('-').to_string()),
+                );
                 if !self.done {
                     match &self.sasl {
                         Some(s) if self.has("sasl") => {
@@ -306,8 +305,14 @@ mod tests {
     #[test]
     fn a_server_without_cap_registers_as_rfc_2812_says() {
         let (mut r, first) = Registration::new("alice", "alice", "Parley user", 30, None);
-        assert_eq!(first, ["CAP LS 302", "NICK alice", "USER alice 0 * :Parley user"]);
-        let (out, step) = feed(&mut r, &[":irc.example.com 001 alice :Welcome to the network"]);
+        assert_eq!(
+            first,
+            ["CAP LS 302", "NICK alice", "USER alice 0 * :Parley user"]
+        );
+        let (out, step) = feed(
+            &mut r,
+            &[":irc.example.com 001 alice :Welcome to the network"],
+        );
         assert!(out.is_empty());
         assert_eq!(step, Step::Welcome("alice".into()));
     }
@@ -324,7 +329,10 @@ mod tests {
                 ":irc.example.org CAP * LS :userhost-in-names sasl=EXTERNAL,DH-AES,DH-BLOWFISH,ECDSA-NIST256P-CHALLENGE,PLAIN",
             ],
         );
-        assert_eq!(out, ["CAP REQ :multi-prefix server-time extended-join batch"]);
+        assert_eq!(
+            out,
+            ["CAP REQ :multi-prefix server-time extended-join batch"]
+        );
         let (out, _) = feed(
             &mut r,
             &[":irc.example.org CAP * ACK :multi-prefix server-time extended-join batch"],
@@ -341,7 +349,10 @@ mod tests {
             password: "sesame".into(),
         };
         let (mut r, _) = Registration::new("jilles", "jilles", "x", 30, Some(sasl));
-        let (out, _) = feed(&mut r, &[":leguin.freenode.net CAP * LS :sasl=PLAIN,EXTERNAL"]);
+        let (out, _) = feed(
+            &mut r,
+            &[":leguin.freenode.net CAP * LS :sasl=PLAIN,EXTERNAL"],
+        );
         assert_eq!(out, ["CAP REQ :sasl"]);
         let (out, _) = feed(&mut r, &[":leguin.freenode.net CAP jilles ACK :sasl"]);
         assert_eq!(out, ["AUTHENTICATE PLAIN"]);
@@ -384,8 +395,14 @@ mod tests {
     #[test]
     fn external_sends_an_empty_response() {
         let (mut r, _) = Registration::new("a", "a", "x", 30, Some(Sasl::External));
-        let (out, _) = feed(&mut r, &[":s CAP * LS :sasl", ":s CAP * ACK :sasl", "AUTHENTICATE +"]);
-        assert_eq!(out, ["CAP REQ :sasl", "AUTHENTICATE EXTERNAL", "AUTHENTICATE +"]);
+        let (out, _) = feed(
+            &mut r,
+            &[":s CAP * LS :sasl", ":s CAP * ACK :sasl", "AUTHENTICATE +"],
+        );
+        assert_eq!(
+            out,
+            ["CAP REQ :sasl", "AUTHENTICATE EXTERNAL", "AUTHENTICATE +"]
+        );
     }
 
     #[test]
@@ -396,8 +413,14 @@ mod tests {
         };
         // 150 + 1 + 150 + 1 + 148 = 450 bytes: 600 in base64.
         let (mut r, _) = Registration::new("a", "a", "x", 30, Some(sasl));
-        let (out, _) = feed(&mut r, &[":s CAP * LS :sasl", ":s CAP * ACK :sasl", "AUTHENTICATE +"]);
-        let chunks: Vec<&String> = out.iter().filter(|l| l.starts_with("AUTHENTICATE ") && l.len() > 20).collect();
+        let (out, _) = feed(
+            &mut r,
+            &[":s CAP * LS :sasl", ":s CAP * ACK :sasl", "AUTHENTICATE +"],
+        );
+        let chunks: Vec<&String> = out
+            .iter()
+            .filter(|l| l.starts_with("AUTHENTICATE ") && l.len() > 20)
+            .collect();
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].len(), "AUTHENTICATE ".len() + 400);
         assert_eq!(chunks[1].len(), "AUTHENTICATE ".len() + 200);
@@ -407,7 +430,10 @@ mod tests {
             password: "p".repeat(98),
         };
         let (mut r, _) = Registration::new("a", "a", "x", 30, Some(sasl));
-        let (out, _) = feed(&mut r, &[":s CAP * LS :sasl", ":s CAP * ACK :sasl", "AUTHENTICATE +"]);
+        let (out, _) = feed(
+            &mut r,
+            &[":s CAP * LS :sasl", ":s CAP * ACK :sasl", "AUTHENTICATE +"],
+        );
         assert_eq!(out.last().map(String::as_str), Some("AUTHENTICATE +"));
     }
 
@@ -435,7 +461,10 @@ mod tests {
             &[":s 005 a AWAYLEN=200 CASEMAPPING=rfc1459 :are supported by this server"],
         );
         assert_eq!(r.monitor, None);
-        feed(&mut r, &[":s 005 a MAXTARGETS=20 MONITOR=30 NICKLEN=30 :are supported by this server"]);
+        feed(
+            &mut r,
+            &[":s 005 a MAXTARGETS=20 MONITOR=30 NICKLEN=30 :are supported by this server"],
+        );
         assert_eq!(r.monitor, Some(30));
     }
 }

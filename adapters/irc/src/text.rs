@@ -199,31 +199,59 @@ fn local_to_nick_raw(local: &str) -> Option<String> {
     Some(out)
 }
 
-/// The IRCv3 capabilities Parley asks for when the server offers them.
-pub const WANTED_CAPS: [&str; 9] = [
-    "multi-prefix",
-    "server-time",
-    "message-tags",
-    "echo-message",
-    "away-notify",
-    "account-tag",
-    "extended-join",
-    "chghost",
-    "batch",
-];
+/// A value as an IRCv3 message tag carries it (message-tags: `;` is
+/// `\:`, space `\s`, `\` itself `\\`, CR `\r`, LF `\n`).
+pub fn tag_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            ';' => out.push_str("\\:"),
+            ' ' => out.push_str("\\s"),
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
-/// What to ask for of the capabilities a server lists in `CAP LS` (each
-/// maybe with `=value`, IRCv3.2).
-pub fn caps_to_request(offered: &str) -> Vec<&'static str> {
-    let names: Vec<&str> = offered
-        .split_whitespace()
-        .map(|c| c.split('=').next().unwrap_or(c))
-        .collect();
-    WANTED_CAPS
-        .iter()
-        .copied()
-        .filter(|w| names.contains(w))
-        .collect()
+/// A line older than this (by its IRCv3 server-time) is a replay.
+pub const REPLAY_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether an IRCv3 server-time (`2011-10-19T16:40:51.620Z`) is more than
+/// [`REPLAY_AGE`] before `now`; `false` for a time that does not read.
+pub fn is_past(time: &str, now: std::time::SystemTime) -> bool {
+    let Some(at) = seconds_of(time) else {
+        return false;
+    };
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    now - at > REPLAY_AGE.as_secs() as i64
+}
+
+/// Seconds since 1970 of `YYYY-MM-DDThh:mm:ss[.fff]Z`.
+fn seconds_of(time: &str) -> Option<i64> {
+    let b = time.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !time.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| time.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// The nick a user of Parley gets from the template (`{user}` is its
@@ -284,22 +312,44 @@ mod tests {
     }
 
     #[test]
+    fn tag_values_are_escaped_as_message_tags_says() {
+        assert_eq!(tag_value("a;b c\\d\r\n"), "a\\:b\\sc\\\\d\\r\\n");
+        assert_eq!(tag_value("3f2a-19"), "3f2a-19");
+    }
+
+    #[test]
+    fn a_server_time_from_the_past_is_a_replay() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // The IRCv3 server-time example: 2011-10-19T16:40:51.620Z.
+        let at = UNIX_EPOCH + Duration::from_secs(1_319_042_451);
+        assert!(!is_past("2011-10-19T16:40:51.620Z", at));
+        assert!(!is_past(
+            "2011-10-19T16:40:51.620Z",
+            at + Duration::from_secs(60)
+        ));
+        assert!(is_past(
+            "2011-10-19T16:40:51.620Z",
+            at + Duration::from_secs(61)
+        ));
+        assert!(is_past("2000-02-29T00:00:00Z", at));
+        for bad in [
+            "",
+            "yesterday",
+            "2011-13-19T16:40:51Z",
+            "2011-10-19 16:40:51Z",
+            "2011-10-19T16:40:51",
+        ] {
+            assert!(!is_past(bad, at), "{bad}");
+        }
+    }
+
+    #[test]
     fn formatting_codes_are_removed() {
         assert_eq!(
             strip_formatting("\u{2}bold\u{2} \u{3}04,12red\u{3} \u{1d}it\u{f} \u{3}3green"),
             "bold red it green"
         );
         assert_eq!(strip_formatting("10\u{3},5 apples"), "10,5 apples");
-    }
-
-    #[test]
-    fn only_offered_capabilities_are_asked_for() {
-        assert_eq!(caps_to_request("multi-prefix"), vec!["multi-prefix"]);
-        assert_eq!(
-            caps_to_request("away-notify sasl=PLAIN,EXTERNAL server-time draft/foo echo-message"),
-            vec!["server-time", "echo-message", "away-notify"]
-        );
-        assert!(caps_to_request("").is_empty());
     }
 
     #[test]

@@ -33,7 +33,8 @@ impl InspIrcd {
             crate::sipp::free_port(),
             crate::sipp::free_port(),
         );
-        let dir = std::env::temp_dir().join(format!("parley-inspircd-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("parley-inspircd-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("inspircd dir");
         std::fs::copy(cert, dir.join("cert.pem")).expect("certificate");
         std::fs::copy(key, dir.join("key.pem")).expect("key");
@@ -87,7 +88,13 @@ impl InspIrcd {
             .status();
         // InspIRCd refuses to run as root; Atheme runs as irc too.
         let ircd = Command::new("setpriv")
-            .args(["--reuid=irc", "--regid=irc", "--init-groups", "inspircd", "--nofork"])
+            .args([
+                "--reuid=irc",
+                "--regid=irc",
+                "--init-groups",
+                "inspircd",
+                "--nofork",
+            ])
             .arg(format!("--config={d}/inspircd.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -100,7 +107,13 @@ impl InspIrcd {
             std::thread::sleep(Duration::from_millis(50));
         }
         let services = Command::new("setpriv")
-            .args(["--reuid=irc", "--regid=irc", "--init-groups", "atheme-services", "-n"])
+            .args([
+                "--reuid=irc",
+                "--regid=irc",
+                "--init-groups",
+                "atheme-services",
+                "-n",
+            ])
             .arg("-c")
             .arg(dir.join("atheme.conf"))
             .arg("-D")
