@@ -780,6 +780,30 @@ fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
             }
         );
     }
+    let networks: Vec<&serde_json::Value> = v["adapters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["networks"].as_array().into_iter().flatten())
+        .collect();
+    if !networks.is_empty() {
+        println!();
+        println!(
+            "{:<16} {:<28} {:>11} {:>8} {:>9} {:>9}",
+            "NETWORK", "DOMAIN", "CONNECTIONS", "CHANNELS", "MSGS IN", "MSGS OUT"
+        );
+        for n in networks {
+            println!(
+                "{:<16} {:<28} {:>11} {:>8} {:>9} {:>9}",
+                n["name"].as_str().unwrap_or(""),
+                n["domain"].as_str().unwrap_or(""),
+                n["connections"],
+                n["channels"],
+                n["messages_in"],
+                n["messages_out"]
+            );
+        }
+    }
     println!();
     println!(
         "{:<32} {:<10} {:<14} {:<5}",

@@ -330,6 +330,14 @@ fn adapter_list(core: &Core) -> Vec<Value> {
                 "protocol": a.protocol().name(),
                 "up": h.up,
                 "links": h.links.len(),
+                "networks": h.networks.iter().map(|n| json!({
+                    "name": n.name,
+                    "domain": n.domain,
+                    "connections": n.connections,
+                    "channels": n.channels,
+                    "messages_in": n.messages_in,
+                    "messages_out": n.messages_out,
+                })).collect::<Vec<_>>(),
             })
         })
         .collect()

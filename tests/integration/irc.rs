@@ -255,6 +255,39 @@ fn a_sip_user_takes_part_in_an_irc_channel() {
     );
     carol.send("PART #dev :bye");
     assert_eq!(body(&next_message(&alice)), "*** caroline has left");
+    // The console and `parley status` show the network: alice's
+    // connection, the one channel, and the messages each way.
+    let admin = server.admin.unwrap();
+    let token = server.admin_token();
+    let (code, adapters) = crate::admin::http(admin, "GET", "/api/v1/adapters", Some(&token), None);
+    assert_eq!(code, 200, "{adapters}");
+    let v: serde_json::Value = serde_json::from_str(&adapters).unwrap();
+    let irc = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["protocol"] == "irc")
+        .expect("the IRC adapter");
+    let network = &irc["networks"][0];
+    assert_eq!(network["name"], "test", "{network}");
+    assert_eq!(network["domain"], IRC, "{network}");
+    assert_eq!(network["connections"], 1, "{network}");
+    assert_eq!(network["channels"], 1, "{network}");
+    assert_eq!(network["messages_out"], 1, "{network}");
+    assert_eq!(network["messages_in"], 1, "{network}");
+    let config = server.state_dir.join("status.toml");
+    std::fs::write(
+        &config,
+        format!("[admin]\nlisten = \"{admin}\"\ntoken = \"{token}\"\n"),
+    )
+    .unwrap();
+    let text = crate::registrar_proxy::run_cli(&["status"], &config);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("test "))
+        .unwrap_or_else(|| panic!("no network line: {text}"));
+    let figures: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(figures, ["test", IRC, "1", "1", "1", "1"], "{text}");
     // Alice leaves: IRC sees her part.
     let r = message(&alice, "alice", &room, "c3", "/leave");
     assert_eq!(status(&r), 200, "{r}");

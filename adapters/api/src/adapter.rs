@@ -133,6 +133,26 @@ pub struct Health {
     pub up: bool,
     /// Its links to other servers.
     pub links: Vec<Link>,
+    /// The networks it bridges, each with its figures (an IRC network);
+    /// empty for an adapter that federates servers instead.
+    pub networks: Vec<NetworkHealth>,
+}
+
+/// One bridged network's figures, for the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkHealth {
+    /// Its name.
+    pub name: String,
+    /// The domain it appears under.
+    pub domain: String,
+    /// Users' connections open to it.
+    pub connections: usize,
+    /// Channels Parley's users are in (each counted once).
+    pub channels: usize,
+    /// Messages from it so far.
+    pub messages_in: u64,
+    /// Messages to it so far.
+    pub messages_out: u64,
 }
 
 /// One link of an adapter (an s2s stream, a component connection).

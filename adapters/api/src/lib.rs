@@ -20,7 +20,8 @@ mod room;
 pub mod xml;
 
 pub use adapter::{
-    Adapter, Health, Hub, HubSink, Inbound, Link, Outbound, Peer, PeerAuth, Protocol, Security,
+    Adapter, Health, Hub, HubSink, Inbound, Link, NetworkHealth, Outbound, Peer, PeerAuth,
+    Protocol, Security,
 };
 pub use address::{Address, AddressError};
 pub use error::{Condition, ErrorType, Failure};

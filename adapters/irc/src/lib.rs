@@ -168,6 +168,10 @@ struct Shared {
     /// (an XMPP resource): what the channel says comes back under that
     /// name, to that address.
     room_names: Mutex<HashMap<ChannelKey, (String, Address)>>,
+    /// The channels each user's connection is in, by (network, user).
+    memberships: Mutex<HashMap<(usize, String), std::collections::BTreeSet<String>>>,
+    /// Messages from and to each network.
+    counts: Vec<(AtomicU64, AtomicU64)>,
     stop: CancellationToken,
     tracker: TaskTracker,
     ids: AtomicU64,
@@ -180,6 +184,20 @@ impl Shared {
 
     fn room_names(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, (String, Address)>> {
         self.room_names.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the channels a user's connection is in now.
+    fn memberships_of(&self, net: usize, user: &Address, channels: Option<Vec<String>>) {
+        let mut all = self.memberships.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (net, user.to_string().to_ascii_lowercase());
+        match channels {
+            Some(list) if !list.is_empty() => {
+                all.insert(key, list.into_iter().collect());
+            }
+            _ => {
+                all.remove(&key);
+            }
+        }
     }
 
     fn network_of(&self, domain: &str) -> Option<usize> {
@@ -207,12 +225,19 @@ impl IrcAdapter {
     /// An adapter with these settings; nothing connects until a user
     /// talks to a network.
     pub fn new(settings: Settings) -> IrcAdapter {
+        let counts = settings
+            .networks
+            .iter()
+            .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+            .collect();
         IrcAdapter {
             shared: Arc::new(Shared {
                 settings,
                 hub: OnceLock::new(),
                 puppets: Mutex::new(HashMap::new()),
                 room_names: Mutex::new(HashMap::new()),
+                memberships: Mutex::new(HashMap::new()),
+                counts,
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 ids: AtomicU64::new(1),
@@ -321,7 +346,38 @@ impl Adapter for IrcAdapter {
             })
             .collect();
         links.sort_by(|a, b| a.domain.cmp(&b.domain));
-        Health { up: true, links }
+        let memberships = self
+            .shared
+            .memberships
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let networks = self
+            .shared
+            .settings
+            .networks
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let channels: std::collections::BTreeSet<&String> = memberships
+                    .iter()
+                    .filter(|((net, _), _)| *net == i)
+                    .flat_map(|(_, list)| list.iter())
+                    .collect();
+                parley_adapter::NetworkHealth {
+                    name: n.name.clone(),
+                    domain: n.domain.clone(),
+                    connections: puppets.keys().filter(|(net, _)| *net == i).count(),
+                    channels: channels.len(),
+                    messages_in: self.shared.counts[i].0.load(Ordering::Relaxed),
+                    messages_out: self.shared.counts[i].1.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        Health {
+            up: true,
+            links,
+            networks,
+        }
     }
 
     async fn stop(&self) {
@@ -478,7 +534,13 @@ async fn room_request(
         }
     }
     let puppet = open(shared, net, &user).await?;
-    let count = lines.len();
+    if matches!(
+        r.action,
+        RoomAction::Say { .. } | RoomAction::Private { .. }
+    ) {
+        count(shared, net, "out");
+    }
+    let lines_count = lines.len();
     for (i, line) in lines.into_iter().enumerate() {
         // A room reflects what a member says (XEP-0045 §7.4): the server
         // does with echo-message (its echo carrying the message's id as
@@ -489,7 +551,7 @@ async fn room_request(
                 id: id.clone(),
                 text: t.clone(),
                 first: i == 0,
-                last: i + 1 == count,
+                last: i + 1 == lines_count,
             }),
             _ => None,
         };
@@ -577,6 +639,7 @@ async fn open_as(
                 let mut puppets = shared2.puppets();
                 if puppets.get(&key2).is_some_and(|p| p.id == id) {
                     puppets.remove(&key2);
+                    shared2.memberships_of(net, &user2, None);
                     shared2
                         .room_names()
                         .retain(|(n, u, _), _| *n != net || *u != key2.1);
@@ -622,6 +685,11 @@ fn gauge_connections(shared: &Shared, net: usize, puppets: &HashMap<(usize, Stri
 
 /// Counts one message to or from network `net`.
 fn count(shared: &Shared, net: usize, direction: &'static str) {
+    let (inbound, outbound) = &shared.counts[net];
+    match direction {
+        "in" => inbound.fetch_add(1, Ordering::Relaxed),
+        _ => outbound.fetch_add(1, Ordering::Relaxed),
+    };
     metrics::counter!(
         "parley_irc_messages_total",
         "network" => shared.settings.networks[net].name.clone(),
@@ -968,6 +1036,8 @@ async fn session(
                                         if let Some(label) = tag("label") {
                                             *id = label;
                                         }
+                                    } else {
+                                        count(shared, net, "in");
                                     }
                                     // server-time: a line from the past (a
                                     // replay) keeps its time.
@@ -978,6 +1048,7 @@ async fn session(
                             if nick != before {
                                 let _ = state.send(State::Ready(nick.clone()));
                             }
+                            shared.memberships_of(net, user, Some(channels.keys().cloned().collect()));
                         }
                         Command::PRIVMSG(ref target, ref body) | Command::NOTICE(ref target, ref body)
                             if registered && target.eq_ignore_ascii_case(&nick) =>

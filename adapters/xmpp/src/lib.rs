@@ -319,6 +319,7 @@ impl Adapter for XmppAdapter {
                     .iter()
                     .any(|u| u.load(Ordering::Relaxed)),
             links,
+            networks: Vec::new(),
         }
     }
 
