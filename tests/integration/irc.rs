@@ -794,3 +794,84 @@ fn on_an_ircv3_network_over_tls_users_log_in_with_sasl_and_follow_nicks_with_mon
     bob.send("PRIVMSG #ops :after you");
     assert_eq!(body(&next_message(&alice)), "<bob> after you");
 }
+
+/// InspIRCd that kills a connection whose penalty passes 20 lines (one
+/// line a second paid back, no fakelag), and Parley on it with `flood`
+/// settings for the network.
+fn strict_network(
+    flood: &str,
+) -> (
+    parley_test_support::inspircd::InspIrcd,
+    TestServer,
+    parley_test_support::pki::TestCa,
+) {
+    use parley_test_support::inspircd::InspIrcd;
+    use parley_test_support::pki::TestCa;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(IRC);
+    let net = InspIrcd::start_with(IRC, &cert, &key, "threshold=\"20\" commandrate=\"1000\"");
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"strict\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n{flood}",
+        net.port
+    ));
+    (net, server, ca)
+}
+
+#[test]
+fn flood_control_keeps_a_long_message_within_a_throttling_servers_limits() {
+    // The defaults (RFC 1459: five lines at once, then one every two
+    // seconds) against a server that kills past 20 lines of penalty.
+    let (net, server, _ca) = strict_network("");
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    // 12 lines of text: each its own PRIVMSG.
+    let text: Vec<String> = (1..=12).map(|i| format!("line {i}")).collect();
+    for (i, chunk) in text.chunks(3).enumerate() {
+        let r = message(
+            &alice,
+            "alice",
+            &format!("bob@{IRC}"),
+            &format!("f{i}"),
+            &chunk.join("\n"),
+        );
+        assert_eq!(status(&r) / 100, 2, "{r}");
+    }
+    for line in &text {
+        bob.wait_for(
+            |l| l.starts_with(":alice!") && l.ends_with(&format!("PRIVMSG bob :{line}")),
+            Duration::from_secs(30),
+        );
+    }
+    assert!(
+        !bob.seen.iter().any(|l| l.contains("Excess Flood")),
+        "{:?}",
+        bob.seen
+    );
+}
+
+#[test]
+fn what_a_server_kills_unconfirmed_is_reported_with_its_reason() {
+    // Flood control turned off: the server kills the connection for
+    // excess flood, and what it had not confirmed (echo-message) is
+    // reported to the sender with the server's words.
+    let (net, server, _ca) = strict_network("flood_interval_ms = 0\n");
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let _bob = IrcClient::connect(net.port, "bob");
+    let many: Vec<String> = (1..=60).map(|i| format!("flood {i}")).collect();
+    let r = message(
+        &alice,
+        "alice",
+        &format!("bob@{IRC}"),
+        "k1",
+        &many.join("\n"),
+    );
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    let report = next_message(&alice);
+    assert!(body(&report).contains(&format!("bob@{IRC}")), "{report}");
+    assert!(body(&report).contains("Excess Flood"), "{report}");
+}

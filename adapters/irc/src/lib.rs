@@ -722,23 +722,48 @@ async fn run(
     let mut attempt = 0u32;
     loop {
         let rejoin: Vec<String> = channels.keys().cloned().collect();
+        let mut unconfirmed = Unconfirmed::new();
         let outcome = session(
             shared,
             net,
             user,
             (&mut outgoing, state),
-            (&mut channels, &mut watching),
+            (&mut channels, &mut watching, &mut unconfirmed),
             &rejoin,
         )
         .await;
         let Err(why) = outcome else {
             return Ok(());
         };
+        // What the server had not confirmed (echo-message) when it ended
+        // the connection is reported to its senders with the reason.
+        let failure = Failure::new(
+            Condition::RemoteServerTimeout,
+            format!("{}: {why}", network.name),
+        );
+        let mut told = std::collections::HashSet::new();
+        for (_, id, recipient) in unconfirmed.drain(..) {
+            if told.insert(id.clone()) {
+                failed(shared, net, user, id, recipient, failure.clone()).await;
+            }
+        }
         // A connection in channels comes back and rejoins them, with
         // backoff; one with only private messages opens again on the
         // next message.
         if channels.is_empty() || attempt >= RECONNECTS || shared.stop.is_cancelled() {
+            // Nothing still queued will go: each is reported.
+            outgoing.close();
+            while let Ok(out) = outgoing.try_recv() {
+                if let Some((_, id, recipient)) = out.about {
+                    if told.insert(id.clone()) {
+                        failed(shared, net, user, id, recipient, failure.clone()).await;
+                    }
+                }
+            }
             return Err(why);
+        }
+        if matches!(*state.borrow(), State::Ready(_)) {
+            attempt = 0;
         }
         attempt += 1;
         let wait = Duration::from_secs(1 << attempt.min(5));
@@ -754,6 +779,13 @@ async fn run(
     }
 }
 
+/// Private lines written while echo-message is on and not yet echoed:
+/// (target, message id, recipient), oldest first.
+type Unconfirmed = std::collections::VecDeque<(String, String, Address)>;
+
+/// Lines awaiting their echo at most (older ones are taken as delivered).
+const MAX_UNCONFIRMED: usize = 1024;
+
 /// Reconnections of a user's connection in a row at most.
 const RECONNECTS: u32 = 6;
 
@@ -764,7 +796,11 @@ async fn session(
     net: usize,
     user: &Address,
     (outgoing, state): (&mut mpsc::Receiver<Out>, &watch::Sender<State>),
-    (channels, watching): (&mut HashMap<String, Channel>, &mut Watching),
+    (channels, watching, unconfirmed): (
+        &mut HashMap<String, Channel>,
+        &mut Watching,
+        &mut Unconfirmed,
+    ),
     rejoin: &[String],
 ) -> Result<(), String> {
     let network = &shared.settings.networks[net];
@@ -773,8 +809,6 @@ async fn session(
         .map_err(|_| "connecting timed out".to_string())?
         .map_err(|e| format!("cannot connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
-    type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
     let (mut reader, mut writer): (Reader, Writer) = match &network.tls {
         None => {
             let (r, w) = stream.into_split();
@@ -794,6 +828,79 @@ async fn session(
             (Box::new(r), Box::new(w))
         }
     };
+    let mut buf = Vec::with_capacity(4096);
+    let outcome = converse(
+        shared,
+        net,
+        user,
+        (outgoing, state),
+        (channels, watching, unconfirmed),
+        rejoin,
+        (&mut reader, &mut writer, &mut buf),
+    )
+    .await;
+    match outcome {
+        // A server that ends a connection says why (ERROR) before it
+        // closes; a write that failed first is not the reason.
+        Err(why) if why.starts_with(WRITE_FAILED) => {
+            Err(last_words(&mut reader, &mut buf).await.unwrap_or(why))
+        }
+        other => other,
+    }
+}
+
+/// What a failed write's error starts with.
+const WRITE_FAILED: &str = "the connection broke while writing: ";
+
+/// The reason of an ERROR the server sent before closing, read from what
+/// is left of the connection (for a second at most).
+async fn last_words(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    let mut chunk = vec![0u8; 16384];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let raw: Vec<u8> = buf.drain(..=end).collect();
+            let line = decode(&raw);
+            if let Ok(IrcMessage {
+                command: Command::ERROR(why),
+                ..
+            }) = line.trim_end_matches(['\r', '\n']).parse::<IrcMessage>()
+            {
+                return Some(format!("the server ended the connection: {why}"));
+            }
+        }
+        if buf.len() > MAX_INBOUND_LINE {
+            buf.clear();
+        }
+        match tokio::time::timeout_at(deadline, reader.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
+type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// A registered connection's life: registration, then lines both ways
+/// until it ends.
+async fn converse(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+    (outgoing, state): (&mut mpsc::Receiver<Out>, &watch::Sender<State>),
+    (channels, watching, unconfirmed): (
+        &mut HashMap<String, Channel>,
+        &mut Watching,
+        &mut Unconfirmed,
+    ),
+    rejoin: &[String],
+    (reader, writer, buf): (&mut Reader, &mut Writer, &mut Vec<u8>),
+) -> Result<(), String> {
+    let network = &shared.settings.networks[net];
     let mut nick = text::nick_for(&network.nick_template, user.user(), network.max_nick);
     let ident = text::nick_for("{user}", user.user(), 10);
     let account = network
@@ -811,9 +918,8 @@ async fn session(
     // registers as usual), then the registration itself.
     let (mut reg, hello) =
         register::Registration::new(&nick, &ident, &network.realname, network.max_nick, sasl);
-    write_lines(&mut writer, &hello).await?;
+    write_lines(writer, &hello).await?;
     info!(network = %network.name, user = %user, nick, "IRC connection opening");
-    let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16384];
     let mut registered = false;
     // RFC 1459 §8.10 flood control: each line costs `flood_interval` of a
@@ -835,7 +941,7 @@ async fn session(
             }
             _ = poll.tick(), if registered && reg.monitor.is_none() && !watching.nicks.is_empty() => {
                 for line in ison_lines(watching) {
-                    writer.write_all(format!("{line}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                    write_lines(writer, &[line]).await?;
                 }
             }
             _ = &mut idle, if channels.is_empty() && watching.nicks.is_empty() => {
@@ -855,11 +961,11 @@ async fn session(
                                 Some(_) => format!("MONITOR + {n}"),
                                 None => format!("ISON {n}"),
                             };
-                            write_lines(&mut writer, &[line]).await?;
+                            write_lines(writer, &[line]).await?;
                         }
                         Control::Unwatch(n) => {
                             if watching.nicks.remove(&n).is_some() && reg.monitor.is_some() {
-                                write_lines(&mut writer, &[format!("MONITOR - {n}")]).await?;
+                                write_lines(writer, &[format!("MONITOR - {n}")]).await?;
                             }
                         }
                         Control::Probe if reg.monitor.is_some() => {
@@ -874,7 +980,7 @@ async fn session(
                         }
                         Control::Probe => {
                             watching.force = true;
-                            write_lines(&mut writer, &ison_lines(watching)).await?;
+                            write_lines(writer, &ison_lines(watching)).await?;
                         }
                     }
                     continue;
@@ -882,6 +988,12 @@ async fn session(
                 if let Some((nick, id, recipient)) = out.about {
                     if sent.len() >= 1024 {
                         sent.clear();
+                    }
+                    if reg.has("echo-message") {
+                        if unconfirmed.len() >= MAX_UNCONFIRMED {
+                            unconfirmed.pop_front();
+                        }
+                        unconfirmed.push_back((nick.clone(), id.clone(), recipient.clone()));
                     }
                     sent.insert(nick, (id, recipient));
                 }
@@ -898,7 +1010,7 @@ async fn session(
                     }
                     _ => out.line,
                 };
-                write_lines(&mut writer, &[line]).await?;
+                write_lines(writer, &[line]).await?;
                 idle.as_mut().reset(tokio::time::Instant::now() + network.idle_timeout);
                 if let Some(r) = out.reflect.filter(|r| r.last && !echo) {
                     let event = parley_adapter::RoomEvent::Message {
@@ -929,7 +1041,7 @@ async fn session(
                     };
                     match msg.command {
                         Command::PING(ref server, _) => {
-                            writer.write_all(format!("PONG :{server}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                            write_lines(writer, &[format!("PONG :{server}")]).await?;
                         }
                         _ if (!registered && !matches!(msg.command, Command::ERROR(_)))
                             || matches!(msg.command, Command::CAP(..) | Command::Response(Response::RPL_ISUPPORT, _)) =>
@@ -959,7 +1071,7 @@ async fn session(
                                     let _ = state.send(State::Ready(nick.clone()));
                                 }
                             }
-                            write_lines(&mut writer, &out).await?;
+                            write_lines(writer, &out).await?;
                         }
                         Command::Response(r @ (Response::RPL_MONONLINE | Response::RPL_MONOFFLINE), ref args) => {
                             // IRCv3 monitor: `730 <me> :nick!user@host,…`
@@ -1011,7 +1123,12 @@ async fn session(
                             // RFC 2812 §5.2: "<nick> :No such nick/channel".
                             let target = args.get(1).map(|t| t.to_ascii_lowercase()).unwrap_or_default();
                             if let Some((id, recipient)) = sent.remove(&target) {
-                                failed(shared, net, user, id, recipient).await;
+                                unconfirmed.retain(|(_, i, _)| *i != id);
+                                let failure = Failure::new(
+                                    Condition::ItemNotFound,
+                                    format!("no one is called {} on {}", recipient.user(), network.name),
+                                );
+                                failed(shared, net, user, id, recipient, failure).await;
                             }
                         }
                         Command::ERROR(ref why) => {
@@ -1049,6 +1166,17 @@ async fn session(
                                 let _ = state.send(State::Ready(nick.clone()));
                             }
                             shared.memberships_of(net, user, Some(channels.keys().cloned().collect()));
+                        }
+                        Command::PRIVMSG(ref target, _)
+                            if registered
+                                && !target.starts_with(['#', '&'])
+                                && matches!(&msg.prefix, Some(Prefix::Nickname(n, _, _)) if n.eq_ignore_ascii_case(&nick)) =>
+                        {
+                            // echo-message: the server took our line.
+                            let target = target.to_ascii_lowercase();
+                            if let Some(i) = unconfirmed.iter().position(|(t, _, _)| *t == target) {
+                                unconfirmed.remove(i);
+                            }
                         }
                         Command::PRIVMSG(ref target, ref body) | Command::NOTICE(ref target, ref body)
                             if registered && target.eq_ignore_ascii_case(&nick) =>
@@ -1091,7 +1219,7 @@ async fn write_lines(
     writer
         .write_all(all.as_bytes())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("{WRITE_FAILED}{e}"))
 }
 
 /// ISON lines for the followed nicks, each within the line limit.
@@ -1406,17 +1534,20 @@ async fn room_event(
     }
 }
 
-/// The network says a nick Parley's user wrote to does not exist: the
-/// gateway reports it to the sender.
-async fn failed(shared: &Arc<Shared>, net: usize, user: &Address, id: String, recipient: Address) {
-    let network = &shared.settings.networks[net];
+/// A message Parley's user sent did not reach the network's nick (no
+/// such nick, or the server ended the connection before it took the
+/// line): the gateway reports it to the sender.
+async fn failed(
+    shared: &Arc<Shared>,
+    net: usize,
+    user: &Address,
+    id: String,
+    recipient: Address,
+    failure: Failure,
+) {
     let Some(hub) = shared.hub.get() else {
         return;
     };
-    let failure = Failure::new(
-        Condition::ItemNotFound,
-        format!("no one is called {} on {}", recipient.user(), network.name),
-    );
     let _ = hub
         .submit(
             &peer(shared, net),

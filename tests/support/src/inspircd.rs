@@ -28,6 +28,19 @@ impl InspIrcd {
     /// Starts InspIRCd named `name`, serving `cert` with `key` (PEM) on its
     /// TLS port, and Atheme linked to it; waits until the services answer.
     pub fn start(name: &str, cert: &Path, key: &Path) -> InspIrcd {
+        Self::start_with(
+            name,
+            cert,
+            key,
+            "threshold=\"100000\" commandrate=\"1000000\"",
+        )
+    }
+
+    /// [`InspIrcd::start`] with the connect class's flood settings given
+    /// (`threshold="20" commandrate="1000"`: a penalty of 20 lines at most,
+    /// one line a second paid back; past it the user is killed with
+    /// "Excess Flood", fakelag being off).
+    pub fn start_with(name: &str, cert: &Path, key: &Path, flood: &str) -> InspIrcd {
         let (port, tls_port, link) = (
             crate::sipp::free_port(),
             crate::sipp::free_port(),
@@ -67,7 +80,7 @@ impl InspIrcd {
                  <bind address=\"127.0.0.1\" port=\"{port}\" type=\"clients\">\n\
                  <bind address=\"127.0.0.1\" port=\"{tls_port}\" type=\"clients\" sslprofile=\"main\">\n\
                  <bind address=\"127.0.0.1\" port=\"{link}\" type=\"servers\">\n\
-                 <connect allow=\"*\" timeout=\"60\" pingfreq=\"120\" sendq=\"1048576\" recvq=\"65536\" localmax=\"1000\" globalmax=\"1000\" maxchans=\"100\" resolvehostnames=\"no\" useident=\"no\" fakelag=\"no\" threshold=\"100000\" commandrate=\"1000000\">\n\
+                 <connect allow=\"*\" timeout=\"60\" pingfreq=\"120\" sendq=\"1048576\" recvq=\"65536\" localmax=\"1000\" globalmax=\"1000\" maxchans=\"100\" resolvehostnames=\"no\" useident=\"no\" fakelag=\"no\" {flood}>\n\
                  <pid file=\"{d}/inspircd.pid\">\n\
                  <log method=\"file\" type=\"* -USERINPUT -USEROUTPUT\" level=\"default\" target=\"{d}/inspircd.log\">\n\
                  <dns server=\"127.0.0.1\" timeout=\"1\">\n\
