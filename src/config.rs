@@ -148,6 +148,10 @@ pub struct IrcNetworkConfig {
     /// How long connecting and registering may take.
     #[serde(default = "default_irc_connect")]
     pub connect_timeout_secs: u64,
+    /// A server silent this long is sent a PING; silent as long again, the
+    /// connection is given up (and reconnected when in channels).
+    #[serde(default = "default_irc_keepalive")]
+    pub keepalive_secs: u64,
     /// Connections to the network at most (one per user).
     #[serde(default = "default_irc_connections")]
     pub max_connections: usize,
@@ -227,6 +231,9 @@ fn default_realname() -> String {
 }
 fn default_max_nick() -> usize {
     30
+}
+fn default_irc_keepalive() -> u64 {
+    120
 }
 fn default_irc_idle() -> u64 {
     600

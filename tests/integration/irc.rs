@@ -875,3 +875,98 @@ fn what_a_server_kills_unconfirmed_is_reported_with_its_reason() {
     assert!(body(&report).contains(&format!("bob@{IRC}")), "{report}");
     assert!(body(&report).contains("Excess Flood"), "{report}");
 }
+
+#[test]
+fn a_hostile_server_gets_a_defined_outcome_for_each_thing_it_does() {
+    // A scripted server for what real ones do not send: a line far over
+    // the limit, text that is not UTF-8, and then silence.
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, heard) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut lines = BufReader::new(s.try_clone().unwrap());
+        let mut next = || {
+            let mut l = String::new();
+            match lines.read_line(&mut l) {
+                Ok(0) => "EOF".to_string(),
+                Ok(_) => l.trim_end().to_string(),
+                Err(_) => "TIMEOUT".to_string(),
+            }
+        };
+        while !next().starts_with("USER ") {}
+        s.write_all(b":fake.example.test 001 alice :Welcome\r\n")
+            .unwrap();
+        loop {
+            let l = next();
+            if l.starts_with("PRIVMSG bob") || l == "EOF" || l == "TIMEOUT" {
+                break;
+            }
+        }
+        let long = format!(":bob!b@h PRIVMSG alice :{}\r\n", "x".repeat(20_000));
+        s.write_all(long.as_bytes()).unwrap();
+        s.write_all(b":bob!b@h PRIVMSG alice :caf\xe9 cr\xe8me\r\n")
+            .unwrap();
+        s.write_all(b":bob!b@h PRIVMSG alice :after\r\n").unwrap();
+        loop {
+            let l = next();
+            let end = l == "EOF" || l == "TIMEOUT";
+            let _ = tx.send(l);
+            if end {
+                break;
+            }
+        }
+    });
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"hostile\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{port}\"\nkeepalive_secs = 1\n"
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let r = message(&alice, "alice", &format!("bob@{IRC}"), "h1", "hello?");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    // The over-long line is dropped whole; Latin-1 is read as Latin-1.
+    assert_eq!(body(&next_message(&alice)), "café crème");
+    assert_eq!(body(&next_message(&alice)), "after");
+    // Silence: a PING after a second, then the connection is given up.
+    let mut seen = Vec::new();
+    loop {
+        let l = heard
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("Parley kept a silent server: {seen:?}"));
+        seen.push(l.clone());
+        if l == "EOF" || l == "TIMEOUT" {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l == "PING :parley"), "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("EOF"), "{seen:?}");
+}
+
+#[test]
+fn connections_to_a_network_are_bounded() {
+    let net = Ngircd::start(IRC);
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"small\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\nmax_connections = 1\n",
+        net.port
+    ));
+    let mut bob = IrcClient::connect(net.port, "bob");
+    user_add(&server, "alice@localhost", "pw");
+    user_add(&server, "carol@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    let carol = Ua::new(server.udp);
+    register(&carol, "carol");
+    let r = message(&alice, "alice", &format!("bob@{IRC}"), "b1", "first");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(|l| l.ends_with("PRIVMSG bob :first"), WAIT);
+    // carol would need a second connection: refused, with the reason
+    // (resource-constraint, 500 as RFC 7247 maps it).
+    let r = message(&carol, "carol", &format!("bob@{IRC}"), "b2", "second");
+    assert_eq!(status(&r), 500, "{r}");
+    assert!(r.contains("limit of 1 connections"), "{r}");
+}

@@ -57,6 +57,9 @@ pub struct NetworkSettings {
     pub idle_timeout: Duration,
     /// How long connecting and registering may take.
     pub connect_timeout: Duration,
+    /// A server silent this long is pinged, and given up after as long
+    /// again.
+    pub keepalive: Duration,
     /// Connections to the network at most.
     pub max_connections: usize,
     /// Flood control: what one line costs, and how many lines may go in
@@ -930,6 +933,11 @@ async fn converse(
     let mut sent: HashMap<String, (String, Address)> = HashMap::new();
     let idle = tokio::time::sleep(network.idle_timeout);
     tokio::pin!(idle);
+    // A server that says nothing for `keepalive` is asked (PING); one that
+    // then says nothing for as long again has stopped answering.
+    let silence = tokio::time::sleep(network.keepalive);
+    tokio::pin!(silence);
+    let mut pinged = false;
     let mut poll = tokio::time::interval(network.presence_poll);
     poll.reset();
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -943,6 +951,14 @@ async fn converse(
                 for line in ison_lines(watching) {
                     write_lines(writer, &[line]).await?;
                 }
+            }
+            _ = &mut silence => {
+                if pinged {
+                    return Err(format!("the server stopped answering ({} s)", 2 * network.keepalive.as_secs()));
+                }
+                pinged = true;
+                silence.as_mut().reset(tokio::time::Instant::now() + network.keepalive);
+                write_lines(writer, &["PING :parley".to_string()]).await?;
             }
             _ = &mut idle, if channels.is_empty() && watching.nicks.is_empty() => {
                 debug!(network = %network.name, user = %user, "IRC connection idle: closed");
@@ -1027,6 +1043,8 @@ async fn converse(
                 if n == 0 {
                     return Err("the server closed the connection".into());
                 }
+                pinged = false;
+                silence.as_mut().reset(tokio::time::Instant::now() + network.keepalive);
                 buf.extend_from_slice(&chunk[..n]);
                 while let Some(end) = buf.iter().position(|b| *b == b'\n') {
                     let raw: Vec<u8> = buf.drain(..=end).collect();
