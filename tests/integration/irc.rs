@@ -556,6 +556,17 @@ fn xmpp_and_irc_users_exchange_private_messages_through_parley() {
     ));
     let e = juliet.wait_for(|e| e.contains("Not delivered to nobody@"), WAIT);
     assert!(e.contains("no one is called nobody"), "{e}");
+    // Presence: IRC grants the subscription at once, and bob's being on
+    // line reaches Juliet's roster.
+    juliet.command(&format!(r#"{{"cmd": "subscribe", "to": "bob@{IRC}"}}"#));
+    let e = juliet.wait_for(|e| e.contains("\"event\": \"subscription\""), WAIT);
+    assert!(e.contains("\"type\": \"subscribed\""), "{e}");
+    let from_bob = |e: &str| e.contains(&format!("\"from\": \"bob@{IRC}"));
+    let e = juliet.wait_for(
+        |e| e.contains("\"event\": \"presence\"") && from_bob(e),
+        WAIT,
+    );
+    assert!(e.contains("\"type\": \"available\""), "{e}");
 }
 
 #[test]
@@ -969,4 +980,38 @@ fn connections_to_a_network_are_bounded() {
     let r = message(&carol, "carol", &format!("bob@{IRC}"), "b2", "second");
     assert_eq!(status(&r), 500, "{r}");
     assert!(r.contains("limit of 1 connections"), "{r}");
+}
+
+#[test]
+fn nicks_with_characters_addresses_do_not_allow_are_escaped_both_ways() {
+    let net = Ngircd::start(IRC);
+    let server = parley(net.port);
+    user_add(&server, "alice@localhost", "pw");
+    let alice = Ua::new(server.udp);
+    register(&alice, "alice");
+    // `[`, `]` and `|` are nick characters no SIP user part or JID local
+    // part takes as they are: `\5b`, `\5d`, `\7c` (XEP-0106 style), and
+    // the `\` percent-encoded in a SIP URI.
+    let mut odd = IrcClient::connect(net.port, "b[o]b|x");
+    let r = message(
+        &alice,
+        "alice",
+        &format!("b%5C5bo%5C5db%5C7cx@{IRC}"),
+        "e1",
+        "to an odd nick",
+    );
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    odd.wait_for(|l| l.ends_with("PRIVMSG b[o]b|x :to an odd nick"), WAIT);
+    // The answer comes from the same address.
+    odd.send("PRIVMSG alice :from the odd nick");
+    let m = next_message(&alice);
+    let from = header(&m, "From").unwrap_or_default().to_string();
+    assert!(
+        from.contains(&format!("sip:b%5C5bo%5C5db%5C7cx@{IRC}")),
+        "{m}"
+    );
+    assert_eq!(body(&m), "from the odd nick");
+    // A local part that is no nick is refused, not guessed at.
+    let r = message(&alice, "alice", &format!("no%20such@{IRC}"), "e2", "x");
+    assert!(status(&r) >= 400, "{r}");
 }

@@ -133,7 +133,9 @@ impl IrcClient {
             seen: Vec::new(),
         };
         c.send(&format!("NICK {nick}"));
-        c.send(&format!("USER {nick} 0 * :{nick}"));
+        // The user name takes letters and digits only.
+        let ident: String = nick.chars().filter(char::is_ascii_alphanumeric).collect();
+        c.send(&format!("USER {ident} 0 * :{nick}"));
         c.wait_for(
             |l| l.split(' ').nth(1) == Some("001"),
             Duration::from_secs(10),
