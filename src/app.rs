@@ -301,6 +301,10 @@ fn irc_adapter(config: &Config) -> anyhow::Result<parley_irc::IrcAdapter> {
             idle_timeout: Duration::from_secs(n.idle_timeout_secs.max(1)),
             connect_timeout: Duration::from_secs(n.connect_timeout_secs.max(1)),
             keepalive: Duration::from_secs(n.keepalive_secs.max(1)),
+            fallback: match n.fallback_encoding {
+                crate::config::IrcEncoding::Windows1252 => parley_irc::text::Fallback::Windows1252,
+                crate::config::IrcEncoding::Latin1 => parley_irc::text::Fallback::Latin1,
+            },
             max_connections: n.max_connections.max(1),
             flood_interval: Duration::from_millis(n.flood_interval_ms),
             flood_burst: n.flood_burst.max(1),

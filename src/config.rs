@@ -185,6 +185,22 @@ pub struct IrcNetworkConfig {
     /// `[[irc.network.account]]`: a Parley user's services account.
     #[serde(default)]
     pub account: Vec<IrcAccountConfig>,
+    /// How text that is not UTF-8 is read: `windows-1252` (what most
+    /// 8-bit Western clients send) or `latin1`.
+    #[serde(default)]
+    pub fallback_encoding: IrcEncoding,
+}
+
+/// `fallback_encoding` of `[[irc.network]]`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+pub enum IrcEncoding {
+    /// Windows-1252.
+    #[default]
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+    /// ISO 8859-1.
+    #[serde(rename = "latin1")]
+    Latin1,
 }
 
 /// `login` of `[[irc.network]]`.

@@ -1011,6 +1011,18 @@ fn nicks_with_characters_addresses_do_not_allow_are_escaped_both_ways() {
         "{m}"
     );
     assert_eq!(body(&m), "from the odd nick");
+    // Content IRC cannot carry is refused, not dropped after a 200
+
+    let cpim = "From: <sip:alice@localhost>\r\nTo: <sip:bob@irc>\r\n\r\nContent-Type: application/xml\r\n\r\n<x/>";
+    alice.send(
+        &format!(
+            "MESSAGE sip:b%5C5bo%5C5db%5C7cx@{IRC} SIP/2.0\nFrom: <sip:alice@localhost>;tag=e3\nTo: <sip:b%5C5bo%5C5db%5C7cx@{IRC}>\nCall-ID: e3\nCSeq: 1 MESSAGE\nContent-Type: message/cpim"
+        ),
+        cpim,
+    );
+    // (the default policy refuses the type before the network is asked).
+    let r = alice.final_response();
+    assert_eq!(status(&r), 415, "{r}");
     // A local part that is no nick is refused, not guessed at.
     let r = message(&alice, "alice", &format!("no%20such@{IRC}"), "e2", "x");
     assert!(status(&r) >= 400, "{r}");

@@ -60,6 +60,8 @@ pub struct NetworkSettings {
     /// A server silent this long is pinged, and given up after as long
     /// again.
     pub keepalive: Duration,
+    /// How text that is not UTF-8 is read.
+    pub fallback: text::Fallback,
     /// Connections to the network at most.
     pub max_connections: usize,
     /// Flood control: what one line costs, and how many lines may go in
@@ -293,9 +295,16 @@ impl Adapter for IrcAdapter {
                 format!("{} is not an IRC nick", m.to.user()),
             ));
         };
-        // Typing and receipts have nothing on IRC to become.
         let Some(body) = m.body_text().map(str::to_string) else {
-            return Ok(());
+            // Typing and receipts have nothing on IRC to become; other
+            // content cannot cross.
+            if m.chat_state.is_some() || m.receipt.is_some() || m.parts.is_empty() {
+                return Ok(());
+            }
+            return Err(Failure::new(
+                Condition::NotAcceptable,
+                "IRC carries plain text only",
+            ));
         };
         let puppet = open(shared, net, &m.from.bare()).await?;
         let prefix_room = 64 + shared.settings.networks[net].max_nick;
@@ -701,15 +710,6 @@ fn count(shared: &Shared, net: usize, direction: &'static str) {
     .increment(1);
 }
 
-/// A line from the server as text: UTF-8, else Latin-1 (the fallback
-/// older IRC clients use).
-fn decode(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.iter().map(|&b| b as char).collect(),
-    }
-}
-
 /// One user's connection, from connecting to its end. `Err` with the
 /// reason when it failed.
 async fn run(
@@ -861,12 +861,13 @@ async fn last_words(
     reader: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut Vec<u8>,
 ) -> Option<String> {
+    let fallback = text::Fallback::Latin1;
     let mut chunk = vec![0u8; 16384];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
         while let Some(end) = buf.iter().position(|b| *b == b'\n') {
             let raw: Vec<u8> = buf.drain(..=end).collect();
-            let line = decode(&raw);
+            let line = text::decode(&raw, fallback);
             if let Ok(IrcMessage {
                 command: Command::ERROR(why),
                 ..
@@ -1052,7 +1053,7 @@ async fn converse(
                         warn!(network = %network.name, "a line over the limit from the server: dropped");
                         continue;
                     }
-                    let line = decode(&raw);
+                    let line = text::decode(&raw, network.fallback);
                     let Ok(msg) = line.trim_end_matches(['\r', '\n']).parse::<IrcMessage>() else {
                         debug!(network = %network.name, %line, "unreadable IRC line");
                         continue;

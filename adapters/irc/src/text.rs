@@ -199,6 +199,40 @@ fn local_to_nick_raw(local: &str) -> Option<String> {
     Some(out)
 }
 
+/// How a line that is not UTF-8 is read: IRC has no declared encoding,
+/// and older clients send their system's 8-bit one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Windows-1252 (what mIRC and most Western clients send; Latin-1
+    /// with the C1 range as printable characters).
+    #[default]
+    Windows1252,
+    /// ISO 8859-1.
+    Latin1,
+}
+
+/// Windows-1252's characters for 0x80–0x9F (the five it leaves undefined
+/// read as Latin-1's C1 controls, as WHATWG does).
+const CP1252_HIGH: [char; 32] = [
+    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}',
+    '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
+];
+
+/// A line from the server as text: UTF-8, else the fallback encoding;
+/// never fails.
+pub fn decode(bytes: &[u8], fallback: Fallback) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => bytes
+            .iter()
+            .map(|&b| match (fallback, b) {
+                (Fallback::Windows1252, 0x80..=0x9f) => CP1252_HIGH[usize::from(b - 0x80)],
+                _ => char::from(b),
+            })
+            .collect(),
+    }
+}
+
 /// A value as an IRCv3 message tag carries it (message-tags: `;` is
 /// `\:`, space `\s`, `\` itself `\\`, CR `\r`, LF `\n`).
 pub fn tag_value(value: &str) -> String {
@@ -309,6 +343,20 @@ mod tests {
             Some("/me waves")
         );
         assert_eq!(readable("\u{1}VERSION\u{1}"), None);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_read_with_the_fallback() {
+        assert_eq!(decode("café".as_bytes(), Fallback::Latin1), "café");
+        assert_eq!(decode(b"caf\xe9 cr\xe8me", Fallback::Latin1), "café crème");
+        assert_eq!(
+            decode(b"caf\xe9 \x80 \x93ok\x94", Fallback::Windows1252),
+            "café € “ok”"
+        );
+        assert_eq!(decode(b"\x80", Fallback::Latin1), "\u{80}");
+        // Every byte sequence reads as something.
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(&all, Fallback::Windows1252).chars().count(), 256);
     }
 
     #[test]
