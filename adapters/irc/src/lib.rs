@@ -948,7 +948,11 @@ async fn converse(
                 let _ = writer.write_all(b"QUIT :Parley is stopping\r\n").await;
                 return Ok(());
             }
-            _ = poll.tick(), if registered && reg.monitor.is_none() && !watching.nicks.is_empty() => {
+            // ISON where the server has no MONITOR, or follows fewer nicks
+            // for a client than this user follows (the rest would go
+            // untold, 734).
+            _ = poll.tick(), if registered && !watching.nicks.is_empty()
+                && reg.monitor.is_none_or(|limit| watching.nicks.len() > limit) => {
                 for line in ison_lines(watching) {
                     write_lines(writer, &[line]).await?;
                 }
