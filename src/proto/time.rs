@@ -47,40 +47,11 @@ pub fn rfc3339(secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
-/// A time for archive searches: Unix seconds, or an RFC 3339 date or
-/// date-time in UTC (`2026-11-26`, `2026-11-26T10:00:00Z`).
-pub fn parse_time(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i64>() {
-        return Some(n);
-    }
-    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let time = time.trim_end_matches('Z');
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (
-        t.next()??,
-        t.next().flatten().unwrap_or(0),
-        t.next().flatten().unwrap_or(0),
-    );
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
-}
+pub use parley_adapter::time::parse_time;
 
 #[cfg(test)]
 mod tests {
-    use super::{http_date, parse_time, rfc3339};
+    use super::{http_date, rfc3339};
 
     #[test]
     fn dates_print_as_rfc1123_and_rfc3339() {
@@ -89,15 +60,5 @@ mod tests {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(1_289_690_940), "Sat, 13 Nov 2010 23:29:00 GMT");
         assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
-    }
-
-    #[test]
-    fn times_read_as_unix_seconds_or_rfc3339() {
-        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
-        assert_eq!(parse_time("1970-01-01"), Some(0));
-        assert_eq!(parse_time("2026-11-26T10:00:00Z"), Some(1_795_687_200));
-        assert_eq!(parse_time("2000-03-01T00:00"), Some(951_868_800));
-        assert_eq!(parse_time("yesterday"), None);
-        assert_eq!(parse_time("2026-13-01"), None);
     }
 }

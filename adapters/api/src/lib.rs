@@ -17,6 +17,7 @@ mod error;
 mod message;
 mod net;
 mod room;
+pub mod time;
 pub mod xml;
 
 pub use adapter::{

@@ -726,15 +726,15 @@ async fn run(
     loop {
         let rejoin: Vec<String> = channels.keys().cloned().collect();
         let mut unconfirmed = Unconfirmed::new();
-        let outcome = session(
-            shared,
-            net,
-            user,
-            (&mut outgoing, state),
-            (&mut channels, &mut watching, &mut unconfirmed),
-            &rejoin,
-        )
-        .await;
+        let carried = Carried {
+            outgoing: &mut outgoing,
+            state,
+            channels: &mut channels,
+            watching: &mut watching,
+            unconfirmed: &mut unconfirmed,
+            rejoin: &rejoin,
+        };
+        let outcome = session(shared, net, user, carried).await;
         let Err(why) = outcome else {
             return Ok(());
         };
@@ -789,6 +789,17 @@ type Unconfirmed = std::collections::VecDeque<(String, String, Address)>;
 /// Lines awaiting their echo at most (older ones are taken as delivered).
 const MAX_UNCONFIRMED: usize = 1024;
 
+/// What a user's connection carries from one session to the next.
+struct Carried<'a> {
+    outgoing: &'a mut mpsc::Receiver<Out>,
+    state: &'a watch::Sender<State>,
+    channels: &'a mut HashMap<String, Channel>,
+    watching: &'a mut Watching,
+    unconfirmed: &'a mut Unconfirmed,
+    /// The channels to join once registered.
+    rejoin: &'a [String],
+}
+
 /// Reconnections of a user's connection in a row at most.
 const RECONNECTS: u32 = 6;
 
@@ -798,13 +809,7 @@ async fn session(
     shared: &Arc<Shared>,
     net: usize,
     user: &Address,
-    (outgoing, state): (&mut mpsc::Receiver<Out>, &watch::Sender<State>),
-    (channels, watching, unconfirmed): (
-        &mut HashMap<String, Channel>,
-        &mut Watching,
-        &mut Unconfirmed,
-    ),
-    rejoin: &[String],
+    carried: Carried<'_>,
 ) -> Result<(), String> {
     let network = &shared.settings.networks[net];
     let stream = tokio::time::timeout(network.connect_timeout, TcpStream::connect(network.server))
@@ -836,9 +841,7 @@ async fn session(
         shared,
         net,
         user,
-        (outgoing, state),
-        (channels, watching, unconfirmed),
-        rejoin,
+        carried,
         (&mut reader, &mut writer, &mut buf),
     )
     .await;
@@ -895,15 +898,17 @@ async fn converse(
     shared: &Arc<Shared>,
     net: usize,
     user: &Address,
-    (outgoing, state): (&mut mpsc::Receiver<Out>, &watch::Sender<State>),
-    (channels, watching, unconfirmed): (
-        &mut HashMap<String, Channel>,
-        &mut Watching,
-        &mut Unconfirmed,
-    ),
-    rejoin: &[String],
+    carried: Carried<'_>,
     (reader, writer, buf): (&mut Reader, &mut Writer, &mut Vec<u8>),
 ) -> Result<(), String> {
+    let Carried {
+        outgoing,
+        state,
+        channels,
+        watching,
+        unconfirmed,
+        rejoin,
+    } = carried;
     let network = &shared.settings.networks[net];
     let mut nick = text::nick_for(&network.nick_template, user.user(), network.max_nick);
     let ident = text::nick_for("{user}", user.user(), 10);
@@ -952,7 +957,7 @@ async fn converse(
             // for a client than this user follows (the rest would go
             // untold, 734).
             _ = poll.tick(), if registered && !watching.nicks.is_empty()
-                && reg.monitor.is_none_or(|limit| watching.nicks.len() > limit) => {
+                && reg.monitor.map_or(true, |limit| watching.nicks.len() > limit) => {
                 for line in ison_lines(watching) {
                     write_lines(writer, &[line]).await?;
                 }

@@ -256,36 +256,13 @@ pub const REPLAY_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 /// Whether an IRCv3 server-time (`2011-10-19T16:40:51.620Z`) is more than
 /// [`REPLAY_AGE`] before `now`; `false` for a time that does not read.
 pub fn is_past(time: &str, now: std::time::SystemTime) -> bool {
-    let Some(at) = seconds_of(time) else {
+    let Some(at) = parley_adapter::time::parse_time(time) else {
         return false;
     };
     let now = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     now - at > REPLAY_AGE.as_secs() as i64
-}
-
-/// Seconds since 1970 of `YYYY-MM-DDThh:mm:ss[.fff]Z`.
-fn seconds_of(time: &str) -> Option<i64> {
-    let b = time.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !time.ends_with('Z') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| time.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// The nick a user of Parley gets from the template (`{user}` is its
