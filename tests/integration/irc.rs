@@ -28,6 +28,14 @@ fn parley_named(irc_port: u16, name: &str) -> TestServer {
     ))
 }
 
+/// `user@localhost`, added to Parley and registered from a UA of its own.
+fn sip_user(server: &TestServer, user: &str) -> Ua {
+    user_add(server, &format!("{user}@localhost"), "pw");
+    let ua = Ua::new(server.udp);
+    register(&ua, user);
+    ua
+}
+
 fn register(ua: &Ua, user: &str) {
     ua.send(
         &format!(
@@ -91,9 +99,7 @@ fn body(m: &str) -> &str {
 fn sip_and_irc_users_exchange_private_messages() {
     let net = Ngircd::start(IRC);
     let server = parley_named(net.port, "private");
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
 
     // SIP -> IRC: Parley opens alice's own connection, under her nick.
@@ -189,9 +195,7 @@ fn sip_and_irc_users_exchange_private_messages() {
 fn a_taken_nick_gets_another_and_the_user_keeps_talking() {
     let net = Ngircd::start(IRC);
     let server = parley(net.port);
-    user_add(&server, "carol@localhost", "pw");
-    let carol = Ua::new(server.udp);
-    register(&carol, "carol");
+    let carol = sip_user(&server, "carol");
     // Someone on IRC already has the nick the template gives carol.
     let _squatter = IrcClient::connect(net.port, "carol");
     let mut dave = IrcClient::connect(net.port, "dave");
@@ -207,9 +211,7 @@ fn a_taken_nick_gets_another_and_the_user_keeps_talking() {
 fn a_sip_user_takes_part_in_an_irc_channel() {
     let net = Ngircd::start(IRC);
     let server = parley(net.port);
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
     bob.send("JOIN #dev");
     bob.wait_for(|l| l.contains(" 366 "), WAIT);
@@ -301,9 +303,7 @@ fn a_sip_user_takes_part_in_an_irc_channel() {
 fn after_a_server_restart_the_user_is_back_in_the_channel() {
     let mut net = Ngircd::start(IRC);
     let server = parley(net.port);
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let room = format!("dev%25{IRC}@conference.localhost");
     let r = message(&alice, "alice", &room, "r1", "/join");
     assert_eq!(status(&r), 200, "{r}");
@@ -345,9 +345,7 @@ fn a_sip_user_watches_an_irc_nick_come_and_go() {
          [[irc.network]]\nname = \"test\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\npresence_poll_secs = 1\n",
         net.port
     ));
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     alice.send(
         &format!(
             "SUBSCRIBE sip:bob@{IRC} SIP/2.0\nFrom: <sip:alice@localhost>;tag=w1\nTo: <sip:bob@{IRC}>\nCall-ID: watch-bob\nCSeq: 1 SUBSCRIBE\nEvent: presence\nAccept: application/pidf+xml\nContact: <sip:alice@{}>\nExpires: 600",
@@ -397,9 +395,7 @@ fn a_tls_network_is_reached_only_with_a_certificate_that_names_it() {
         )
     };
     let server = TestServer::start(&config(IRC));
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
     let r = message(&alice, "alice", &format!("bob@{IRC}"), "t1", "over TLS");
     assert_eq!(status(&r) / 100, 2, "{r}");
@@ -413,9 +409,7 @@ fn a_tls_network_is_reached_only_with_a_certificate_that_names_it() {
     // A certificate that does not name the server asked for: no link, and
     // the sender is told.
     let wrong = TestServer::start(&config("other.example.test"));
-    user_add(&wrong, "carol@localhost", "pw");
-    let carol = Ua::new(wrong.udp);
-    register(&carol, "carol");
+    let carol = sip_user(&wrong, "carol");
     let r = message(&carol, "carol", &format!("bob@{IRC}"), "t2", "will not go");
     assert!(status(&r) >= 400, "{r}");
 }
@@ -424,9 +418,7 @@ fn a_tls_network_is_reached_only_with_a_certificate_that_names_it() {
 fn a_flood_from_the_network_reaches_the_sip_user_whole_and_in_order() {
     let net = Ngircd::start(IRC);
     let server = parley(net.port);
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
     // alice's connection opens with her first message.
     let r = message(&alice, "alice", &format!("bob@{IRC}"), "f0", "ready");
@@ -453,9 +445,7 @@ fn a_policy_that_requires_tls_keeps_messages_off_a_plain_network() {
          [[irc.network]]\nname = \"plain\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n",
         net.port
     ));
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
     let r = message(
         &alice,
@@ -478,9 +468,7 @@ fn what_flood_control_holds_back_is_bounded_and_the_rest_refused_with_the_reason
     // five; the connection's queue holds 256 lines.
     let net = Ngircd::start(IRC);
     let server = parley(net.port);
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
     let mut accepted = 0;
     let mut refused = None;
@@ -597,17 +585,7 @@ fn a_channel_carries_irc_sip_and_xmpp_users_all_round() {
     let net = Ngircd::start(IRC);
     let f = three_networks(&net, true);
     f.prosody.register("juliet", "jpw");
-    crate::registrar_proxy::cli_with(
-        &f.parley,
-        &format!("domains = [\"{PARLEY}\"]"),
-        &[
-            "user",
-            "add",
-            &format!("alice@{PARLEY}"),
-            "--password",
-            "pw",
-        ],
-    );
+    crate::rooms::add_user(&f, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
     bob.send("JOIN #dev");
     bob.wait_for(|l| l.contains(" 366 "), WAIT);
@@ -723,9 +701,7 @@ fn on_an_ircv3_network_over_tls_users_log_in_with_sasl_and_follow_nicks_with_mon
     net.register_account("alice", "alice-secret");
     net.register_account("dave", "dave-secret");
     let server = inspircd_parley(&net, &ca);
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
 
     // alice's connection: TLS, logged in to her account by SASL.
@@ -750,9 +726,7 @@ fn on_an_ircv3_network_over_tls_users_log_in_with_sasl_and_follow_nicks_with_mon
 
     // A refused login: the connection is not made, and the sender hears
     // the server's reason.
-    user_add(&server, "dave@localhost", "pw");
-    let dave = Ua::new(server.udp);
-    register(&dave, "dave");
+    let dave = sip_user(&server, "dave");
     let r = message(&dave, "dave", &format!("bob@{IRC}"), "s2", "will not go");
     assert!(status(&r) >= 400, "{r}");
     assert!(r.contains("SASL authentication failed"), "{r}");
@@ -834,9 +808,7 @@ fn flood_control_keeps_a_long_message_within_a_throttling_servers_limits() {
     // The defaults (RFC 1459: five lines at once, then one every two
     // seconds) against a server that kills past 20 lines of penalty.
     let (net, server, _ca) = strict_network("");
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let mut bob = IrcClient::connect(net.port, "bob");
     // 12 lines of text: each its own PRIVMSG.
     let text: Vec<String> = (1..=12).map(|i| format!("line {i}")).collect();
@@ -869,9 +841,7 @@ fn what_a_server_kills_unconfirmed_is_reported_with_its_reason() {
     // excess flood, and what it had not confirmed (echo-message) is
     // reported to the sender with the server's words.
     let (net, server, _ca) = strict_network("flood_interval_ms = 0\n");
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let _bob = IrcClient::connect(net.port, "bob");
     let many: Vec<String> = (1..=60).map(|i| format!("flood {i}")).collect();
     let r = message(
@@ -934,9 +904,7 @@ fn a_hostile_server_gets_a_defined_outcome_for_each_thing_it_does() {
         "[auth]\nregistrar = false\nproxy = false\n\
          [[irc.network]]\nname = \"hostile\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{port}\"\nkeepalive_secs = 1\n"
     ));
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     let r = message(&alice, "alice", &format!("bob@{IRC}"), "h1", "hello?");
     assert_eq!(status(&r) / 100, 2, "{r}");
     // The over-long line is dropped whole; Latin-1 is read as Latin-1.
@@ -986,9 +954,7 @@ fn connections_to_a_network_are_bounded() {
 fn nicks_with_characters_addresses_do_not_allow_are_escaped_both_ways() {
     let net = Ngircd::start(IRC);
     let server = parley(net.port);
-    user_add(&server, "alice@localhost", "pw");
-    let alice = Ua::new(server.udp);
-    register(&alice, "alice");
+    let alice = sip_user(&server, "alice");
     // `[`, `]` and `|` are nick characters no SIP user part or JID local
     // part takes as they are: `\5b`, `\5d`, `\7c` (XEP-0106 style), and
     // the `\` percent-encoded in a SIP URI.

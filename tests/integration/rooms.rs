@@ -326,6 +326,21 @@ pub(crate) struct Federation {
     pub(crate) parley: TestServer,
 }
 
+/// `user@parley.example.test` with password `pw`.
+pub(crate) fn add_user(f: &Federation, user: &str) {
+    crate::registrar_proxy::cli_with(
+        &f.parley,
+        &format!("domains = [\"{PARLEY}\"]"),
+        &[
+            "user",
+            "add",
+            &format!("{user}@{PARLEY}"),
+            "--password",
+            "pw",
+        ],
+    );
+}
+
 fn federation() -> Federation {
     federation_with(None)
 }
@@ -393,17 +408,7 @@ fn xmpp_and_sip_members_share_a_room_over_s2s() {
     let f = federation();
     f.prosody.register("juliet", "jpw");
     f.prosody.register("romeo", "rpw");
-    crate::registrar_proxy::cli_with(
-        &f.parley,
-        &format!("domains = [\"{PARLEY}\"]"),
-        &[
-            "user",
-            "add",
-            &format!("alice@{PARLEY}"),
-            "--password",
-            "pw",
-        ],
-    );
+    add_user(&f, "alice");
     let alice = Member::of(&f.parley, "alice", PARLEY, XROOM);
     assert_eq!(alice.say("/join"), 200);
     alice.expect("You are in");
@@ -932,17 +937,7 @@ fn xmpp_pager_and_msrp_members_see_each_other_in_one_room() {
 fn a_ban_holds_whatever_network_the_banned_user_comes_back_on() {
     let f = federation();
     f.prosody.register("juliet", "jpw");
-    crate::registrar_proxy::cli_with(
-        &f.parley,
-        &format!("domains = [\"{PARLEY}\"]"),
-        &[
-            "user",
-            "add",
-            &format!("alice@{PARLEY}"),
-            "--password",
-            "pw",
-        ],
-    );
+    add_user(&f, "alice");
     let alice = Member::of(&f.parley, "alice", PARLEY, XROOM);
     assert_eq!(alice.say("/join"), 200);
     alice.expect("You are in");
