@@ -19,6 +19,7 @@ use std::time::Instant;
 use parley_adapter::{Adapter, Address, Outbound, Protocol, Subscription, SubscriptionAction};
 use tracing::{debug, info};
 
+use super::auth::Sender;
 use super::presence::{self, Decision, ExternalNotice};
 use super::{reject, Core};
 use crate::net::{Incoming, Sip};
@@ -29,13 +30,13 @@ use crate::router::{archive, content_type, sipmap, Destination, Rejection};
 
 /// A SIP request for another domain from an authenticated local user,
 /// bridged through `adapter`.
-pub async fn request(
+pub(crate) async fn request(
     core: &Core,
     sip: &Sip,
     adapter: Arc<dyn Adapter>,
     mut inc: Incoming,
     msg: &Message,
-    sender: Address,
+    (sender, checked): (Address, &Sender),
     recipient: Address,
 ) {
     let router = &core.router;
@@ -59,7 +60,7 @@ pub async fn request(
         .get(HeaderName::Event)
         .is_some_and(|e| String::from_utf8_lossy(e).trim().split(';').next() == Some("presence"));
     if matches!(msg.method(), Some(Method::Subscribe)) && is_presence {
-        return subscribe(core, sip, adapter, inc, sender, recipient).await;
+        return subscribe(core, sip, adapter, inc, (sender, checked), recipient).await;
     }
     if matches!(msg.method(), Some(Method::Invite)) {
         return super::session::invite(core, sip, adapter, inc, msg, sender, recipient).await;
@@ -164,12 +165,13 @@ async fn subscribe(
     sip: &Sip,
     adapter: Arc<dyn Adapter>,
     inc: Incoming,
-    watcher: Address,
+    (watcher, checked): (Address, &Sender),
     presentity: Address,
 ) {
     let key = presentity.bare().to_string();
     let known = presence::foreign_decision(core, &key, &watcher.bare().to_string());
-    let made = presence::subscribe_foreign(core, sip, inc, key).await;
+    // The proxy checked who is asking (and used up the credentials).
+    let made = presence::subscribe_foreign(core, sip, inc, key, checked.clone()).await;
     if !made {
         return;
     }

@@ -174,7 +174,16 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                         .reply(400, "Address not mappable to the other network", &[])
                         .await;
                 };
-                return super::bridge::request(&core, &sip, adapter, inc, &msg, from, to).await;
+                return super::bridge::request(
+                    &core,
+                    &sip,
+                    adapter,
+                    inc,
+                    &msg,
+                    (from, &sender),
+                    to,
+                )
+                .await;
             }
             if let Err(r) = core.router.check_domain(&domain) {
                 return reject(&mut inc, &r, &domain).await;

@@ -993,3 +993,40 @@ fn nicks_with_characters_addresses_do_not_allow_are_escaped_both_ways() {
     let r = message(&alice, "alice", &format!("no%20such@{IRC}"), "e2", "x");
     assert!(status(&r) >= 400, "{r}");
 }
+
+#[test]
+fn a_baresip_user_and_an_irc_user_talk() {
+    use parley_test_support::baresip::Baresip;
+    let net = Ngircd::start(IRC);
+    // baresip answers MD5 digest challenges only.
+    let server = TestServer::start(&format!(
+        "[auth]\nalgorithms = [\"MD5\"]\n\
+         [[irc.network]]\nname = \"baresip\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n",
+        net.port
+    ));
+    user_add(&server, "alice@localhost", "alice-pw");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let bob_address = format!("bob@{IRC}");
+    let mut alice = Baresip::start("alice", "alice-pw", server.udp, &[&bob_address]);
+    let wait = Duration::from_secs(15);
+    assert!(
+        alice.wait_for("reginfo", "OK", wait),
+        "{}",
+        alice.command("reginfo", None)
+    );
+    // baresip watches bob: IRC grants at once, and bob is on line.
+    assert!(
+        alice.wait_for("contacts", "Online", wait),
+        "{}",
+        alice.command("contacts", None)
+    );
+    alice.command("message", Some("Hello bob, from baresip"));
+    let line = bob.wait_for(|l| l.contains("PRIVMSG bob :Hello bob, from baresip"), WAIT);
+    assert!(line.starts_with(":alice!"), "{line}");
+    bob.send("PRIVMSG alice :Hello alice, from IRC");
+    assert!(
+        alice.heard("Hello alice, from IRC", wait),
+        "{}",
+        alice.console_text()
+    );
+}

@@ -145,8 +145,15 @@ pub fn probe_external(core: &Core, presentity: &str, watcher: &str) -> Option<Do
 /// (`user@domain`), which the router reaches through an adapter: the
 /// agent holds the dialog and notifies what the adapter reports. True
 /// when a new subscription was made (the other network is then asked).
-pub async fn subscribe_foreign(core: &Core, sip: &Sip, inc: Incoming, presentity: String) -> bool {
+/// `watcher` is who the proxy found the sender to be.
+pub(crate) async fn subscribe_foreign(
+    core: &Core,
+    sip: &Sip,
+    inc: Incoming,
+    presentity: String,
+    watcher: crate::simple::auth::Sender,
+) -> bool {
     let mut made = false;
-    subscribe_to(core, sip, inc, Some(presentity), &mut made).await;
+    subscribe_to(core, sip, inc, Some((presentity, watcher)), &mut made).await;
     made
 }

@@ -35,9 +35,10 @@ use crate::sys::now_secs;
 
 mod foreign;
 
+pub(crate) use foreign::subscribe_foreign;
 pub use foreign::{
-    foreign_decision, is_watched, probe_external, publish_foreign, set_foreign, subscribe_foreign,
-    unwatch_external, watch_external,
+    foreign_decision, is_watched, probe_external, publish_foreign, set_foreign, unwatch_external,
+    watch_external,
 };
 
 /// Event packages the agent serves, for Allow-Events.
@@ -793,9 +794,13 @@ async fn subscribe_to(
     core: &Core,
     sip: &Sip,
     mut inc: Incoming,
-    foreign: Option<String>,
+    foreign: Option<(String, super::auth::Sender)>,
     made: &mut bool,
 ) {
+    let (foreign, checked) = match foreign {
+        Some((presentity, sender)) => (Some(presentity), Some(sender)),
+        None => (None, None),
+    };
     let agent = &core.presence;
     let (package, event_id) = match event(&inc.message) {
         Ok(e) => e,
@@ -871,9 +876,15 @@ async fn subscribe_to(
     }
     // A watcher of a local domain proves who it is; one of another domain
     // is who its server (and the RFC 5922 check) says it is.
-    let mut copy = inc.message.clone();
-    let Some(sender) = super::auth::authenticate(core, &mut copy, &mut inc, now).await else {
-        return;
+    let sender = match checked {
+        Some(s) => s,
+        None => {
+            let mut copy = inc.message.clone();
+            let Some(s) = super::auth::authenticate(core, &mut copy, &mut inc, now).await else {
+                return;
+            };
+            s
+        }
     };
     let watcher = format!(
         "{}@{}",

@@ -33,7 +33,8 @@ fn free_pair() -> u16 {
 impl Baresip {
     /// Starts `user` with the account `sip:user@server` (digest password
     /// `password`, publishing its presence) and `contacts` watched
-    /// (`;presence=p2p`).
+    /// (`;presence=p2p`): `bob` is `sip:bob@server`, `bob@example.com`
+    /// itself (reached with `server` as the outbound proxy).
     pub fn start(user: &str, password: &str, server: SocketAddr, contacts: &[&str]) -> Baresip {
         let dir = std::env::temp_dir().join(format!(
             "baresip-{}-{user}-{}",
@@ -53,16 +54,26 @@ impl Baresip {
             ),
         )
         .unwrap();
+        // A contact with a domain of its own (`bob@irc.example.com`) is
+        // reached through Parley as the outbound proxy.
+        let outbound = if contacts.iter().any(|c| c.contains('@')) {
+            format!(";outbound=\"sip:{server}\"")
+        } else {
+            String::new()
+        };
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{user}@{server}>;auth_user={user};auth_pass={password};regint=600;pubint=60;answermode=manual\n"
+                "<sip:{user}@{server}>;auth_user={user};auth_pass={password};regint=600;pubint=60;answermode=manual{outbound}\n"
             ),
         )
         .unwrap();
         let list: String = contacts
             .iter()
-            .map(|c| format!("\"{c}\" <sip:{c}@{server}>;presence=p2p\n"))
+            .map(|c| match c.split_once('@') {
+                Some((name, _)) => format!("\"{name}\" <sip:{c}>;presence=p2p\n"),
+                None => format!("\"{c}\" <sip:{c}@{server}>;presence=p2p\n"),
+            })
             .collect();
         std::fs::write(dir.join("contacts"), list).unwrap();
         let child = Command::new("baresip")
