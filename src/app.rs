@@ -294,7 +294,9 @@ fn irc_adapter(config: &Config) -> anyhow::Result<parley_irc::IrcAdapter> {
         networks.push(parley_irc::NetworkSettings {
             name: n.name.clone(),
             domain: n.domain.to_ascii_lowercase(),
-            server: n.server,
+            servers: std::iter::once(n.server)
+                .chain(n.servers.iter().copied())
+                .collect(),
             nick_template: n.nick_template.clone(),
             realname: n.realname.clone(),
             max_nick: n.max_nick.max(1),

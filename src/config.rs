@@ -133,6 +133,10 @@ pub struct IrcNetworkConfig {
     pub domain: String,
     /// The server (`127.0.0.1:6667`).
     pub server: SocketAddr,
+    /// More servers of the network, tried in turn when `server` does not
+    /// take the connection.
+    #[serde(default)]
+    pub servers: Vec<SocketAddr>,
     /// The nick each user gets; `{user}` is the user's local part.
     #[serde(default = "default_nick_template")]
     pub nick_template: String,

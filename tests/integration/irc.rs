@@ -1030,3 +1030,67 @@ fn a_baresip_user_and_an_irc_user_talk() {
         alice.console_text()
     );
 }
+
+#[test]
+fn on_a_network_whose_services_have_no_sasl_users_identify_to_nickserv() {
+    use parley_test_support::inspircd::InspIrcd;
+    use parley_test_support::pki::TestCa;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(IRC);
+    let net = InspIrcd::start(IRC, &cert, &key);
+    net.register_account("alice", "alice-secret");
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"nickserv\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\nlogin = \"nickserv\"\n\
+         [[irc.network.account]]\nuser = \"alice@localhost\"\nname = \"alice\"\npassword = \"alice-secret\"\n",
+        net.port
+    ));
+    let alice = sip_user(&server, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let r = message(&alice, "alice", &format!("bob@{IRC}"), "n1", "identified");
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :identified"),
+        WAIT,
+    );
+    // IDENTIFY follows the welcome: ask until the account shows.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        bob.send("WHOIS alice");
+        let line = bob.wait_for(|l| l.contains(" 330 ") || l.contains(" 318 "), WAIT);
+        if line.contains(" 330 bob alice alice :") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice never identified"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_network_server_that_refuses_is_passed_over_for_the_next() {
+    let net = Ngircd::start(IRC);
+    // A port nobody listens on: closed at once.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"two\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{dead_port}\"\n\
+         servers = [\"127.0.0.1:{}\"]\n",
+        net.port
+    ));
+    let alice = sip_user(&server, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let r = message(
+        &alice,
+        "alice",
+        &format!("bob@{IRC}"),
+        "v1",
+        "via the second server",
+    );
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(|l| l.ends_with("PRIVMSG bob :via the second server"), WAIT);
+}

@@ -45,8 +45,8 @@ pub struct NetworkSettings {
     pub name: String,
     /// The domain its nicks appear under (`irc.example.com`).
     pub domain: String,
-    /// The server to connect to.
-    pub server: SocketAddr,
+    /// The servers to connect to, tried in turn.
+    pub servers: Vec<SocketAddr>,
     /// The nick a Parley user gets: `{user}` is the user's local part.
     pub nick_template: String,
     /// The realname (GECOS) of every connection.
@@ -88,7 +88,7 @@ impl std::fmt::Debug for NetworkSettings {
         f.debug_struct("NetworkSettings")
             .field("name", &self.name)
             .field("domain", &self.domain)
-            .field("server", &self.server)
+            .field("servers", &self.servers)
             .field("tls", &self.tls.as_ref().map(|(_, name)| name))
             .finish_non_exhaustive()
     }
@@ -812,10 +812,21 @@ async fn session(
     carried: Carried<'_>,
 ) -> Result<(), String> {
     let network = &shared.settings.networks[net];
-    let stream = tokio::time::timeout(network.connect_timeout, TcpStream::connect(network.server))
-        .await
-        .map_err(|_| "connecting timed out".to_string())?
-        .map_err(|e| format!("cannot connect: {e}"))?;
+    // The network's servers in turn: the first that takes the connection.
+    let mut stream = Err("no server configured".to_string());
+    for server in &network.servers {
+        stream =
+            match tokio::time::timeout(network.connect_timeout, TcpStream::connect(server)).await {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(format!("cannot connect to {server}: {e}")),
+                Err(_) => Err(format!("connecting to {server} timed out")),
+            };
+        match &stream {
+            Ok(_) => break,
+            Err(why) => debug!(network = %network.name, %why, "trying the next server"),
+        }
+    }
+    let stream = stream?;
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer): (Reader, Writer) = match &network.tls {
         None => {
