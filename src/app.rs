@@ -284,7 +284,8 @@ fn irc_adapter(config: &Config) -> anyhow::Result<parley_irc::IrcAdapter> {
                 .as_ref()
                 .or(config.sip.tls.ca_file.as_ref())
                 .context("an IRC network over TLS needs trust anchors")?;
-            let cfg = crate::net::tls::verifying_client_config(ca)
+            let own = (n.login == crate::config::IrcLogin::External).then_some(config);
+            let cfg = crate::net::tls::verifying_client_config(ca, own)
                 .with_context(|| format!("TLS for IRC network {}", n.name))?;
             let name = n.server_name.clone().unwrap_or_else(|| n.domain.clone());
             Some((cfg, name))
@@ -316,6 +317,7 @@ fn irc_adapter(config: &Config) -> anyhow::Result<parley_irc::IrcAdapter> {
                 crate::config::IrcLogin::None => parley_irc::Login::None,
                 crate::config::IrcLogin::Sasl => parley_irc::Login::Sasl,
                 crate::config::IrcLogin::NickServ => parley_irc::Login::NickServ,
+                crate::config::IrcLogin::External => parley_irc::Login::External,
             },
             accounts: n
                 .account

@@ -183,7 +183,8 @@ pub struct IrcNetworkConfig {
     pub ca_file: Option<PathBuf>,
     /// How users with an `account` below log in to the network's
     /// services: `none`, `sasl` (SASL PLAIN while registering; use TLS) or
-    /// `nickserv` (IDENTIFY once registered).
+    /// `nickserv` (IDENTIFY once registered); or `external`, every user's
+    /// connection logging in with Parley's certificate (SASL EXTERNAL).
     #[serde(default)]
     pub login: IrcLogin,
     /// `[[irc.network.account]]`: a Parley user's services account.
@@ -218,6 +219,10 @@ pub enum IrcLogin {
     Sasl,
     /// NickServ IDENTIFY.
     NickServ,
+    /// SASL EXTERNAL: every connection presents Parley's own TLS
+    /// certificate, and the services log it in to the account that
+    /// certificate is registered to (the gateway's).
+    External,
 }
 
 /// `[[irc.network.account]]`
@@ -1233,6 +1238,15 @@ impl Config {
                     "irc.network.ca_file",
                     format!(
                         "{}: TLS needs trust anchors (ca_file here or in [sip.tls])",
+                        n.name
+                    ),
+                ));
+            }
+            if n.login == IrcLogin::External && !n.tls {
+                return Err(value(
+                    "irc.network.login",
+                    format!(
+                        "{}: external needs tls = true (the certificate is the login)",
                         n.name
                     ),
                 ));

@@ -129,17 +129,27 @@ fn roots_from(file: &std::path::Path) -> Result<rustls::RootCertStore, TlsError>
 }
 
 /// A rustls client configuration trusting the anchors in `ca_file` (the
-/// server's certificate must name the host it is asked for), with no
-/// client certificate: for links such as an IRC network's.
+/// server's certificate must name the host it is asked for): for links
+/// such as an IRC network's. With `own` (the config), Parley presents its
+/// own certificate too (SASL EXTERNAL); without, none.
 pub fn verifying_client_config(
     ca_file: &std::path::Path,
+    own: Option<&Config>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
-        .with_root_certificates(roots_from(ca_file)?)
-        .with_no_client_auth();
+        .with_root_certificates(roots_from(ca_file)?);
+    let cfg = match own {
+        Some(config) => {
+            let (certs, key) = own_certificate(config)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .context("certificate and key do not match")?
+        }
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(cfg))
 }
 

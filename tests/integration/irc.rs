@@ -1094,3 +1094,51 @@ fn a_network_server_that_refuses_is_passed_over_for_the_next() {
     assert_eq!(status(&r) / 100, 2, "{r}");
     bob.wait_for(|l| l.ends_with("PRIVMSG bob :via the second server"), WAIT);
 }
+
+#[test]
+fn with_sasl_external_connections_log_in_with_parleys_certificate() {
+    use parley_test_support::inspircd::InspIrcd;
+    use parley_test_support::pki::TestCa;
+    use rustls::pki_types::pem::PemObject;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue(IRC);
+    let net = InspIrcd::start(IRC, &cert, &key);
+    let server = TestServer::start(&format!(
+        "[auth]\nregistrar = false\nproxy = false\n\
+         [[irc.network]]\nname = \"external\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n\
+         tls = true\nca_file = {:?}\nlogin = \"external\"\n",
+        net.tls_port,
+        ca.cert.display().to_string()
+    ));
+    // The services know Parley's certificate (its SHA-256 fingerprint) as
+    // the gateway's account.
+    let own =
+        rustls::pki_types::CertificateDer::from_pem_file(server.state_dir.join("tls/cert.pem"))
+            .expect("Parley's certificate");
+    let fingerprint: String = ring::digest::digest(&ring::digest::SHA256, &own)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    net.register_with_certificate("gateway", "gw-secret", Some(&fingerprint));
+    let alice = sip_user(&server, "alice");
+    let mut bob = IrcClient::connect(net.port, "bob");
+    let r = message(
+        &alice,
+        "alice",
+        &format!("bob@{IRC}"),
+        "x1",
+        "logged in by certificate",
+    );
+    assert_eq!(status(&r) / 100, 2, "{r}");
+    bob.wait_for(
+        |l| l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :logged in by certificate"),
+        WAIT,
+    );
+    bob.send("WHOIS alice");
+    let line = bob.wait_for(|l| l.contains(" 330 ") || l.contains(" 318 "), WAIT);
+    assert!(
+        line.contains(" 330 bob alice gateway :"),
+        "not logged in: {line}"
+    );
+}

@@ -107,6 +107,9 @@ pub enum Login {
     /// `PRIVMSG NickServ :IDENTIFY account password` once registered, for
     /// networks whose services have no SASL.
     NickServ,
+    /// SASL EXTERNAL for every user: the TLS client certificate (the
+    /// gateway's) is the login.
+    External,
 }
 
 /// How the adapter runs.
@@ -932,6 +935,7 @@ async fn converse(
             account: name.clone(),
             password: password.clone(),
         }),
+        (Login::External, _) => Some(register::Sasl::External),
         _ => None,
     };
     // IRCv3: capabilities first (a server without CAP ignores it and

@@ -69,6 +69,7 @@ impl InspIrcd {
             "services_account",
             "sasl",
             "ssl_gnutls",
+            "sslinfo",
         ]
         .map(|m| format!("<module name=\"{m}\">\n"))
         .concat();
@@ -86,7 +87,7 @@ impl InspIrcd {
                  <dns server=\"127.0.0.1\" timeout=\"1\">\n\
                  <limits maxnick=\"30\" maxchan=\"64\" maxmodes=\"20\" maxident=\"11\" maxhost=\"64\" maxquit=\"255\" maxtopic=\"307\" maxkick=\"255\" maxreal=\"128\" maxgecos=\"128\" maxaway=\"200\">\n\
                  {modules}\
-                 <sslprofile name=\"main\" provider=\"gnutls\" certfile=\"{d}/cert.pem\" keyfile=\"{d}/key.pem\" dhfile=\"\" requestclientcert=\"no\">\n\
+                 <sslprofile name=\"main\" provider=\"gnutls\" certfile=\"{d}/cert.pem\" keyfile=\"{d}/key.pem\" dhfile=\"\" hash=\"sha256\" requestclientcert=\"yes\">\n\
                  <sasl target=\"{SERVICES}\">\n\
                  <uline server=\"{SERVICES}\" silent=\"yes\">\n\
                  <link name=\"{SERVICES}\" ipaddr=\"127.0.0.1\" port=\"{link}\" allowmask=\"127.0.0.0/8\" sendpass=\"linkpw\" recvpass=\"linkpw\">\n"
@@ -167,6 +168,18 @@ impl InspIrcd {
     /// Registers the services account `account` with `password`, as a user
     /// would with NickServ.
     pub fn register_account(&self, account: &str, password: &str) {
+        self.register_with_certificate(account, password, None);
+    }
+
+    /// [`InspIrcd::register_account`], with a client certificate's SHA-256
+    /// fingerprint (hex) added to the account (NickServ CERT ADD): SASL
+    /// EXTERNAL with that certificate logs in to it.
+    pub fn register_with_certificate(
+        &self,
+        account: &str,
+        password: &str,
+        fingerprint: Option<&str>,
+    ) {
         let mut c = IrcClient::connect(self.port, account);
         c.send(&format!(
             "PRIVMSG NickServ :REGISTER {password} {account}@example.test"
@@ -175,6 +188,13 @@ impl InspIrcd {
             |l| l.starts_with(":NickServ!") && l.contains("is now registered"),
             Duration::from_secs(10),
         );
+        if let Some(fp) = fingerprint {
+            c.send(&format!("PRIVMSG NickServ :CERT ADD {fp}"));
+            c.wait_for(
+                |l| l.starts_with(":NickServ!") && l.contains(fp),
+                Duration::from_secs(10),
+            );
+        }
         c.send("QUIT");
     }
 }
@@ -190,6 +210,8 @@ loadmodule "modules/nickserv/identify";
 loadmodule "modules/nickserv/help";
 loadmodule "modules/saslserv/main";
 loadmodule "modules/saslserv/plain";
+loadmodule "modules/saslserv/external";
+loadmodule "modules/nickserv/cert";
 serverinfo {{
 	name = "{SERVICES}"; desc = "Atheme"; numeric = "00B"; recontime = 1;
 	netname = "Test"; hidehostsuffix = "users.test"; adminname = "test";
