@@ -98,6 +98,21 @@ pub(super) fn reader(shared: Arc<Shared>, socket: Arc<std::net::UdpSocket>) {
         if n == 0 || buf[..n].iter().all(|&c| c == b'\r' || c == b'\n') {
             continue; // keep-alive
         }
+        // RFC 5626 §8: STUN keep-alives on the SIP port, answered at once
+        // with where the client is seen; malformed ones are dropped.
+        if crate::proto::stun::is_stun(&buf[..n]) {
+            let answer = crate::proto::stun::answer(&buf[..n], source);
+            let outcome = if answer.is_some() {
+                "answered"
+            } else {
+                "dropped"
+            };
+            metrics::counter!("parley_stun_requests_total", "outcome" => outcome).increment(1);
+            if let Some(answer) = answer.filter(|_| sendable(source.ip())) {
+                send(&socket, &answer, source);
+            }
+            continue;
+        }
         let data = Bytes::copy_from_slice(&buf[..n]);
         let (shared, socket) = (shared.clone(), socket.clone());
         let mut work = Box::pin(async move {

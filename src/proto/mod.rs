@@ -14,6 +14,7 @@ pub mod pidf;
 pub mod room;
 pub mod sdp;
 pub mod sip;
+pub mod stun;
 pub mod time;
 pub mod transaction;
 pub use parley_adapter::xml;

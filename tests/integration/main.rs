@@ -9,6 +9,7 @@ mod gateway;
 mod interdomain;
 mod irc;
 mod layout;
+mod mobile;
 mod msrp_codec;
 mod msrp_relay;
 mod overload;

@@ -56,3 +56,8 @@ fn msrp_corpus() {
 fn sdp_corpus() {
     replay("sdp", 2, fuzz::sdp);
 }
+
+#[test]
+fn stun_corpus() {
+    replay("stun", 4, fuzz::stun);
+}

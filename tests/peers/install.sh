@@ -25,6 +25,8 @@ command -v ngircd >/dev/null 2>&1 || need+=(ngircd)
 # An IRCv3 network with TLS and SASL: InspIRCd with Atheme services.
 command -v inspircd >/dev/null 2>&1 || need+=(inspircd)
 command -v atheme-services >/dev/null 2>&1 || need+=(atheme-services)
+# A real STUN client for the keep-alives on the SIP port (RFC 5626 §8).
+command -v turnutils_stunclient >/dev/null 2>&1 || need+=(coturn)
 # The console page is checked in a headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The scripted XMPP clients run in a venv.

@@ -313,3 +313,24 @@ pub fn sdp(data: &[u8]) {
         Sdp::parse(&ans.to_bytes()).expect("Parley's answer parses");
     }
 }
+
+/// Checks one datagram as STUN on the SIP port: decoding is bounded and
+/// never panics; whatever Parley answers is a STUN message Parley reads,
+/// of the request's transaction, and a success tells the source's address.
+pub fn stun(data: &[u8]) {
+    use parley::proto::stun::{answer, decode, Class};
+    let source: std::net::SocketAddr = "192.0.2.1:32853".parse().unwrap();
+    let request = decode(data);
+    let Some(reply) = answer(data, source) else {
+        return;
+    };
+    let request = request.expect("only a message that reads is answered");
+    let read = decode(&reply).expect("Parley's answer reads");
+    assert_eq!(read.transaction, request.transaction);
+    assert_eq!(read.method, request.method);
+    match read.class {
+        Class::Success => assert_eq!(read.mapped, Some(source)),
+        Class::Error => {}
+        other => panic!("answered with a {other:?}"),
+    }
+}
