@@ -158,10 +158,8 @@ pub fn decode(data: &[u8]) -> Result<Stun, StunError> {
             ATTR_XOR_MAPPED_ADDRESS => {
                 out.mapped = Some(address(value, Some(&data[4..20])).ok_or(StunError::Attribute)?);
             }
-            ATTR_MAPPED_ADDRESS => {
-                if out.mapped.is_none() {
-                    out.mapped = Some(address(value, None).ok_or(StunError::Attribute)?);
-                }
+            ATTR_MAPPED_ADDRESS if out.mapped.is_none() => {
+                out.mapped = Some(address(value, None).ok_or(StunError::Attribute)?);
             }
             // Known, and nothing a keep-alive server does with them.
             ATTR_USERNAME
