@@ -161,6 +161,8 @@ pub fn decode(data: &[u8]) -> Result<Stun, StunError> {
             ATTR_MAPPED_ADDRESS if out.mapped.is_none() => {
                 out.mapped = Some(address(value, None).ok_or(StunError::Attribute)?);
             }
+            // XOR-MAPPED-ADDRESS, when both are given, is the one read.
+            ATTR_MAPPED_ADDRESS => {}
             // Known, and nothing a keep-alive server does with them.
             ATTR_USERNAME
             | ATTR_MESSAGE_INTEGRITY
