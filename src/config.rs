@@ -790,8 +790,15 @@ pub struct RegistrarConfig {
     pub max_expires: u32,
     /// Used when the REGISTER names no expiry.
     pub default_expires: u32,
-    /// Bindings one address of record may hold at most.
+    /// Bindings one address of record may hold at most (every flow of
+    /// every instance counted).
     pub max_contacts: usize,
+    /// Outbound flows (RFC 5626 reg-ids) one instance may hold at most.
+    pub max_flows_per_instance: usize,
+    /// Seconds between the keep-alives an outbound client should send on
+    /// its flows (Flow-Timer, RFC 5626 §4.4.1); below `[sip]
+    /// idle_timeout_secs`, or idle flows would be closed.
+    pub flow_timer_secs: u32,
 }
 
 impl Default for RegistrarConfig {
@@ -801,6 +808,8 @@ impl Default for RegistrarConfig {
             max_expires: 86_400,
             default_expires: 3_600,
             max_contacts: 16,
+            max_flows_per_instance: 4,
+            flow_timer_secs: 120,
         }
     }
 }
@@ -1289,6 +1298,15 @@ impl Config {
             return Err(value(
                 "registrar",
                 "needs min_expires <= default_expires <= max_expires".into(),
+            ));
+        }
+        if u64::from(r.flow_timer_secs) >= config.sip.idle_timeout_secs || r.flow_timer_secs == 0 {
+            return Err(value(
+                "registrar.flow_timer_secs",
+                format!(
+                    "{} must be above 0 and below [sip] idle_timeout_secs ({}), or idle flows close",
+                    r.flow_timer_secs, config.sip.idle_timeout_secs
+                ),
             ));
         }
         if r.max_contacts == 0 {

@@ -77,6 +77,10 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Work that runs once a second (expiry sweeps that send requests).
     fn tick(self: Arc<Self>, sip: Sip) -> HandlerFuture;
+
+    /// A connection a peer opened has closed: the flow `(transport,
+    /// peer)` is gone (RFC 5626 §5.3).
+    fn flow_closed(&self, _transport: Transport, _peer: SocketAddr) {}
 }
 
 /// A request larger than this goes over TCP instead of UDP (RFC 3261

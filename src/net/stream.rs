@@ -286,8 +286,12 @@ fn start<S: AsyncRead + AsyncWrite + Send + 'static>(
             accepted.as_deref(),
         )
         .await;
+        let inbound = accepted.is_some();
         drop(accepted);
         unregister(&shared2, &key, &reader_tx);
+        if inbound {
+            shared2.handler.flow_closed(key.0, peer);
+        }
         drop(reader_tx);
         done.cancel();
         let _ = writer.await;

@@ -33,9 +33,24 @@ pub struct Binding {
     pub transport: Transport,
     /// Where it came from: requests over a stream go back on that flow.
     pub source: SocketAddr,
+    /// The `+sip.instance` of an outbound binding (RFC 5626), else empty.
+    pub instance: Box<str>,
+    /// Its `reg-id`; 0 when the binding is not an outbound flow.
+    pub reg_id: u32,
 }
 
 impl Binding {
+    /// An RFC 5626 flow: requests go over the flow it registered on, and
+    /// it ends with that flow.
+    pub fn is_flow(&self) -> bool {
+        self.reg_id != 0
+    }
+
+    /// The same binding: the same contact URI over the same flow number.
+    fn same_key(&self, other: &Binding) -> bool {
+        self.uri == other.uri && self.reg_id == other.reg_id
+    }
+
     fn row(&self, aor: &str) -> BindingRow {
         BindingRow {
             aor: aor.to_string(),
@@ -48,6 +63,8 @@ impl Binding {
             path: self.path.to_string(),
             transport: self.transport.to_string(),
             source: self.source.to_string(),
+            instance: self.instance.to_string(),
+            reg_id: i64::from(self.reg_id),
         }
     }
 
@@ -65,6 +82,8 @@ impl Binding {
                 path: row.path.as_str().into(),
                 transport,
                 source: row.source.parse().ok()?,
+                instance: row.instance.as_str().into(),
+                reg_id: u32::try_from(row.reg_id).ok()?,
             },
         ))
     }
@@ -74,7 +93,11 @@ impl Binding {
 #[derive(Debug)]
 enum Write {
     Put(BindingRow),
-    Remove { aor: String, uri: String },
+    Remove {
+        aor: String,
+        uri: String,
+        reg_id: u32,
+    },
     Expired(i64),
 }
 
@@ -118,7 +141,9 @@ impl Location {
                 counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 let r = match &w {
                     Write::Put(row) => store.put_binding(row).await,
-                    Write::Remove { aor, uri } => store.remove_binding(aor, uri).await,
+                    Write::Remove { aor, uri, reg_id } => {
+                        store.remove_binding(aor, uri, i64::from(*reg_id)).await
+                    }
                     Write::Expired(now) => store.remove_expired(*now).await.map(|_| ()),
                 };
                 if let Err(e) = r {
@@ -171,10 +196,11 @@ impl Location {
         let before = bindings.clone();
         let out = change(&mut bindings)?;
         for old in &before {
-            if !bindings.iter().any(|b| b.uri == old.uri) {
+            if !bindings.iter().any(|b| b.same_key(old)) {
                 self.write(Write::Remove {
                     aor: aor.to_string(),
                     uri: old.uri.to_string(),
+                    reg_id: old.reg_id,
                 });
             }
         }
@@ -191,6 +217,37 @@ impl Location {
             map.insert(aor.into(), bindings);
         }
         Ok(out)
+    }
+
+    /// The flow `(transport, source)` ended (its connection closed): the
+    /// outbound bindings made over it end at once (RFC 5626 §5.3), so no
+    /// request forks to a device that cannot be reached. Returns them, by
+    /// address of record.
+    pub fn drop_flow(&self, transport: Transport, source: SocketAddr) -> Vec<(String, Binding)> {
+        let aors: Vec<String> = {
+            let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.iter()
+                .filter(|(_, list)| {
+                    list.iter()
+                        .any(|b| b.is_flow() && b.transport == transport && b.source == source)
+                })
+                .map(|(aor, _)| aor.to_string())
+                .collect()
+        };
+        let mut gone = Vec::new();
+        for aor in aors {
+            let _ = self.update(&aor, |bindings| {
+                bindings.retain(|b| {
+                    let on_flow = b.is_flow() && b.transport == transport && b.source == source;
+                    if on_flow {
+                        gone.push((aor.clone(), b.clone()));
+                    }
+                    !on_flow
+                });
+                Ok::<(), ()>(())
+            });
+        }
+        gone
     }
 
     /// Drops the bindings that expired by `now`, in memory and in the store.

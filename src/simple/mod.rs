@@ -275,6 +275,14 @@ impl Handler for Core {
     fn tick(self: Arc<Self>, sip: Sip) -> HandlerFuture {
         Box::pin(async move { Core::tick(&self, &sip).await })
     }
+
+    /// RFC 5626 §5.3: the outbound bindings made over a flow end with it.
+    fn flow_closed(&self, transport: crate::proto::sip::Transport, peer: std::net::SocketAddr) {
+        for (aor, b) in self.location.drop_flow(transport, peer) {
+            tracing::info!(%aor, contact = %b.uri, %peer, reg_id = b.reg_id, "flow closed: binding ended");
+            metrics::counter!("parley_flows_closed_total").increment(1);
+        }
+    }
 }
 
 /// Answers a request the router or a service refused: the status, the

@@ -2,6 +2,13 @@
 //! `Contact: *` with `Expires: 0`, min/max expires (423 with Min-Expires),
 //! q-values, Call-ID/CSeq ordering, Path (RFC 3327). The 200 lists every
 //! current binding with its remaining time.
+//!
+//! SIP Outbound (RFC 5626 §6): a contact with `+sip.instance` and
+//! `reg-id` is a flow of that instance; a new registration on the same
+//! (instance, reg-id) replaces the flow, several reg-ids live side by side
+//! (up to `max_flows_per_instance`), the 200 carries `Require: outbound`
+//! and `Flow-Timer`, and a REGISTER that came through a proxy without an
+//! `ob` Path is refused with 439.
 
 use crate::net::Incoming;
 use crate::proto::sip::typed::{parse_delta, parse_q, Contact};
@@ -18,6 +25,7 @@ use crate::sys::now_secs;
 enum Refusal {
     OutOfOrder,
     TooMany,
+    TooManyFlows,
 }
 
 /// One contact of the request.
@@ -27,6 +35,8 @@ struct Wanted {
     contact: String,
     expires: u32,
     q: u16,
+    /// `+sip.instance` and `reg-id`, for an outbound flow.
+    flow: Option<(String, u32)>,
 }
 
 /// Rebuilds a Contact value without `expires`, every other part as sent.
@@ -139,11 +149,22 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                     .value("q")
                     .and_then(|v| parse_q(v.as_bytes()))
                     .unwrap_or(1000);
+                // RFC 5626 §4.2: reg-id is 1 to 2^31-1, and counts only
+                // with an instance.
+                let instance = na.params.value("+sip.instance").map(|v| v.to_string());
+                let reg_id = match na.params.value("reg-id") {
+                    None => None,
+                    Some(v) => match v.parse::<u32>() {
+                        Ok(n) if (1..=0x7FFF_FFFF).contains(&n) => Some(n),
+                        _ => return r.reply(400, "Bad reg-id in Contact", &[]).await,
+                    },
+                };
                 wanted.push(Wanted {
                     uri: String::from_utf8_lossy(na.uri_raw).into_owned(),
                     contact: without_expires(&na),
                     expires,
                     q,
+                    flow: instance.zip(reg_id),
                 });
             }
             Err(e) => return r.reply(400, &e.to_string(), &[]).await,
@@ -178,6 +199,16 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
     let (transport, source) = (inc.transport, inc.source);
+    // RFC 5626 §6: outbound needs Parley to be the first hop, or the first
+    // hop to have put `ob` in its Path.
+    let outbound = wanted.iter().any(|w| w.flow.is_some());
+    if outbound {
+        let vias = msg.headers().values(HeaderName::Via).count();
+        let edge_ob = path.first().is_some_and(|p| first_path_has_ob(p));
+        if vias > 1 && !edge_ob {
+            return r.reply(439, "First Hop Lacks Outbound Support", &[]).await;
+        }
+    }
 
     // Steps 7 and 8: apply, all or nothing.
     let changed = core.location.update(&aor, |bindings| {
@@ -190,7 +221,15 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
             return Ok(());
         }
         for w in &wanted {
-            let pos = bindings.iter().position(|b| same_uri(&b.uri, &w.uri));
+            // The binding this contact replaces: for an outbound flow the
+            // one of the same instance and reg-id (whatever its URI), else
+            // the same URI outside any flow.
+            let pos = bindings.iter().position(|b| match &w.flow {
+                Some((instance, reg_id)) => {
+                    b.reg_id == *reg_id && b.instance.as_ref() == instance.as_str()
+                }
+                None => b.reg_id == 0 && same_uri(&b.uri, &w.uri),
+            });
             if let Some(i) = pos {
                 if stale(&bindings[i]) {
                     return Err(Refusal::OutOfOrder);
@@ -204,6 +243,15 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
             if bindings.len() >= cfg.max_contacts {
                 return Err(Refusal::TooMany);
             }
+            if let Some((instance, _)) = &w.flow {
+                let flows = bindings
+                    .iter()
+                    .filter(|b| b.reg_id != 0 && b.instance.as_ref() == instance.as_str())
+                    .count();
+                if flows >= cfg.max_flows_per_instance {
+                    return Err(Refusal::TooManyFlows);
+                }
+            }
             bindings.push(Binding {
                 uri: w.uri.as_str().into(),
                 contact: w.contact.as_str().into(),
@@ -214,6 +262,8 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                 path: path.join(", ").into(),
                 transport,
                 source,
+                instance: w.flow.as_ref().map_or("", |f| f.0.as_str()).into(),
+                reg_id: w.flow.as_ref().map_or(0, |f| f.1),
             });
         }
         Ok(())
@@ -229,6 +279,9 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
             return r
                 .reply(403, "Too many contacts for this address", &[])
                 .await
+        }
+        Err(Refusal::TooManyFlows) => {
+            return r.reply(403, "Too many flows for this instance", &[]).await
         }
     }
 
@@ -251,8 +304,30 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     if supports_path {
         extra.extend(path.into_iter().map(|p| ("Path", p)));
     }
+    if outbound {
+        extra.push(("Require", "outbound".to_string()));
+        extra.push(("Flow-Timer", cfg.flow_timer_secs.to_string()));
+    }
     extra.push(("Date", http_date(now)));
     r.reply(200, "OK", &extra).await
+}
+
+/// Whether the first Path value's URI has the `ob` parameter (RFC 5626
+/// §5.3: the edge proxy supports outbound).
+fn first_path_has_ob(path: &str) -> bool {
+    let first = crate::proto::sip::grammar::split_commas(path.as_bytes())
+        .next()
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(first);
+    let uri = text
+        .trim()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default();
+    uri.split(';')
+        .skip(1)
+        .any(|p| p.trim().eq_ignore_ascii_case("ob"))
 }
 
 /// The address of record of a REGISTER: its To user and domain

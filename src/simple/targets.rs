@@ -98,6 +98,12 @@ pub fn binding_target(b: &Binding, sip: &Sip) -> Option<Target> {
     if let Some(first) = path_routes(&b.path).first() {
         return route_target(first.as_bytes(), b.transport);
     }
+    // RFC 5626 §5.3: an outbound flow is the only way to the device (its
+    // Contact is unreachable behind NAT); a closed one reaches nothing.
+    if b.is_flow() {
+        let open = !b.transport.is_stream() || sip.is_connected(b.transport, b.source);
+        return open.then(|| Target::new(b.transport, b.source));
+    }
     if b.transport.is_stream() && sip.is_connected(b.transport, b.source) {
         return Some(Target::new(b.transport, b.source));
     }

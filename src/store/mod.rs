@@ -90,6 +90,10 @@ pub struct BindingRow {
     pub transport: String,
     /// The address it came from.
     pub source: String,
+    /// The `+sip.instance` of an outbound binding (RFC 5626), else empty.
+    pub instance: String,
+    /// Its `reg-id`, 0 when not an outbound binding.
+    pub reg_id: i64,
 }
 
 /// A MESSAGE kept for a user with no registered contact.
@@ -198,8 +202,9 @@ pub trait Store: Send + Sync {
     fn users(&self) -> StoreFuture<'_, Vec<User>>;
     /// Adds or replaces a binding.
     fn put_binding<'a>(&'a self, binding: &'a BindingRow) -> StoreFuture<'a, ()>;
-    /// Removes one binding.
-    fn remove_binding<'a>(&'a self, aor: &'a str, uri: &'a str) -> StoreFuture<'a, ()>;
+    /// Removes one binding (its URI and reg-id, 0 for none).
+    fn remove_binding<'a>(&'a self, aor: &'a str, uri: &'a str, reg_id: i64)
+        -> StoreFuture<'a, ()>;
     /// Removes the bindings that expired at or before `now` (Unix seconds).
     fn remove_expired(&self, now: i64) -> StoreFuture<'_, u64>;
     /// Every binding.
@@ -773,8 +778,9 @@ impl Store for SqliteStore {
         Box::pin(async move {
             sqlx::query(
                 "INSERT OR REPLACE INTO bindings
-                 (aor, uri, contact, expires_at, q, call_id, cseq, path, transport, source)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (aor, uri, contact, expires_at, q, call_id, cseq, path, transport, source,
+                  instance, reg_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&b.aor)
             .bind(&b.uri)
@@ -786,17 +792,25 @@ impl Store for SqliteStore {
             .bind(&b.path)
             .bind(&b.transport)
             .bind(&b.source)
+            .bind(&b.instance)
+            .bind(b.reg_id)
             .execute(&self.pool)
             .await?;
             Ok(())
         })
     }
 
-    fn remove_binding<'a>(&'a self, aor: &'a str, uri: &'a str) -> StoreFuture<'a, ()> {
+    fn remove_binding<'a>(
+        &'a self,
+        aor: &'a str,
+        uri: &'a str,
+        reg_id: i64,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM bindings WHERE aor = ? AND uri = ?")
+            sqlx::query("DELETE FROM bindings WHERE aor = ? AND uri = ? AND reg_id = ?")
                 .bind(aor)
                 .bind(uri)
+                .bind(reg_id)
                 .execute(&self.pool)
                 .await?;
             Ok(())
@@ -831,6 +845,8 @@ impl Store for SqliteStore {
                         path: r.try_get("path")?,
                         transport: r.try_get("transport")?,
                         source: r.try_get("source")?,
+                        instance: r.try_get("instance")?,
+                        reg_id: r.try_get("reg_id")?,
                     })
                 })
                 .collect::<Result<_, sqlx::Error>>()

@@ -64,6 +64,8 @@ fn main() {
                     path: "".into(),
                     transport: Transport::Udp,
                     source,
+                    instance: format!("<urn:uuid:{i:08}-0000-0000-0000-000000000000>").into(),
+                    reg_id: 1,
                 });
                 Ok::<(), ()>(())
             });

@@ -35,3 +35,277 @@ fn a_stun_client_learns_its_address_from_the_sip_port() {
     );
     assert_eq!(crate::presence::status(&ua.final_response()), 200);
 }
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::presence::{header, status};
+use crate::registrar_proxy::user_add;
+
+const INSTANCE: &str = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A SIP client's connection to Parley (a flow), framing messages by
+/// Content-Length and answering digest challenges for alice.
+struct Flow {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+    n: u32,
+}
+
+impl Flow {
+    fn open(server: &TestServer) -> Flow {
+        let stream = std::net::TcpStream::connect(server.tcp).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Flow {
+            stream,
+            buf: Vec::new(),
+            n: 0,
+        }
+    }
+
+    fn local(&self) -> std::net::SocketAddr {
+        self.stream.local_addr().unwrap()
+    }
+
+    fn send(&mut self, head: &str, body: &str) {
+        let text = format!(
+            "{}\r\nContent-Length: {}\r\n\r\n{body}",
+            head.trim_end().replace('\n', "\r\n"),
+            body.len()
+        );
+        self.stream.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// The next message, whole.
+    fn next(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+                let len: usize = header(&head, "Content-Length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + len {
+                    let m: Vec<u8> = self.buf.drain(..end + 4 + len).collect();
+                    return String::from_utf8_lossy(&m).to_string();
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).expect("a message on the flow");
+            assert!(n > 0, "the flow closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn final_response(&mut self) -> String {
+        loop {
+            let m = self.next();
+            if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
+                return m;
+            }
+        }
+    }
+
+    /// A REGISTER for alice with `contact` (and `extra` headers), answering
+    /// the digest challenge; the final response.
+    fn register(&mut self, contact: &str, extra: &str) -> String {
+        self.n += 1;
+        let call = format!("ob-{}", self.local().port());
+        let (local, n) = (self.local(), self.n);
+        let head = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:localhost SIP/2.0\nVia: SIP/2.0/TCP {local};branch=z9hG4bKob{cseq}x{n}\nMax-Forwards: 70\nFrom: <sip:alice@localhost>;tag=ob\nTo: <sip:alice@localhost>\nCall-ID: {call}\nCSeq: {cseq} REGISTER\nSupported: outbound, path\n{auth}{contact}{extra}"
+            )
+        };
+        let cseq = self.n * 2;
+        self.send(&head(cseq - 1, ""), "");
+        let r = self.final_response();
+        if status(&r) != 401 {
+            return r;
+        }
+        let challenges: Vec<&str> = r
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+            .map(str::trim)
+            .collect();
+        let answer = parley::proto::digest::answer(
+            challenges,
+            "REGISTER",
+            "sip:localhost",
+            "alice",
+            "pw",
+            "0a4f113b",
+        )
+        .expect("a challenge");
+        self.send(&head(cseq, &format!("Authorization: {answer}\n")), "");
+        self.final_response()
+    }
+
+    /// Answers a request 200.
+    fn answer(&mut self, request: &str) {
+        let copy = |name: &str| {
+            request
+                .split("\r\n")
+                .filter(|l| {
+                    l.split(':')
+                        .next()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let head = format!(
+            "SIP/2.0 200 OK\n{}\n{}\n{};tag=flow\n{}\n{}",
+            copy("Via"),
+            copy("From"),
+            copy("To"),
+            copy("Call-ID"),
+            copy("CSeq")
+        );
+        self.send(&head, "");
+    }
+}
+
+/// The contact of a device behind NAT: an address that reaches nothing.
+fn contact(reg_id: u32) -> String {
+    format!("Contact: <sip:alice@127.0.0.9:9;transport=tcp;ob>;+sip.instance=\"{INSTANCE}\";reg-id={reg_id}\n")
+}
+
+/// A MESSAGE to alice from another domain (no credentials needed).
+fn message_to_alice(server: &TestServer, call: &str, text: &str) -> crate::presence::Ua {
+    let ua = crate::presence::Ua::new(server.udp);
+    ua.send(
+        &format!("MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:carol@example.test>;tag={call}\nTo: <sip:alice@localhost>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
+        text,
+    );
+    ua
+}
+
+#[test]
+fn outbound_flows_carry_requests_and_end_with_their_connections() {
+    let server = TestServer::start("");
+    user_add(&server, "alice@localhost", "pw");
+
+    // Two flows of one device (reg-id 1 and 2), each its own connection.
+    let mut one = Flow::open(&server);
+    let r = one.register(&contact(1), "");
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(header(&r, "Require"), Some("outbound"), "{r}");
+    assert_eq!(header(&r, "Flow-Timer"), Some("120"), "{r}");
+    assert!(r.contains("reg-id=1"), "{r}");
+    let mut two = Flow::open(&server);
+    let r = two.register(&contact(2), "");
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(r.matches("Contact:").count(), 2, "{r}");
+
+    // A MESSAGE reaches the device over both flows, never at its Contact.
+    let carol = message_to_alice(&server, "m1", "over the flows");
+    for flow in [&mut one, &mut two] {
+        let m = flow.next();
+        assert!(m.starts_with("MESSAGE "), "{m}");
+        assert!(m.ends_with("over the flows"), "{m}");
+        flow.answer(&m);
+    }
+    assert_eq!(status(&carol.final_response()), 200);
+
+    // The first connection closes: its binding ends at once, and the next
+    // MESSAGE goes over the second flow only.
+    drop(one);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let r = two.register("", "");
+        if r.matches("Contact:").count() == 1 {
+            assert!(r.contains("reg-id=2"), "{r}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed flow stayed: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let carol = message_to_alice(&server, "m2", "one flow left");
+    let m = two.next();
+    assert!(m.ends_with("one flow left"), "{m}");
+    two.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
+
+    // The device comes back from another address (a NAT rebinding) on
+    // reg-id 2: the new flow replaces the old one.
+    let mut again = Flow::open(&server);
+    let r = again.register(&contact(2), "");
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(r.matches("Contact:").count(), 1, "{r}");
+    let carol = message_to_alice(&server, "m3", "the new flow");
+    let m = again.next();
+    assert!(m.ends_with("the new flow"), "{m}");
+    again.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
+}
+
+#[test]
+fn outbound_flows_are_bounded_and_need_an_outbound_first_hop() {
+    let server = TestServer::start("");
+    user_add(&server, "alice@localhost", "pw");
+    let mut flow = Flow::open(&server);
+    // Four flows per instance by default; the fifth is refused.
+    for reg_id in 1..=4 {
+        let r = flow.register(&contact(reg_id), "");
+        assert_eq!(status(&r), 200, "{r}");
+    }
+    let r = flow.register(&contact(5), "");
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(r.contains("Too many flows"), "{r}");
+    // Through a proxy that did not put `ob` in its Path: 439.
+    let r = flow.register(
+        &contact(1),
+        "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKedge\n",
+    );
+    assert_eq!(status(&r), 439, "{r}");
+    // With an `ob` Path it is accepted.
+    let r = flow.register(
+        &contact(1),
+        "Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKedge2\nPath: <sip:edge@127.0.0.1:5999;lr;ob>\n",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+}
+
+#[test]
+fn over_udp_the_flow_is_the_address_the_register_came_from() {
+    let server = TestServer::start("");
+    user_add(&server, "alice@localhost", "pw");
+    let alice = crate::presence::Ua::new(server.udp);
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=u\nTo: <sip:alice@localhost>\nCall-ID: ob-udp\nCSeq: {cseq} REGISTER\nSupported: outbound\n{auth}Contact: <sip:alice@127.0.0.9:9;ob>;+sip.instance=\"{INSTANCE}\";reg-id=1"
+        )
+    };
+    alice.send(&register(1, ""), "");
+    let r = alice.final_response();
+    assert_eq!(status(&r), 401, "{r}");
+    let challenges: Vec<&str> = r
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+        .map(str::trim)
+        .collect();
+    let answer = parley::proto::digest::answer(
+        challenges,
+        "REGISTER",
+        "sip:localhost",
+        "alice",
+        "pw",
+        "0a4f113b",
+    )
+    .expect("a challenge");
+    alice.send(&register(2, &format!("Authorization: {answer}\n")), "");
+    let r = alice.final_response();
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(header(&r, "Require"), Some("outbound"), "{r}");
+    // The MESSAGE comes to the socket the REGISTER came from, not to the
+    // Contact's address.
+    let carol = message_to_alice(&server, "u1", "to the udp flow");
+    let m = alice.next();
+    assert!(m.starts_with("MESSAGE "), "{m}");
+    assert!(m.ends_with("to the udp flow"), "{m}");
+    assert_eq!(status(&carol.final_response()), 200);
+}
