@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod gruu;
 pub mod location;
 pub mod pager;
 pub mod presence;
@@ -59,6 +60,8 @@ pub struct Core {
     pub prefer_sessions: Vec<String>,
     /// Registrar bindings.
     pub location: location::Location,
+    /// The temporary GRUUs issued (RFC 5627).
+    pub gruus: gruu::Gruus,
     /// INVITEs being proxied, for CANCEL.
     pub invites: proxy::Invites,
     /// Redirect rules.
@@ -103,6 +106,7 @@ impl Core {
                 .map(|p| p.to_ascii_lowercase())
                 .collect(),
             location: location::Location::load(store.clone(), now_secs()).await?,
+            gruus: gruu::Gruus::default(),
             offline: pager::Offline::load(store.clone(), config.offline).await?,
             rooms: rooms::Rooms::load(&config.rooms, &config.domains, store.clone()).await?,
             invites: proxy::Invites::default(),
@@ -239,13 +243,28 @@ impl Core {
             .ticks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % 5 == 4 {
-            self.location.sweep(now_secs());
+            if self.location.sweep(now_secs()) > 0 {
+                self.forget_gruus();
+            }
             rooms::conference::sweep(self, sip).await;
         }
         presence::sweep(self, sip).await;
         rooms::conference::flush(self, sip).await;
         self.router.tick().await;
         pager::expire(self, sip).await;
+    }
+}
+
+impl Core {
+    /// Temporary GRUUs of instances no longer registered stop resolving.
+    fn forget_gruus(&self) {
+        let now = now_secs();
+        self.gruus.retain(|aor, urn| {
+            self.location
+                .lookup(aor, now)
+                .iter()
+                .any(|b| gruu::urn(&b.instance) == urn)
+        });
     }
 }
 
@@ -278,9 +297,13 @@ impl Handler for Core {
 
     /// RFC 5626 §5.3: the outbound bindings made over a flow end with it.
     fn flow_closed(&self, transport: crate::proto::sip::Transport, peer: std::net::SocketAddr) {
-        for (aor, b) in self.location.drop_flow(transport, peer) {
+        let gone = self.location.drop_flow(transport, peer);
+        for (aor, b) in &gone {
             tracing::info!(%aor, contact = %b.uri, %peer, reg_id = b.reg_id, "flow closed: binding ended");
             metrics::counter!("parley_flows_closed_total").increment(1);
+        }
+        if !gone.is_empty() {
+            self.forget_gruus();
         }
     }
 }

@@ -140,8 +140,35 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                     .await;
             };
             let (aor, domain) = local_aor(&core, user, &sip_uri.host);
-            let bindings = core.location.lookup(&aor, now);
+            // RFC 5627 §8.4.1: a GRUU reaches that one device; while it has
+            // no binding, 480 (nothing is kept offline for a device).
+            let device = match core.gruus.resolve(user, sip_uri.params.get("gr"), &aor) {
+                super::gruu::Target::None => None,
+                super::gruu::Target::Unknown => {
+                    return inc
+                        .responder
+                        .reply(404, "Not Found (no such GRUU)", &[])
+                        .await;
+                }
+                super::gruu::Target::Device(aor, urn) => Some(
+                    core.location
+                        .lookup(&aor, now)
+                        .into_iter()
+                        .filter(|b| super::gruu::urn(&b.instance) == urn)
+                        .collect::<Vec<_>>(),
+                ),
+            };
+            let bindings = match &device {
+                Some(d) => d.clone(),
+                None => core.location.lookup(&aor, now),
+            };
             if bindings.is_empty() {
+                if device.is_some() {
+                    return inc
+                        .responder
+                        .reply(480, "Temporarily Unavailable", &[])
+                        .await;
+                }
                 if core.auth.user(user, &domain).await.is_none() {
                     return inc.responder.reply(404, "Not Found", &[]).await;
                 }

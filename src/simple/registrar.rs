@@ -37,6 +37,8 @@ struct Wanted {
     q: u16,
     /// `+sip.instance` and `reg-id`, for an outbound flow.
     flow: Option<(String, u32)>,
+    /// `+sip.instance`, flow or not (GRUUs are given for it).
+    instance: Option<String>,
 }
 
 /// Rebuilds a Contact value without `expires`, every other part as sent.
@@ -164,7 +166,8 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                     contact: without_expires(&na),
                     expires,
                     q,
-                    flow: instance.zip(reg_id),
+                    flow: instance.clone().zip(reg_id),
+                    instance,
                 });
             }
             Err(e) => return r.reply(400, &e.to_string(), &[]).await,
@@ -262,7 +265,7 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                 path: path.join(", ").into(),
                 transport,
                 source,
-                instance: w.flow.as_ref().map_or("", |f| f.0.as_str()).into(),
+                instance: w.instance.as_deref().unwrap_or("").into(),
                 reg_id: w.flow.as_ref().map_or(0, |f| f.1),
             });
         }
@@ -285,23 +288,42 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
         }
     }
 
+    // RFC 5627 §5.3: a client that supports GRUU learns the public GRUU of
+    // each instance and a new temporary one for those it registered now.
+    let supports = |tag: &[u8]| {
+        msg.headers().values(HeaderName::Supported).any(|v| {
+            crate::proto::sip::grammar::split_commas(v)
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(tag))
+        })
+    };
+    let gruu = supports(b"gruu");
+    let fresh: Vec<&str> = wanted
+        .iter()
+        .filter_map(|w| w.instance.as_deref())
+        .collect();
     let mut extra: Vec<(&str, String)> = core
         .location
         .lookup(&aor, now)
         .into_iter()
         .map(|b| {
-            (
-                "Contact",
-                format!("{};expires={}", b.contact, b.expires_at.saturating_sub(now)),
-            )
+            let mut value = format!("{};expires={}", b.contact, b.expires_at.saturating_sub(now));
+            if gruu && !b.instance.is_empty() {
+                let temp = if fresh.contains(&b.instance.as_ref()) {
+                    None
+                } else {
+                    core.gruus.latest(&aor, &b.instance, &domain)
+                };
+                let temp = temp.unwrap_or_else(|| core.gruus.issue(&aor, &b.instance, &domain));
+                value.push_str(&format!(
+                    ";pub-gruu=\"{}\";temp-gruu=\"{temp}\"",
+                    super::gruu::Gruus::public(&aor, &b.instance)
+                ));
+            }
+            ("Contact", value)
         })
         .collect();
     // RFC 3327 §5.3: the Path is echoed when the UA supports it.
-    let supports_path = msg
-        .headers()
-        .values(HeaderName::Supported)
-        .any(|v| v.eq_ignore_ascii_case(b"path"));
-    if supports_path {
+    if supports(b"path") {
         extra.extend(path.into_iter().map(|p| ("Path", p)));
     }
     if outbound {

@@ -114,7 +114,7 @@ impl Flow {
         let (local, n) = (self.local(), self.n);
         let head = |cseq: u32, auth: &str| {
             format!(
-                "REGISTER sip:localhost SIP/2.0\nVia: SIP/2.0/TCP {local};branch=z9hG4bKob{cseq}x{n}\nMax-Forwards: 70\nFrom: <sip:alice@localhost>;tag=ob\nTo: <sip:alice@localhost>\nCall-ID: {call}\nCSeq: {cseq} REGISTER\nSupported: outbound, path\n{auth}{contact}{extra}"
+                "REGISTER sip:localhost SIP/2.0\nVia: SIP/2.0/TCP {local};branch=z9hG4bKob{cseq}x{n}\nMax-Forwards: 70\nFrom: <sip:alice@localhost>;tag=ob\nTo: <sip:alice@localhost>\nCall-ID: {call}\nCSeq: {cseq} REGISTER\nSupported: outbound, path, gruu\n{auth}{contact}{extra}"
             )
         };
         let cseq = self.n * 2;
@@ -168,14 +168,24 @@ impl Flow {
 
 /// The contact of a device behind NAT: an address that reaches nothing.
 fn contact(reg_id: u32) -> String {
-    format!("Contact: <sip:alice@127.0.0.9:9;transport=tcp;ob>;+sip.instance=\"{INSTANCE}\";reg-id={reg_id}\n")
+    contact_of(INSTANCE, reg_id)
+}
+
+/// [`contact`] for the device `instance`.
+fn contact_of(instance: &str, reg_id: u32) -> String {
+    format!("Contact: <sip:alice@127.0.0.9:9;transport=tcp;ob>;+sip.instance=\"{instance}\";reg-id={reg_id}\n")
 }
 
 /// A MESSAGE to alice from another domain (no credentials needed).
 fn message_to_alice(server: &TestServer, call: &str, text: &str) -> crate::presence::Ua {
+    message_to(server, "sip:alice@localhost", call, text)
+}
+
+/// A MESSAGE to `uri` from another domain.
+fn message_to(server: &TestServer, uri: &str, call: &str, text: &str) -> crate::presence::Ua {
     let ua = crate::presence::Ua::new(server.udp);
     ua.send(
-        &format!("MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:carol@example.test>;tag={call}\nTo: <sip:alice@localhost>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
+        &format!("MESSAGE {uri} SIP/2.0\nFrom: <sip:carol@example.test>;tag={call}\nTo: <{uri}>\nCall-ID: {call}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
         text,
     );
     ua
@@ -308,4 +318,105 @@ fn over_udp_the_flow_is_the_address_the_register_came_from() {
     assert!(m.starts_with("MESSAGE "), "{m}");
     assert!(m.ends_with("to the udp flow"), "{m}");
     assert_eq!(status(&carol.final_response()), 200);
+}
+
+/// The value of a Contact parameter in a REGISTER 200 (quoted).
+fn contact_param(r: &str, name: &str, nth: usize) -> String {
+    r.split("\r\n")
+        .filter(|l| l.starts_with("Contact:"))
+        .filter_map(|l| {
+            let at = l.find(&format!(";{name}=\""))? + name.len() + 3;
+            Some(l[at..].split('"').next()?.to_string())
+        })
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no {name}: {r}"))
+}
+
+#[test]
+fn a_gruu_reaches_one_device_and_a_temporary_one_hides_who_it_is() {
+    const OTHER: &str = "<urn:uuid:11111111-2222-3333-4444-555555555555>";
+    let server = TestServer::start("");
+    user_add(&server, "alice@localhost", "pw");
+    // Two devices of alice, each on its own flow.
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&contact(1), "");
+    assert_eq!(status(&r), 200, "{r}");
+    let public = contact_param(&r, "pub-gruu", 0);
+    let temp = contact_param(&r, "temp-gruu", 0);
+    assert_eq!(
+        public,
+        "sip:alice@localhost;gr=urn:uuid:00000000-0000-1000-8000-000A95A0E128"
+    );
+    assert!(
+        temp.starts_with("sip:tgruu.") && temp.ends_with("@localhost;gr"),
+        "{temp}"
+    );
+    assert!(
+        !temp.contains("alice") && !temp.contains("000A95A0E128"),
+        "{temp}"
+    );
+    let mut desk = Flow::open(&server);
+    let r = desk.register(&contact_of(OTHER, 1), "");
+    assert_eq!(status(&r), 200, "{r}");
+
+    // The public GRUU reaches the phone only; the AOR reaches both.
+    let carol = message_to(&server, &public, "g1", "to the phone");
+    let m = phone.next();
+    assert!(m.ends_with("to the phone"), "{m}");
+    phone.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
+    // So does the temporary one.
+    let carol = message_to(&server, &temp, "g2", "by the temporary gruu");
+    let m = phone.next();
+    assert!(m.ends_with("by the temporary gruu"), "{m}");
+    phone.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
+    // Nothing reached the desk meanwhile: its next message is this one.
+    let carol = message_to_alice(&server, "g3", "to both");
+    for flow in [&mut phone, &mut desk] {
+        let m = flow.next();
+        assert!(m.ends_with("to both"), "{m}");
+        flow.answer(&m);
+    }
+    assert_eq!(status(&carol.final_response()), 200);
+
+    // A refresh gives a new temporary GRUU; the old one still works.
+    let r = phone.register(&contact(1), "");
+    let newer = contact_param(&r, "temp-gruu", 0);
+    assert_ne!(newer, temp);
+    let carol = message_to(&server, &temp, "g4", "the old one still");
+    let m = phone.next();
+    assert!(m.ends_with("the old one still"), "{m}");
+    phone.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
+
+    // The phone goes: its GRUUs answer 480 and nothing is kept for it;
+    // a temporary GRUU never issued is 404.
+    drop(phone);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let carol = message_to(&server, &public, "g5", "gone");
+        let code = status(&carol.final_response());
+        if code == 480 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the GRUU answered {code}"
+        );
+    }
+    // The desk's own GRUU still reaches the desk.
+    let r = desk.register(&contact_of(OTHER, 1), "");
+    let desk_gruu = contact_param(&r, "pub-gruu", 0);
+    assert!(
+        desk_gruu.ends_with("gr=urn:uuid:11111111-2222-3333-4444-555555555555"),
+        "{r}"
+    );
+    let carol = message_to(
+        &server,
+        "sip:tgruu.0123456789abcdef01234567@localhost;gr",
+        "g6",
+        "never",
+    );
+    assert_eq!(status(&carol.final_response()), 404);
 }

@@ -565,6 +565,11 @@ fn presentity(core: &Core, msg: &Message) -> Option<String> {
     if !core.is_local(&sip.host, sip.port) {
         return None;
     }
+    // A GRUU names one device, not the presentity (RFC 5627 §8.4.1): the
+    // request goes to that device.
+    if sip.params.get("gr").is_some() {
+        return None;
+    }
     let (aor, _) = proxy::local_aor(core, user, &sip.host);
     Some(aor)
 }
