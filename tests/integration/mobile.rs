@@ -87,6 +87,14 @@ impl Flow {
                     .unwrap_or(0);
                 if self.buf.len() >= end + 4 + len {
                     let m: Vec<u8> = self.buf.drain(..end + 4 + len).collect();
+                    // Everything Parley sends, its own parser accepts.
+                    let limits = parley::proto::sip::Limits::default();
+                    if let Err(e) = parley::cli::sip_parse(&m, false, &limits) {
+                        panic!(
+                            "Parley sent what its parser refuses ({e}):\n{}",
+                            String::from_utf8_lossy(&m)
+                        );
+                    }
                     return String::from_utf8_lossy(&m).to_string();
                 }
             }
