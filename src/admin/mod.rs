@@ -290,6 +290,8 @@ async fn registrations(State(a): State<Admin>) -> Json<Value> {
                 "q": f64::from(b.q) / 1000.0,
                 "transport": b.transport.to_string(),
                 "source": b.source.to_string(),
+                "instance": (!b.instance.is_empty()).then(|| crate::simple::gruu::urn(&b.instance).to_string()),
+                "reg_id": (b.reg_id != 0).then_some(b.reg_id),
             })
         })
         .collect();

@@ -428,3 +428,101 @@ fn a_gruu_reaches_one_device_and_a_temporary_one_hides_who_it_is() {
     );
     assert_eq!(status(&carol.final_response()), 404);
 }
+
+#[test]
+fn baresip_registers_outbound_flows_and_gets_messages_over_them() {
+    use parley_test_support::baresip::Baresip;
+    // baresip answers MD5 digest challenges only.
+    let server = TestServer::start_with_admin("[auth]\nalgorithms = [\"MD5\"]\n");
+    user_add(&server, "alice@localhost", "alice-pw");
+    let outbound = format!(
+        ";sipnat=outbound;outbound=\"sip:{};transport=tcp\"",
+        server.tcp
+    );
+    let mut alice = Baresip::start_with("alice", "alice-pw", server.tcp, &[], &outbound);
+    let wait = Duration::from_secs(15);
+    assert!(
+        alice.wait_for("reginfo", "OK", wait),
+        "{}",
+        alice.command("reginfo", None)
+    );
+    // Registered as a flow of its instance, over its TCP connection.
+    let (code, list) = crate::admin::http(
+        server.admin.unwrap(),
+        "GET",
+        "/api/v1/registrations",
+        Some(&server.admin_token()),
+        None,
+    );
+    assert_eq!(code, 200, "{list}");
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let b = &v[0];
+    assert_eq!(b["transport"], "tcp", "{list}");
+    assert_eq!(b["reg_id"], 1, "{list}");
+    assert!(
+        b["instance"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("urn:uuid:")),
+        "{list}"
+    );
+    let carol = message_to_alice(&server, "b1", "over baresip's flow");
+    assert!(
+        alice.heard("over baresip's flow", wait),
+        "{}",
+        alice.console_text()
+    );
+    assert_eq!(status(&carol.final_response()), 200);
+    // baresip goes away with its connection: the binding ends at once,
+    // not at its expiry ten minutes on.
+    drop(alice);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let (_, list) = crate::admin::http(
+            server.admin.unwrap(),
+            "GET",
+            "/api/v1/registrations",
+            Some(&server.admin_token()),
+            None,
+        );
+        if list.trim() == "[]" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flow's binding stayed: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn baresip_over_udp_registers_a_flow_and_gets_messages_at_its_source() {
+    use parley_test_support::baresip::Baresip;
+    let server = TestServer::start_with_admin("[auth]\nalgorithms = [\"MD5\"]\n");
+    user_add(&server, "alice@localhost", "alice-pw");
+    let outbound = format!(";sipnat=outbound;outbound=\"sip:{}\"", server.udp);
+    let mut alice = Baresip::start_with("alice", "alice-pw", server.udp, &[], &outbound);
+    let wait = Duration::from_secs(15);
+    assert!(
+        alice.wait_for("reginfo", "OK", wait),
+        "{}",
+        alice.command("reginfo", None)
+    );
+    let (_, list) = crate::admin::http(
+        server.admin.unwrap(),
+        "GET",
+        "/api/v1/registrations",
+        Some(&server.admin_token()),
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(v[0]["transport"], "udp", "{list}");
+    assert_eq!(v[0]["reg_id"], 1, "{list}");
+    let carol = message_to_alice(&server, "bu1", "over the udp flow");
+    assert!(
+        alice.heard("over the udp flow", wait),
+        "{}",
+        alice.console_text()
+    );
+    assert_eq!(status(&carol.final_response()), 200);
+}

@@ -36,6 +36,17 @@ impl Baresip {
     /// (`;presence=p2p`): `bob` is `sip:bob@server`, `bob@example.com`
     /// itself (reached with `server` as the outbound proxy).
     pub fn start(user: &str, password: &str, server: SocketAddr, contacts: &[&str]) -> Baresip {
+        Self::start_with(user, password, server, contacts, "")
+    }
+
+    /// [`Baresip::start`] with more account parameters (`;sipnat=outbound`).
+    pub fn start_with(
+        user: &str,
+        password: &str,
+        server: SocketAddr,
+        contacts: &[&str],
+        account: &str,
+    ) -> Baresip {
         let dir = std::env::temp_dir().join(format!(
             "baresip-{}-{user}-{}",
             std::process::id(),
@@ -43,11 +54,18 @@ impl Baresip {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let (sip, ctrl, cons) = (free_pair(), free_port(), free_port());
+        // SIP Outbound needs the device's instance id (the uuid module makes
+        // one, before the accounts load).
+        let uuid = if account.contains("outbound") {
+            "module uuid.so\n"
+        } else {
+            ""
+        };
         std::fs::write(
             dir.join("config"),
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:{sip}\nnet_interface 127.0.0.1\n\
-                 module_path /usr/lib/baresip/modules\nmodule cons.so\nmodule account.so\n\
+                 module_path /usr/lib/baresip/modules\nmodule cons.so\n{uuid}module account.so\n\
                  module contact.so\nmodule menu.so\nmodule presence.so\nmodule ctrl_tcp.so\n\
                  cons_listen 127.0.0.1:{cons}\nctrl_tcp_listen 127.0.0.1:{ctrl}\n\
                  audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
@@ -64,7 +82,7 @@ impl Baresip {
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{user}@{server}>;auth_user={user};auth_pass={password};regint=600;pubint=60;answermode=manual{outbound}\n"
+                "<sip:{user}@{server}>;auth_user={user};auth_pass={password};regint=600;pubint=60;answermode=manual{outbound}{account}\n"
             ),
         )
         .unwrap();
