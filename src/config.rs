@@ -82,6 +82,9 @@ pub struct Config {
     /// `[offline]`: store-and-forward of MESSAGE for users with no contact.
     #[serde(default)]
     pub offline: OfflineConfig,
+    /// `[push]`: push notifications for suspended devices (RFC 8599).
+    #[serde(default)]
+    pub push: PushConfig,
     /// `[presence]`: the presence agent.
     #[serde(default)]
     pub presence: PresenceConfig,
@@ -113,6 +116,85 @@ pub struct Config {
     /// The file this configuration was read from (for reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[push]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Seconds a request for a suspended device waits for it to register
+    /// again after the push; then 480 (and a MESSAGE is kept offline).
+    pub wait_secs: u64,
+    /// Put the message's text in the push payload (off: privacy first,
+    /// the payload says only that something came and from whom).
+    pub include_text: bool,
+    /// `[[push.provider]]`: the push services, by the `pn-provider` value
+    /// they serve. None: push is off.
+    pub provider: Vec<PushProviderConfig>,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            wait_secs: 30,
+            include_text: false,
+            provider: Vec::new(),
+        }
+    }
+}
+
+/// `[[push.provider]]`: an HTTP webhook (a push relay towards APNs or FCM,
+/// or a UnifiedPush distributor).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushProviderConfig {
+    /// The `pn-provider` value it serves (`apns`, `fcm`, `webpush`).
+    pub name: String,
+    /// Where the push request is POSTed (`http://host:port/path`).
+    pub url: String,
+    /// A bearer token sent with each request.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Milliseconds the service may take to answer.
+    #[serde(default = "default_push_timeout")]
+    pub timeout_ms: u64,
+    /// Push requests per second at most (a burst of as many).
+    #[serde(default = "default_push_rate")]
+    pub per_second: u32,
+}
+
+impl PushProviderConfig {
+    /// The webhook's host, port and path; `Err` for a URL Parley cannot
+    /// use (only `http://` is spoken).
+    pub fn endpoint(&self) -> Result<(String, u16, String), String> {
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{}: only http:// webhooks are supported", self.url))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') || h.starts_with('[') => (
+                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                p.parse::<u16>()
+                    .map_err(|_| format!("{}: bad port", self.url))?,
+            ),
+            _ => (authority.to_string(), 80),
+        };
+        if host.is_empty() {
+            return Err(format!("{}: no host", self.url));
+        }
+        Ok((host, port, path.to_string()))
+    }
+}
+
+fn default_push_timeout() -> u64 {
+    3000
+}
+fn default_push_rate() -> u32 {
+    50
 }
 
 /// `[irc]`
@@ -1299,6 +1381,9 @@ impl Config {
                 "registrar",
                 "needs min_expires <= default_expires <= max_expires".into(),
             ));
+        }
+        for p in &config.push.provider {
+            p.endpoint().map_err(|e| value("push.provider.url", e))?;
         }
         if u64::from(r.flow_timer_secs) >= config.sip.idle_timeout_secs || r.flow_timer_secs == 0 {
             return Err(value(

@@ -104,6 +104,9 @@ enum Write {
 /// Bindings by address of record (`user@domain`, lower-case domain).
 pub struct Location {
     map: Mutex<HashMap<Box<str>, Vec<Binding>>>,
+    /// Addresses of record whose bindings were added or refreshed (a
+    /// request held for a device waits on it, RFC 8599).
+    registered: tokio::sync::broadcast::Sender<Box<str>>,
     writes: mpsc::UnboundedSender<Write>,
     pending: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -153,6 +156,7 @@ impl Location {
         });
         Ok(Location {
             map: Mutex::new(map),
+            registered: tokio::sync::broadcast::channel(256).0,
             writes,
             pending,
         })
@@ -204,10 +208,15 @@ impl Location {
                 });
             }
         }
+        let mut added = false;
         for b in &bindings {
             if !before.contains(b) {
+                added = true;
                 self.write(Write::Put(b.row(aor)));
             }
+        }
+        if added {
+            let _ = self.registered.send(aor.into());
         }
         if bindings.is_empty() {
             map.remove(aor);
@@ -238,7 +247,12 @@ impl Location {
         for aor in aors {
             let _ = self.update(&aor, |bindings| {
                 bindings.retain(|b| {
-                    let on_flow = b.is_flow() && b.transport == transport && b.source == source;
+                    // A device with push (RFC 8599) is suspended, not gone:
+                    // its binding stays for the push to wake it.
+                    let on_flow = b.is_flow()
+                        && b.transport == transport
+                        && b.source == source
+                        && super::push::Device::of(&b.uri).is_none();
                     if on_flow {
                         gone.push((aor.clone(), b.clone()));
                     }
@@ -273,6 +287,12 @@ impl Location {
             self.pending
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Hears of each address of record whose bindings were added or
+    /// refreshed from now on.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Box<str>> {
+        self.registered.subscribe()
     }
 
     /// Changes not yet written to the store.

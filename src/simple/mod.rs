@@ -14,6 +14,7 @@ pub mod location;
 pub mod pager;
 pub mod presence;
 pub mod proxy;
+pub mod push;
 pub mod registrar;
 pub mod rooms;
 pub mod session;
@@ -62,6 +63,8 @@ pub struct Core {
     pub location: location::Location,
     /// The temporary GRUUs issued (RFC 5627).
     pub gruus: gruu::Gruus,
+    /// Push notification services (RFC 8599).
+    pub push: push::Push,
     /// INVITEs being proxied, for CANCEL.
     pub invites: proxy::Invites,
     /// Redirect rules.
@@ -107,6 +110,12 @@ impl Core {
                 .collect(),
             location: location::Location::load(store.clone(), now_secs()).await?,
             gruus: gruu::Gruus::default(),
+            // The config was checked: its webhook URLs read.
+            push: push::Push::new(&config.push).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "push notifications off");
+                push::Push::new(&crate::config::PushConfig::default())
+                    .expect("no providers, nothing to refuse")
+            }),
             offline: pager::Offline::load(store.clone(), config.offline).await?,
             rooms: rooms::Rooms::load(&config.rooms, &config.domains, store.clone()).await?,
             invites: proxy::Invites::default(),

@@ -181,6 +181,27 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                     .reply(480, "Temporarily Unavailable", &[])
                     .await;
             }
+            // RFC 8599: a suspended device is woken by push, and the
+            // request waits for it.
+            let bindings = if core.push.enabled() {
+                match super::push::wake_and_wait(&core, &sip, &msg, &aor, bindings).await {
+                    Some(b) => b,
+                    None => {
+                        if matches!(method, Some(Method::Message))
+                            && core.offline.enabled()
+                            && device.is_none()
+                        {
+                            return super::pager::keep(&core, &mut inc, &aor).await;
+                        }
+                        return inc
+                            .responder
+                            .reply(480, "Temporarily Unavailable", &[])
+                            .await;
+                    }
+                }
+            } else {
+                bindings
+            };
             groups(&bindings, &sip)
         } else {
             if !may_relay {

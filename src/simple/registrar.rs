@@ -202,6 +202,28 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect();
     let (transport, source) = (inc.transport, inc.source);
+    // RFC 8599 §5.3: with push on, a device asks for a service Parley has,
+    // or is told 555; the 200 names the service (Feature-Caps).
+    let mut push_caps: Option<String> = None;
+    if core.push.enabled() {
+        for (w, value) in wanted.iter().zip(msg.headers().values(HeaderName::Contact)) {
+            let Some(provider) = super::push::Device::provider_of(&w.uri) else {
+                continue;
+            };
+            if !core.push.serves(&provider) {
+                return r
+                    .reply(555, "Push Notification Service Not Supported", &[])
+                    .await;
+            }
+            let wakes_itself = String::from_utf8_lossy(value).contains("+sip.pnsreg");
+            let mut caps = format!("*;+sip.pns=\"{provider}\"");
+            if wakes_itself {
+                // Refresh this long before the binding expires, unwoken.
+                caps.push_str(";+sip.pnsreg=\"130\"");
+            }
+            push_caps = Some(caps);
+        }
+    }
     // RFC 5626 §6: outbound needs Parley to be the first hop, or the first
     // hop to have put `ob` in its Path.
     let outbound = wanted.iter().any(|w| w.flow.is_some());
@@ -325,6 +347,9 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     // RFC 3327 §5.3: the Path is echoed when the UA supports it.
     if supports(b"path") {
         extra.extend(path.into_iter().map(|p| ("Path", p)));
+    }
+    if let Some(caps) = push_caps {
+        extra.push(("Feature-Caps", caps));
     }
     if outbound {
         extra.push(("Require", "outbound".to_string()));

@@ -526,3 +526,117 @@ fn baresip_over_udp_registers_a_flow_and_gets_messages_at_its_source() {
     );
     assert_eq!(status(&carol.final_response()), 200);
 }
+
+/// A push service on loopback: answers each POST with the next of
+/// `codes` (then 200) and hands the test every body it got.
+fn push_service(codes: Vec<u16>) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut codes = codes.into_iter();
+        for conn in listener.incoming().take(20) {
+            let Ok(mut conn) = conn else { break };
+            conn.set_read_timeout(Some(WAIT)).unwrap();
+            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let code = codes.next().unwrap_or(200);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if tx.send(String::from_utf8_lossy(&body).to_string()).is_err() {
+                break;
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// A device with push: its Contact URI carries the push service, token
+/// and app (RFC 8599 §4.1.1).
+fn push_contact(provider: &str) -> String {
+    format!(
+        "Contact: <sip:alice@127.0.0.9:9;transport=tcp;ob;pn-provider={provider};pn-prid=tok3n%3D42;pn-param=ZZY8.com.example.voip>;+sip.instance=\"{INSTANCE}\";reg-id=1\n"
+    )
+}
+
+#[test]
+fn a_suspended_device_is_woken_by_push_and_gets_the_held_message() {
+    let (port, pushes) = push_service(vec![200, 200, 410]);
+    let server = TestServer::start(&format!(
+        "[push]\nwait_secs = 3\n[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\n"
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    // A service Parley has no webhook for: 555.
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&push_contact("fcm"), "");
+    assert_eq!(status(&r), 555, "{r}");
+    // Parley names the service it will use.
+    let r = phone.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(
+        header(&r, "Feature-Caps"),
+        Some("*;+sip.pns=\"apns\""),
+        "{r}"
+    );
+
+    // The app is suspended: its connection is gone, its binding stays.
+    drop(phone);
+    std::thread::sleep(Duration::from_millis(200));
+    let carol = message_to_alice(&server, "p1", "wake up");
+    // The push names the device and the sender, never the text.
+    let push = pushes.recv_timeout(WAIT).expect("a push request");
+    let v: serde_json::Value = serde_json::from_str(&push).unwrap();
+    assert_eq!(v["provider"], "apns", "{push}");
+    assert_eq!(v["prid"], "tok3n=42", "{push}");
+    assert_eq!(v["param"], "ZZY8.com.example.voip", "{push}");
+    assert_eq!(v["aor"], "alice@localhost", "{push}");
+    assert_eq!(v["method"], "MESSAGE", "{push}");
+    assert_eq!(v["from"], "sip:carol@example.test", "{push}");
+    assert!(!push.contains("wake up"), "{push}");
+    // The app wakes and registers again over a new flow: the held
+    // MESSAGE comes over it.
+    let mut woken = Flow::open(&server);
+    let r = woken.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    let m = woken.next();
+    assert!(m.starts_with("MESSAGE ") && m.ends_with("wake up"), "{m}");
+    woken.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
+
+    // Suspended again, and the app does not come back in time: the
+    // MESSAGE is kept offline (202), as for anyone unreachable.
+    drop(woken);
+    std::thread::sleep(Duration::from_millis(200));
+    let carol = message_to_alice(&server, "p2", "later");
+    pushes.recv_timeout(WAIT).expect("a second push");
+    assert_eq!(status(&carol.final_response()), 202);
+
+    // The service says the token is gone (410): the binding goes with it,
+    // and the MESSAGE is kept at once.
+    let carol = message_to_alice(&server, "p3", "token gone");
+    pushes.recv_timeout(WAIT).expect("a third push");
+    assert_eq!(status(&carol.final_response()), 202);
+    let carol = message_to_alice(&server, "p4", "no push now");
+    assert_eq!(status(&carol.final_response()), 202);
+    assert!(
+        pushes.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a push for a token that is gone"
+    );
+}
