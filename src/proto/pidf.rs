@@ -375,6 +375,21 @@ impl Presence {
         out
     }
 
+    /// A document that says "open" with a note: a user who publishes
+    /// nothing but has a device that can be woken (RFC 8599) is reachable,
+    /// not offline.
+    pub fn open_with_note(entity: &str, note: &str) -> Presence {
+        let mut p = Presence::closed(entity);
+        if let Some(t) = p.tuples.first_mut() {
+            t.basic = Some(Basic::Open);
+            t.notes.push(Note {
+                lang: None,
+                text: note.to_string(),
+            });
+        }
+        p
+    }
+
     /// A document that says only "closed": what watchers get when every
     /// publication is gone, and what a pending or politely blocked
     /// watcher sees (RFC 3856 §6.6).

@@ -223,6 +223,9 @@ impl Core {
                     registrar::register(&self, &mut incoming).await;
                     // A contact came: deliver what was kept (off this task).
                     if let Some(aor) = registered_aor(&self, &incoming.message) {
+                        if self.push.enabled() {
+                            self.push_presence(&sip, &aor).await;
+                        }
                         if self.offline.waiting(&aor) > 0 {
                             tokio::spawn(pager::deliver(self.clone(), sip.clone(), aor));
                         }
@@ -265,6 +268,19 @@ impl Core {
 }
 
 impl Core {
+    /// Tells the presence agent whether `aor` has a device push can wake,
+    /// and until when (RFC 8599).
+    pub(crate) async fn push_presence(&self, sip: &Sip, aor: &str) {
+        let until = self
+            .location
+            .lookup(aor, now_secs())
+            .iter()
+            .filter(|b| push::Device::of(&b.uri).is_some())
+            .map(|b| b.expires_at)
+            .max();
+        presence::set_pushable(self, sip, aor, until).await;
+    }
+
     /// Temporary GRUUs of instances no longer registered stop resolving.
     fn forget_gruus(&self) {
         let now = now_secs();

@@ -349,6 +349,7 @@ pub async fn wake_and_wait(
                     list.retain(|x| !(x.uri == b.uri && x.reg_id == b.reg_id));
                     Ok::<(), ()>(())
                 });
+                core.push_presence(sip, aor).await;
             }
             Outcome::Failed(_) => {}
         }

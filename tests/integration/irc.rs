@@ -507,12 +507,16 @@ fn three_networks(net: &Ngircd, bridge: bool) -> crate::rooms::Federation {
     } else {
         String::new()
     };
+    // The XMPP domain is routed, not classified by DNS: a lookup slow
+    // under load would refuse the first message the IRC side sends.
     crate::rooms::federation_full(
         None,
         &[IRC],
         &format!(
-            "[[irc.network]]\nname = \"three\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n{policy}",
-            net.port
+            "[[irc.network]]\nname = \"three\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n{policy}\
+             [[route]]\ndomain = \"{}\"\nvia = \"xmpp\"\n",
+            net.port,
+            crate::rooms::XMPP
         ),
     )
 }

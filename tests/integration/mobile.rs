@@ -640,3 +640,49 @@ fn a_suspended_device_is_woken_by_push_and_gets_the_held_message() {
         "a push for a token that is gone"
     );
 }
+
+#[test]
+fn a_user_whose_device_sleeps_with_push_is_shown_reachable_not_offline() {
+    let (port, _pushes) = push_service(Vec::new());
+    let server = TestServer::start(&format!(
+        "[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\n"
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    user_add(&server, "bob@localhost", "bobpw");
+    let bob = crate::rooms::Member::with_password(
+        &server,
+        "bob",
+        "localhost",
+        "x@localhost",
+        Some("bobpw"),
+    );
+    let r = bob.request(
+        "SUBSCRIBE",
+        "sip:alice@localhost",
+        &format!(
+            "Event: presence\nAccept: application/pidf+xml\nContact: <sip:bob@{}>\nExpires: 600",
+            bob.ua.local
+        ),
+        "",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let notify = |part: &str| bob.next_matching(|m| m.starts_with("NOTIFY ") && m.contains(part));
+    // Nothing published, no device: closed.
+    notify("<basic>closed</basic>");
+    // alice's phone registers with push and sleeps: she is shown open, with
+    // a note that says how (she publishes nothing herself).
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    let m = notify("<basic>open</basic>");
+    assert!(m.contains(parley::simple::presence::PUSH_NOTE), "{m}");
+    drop(phone);
+    // The phone unregisters (from a new flow): closed again.
+    let mut last = Flow::open(&server);
+    let r = last.register(
+        &push_contact("apns").replace(";reg-id=1", ";reg-id=1;expires=0"),
+        "",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    notify("<basic>closed</basic>");
+}

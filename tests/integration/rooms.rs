@@ -18,7 +18,7 @@ const ROOM: &str = "dev@conference.localhost";
 /// A registered pager-mode SIP user, keeping the room's MESSAGEs that
 /// arrive while it waits for its own final responses.
 pub(crate) struct Member {
-    ua: Ua,
+    pub(crate) ua: Ua,
     user: String,
     domain: String,
     room: String,
@@ -125,6 +125,24 @@ impl Member {
             } else if !m.starts_with("ACK ") {
                 self.inbox.borrow_mut().push(m);
             }
+        }
+    }
+
+    /// The next request (one kept meanwhile, or a new one) that `pred`
+    /// accepts; the others are kept.
+    pub(crate) fn next_matching(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let mut inbox = self.inbox.borrow_mut();
+                if let Some(i) = inbox.iter().position(|m| pred(m)) {
+                    return inbox.remove(i);
+                }
+            }
+            let m = self
+                .ua
+                .next_within(deadline.saturating_duration_since(Instant::now()));
+            self.inbox.borrow_mut().push(m);
         }
     }
 

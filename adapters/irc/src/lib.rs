@@ -443,6 +443,20 @@ async fn subscription(
     };
     let granted = matches!(control, Control::Watch(_));
     let puppet = open(shared, net, &s.from.bare()).await?;
+    // The grant goes before any presence the watch brings, or the
+    // watcher's server would drop the presence as unasked for.
+    if granted {
+        if let Some(hub) = shared.hub.get().cloned() {
+            let answer = parley_adapter::Subscription {
+                from: s.to.bare(),
+                to: s.from.bare(),
+                action: A::Subscribed,
+            };
+            let _ = hub
+                .submit(&peer(shared, net), Inbound::Subscription(answer))
+                .await;
+        }
+    }
     puppet
         .send(Out {
             line: String::new(),
@@ -452,19 +466,6 @@ async fn subscription(
         })
         .await
         .map_err(|_| Failure::new(Condition::RemoteServerTimeout, "the IRC connection closed"))?;
-    if granted {
-        if let Some(hub) = shared.hub.get().cloned() {
-            let answer = parley_adapter::Subscription {
-                from: s.to.bare(),
-                to: s.from.bare(),
-                action: A::Subscribed,
-            };
-            let peer = peer(shared, net);
-            tokio::spawn(async move {
-                let _ = hub.submit(&peer, Inbound::Subscription(answer)).await;
-            });
-        }
-    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod muc;
 mod s2s;
 pub mod stanza;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -128,9 +129,43 @@ pub(crate) struct Shared {
     stop: CancellationToken,
     tracker: TaskTracker,
     ids: AtomicU64,
+    /// Room traffic is handled in the order it came, per remote domain (a
+    /// roster before the occupant's own presence, a join before what the
+    /// occupant says, XEP-0045 §7.2): one queue and one task per domain.
+    room_order: std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Ordered>>>,
 }
 
+/// Room traffic waiting its turn.
+type Ordered = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 impl Shared {
+    /// Runs `work` after the room traffic from `domain` that came before.
+    fn in_order(self: &Arc<Self>, domain: &str, work: Ordered) {
+        let mut queues = self.room_order.lock().unwrap_or_else(|p| p.into_inner());
+        let work = match queues.get(domain) {
+            Some(q) => match q.send(work) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(w)) => w,
+            },
+            None => work,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Ordered>();
+        let _ = tx.send(work);
+        queues.insert(domain.to_string(), tx);
+        let stop = self.stop.clone();
+        self.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    next = rx.recv() => match next {
+                        Some(w) => w.await,
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
+
     fn next_id(&self) -> u64 {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
@@ -205,6 +240,7 @@ impl XmppAdapter {
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             ids: AtomicU64::new(0),
+            room_order: std::sync::Mutex::new(HashMap::new()),
         });
         XmppAdapter {
             shared,
@@ -458,6 +494,33 @@ pub(crate) fn dispatch(
         answer_iq(&shared, &el, ns, &reply);
         return;
     }
+    // What a room of another server tells one of Parley's users, in the
+    // order the room said it.
+    if muc::is_room_traffic(&el, ns) {
+        let domain = peer.domain.clone();
+        let queue = shared.clone();
+        queue.in_order(
+            &domain,
+            Box::pin(async move {
+                let _permit = permit;
+                let Some(hub) = shared.hub.get().cloned() else {
+                    return;
+                };
+                let result = match muc::decode_notice(&el, ns) {
+                    Ok(Some(mut n)) => {
+                        n.to = reply.inward(&shared, n.to);
+                        hub.submit(&peer, Inbound::RoomEvent(n)).await
+                    }
+                    Ok(None) => Ok(()),
+                    Err(refused) => Err(refused.failure),
+                };
+                if let Err(failure) = result {
+                    debug!(%failure, "room traffic refused");
+                }
+            }),
+        );
+        return;
+    }
     let tracker = shared.tracker.clone();
     tracker.spawn(async move {
         // Held until the stanza is handled: a stream has a bounded number
@@ -468,21 +531,6 @@ pub(crate) fn dispatch(
             return;
         };
         let rewrite = |a: Address| reply.inward(&shared, a);
-        // What a room of another server tells one of Parley's users.
-        if muc::is_room_traffic(&el, ns) {
-            let result = match muc::decode_notice(&el, ns) {
-                Ok(Some(mut n)) => {
-                    n.to = rewrite(n.to);
-                    hub.submit(&peer, Inbound::RoomEvent(n)).await
-                }
-                Ok(None) => Ok(()),
-                Err(refused) => Err(refused.failure),
-            };
-            if let Err(failure) = result {
-                debug!(%failure, "room traffic refused");
-            }
-            return;
-        }
         let item = match stanza::decode(&el, ns) {
             Ok(Decoded::Message(mut m)) => {
                 m.to = rewrite(m.to);
@@ -551,57 +599,61 @@ fn rooms(
     reply: Reply,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let tracker = shared.tracker.clone();
-    tracker.spawn(async move {
-        let _permit = permit;
-        let Some(hub) = shared.hub.get().cloned() else {
-            return;
-        };
-        let is_error = el.attr("type") == Some("error");
-        let rewrite = |a: Address| reply.inward(&shared, a);
-        // And back: Parley's domain as the component's subdomain.
-        let outward = |a: Address| reply.outward(&shared, a);
-        if el.name == "iq" {
-            let answer = room_iq(&hub, &peer, &el, ns, (&rewrite, &outward)).await;
-            let response = match answer {
-                Ok(payload) => {
-                    let mut r = Element::new(ns, "iq").with_attr("", "type", "result");
-                    for (attr, value) in [
-                        ("from", el.attr("to")),
-                        ("to", el.attr("from")),
-                        ("id", el.attr("id")),
-                    ] {
-                        if let Some(v) = value {
-                            r = r.with_attr("", attr, v);
+    let domain = peer.domain.clone();
+    let queue = shared.clone();
+    queue.in_order(
+        &domain,
+        Box::pin(async move {
+            let _permit = permit;
+            let Some(hub) = shared.hub.get().cloned() else {
+                return;
+            };
+            let is_error = el.attr("type") == Some("error");
+            let rewrite = |a: Address| reply.inward(&shared, a);
+            // And back: Parley's domain as the component's subdomain.
+            let outward = |a: Address| reply.outward(&shared, a);
+            if el.name == "iq" {
+                let answer = room_iq(&hub, &peer, &el, ns, (&rewrite, &outward)).await;
+                let response = match answer {
+                    Ok(payload) => {
+                        let mut r = Element::new(ns, "iq").with_attr("", "type", "result");
+                        for (attr, value) in [
+                            ("from", el.attr("to")),
+                            ("to", el.attr("from")),
+                            ("id", el.attr("id")),
+                        ] {
+                            if let Some(v) = value {
+                                r = r.with_attr("", attr, v);
+                            }
+                        }
+                        match payload {
+                            Some(p) => r.with_child(p),
+                            None => r,
                         }
                     }
-                    match payload {
-                        Some(p) => r.with_child(p),
-                        None => r,
-                    }
+                    Err(f) => stanza::error_reply(&el, &f),
+                };
+                if matches!(el.attr("type"), Some("get" | "set")) {
+                    send_reply(&shared, response, &reply).await;
                 }
-                Err(f) => stanza::error_reply(&el, &f),
+                return;
+            }
+            let result = match muc::decode(&el, ns) {
+                Ok(Some(mut request)) => {
+                    request.room = rewrite(request.room);
+                    hub.submit(&peer, Inbound::Room(request)).await
+                }
+                Ok(None) => Ok(()),
+                Err(refused) => Err(refused.failure),
             };
-            if matches!(el.attr("type"), Some("get" | "set")) {
-                send_reply(&shared, response, &reply).await;
+            if let Err(failure) = result {
+                debug!(%failure, name = %el.name, "room stanza refused");
+                if !is_error {
+                    send_error(&shared, &el, &failure, &reply).await;
+                }
             }
-            return;
-        }
-        let result = match muc::decode(&el, ns) {
-            Ok(Some(mut request)) => {
-                request.room = rewrite(request.room);
-                hub.submit(&peer, Inbound::Room(request)).await
-            }
-            Ok(None) => Ok(()),
-            Err(refused) => Err(refused.failure),
-        };
-        if let Err(failure) = result {
-            debug!(%failure, name = %el.name, "room stanza refused");
-            if !is_error {
-                send_error(&shared, &el, &failure, &reply).await;
-            }
-        }
-    });
+        }),
+    );
 }
 
 /// The answer to an IQ for the conference service or one of its rooms.

@@ -228,6 +228,9 @@ struct State {
     rules: HashMap<(String, String), Decision>,
     /// What the store said last time the rules were read.
     rules_version: Option<(i64, i64)>,
+    /// Presentities with a device that push can wake (RFC 8599), until
+    /// when its binding lasts: shown open while they publish nothing.
+    pushable: HashMap<String, u64>,
     /// Presentities of other networks (reached through an adapter): what
     /// each answered a watcher's subscription request, by (presentity,
     /// watcher). Pending until the other network answers.
@@ -504,8 +507,40 @@ fn compose(state: &State, presentity: &str) -> Document {
         Some(list) if !list.is_empty() => {
             Document::compose(&entity, list.iter().map(|p| &p.document))
         }
+        // A suspended device is asleep, not gone: a request wakes it.
+        _ if state.pushable.contains_key(presentity) => {
+            Document::open_with_note(&entity, PUSH_NOTE)
+        }
         _ => Document::closed(&entity),
     }
+}
+
+/// The note of a presentity shown open because a device can be woken.
+pub const PUSH_NOTE: &str = "Reachable (device asleep; wakes for messages)";
+
+/// The registrar's word on `presentity`'s devices: `until` is when its
+/// last binding a push can wake expires (None: it has none). Watchers are
+/// told when that changes what they see.
+pub async fn set_pushable(core: &Core, sip: &Sip, presentity: &str, until: Option<u64>) {
+    let now = now_secs();
+    let out = {
+        let mut state = core.presence.state();
+        let before = compose(&state, presentity);
+        match until {
+            Some(t) if t > now => {
+                state.pushable.insert(presentity.to_string(), t);
+            }
+            _ => {
+                state.pushable.remove(presentity);
+            }
+        }
+        if compose(&state, presentity) != before {
+            notifications(core, &mut state, presentity, now)
+        } else {
+            Vec::new()
+        }
+    };
+    send_all(core, sip, out).await;
 }
 
 /// The Event package of a request, when it is one the agent serves.
@@ -1084,6 +1119,17 @@ pub async fn sweep(core: &Core, sip: &Sip) {
             })
             .collect();
         state.publications.retain(|_, l| !l.is_empty());
+        let mut expired = expired;
+        let asleep_gone: Vec<String> = state
+            .pushable
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(who, _)| who.clone())
+            .collect();
+        for who in asleep_gone {
+            state.pushable.remove(&who);
+            expired.push(who);
+        }
         for who in expired {
             out.extend(notifications(core, &mut state, &who, now));
         }
