@@ -801,17 +801,25 @@ impl Default for PresenceConfig {
 }
 
 /// `[proxy]`
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// Timer C (RFC 3261 §16.8), seconds: an INVITE branch silent this long
     /// after its last provisional response is cancelled. More than 180.
     pub timer_c_secs: u64,
+    /// Registrars (`host` or `host:port`, as in the Request-URI) Parley
+    /// fronts as an RFC 5626 edge proxy: REGISTERs for them are relayed
+    /// with a flow-token Path, and what comes back along it goes over the
+    /// client's flow. Empty: Parley relays no REGISTER.
+    pub edge_for: Vec<String>,
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        ProxyConfig { timer_c_secs: 181 }
+        ProxyConfig {
+            timer_c_secs: 181,
+            edge_for: Vec::new(),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod edge;
 pub mod gruu;
 pub mod location;
 pub mod pager;
@@ -65,6 +66,10 @@ pub struct Core {
     pub gruus: gruu::Gruus,
     /// Push notification services (RFC 8599).
     pub push: push::Push,
+    /// Registrars Parley fronts as an edge proxy (`[proxy] edge_for`).
+    pub edge_for: Vec<String>,
+    /// The flow tokens of the Paths it adds for them (RFC 5626 §5.3).
+    pub flow_tokens: edge::FlowTokens,
     /// INVITEs being proxied, for CANCEL.
     pub invites: proxy::Invites,
     /// Redirect rules.
@@ -121,6 +126,13 @@ impl Core {
             invites: proxy::Invites::default(),
             redirects: config.redirect.clone(),
             timer_c: Duration::from_secs(config.proxy.timer_c_secs),
+            edge_for: config
+                .proxy
+                .edge_for
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            flow_tokens: edge::FlowTokens::default(),
             presence: Arc::new(presence::PresenceAgent::new(
                 config.presence,
                 Some(store.clone()),
@@ -219,6 +231,11 @@ impl Core {
                 return;
             }
             match incoming.message.method() {
+                // RFC 5626 §5: a REGISTER for a registrar Parley fronts is
+                // relayed, with a Path that brings requests back over the flow.
+                Some(Method::Register) if edge::fronts(&self, &incoming.message) => {
+                    proxy::route(self.clone(), sip, incoming).await;
+                }
                 Some(Method::Register) => {
                     registrar::register(&self, &mut incoming).await;
                     // A contact came: deliver what was kept (off this task).

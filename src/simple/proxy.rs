@@ -35,7 +35,12 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
         return inc.responder.reply(482, "Loop Detected", &[]).await;
     }
     let mut msg = inc.message.clone();
-    let routed_by_us = preprocess_routes(&core, &mut msg);
+    let (routed_by_us, flow) = preprocess_routes(&core, &mut msg);
+    let edge_register =
+        matches!(method, Some(Method::Register)) && super::edge::fronts(&core, &msg);
+    if edge_register {
+        super::edge::add_path(&core, &mut msg, inc.transport, inc.source);
+    }
 
     // §16.3 item 3 and §16.6 item 3: Max-Forwards.
     if !decrement_max_forwards(&mut msg) {
@@ -79,11 +84,25 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     }
     // A request on a route set Parley recorded belongs to a dialog it let
     // through.
-    let may_relay = authenticated || (routed_by_us && in_dialog(&msg));
+    let may_relay = authenticated || edge_register || (routed_by_us && in_dialog(&msg));
 
     // Where to: a Route left, a local user, or another domain.
     let mut failover = false;
-    let branches: Vec<Vec<Branch>> = if let Some(top) = msg
+    // A flow token naming the flow this request came over is the client's
+    // own in-dialog request: it is routed as usual (RFC 5626 §5.3).
+    let flow = flow.filter(|(t, a)| !(*t == inc.transport && *a == inc.source));
+    let branches: Vec<Vec<Branch>> = if let Some((transport, client)) = flow {
+        // RFC 5626 §5.3: along the Path Parley gave the registrar, over
+        // the flow the client registered on, while it is open.
+        if transport.is_stream() && !sip.is_connected(transport, client) {
+            return inc.responder.reply(430, "Flow Failed", &[]).await;
+        }
+        vec![vec![Branch {
+            request_uri: request_uri_text(&msg),
+            routes: Vec::new(),
+            target: crate::net::Target::new(transport, client),
+        }]]
+    } else if let Some(top) = msg
         .headers()
         .values(HeaderName::Route)
         .next()
@@ -259,6 +278,19 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
     let invite_key = invite.then(|| inc.responder.key().clone());
     let mut context = Context::new(Upstream::Proxied(inc.responder), msg, branches, loop_tag);
     context.inbound = inc.transport;
+    // A client on an outbound flow (RFC 5626 §5.3): the dialog's requests
+    // from the far end come back over that flow.
+    if dialog_creating {
+        let aor = format!("{}@{}", sender.user.as_deref().unwrap_or(""), sender.domain);
+        let on_flow = core
+            .location
+            .lookup(&aor, now)
+            .iter()
+            .any(|b| b.is_flow() && b.transport == inc.transport && b.source == inc.source);
+        if on_flow {
+            context.flow_token = Some(core.flow_tokens.encode(inc.transport, inc.source));
+        }
+    }
     context.invite = invite;
     context.failover = failover;
     context.dialog_creating = dialog_creating;
@@ -464,7 +496,13 @@ pub(super) fn local_aor(core: &Core, user: &str, host: &Host<'_>) -> (String, St
 /// §16.4: Parley's own Route entries go, and a strict router's
 /// Request-URI is restored from the last Route. True when a Route of
 /// Parley's was removed.
-fn preprocess_routes(core: &Core, msg: &mut Message) -> bool {
+fn preprocess_routes(
+    core: &Core,
+    msg: &mut Message,
+) -> (
+    bool,
+    Option<(crate::proto::sip::Transport, std::net::SocketAddr)>,
+) {
     if let Some(Ok(uri)) = msg.request_uri() {
         let ours = uri
             .as_sip()
@@ -485,6 +523,7 @@ fn preprocess_routes(core: &Core, msg: &mut Message) -> bool {
         }
     }
     let mut routed_by_us = false;
+    let mut flow = None;
     loop {
         let top = msg
             .headers()
@@ -492,21 +531,24 @@ fn preprocess_routes(core: &Core, msg: &mut Message) -> bool {
             .next()
             .map(<[u8]>::to_vec);
         let Some(top) = top else { break };
-        let ours = NameAddr::parse(&top, "Route")
-            .ok()
-            .and_then(|na| {
-                na.uri()
-                    .ok()
-                    .and_then(|u| u.as_sip().map(|s| (s.host, s.port)))
+        let parsed = NameAddr::parse(&top, "Route").ok().and_then(|na| {
+            na.uri().ok().and_then(|u| {
+                u.as_sip()
+                    .map(|s| (s.host, s.port, s.user.map(str::to_string)))
             })
-            .is_some_and(|(h, p)| core.is_own_address(&h, p) || core.is_local(&h, p));
-        if !ours {
+        });
+        let Some((h, p, user)) = parsed else { break };
+        if !(core.is_own_address(&h, p) || core.is_local(&h, p)) {
             break;
+        }
+        // A Path of Parley's own (RFC 5626 §5.3) names a client's flow.
+        if let Some(f) = user.as_deref().and_then(|u| core.flow_tokens.decode(u)) {
+            flow = Some(f);
         }
         msg.headers_mut().pop_first_value(HeaderName::Route);
         routed_by_us = true;
     }
-    routed_by_us
+    (routed_by_us, flow)
 }
 
 /// The ACK for a 2xx (RFC 3261 §16.11 with §16.6): no transaction, no
@@ -557,6 +599,9 @@ struct Context {
     upstream: Upstream,
     msg: Message,
     inbound: Transport,
+    /// The flow token of the client flow the request came over (RFC 5626
+    /// §5.3), put in Parley's Record-Route so the dialog comes back on it.
+    flow_token: Option<String>,
     groups: VecDeque<Vec<Branch>>,
     invite: bool,
     failover: bool,
@@ -585,6 +630,7 @@ impl Context {
             upstream,
             msg,
             inbound: Transport::Udp,
+            flow_token: None,
             groups: groups.into(),
             invite: false,
             failover: false,
@@ -744,6 +790,10 @@ async fn start_group(ctx: Arc<Mutex<Context>>, core: Arc<Core>, sip: Sip) {
                 }
                 if c.dialog_creating {
                     for rr in core.record_route(c.inbound, branch.target.transport) {
+                        let rr = match &c.flow_token {
+                            Some(token) => rr.replacen(":", &format!(":{token}@"), 1),
+                            None => rr,
+                        };
                         let _ = copy.headers_mut().push_front("Record-Route", &rr);
                     }
                 }

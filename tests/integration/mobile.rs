@@ -149,6 +149,37 @@ impl Flow {
         self.final_response()
     }
 
+    /// A request of alice's own (a new Call-ID) with `extra` headers,
+    /// answering the proxy's digest challenge.
+    /// Sends the request and, when challenged, sends it again with
+    /// credentials; the final answer is read by the caller (`Some` when the
+    /// first answer was final and no challenge).
+    fn send_authenticated(&mut self, method: &str, uri: &str, extra: &str) -> Option<String> {
+        self.n += 1;
+        let (local, n) = (self.local(), self.n);
+        let head = |cseq: u32, auth: &str| {
+            format!(
+                "{method} {uri} SIP/2.0\nVia: SIP/2.0/TCP {local};branch=z9hG4bKrq{cseq}x{n}\nMax-Forwards: 70\nFrom: <sip:alice@localhost>;tag=rq{n}\nTo: <{uri}>\nCall-ID: rq-{n}-{}\nCSeq: {cseq} {method}\n{auth}{extra}",
+                local.port()
+            )
+        };
+        self.send(&head(1, ""), "");
+        let r = self.final_response();
+        if status(&r) != 407 {
+            return Some(r);
+        }
+        let challenges: Vec<&str> = r
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix("Proxy-Authenticate:"))
+            .map(str::trim)
+            .collect();
+        let answer =
+            parley::proto::digest::answer(challenges, method, uri, "alice", "pw", "0a4f113b")
+                .expect("a challenge");
+        self.send(&head(2, &format!("Proxy-Authorization: {answer}\n")), "");
+        None
+    }
+
     /// Answers a request 200.
     fn answer(&mut self, request: &str) {
         let copy = |name: &str| {
@@ -685,4 +716,113 @@ fn a_user_whose_device_sleeps_with_push_is_shown_reachable_not_offline() {
     );
     assert_eq!(status(&r), 200, "{r}");
     notify("<basic>closed</basic>");
+}
+
+#[test]
+fn as_an_edge_proxy_parley_brings_a_registrars_requests_back_over_the_flow() {
+    use parley_test_support::kamailio::Kamailio;
+    // Kamailio is the home registrar of 127.0.0.1:KPORT; Parley fronts it.
+    let kamailio = Kamailio::start("outbound-registrar.cfg", &[]);
+    let home = format!("127.0.0.1:{}", kamailio.port);
+    let server = TestServer::start(&format!("[proxy]\nedge_for = [\"{home}\"]\n"));
+    // The client registers with Kamailio through Parley, over its flow.
+    let mut phone = Flow::open(&server);
+    let call = format!("edge-{}", phone.local().port());
+    phone.send(
+        &format!(
+            "REGISTER sip:{home} SIP/2.0\nVia: SIP/2.0/TCP {};branch=z9hG4bKedge1\nMax-Forwards: 70\nFrom: <sip:alice@{home}>;tag=e\nTo: <sip:alice@{home}>\nCall-ID: {call}\nCSeq: 1 REGISTER\nSupported: outbound, path\nContact: <sip:alice@127.0.0.9:9;transport=tcp;ob>;+sip.instance=\"{INSTANCE}\";reg-id=1\nExpires: 600",
+            phone.local()
+        ),
+        "",
+    );
+    let r = phone.final_response();
+    assert_eq!(status(&r), 200, "{r}");
+    // Kamailio stored Parley's Path, with the flow token.
+    let path = header(&r, "Path").unwrap_or_default().to_string();
+    assert!(path.contains(";ob") && path.contains("ft-t-"), "{r}");
+    // A MESSAGE sent to Kamailio for alice goes along the Path, and Parley
+    // sends it over the flow: never to the Contact's address.
+    let carol =
+        crate::presence::Ua::new(std::net::SocketAddr::from(([127, 0, 0, 1], kamailio.port)));
+    carol.send(
+        &format!("MESSAGE sip:alice@{home} SIP/2.0\nFrom: <sip:carol@example.test>;tag=k1\nTo: <sip:alice@{home}>\nCall-ID: k1\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
+        "from the home registrar",
+    );
+    let m = phone.next();
+    assert!(m.starts_with("MESSAGE sip:alice@127.0.0.9:9"), "{m}");
+    assert!(m.ends_with("from the home registrar"), "{m}");
+    phone.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
+    // The flow is gone: Parley answers 430 Flow Failed (RFC 5626 §5.3).
+    drop(phone);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let carol =
+            crate::presence::Ua::new(std::net::SocketAddr::from(([127, 0, 0, 1], kamailio.port)));
+        carol.send(
+            &format!("MESSAGE sip:alice@{home} SIP/2.0\nFrom: <sip:carol@example.test>;tag=k2\nTo: <sip:alice@{home}>\nCall-ID: k2-{}\nCSeq: 1 MESSAGE\nContent-Type: text/plain", carol.local.port()),
+            "after the flow",
+        );
+        let code = status(&carol.final_response());
+        if code == 430 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "answered {code}");
+    }
+}
+
+#[test]
+fn a_dialog_of_an_outbound_client_comes_back_over_its_flow() {
+    let server = TestServer::start("");
+    user_add(&server, "alice@localhost", "pw");
+    user_add(&server, "bob@localhost", "bobpw");
+    // alice on an outbound flow; bob an ordinary registered UA.
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&contact(1), "");
+    assert_eq!(status(&r), 200, "{r}");
+    let bob = crate::rooms::Member::with_password(
+        &server,
+        "bob",
+        "localhost",
+        "x@localhost",
+        Some("bobpw"),
+    );
+    // alice invites bob: Parley record-routes the INVITE.
+    let sent = phone.send_authenticated(
+        "INVITE",
+        "sip:bob@localhost",
+        "Contact: <sip:alice@127.0.0.9:9;transport=tcp;ob>",
+    );
+    assert!(sent.is_none(), "{sent:?}");
+    let seen = bob.next_matching(|m| m.starts_with("INVITE "));
+    assert_eq!(status(&phone.final_response()), 200);
+    // Parley's Record-Route names alice's flow.
+    assert!(seen.contains("Record-Route: <sip:ft-t-"), "{seen}");
+    let rr = seen
+        .lines()
+        .find(|l| l.starts_with("Record-Route:"))
+        .unwrap()
+        .trim_start_matches("Record-Route:")
+        .trim()
+        .to_string();
+    // bob's in-dialog request, routed by that Record-Route to alice's
+    // unreachable Contact, comes to her over her flow.
+    let (done, m) = std::thread::scope(|scope| {
+        let alice = scope.spawn(|| loop {
+            let m = phone.next();
+            if m.starts_with("MESSAGE ") {
+                phone.answer(&m);
+                break m;
+            }
+        });
+        let r = bob.request(
+            "MESSAGE",
+            "sip:alice@127.0.0.9:9;transport=tcp;ob",
+            &format!("Route: {rr}\nContent-Type: text/plain"),
+            "in the dialog",
+        );
+        (r, alice.join().unwrap())
+    });
+    assert!(m.ends_with("in the dialog"), "{m}");
+    assert_eq!(status(&done), 200, "{done}");
 }
