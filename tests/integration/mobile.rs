@@ -826,3 +826,30 @@ fn a_dialog_of_an_outbound_client_comes_back_over_its_flow() {
     assert!(m.ends_with("in the dialog"), "{m}");
     assert_eq!(status(&done), 200, "{done}");
 }
+
+#[test]
+fn sipp_registers_as_a_mobile_device_and_is_reached_by_its_temporary_gruu() {
+    use parley_test_support::sipp::Sipp;
+    let (port, _pushes) = push_service(Vec::new());
+    // SIPp answers MD5 digest challenges only.
+    let server = TestServer::start(&format!(
+        "[auth]\nalgorithms = [\"MD5\"]\n[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\n"
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    for (transport, target) in [("t1", server.tcp), ("u1", server.udp)] {
+        let out = Sipp::start(
+            "register_gruu_push.xml",
+            transport,
+            1,
+            Some(target),
+            &["-s", "alice", "-au", "alice", "-ap", "pw"],
+        )
+        .wait();
+        // The MESSAGE to its temporary GRUU went out and came back to it.
+        assert!(out.contains("MESSAGE sip:tgruu."), "{transport}: {out}");
+        assert!(
+            out.contains("to my own temporary gruu"),
+            "{transport}: {out}"
+        );
+    }
+}
