@@ -853,3 +853,29 @@ fn sipp_registers_as_a_mobile_device_and_is_reached_by_its_temporary_gruu() {
         );
     }
 }
+
+#[test]
+fn a_push_service_that_does_not_answer_holds_nothing_past_its_timeout() {
+    // A service that takes the connection and says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let conns: Vec<_> = silent.incoming().take(1).filter_map(Result::ok).collect();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(conns);
+    });
+    let server = TestServer::start(&format!(
+        "[push]\nwait_secs = 30\n[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\ntimeout_ms = 300\n"
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    drop(phone);
+    std::thread::sleep(Duration::from_millis(200));
+    // The push fails when the service's time is up: the MESSAGE does not
+    // wait the thirty seconds for a device no one woke, it is kept.
+    let carol = message_to_alice(&server, "s1", "no one woke her");
+    assert_eq!(status(&carol.final_response()), 202);
+    let _ = held.join();
+}
