@@ -66,6 +66,8 @@ pub struct Core {
     pub gruus: gruu::Gruus,
     /// Push notification services (RFC 8599).
     pub push: push::Push,
+    /// The PURRs given to devices with push.
+    pub purrs: push::Purrs,
     /// Registrars Parley fronts as an edge proxy (`[proxy] edge_for`).
     pub edge_for: Vec<String>,
     /// The flow tokens of the Paths it adds for them (RFC 5626 §5.3).
@@ -133,6 +135,7 @@ impl Core {
                 .map(|d| d.to_ascii_lowercase())
                 .collect(),
             flow_tokens: edge::FlowTokens::default(),
+            purrs: push::Purrs::default(),
             presence: Arc::new(presence::PresenceAgent::new(
                 config.presence,
                 Some(store.clone()),
@@ -296,6 +299,13 @@ impl Core {
             .map(|b| b.expires_at)
             .max();
         presence::set_pushable(self, sip, aor, until).await;
+        let now = now_secs();
+        self.purrs.retain(|aor, prid| {
+            self.location
+                .lookup(aor, now)
+                .iter()
+                .any(|b| push::Device::of(&b.uri).is_some_and(|d| d.prid == prid))
+        });
     }
 
     /// Temporary GRUUs of instances no longer registered stop resolving.

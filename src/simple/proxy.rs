@@ -102,6 +102,24 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
             routes: Vec::new(),
             target: crate::net::Target::new(transport, client),
         }]]
+    } else if let Some((aor, prid)) = purr_of(&core, &msg) {
+        // RFC 8599: a request to a URI with the PURR Parley gave a device
+        // (a request inside one of its dialogs) wakes that device first.
+        let device: Vec<_> = core
+            .location
+            .lookup(&aor, now)
+            .into_iter()
+            .filter(|b| super::push::Device::of(&b.uri).is_some_and(|d| d.prid == prid))
+            .collect();
+        match super::push::wake_and_wait(&core, &sip, &msg, &aor, device).await {
+            Some(bindings) => groups(&bindings, &sip),
+            None => {
+                return inc
+                    .responder
+                    .reply(480, "Temporarily Unavailable", &[])
+                    .await
+            }
+        }
     } else if let Some(top) = msg
         .headers()
         .values(HeaderName::Route)
@@ -491,6 +509,17 @@ pub(super) fn local_aor(core: &Core, user: &str, host: &Host<'_>) -> (String, St
         core.router.first_domain().to_string()
     };
     (format!("{user}@{domain}"), domain)
+}
+
+/// The device a Request-URI's `pn-purr` names (RFC 8599), when Parley
+/// gave that PURR.
+fn purr_of(core: &Core, msg: &Message) -> Option<(String, String)> {
+    if !core.push.enabled() || msg.headers().values(HeaderName::Route).next().is_some() {
+        return None;
+    }
+    let uri = msg.request_uri()?.ok()?;
+    let purr = uri.as_sip()?.params.get("pn-purr")??;
+    core.purrs.resolve(purr)
 }
 
 /// §16.4: Parley's own Route entries go, and a strict router's

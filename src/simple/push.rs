@@ -425,3 +425,41 @@ mod tests {
         assert!(Webhook::new(&c("http://:80/")).is_err());
     }
 }
+
+/// The PURRs issued (RFC 8599 §4.1.3, `+sip.pnspurr`): a reference a device
+/// puts in the URIs of its dialogs (`pn-purr`), by which Parley finds the
+/// device's registration (and wakes it) when a request is sent there.
+#[derive(Debug, Default)]
+pub struct Purrs {
+    map: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+}
+
+impl Purrs {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, String)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The PURR of the device with push token `prid` of `aor` (the same
+    /// one on each registration of that device).
+    pub fn issue(&self, aor: &str, prid: &str) -> String {
+        let mut map = self.lock();
+        if let Some((purr, _)) = map.iter().find(|(_, (a, p))| a == aor && p == prid) {
+            return purr.clone();
+        }
+        let purr = format!("purr.{}", crate::sys::token_hex(12));
+        map.insert(purr.clone(), (aor.to_string(), prid.to_string()));
+        purr
+    }
+
+    /// The (address of record, push token) a PURR names.
+    pub fn resolve(&self, purr: &str) -> Option<(String, String)> {
+        self.lock().get(purr).cloned()
+    }
+
+    /// Forgets the PURRs of devices `registered` says are gone.
+    pub fn retain(&self, registered: impl Fn(&str, &str) -> bool) {
+        self.lock().retain(|_, (aor, prid)| registered(aor, prid));
+    }
+}

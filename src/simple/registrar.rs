@@ -221,6 +221,11 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                 // Refresh this long before the binding expires, unwoken.
                 caps.push_str(";+sip.pnsreg=\"130\"");
             }
+            // The device's PURR, for the URIs of its dialogs (§4.1.3).
+            if let Some(device) = super::push::Device::of(&w.uri) {
+                let purr = core.purrs.issue(&aor, &device.prid);
+                caps.push_str(&format!(";+sip.pnspurr=\"{purr}\""));
+            }
             push_caps = Some(caps);
         }
     }

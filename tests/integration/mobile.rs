@@ -51,6 +51,9 @@ struct Flow {
     stream: std::net::TcpStream,
     buf: Vec<u8>,
     n: u32,
+    /// Requests that came while a final response was awaited (a held
+    /// request can overtake the REGISTER's 200).
+    kept: std::collections::VecDeque<String>,
 }
 
 impl Flow {
@@ -61,6 +64,7 @@ impl Flow {
             stream,
             buf: Vec::new(),
             n: 0,
+            kept: std::collections::VecDeque::new(),
         }
     }
 
@@ -77,8 +81,15 @@ impl Flow {
         self.stream.write_all(text.as_bytes()).unwrap();
     }
 
-    /// The next message, whole.
+    /// The next message, whole (kept requests first).
     fn next(&mut self) -> String {
+        if let Some(m) = self.kept.pop_front() {
+            return m;
+        }
+        self.read_one()
+    }
+
+    fn read_one(&mut self) -> String {
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
@@ -107,9 +118,13 @@ impl Flow {
 
     fn final_response(&mut self) -> String {
         loop {
-            let m = self.next();
-            if m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1") {
-                return m;
+            let m = self.read_one();
+            if m.starts_with("SIP/2.0 ") {
+                if !m.starts_with("SIP/2.0 1") {
+                    return m;
+                }
+            } else {
+                self.kept.push_back(m);
             }
         }
     }
@@ -430,9 +445,18 @@ fn a_gruu_reaches_one_device_and_a_temporary_one_hides_who_it_is() {
     assert_eq!(status(&carol.final_response()), 200);
 
     // The phone goes: its GRUUs answer 480 and nothing is kept for it;
-    // a temporary GRUU never issued is 404.
+    // a temporary GRUU never issued is 404. (Once its binding ended with
+    // its connection: a request sent into a connection that is closing
+    // waits for its transaction to time out.)
     drop(phone);
     let deadline = std::time::Instant::now() + WAIT;
+    while desk.register("", "").matches("Contact:").count() > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the phone's binding stayed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     loop {
         let carol = message_to(&server, &public, "g5", "gone");
         let code = status(&carol.final_response());
@@ -621,9 +645,9 @@ fn a_suspended_device_is_woken_by_push_and_gets_the_held_message() {
     // Parley names the service it will use.
     let r = phone.register(&push_contact("apns"), "");
     assert_eq!(status(&r), 200, "{r}");
-    assert_eq!(
-        header(&r, "Feature-Caps"),
-        Some("*;+sip.pns=\"apns\""),
+    assert!(
+        header(&r, "Feature-Caps")
+            .is_some_and(|c| c.starts_with("*;+sip.pns=\"apns\";+sip.pnspurr=\"purr.")),
         "{r}"
     );
 
@@ -878,4 +902,43 @@ fn a_push_service_that_does_not_answer_holds_nothing_past_its_timeout() {
     let carol = message_to_alice(&server, "s1", "no one woke her");
     assert_eq!(status(&carol.final_response()), 202);
     let _ = held.join();
+}
+
+#[test]
+fn a_request_to_a_devices_purr_wakes_that_device() {
+    let (port, pushes) = push_service(Vec::new());
+    let server = TestServer::start(&format!(
+        "[push]\nwait_secs = 5\n[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\n"
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    // Parley gives the device a PURR, the same on each registration.
+    let caps = header(&r, "Feature-Caps").unwrap_or_default().to_string();
+    let purr = caps
+        .split("+sip.pnspurr=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_else(|| panic!("no PURR: {r}"))
+        .to_string();
+    let r = phone.register(&push_contact("apns"), "");
+    assert!(
+        header(&r, "Feature-Caps").is_some_and(|c| c.contains(&purr)),
+        "{r}"
+    );
+    drop(phone);
+    std::thread::sleep(Duration::from_millis(200));
+    // A request inside one of its dialogs (to its Contact with the PURR)
+    // wakes it, and reaches it over its new flow.
+    let target = format!("sip:alice@127.0.0.9:9;transport=tcp;pn-purr={purr}");
+    let carol = message_to(&server, &target, "pu1", "in our dialog");
+    pushes.recv_timeout(WAIT).expect("a push request");
+    let mut woken = Flow::open(&server);
+    let r = woken.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    let m = woken.next();
+    assert!(m.ends_with("in our dialog"), "{m}");
+    woken.answer(&m);
+    assert_eq!(status(&carol.final_response()), 200);
 }
