@@ -208,15 +208,10 @@ impl Location {
                 });
             }
         }
-        let mut added = false;
         for b in &bindings {
             if !before.contains(b) {
-                added = true;
                 self.write(Write::Put(b.row(aor)));
             }
-        }
-        if added {
-            let _ = self.registered.send(aor.into());
         }
         if bindings.is_empty() {
             map.remove(aor);
@@ -289,10 +284,15 @@ impl Location {
         }
     }
 
-    /// Hears of each address of record whose bindings were added or
-    /// refreshed from now on.
+    /// Hears of each address of record that registered from now on.
     pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Box<str>> {
         self.registered.subscribe()
+    }
+
+    /// `aor` registered (its REGISTER answered): requests held for its
+    /// devices may go.
+    pub fn announce(&self, aor: &str) {
+        let _ = self.registered.send(aor.into());
     }
 
     /// Changes not yet written to the store.

@@ -243,6 +243,9 @@ impl Core {
                     registrar::register(&self, &mut incoming).await;
                     // A contact came: deliver what was kept (off this task).
                     if let Some(aor) = registered_aor(&self, &incoming.message) {
+                        // After its 200: a request held for the device
+                        // follows the REGISTER's answer, not the other way.
+                        self.location.announce(&aor);
                         if self.push.enabled() {
                             self.push_presence(&sip, &aor).await;
                         }
