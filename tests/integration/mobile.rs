@@ -942,3 +942,28 @@ fn a_request_to_a_devices_purr_wakes_that_device() {
     woken.answer(&m);
     assert_eq!(status(&carol.final_response()), 200);
 }
+
+#[test]
+fn pushes_to_a_service_are_rate_limited() {
+    let (port, pushes) = push_service(Vec::new());
+    let server = TestServer::start(&format!(
+        "[push]\nwait_secs = 2\n[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\nper_second = 1\n"
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    drop(phone);
+    std::thread::sleep(Duration::from_millis(200));
+    // Two messages at once: one push goes out; the other is over the
+    // service's rate, so that message is kept at once instead of waiting.
+    let first = message_to_alice(&server, "r1", "first");
+    let second = message_to_alice(&server, "r2", "second");
+    assert_eq!(status(&second.final_response()), 202);
+    assert_eq!(status(&first.final_response()), 202);
+    pushes.recv_timeout(WAIT).expect("one push");
+    assert!(
+        pushes.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a second push within the second"
+    );
+}
