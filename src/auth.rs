@@ -26,6 +26,15 @@ pub enum Verdict {
     Forbidden(&'static str),
 }
 
+/// Where credentials came from: a failure is logged with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// `udp`, `tcp`, `tls`, `msrp`…
+    pub transport: &'a str,
+    /// The peer's address and port.
+    pub source: std::net::SocketAddr,
+}
+
 /// Checks credentials against the users; issues challenges.
 pub struct Authenticator {
     nonces: Nonces,
@@ -140,7 +149,7 @@ impl Authenticator {
         &self,
         request: &Message,
         header: HeaderName,
-        realm: &str,
+        (realm, origin): (&str, Origin<'_>),
         now: u64,
         names_us: impl Fn(&str) -> bool,
     ) -> Verdict {
@@ -148,8 +157,32 @@ impl Authenticator {
         let name = header.canonical();
         let values: Vec<&[u8]> = request.headers().lines(header).collect();
         let target = request.request_uri_raw().unwrap_or(b"");
-        self.check_values(&method, target, name, &values, realm, now, names_us)
-            .await
+        self.check_values(
+            &method,
+            target,
+            name,
+            &values,
+            (realm, origin),
+            now,
+            names_us,
+        )
+        .await
+    }
+
+    /// Logs and counts one failed authentication (by reason in
+    /// `/metrics`): who, from where, over what, with which algorithm.
+    fn failed(&self, origin: Origin<'_>, user: &str, used: &str, reason: &'static str) {
+        let offered: Vec<&str> = self.algorithms.iter().map(|a| a.name()).collect();
+        tracing::info!(
+            user,
+            source = %origin.source,
+            transport = origin.transport,
+            offered = ?offered,
+            used,
+            reason,
+            "authentication failed"
+        );
+        metrics::counter!("parley_auth_failures_total", "reason" => reason).increment(1);
     }
 
     /// [`Authenticator::check`] for any protocol that carries digest
@@ -162,7 +195,7 @@ impl Authenticator {
         target: &[u8],
         name: &'static str,
         values: &[&[u8]],
-        realm: &str,
+        (realm, origin): (&str, Origin<'_>),
         now: u64,
         names_us: impl Fn(&str) -> bool,
     ) -> Verdict {
@@ -172,23 +205,40 @@ impl Authenticator {
             .filter_map(|a| Credentials::from_auth(&a).ok())
             .find(|c| c.realm == realm);
         let Some(creds) = creds else {
+            // No credentials yet: the first challenge, not a failure.
             return Verdict::Challenge { stale: false };
         };
+        let used = if creds.algorithm.1 {
+            format!("{}-sess", creds.algorithm.0.name())
+        } else {
+            creds.algorithm.0.name().to_string()
+        };
+        let fail = |reason| self.failed(origin, &creds.username, &used, reason);
         match self.nonces.check(&creds.nonce, now, realm) {
             NonceState::Fresh => {}
-            NonceState::Stale => return Verdict::Challenge { stale: true },
-            NonceState::Forged => return Verdict::Challenge { stale: false },
+            NonceState::Stale => {
+                fail("stale-nonce");
+                return Verdict::Challenge { stale: true };
+            }
+            NonceState::Forged => {
+                fail("unknown-nonce");
+                return Verdict::Challenge { stale: false };
+            }
         }
         if creds.algorithm.1 || !self.algorithms.contains(&creds.algorithm.0) {
+            fail("unsupported-algorithm");
             return Verdict::Challenge { stale: false };
         }
         let Some(user) = self.user(&creds.username, realm).await else {
+            fail("unknown-user");
             return Verdict::Forbidden("Unknown user");
         };
         if creds.uri.as_bytes() != target && !names_us(&creds.uri) {
+            fail("uri-mismatch");
             return Verdict::Forbidden("Digest URI differs from the Request-URI");
         }
         if !creds.verify(method, user.ha1(creds.algorithm.0)) {
+            fail("wrong-password");
             return Verdict::Forbidden("Wrong credentials");
         }
         // Only after the response checks out, so a forger cannot burn counts.
@@ -197,6 +247,7 @@ impl Authenticator {
             None => Ok(false), // qop=auth is always offered, so nc is required
         };
         if !matches!(fresh_count, Ok(true)) {
+            fail("replayed-nc");
             return Verdict::Challenge { stale: false };
         }
         Verdict::User(user.username, user.domain)

@@ -807,6 +807,7 @@ where
     let mut conn = Connection {
         inner: inner.clone(),
         id,
+        peer,
         decoder: Decoder::new(inner.settings.limits),
         state: State::Idle,
     };
@@ -887,6 +888,8 @@ enum State {
 struct Connection {
     inner: Arc<Inner>,
     id: ConnId,
+    /// The peer's address (for the log of failed AUTHs).
+    peer: SocketAddr,
     decoder: Decoder,
     state: State,
 }
@@ -1164,7 +1167,13 @@ impl Connection {
                 target_text.as_bytes(),
                 "Authorization",
                 &values,
-                &inner.realm,
+                (
+                    &inner.realm,
+                    crate::auth::Origin {
+                        transport: "msrp",
+                        source: self.peer,
+                    },
+                ),
                 now,
                 names_us,
             )

@@ -59,9 +59,19 @@ pub(crate) async fn authenticate(
     let domain = sender.domain.clone();
     match core
         .auth
-        .check(msg, HeaderName::ProxyAuthorization, &domain, now, |u| {
-            core.names_us(u)
-        })
+        .check(
+            msg,
+            HeaderName::ProxyAuthorization,
+            (
+                &domain,
+                crate::auth::Origin {
+                    transport: inc.transport.name(),
+                    source: inc.source,
+                },
+            ),
+            now,
+            |u| core.names_us(u),
+        )
         .await
     {
         Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {

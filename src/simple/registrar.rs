@@ -104,9 +104,19 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     if core.auth_registrar {
         match core
             .auth
-            .check(msg, HeaderName::Authorization, &domain, now, |u| {
-                core.names_us(u)
-            })
+            .check(
+                msg,
+                HeaderName::Authorization,
+                (
+                    &domain,
+                    crate::auth::Origin {
+                        transport: inc.transport.name(),
+                        source: inc.source,
+                    },
+                ),
+                now,
+                |u| core.names_us(u),
+            )
             .await
         {
             Verdict::User(u, d) if u == user && d.eq_ignore_ascii_case(&domain) => {}

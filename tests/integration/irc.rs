@@ -1002,10 +1002,9 @@ fn nicks_with_characters_addresses_do_not_allow_are_escaped_both_ways() {
 fn a_baresip_user_and_an_irc_user_talk() {
     use parley_test_support::baresip::Baresip;
     let net = Ngircd::start(IRC);
-    // baresip answers MD5 digest challenges only.
+    // The default [auth]: baresip answers its first challenge, MD5.
     let server = TestServer::start(&format!(
-        "[auth]\nalgorithms = [\"MD5\"]\n\
-         [[irc.network]]\nname = \"baresip\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n",
+        "[[irc.network]]\nname = \"baresip\"\ndomain = \"{IRC}\"\nserver = \"127.0.0.1:{}\"\n",
         net.port
     ));
     user_add(&server, "alice@localhost", "alice-pw");

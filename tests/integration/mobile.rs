@@ -487,8 +487,8 @@ fn a_gruu_reaches_one_device_and_a_temporary_one_hides_who_it_is() {
 #[test]
 fn baresip_registers_outbound_flows_and_gets_messages_over_them() {
     use parley_test_support::baresip::Baresip;
-    // baresip answers MD5 digest challenges only.
-    let server = TestServer::start_with_admin("[auth]\nalgorithms = [\"MD5\"]\n");
+    // The default [auth]: baresip answers its first challenge, MD5.
+    let server = TestServer::start_with_admin("");
     user_add(&server, "alice@localhost", "alice-pw");
     let outbound = format!(
         ";sipnat=outbound;outbound=\"sip:{};transport=tcp\"",
@@ -553,7 +553,7 @@ fn baresip_registers_outbound_flows_and_gets_messages_over_them() {
 #[test]
 fn baresip_over_udp_registers_a_flow_and_gets_messages_at_its_source() {
     use parley_test_support::baresip::Baresip;
-    let server = TestServer::start_with_admin("[auth]\nalgorithms = [\"MD5\"]\n");
+    let server = TestServer::start_with_admin("");
     user_add(&server, "alice@localhost", "alice-pw");
     let outbound = format!(";sipnat=outbound;outbound=\"sip:{}\"", server.udp);
     let mut alice = Baresip::start_with("alice", "alice-pw", server.udp, &[], &outbound);
@@ -855,9 +855,9 @@ fn a_dialog_of_an_outbound_client_comes_back_over_its_flow() {
 fn sipp_registers_as_a_mobile_device_and_is_reached_by_its_temporary_gruu() {
     use parley_test_support::sipp::Sipp;
     let (port, _pushes) = push_service(Vec::new());
-    // SIPp answers MD5 digest challenges only.
+    // The default [auth]: SIPp answers its first challenge, MD5.
     let server = TestServer::start(&format!(
-        "[auth]\nalgorithms = [\"MD5\"]\n[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\n"
+        "[[push.provider]]\nname = \"apns\"\nurl = \"http://127.0.0.1:{port}/push\"\n"
     ));
     user_add(&server, "alice@localhost", "pw");
     for (transport, target) in [("t1", server.tcp), ("u1", server.udp)] {

@@ -7,9 +7,6 @@ use std::process::Command;
 use parley_test_support::server::TestServer;
 use parley_test_support::sipp::Sipp;
 
-/// Digest as SIPp speaks it: MD5 only.
-pub(crate) const SIPP_AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\n";
-
 /// Runs `parley ARGS --config …` on the server's database and checks it
 /// succeeded.
 pub(crate) fn cli_on(server: &TestServer, args: &[&str]) {
@@ -78,8 +75,9 @@ pub(crate) fn register(
 
 #[test]
 fn sipp_registers_with_digest_and_a_message_reaches_the_registered_agent() {
-    // SIPp answers only MD5 challenges, and only the first one it sees.
-    let server = TestServer::start(SIPP_AUTH);
+    // SIPp answers only MD5 challenges, and only the first one it sees:
+    // the default config puts MD5 first.
+    let server = TestServer::start("");
     user_add(&server, "alice@localhost", "alice-secret");
     user_add(&server, "bob@localhost", "bob-secret");
     let bob_port = parley_test_support::sipp::free_port();
@@ -219,7 +217,10 @@ fn contacts(m: &parley::proto::sip::Message) -> Vec<String> {
 
 #[test]
 fn registrar_challenges_strongest_first_and_serves_bindings() {
-    let server = TestServer::start("");
+    // The stronger algorithms, as an operator whose clients all support
+    // RFC 8760 offers them.
+    let server =
+        TestServer::start("[auth]\nalgorithms = [\"SHA-512-256\", \"SHA-256\", \"MD5\"]\n");
     user_add(&server, "carol@localhost", "carol-pw");
     let ua = Ua::new(server.udp);
     let c1 = format!(
@@ -228,7 +229,8 @@ fn registrar_challenges_strongest_first_and_serves_bindings() {
     );
     let c2 = "<sip:carol@192.0.2.1:5070;ob>;q=0.9".to_string();
 
-    // No credentials: one challenge per algorithm, strongest first.
+    // No credentials: one challenge per algorithm offered, strongest
+    // first (the default offers MD5 alone; this server all three).
     let r = ua.register(
         "carol",
         "reg1",
@@ -376,15 +378,17 @@ fn the_proxy_is_no_open_relay_and_names_missing_users() {
     assert_eq!(r.status(), Some(202));
     let r = ua.request(&message("friend@example.com", "nobody@localhost"), "hi");
     assert_eq!(r.status(), Some(404));
-    // A local sender must authenticate first.
+    // A local sender must authenticate first: one challenge per algorithm
+    // offered (MD5 alone by default).
     let r = ua.request(&message("erin@localhost", "friend@example.com"), "hi");
     assert_eq!(r.status(), Some(407));
-    assert_eq!(
-        r.headers()
-            .lines(parley::proto::sip::HeaderName::ProxyAuthenticate)
-            .count(),
-        3
-    );
+    let challenges: Vec<String> = r
+        .headers()
+        .lines(parley::proto::sip::HeaderName::ProxyAuthenticate)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert!(challenges[0].contains("algorithm=MD5"), "{challenges:?}");
 }
 
 #[test]
@@ -777,4 +781,55 @@ fn a_tcp_binding_is_reached_over_its_flow_then_at_its_contact() {
         );
         uas.join().unwrap();
     });
+}
+
+#[test]
+fn failed_authentications_are_counted_by_reason() {
+    let server = TestServer::start_with_admin("");
+    user_add(&server, "dora@localhost", "dora-pw");
+    let ua = crate::presence::Ua::new(server.udp);
+    let register = |cseq: u32, user: &str, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:{user}@localhost>;tag=f{cseq}\nTo: <sip:{user}@localhost>\nCall-ID: fail-{user}\nCSeq: {cseq} REGISTER\n{auth}Contact: <sip:{user}@{}>",
+            ua.local
+        )
+    };
+    for (n, (user, password, want)) in [("dora", "not-dora-pw", 403), ("nobody", "x", 403)]
+        .into_iter()
+        .enumerate()
+    {
+        let cseq = 2 * n as u32 + 1;
+        ua.send(&register(cseq, user, ""), "");
+        let r = ua.final_response();
+        assert_eq!(crate::presence::status(&r), 401, "{r}");
+        let challenges: Vec<&str> = r
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
+            .map(str::trim)
+            .collect();
+        let answer = parley::proto::digest::answer(
+            challenges,
+            "REGISTER",
+            "sip:localhost",
+            user,
+            password,
+            "0a4f113b",
+        )
+        .unwrap();
+        ua.send(
+            &register(cseq + 1, user, &format!("Authorization: {answer}\n")),
+            "",
+        );
+        assert_eq!(crate::presence::status(&ua.final_response()), want);
+    }
+    let (code, metrics) = crate::admin::http(server.admin.unwrap(), "GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    for reason in ["wrong-password", "unknown-user"] {
+        assert!(
+            metrics.contains(&format!(
+                "parley_auth_failures_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} not counted"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use parley_test_support::server::TestServer;
 use parley_test_support::sipp::Sipp;
 
 use crate::presence::{header, status, Ua};
-use crate::registrar_proxy::{register, user_add, SIPP_AUTH};
+use crate::registrar_proxy::{register, user_add};
 
 const NO_AUTH: &str = "[auth]\nregistrar = false\nproxy = false\n";
 const ROOM: &str = "dev@conference.localhost";
@@ -732,7 +732,7 @@ fn subscribers_follow_the_roster_on_the_default_config() {
 #[test]
 fn sipp_is_a_pager_member_and_a_conference_subscriber() {
     // SIPp answers only MD5 challenges, and only the first one it sees.
-    let server = TestServer::start(SIPP_AUTH);
+    let server = TestServer::start("");
     user_add(&server, "alice@localhost", "alice-pw");
     user_add(&server, "sipp@localhost", "sipp-pw");
     let alice = Member::with_password(&server, "alice", "localhost", ROOM, Some("alice-pw"));

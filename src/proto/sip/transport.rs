@@ -38,6 +38,15 @@ impl Transport {
         }
     }
 
+    /// The lower-case name (`udp`, `tcp`, `tls`), as Display prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
     /// The name in a Via header (`UDP`, `TCP`, `TLS`).
     pub fn via_name(self) -> &'static str {
         match self {
@@ -50,10 +59,6 @@ impl Transport {
 
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        })
+        f.write_str(self.name())
     }
 }
