@@ -150,8 +150,13 @@ impl Default for PushConfig {
 pub struct PushProviderConfig {
     /// The `pn-provider` value it serves (`apns`, `fcm`, `webpush`).
     pub name: String,
-    /// Where the push request is POSTed (`http://host:port/path`).
+    /// Where the push request is POSTed (`https://host:port/path`, or
+    /// `http://` to a relay on the same host or network).
     pub url: String,
+    /// Trust anchors for an `https://` service's certificate (PEM); the
+    /// system's (`/etc/ssl/certs/ca-certificates.crt`) when unset.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// A bearer token sent with each request.
     #[serde(default)]
     pub token: Option<String>,
@@ -164,13 +169,17 @@ pub struct PushProviderConfig {
 }
 
 impl PushProviderConfig {
-    /// The webhook's host, port and path; `Err` for a URL Parley cannot
-    /// use (only `http://` is spoken).
-    pub fn endpoint(&self) -> Result<(String, u16, String), String> {
-        let rest = self
-            .url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{}: only http:// webhooks are supported", self.url))?;
+    /// The webhook's host, port, path and whether it speaks TLS; `Err` for
+    /// a URL Parley cannot use (`http://` and `https://` are spoken).
+    pub fn endpoint(&self) -> Result<(String, u16, String, bool), String> {
+        let (rest, tls) = match (
+            self.url.strip_prefix("https://"),
+            self.url.strip_prefix("http://"),
+        ) {
+            (Some(r), _) => (r, true),
+            (None, Some(r)) => (r, false),
+            _ => return Err(format!("{}: an http:// or https:// URL", self.url)),
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -181,12 +190,12 @@ impl PushProviderConfig {
                 p.parse::<u16>()
                     .map_err(|_| format!("{}: bad port", self.url))?,
             ),
-            _ => (authority.to_string(), 80),
+            _ => (authority.to_string(), if tls { 443 } else { 80 }),
         };
         if host.is_empty() {
             return Err(format!("{}: no host", self.url));
         }
-        Ok((host, port, path.to_string()))
+        Ok((host, port, path.to_string(), tls))
     }
 }
 

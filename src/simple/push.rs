@@ -118,6 +118,8 @@ pub struct Webhook {
     host: String,
     port: u16,
     path: String,
+    /// For `https://`: the client configuration (its trust anchors).
+    tls: Option<Arc<rustls::ClientConfig>>,
     token: Option<String>,
     timeout: Duration,
     limiter: DefaultDirectRateLimiter,
@@ -138,13 +140,24 @@ impl Webhook {
     /// The webhook of a `[[push.provider]]`; `Err` for a URL it cannot use
     /// (the config check uses the same reading).
     pub fn new(c: &PushProviderConfig) -> Result<Webhook, String> {
-        let (host, port, path) = c.endpoint()?;
+        let (host, port, path, tls) = c.endpoint()?;
+        let tls = if tls {
+            let system = std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+            let ca = c.ca_file.clone().unwrap_or(system);
+            Some(
+                crate::net::tls::verifying_client_config(&ca, None)
+                    .map_err(|e| format!("{}: {e}", c.url))?,
+            )
+        } else {
+            None
+        };
         let rate = NonZeroU32::new(c.per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Webhook {
             name: c.name.clone(),
             host,
             port,
             path,
+            tls,
             token: c.token.clone(),
             timeout: Duration::from_millis(c.timeout_ms.max(1)),
             limiter: RateLimiter::direct(Quota::per_second(rate)),
@@ -152,9 +165,28 @@ impl Webhook {
     }
 
     async fn post(&self, body: &str) -> Result<u16, String> {
-        let mut stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
+        match &self.tls {
+            None => self.exchange(tcp, body).await,
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| format!("{}: {e}", self.host))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                self.exchange(tls, body).await
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        body: &str,
+    ) -> Result<u16, String> {
         let auth = self
             .token
             .as_ref()
@@ -382,50 +414,6 @@ pub async fn wake_and_wait(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_contact_uri_names_its_push_service_token_and_app() {
-        // RFC 8599 §4.1.1's parameters (the token percent-escaped).
-        let d = Device::of(
-            "sip:alice@192.0.2.1:5060;transport=tcp;pn-provider=apns;pn-prid=00fc13adff78512%3D;pn-param=ZZY8EVRLM6.com.example.voip",
-        )
-        .unwrap();
-        assert_eq!(d.provider, "apns");
-        assert_eq!(d.prid, "00fc13adff78512=");
-        assert_eq!(d.param.as_deref(), Some("ZZY8EVRLM6.com.example.voip"));
-        // A query for support has no token yet.
-        assert_eq!(Device::of("sip:alice@192.0.2.1;pn-provider=fcm"), None);
-        assert_eq!(
-            Device::provider_of("sip:alice@192.0.2.1;pn-provider=fcm").as_deref(),
-            Some("fcm")
-        );
-        assert_eq!(Device::of("sip:alice@192.0.2.1"), None);
-    }
-
-    #[test]
-    fn webhook_urls_are_read_or_refused() {
-        let c = |url: &str| PushProviderConfig {
-            name: "apns".into(),
-            url: url.into(),
-            token: None,
-            timeout_ms: 1000,
-            per_second: 5,
-        };
-        let w = Webhook::new(&c("http://127.0.0.1:8099/push/apns")).unwrap();
-        assert_eq!(
-            (w.host.as_str(), w.port, w.path.as_str()),
-            ("127.0.0.1", 8099, "/push/apns")
-        );
-        let w = Webhook::new(&c("http://[::1]:80")).unwrap();
-        assert_eq!((w.host.as_str(), w.path.as_str()), ("::1", "/"));
-        assert!(Webhook::new(&c("https://relay.example.com/")).is_err());
-        assert!(Webhook::new(&c("http://:80/")).is_err());
-    }
-}
-
 /// The PURRs issued (RFC 8599 §4.1.3, `+sip.pnspurr`): a reference a device
 /// puts in the URIs of its dialogs (`pn-purr`), by which Parley finds the
 /// device's registration (and wakes it) when a request is sent there.
@@ -461,5 +449,54 @@ impl Purrs {
     /// Forgets the PURRs of devices `registered` says are gone.
     pub fn retain(&self, registered: impl Fn(&str, &str) -> bool) {
         self.lock().retain(|_, (aor, prid)| registered(aor, prid));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contact_uri_names_its_push_service_token_and_app() {
+        // RFC 8599 §4.1.1's parameters (the token percent-escaped).
+        let d = Device::of(
+            "sip:alice@192.0.2.1:5060;transport=tcp;pn-provider=apns;pn-prid=00fc13adff78512%3D;pn-param=ZZY8EVRLM6.com.example.voip",
+        )
+        .unwrap();
+        assert_eq!(d.provider, "apns");
+        assert_eq!(d.prid, "00fc13adff78512=");
+        assert_eq!(d.param.as_deref(), Some("ZZY8EVRLM6.com.example.voip"));
+        // A query for support has no token yet.
+        assert_eq!(Device::of("sip:alice@192.0.2.1;pn-provider=fcm"), None);
+        assert_eq!(
+            Device::provider_of("sip:alice@192.0.2.1;pn-provider=fcm").as_deref(),
+            Some("fcm")
+        );
+        assert_eq!(Device::of("sip:alice@192.0.2.1"), None);
+    }
+
+    #[test]
+    fn webhook_urls_are_read_or_refused() {
+        let c = |url: &str| PushProviderConfig {
+            name: "apns".into(),
+            url: url.into(),
+            token: None,
+            ca_file: None,
+            timeout_ms: 1000,
+            per_second: 5,
+        };
+        let w = Webhook::new(&c("http://127.0.0.1:8099/push/apns")).unwrap();
+        assert_eq!(
+            (w.host.as_str(), w.port, w.path.as_str()),
+            ("127.0.0.1", 8099, "/push/apns")
+        );
+        let w = Webhook::new(&c("http://[::1]:80")).unwrap();
+        assert_eq!((w.host.as_str(), w.path.as_str()), ("::1", "/"));
+        assert_eq!(
+            c("https://relay.example.com/push").endpoint(),
+            Ok(("relay.example.com".into(), 443, "/push".into(), true))
+        );
+        assert!(Webhook::new(&c("ftp://relay.example.com/")).is_err());
+        assert!(Webhook::new(&c("http://:80/")).is_err());
     }
 }

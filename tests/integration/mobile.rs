@@ -967,3 +967,75 @@ fn pushes_to_a_service_are_rate_limited() {
         "a second push within the second"
     );
 }
+
+#[test]
+fn a_push_service_over_https_is_reached_with_its_certificate_checked() {
+    use parley_test_support::pki::TestCa;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::BufRead;
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue("localhost");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, pushes) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(3) {
+            let Ok(conn) = conn else { break };
+            conn.set_read_timeout(Some(WAIT)).unwrap();
+            let server = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut reader = std::io::BufReader::new(rustls::StreamOwned::new(server, conn));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = reader.get_mut().flush();
+            if tx.send(String::from_utf8_lossy(&body).to_string()).is_err() {
+                break;
+            }
+        }
+    });
+    let server = TestServer::start(&format!(
+        "[push]\nwait_secs = 2\n[[push.provider]]\nname = \"apns\"\nurl = \"https://localhost:{port}/push\"\nca_file = {:?}\n",
+        ca.cert.display().to_string()
+    ));
+    user_add(&server, "alice@localhost", "pw");
+    let mut phone = Flow::open(&server);
+    let r = phone.register(&push_contact("apns"), "");
+    assert_eq!(status(&r), 200, "{r}");
+    drop(phone);
+    std::thread::sleep(Duration::from_millis(200));
+    let carol = message_to_alice(&server, "h1", "over https");
+    let push = pushes.recv_timeout(WAIT).expect("a push over https");
+    assert!(push.contains("\"prid\":\"tok3n=42\""), "{push}");
+    // No one wakes: kept offline after the wait.
+    assert_eq!(status(&carol.final_response()), 202);
+}
