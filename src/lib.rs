@@ -14,7 +14,7 @@
 //! msrp     MSRP relay and session endpoints      -> auth, net, store, config, proto, sys
 //! net      transports, transactions, Handler     -> config, proto, sys
 //! auth     digest against the users              -> store, config, proto, sys
-//! store    persistence                           -> config, proto
+//! store    persistence                           -> config, proto, sys
 //! config   settings                              -> proto
 //! sys      wall clock and CSPRNG                 -> (nothing)
 //! proto    sans-IO codecs and state machines     -> (nothing of the crate)

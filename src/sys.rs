@@ -74,6 +74,51 @@ pub fn random_u64() -> u64 {
     u64::from_le_bytes(buf)
 }
 
+/// Writes `data` to `file`, readable by Parley's user only (0600): keys,
+/// tokens, anything that grants access.
+#[cfg(unix)]
+pub fn write_private(file: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(data)
+}
+
+/// [`write_private`] where files have no Unix modes.
+#[cfg(not(unix))]
+pub fn write_private(file: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::write(file, data)
+}
+
+/// Creates `dir` (and its parents) for Parley's private state: a directory
+/// Parley makes is 0700; one that exists is left as the operator set it.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `file` empty and private (0600) when it does not exist yet: a
+/// database a library then opens keeps that mode.
+pub fn private_file(file: &std::path::Path) -> std::io::Result<()> {
+    if file.exists() {
+        return Ok(());
+    }
+    write_private(file, b"")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -76,29 +76,11 @@ pub fn token(config: &Config) -> std::io::Result<String> {
     }
     let t = crate::sys::token_hex(24);
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::sys::private_dir(dir)?;
     }
-    write_private(&file, &t)?;
+    crate::sys::write_private(&file, t.as_bytes())?;
     println!("admin API token (kept in {}): {t}", file.display());
     Ok(t)
-}
-
-#[cfg(unix)]
-fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(file)?;
-    f.write_all(text.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(file, text)
 }
 
 /// Where the generated token is kept.

@@ -40,22 +40,43 @@ impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
 
 /// Makes a self-signed certificate for `localhost` and the loopback
 /// addresses when none exists yet.
-fn make_self_signed(files: &CertFiles) -> Result<(), TlsError> {
+fn make_self_signed(files: &CertFiles, config: &Config) -> Result<(), TlsError> {
     if files.cert.exists() && files.key.exists() {
         return Ok(());
     }
     let dir = files.cert.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let certified =
-        rcgen::generate_simple_self_signed(names).context("cannot make a certificate")?;
-    std::fs::write(&files.cert, certified.cert.pem())
+    crate::sys::private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The certificate names the server: its domains (the first as the
+    // subject) and the addresses it listens on.
+    let mut names: Vec<String> = config.domains.clone();
+    for l in &config.sip.listen {
+        let ip = l.address.ip();
+        if !ip.is_unspecified() {
+            names.push(ip.to_string());
+        }
+    }
+    for n in ["localhost", "127.0.0.1", "::1"] {
+        names.push(n.to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.to_ascii_lowercase()));
+    let first = names.first().cloned().unwrap_or_else(|| "localhost".into());
+    let mut params =
+        rcgen::CertificateParams::new(names).context("names the certificate cannot carry")?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, first);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Parley");
+    let key = rcgen::KeyPair::generate().context("cannot make a key")?;
+    let cert = params
+        .self_signed(&key)
+        .context("cannot make a certificate")?;
+    std::fs::write(&files.cert, cert.pem())
         .with_context(|| format!("cannot write {}", files.cert.display()))?;
-    std::fs::write(&files.key, certified.signing_key.serialize_pem())
+    crate::sys::write_private(&files.key, key.serialize_pem().as_bytes())
         .with_context(|| format!("cannot write {}", files.key.display()))?;
     tracing::info!(cert = %files.cert.display(), "made a self-signed TLS certificate");
     Ok(())
@@ -95,7 +116,7 @@ fn own_certificate(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let files = config.cert_files();
     if files.self_made {
-        make_self_signed(&files)?;
+        make_self_signed(&files, config)?;
     }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .with_context(|| format!("cannot read {}", files.cert.display()))?

@@ -291,10 +291,13 @@ impl SqliteStore {
     /// Opens (creating when missing) the database file and applies the
     /// migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // The database holds HA1 values: private from its first byte.
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            crate::sys::private_dir(dir)
                 .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         }
+        crate::sys::private_file(path)
+            .map_err(|e| StoreError(format!("cannot create {}: {e}", path.display())))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

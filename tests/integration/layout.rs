@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("proto", &[]),
     ("sys", &[]),
     ("config", &["proto"]),
-    ("store", &["config", "proto"]),
+    ("store", &["config", "proto", "sys"]),
     ("auth", &["store", "config", "proto", "sys"]),
     ("net", &["config", "proto", "sys"]),
     ("msrp", &["auth", "net", "store", "config", "proto", "sys"]),

@@ -336,3 +336,46 @@ fn udp_responses_follow_maddr_but_never_to_multicast() {
         Some(200)
     );
 }
+
+#[test]
+fn secrets_are_private_and_the_self_made_certificate_names_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start_with_admin("domains = [\"parley.example.test\"]\n");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let tls = server.state_dir.join("tls");
+    assert_eq!(mode(&tls.join("key.pem")), 0o600, "the TLS key");
+    assert_eq!(mode(&tls), 0o700, "the TLS directory");
+    let db = std::fs::read_dir(&server.state_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "db" || x == "sqlite"))
+        .expect("the database file");
+    assert_eq!(mode(&db), 0o600, "{}", db.display());
+    // The certificate names the first domain (its subject) and the
+    // addresses Parley listens on, not a library's placeholder.
+    let pem = std::fs::read_to_string(tls.join("cert.pem")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let bytes: &[u8] = der.as_ref();
+    let has = |s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(has("parley.example.test"), "no domain in the certificate");
+    assert!(!has("rcgen self signed cert"), "a placeholder subject");
+    let end = webpki::EndEntityCert::try_from(&der).unwrap();
+    for name in ["parley.example.test", "localhost"] {
+        let n = rustls::pki_types::ServerName::try_from(name).unwrap();
+        assert!(end.verify_is_valid_for_subject_name(&n).is_ok(), "{name}");
+    }
+    let ip =
+        rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+    assert!(
+        end.verify_is_valid_for_subject_name(&ip).is_ok(),
+        "127.0.0.1"
+    );
+}
