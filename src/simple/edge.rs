@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ring::hmac;
 
+use crate::proto::digest::hex;
 use crate::proto::sip::Transport;
 
 /// Whether a REGISTER's Request-URI names a registrar Parley fronts.
@@ -96,10 +97,6 @@ impl Default for FlowTokens {
     fn default() -> Self {
         FlowTokens::new(&crate::sys::random_bytes(32))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

@@ -146,20 +146,7 @@ impl Flow {
         if status(&r) != 401 {
             return r;
         }
-        let challenges: Vec<&str> = r
-            .split("\r\n")
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-            .map(str::trim)
-            .collect();
-        let answer = parley::proto::digest::answer(
-            challenges,
-            "REGISTER",
-            "sip:localhost",
-            "alice",
-            "pw",
-            "0a4f113b",
-        )
-        .expect("a challenge");
+        let answer = crate::presence::digest_answer(&r, "REGISTER", "sip:localhost", "alice", "pw");
         self.send(&head(cseq, &format!("Authorization: {answer}\n")), "");
         self.final_response()
     }
@@ -183,14 +170,7 @@ impl Flow {
         if status(&r) != 407 {
             return Some(r);
         }
-        let challenges: Vec<&str> = r
-            .split("\r\n")
-            .filter_map(|l| l.strip_prefix("Proxy-Authenticate:"))
-            .map(str::trim)
-            .collect();
-        let answer =
-            parley::proto::digest::answer(challenges, method, uri, "alice", "pw", "0a4f113b")
-                .expect("a challenge");
+        let answer = crate::presence::digest_answer(&r, method, uri, "alice", "pw");
         self.send(&head(2, &format!("Proxy-Authorization: {answer}\n")), "");
         None
     }
@@ -347,20 +327,7 @@ fn over_udp_the_flow_is_the_address_the_register_came_from() {
     alice.send(&register(1, ""), "");
     let r = alice.final_response();
     assert_eq!(status(&r), 401, "{r}");
-    let challenges: Vec<&str> = r
-        .split("\r\n")
-        .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-        .map(str::trim)
-        .collect();
-    let answer = parley::proto::digest::answer(
-        challenges,
-        "REGISTER",
-        "sip:localhost",
-        "alice",
-        "pw",
-        "0a4f113b",
-    )
-    .expect("a challenge");
+    let answer = crate::presence::digest_answer(&r, "REGISTER", "sip:localhost", "alice", "pw");
     alice.send(&register(2, &format!("Authorization: {answer}\n")), "");
     let r = alice.final_response();
     assert_eq!(status(&r), 200, "{r}");
@@ -585,42 +552,65 @@ fn baresip_over_udp_registers_a_flow_and_gets_messages_at_its_source() {
 /// A push service on loopback: answers each POST with the next of
 /// `codes` (then 200) and hands the test every body it got.
 fn push_service(codes: Vec<u16>) -> (u16, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
+    push_service_on(codes, None)
+}
+
+/// [`push_service`], over TLS with `tls` when given.
+fn push_service_on(
+    codes: Vec<u16>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> (u16, std::sync::mpsc::Receiver<String>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut codes = codes.into_iter();
         for conn in listener.incoming().take(20) {
-            let Ok(mut conn) = conn else { break };
+            let Ok(conn) = conn else { break };
             conn.set_read_timeout(Some(WAIT)).unwrap();
-            let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
             let code = codes.next().unwrap_or(200);
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-            if tx.send(String::from_utf8_lossy(&body).to_string()).is_err() {
+            let body = match &tls {
+                None => answer_push(conn, code),
+                Some(config) => {
+                    let server = rustls::ServerConnection::new(config.clone()).unwrap();
+                    answer_push(rustls::StreamOwned::new(server, conn), code)
+                }
+            };
+            if tx.send(body).is_err() {
                 break;
             }
         }
     });
     (port, rx)
+}
+
+/// Reads one HTTP request on `stream`, answers it `code`, and returns its
+/// body.
+fn answer_push(stream: impl Read + Write, code: u16) -> String {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0u8; length];
+    let _ = reader.read_exact(&mut body);
+    let conn = reader.get_mut();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = conn.flush();
+    String::from_utf8_lossy(&body).to_string()
 }
 
 /// A device with push: its Contact URI carries the push service, token
@@ -973,7 +963,6 @@ fn a_push_service_over_https_is_reached_with_its_certificate_checked() {
     use parley_test_support::pki::TestCa;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use std::io::BufRead;
     let ca = TestCa::new();
     let (cert, key) = ca.issue("localhost");
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
@@ -990,39 +979,7 @@ fn a_push_service_over_https_is_reached_with_its_certificate_checked() {
             .with_single_cert(certs, key)
             .unwrap(),
     );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, pushes) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(3) {
-            let Ok(conn) = conn else { break };
-            conn.set_read_timeout(Some(WAIT)).unwrap();
-            let server = rustls::ServerConnection::new(config.clone()).unwrap();
-            let mut reader = std::io::BufReader::new(rustls::StreamOwned::new(server, conn));
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            let _ = reader.get_mut().flush();
-            if tx.send(String::from_utf8_lossy(&body).to_string()).is_err() {
-                break;
-            }
-        }
-    });
+    let (port, pushes) = push_service_on(Vec::new(), Some(config));
     let server = TestServer::start(&format!(
         "[push]\nwait_secs = 2\n[[push.provider]]\nname = \"apns\"\nurl = \"https://localhost:{port}/push\"\nca_file = {:?}\n",
         ca.cert.display().to_string()

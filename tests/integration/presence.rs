@@ -188,6 +188,29 @@ impl Ua {
     }
 }
 
+/// The Authorization (for a 401) or Proxy-Authorization (for a 407) value
+/// that answers `response`'s challenges for `user` with `password`.
+pub(crate) fn digest_answer(
+    response: &str,
+    method: &str,
+    uri: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let name = if status(response) == 407 {
+        "Proxy-Authenticate:"
+    } else {
+        "WWW-Authenticate:"
+    };
+    let challenges: Vec<&str> = response
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix(name))
+        .map(str::trim)
+        .collect();
+    parley::proto::digest::answer(challenges, method, uri, user, password, "0a4f113b")
+        .expect("a digest challenge")
+}
+
 pub(crate) fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.split("\r\n")
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))

@@ -802,20 +802,8 @@ fn failed_authentications_are_counted_by_reason() {
         ua.send(&register(cseq, user, ""), "");
         let r = ua.final_response();
         assert_eq!(crate::presence::status(&r), 401, "{r}");
-        let challenges: Vec<&str> = r
-            .split("\r\n")
-            .filter_map(|l| l.strip_prefix("WWW-Authenticate:"))
-            .map(str::trim)
-            .collect();
-        let answer = parley::proto::digest::answer(
-            challenges,
-            "REGISTER",
-            "sip:localhost",
-            user,
-            password,
-            "0a4f113b",
-        )
-        .unwrap();
+        let answer =
+            crate::presence::digest_answer(&r, "REGISTER", "sip:localhost", user, password);
         ua.send(
             &register(cseq + 1, user, &format!("Authorization: {answer}\n")),
             "",

@@ -111,11 +111,6 @@ impl Registration {
         )
     }
 
-    /// The nick asked for last.
-    pub fn nick(&self) -> &str {
-        &self.nick
-    }
-
     /// Whether a capability was acknowledged.
     pub fn has(&self, cap: &str) -> bool {
         self.caps.contains(cap)

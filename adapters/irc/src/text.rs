@@ -125,17 +125,7 @@ pub fn nick_to_local(nick: &str) -> String {
 /// when it is not a nick IRC allows (RFC 2812 §2.3.1, with the common
 /// extension of a leading digit refused).
 pub fn local_to_nick(local: &str) -> Option<String> {
-    let mut out = String::with_capacity(local.len());
-    let mut chars = local.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            let hex: String = chars.by_ref().take(2).collect();
-            let code = u32::from_str_radix(&hex, 16).ok()?;
-            out.push(char::from_u32(code)?);
-        } else {
-            out.push(c);
-        }
-    }
+    let out = unescape(local)?;
     let first_ok = out
         .chars()
         .next()
@@ -150,7 +140,7 @@ pub fn local_to_nick(local: &str) -> Option<String> {
 /// own is taken as given, `\23dev` escaped); `None` for a name IRC does
 /// not allow (RFC 2812 §1.3: no space, comma, BEL or colon).
 pub fn channel_of(local: &str) -> Option<String> {
-    let name = local_to_nick_raw(local)?;
+    let name = unescape(local)?;
     let name = if name.starts_with(['#', '&']) {
         name
     } else {
@@ -184,7 +174,8 @@ pub fn local_of_channel(channel: &str) -> Option<String> {
     Some(out)
 }
 
-fn local_to_nick_raw(local: &str) -> Option<String> {
+/// `\xx` escapes undone; `None` for a malformed one.
+fn unescape(local: &str) -> Option<String> {
     let mut out = String::with_capacity(local.len());
     let mut chars = local.chars();
     while let Some(c) = chars.next() {

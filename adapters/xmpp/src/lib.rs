@@ -431,31 +431,28 @@ impl Reply {
     /// An address as Parley knows it: a component's subdomain is the
     /// Parley domain it stands for.
     fn inward(&self, shared: &Shared, a: Address) -> Address {
-        match self {
-            Reply::Component(i) => {
-                let c = &shared.settings.components[*i];
-                if a.domain().eq_ignore_ascii_case(&c.domain) {
-                    a.with_domain(&c.local_domain)
-                } else {
-                    a
-                }
-            }
-            Reply::S2s { .. } => a,
-        }
+        self.map(shared, a, true)
     }
 
     /// The other way: a Parley domain as the component's subdomain.
     fn outward(&self, shared: &Shared, a: Address) -> Address {
-        match self {
-            Reply::Component(i) => {
-                let c = &shared.settings.components[*i];
-                if a.domain().eq_ignore_ascii_case(&c.local_domain) {
-                    a.with_domain(&c.domain)
-                } else {
-                    a
-                }
-            }
-            Reply::S2s { .. } => a,
+        self.map(shared, a, false)
+    }
+
+    fn map(&self, shared: &Shared, a: Address, inward: bool) -> Address {
+        let Reply::Component(i) = self else {
+            return a;
+        };
+        let c = &shared.settings.components[*i];
+        let (from, to) = if inward {
+            (&c.domain, &c.local_domain)
+        } else {
+            (&c.local_domain, &c.domain)
+        };
+        if a.domain().eq_ignore_ascii_case(from) {
+            a.with_domain(to)
+        } else {
+            a
         }
     }
 }
