@@ -30,14 +30,7 @@ use crate::store::{SqliteStore, Store};
 
 /// Starts logging at the configured level (`RUST_LOG` wins).
 pub fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stdout().is_terminal())
-        .try_init();
+    crate::sys::log::init(&config.log.level);
 }
 
 /// Every socket Parley serves on, bound before it starts (tests bind
@@ -149,7 +142,7 @@ impl Parley {
             Core::new(
                 config,
                 store.clone(),
-                router.clone(),
+                router,
                 sip.addresses(),
                 auth,
                 relay.clone(),
@@ -163,11 +156,23 @@ impl Parley {
             .await
             .map_err(|(name, e)| anyhow::anyhow!("adapter {name}: {e}"))?;
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let reloader = Arc::new(Reloader {
+            current: std::sync::Mutex::new(config.clone()),
+            core: core.clone(),
+        });
         if let Some(listener) = admin {
-            let token = crate::admin::token(config).context("the admin token")?;
+            let token = crate::admin::token(config, listener.local_addr().ok())
+                .context("the admin token")?;
+            let reload: crate::admin::Reload = {
+                let reloader = reloader.clone();
+                Arc::new(move || reloader.reload())
+            };
             let serve = crate::admin::serve(
                 token,
-                config.source.clone(),
+                crate::admin::Setup {
+                    origin: config.origin(),
+                    reload,
+                },
                 core.clone(),
                 store,
                 listener,
@@ -180,7 +185,7 @@ impl Parley {
             });
         }
         #[cfg(unix)]
-        spawn_reload_on_hangup(&tasks, &stop, router, config.source.clone());
+        spawn_reload_on_hangup(&tasks, &stop, reloader);
         Ok(Parley {
             transports,
             hub,
@@ -237,21 +242,116 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    for line in listeners.describe() {
+    // Nothing is reported as listening before every layer has started:
+    // start-up can still fail until then.
+    let bound = listeners.describe();
+    let console = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
+    let parley = Parley::start(&config, listeners).await?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %config.origin(),
+        "Parley started"
+    );
+    for line in bound {
         info!("listening on {line}");
     }
-    Parley::start(&config, listeners).await?.run(shutdown).await;
+    if let Some(addr) = console {
+        info!(
+            "console at http://{addr}/ (token in {})",
+            crate::admin::token_file(&config).display()
+        );
+    }
+    parley.run(shutdown).await;
     Ok(())
 }
 
-/// SIGHUP reloads the domain policy from the configuration file.
+/// Reads the configuration file again and puts in force what can change
+/// while Parley runs; what SIGHUP and the API's reload do.
+struct Reloader {
+    /// The configuration in force (sections needing a restart keep their
+    /// running values, so they are reported again until then).
+    current: std::sync::Mutex<Config>,
+    core: Arc<Core>,
+}
+
+impl Reloader {
+    fn reload(&self) -> Result<crate::config::Reloaded, String> {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(path) = current.source.clone() else {
+            return Err("Parley runs without a configuration file (the embedded default): nothing to reload".into());
+        };
+        let new = Config::load(&path).map_err(|e| e.to_string())?;
+        new.check_files().map_err(|e| e.to_string())?;
+        let core = &self.core;
+        let mut out = crate::config::Reloaded::default();
+        for section in current.changed_sections(&new) {
+            match section {
+                "gateway" => {
+                    core.router.reload_policy(&new.gateway);
+                    current.gateway = new.gateway.clone();
+                }
+                "log" => {
+                    if crate::sys::log::from_env() {
+                        warn!("RUST_LOG is set: [log] level is not applied");
+                    } else {
+                        crate::sys::log::set_filter(&new.log.level)?;
+                    }
+                    current.log = new.log.clone();
+                }
+                "registrar" => {
+                    core.registrar.set(new.registrar);
+                    current.registrar = new.registrar;
+                }
+                "auth" => {
+                    core.auth.reload(&new.auth);
+                    core.auth_registrar.set(new.auth.registrar);
+                    core.auth_proxy.set(new.auth.proxy);
+                    if new.auth.nonce_lifetime_secs != current.auth.nonce_lifetime_secs {
+                        out.restart.push("auth.nonce_lifetime_secs".into());
+                    }
+                    let lifetime = current.auth.nonce_lifetime_secs;
+                    current.auth = new.auth.clone();
+                    current.auth.nonce_lifetime_secs = lifetime;
+                }
+                "presence" => {
+                    core.presence.config.set(new.presence);
+                    current.presence = new.presence;
+                }
+                "offline" => {
+                    core.offline.config.set(new.offline);
+                    current.offline = new.offline;
+                }
+                other => {
+                    out.restart.push(other.into());
+                    continue;
+                }
+            }
+            out.applied.push(section.into());
+        }
+        out.certificate =
+            crate::net::tls::reload_certificates(&current).map_err(|e| e.to_string())?;
+        for s in &out.applied {
+            info!(section = %s, "configuration reloaded");
+        }
+        if out.certificate {
+            info!(cert = %current.cert_files().cert.display(), "TLS certificate reloaded");
+        }
+        for s in &out.restart {
+            warn!(section = %s, "changed in the configuration file; takes effect on restart");
+        }
+        if out.applied.is_empty() && out.restart.is_empty() && !out.certificate {
+            info!(config = %path.display(), "configuration reloaded: nothing changed");
+        }
+        Ok(out)
+    }
+}
+
+/// SIGHUP reloads the configuration file ([`Reloader`]).
 #[cfg(unix)]
-fn spawn_reload_on_hangup(
-    tasks: &TaskTracker,
-    stop: &CancellationToken,
-    router: Arc<Router>,
-    path: Option<std::path::PathBuf>,
-) {
+fn spawn_reload_on_hangup(tasks: &TaskTracker, stop: &CancellationToken, reloader: Arc<Reloader>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         return;
@@ -265,8 +365,8 @@ fn spawn_reload_on_hangup(
                     if got.is_none() {
                         return;
                     }
-                    if let Err(e) = crate::admin::reload_from(&router, path.as_deref()) {
-                        warn!(error = %e, "policy not reloaded");
+                    if let Err(e) = reloader.reload() {
+                        warn!(error = %e, "configuration not reloaded");
                     }
                 }
             }

@@ -35,11 +35,20 @@ pub struct Origin<'a> {
     pub source: std::net::SocketAddr,
 }
 
+/// The algorithms `[auth]` names (checked on load), in its order.
+fn algorithms(config: &crate::config::AuthConfig) -> Vec<Algorithm> {
+    config
+        .algorithms
+        .iter()
+        .filter_map(|a| Algorithm::parse(a).map(|(a, _)| a))
+        .collect()
+}
+
 /// Checks credentials against the users; issues challenges.
 pub struct Authenticator {
     nonces: Nonces,
     counts: Mutex<NonceCounts>,
-    algorithms: Vec<Algorithm>,
+    algorithms: RwLock<Vec<Algorithm>>,
     users: RwLock<HashMap<(String, String), User>>,
     store: Arc<dyn Store>,
 }
@@ -72,7 +81,7 @@ impl Authenticator {
         Ok(Authenticator {
             nonces: Nonces::new(&secret, nonce_lifetime_secs),
             counts: Mutex::new(NonceCounts::new(TRACKED_NONCES)),
-            algorithms,
+            algorithms: RwLock::new(algorithms),
             users: RwLock::new(users),
             store,
         })
@@ -83,13 +92,27 @@ impl Authenticator {
         config: &crate::config::Config,
         store: Arc<dyn Store>,
     ) -> Result<Authenticator, crate::store::StoreError> {
-        let algorithms = config
-            .auth
-            .algorithms
-            .iter()
-            .filter_map(|a| Algorithm::parse(a).map(|(a, _)| a))
-            .collect();
-        Authenticator::new(algorithms, config.auth.nonce_lifetime_secs, store).await
+        Authenticator::new(
+            algorithms(&config.auth),
+            config.auth.nonce_lifetime_secs,
+            store,
+        )
+        .await
+    }
+
+    /// The algorithms offered, strongest first.
+    pub fn algorithms(&self) -> Vec<Algorithm> {
+        self.algorithms
+            .read()
+            .map_or_else(|_| Vec::new(), |a| a.clone())
+    }
+
+    /// Puts the algorithms of a reloaded `[auth]` in force; the next
+    /// challenge offers them.
+    pub fn reload(&self, config: &crate::config::AuthConfig) {
+        if let Ok(mut a) = self.algorithms.write() {
+            *a = algorithms(config);
+        }
     }
 
     /// Drops a cached user (removed from the store).
@@ -120,7 +143,7 @@ impl Authenticator {
         if let Ok(mut c) = self.counts.lock() {
             c.issued(&nonce);
         }
-        self.algorithms
+        self.algorithms()
             .iter()
             .map(|a| challenge(realm, &nonce, *a, stale))
             .collect()
@@ -172,7 +195,7 @@ impl Authenticator {
     /// Logs and counts one failed authentication (by reason in
     /// `/metrics`): who, from where, over what, with which algorithm.
     fn failed(&self, origin: Origin<'_>, user: &str, used: &str, reason: &'static str) {
-        let offered: Vec<&str> = self.algorithms.iter().map(|a| a.name()).collect();
+        let offered: Vec<&str> = self.algorithms().iter().map(|a| a.name()).collect();
         tracing::info!(
             user,
             source = %origin.source,
@@ -225,7 +248,7 @@ impl Authenticator {
                 return Verdict::Challenge { stale: false };
             }
         }
-        if creds.algorithm.1 || !self.algorithms.contains(&creds.algorithm.0) {
+        if creds.algorithm.1 || !self.algorithms().contains(&creds.algorithm.0) {
             fail("unsupported-algorithm");
             return Verdict::Challenge { stale: false };
         }

@@ -13,6 +13,11 @@ use crate::proto::sip::{Framing, Limits, Message, SipError};
 #[derive(Debug, Parser)]
 #[command(name = "parley", version, about)]
 pub struct Cli {
+    /// The configuration file. Without it: $PARLEY_CONFIG, then
+    /// /etc/parley/parley.toml, then ./config/parley.toml, then the default
+    /// built into Parley.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -22,22 +27,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Run {
-        /// Configuration file.
-        #[arg(long, default_value = "config/parley.toml")]
-        config: PathBuf,
-    },
+    Run,
     /// Print the live state of a running Parley through its admin API.
-    Status {
-        /// Configuration file (for the admin address and token).
-        #[arg(long, default_value = "config/parley.toml")]
-        config: PathBuf,
-    },
-    /// Check a configuration file and print what it would listen on.
+    Status,
+    /// Check a configuration as `parley run` would (the TOML, every value,
+    /// the files it names, the listeners) and print what it would listen on.
     CheckConfig {
-        /// Configuration file.
-        #[arg(default_value = "config/parley.toml")]
-        file: PathBuf,
+        /// The file (else `--config` and the search path).
+        file: Option<PathBuf>,
     },
     /// Provision users of the local domains (stored as digest HA1 values).
     User {
@@ -70,15 +67,56 @@ pub enum Command {
         /// The room tool to run.
         #[command(subcommand)]
         command: RoomCommand,
-        /// Configuration file (for the admin address and token).
-        #[arg(long, default_value = "config/parley.toml", global = true)]
-        config: PathBuf,
     },
+    /// The bindings of a running Parley (all, or one user's), through its
+    /// admin API; `registrations remove USER [CONTACT]` ends them.
+    #[command(args_conflicts_with_subcommands = true)]
+    Registrations {
+        /// Only this user, `user@domain`.
+        user: Option<String>,
+        /// End bindings instead of listing them.
+        #[command(subcommand)]
+        command: Option<RegistrationsCommand>,
+    },
+    /// Show the log filter of a running Parley, or change it at once
+    /// (`debug`, `info,parley=debug` …) until the next reload or restart.
+    LogLevel {
+        /// The new filter.
+        level: Option<String>,
+    },
+    /// Make a running Parley read its configuration file again (as SIGHUP
+    /// does) and say what changed and what needs a restart.
+    Reload,
+    /// Copy the database to FILE, consistently, while Parley runs
+    /// (SQLite `VACUUM INTO`).
+    Backup {
+        /// Where the copy goes; it must not exist yet.
+        file: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `parley man | man -l -`).
+    Man,
     /// Presence document (PIDF) tools.
     Pidf {
         /// The PIDF tool to run.
         #[command(subcommand)]
         command: PidfCommand,
+    },
+}
+
+/// `parley registrations remove …`
+#[derive(Debug, Subcommand)]
+pub enum RegistrationsCommand {
+    /// End a user's bindings: all, or the one with this contact URI.
+    Remove {
+        /// The user, `user@domain`.
+        user: String,
+        /// The contact URI of one binding.
+        contact: Option<String>,
     },
 }
 
@@ -210,9 +248,6 @@ pub enum ArchiveCommand {
         /// Print each message's CPIM too.
         #[arg(long)]
         full: bool,
-        /// Configuration file.
-        #[arg(long, default_value = "config/parley.toml")]
-        config: PathBuf,
     },
 }
 
@@ -228,11 +263,7 @@ pub enum PresenceCommand {
     /// Remove the rule: the default policy applies again.
     Forget(RuleArgs),
     /// List the rules.
-    Rules {
-        /// Configuration file.
-        #[arg(long, default_value = "config/parley.toml")]
-        config: PathBuf,
-    },
+    Rules,
 }
 
 /// The arguments of one rule.
@@ -242,9 +273,6 @@ pub struct RuleArgs {
     pub presentity: String,
     /// The watcher, `user@domain`, or `*` for everyone without a rule.
     pub watcher: String,
-    /// Configuration file.
-    #[arg(long, default_value = "config/parley.toml")]
-    pub config: PathBuf,
 }
 
 /// `parley pidf …`
@@ -265,9 +293,6 @@ pub enum SipCommand {
     Parse {
         /// File holding one message (standard input when absent).
         file: Option<PathBuf>,
-        /// Take the parser limits from this configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// Treat the input as received on TCP/TLS, where Content-Length is mandatory.
         #[arg(long)]
         stream: bool,
@@ -285,24 +310,45 @@ pub enum UserCommand {
         /// HA1 values are kept.
         #[arg(long)]
         password: Option<String>,
-        /// Configuration file.
-        #[arg(long, default_value = "config/parley.toml")]
-        config: PathBuf,
     },
     /// List the users.
-    List {
-        /// Configuration file.
-        #[arg(long, default_value = "config/parley.toml")]
-        config: PathBuf,
-    },
+    List,
     /// Remove a user.
     Remove {
         /// The address, `user@domain`.
         address: String,
-        /// Configuration file.
-        #[arg(long, default_value = "config/parley.toml")]
-        config: PathBuf,
     },
+}
+
+/// A new password: asked twice on the terminal with echo off, or one line
+/// of standard input when it is a pipe (for scripts).
+fn read_password(address: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let first = rpassword::prompt_password(format!("Password for {address}: "))?;
+    let again = rpassword::prompt_password("Again: ")?;
+    if first != again {
+        anyhow::bail!("the passwords differ; nothing changed");
+    }
+    Ok(first)
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for
+/// a path segment or a query value.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Splits `user@domain`, checking the user part and that the domain is local.
@@ -327,27 +373,18 @@ fn user_address<'a>(
     Ok((user, domain))
 }
 
-fn user_command(command: UserCommand) -> anyhow::Result<i32> {
+fn user_command(config: &crate::config::Config, command: UserCommand) -> anyhow::Result<i32> {
     use crate::store::{Store, User};
-    let config_path = match &command {
-        UserCommand::Add { config, .. }
-        | UserCommand::List { config }
-        | UserCommand::Remove { config, .. } => config.clone(),
-    };
-    let (config, runtime, store) = open_store(&config_path)?;
+    let (runtime, store) = open_store(config)?;
     runtime.block_on(async {
         match command {
             UserCommand::Add {
                 address, password, ..
             } => {
-                let (user, domain) = user_address(&address, &config)?;
+                let (user, domain) = user_address(&address, config)?;
                 let password = match password {
                     Some(p) => p,
-                    None => {
-                        let mut line = String::new();
-                        std::io::stdin().read_line(&mut line)?;
-                        line.trim_end_matches(['\r', '\n']).to_string()
-                    }
+                    None => read_password(&address)?,
                 };
                 if password.is_empty() {
                     anyhow::bail!("the password is empty");
@@ -358,14 +395,40 @@ fn user_command(command: UserCommand) -> anyhow::Result<i32> {
                 println!("{user}@{domain}: added");
                 Ok(0)
             }
-            UserCommand::List { .. } => {
+            UserCommand::List => {
                 for u in store.users().await? {
                     println!("{}@{}", u.username, u.domain);
                 }
                 Ok(0)
             }
             UserCommand::Remove { address, .. } => {
-                let (user, domain) = user_address(&address, &config)?;
+                let (user, domain) = user_address(&address, config)?;
+                // A running Parley ends the user's bindings and
+                // subscriptions too; without one, the database is enough.
+                let path = format!("/api/v1/users/{}", url_encode(&format!("{user}@{domain}")));
+                match api(config, "DELETE", &path, None) {
+                    Ok((200, v)) => {
+                        println!(
+                            "{user}@{domain}: removed ({} binding(s) and {} subscription(s) ended)",
+                            v["bindings"], v["subscriptions"]
+                        );
+                        return Ok(0);
+                    }
+                    Ok((404, _)) => {
+                        println!("{user}@{domain}: no such user");
+                        return Ok(1);
+                    }
+                    Ok((code, v)) => {
+                        anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"))
+                    }
+                    Err(_) => {}
+                }
+                let aor = format!("{user}@{}", domain.to_ascii_lowercase());
+                for b in store.bindings().await? {
+                    if b.aor == aor {
+                        store.remove_binding(&b.aor, &b.uri, b.reg_id).await?;
+                    }
+                }
                 if store.remove_user(user, domain).await? {
                     println!("{user}@{domain}: removed");
                     Ok(0)
@@ -378,36 +441,27 @@ fn user_command(command: UserCommand) -> anyhow::Result<i32> {
     })
 }
 
-/// The configuration, a runtime for the store's calls, and the store
-/// itself: what every command that edits stored state starts with.
+/// A runtime for the store's calls, and the store itself: what every
+/// command that edits stored state starts with.
 fn open_store(
-    config_path: &std::path::Path,
-) -> anyhow::Result<(
-    crate::config::Config,
-    tokio::runtime::Runtime,
-    crate::store::SqliteStore,
-)> {
-    let config = crate::config::Config::load(config_path)?;
+    config: &crate::config::Config,
+) -> anyhow::Result<(tokio::runtime::Runtime, crate::store::SqliteStore)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let store = runtime.block_on(crate::store::SqliteStore::open(&config.sqlite_path()))?;
-    Ok((config, runtime, store))
+    Ok((runtime, store))
 }
 
-fn presence_command(command: PresenceCommand) -> anyhow::Result<i32> {
+fn presence_command(
+    config: &crate::config::Config,
+    command: PresenceCommand,
+) -> anyhow::Result<i32> {
     use crate::store::Store;
-    let config_path = match &command {
-        PresenceCommand::Allow(a)
-        | PresenceCommand::Deny(a)
-        | PresenceCommand::Block(a)
-        | PresenceCommand::Forget(a) => a.config.clone(),
-        PresenceCommand::Rules { config } => config.clone(),
-    };
-    let (config, runtime, store) = open_store(&config_path)?;
+    let (runtime, store) = open_store(config)?;
     runtime.block_on(async {
         let checked = |a: &RuleArgs| -> anyhow::Result<(String, String)> {
-            let (user, domain) = user_address(&a.presentity, &config)?;
+            let (user, domain) = user_address(&a.presentity, config)?;
             let watcher = a.watcher.trim().to_ascii_lowercase();
             if watcher != "*"
                 && !watcher
@@ -431,7 +485,7 @@ fn presence_command(command: PresenceCommand) -> anyhow::Result<i32> {
                 );
                 return Ok(if removed { 0 } else { 1 });
             }
-            PresenceCommand::Rules { .. } => {
+            PresenceCommand::Rules => {
                 for (p, w, d) in store.presence_rules().await? {
                     println!("{p}\t{w}\t{d}");
                 }
@@ -480,9 +534,11 @@ fn crlf_header_section(input: &[u8]) -> Bytes {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = || crate::config::Config::locate(cli.config.as_deref());
     match cli.command {
-        Command::Run { config } => {
-            let config = crate::config::Config::load(&config)?;
+        Command::Run => {
+            let config = config()?;
+            config.check_files()?;
             crate::app::init_logging(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.workers())
@@ -494,11 +550,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Status { config } => status_command(&config),
-        Command::Room { command, config } => room_command(&config, command),
+        Command::Status => status_command(&config()?),
+        Command::Room { command } => room_command(&config()?, command),
         Command::CheckConfig { file } => {
-            let config = crate::config::Config::load(&file)?;
-            println!("{}: ok", file.display());
+            let config = crate::config::Config::locate(file.as_deref().or(cli.config.as_deref()))?;
+            config.check_files()?;
+            println!("{}: ok", config.origin());
             for l in &config.sip.listen {
                 let note = match l.transport {
                     crate::proto::sip::Transport::Tls => {
@@ -538,14 +595,89 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     );
                 }
             }
+            if let Some(a) = config.admin.listen.filter(|_| config.admin.enabled) {
+                println!("listen admin http://{a}/");
+            }
             for r in &config.route {
                 println!("route {} via {}", r.domain, r.via);
             }
             Ok(0)
         }
-        Command::User { command } => user_command(command),
-        Command::Archive { command } => archive_command(command),
-        Command::Presence { command } => presence_command(command),
+        Command::User { command } => user_command(&config()?, command),
+        Command::Registrations { user, command } => {
+            registrations_command(&config()?, user, command)
+        }
+        Command::LogLevel { level } => {
+            let config = config()?;
+            let (code, v) = match &level {
+                Some(l) => {
+                    crate::config::check_log_filter(l).map_err(|e| anyhow::anyhow!("level {e}"))?;
+                    api(
+                        &config,
+                        "PUT",
+                        "/api/v1/log-level",
+                        Some(&serde_json::json!({"level": l})),
+                    )?
+                }
+                None => api(&config, "GET", "/api/v1/log-level", None)?,
+            };
+            if code != 200 {
+                anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
+            }
+            println!("{}", v["level"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        Command::Reload => {
+            let (code, v) = api(&config()?, "POST", "/api/v1/reload", None)?;
+            if code != 200 {
+                anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
+            }
+            let list = |k: &str| {
+                v[k].as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            println!(
+                "reloaded: {}",
+                non_empty(list("applied"), "nothing changed")
+            );
+            if v["certificate"].as_bool() == Some(true) {
+                println!("TLS certificate: replaced");
+            }
+            let restart = list("restart");
+            if !restart.is_empty() {
+                println!("changed, needing a restart: {restart}");
+            }
+            Ok(0)
+        }
+        Command::Backup { file } => {
+            let config = config()?;
+            let (runtime, store) = open_store(&config)?;
+            let bytes = runtime.block_on(store.backup(&file))?;
+            println!(
+                "{} copied to {} ({bytes} bytes)",
+                config.sqlite_path().display(),
+                file.display()
+            );
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "parley", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
+        Command::Archive { command } => archive_command(&config()?, command),
+        Command::Presence { command } => presence_command(&config()?, command),
         Command::Pidf {
             command: PidfCommand::Parse { file },
         } => {
@@ -563,14 +695,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Sip {
-            command:
-                SipCommand::Parse {
-                    file,
-                    config,
-                    stream,
-                },
+            command: SipCommand::Parse { file, stream },
         } => {
-            let limits = match &config {
+            let limits = match &cli.config {
                 Some(path) => crate::config::Config::load(path)?.sip.limits,
                 None => Limits::default(),
             };
@@ -661,9 +788,74 @@ fn api(
     Ok((code, v))
 }
 
+fn non_empty(s: String, otherwise: &str) -> String {
+    if s.is_empty() {
+        otherwise.to_string()
+    } else {
+        s
+    }
+}
+
+/// `parley registrations [USER]` and `parley registrations remove USER
+/// [CONTACT]`, through the admin API of the running Parley.
+fn registrations_command(
+    config: &crate::config::Config,
+    user: Option<String>,
+    command: Option<RegistrationsCommand>,
+) -> anyhow::Result<i32> {
+    if let Some(RegistrationsCommand::Remove { user, contact }) = command {
+        let mut path = format!("/api/v1/registrations/{}", url_encode(&user));
+        if let Some(c) = &contact {
+            path.push_str(&format!("?contact={}", url_encode(c)));
+        }
+        let (code, v) = api(config, "DELETE", &path, None)?;
+        if code == 404 {
+            println!("{user}: no such binding");
+            return Ok(1);
+        }
+        if code != 200 {
+            anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
+        }
+        for c in v["ended"].as_array().into_iter().flatten() {
+            println!(
+                "{}: ended {}",
+                v["aor"].as_str().unwrap_or(""),
+                c.as_str().unwrap_or("")
+            );
+        }
+        return Ok(0);
+    }
+    let path = match &user {
+        Some(u) => format!("/api/v1/registrations?user={}", url_encode(u)),
+        None => "/api/v1/registrations".to_string(),
+    };
+    let (code, v) = api(config, "GET", &path, None)?;
+    if code != 200 {
+        anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
+    }
+    let list = v.as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<28} {:<44} {:<5} {:<22} {:>7}  USER AGENT",
+        "USER", "CONTACT", "VIA", "SOURCE", "EXPIRES"
+    );
+    for b in &list {
+        println!(
+            "{:<28} {:<44} {:<5} {:<22} {:>6}s  {}",
+            b["aor"].as_str().unwrap_or(""),
+            b["contact"].as_str().unwrap_or(""),
+            b["transport"].as_str().unwrap_or(""),
+            b["source"].as_str().unwrap_or(""),
+            b["expires_in"],
+            b["user_agent"].as_str().unwrap_or("")
+        );
+    }
+    eprintln!("{} binding(s)", list.len());
+    Ok(0)
+}
+
 /// `parley room …` through the admin API.
-fn room_command(path: &std::path::Path, command: RoomCommand) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(path)?;
+fn room_command(config: &crate::config::Config, command: RoomCommand) -> anyhow::Result<i32> {
+    let config = config.clone();
     let enc = |s: &str| {
         s.replace('%', "%25")
             .replace('/', "%2F")
@@ -747,9 +939,8 @@ fn room_command(path: &std::path::Path, command: RoomCommand) -> anyhow::Result<
 
 /// `parley status`: GET /api/v1/status from the admin API and print it as
 /// tables. A plain HTTP/1.1 request over loopback: no client library.
-fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
-    let config = crate::config::Config::load(path)?;
-    let (code, v) = api(&config, "GET", "/api/v1/status", None)?;
+fn status_command(config: &crate::config::Config) -> anyhow::Result<i32> {
+    let (code, v) = api(config, "GET", "/api/v1/status", None)?;
     if code != 200 {
         anyhow::bail!("HTTP {code}: {}", v["error"].as_str().unwrap_or("error"));
     }
@@ -842,7 +1033,7 @@ fn status_command(path: &std::path::Path) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn archive_command(command: ArchiveCommand) -> anyhow::Result<i32> {
+fn archive_command(config: &crate::config::Config, command: ArchiveCommand) -> anyhow::Result<i32> {
     let ArchiveCommand::Search {
         address,
         domain,
@@ -850,7 +1041,6 @@ fn archive_command(command: ArchiveCommand) -> anyhow::Result<i32> {
         until,
         limit,
         full,
-        config,
     } = command;
     let time = |v: Option<String>, what: &str| -> anyhow::Result<Option<i64>> {
         v.map(|t| {
@@ -867,7 +1057,7 @@ fn archive_command(command: ArchiveCommand) -> anyhow::Result<i32> {
         until: time(until, "until")?,
         limit: limit.clamp(1, 10_000),
     };
-    let (_, runtime, store) = open_store(&config)?;
+    let (runtime, store) = open_store(config)?;
     eprintln!("searching the archive …");
     let rows = runtime.block_on(crate::store::Store::search_archive(&store, &query))?;
     println!(

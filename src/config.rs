@@ -6,41 +6,214 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use crate::proto::sip::Limits;
 use crate::proto::transaction::TimerConfig;
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
+/// The default configuration, compiled in: `parley run` works from any
+/// directory without a file.
+pub const EMBEDDED: &str = include_str!("../config/parley.toml");
+
+/// How the embedded default is named in messages.
+pub const EMBEDDED_NAME: &str = "(embedded default config/parley.toml)";
+
+/// Where a configuration file is looked for when none is named, in order.
+pub const SEARCH_PATH: [&str; 2] = ["/etc/parley/parley.toml", "config/parley.toml"];
+
+/// What a reload did: the settings put in force, those that changed but
+/// need a restart, and whether the TLS certificate was replaced.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Reloaded {
+    /// Sections whose changes are in force.
+    pub applied: Vec<String>,
+    /// Sections (or keys) that changed and take effect on restart.
+    pub restart: Vec<String>,
+    /// The certificate files held a new certificate, now presented.
+    pub certificate: bool,
+}
+
+/// A setting a reload may change while Parley runs, read by copy.
+#[derive(Debug, Default)]
+pub struct Live<T: Copy>(std::sync::RwLock<T>);
+
+impl<T: Copy> Live<T> {
+    /// Holding `value`.
+    pub fn new(value: T) -> Live<T> {
+        Live(std::sync::RwLock::new(value))
+    }
+
+    /// The value now.
+    pub fn get(&self) -> T {
+        *self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts a new value in force.
+    pub fn set(&self, value: T) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
+    }
+}
+
+/// Why a configuration was refused. Each names the file and, when the
+/// text is at hand, the line and column with the line itself and a caret
+/// under the offending value.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
     Read {
         /// The file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// What the system said.
+        reason: String,
     },
-    /// The TOML is malformed or holds an unknown key.
-    #[error("{path}: {message}")]
+    /// The TOML is malformed or holds an unknown key or a value of the
+    /// wrong type.
     Syntax {
         /// The file.
         path: String,
-        /// The key's path and what the TOML reader said.
+        /// The key's path (empty for a TOML syntax error) and what the
+        /// TOML reader said.
         message: String,
+        /// Where.
+        at: Option<Location>,
     },
-    /// A value is out of range.
-    #[error("{path}: {key} {reason}")]
+    /// A value is out of range, or names something that is not there.
     Value {
         /// The file.
         path: String,
         /// The dotted key.
-        key: &'static str,
+        key: String,
         /// What is wrong with it.
         reason: String,
+        /// Where.
+        at: Option<Location>,
     },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (path, at) = match self {
+            ConfigError::Read { path, reason } => return write!(f, "cannot read {path}: {reason}"),
+            ConfigError::Syntax { path, at, .. } | ConfigError::Value { path, at, .. } => {
+                (path, at)
+            }
+        };
+        write!(f, "{path}")?;
+        if let Some(at) = at {
+            write!(f, ":{}:{}", at.line, at.column)?;
+        }
+        match self {
+            ConfigError::Syntax { message, .. } => write!(f, ": {message}")?,
+            ConfigError::Value { key, reason, .. } => write!(f, ": {key} {reason}")?,
+            ConfigError::Read { .. } => {}
+        }
+        if let Some(at) = at {
+            write!(f, "\n{}", at.excerpt)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A place in a configuration file: 1-based line and column, and the line
+/// with a caret under the span, as compilers show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The line, from 1.
+    pub line: usize,
+    /// The column in characters, from 1.
+    pub column: usize,
+    /// The line and the caret under it.
+    pub excerpt: String,
+}
+
+impl Location {
+    /// The location of the byte range `span` in `text`.
+    pub fn of(text: &str, span: std::ops::Range<usize>) -> Location {
+        let start = floor_char_boundary(text, span.start.min(text.len()));
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line = text[..start].matches('\n').count() + 1;
+        let shown = text[line_start..line_end].trim_end_matches('\r');
+        let column = text[line_start..start].chars().count() + 1;
+        let end = floor_char_boundary(text, span.end.clamp(start, line_start + shown.len()));
+        let width = text[start..end].chars().count().max(1);
+        let gutter = " ".repeat(line.to_string().len());
+        let excerpt = format!(
+            "{gutter} |\n{line} | {shown}\n{gutter} | {}{}",
+            " ".repeat(column - 1),
+            "^".repeat(width)
+        );
+        Location {
+            line,
+            column,
+            excerpt,
+        }
+    }
+
+    /// Where the dotted `key` (`sip.limits.max_headers`, `sip.listen[1].address`,
+    /// `irc.network[0].domain`) is set in `text`: its value, or the table
+    /// that holds it, or the nearest table on its path; `None` when the
+    /// text sets none of it (a default is at fault).
+    pub fn of_key(text: &str, key: &str) -> Option<Location> {
+        use toml::de::{DeTable, DeValue};
+        let root = DeTable::parse(text).ok()?;
+        let mut span = None;
+        let mut table: &DeTable<'_> = root.get_ref();
+        let mut segments = key.split('.').peekable();
+        while let Some(segment) = segments.next() {
+            let (name, index) = match segment.split_once('[') {
+                Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().ok()),
+                None => (segment, None),
+            };
+            let Some(value) = table.get(name) else { break };
+            let mut value = value;
+            if let DeValue::Array(items) = value.get_ref() {
+                let next = segments.peek().copied();
+                let pick = match index {
+                    Some(i) => items.get(i),
+                    None => items
+                        .iter()
+                        .find(|v| {
+                            next.is_some_and(|n| {
+                                v.get_ref().as_table().is_some_and(|t| t.get(n).is_some())
+                            })
+                        })
+                        .or_else(|| items.first()),
+                };
+                match pick {
+                    Some(v) => value = v,
+                    None => {
+                        span = Some(value.span());
+                        break;
+                    }
+                }
+            }
+            span = Some(value.span());
+            match value.get_ref() {
+                DeValue::Table(t) => table = t,
+                _ => break,
+            }
+        }
+        span.map(|s| Location::of(text, s))
+    }
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// The whole configuration.
@@ -116,6 +289,9 @@ pub struct Config {
     /// The file this configuration was read from (for reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The text it was read from (to point at keys in later checks).
+    #[serde(skip)]
+    pub text: Option<Arc<str>>,
 }
 
 /// `[push]`
@@ -1254,32 +1430,67 @@ impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: shown.clone(),
-            source,
+            reason: e.to_string(),
         })?;
         let mut config = Self::parse(&text, &shown)?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
+    /// The configuration a command uses: the `--config` file when given,
+    /// else `$PARLEY_CONFIG`, else `/etc/parley/parley.toml`, else
+    /// `./config/parley.toml`, else the default compiled into Parley
+    /// ([`EMBEDDED`]). A file named by `--config` or `$PARLEY_CONFIG`
+    /// must exist; the others are looked for.
+    pub fn locate(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        if let Some(path) = explicit {
+            return Self::load(path);
+        }
+        if let Some(path) = std::env::var_os("PARLEY_CONFIG").filter(|p| !p.is_empty()) {
+            return Self::load(Path::new(&path));
+        }
+        for candidate in SEARCH_PATH {
+            let path = Path::new(candidate);
+            if path.is_file() {
+                return Self::load(path);
+            }
+        }
+        Self::parse(EMBEDDED, EMBEDDED_NAME)
+    }
+
+    /// What the configuration came from, for the start-up line and the
+    /// console: the file, or the embedded default.
+    pub fn origin(&self) -> String {
+        self.source
+            .as_ref()
+            .map_or_else(|| EMBEDDED_NAME.to_string(), |p| p.display().to_string())
+    }
+
     /// Parses and checks configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let syntax = |message: String| ConfigError::Syntax {
+        let syntax = |message: String, span: Option<std::ops::Range<usize>>| ConfigError::Syntax {
             path: origin.to_string(),
             message,
+            at: span.map(|s| Location::of(text, s)),
         };
         let de = toml::Deserializer::parse(text)
-            .map_err(|e| syntax(e.to_string().trim_end().replace('\n', " ")))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            .map_err(|e| syntax(e.message().trim_end().to_string(), e.span()))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner().message().to_string();
-            syntax(format!("{path}: {inner}"))
+            let inner = e.into_inner();
+            syntax(
+                format!("{path}: {}", inner.message().trim_end()),
+                inner.span(),
+            )
         })?;
+        config.text = Some(Arc::from(text));
         let l = &config.sip.limits;
-        let value = |key, reason: String| ConfigError::Value {
+        let value = |key: &str, reason: String| ConfigError::Value {
             path: origin.to_string(),
-            key,
+            key: key.to_string(),
+            at: Location::of_key(text, key),
             reason,
         };
         for (key, v) in [
@@ -1481,8 +1692,280 @@ impl Config {
                 }
             }
         }
+        let mut names: Vec<(String, &str)> = Vec::new();
+        for (i, d) in config.domains.iter().enumerate() {
+            names.push((format!("domains[{i}]"), d));
+        }
+        if let Some(d) = &config.rooms.domain {
+            names.push(("rooms.domain".into(), d));
+        }
+        for (i, r) in config.route.iter().enumerate() {
+            names.push((format!("route[{i}].domain"), &r.domain));
+        }
+        for (i, n) in config.irc.network.iter().enumerate() {
+            names.push((format!("irc.network[{i}].domain"), &n.domain));
+        }
+        for (i, d) in config.gateway.domain.iter().enumerate() {
+            names.push((format!("gateway.domain[{i}].name"), &d.name));
+        }
+        for (i, c) in config.xmpp.component.iter().enumerate() {
+            names.push((format!("xmpp.component[{i}].domain"), &c.domain));
+        }
+        for (key, name) in &names {
+            if let Err(why) = check_domain(name) {
+                return Err(value(key, format!("{name:?} is not a domain name: {why}")));
+            }
+        }
+        for (key, list) in [
+            ("gateway.allow_domains", &config.gateway.allow_domains),
+            ("gateway.deny_domains", &config.gateway.deny_domains),
+        ] {
+            for (i, pattern) in list.iter().enumerate() {
+                let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+                if let Err(why) = check_domain(name) {
+                    return Err(value(
+                        &format!("{key}[{i}]"),
+                        format!("{pattern:?} is neither a domain name nor *.domain: {why}"),
+                    ));
+                }
+            }
+        }
+        check_log_filter(&config.log.level).map_err(|why| value("log.level", why))?;
+        if let Some((key, other, addr)) = config.colliding_listeners() {
+            return Err(value(
+                &key,
+                format!("{addr} is also {other}: one socket cannot serve both"),
+            ));
+        }
         Ok(config)
     }
+
+    /// Every socket the config would bind, with the key that names it and
+    /// whether it is UDP: `parley run` binds them all.
+    fn sockets(&self) -> Vec<(String, bool, SocketAddr)> {
+        let mut out = Vec::new();
+        for (i, l) in self.sip.listen.iter().enumerate() {
+            out.push((
+                format!("sip.listen[{i}].address"),
+                l.transport == Transport::Udp,
+                l.address,
+            ));
+        }
+        if self.xmpp.enabled {
+            if let Some(a) = self.xmpp.listen {
+                out.push(("xmpp.listen".into(), false, a));
+            }
+            if let Some(a) = self.xmpp.listen_tls {
+                out.push(("xmpp.listen_tls".into(), false, a));
+            }
+        }
+        if self.admin.enabled {
+            if let Some(a) = self.admin.listen {
+                out.push(("admin.listen".into(), false, a));
+            }
+        }
+        if self.msrp.enabled {
+            if let Some(a) = self.msrp.listen {
+                out.push(("msrp.listen".into(), false, a));
+            }
+            if let Some(a) = self.msrp.listen_tls {
+                out.push(("msrp.listen_tls".into(), false, a));
+            }
+        }
+        out
+    }
+
+    /// The sections (top-level keys) that differ between two configs, as
+    /// `changed` would list them: `auth`, `sip`, `irc` …
+    pub fn changed_sections(&self, new: &Config) -> Vec<&'static str> {
+        let d = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        let sections: [(&'static str, String, String); 21] = [
+            ("sip", d(&self.sip), d(&new.sip)),
+            ("log", d(&self.log), d(&new.log)),
+            ("state_dir", d(&self.state_dir), d(&new.state_dir)),
+            ("domains", d(&self.domains), d(&new.domains)),
+            ("registrar", d(&self.registrar), d(&new.registrar)),
+            ("auth", d(&self.auth), d(&new.auth)),
+            ("store", d(&self.store), d(&new.store)),
+            ("dns", d(&self.dns), d(&new.dns)),
+            ("redirect", d(&self.redirect), d(&new.redirect)),
+            ("proxy", d(&self.proxy), d(&new.proxy)),
+            ("offline", d(&self.offline), d(&new.offline)),
+            ("push", d(&self.push), d(&new.push)),
+            ("presence", d(&self.presence), d(&new.presence)),
+            ("gateway", d(&self.gateway), d(&new.gateway)),
+            ("route", d(&self.route), d(&new.route)),
+            ("xmpp", d(&self.xmpp), d(&new.xmpp)),
+            ("admin", d(&self.admin), d(&new.admin)),
+            ("archive", d(&self.archive), d(&new.archive)),
+            ("msrp", d(&self.msrp), d(&new.msrp)),
+            ("rooms", d(&self.rooms), d(&new.rooms)),
+            ("irc", d(&self.irc), d(&new.irc)),
+        ];
+        sections
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(name, _, _)| name)
+            .collect()
+    }
+
+    /// Two listeners on one socket: the same port and protocol on the
+    /// same address, or on a wildcard address and any address of its
+    /// family. Port 0 (any free port) never collides.
+    fn colliding_listeners(&self) -> Option<(String, String, SocketAddr)> {
+        let sockets = self.sockets();
+        for (i, (key, udp, addr)) in sockets.iter().enumerate() {
+            for (other, other_udp, other_addr) in &sockets[..i] {
+                let overlap = addr.ip() == other_addr.ip()
+                    || (addr.is_ipv4() == other_addr.is_ipv4()
+                        && (addr.ip().is_unspecified() || other_addr.ip().is_unspecified()));
+                if addr.port() != 0
+                    && addr.port() == other_addr.port()
+                    && udp == other_udp
+                    && overlap
+                {
+                    return Some((key.clone(), other.clone(), *addr));
+                }
+            }
+        }
+        None
+    }
+
+    /// Checks the files the config names, as `parley run` reads them:
+    /// the TLS certificate and key (when set), and the trust anchors.
+    /// Each error names the key and the file.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let text = self.text.as_deref().unwrap_or("");
+        let origin = self.origin();
+        let fail = |key: &str, file: &Path, reason: String| ConfigError::Value {
+            path: origin.clone(),
+            key: key.to_string(),
+            at: Location::of_key(text, key),
+            reason: format!("{}: {reason}", file.display()),
+        };
+        let mut files: Vec<(String, &Path, FileKind)> = Vec::new();
+        if let Some(f) = &self.sip.tls.cert {
+            files.push(("sip.tls.cert".into(), f, FileKind::Certificates));
+        }
+        if let Some(f) = &self.sip.tls.key {
+            files.push(("sip.tls.key".into(), f, FileKind::Key));
+        }
+        if let Some(f) = &self.sip.tls.ca_file {
+            files.push(("sip.tls.ca_file".into(), f, FileKind::Certificates));
+        }
+        for (i, n) in self.irc.network.iter().enumerate() {
+            if let Some(f) = &n.ca_file {
+                files.push((
+                    format!("irc.network[{i}].ca_file"),
+                    f,
+                    FileKind::Certificates,
+                ));
+            }
+        }
+        for (i, p) in self.push.provider.iter().enumerate() {
+            if let Some(f) = &p.ca_file {
+                files.push((
+                    format!("push.provider[{i}].ca_file"),
+                    f,
+                    FileKind::Certificates,
+                ));
+            }
+        }
+        for (key, file, kind) in files {
+            let bytes = std::fs::read(file).map_err(|e| fail(&key, file, e.to_string()))?;
+            kind.check(&bytes).map_err(|why| fail(&key, file, why))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a PEM file the config names must hold.
+#[derive(Debug, Clone, Copy)]
+enum FileKind {
+    Certificates,
+    Key,
+}
+
+impl FileKind {
+    fn check(self, pem: &[u8]) -> Result<(), String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        match self {
+            FileKind::Certificates => {
+                let certs = CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("not a PEM certificate: {e}"))?;
+                if certs.is_empty() {
+                    return Err("holds no certificate (BEGIN CERTIFICATE)".into());
+                }
+            }
+            FileKind::Key => {
+                PrivateKeyDer::from_pem_slice(pem)
+                    .map_err(|e| format!("holds no usable private key: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A host name as DNS has it (RFC 1035 labels with RFC 1123's leading
+/// digits), or an IP address.
+pub fn check_domain(name: &str) -> Result<(), &'static str> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Err("empty");
+    }
+    if name.len() > 253 {
+        return Err("longer than 253 characters");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("an empty label");
+        }
+        if label.len() > 63 {
+            return Err("a label longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("only letters, digits, '-' and '.' (IDNs in their xn-- form)");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label starts or ends with '-'");
+        }
+    }
+    Ok(())
+}
+
+/// A log filter as `[log] level` takes it: comma-separated directives,
+/// each a level (`off`, `error`, `warn`, `info`, `debug`, `trace`) or
+/// `target=level`. A bare word that is no level would be read as a
+/// target name and silently log nothing else, so it is refused.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_level = |l: &str| LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    if filter.trim().is_empty() {
+        return Err("is empty (info, debug, parley=debug,warn …)".into());
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match directive.rsplit_once('=') {
+            Some((target, level)) => !target.is_empty() && is_level(level),
+            None => is_level(directive),
+        };
+        if !ok {
+            return Err(format!(
+                "{directive:?} is neither a level ({}) nor target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("{filter:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -1532,7 +2015,7 @@ mod tests {
         let e = Config::parse("[sip.limits]\nmax_mesage_size = 10\n", "t.toml").unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("t.toml: sip.limits.max_mesage_size: unknown field"),
+                .starts_with("t.toml:2:1: sip.limits.max_mesage_size: unknown field"),
             "{e}"
         );
         let e = Config::parse(
@@ -1544,11 +2027,162 @@ mod tests {
         let e = Config::parse("[sip.limits]\nmax_headers = 0\n", "t.toml").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "t.toml: sip.limits.max_headers must be greater than 0"
+            "t.toml:2:15: sip.limits.max_headers must be greater than 0\n  |\n2 | max_headers = 0\n  |               ^"
         );
         let e = Config::parse("[sip.limits]\nmax_message_size = 100\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("sip.limits.max_body_size"), "{e}");
         let e = Config::parse("[sip.tls]\ncert = \"c.pem\"\n", "t.toml").unwrap_err();
         assert!(e.to_string().contains("cert and key go together"), "{e}");
+    }
+
+    /// The caret sits under the value, on the line it is on; a syntax
+    /// error keeps its own line and caret (not squashed into one line).
+    #[test]
+    fn errors_point_at_the_line_and_column() {
+        let text = "domains = [\"localhost\"]\n\n[log]\nlevel = \"loud\"\n";
+        let e = Config::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("p.toml:4:9: log.level \"loud\" is neither a level"),
+            "{e}"
+        );
+        assert!(
+            e.ends_with("4 | level = \"loud\"\n  |         ^^^^^^"),
+            "{e}"
+        );
+        let e = Config::parse("[sip\nmax_connections = 1\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("p.toml:1:5: "), "{e}");
+        assert_eq!(e.lines().count(), 4, "{e}");
+        let e = Config::parse("[sip]\nmax_connections = \"x\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("p.toml:2:19: sip.max_connections: invalid type"),
+            "{e}"
+        );
+        // A key in the second table of an array is found there.
+        let text = "[[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:5070\"\n\n[[sip.listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5071\"\n\n[admin]\nlisten = \"127.0.0.1:5071\"\n";
+        let e = Config::parse(text, "p.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "p.toml:10:10: admin.listen 127.0.0.1:5071 is also sip.listen[1].address"
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            Location::of_key(text, "sip.listen[1].address").map(|l| l.line),
+            Some(7)
+        );
+        // Multi-byte text before the span counts as characters.
+        let at = Location::of("a = \"é\" # x\nb = 1\n", 13..14);
+        assert_eq!((at.line, at.column), (2, 1));
+    }
+
+    #[test]
+    fn domains_log_filters_and_listeners_are_checked() {
+        for bad in ["bad_domain", "-x.example", "a..b", "", &"a".repeat(64)] {
+            let text = format!("domains = [{bad:?}]\n");
+            let e = Config::parse(&text, "t").unwrap_err().to_string();
+            assert!(
+                e.contains("domains[0]") && e.contains("not a domain name"),
+                "{e}"
+            );
+        }
+        for good in [
+            "example.com",
+            "xn--bcher-kva.example",
+            "127.0.0.1",
+            "::1",
+            "localhost.",
+        ] {
+            assert!(check_domain(good).is_ok(), "{good}");
+        }
+        let e = Config::parse(
+            "[gateway]\ndeny_domains = [\"*.ok.example\", \"bad domain\"]\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gateway.deny_domains[1]"), "{e}");
+        for bad in ["loud", "parley=noisy", "info,,=debug", "  "] {
+            assert!(check_log_filter(bad).is_err(), "{bad:?}");
+        }
+        for good in ["info", "WARN", "parley=debug,warn", "off"] {
+            assert!(check_log_filter(good).is_ok(), "{good:?}");
+        }
+        // TCP and TLS on one address collide; UDP and TCP do not; a
+        // wildcard collides with its family; port 0 never does.
+        let listen = |a: &str, b: &str| {
+            format!("[[sip.listen]]\ntransport = \"udp\"\naddress = \"{a}\"\n[[sip.listen]]\ntransport = \"tcp\"\naddress = \"{a}\"\n[[sip.listen]]\ntransport = \"tls\"\naddress = \"{b}\"\n")
+        };
+        assert!(Config::parse(&listen("127.0.0.1:5070", "127.0.0.1:5071"), "t").is_ok());
+        assert!(Config::parse(&listen("127.0.0.1:0", "127.0.0.1:0"), "t").is_ok());
+        let e = Config::parse(&listen("127.0.0.1:5070", "127.0.0.1:5070"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sip.listen[2].address 127.0.0.1:5070 is also sip.listen[1].address"),
+            "{e}"
+        );
+        assert!(Config::parse(&listen("0.0.0.0:5070", "127.0.0.2:5070"), "t").is_err());
+        assert!(Config::parse(&listen("0.0.0.0:5070", "[::1]:5070"), "t").is_ok());
+    }
+
+    #[test]
+    fn files_named_by_the_config_are_read_as_run_reads_them() {
+        let dir = std::env::temp_dir().join(format!("parley-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let text = |cert: &Path, key: &Path| {
+            format!(
+                "[sip.tls]\ncert = {:?}\nkey = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            )
+        };
+        let missing = dir.join("missing.pem");
+        let c = Config::parse(&text(&missing, &not_pem), "t").unwrap();
+        let e = c.check_files().unwrap_err().to_string();
+        assert!(
+            e.contains(":2:8: sip.tls.cert ") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let c = Config::parse(&text(&not_pem, &not_pem), "t").unwrap();
+        let e = c.check_files().unwrap_err().to_string();
+        assert!(
+            e.contains("sip.tls.cert ") && e.contains("holds no certificate"),
+            "{e}"
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let c = Config::parse(&text(&cert_file, &not_pem), "t").unwrap();
+        let e = c.check_files().unwrap_err().to_string();
+        assert!(
+            e.contains(":3:7: sip.tls.key ") && e.contains("no usable private key"),
+            "{e}"
+        );
+        let c = Config::parse(&text(&cert_file, &key_file), "t").unwrap();
+        c.check_files().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reload_names_the_changed_sections() {
+        let a = Config::parse("", "t").unwrap();
+        let b = Config::parse(
+            "[auth]\nalgorithms = [\"SHA-256\", \"MD5\"]\n[sip]\nmax_connections = 7\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(a.changed_sections(&b), ["sip", "auth"]);
+        assert!(a.changed_sections(&a.clone()).is_empty());
     }
 }

@@ -119,6 +119,82 @@ pub fn private_file(file: &std::path::Path) -> std::io::Result<()> {
     write_private(file, b"")
 }
 
+/// The process's log: tracing to standard output, with a filter that can
+/// be changed while Parley runs (`[log] level` on reload, the admin API,
+/// `parley log-level`).
+pub mod log {
+    use std::sync::{Mutex, OnceLock};
+
+    type Apply = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+
+    /// How to change the filter, and the filter in force.
+    struct Control {
+        apply: Apply,
+        filter: Mutex<String>,
+        from_env: bool,
+    }
+
+    static CONTROL: OnceLock<Control> = OnceLock::new();
+
+    /// Starts logging with `filter`; `RUST_LOG` wins when set. A second
+    /// call (tests start several servers) changes nothing.
+    pub fn init(filter: &str) {
+        use std::io::IsTerminal;
+        let env = std::env::var("RUST_LOG")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let (text, parsed) = match env
+            .as_deref()
+            .map(|e| (e, tracing_subscriber::EnvFilter::try_new(e)))
+        {
+            Some((e, Ok(f))) => (e.to_string(), f),
+            _ => (
+                filter.to_string(),
+                tracing_subscriber::EnvFilter::try_new(filter)
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            ),
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(parsed)
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_filter_reloading();
+        let handle = builder.reload_handle();
+        if builder.try_init().is_ok() {
+            let _ = CONTROL.set(Control {
+                apply: Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())),
+                filter: Mutex::new(text),
+                from_env: env.is_some(),
+            });
+        }
+    }
+
+    /// The filter in force, when Parley set up the log.
+    pub fn filter() -> Option<String> {
+        let c = CONTROL.get()?;
+        c.filter.lock().ok().map(|f| f.clone())
+    }
+
+    /// True when `RUST_LOG` chose the filter at start (a reload of the
+    /// configuration then leaves it alone).
+    pub fn from_env() -> bool {
+        CONTROL.get().is_some_and(|c| c.from_env)
+    }
+
+    /// Puts `filter` in force at once.
+    pub fn set_filter(filter: &str) -> Result<(), String> {
+        let parsed = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+        let c = CONTROL.get().ok_or_else(|| {
+            "the log is not Parley's own (embedded in another program)".to_string()
+        })?;
+        (c.apply)(parsed)?;
+        if let Ok(mut f) = c.filter.lock() {
+            *f = filter.to_string();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -5,7 +5,7 @@
 //! checked against the routes by a test.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::rejection::JsonRejection;
@@ -35,12 +35,26 @@ pub const PAGE: &str = include_str!("page.html");
 /// The OpenAPI description of the API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// Reloads the configuration file (what SIGHUP does): the settings put
+/// in force and those needing a restart, or why nothing was.
+pub type Reload = Arc<dyn Fn() -> Result<crate::config::Reloaded, String> + Send + Sync>;
+
+/// What the console is told at start besides the core.
+pub struct Setup {
+    /// The configuration file in use, or the embedded default.
+    pub origin: String,
+    /// The reload.
+    pub reload: Reload,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 struct Admin {
     core: Arc<Core>,
     token: Arc<str>,
-    config_path: Option<PathBuf>,
+    origin: Arc<str>,
+    reload: Reload,
+    started: std::time::Instant,
     metrics: PrometheusHandle,
     store: Arc<dyn crate::store::Store>,
 }
@@ -62,8 +76,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// The bearer token: the configured one, else the one kept under the state
-/// directory, else a new one written there (and printed once).
-pub fn token(config: &Config) -> std::io::Result<String> {
+/// directory, else a new one written there; a new one is printed once,
+/// as the console's address with the token in its fragment (`console`,
+/// the address the console listens on).
+pub fn token(config: &Config, console: Option<SocketAddr>) -> std::io::Result<String> {
     if let Some(t) = &config.admin.token {
         return Ok(t.clone());
     }
@@ -80,6 +96,9 @@ pub fn token(config: &Config) -> std::io::Result<String> {
     }
     crate::sys::write_private(&file, t.as_bytes())?;
     println!("admin API token (kept in {}): {t}", file.display());
+    if let Some(addr) = console {
+        println!("console: http://{addr}/#token={t}");
+    }
     Ok(t)
 }
 
@@ -91,7 +110,7 @@ pub fn token_file(config: &Config) -> PathBuf {
 /// Serves the console on `listener` until `stop` is cancelled.
 pub async fn serve(
     token: String,
-    config_path: Option<PathBuf>,
+    setup: Setup,
     core: Arc<Core>,
     store: Arc<dyn crate::store::Store>,
     listener: TcpListener,
@@ -100,7 +119,9 @@ pub async fn serve(
     let admin = Admin {
         core,
         token: token.into(),
-        config_path,
+        origin: setup.origin.into(),
+        reload: setup.reload,
+        started: std::time::Instant::now(),
         metrics: metrics_handle(),
         store,
     };
@@ -116,11 +137,14 @@ fn router(admin: Admin) -> Router {
     let api = Router::new()
         .route("/status", get(status))
         .route("/registrations", get(registrations))
+        .route("/registrations/{address}", delete(end_registrations))
         .route("/subscriptions", get(subscriptions))
         .route("/peers", get(peers))
         .route("/adapters", get(adapters))
         .route("/policy", get(policy))
         .route("/policy/reload", post(reload))
+        .route("/reload", post(reload))
+        .route("/log-level", get(log_level).put(set_log_level))
         .route("/refusals", get(refusals))
         .route("/users", get(users).post(add_user))
         .route("/users/{address}", delete(remove_user))
@@ -226,6 +250,9 @@ async fn status(State(a): State<Admin>) -> Json<Value> {
     let now = now_secs();
     let core = &a.core;
     Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": a.started.elapsed().as_secs(),
+        "config": &*a.origin,
         "domains": core.domains(),
         "registrations": core.location.all(now).len(),
         "addresses_of_record": core.location.aors(),
@@ -257,13 +284,35 @@ fn msrp_status(core: &Core) -> Value {
     }
 }
 
-async fn registrations(State(a): State<Admin>) -> Json<Value> {
+#[derive(Deserialize)]
+struct RegistrationParams {
+    /// Only this address of record.
+    user: Option<String>,
+    /// Only this contact URI (for removal).
+    contact: Option<String>,
+}
+
+/// An address of record as the operator types it: `user@domain`, the
+/// domain without case.
+fn aor_of(address: &str) -> Option<String> {
+    let address = address.strip_prefix("sip:").unwrap_or(address);
+    let (user, domain) = address.split_once('@')?;
+    (!user.is_empty() && !domain.is_empty())
+        .then(|| format!("{user}@{}", domain.to_ascii_lowercase()))
+}
+
+async fn registrations(
+    State(a): State<Admin>,
+    params: axum::extract::Query<RegistrationParams>,
+) -> Json<Value> {
     let now = now_secs();
+    let only = params.user.as_deref().and_then(aor_of);
     let list: Vec<Value> = a
         .core
         .location
         .all(now)
         .into_iter()
+        .filter(|(aor, _)| only.as_ref().map_or(true, |o| o == aor))
         .map(|(aor, b)| {
             json!({
                 "aor": aor,
@@ -274,10 +323,32 @@ async fn registrations(State(a): State<Admin>) -> Json<Value> {
                 "source": b.source.to_string(),
                 "instance": (!b.instance.is_empty()).then(|| crate::simple::gruu::urn(&b.instance).to_string()),
                 "reg_id": (b.reg_id != 0).then_some(b.reg_id),
+                "user_agent": &*b.user_agent,
             })
         })
         .collect();
     Json(json!(list))
+}
+
+/// Ends the bindings of an address of record (all, or the one whose
+/// contact URI is `?contact=`).
+async fn end_registrations(
+    State(a): State<Admin>,
+    UrlPath(address): UrlPath<String>,
+    params: axum::extract::Query<RegistrationParams>,
+) -> Response {
+    let Some(aor) = aor_of(&address) else {
+        return error(StatusCode::BAD_REQUEST, "address must be user@domain");
+    };
+    let gone = a.core.end_registrations(&aor, params.contact.as_deref());
+    if gone.is_empty() {
+        return error(StatusCode::NOT_FOUND, "no such binding");
+    }
+    Json(json!({
+        "aor": aor,
+        "ended": gone.iter().map(|b| &*b.uri).collect::<Vec<_>>(),
+    }))
+    .into_response()
 }
 
 async fn subscriptions(State(a): State<Admin>) -> Json<Value> {
@@ -351,31 +422,52 @@ async fn policy(State(a): State<Admin>) -> Response {
     .into_response()
 }
 
-/// Reads the configuration file again and puts its `[gateway]` policy in
-/// force (also what SIGHUP does).
-pub fn reload_from(router: &crate::router::Router, path: Option<&Path>) -> Result<(), ReloadError> {
-    let path = path.ok_or(ReloadError::NoFile)?;
-    let config = Config::load(path)?;
-    router.reload_policy(&config.gateway);
-    Ok(())
-}
-
-/// Why the policy was not reloaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReloadError {
-    /// Parley was started without a configuration file.
-    #[error("Parley runs without a configuration file")]
-    NoFile,
-    /// The file does not read as a valid configuration.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-}
-
+/// Reads the configuration file again (as SIGHUP does); says what was put
+/// in force and what needs a restart.
 async fn reload(State(a): State<Admin>) -> Response {
-    match reload_from(&a.core.router, a.config_path.as_deref()) {
-        Ok(()) => Json(json!({"reloaded": true})).into_response(),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    let reload = a.reload.clone();
+    match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(Ok(r)) => Json(json!({
+            "reloaded": true,
+            "applied": r.applied,
+            "restart": r.restart,
+            "certificate": r.certificate,
+        }))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn log_level() -> Response {
+    match crate::sys::log::filter() {
+        Some(level) => Json(json!({"level": level})).into_response(),
+        None => error(StatusCode::CONFLICT, "the log is not Parley's own"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Level {
+    level: String,
+}
+
+/// Changes the log filter at once (until the next reload or restart).
+async fn set_log_level(body: Result<Json<Level>, JsonRejection>) -> Response {
+    let Ok(Json(l)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"level\": \"debug\"} (a level, or target=level,…)",
+        );
+    };
+    if let Err(e) = crate::config::check_log_filter(&l.level) {
+        return error(StatusCode::BAD_REQUEST, &format!("level {e}"));
+    }
+    match crate::sys::log::set_filter(&l.level) {
+        Ok(()) => {
+            info!(level = %l.level, "log level changed through the API");
+            Json(json!({"level": l.level})).into_response()
+        }
+        Err(e) => error(StatusCode::CONFLICT, &e),
     }
 }
 
@@ -437,8 +529,10 @@ async fn remove_user(State(a): State<Admin>, UrlPath(address): UrlPath<String>) 
     };
     match a.store.remove_user(user, domain).await {
         Ok(true) => {
-            a.core.auth.forget(user, domain);
-            StatusCode::NO_CONTENT.into_response()
+            let (bindings, subscriptions) = a.core.end_user(user, domain);
+            info!(%address, bindings, subscriptions, "user removed");
+            Json(json!({"removed": address, "bindings": bindings, "subscriptions": subscriptions}))
+                .into_response()
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such user"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

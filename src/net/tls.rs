@@ -2,8 +2,11 @@
 //! makes with rcgen on first start and keeps under the state directory, so
 //! the embedded default runs as it is. ring is the one crypto provider.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+
+use rustls::sign::CertifiedKey;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -84,7 +87,6 @@ fn make_self_signed(files: &CertFiles, config: &Config) -> Result<(), TlsError> 
 
 /// The rustls server configuration for the SIP TLS listeners.
 pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (certs, key) = own_certificate(config)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -105,9 +107,76 @@ pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>, TlsEr
         }
         None => builder.with_no_client_auth(),
     }
-    .with_single_cert(certs, key)
-    .context("certificate and key do not match")?;
+    .with_cert_resolver(certificates(config)?);
     Ok(Arc::new(tls))
+}
+
+/// The certificate Parley presents, which a reload replaces in place:
+/// connections made after it get the new one, those open keep theirs.
+#[derive(Debug)]
+struct Certificates(RwLock<Arc<CertifiedKey>>);
+
+impl rustls::server::ResolvesServerCert for Certificates {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok().map(|k| k.clone())
+    }
+}
+
+/// One [`Certificates`] per certificate and key file pair, shared by the
+/// SIP, XMPP and MSRP listeners that present them.
+fn presented() -> &'static Presented {
+    static PRESENTED: OnceLock<Presented> = OnceLock::new();
+    PRESENTED.get_or_init(Mutex::default)
+}
+
+/// The certificates presented, by their files.
+type Presented = Mutex<HashMap<(PathBuf, PathBuf), Arc<Certificates>>>;
+
+/// The certificate and key of `config`, read now, checked to match.
+fn certified_key(config: &Config) -> Result<Arc<CertifiedKey>, TlsError> {
+    let (certs, key) = own_certificate(config)?;
+    let files = config.cert_files();
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(key)
+        .with_context(|| format!("unusable key in {}", files.key.display()))?;
+    let certified = CertifiedKey::new(certs, signing);
+    certified.keys_match().with_context(|| {
+        format!(
+            "{} and {} do not match",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
+    Ok(Arc::new(certified))
+}
+
+/// The resolver for the files of `config`, holding what they hold now.
+fn certificates(config: &Config) -> Result<Arc<Certificates>, TlsError> {
+    let key = certified_key(config)?;
+    let files = config.cert_files();
+    let mut map = presented().lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = map
+        .entry((files.cert, files.key))
+        .or_insert_with(|| Arc::new(Certificates(RwLock::new(key.clone()))));
+    *entry.0.write().unwrap_or_else(PoisonError::into_inner) = key;
+    Ok(entry.clone())
+}
+
+/// Reads the certificate and key files of `config` again and presents
+/// them from now on; true when they changed. A file that does not read
+/// or a key that does not match leaves the one in use in place.
+pub fn reload_certificates(config: &Config) -> Result<bool, TlsError> {
+    let files = config.cert_files();
+    let map = presented().lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(current) = map.get(&(files.cert.clone(), files.key.clone())) else {
+        return Ok(false);
+    };
+    let key = certified_key(config)?;
+    let mut held = current.0.write().unwrap_or_else(PoisonError::into_inner);
+    let changed = held.cert != key.cert;
+    *held = key;
+    Ok(changed)
 }
 
 /// The certificate chain and key Parley presents (made when missing).

@@ -51,7 +51,7 @@ pub(crate) async fn authenticate(
     if !local {
         return Some(sender);
     }
-    if !core.auth_proxy {
+    if !core.auth_proxy.get() {
         sender.authenticated = true;
         return Some(sender);
     }

@@ -37,6 +37,8 @@ pub struct Binding {
     pub instance: Box<str>,
     /// Its `reg-id`; 0 when the binding is not an outbound flow.
     pub reg_id: u32,
+    /// The User-Agent of the REGISTER that made it.
+    pub user_agent: Box<str>,
 }
 
 impl Binding {
@@ -65,6 +67,7 @@ impl Binding {
             source: self.source.to_string(),
             instance: self.instance.to_string(),
             reg_id: i64::from(self.reg_id),
+            user_agent: self.user_agent.to_string(),
         }
     }
 
@@ -84,6 +87,7 @@ impl Binding {
                 source: row.source.parse().ok()?,
                 instance: row.instance.as_str().into(),
                 reg_id: u32::try_from(row.reg_id).ok()?,
+                user_agent: row.user_agent.as_str().into(),
             },
         ))
     }

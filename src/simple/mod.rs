@@ -46,11 +46,11 @@ pub struct Core {
     /// The addresses Parley listens on, by transport.
     pub listen: Vec<(Transport, SocketAddr)>,
     /// Binding lifetimes.
-    pub registrar: RegistrarConfig,
+    pub registrar: crate::config::Live<RegistrarConfig>,
     /// REGISTER must authenticate.
-    pub auth_registrar: bool,
+    pub auth_registrar: crate::config::Live<bool>,
     /// Local users must authenticate to send through the proxy.
-    pub auth_proxy: bool,
+    pub auth_proxy: crate::config::Live<bool>,
     /// Digest authentication.
     pub auth: Arc<auth::Authenticator>,
     /// The MSRP relay, when it runs: it also hosts the MSRP end of the
@@ -103,9 +103,9 @@ impl Core {
         Ok(Core {
             router,
             listen,
-            registrar: config.registrar,
-            auth_registrar: config.auth.registrar,
-            auth_proxy: config.auth.proxy,
+            registrar: crate::config::Live::new(config.registrar),
+            auth_registrar: crate::config::Live::new(config.auth.registrar),
+            auth_proxy: crate::config::Live::new(config.auth.proxy),
             auth,
             relay,
             chat: Arc::default(),
@@ -309,6 +309,40 @@ impl Core {
                 .iter()
                 .any(|b| push::Device::of(&b.uri).is_some_and(|d| d.prid == prid))
         });
+    }
+
+    /// Ends bindings of `aor` (as the operator asks): all of them, or
+    /// the one whose contact URI is `contact`. Returns those ended.
+    pub fn end_registrations(&self, aor: &str, contact: Option<&str>) -> Vec<location::Binding> {
+        let mut gone = Vec::new();
+        let _ = self.location.update(aor, |bindings| {
+            bindings.retain(|b| {
+                let end = contact.map_or(true, |c| *c == *b.uri);
+                if end {
+                    gone.push(b.clone());
+                }
+                !end
+            });
+            Ok::<(), ()>(())
+        });
+        if !gone.is_empty() {
+            self.forget_gruus();
+            for b in &gone {
+                tracing::info!(%aor, contact = %b.uri, "binding ended by the operator");
+            }
+        }
+        gone
+    }
+
+    /// Ends everything of a user the operator removed, as a kick does:
+    /// bindings, subscriptions (as presentity and as watcher) and
+    /// publications, and the cached credentials.
+    pub fn end_user(&self, user: &str, domain: &str) -> (usize, usize) {
+        let aor = format!("{user}@{}", domain.to_ascii_lowercase());
+        let bindings = self.end_registrations(&aor, None).len();
+        let subscriptions = self.presence.end_user(&aor);
+        self.auth.forget(user, domain);
+        (bindings, subscriptions)
     }
 
     /// Temporary GRUUs of instances no longer registered stop resolving.

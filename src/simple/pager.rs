@@ -31,7 +31,8 @@ use crate::sys::now_secs;
 /// costs no database call unless something waits), rows in the store.
 pub struct Offline {
     store: Arc<dyn Store>,
-    config: OfflineConfig,
+    /// The settings (`[offline]`), reloadable.
+    pub config: crate::config::Live<OfflineConfig>,
     pending: Mutex<HashMap<String, u32>>,
     /// Kept messages by the domain of their sender.
     by_sender_domain: Mutex<HashMap<String, u32>>,
@@ -65,7 +66,7 @@ impl Offline {
         }
         Ok(Offline {
             store,
-            config,
+            config: crate::config::Live::new(config),
             pending: Mutex::new(pending),
             by_sender_domain: Mutex::new(by_sender_domain),
             delivering: Mutex::new(HashSet::new()),
@@ -74,7 +75,7 @@ impl Offline {
 
     /// True when store and forward is on.
     pub fn enabled(&self) -> bool {
-        self.config.enabled
+        self.config.get().enabled
     }
 
     /// How many messages wait, for everyone.
@@ -162,7 +163,7 @@ async fn store(
     body: Vec<u8>,
 ) -> Result<(), Rejection> {
     let offline = &core.offline;
-    if offline.waiting(aor) >= offline.config.max_per_user {
+    if offline.waiting(aor) >= offline.config.get().max_per_user {
         metrics::counter!("parley_caps_reached_total", "cap" => "kept messages per user")
             .increment(1);
         return Err(Rejection::new(
@@ -172,7 +173,7 @@ async fn store(
     }
     let from_domain = sender_domain(&sender);
     let kept_from_domain = offline.domains().get(&from_domain).copied().unwrap_or(0);
-    if kept_from_domain >= offline.config.max_per_sender_domain {
+    if kept_from_domain >= offline.config.get().max_per_sender_domain {
         metrics::counter!("parley_caps_reached_total", "cap" => "kept messages per sender domain")
             .increment(1);
         return Err(Rejection::new(
@@ -188,7 +189,7 @@ async fn store(
         content_type,
         body,
         received_at: now,
-        expires_at: now.saturating_add(offline.config.expiry_secs as i64),
+        expires_at: now.saturating_add(offline.config.get().expiry_secs as i64),
     };
     let started = std::time::Instant::now();
     let written = offline.store.put_offline(&row).await;

@@ -81,7 +81,7 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     let now = now_secs();
     let msg = &inc.message;
     let r = &mut inc.responder;
-    let cfg = &core.registrar;
+    let cfg = &core.registrar.get();
 
     // Step 1: the Request-URI names a domain served here.
     let local = match msg.request_uri() {
@@ -101,7 +101,7 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
     let aor = format!("{user}@{domain}");
 
     // Steps 3 and 4: who is asking, and may they change this AOR.
-    if core.auth_registrar {
+    if core.auth_registrar.get() {
         match core
             .auth
             .check(
@@ -206,6 +206,12 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default();
     let cseq = msg.cseq().and_then(Result::ok).map_or(0, |c| c.seq);
+    let user_agent: Box<str> = msg
+        .headers()
+        .get(HeaderName::UserAgent)
+        .map(|v| String::from_utf8_lossy(&v[..v.len().min(256)]).into_owned())
+        .unwrap_or_default()
+        .into();
     let path: Vec<String> = msg
         .headers()
         .values(HeaderName::Path)
@@ -304,6 +310,7 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                 source,
                 instance: w.instance.as_deref().unwrap_or("").into(),
                 reg_id: w.flow.as_ref().map_or(0, |f| f.1),
+                user_agent: user_agent.clone(),
             });
         }
         Ok(())

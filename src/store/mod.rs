@@ -94,6 +94,8 @@ pub struct BindingRow {
     pub instance: String,
     /// Its `reg-id`, 0 when not an outbound binding.
     pub reg_id: i64,
+    /// The User-Agent of the REGISTER (empty without one).
+    pub user_agent: String,
 }
 
 /// A MESSAGE kept for a user with no registered contact.
@@ -320,6 +322,26 @@ impl SqliteStore {
             .connect_with(options.synchronous(SqliteSynchronous::Full))
             .await?;
         Ok(SqliteStore { pool, durable })
+    }
+
+    /// Writes a consistent copy of the database to `to` (which must not
+    /// exist), readable by its owner alone, while others keep writing:
+    /// SQLite's `VACUUM INTO` reads one snapshot.
+    pub async fn backup(&self, to: &Path) -> Result<u64, StoreError> {
+        if to.exists() {
+            return Err(StoreError(format!("{} exists already", to.display())));
+        }
+        crate::sys::write_private(to, b"")
+            .map_err(|e| StoreError(format!("cannot create {}: {e}", to.display())))?;
+        let result = sqlx::query("VACUUM INTO ?")
+            .bind(to.to_string_lossy().as_ref())
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(to);
+            return Err(e.into());
+        }
+        Ok(std::fs::metadata(to).map_or(0, |m| m.len()))
     }
 }
 
@@ -782,8 +804,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT OR REPLACE INTO bindings
                  (aor, uri, contact, expires_at, q, call_id, cseq, path, transport, source,
-                  instance, reg_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  instance, reg_id, user_agent)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&b.aor)
             .bind(&b.uri)
@@ -797,6 +819,7 @@ impl Store for SqliteStore {
             .bind(&b.source)
             .bind(&b.instance)
             .bind(b.reg_id)
+            .bind(&b.user_agent)
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -850,6 +873,7 @@ impl Store for SqliteStore {
                         source: r.try_get("source")?,
                         instance: r.try_get("instance")?,
                         reg_id: r.try_get("reg_id")?,
+                        user_agent: r.try_get("user_agent")?,
                     })
                 })
                 .collect::<Result<_, sqlx::Error>>()

@@ -66,6 +66,7 @@ fn main() {
                     source,
                     instance: format!("<urn:uuid:{i:08}-0000-0000-0000-000000000000>").into(),
                     reg_id: 1,
+                    user_agent: "".into(),
                 });
                 Ok::<(), ()>(())
             });

@@ -72,7 +72,7 @@ pub async fn watch_external(
         let d = core.presence.decide(&state, core, presentity, watcher);
         let watchers = state.external.entry(presentity.to_string()).or_default();
         if !watchers.contains_key(watcher)
-            && watchers.len() >= core.presence.config.max_per_presentity as usize
+            && watchers.len() >= core.presence.config.get().max_per_presentity as usize
         {
             metrics::counter!("parley_caps_reached_total", "cap" => "subscriptions to this user")
                 .increment(1);

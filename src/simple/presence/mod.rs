@@ -240,6 +240,9 @@ struct State {
     external: HashMap<String, HashMap<String, Decision>>,
     /// Presence for external watchers, waiting to be handed to the bridge.
     external_out: Vec<ExternalNotice>,
+    /// Users removed by the operator: their subscriptions, as presentity
+    /// and as watcher, end with the next sweep.
+    ending: Vec<String>,
     /// Subscriptions by watcher domain, by source address, and pending
     /// ones of other domains' watchers: what the caps are checked against.
     per_domain: HashMap<Box<str>, u32>,
@@ -343,7 +346,8 @@ pub enum ExternalNotice {
 
 /// The presence agent.
 pub struct PresenceAgent {
-    config: PresenceConfig,
+    /// The settings (`[presence]`), reloadable.
+    pub config: crate::config::Live<PresenceConfig>,
     store: Option<Arc<dyn crate::store::Store>>,
     state: Mutex<State>,
     limits: pidf::Limits,
@@ -371,7 +375,7 @@ impl PresenceAgent {
         store: Option<Arc<dyn crate::store::Store>>,
     ) -> PresenceAgent {
         PresenceAgent {
-            config,
+            config: crate::config::Live::new(config),
             store,
             state: Mutex::new(State::default()),
             limits: pidf::Limits::default(),
@@ -417,6 +421,22 @@ impl PresenceAgent {
         out
     }
 
+    /// Ends everything of the user `aor` (removed by the operator): its
+    /// watchers are told `terminated;reason=noresource`, its own
+    /// subscriptions `terminated;reason=deactivated` (RFC 6665 §4.1.3),
+    /// and its publications go, all with the next sweep (within a
+    /// second). Returns how many subscriptions end.
+    pub fn end_user(&self, aor: &str) -> usize {
+        let mut state = self.state();
+        let n = state
+            .subscriptions
+            .values()
+            .filter(|s| &*s.presentity == aor || s.dialog.texts.get(Part::Watcher) == aor)
+            .count();
+        state.ending.push(aor.to_string());
+        n
+    }
+
     /// How many subscriptions are active.
     pub fn subscription_count(&self) -> usize {
         self.state().subscriptions.len()
@@ -458,7 +478,7 @@ impl PresenceAgent {
         let local = watcher
             .rsplit_once('@')
             .is_some_and(|(_, d)| core.is_local_domain(d));
-        match self.config.default_policy {
+        match self.config.get().default_policy {
             DefaultPolicy::Allow => Decision::Allow,
             DefaultPolicy::Local if local => Decision::Allow,
             DefaultPolicy::Local | DefaultPolicy::Pending => Decision::Pending,
@@ -575,14 +595,14 @@ fn expires(msg: &Message, config: &PresenceConfig) -> Result<u32, Option<String>
 /// The Expires of a SUBSCRIBE or PUBLISH, bounded; None when it was
 /// refused (400 for a malformed one, 423 with Min-Expires for a short one).
 async fn checked_expires(agent: &PresenceAgent, inc: &mut Incoming) -> Option<u32> {
-    match expires(&inc.message, &agent.config) {
+    match expires(&inc.message, &agent.config.get()) {
         Ok(e) => Some(e),
         Err(Some(reason)) => {
             inc.responder.reply(400, &reason, &[]).await;
             None
         }
         Err(None) => {
-            let min = agent.config.min_expires.to_string();
+            let min = agent.config.get().min_expires.to_string();
             inc.responder
                 .reply(423, "Interval Too Brief", &[("Min-Expires", min)])
                 .await;
@@ -867,7 +887,7 @@ async fn subscribe_to(
                     // Still waiting for a rule: a watcher of another domain
                     // keeps coming back soon.
                     let expires = if sub.outside && sub.decision == Decision::Pending {
-                        expires.min(agent.config.pending_expires)
+                        expires.min(agent.config.get().pending_expires)
                     } else {
                         expires
                     };
@@ -984,7 +1004,7 @@ async fn subscribe_to(
         let pending_outside = outside && decision == Decision::Pending;
         let cap = cap_reached(
             &state,
-            &agent.config,
+            &agent.config.get(),
             &presentity,
             &sender.domain,
             inc.source.ip(),
@@ -1007,7 +1027,7 @@ async fn subscribe_to(
             // A watcher of another domain that waits for a rule must come
             // back soon: its subscription is not kept for hours.
             let expires = if pending_outside {
-                expires.min(agent.config.pending_expires)
+                expires.min(agent.config.get().pending_expires)
             } else {
                 expires
             };
@@ -1108,6 +1128,26 @@ pub async fn sweep(core: &Core, sip: &Sip) {
                 .collect();
             state.rules_version = Some(version);
             out.extend(apply_rules(core, &mut state, now));
+        }
+        for aor in std::mem::take(&mut state.ending) {
+            state.publications.remove(&aor);
+            state.pushable.remove(&aor);
+            let ending: Vec<(SubId, &'static str)> = state
+                .subscriptions
+                .iter()
+                .filter_map(|(id, s)| {
+                    if *s.presentity == *aor {
+                        Some((*id, "noresource"))
+                    } else if s.dialog.texts.get(Part::Watcher) == aor {
+                        Some((*id, "deactivated"))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            for (id, reason) in ending {
+                out.extend(notify_one(core, &mut state, id, now, Some(reason), None));
+            }
         }
         let expired: Vec<String> = state
             .publications
