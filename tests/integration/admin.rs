@@ -319,72 +319,21 @@ fn the_openapi_document_matches_the_routes() {
 
 #[test]
 fn a_running_parley_reloads_its_policy_on_sighup_and_keeps_its_token() {
-    use parley_test_support::sipp::free_port;
-    let dir = std::env::temp_dir().join(format!("parley-admin-proc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("parley.toml");
-    let write_config = |extra: &str, sip_port: u16, admin_port: u16| {
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir = {:?}\n{extra}\n[[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:{sip_port}\"\n\
-                 [auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n\
-                 [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[log]\nlevel = \"warn\"\n",
-                dir.display().to_string()
-            ),
-        )
-        .unwrap()
-    };
-    // Ports are picked free, but another test may take one before Parley
-    // binds it: then Parley exits saying so, and gets two other ports.
-    let mut attempt = 0;
-    let (mut child, sip_port, admin) = loop {
-        attempt += 1;
-        let (sip_port, admin_port) = (free_port(), free_port());
-        write_config("", sip_port, admin_port);
-        let log = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut exited = None;
-        while std::net::TcpStream::connect(admin).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                exited = Some(status);
-                break;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-                panic!("admin API did not start:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let Some(status) = exited else {
-            break (child, sip_port, admin);
-        };
-        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-        assert!(
-            attempt < 3 && log.contains("in use"),
-            "parley exited ({status}):\n{log}"
-        );
-    };
-    let write_config = |extra: &str| write_config(extra, sip_port, admin.port());
+    let parley = crate::operator::Running::start(
+        "admin-proc",
+        "[auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n[log]\nlevel = \"warn\"\n",
+    );
+    let (config, admin, child) = (&parley.config, parley.admin, &parley.child);
+    let write_config = |extra: &str| parley.write(extra);
     // The token was made on first start and kept for `parley status`.
-    let token = std::fs::read_to_string(dir.join("admin-token")).unwrap();
+    let token = parley.token();
     assert_eq!(
         http(admin, "GET", "/api/v1/refusals", Some(token.trim()), None).0,
         200
     );
-    run_cli(&["status"], &config);
+    run_cli(&["status"], config);
 
-    let ua = Ua::new(format!("127.0.0.1:{sip_port}").parse().unwrap());
+    let ua = Ua::new(parley.sip);
     let from_evil = |n: u32| {
         ua.send(
             &format!("MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:mallory@evil.test>;tag=e{n}\nTo: <sip:alice@localhost>\nCall-ID: hup-{n}\nCSeq: 1 MESSAGE\nContent-Type: text/plain"),
@@ -419,7 +368,4 @@ fn a_running_parley_reloads_its_policy_on_sighup_and_keeps_its_token() {
         None,
     );
     assert_eq!(code, 200, "{body}");
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }

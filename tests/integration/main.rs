@@ -12,6 +12,7 @@ mod layout;
 mod mobile;
 mod msrp_codec;
 mod msrp_relay;
+mod operator;
 mod overload;
 mod pager;
 mod peers_simple;
