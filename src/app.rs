@@ -114,6 +114,10 @@ impl Parley {
             admin,
             msrp,
         } = listeners;
+        if config.admin.enabled {
+            // Counted from the first request on.
+            let _ = crate::admin::metrics_handle();
+        }
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&config.sqlite_path())
                 .await

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+mod metrics;
 mod rooms;
 
 use crate::config::Config;
@@ -65,11 +66,15 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&metrics::BUCKETS)
+                .expect("buckets are given")
+                .build_recorder();
             let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
+            if ::metrics::set_global_recorder(recorder).is_err() {
                 warn!("a metrics recorder was already installed");
             }
+            metrics::describe();
             handle
         })
         .clone()
@@ -660,11 +665,13 @@ async fn archive(
 
 async fn prometheus(State(a): State<Admin>) -> Response {
     let core = &a.core;
-    metrics::gauge!("parley_registrations").set(core.location.all(now_secs()).len() as f64);
-    metrics::gauge!("parley_presence_subscriptions").set(core.presence.subscription_count() as f64);
-    metrics::gauge!("parley_offline_queue_depth").set(core.offline.total() as f64);
+    ::metrics::gauge!("parley_uptime_seconds").set(a.started.elapsed().as_secs_f64());
+    ::metrics::gauge!("parley_registrations").set(core.location.all(now_secs()).len() as f64);
+    ::metrics::gauge!("parley_presence_subscriptions")
+        .set(core.presence.subscription_count() as f64);
+    ::metrics::gauge!("parley_offline_queue_depth").set(core.offline.total() as f64);
     let links = links(core);
-    metrics::gauge!("parley_federation_links").set(links.len() as f64);
+    ::metrics::gauge!("parley_federation_links").set(links.len() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         a.metrics.render(),

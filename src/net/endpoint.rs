@@ -188,6 +188,38 @@ pub(super) struct Shared {
     pub(super) conn: stream::Settings,
 }
 
+/// Counts a request received (a new transaction, or answered statelessly).
+fn count_request(method: &'static str) {
+    metrics::counter!("parley_sip_requests_total", "method" => method).increment(1);
+}
+
+/// The status code of a printed response.
+fn status_of(response: &[u8]) -> u16 {
+    response
+        .get(8..11)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The method a printed response's CSeq names, as a bounded label.
+fn cseq_method(response: &[u8]) -> &'static str {
+    let head = &response[..memchr::memmem::find(response, b"\r\n\r\n").unwrap_or(response.len())];
+    head.split(|&b| b == b'\n')
+        .find_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = std::str::from_utf8(&line[..colon]).ok()?.trim();
+            if !name.eq_ignore_ascii_case("CSeq") {
+                return None;
+            }
+            let value = std::str::from_utf8(&line[colon + 1..]).ok()?;
+            let method = value.split_whitespace().nth(1)?;
+            Some(Method::from_bytes(method.as_bytes()).label())
+        })
+        .unwrap_or("other")
+}
+
 pub(super) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
@@ -205,6 +237,10 @@ impl Shared {
         match screen(data, framing, &self.limits, &self.policy) {
             Verdict::Answer { status, response } => {
                 debug!(status, "answered statelessly");
+                // Counted like every other request and response: the
+                // method as the answer's CSeq names it.
+                count_request(cseq_method(&response));
+                super::responder::count_response(status);
                 Some(Bytes::from(response))
             }
             Verdict::Drop(e) => {
@@ -233,6 +269,8 @@ impl Shared {
         // answered without a transaction, as a stateless UAS (RFC 3261
         // §8.2.7): a retransmission gets the same response again.
         if let Some(response) = self.handler.answer_stateless(&msg, self.policy.tag_secret) {
+            count_request(msg.method().map_or("other", Method::label));
+            super::responder::count_response(status_of(&response));
             path(&msg).send(Bytes::from(response)).await;
             return;
         }
@@ -262,7 +300,9 @@ impl Shared {
                 // Past the bound a new request is turned away at once, before
                 // any work; retransmissions matched a transaction above.
                 let counted = !matches!(msg.method(), Some(Method::Invite));
+                count_request(msg.method().map_or("other", Method::label));
                 if !self.overload.admit(counted) {
+                    super::responder::count_response(503);
                     let tag = stateless_tag(&msg, self.policy.tag_secret);
                     let retry = [("Retry-After", self.overload.retry_after())];
                     let wire = respond(&msg, 503, "Service Unavailable (overloaded)", &tag, &retry);

@@ -190,7 +190,7 @@ fn with_top_via_params(wire: Bytes, params: &str) -> Bytes {
 
 /// Counts a final or provisional response Parley sent, by status class
 /// and code (a bounded label set: SIP codes are three digits).
-fn count_response(status: u16) {
+pub(super) fn count_response(status: u16) {
     static CODES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let codes = CODES.get_or_init(|| (0..700).map(|c| c.to_string()).collect());
     let code = codes

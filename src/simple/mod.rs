@@ -224,7 +224,6 @@ impl Core {
         use tracing::Instrument;
         let method = incoming.message.method().map_or("other", Method::label);
         let span = tracing::debug_span!("request", method, source = %incoming.source);
-        metrics::counter!("parley_sip_requests_total", "method" => method).increment(1);
         async move {
             let is_bye = matches!(incoming.message.method(), Some(Method::Bye));
             if is_bye

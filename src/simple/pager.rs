@@ -125,11 +125,12 @@ fn sender_domain(sender: &str) -> String {
 
 /// Keeps a MESSAGE for `aor` (a known user with no contact) and answers
 /// 202 once it is durable; 480 when the user's share is full, 500 when
-/// the store fails (nothing was accepted then).
-pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) {
+/// the store fails (nothing was accepted then). True when accepted.
+pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) -> bool {
     let msg = &inc.message;
     let Some(Ok(from)) = msg.from() else {
-        return inc.responder.reply(400, "Bad From", &[]).await;
+        inc.responder.reply(400, "Bad From", &[]).await;
+        return false;
     };
     let sender = match from.display {
         Some(d) => format!(
@@ -148,9 +149,13 @@ pub async fn keep(core: &Core, inc: &mut Incoming, aor: &str) {
         Ok(()) => {
             inc.responder
                 .reply(202, "Accepted (stored for delivery)", &[])
-                .await
+                .await;
+            true
         }
-        Err(r) => reject(inc, &r, aor).await,
+        Err(r) => {
+            reject(inc, &r, aor).await;
+            false
+        }
     }
 }
 

@@ -211,7 +211,10 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                 }
                 // RFC 3428 pager mode: kept for the user's next contact.
                 if matches!(method, Some(Method::Message)) && core.offline.enabled() {
-                    return super::pager::keep(&core, &mut inc, &aor).await;
+                    if super::pager::keep(&core, &mut inc, &aor).await {
+                        archive_message(&core, &msg, &sender, "kept offline");
+                    }
+                    return;
                 }
                 return inc
                     .responder
@@ -228,7 +231,10 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                             && core.offline.enabled()
                             && device.is_none()
                         {
-                            return super::pager::keep(&core, &mut inc, &aor).await;
+                            if super::pager::keep(&core, &mut inc, &aor).await {
+                                archive_message(&core, &msg, &sender, "kept offline");
+                            }
+                            return;
                         }
                         return inc
                             .responder

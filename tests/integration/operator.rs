@@ -38,6 +38,8 @@ impl Running {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("parley.toml");
         for attempt in 1.. {
+            // (A failed attempt's drop removed the directory.)
+            std::fs::create_dir_all(&dir).unwrap();
             let ports = (free_port(), free_port());
             let mut running = Running {
                 child: Command::new("true").spawn().unwrap(),
@@ -59,7 +61,8 @@ impl Running {
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(20);
             let mut exited = None;
-            while std::net::TcpStream::connect(running.admin).is_err() {
+            // Bound is not started: the console answers once every layer runs.
+            while !healthy(running.admin) {
                 if let Ok(Some(status)) = running.child.try_wait() {
                     exited = Some(status);
                     break;
@@ -95,7 +98,7 @@ impl Running {
             &self.config,
             format!(
                 "state_dir = {:?}\n{sections}\n[[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:{}\"\n\
-                 [admin]\nlisten = \"127.0.0.1:{}\"\n",
+                 [admin]\nlisten = \"127.0.0.1:{}\"\n[msrp]\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"127.0.0.1:0\"\n",
                 self.dir.display().to_string(),
                 self.ports.0,
                 self.ports.1
@@ -138,6 +141,27 @@ impl Drop for Running {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// True when the console at `addr` answers `/health` (a socket bound
+/// before start-up accepts before the console serves).
+fn healthy(addr: SocketAddr) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(
+        s,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    raw.starts_with(b"HTTP/1.1 200")
 }
 
 /// Runs `parley ARGS` in `cwd` with the environment changes given; returns
@@ -475,4 +499,128 @@ fn an_operator_lists_ends_reloads_and_backs_up_a_running_parley() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+}
+
+/// Every sample line's series has `# HELP` and `# TYPE` (a histogram's
+/// and summary's samples under their family's name).
+fn undescribed(metrics: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    for line in metrics.lines().filter(|l| l.starts_with("parley_")) {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| metrics.contains(&format!("# TYPE {f} histogram")))
+            .unwrap_or(name);
+        for kind in ["HELP", "TYPE"] {
+            if !metrics.contains(&format!("# {kind} {family} ")) {
+                missing.push(format!("{kind} {family}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
+#[test]
+fn metrics_are_described_zero_from_start_and_count_stateless_answers() {
+    let parley = Running::start(
+        "metrics",
+        "[auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n",
+    );
+    let token = parley.token();
+    let scrape = || {
+        let (code, body) = http(parley.admin, "GET", "/metrics", None, None);
+        assert_eq!(code, 200);
+        body
+    };
+    let fresh = scrape();
+    assert!(
+        undescribed(&fresh).is_empty(),
+        "{:?}\n{fresh}",
+        undescribed(&fresh)
+    );
+    for line in [
+        "parley_policy_refusals_total{reason=\"domain-denied\"} 0",
+        "parley_auth_failures_total{reason=\"wrong-password\"} 0",
+        "parley_sip_requests_total{method=\"MESSAGE\"} 0",
+        "parley_sip_responses_total{code=\"400\"} 0",
+        "parley_flows_closed_total 0",
+        "# TYPE parley_uptime_seconds gauge",
+    ] {
+        assert!(fresh.contains(line), "{line} missing:\n{fresh}");
+    }
+    assert!(
+        fresh.contains(&format!(
+            "parley_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{fresh}"
+    );
+
+    // An OPTIONS answered statelessly and a 400 for a malformed request
+    // are counted as every other request and response.
+    let ua = Ua::new(parley.sip);
+    ua.send(
+        &format!("OPTIONS sip:{} SIP/2.0\nFrom: <sip:probe@localhost>;tag=o\nTo: <sip:{}>\nCall-ID: op-options\nCSeq: 1 OPTIONS", parley.sip, parley.sip),
+        "",
+    );
+    assert_eq!(status(&ua.final_response()), 200);
+    ua.send(
+        "MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:probe@localhost>;tag=m\nTo: <sip:alice@localhost>\nCall-ID: op-bad\nCSeq: 1 MESSAGE\nMax-Forwards: many",
+        "",
+    );
+    assert_eq!(status(&ua.final_response()), 400);
+    assert_eq!(register(&ua, "carol", "op-metrics", 60), 404);
+
+    // A MESSAGE from another domain kept for an offline user (202) is
+    // archived when accepted, as a relayed one is.
+    run_cli(
+        &["user", "add", "alice@localhost", "--password", "pw"],
+        &parley.config,
+    );
+    ua.send(
+        "MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:bob@partner.test>;tag=k\nTo: <sip:alice@localhost>\nCall-ID: op-kept\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        "kept for later",
+    );
+    assert_eq!(status(&ua.final_response()), 202);
+    // The archive writes in the background: read until it is there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let archived = loop {
+        let (code, archived) = http(
+            parley.admin,
+            "GET",
+            "/api/v1/archive?address=alice@localhost",
+            Some(&token),
+            None,
+        );
+        assert_eq!(code, 200, "{archived}");
+        if archived != "[]" || Instant::now() > deadline {
+            break archived;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        archived.contains("\"decision\":\"kept offline\""),
+        "{archived}"
+    );
+    assert!(
+        archived.contains("\"sender\":\"bob@partner.test\""),
+        "{archived}"
+    );
+    assert!(archived.contains("kept for later"), "{archived}");
+
+    let after = scrape();
+    assert!(undescribed(&after).is_empty(), "{:?}", undescribed(&after));
+    for line in [
+        "parley_sip_requests_total{method=\"OPTIONS\"} 1",
+        "parley_sip_requests_total{method=\"MESSAGE\"} 2",
+        "parley_sip_responses_total{code=\"400\"} 1",
+        "parley_sip_responses_total{code=\"202\"} 1",
+        "parley_transaction_seconds_bucket{method=\"REGISTER\",le=\"0.0001\"}",
+        "parley_transaction_seconds_bucket{method=\"REGISTER\",le=\"30\"} 1",
+    ] {
+        assert!(after.contains(line), "{line} missing:\n{after}");
+    }
 }
