@@ -56,6 +56,7 @@ struct Admin {
     origin: Arc<str>,
     reload: Reload,
     started: std::time::Instant,
+    history: Arc<std::sync::Mutex<std::collections::VecDeque<Sample>>>,
     metrics: PrometheusHandle,
     store: Arc<dyn crate::store::Store>,
 }
@@ -127,9 +128,11 @@ pub async fn serve(
         origin: setup.origin.into(),
         reload: setup.reload,
         started: std::time::Instant::now(),
+        history: Arc::default(),
         metrics: metrics_handle(),
         store,
     };
+    spawn_history(&admin, stop.clone());
     let app = router(admin);
     info!(address = %listener.local_addr()?, "admin API listening");
     axum::serve(listener, app)
@@ -150,6 +153,7 @@ fn router(admin: Admin) -> Router {
         .route("/policy/reload", post(reload))
         .route("/reload", post(reload))
         .route("/log-level", get(log_level).put(set_log_level))
+        .route("/history", get(history))
         .route("/refusals", get(refusals))
         .route("/users", get(users).post(add_user))
         .route("/users/{address}", delete(remove_user))
@@ -181,6 +185,83 @@ fn router(admin: Admin) -> Router {
         .route("/metrics", get(prometheus))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such resource") })
         .with_state(admin)
+}
+
+/// One point of the console's chart: totals since start at a moment.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: u64,
+    messages: u64,
+    refusals: Vec<(&'static str, u64)>,
+}
+
+/// Seconds between the points the console keeps, and how many: an hour.
+const HISTORY_STEP: u64 = 10;
+const HISTORY_POINTS: usize = 360;
+
+/// Messages that entered Parley (SIP MESSAGEs served, and messages from
+/// the adapters' networks) and refusals by reason, since start.
+fn sample(core: &Core) -> Sample {
+    let from_adapters: u64 = core
+        .router
+        .routed()
+        .into_iter()
+        .filter(|((source, _), _)| *source != "sip")
+        .map(|(_, n)| n)
+        .sum();
+    Sample {
+        at: now_secs(),
+        messages: core.messages.load(std::sync::atomic::Ordering::Relaxed) + from_adapters,
+        refusals: core
+            .router
+            .policy()
+            .refusals()
+            .into_iter()
+            .map(|(r, n)| (r.name(), n))
+            .collect(),
+    }
+}
+
+/// Records a point every ten seconds, keeping the last hour, until `stop`.
+fn spawn_history(admin: &Admin, stop: tokio_util::sync::CancellationToken) {
+    let (core, history) = (admin.core.clone(), admin.history.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(HISTORY_STEP));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {
+                    let s = sample(&core);
+                    let mut h = history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if h.len() == HISTORY_POINTS {
+                        h.pop_front();
+                    }
+                    h.push_back(s);
+                }
+            }
+        }
+    });
+}
+
+/// The last hour's points and one for now; the page draws rates from
+/// the differences.
+async fn history(State(a): State<Admin>) -> Json<Value> {
+    let mut points: Vec<Sample> = a
+        .history
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
+    points.push(sample(&a.core));
+    Json(json!({
+        "step_secs": HISTORY_STEP,
+        "samples": points.iter().map(|s| json!({
+            "at": s.at,
+            "messages": s.messages,
+            "refusals": s.refusals.iter().map(|(r, n)| (r.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        })).collect::<Vec<_>>(),
+    }))
 }
 
 /// A JSON error with its reason.

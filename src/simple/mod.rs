@@ -86,6 +86,8 @@ pub struct Core {
     pub rooms: rooms::Rooms,
     /// Ticks since start: sweeps that need not run every second.
     ticks: std::sync::atomic::AtomicU64,
+    /// MESSAGE requests served since start (the console's chart).
+    pub messages: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -141,6 +143,7 @@ impl Core {
                 Some(store.clone()),
             )),
             ticks: std::sync::atomic::AtomicU64::new(0),
+            messages: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -223,6 +226,10 @@ impl Core {
     pub async fn handle(self: Arc<Self>, sip: Sip, mut incoming: Incoming) {
         use tracing::Instrument;
         let method = incoming.message.method().map_or("other", Method::label);
+        if method == "MESSAGE" {
+            self.messages
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let span = tracing::debug_span!("request", method, source = %incoming.source);
         async move {
             let is_bye = matches!(incoming.message.method(), Some(Method::Bye));

@@ -64,12 +64,31 @@ fn the_console_page_shows_status_refusals_and_the_archive() {
     let ua = Ua::new(server.udp);
     ua.send(
         &format!(
-            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=r\nTo: <sip:alice@localhost>\nCall-ID: reg-console\nCSeq: 1 REGISTER\nContact: <sip:alice@{}>\nExpires: 600",
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=r\nTo: <sip:alice@localhost>\nCall-ID: reg-console\nCSeq: 1 REGISTER\nContact: <sip:alice@{}>\nExpires: 600\nUser-Agent: console-test/1.0",
             ua.local
         ),
         "",
     );
     assert_eq!(status(&ua.final_response()), 200);
+    // Alice watches herself; a rule lets bob@partner.test watch her.
+    ua.send(
+        &format!(
+            "SUBSCRIBE sip:alice@localhost SIP/2.0\nFrom: <sip:alice@localhost>;tag=s\nTo: <sip:alice@localhost>\nCall-ID: console-sub\nCSeq: 1 SUBSCRIBE\nEvent: presence\nExpires: 600\nContact: <sip:alice@{}>",
+            ua.local
+        ),
+        "",
+    );
+    assert!(status(&ua.final_response()) < 300);
+    let (code, body) = crate::admin::http(
+        admin,
+        "POST",
+        "/api/v1/presence/rules",
+        Some(TOKEN),
+        Some(
+            r#"{"presentity": "alice@localhost", "watcher": "bob@partner.test", "decision": "allow"}"#,
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
     ua.send(
         "MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:mallory@evil.test>;tag=m\nTo: <sip:alice@localhost>\nCall-ID: console-evil\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
         "let me in",
@@ -102,6 +121,41 @@ fn the_console_page_shows_status_refusals_and_the_archive() {
         row(&dom, "ops@conference.localhost").unwrap_or_else(|| panic!("no room row:\n{dom}"));
     assert!(room.contains("alice (sip, moderator)"), "{room}");
     assert!(room.contains("public, open, persistent"), "{room}");
+    // Version, uptime and the config in use.
+    assert!(
+        dom.contains(&format!(
+            "Parley {} · up 0m · config ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{dom}"
+    );
+    // The lists: registrations, subscriptions, users with their rules.
+    let reg = row(&dom, "alice@localhost").unwrap_or_else(|| panic!("no registration row:\n{dom}"));
+    assert!(
+        reg.contains(&format!("<td>sip:alice@{}</td>", ua.local)),
+        "{reg}"
+    );
+    assert!(
+        reg.contains("<td>udp</td>") && reg.contains("console-test/1.0"),
+        "{reg}"
+    );
+    assert!(
+        dom.contains(
+            "<td>alice@localhost</td><td>alice@localhost</td><td>presence</td><td>allow</td>"
+        ),
+        "no subscription row:\n{dom}"
+    );
+    assert!(
+        dom.contains("<td>alice@localhost</td><td>bob@partner.test: allow</td>"),
+        "no user row with its rule:\n{dom}"
+    );
+    // The chart: messages per second and a line per refusal reason, with
+    // their legend, drawn by the page.
+    let chart = &dom[dom.find("<svg id=\"chart\"").expect("chart")..];
+    let chart = &chart[..chart.find("</svg>").expect("end of chart")];
+    assert!(chart.contains("class=\"messages\""), "{chart}");
+    assert!(chart.contains("data-reason=\"domain-denied\""), "{chart}");
+    assert!(dom.contains("refused: domain-denied"), "{dom}");
     assert!(
         dom.contains("<div id=\"error\"></div>"),
         "an error shows:\n{dom}"
