@@ -98,8 +98,13 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff; `parley man | man -l -`).
-    Man,
+    /// Print the manual page (roff; `parley man | man -l -`), or write
+    /// it and one page per subcommand (parley-run.1 …) into a directory.
+    Man {
+        /// Write every page into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Presence document (PIDF) tools.
     Pidf {
         /// The PIDF tool to run.
@@ -306,8 +311,8 @@ pub enum UserCommand {
     Add {
         /// The address, `user@domain`; the domain must be a local one.
         address: String,
-        /// The password (read from standard input when absent). Only its
-        /// HA1 values are kept.
+        /// The password. Without it: asked twice on a terminal with echo
+        /// off, or one line read from a pipe. Only its HA1 values are kept.
         #[arg(long)]
         password: Option<String>,
     },
@@ -671,9 +676,18 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             clap_complete::generate(shell, &mut Cli::command(), "parley", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Man => {
-            use clap::CommandFactory;
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir } => {
+            let pages = man_pages()?;
+            match dir {
+                None => std::io::stdout().write_all(&pages[0].1)?,
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)?;
+                    for (name, page) in &pages {
+                        std::fs::write(dir.join(name), page)?;
+                    }
+                    println!("{} pages written to {}", pages.len(), dir.display());
+                }
+            }
             Ok(0)
         }
         Command::Archive { command } => archive_command(&config()?, command),
@@ -786,6 +800,32 @@ fn api(
             .map_err(|e| anyhow::anyhow!("not a JSON answer (HTTP {code}): {e}"))?
     };
     Ok((code, v))
+}
+
+/// The manual: `parley.1`, then a page per subcommand at every depth
+/// (`parley-user-add.1`), as the pages name each other.
+pub fn man_pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    use clap::CommandFactory;
+    fn walk(
+        cmd: clap::Command,
+        name: String,
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> std::io::Result<()> {
+        let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+        out.push((format!("{name}.1"), page));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub.clone(), format!("{name}-{}", sub.get_name()), out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    // Built, so the global --config shows on every page.
+    let mut root = Cli::command();
+    root.build();
+    walk(root, "parley".into(), &mut out)?;
+    Ok(out)
 }
 
 fn non_empty(s: String, otherwise: &str) -> String {

@@ -624,3 +624,126 @@ fn metrics_are_described_zero_from_start_and_count_stateless_answers() {
         assert!(after.contains(line), "{line} missing:\n{after}");
     }
 }
+
+/// The arguments of each `Exec…=/usr/bin/parley …` line of the unit.
+fn unit_commands(unit: &str) -> Vec<(String, Vec<String>)> {
+    unit.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, v)| k.starts_with("Exec") && v.starts_with("/usr/bin/parley "))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.split_whitespace().skip(1).map(str::to_string).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_runs_real_subcommands_and_flags() {
+    let root = parley_test_support::repo_root();
+    let unit = std::fs::read_to_string(root.join("config/systemd/parley.service")).unwrap();
+    let commands = unit_commands(&unit);
+    assert!(
+        commands
+            .iter()
+            .any(|(k, a)| k == "ExecStart" && a[0] == "run"),
+        "{unit}"
+    );
+    let dir = scratch("unit");
+    let installed = root.join("config/parley.toml").display().to_string();
+    for (key, args) in &commands {
+        // The command line as written, with the conffile where the repo
+        // keeps it: clap refuses an unknown subcommand or flag before
+        // `--help` is read.
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("/etc/parley/parley.toml", &installed))
+            .collect();
+        let mut with_help: Vec<&str> = args.iter().map(String::as_str).collect();
+        with_help.push("--help");
+        let (code, _, err) = parley_in(&dir, &with_help, &[]);
+        assert_eq!(code, 0, "{key}: parley {}: {err}", args.join(" "));
+        // What does not serve runs for real (check-config on the file the
+        // package installs).
+        if args[0] != "run" {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (code, out, err) = parley_in(&dir, &args, &[]);
+            assert_eq!(code, 0, "{key}: {out}{err}");
+        }
+    }
+    for needed in [
+        "DynamicUser=yes",
+        "StateDirectory=parley",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.lines().any(|l| l == needed), "{needed} missing");
+    }
+    // systemd's own reading of the unit, with the binary built here.
+    let copy = dir.join("parley.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/bin/parley", env!("CARGO_BIN_EXE_parley")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (tests/peers/install.sh installs systemd)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The completions and manual pages the package installs are what the
+/// command line generates (PARLEY_BLESS=1 writes them again).
+#[test]
+fn packaged_completions_and_manual_pages_are_current() {
+    let root = parley_test_support::repo_root();
+    let dir = scratch("pages");
+    let bless = std::env::var_os("PARLEY_BLESS").is_some();
+    let mut expected: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for (shell, file) in [
+        ("bash", "parley.bash"),
+        ("zsh", "_parley"),
+        ("fish", "parley.fish"),
+    ] {
+        let (code, out, err) = parley_in(&dir, &["completions", shell], &[]);
+        assert_eq!(code, 0, "{err}");
+        expected.push((root.join("config/completions").join(file), out.into_bytes()));
+    }
+    let pages = parley::cli::man_pages().unwrap();
+    let names: Vec<String> = pages.iter().map(|(n, _)| n.clone()).collect();
+    assert!(
+        names.iter().any(|n| n == "parley.1") && names.iter().any(|n| n == "parley-user-add.1")
+    );
+    for (name, page) in pages {
+        expected.push((root.join("config/man").join(name), page));
+    }
+    if bless {
+        let _ = std::fs::remove_dir_all(root.join("config/man"));
+        std::fs::create_dir_all(root.join("config/man")).unwrap();
+    }
+    for (path, content) in &expected {
+        if bless {
+            std::fs::write(path, content).unwrap();
+        }
+        let have = std::fs::read(path).unwrap_or_default();
+        assert!(
+            &have == content,
+            "{} is stale: PARLEY_BLESS=1 cargo test --test integration packaged",
+            path.display()
+        );
+    }
+    // No page left over from a command that is gone.
+    let on_disk = std::fs::read_dir(root.join("config/man")).unwrap().count();
+    assert_eq!(on_disk, names.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}

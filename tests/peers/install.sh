@@ -29,6 +29,8 @@ command -v atheme-services >/dev/null 2>&1 || need+=(atheme-services)
 command -v turnutils_stunclient >/dev/null 2>&1 || need+=(coturn)
 # The console page is checked in a headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# systemd's unit checker reads the packaged unit (systemd-analyze verify).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The scripted XMPP clients run in a venv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
