@@ -143,12 +143,7 @@ impl FlowTokens {
         let (body, tag) = rest.rsplit_once('-')?;
         let tag = unhex(tag)?;
         let expected = hmac::sign(&self.key, body.as_bytes());
-        // Compared in constant time.
-        let differ = expected.as_ref()[..12]
-            .iter()
-            .zip(&tag)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if tag.len() != 12 || differ != 0 {
+        if !crate::proto::digest::constant_time_eq(&expected.as_ref()[..12], &tag) {
             return None;
         }
         let mut parts = body.split('-');

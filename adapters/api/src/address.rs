@@ -6,6 +6,13 @@
 //! `o'hara@example.com` is the same address whether it arrived as
 //! `sip:o%27hara@example.com` or as the JID `o\27hara@example.com`. Each
 //! network's escaping is applied only when printing for that network.
+//!
+//! Addresses compare as XMPP servers compare JIDs (RFC 7622 §3): domains
+//! through IDNA (UTS #46 mapping, so `Example.COM`, `BÜCHER.example` and
+//! `xn--bcher-kva.example` are each one domain, kept in their ASCII
+//! form), a JID's localpart through the PRECIS UsernameCaseMapped profile
+//! (RFC 8265: width-mapped, case-folded, NFC) and its resource through
+//! OpaqueString. A SIP user part keeps its case (RFC 3261 §19.1.4).
 
 use std::fmt;
 
@@ -106,9 +113,14 @@ impl Address {
         if !is_ip && !domain.trim_end_matches('.').split('.').all(label_ok) {
             return Err(invalid("domain"));
         }
+        let domain = if is_ip {
+            domain.to_ascii_lowercase()
+        } else {
+            normalize_domain(domain).ok_or_else(|| invalid("domain"))?
+        };
         Ok(Address {
             user: user.to_string(),
-            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            domain,
             resource: resource.map(str::to_string),
         })
     }
@@ -174,7 +186,22 @@ impl Address {
         let (local, domain) = bare
             .split_once('@')
             .ok_or_else(|| AddressError::NoDomain(jid.to_string()))?;
-        Address::new(&jid_unescape(local), domain, resource)
+        use precis_core::profile::PrecisFastInvocation;
+        let invalid = |part| AddressError::Invalid {
+            address: jid.to_string(),
+            part,
+        };
+        // RFC 7622 §3.3: the localpart is enforced before its XEP-0106
+        // escapes are read; §3.4: the resource as an OpaqueString.
+        let local =
+            precis_profiles::UsernameCaseMapped::enforce(local).map_err(|_| invalid("user"))?;
+        if local.contains(['"', '&', '\'', '/', ':', '<', '>', '@']) {
+            return Err(invalid("user"));
+        }
+        let resource = resource
+            .map(|r| precis_profiles::OpaqueString::enforce(r).map_err(|_| invalid("resource")))
+            .transpose()?;
+        Address::new(&jid_unescape(&local), domain, resource.as_deref())
     }
 
     /// The user part.
@@ -204,7 +231,7 @@ impl Address {
     /// subdomain standing for a SIP domain, and back).
     pub fn with_domain(&self, domain: &str) -> Address {
         Address {
-            domain: domain.to_ascii_lowercase(),
+            domain: normalize_domain(domain).unwrap_or_else(|| domain.to_ascii_lowercase()),
             ..self.clone()
         }
     }
@@ -272,6 +299,14 @@ impl Address {
         }
         jid
     }
+}
+
+/// A domain as Parley compares and prints it: IDNA's UTS #46 mapping
+/// (case, width, NFC) to its ASCII form, without a trailing dot; `None`
+/// when it is no domain name.
+pub fn normalize_domain(domain: &str) -> Option<String> {
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    idna::domain_to_ascii(domain).ok().filter(|d| !d.is_empty())
 }
 
 fn strip_port(host: &str) -> &str {
@@ -442,6 +477,53 @@ mod tests {
         assert_eq!(
             Address::from_uri("xmpp://me@example.net/romeo@example.com?message").unwrap(),
             Address::parse("romeo@example.com").unwrap()
+        );
+    }
+
+    /// RFC 7622: JIDs that XMPP servers take as one are one address.
+    #[test]
+    fn jids_compare_as_xmpp_servers_compare_them() {
+        let j = |s: &str| Address::from_jid(s).unwrap();
+        let juliet = j("juliet@example.com/balcony");
+        assert_eq!(j("Juliet@Example.COM/balcony"), juliet);
+        // Fullwidth letters are width-mapped (RFC 8265 §3.3.2).
+        assert_eq!(
+            j("\u{ff2a}\u{ff35}\u{ff2c}\u{ff29}\u{ff25}\u{ff34}@example.com/balcony"),
+            juliet
+        );
+        // Case folding beyond ASCII, and NFC: a decomposed é is the
+        // composed one.
+        assert_eq!(j("ÉLISE@example.com"), j("élise@example.com"));
+        assert_eq!(j("e\u{301}lise@example.com"), j("élise@example.com"));
+        // Domains through IDNA: Unicode, any case, and the A-label agree.
+        assert_eq!(
+            j("juliet@BÜCHER.example"),
+            j("juliet@xn--bcher-kva.example")
+        );
+        assert_eq!(j("juliet@bücher.example").domain(), "xn--bcher-kva.example");
+        assert_eq!(j("juliet@example.com./balcony"), juliet);
+        // The resource keeps its case (OpaqueString), but is NFC.
+        assert_ne!(j("juliet@example.com/Balcony"), juliet);
+        assert_eq!(
+            j("juliet@example.com/caf\u{e9}"),
+            j("juliet@example.com/cafe\u{301}")
+        );
+        // XEP-0106 escapes still read, after the profile.
+        assert_eq!(j("O\\27Hara@example.com").user(), "o'hara");
+        // What the profiles disallow is refused: a space, a control
+        // character, an empty resource.
+        assert!(Address::from_jid("jul iet@example.com").is_err());
+        assert!(Address::from_jid("juliet@example.com/").is_err());
+        // SIP user parts keep their case.
+        assert_eq!(
+            Address::from_uri("sip:Alice@EXAMPLE.com").unwrap().user(),
+            "Alice"
+        );
+        assert_eq!(
+            Address::from_uri("sip:alice@Bücher.example")
+                .unwrap()
+                .domain(),
+            "xn--bcher-kva.example"
         );
     }
 }

@@ -24,7 +24,7 @@ pub use adapter::{
     Adapter, Health, Hub, HubSink, Inbound, Link, NetworkHealth, Outbound, Peer, PeerAuth,
     Protocol, Security,
 };
-pub use address::{Address, AddressError};
+pub use address::{normalize_domain, Address, AddressError};
 pub use error::{Condition, ErrorType, Failure};
 pub use message::{
     is_text_plain, ChatState, Message, MessageKind, Part, Presence, Receipt, Show, Subscription,

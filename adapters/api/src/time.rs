@@ -1,37 +1,34 @@
 //! Times as the networks write them, read as Unix seconds. Pure
 //! functions: the clock is read elsewhere.
 
-/// A time for archive searches: Unix seconds, or an RFC 3339 date or
-/// date-time in UTC (`2026-11-26`, `2026-11-26T10:00:00Z`).
+/// A time for archive searches: Unix seconds, or an RFC 3339 date-time
+/// (`2026-11-26T10:00:00Z`, `2011-10-19T16:40:51.620+02:00`; fractions of
+/// a second dropped), or a date or a date and time without an offset,
+/// read as UTC (`2026-11-26`, `2026-11-26T10:00`).
 pub fn parse_time(s: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
     let s = s.trim();
     if let Ok(n) = s.parse::<i64>() {
         return Some(n);
     }
-    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t.unix_timestamp());
     }
-    // Fractions of a second are dropped (`16:40:51.620Z`).
-    let time = time.trim_end_matches('Z');
-    let time = time.split('.').next().unwrap_or(time);
-    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (
-        t.next()??,
-        t.next().flatten().unwrap_or(0),
-        t.next().flatten().unwrap_or(0),
-    );
-    // Days from the civil date (H. Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    let s = s.strip_suffix('Z').unwrap_or(s);
+    let date = format_description!("[year]-[month]-[day]");
+    let minutes = format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    let seconds = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let utc = |t: time::PrimitiveDateTime| Some(t.assume_utc().unix_timestamp());
+    if let Ok(d) = time::Date::parse(s, date) {
+        return utc(d.midnight());
+    }
+    for format in [seconds, minutes] {
+        if let Ok(t) = time::PrimitiveDateTime::parse(s, format) {
+            return utc(t);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -867,7 +867,7 @@ async fn accept_header<S: Io>(
         Frame::Header(h) => h,
         _ => return Err(LinkError::Refused("no header".into())),
     };
-    let to = h.to.clone().unwrap_or_default().to_ascii_lowercase();
+    let to = domain_of(h.to.as_deref().unwrap_or_default());
     stream
         .send(&header(
             NS_SERVER,
@@ -1027,9 +1027,9 @@ async fn handle(
                     .and_then(|b| String::from_utf8(b).ok())
                     .unwrap_or_default()
             }
-        }
-        .to_ascii_lowercase();
-        let to = h.to.clone().unwrap_or_default().to_ascii_lowercase();
+        };
+        let claimed = domain_of(&claimed);
+        let to = domain_of(h.to.as_deref().unwrap_or_default());
         let ok = el.attr("mechanism") == Some("EXTERNAL")
             && peer_cert.is_some_and(|c| certificate_names(c, &claimed));
         if !ok {
@@ -1062,7 +1062,7 @@ async fn handle(
             stream.fail("improper-addressing", "").await;
             return Err(LinkError::Refused("dialback without addresses".into()));
         };
-        let (from, to) = (from.to_ascii_lowercase(), to.to_ascii_lowercase());
+        let (from, to) = (domain_of(from), domain_of(to));
         if !settings.domains.contains(&to) {
             let reply = Element::new(NS_DIALBACK, "result")
                 .with_attr("", "from", &to)
@@ -1099,8 +1099,8 @@ async fn handle(
     if el.is(NS_DIALBACK, "verify") {
         // We are the authoritative server: was this key ours?
         let (from, to, id) = (
-            el.attr("from").unwrap_or_default().to_ascii_lowercase(),
-            el.attr("to").unwrap_or_default().to_ascii_lowercase(),
+            domain_of(el.attr("from").unwrap_or_default()),
+            domain_of(el.attr("to").unwrap_or_default()),
             el.attr("id").unwrap_or_default(),
         );
         let ours = settings.domains.contains(&to);
@@ -1154,6 +1154,13 @@ async fn handle(
         permit,
     );
     Ok(())
+}
+
+/// A domain from a stream header or a dialback element, as RFC 7622
+/// §3.2 compares domainparts (IDNA mapping to the ASCII form); what is
+/// no domain is kept lower-cased, to be refused as unknown.
+fn domain_of(d: &str) -> String {
+    parley_adapter::normalize_domain(d).unwrap_or_else(|| d.to_ascii_lowercase())
 }
 
 #[cfg(test)]
