@@ -149,6 +149,18 @@ fn the_console_page_shows_status_refusals_and_the_archive() {
         dom.contains("<td>alice@localhost</td><td>bob@partner.test: allow</td>"),
         "no user row with its rule:\n{dom}"
     );
+    // Each row acts as the command line does: end a binding, remove a user.
+    assert!(
+        reg.contains(&format!(
+            "<button data-action=\"end sip:alice@{}\">End</button>",
+            ua.local
+        )),
+        "{reg}"
+    );
+    assert!(
+        dom.contains("<button data-action=\"remove alice@localhost\">Remove</button>"),
+        "{dom}"
+    );
     // The chart: messages per second and a line per refusal reason, with
     // their legend, drawn by the page.
     let chart = &dom[dom.find("<svg id=\"chart\"").expect("chart")..];

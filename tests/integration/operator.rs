@@ -747,3 +747,137 @@ fn packaged_completions_and_manual_pages_are_current() {
     assert_eq!(on_disk, names.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads `out` until `text` appears (or the command ends); what was read.
+fn read_until(out: &mut impl std::io::Read, seen: &mut String, text: &str) {
+    let mut buf = [0u8; 256];
+    while !seen.contains(text) {
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+}
+
+/// `parley user add` without `--password` on a terminal (a pty from
+/// util-linux `script`): asked twice with echo off; two different answers
+/// change nothing.
+#[test]
+fn a_password_is_asked_twice_on_a_terminal_without_echo() {
+    use std::io::Write as _;
+    let dir = scratch("password");
+    let config = dir.join("p.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = {:?}\n", dir.display().to_string()),
+    )
+    .unwrap();
+    let add = |first: &str, second: &str| {
+        let command = format!(
+            "{} user add zed@localhost --config {}",
+            env!("CARGO_BIN_EXE_parley"),
+            config.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)");
+        let (mut stdin, mut stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let mut seen = String::new();
+        // Typed only once asked: the terminal is not echoing by then.
+        read_until(&mut stdout, &mut seen, "Password for zed@localhost: ");
+        std::thread::sleep(Duration::from_millis(100));
+        stdin.write_all(format!("{first}\n").as_bytes()).unwrap();
+        read_until(&mut stdout, &mut seen, "Again: ");
+        std::thread::sleep(Duration::from_millis(100));
+        stdin.write_all(format!("{second}\n").as_bytes()).unwrap();
+        read_until(&mut stdout, &mut seen, "\u{0}");
+        let status = child.wait().unwrap();
+        (status.success(), seen)
+    };
+    let (ok, seen) = add("s3cret-typed", "s3cret-typed");
+    assert!(ok, "{seen}");
+    assert!(seen.contains("zed@localhost: added"), "{seen}");
+    assert!(
+        !seen.contains("s3cret-typed"),
+        "the password was echoed:\n{seen}"
+    );
+    let (ok, seen) = add("one", "another");
+    assert!(!ok, "{seen}");
+    assert!(
+        seen.contains("the passwords differ; nothing changed"),
+        "{seen}"
+    );
+    // The second run added nothing: the user is there once.
+    let (_, out, _) = parley_in(
+        &dir,
+        &["user", "list", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.trim(), "zed@localhost");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The SHA-256 fingerprint of the certificate presented at `addr`, or of
+/// a PEM file, as OpenSSL prints it.
+fn fingerprint(source: Result<SocketAddr, &Path>) -> String {
+    let script = match source {
+        Ok(addr) => format!(
+            "openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ),
+        Err(file) => format!("openssl x509 -noout -fingerprint -sha256 -in {}", file.display()),
+    };
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(text.contains("Fingerprint="), "{script}: {text}");
+    text
+}
+
+#[test]
+fn a_reload_presents_a_renewed_certificate() {
+    let parley = Running::start(
+        "certs",
+        "[xmpp]\nenabled = false\n[[sip.listen]]\ntransport = \"tls\"\naddress = \"127.0.0.1:0\"\n",
+    );
+    let out = parley.wait_for_output("listening on tls ");
+    let tls: SocketAddr = out
+        .split("listening on tls ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("the TLS address");
+    let (cert, key) = (
+        parley.dir.join("tls/cert.pem"),
+        parley.dir.join("tls/key.pem"),
+    );
+    let first = fingerprint(Err(&cert));
+    assert_eq!(fingerprint(Ok(tls)), first);
+    // The operator puts a renewed certificate in place and reloads.
+    let renewed = parley_test_support::pki::TestCert::self_signed("renewed");
+    std::fs::copy(&renewed.cert, &cert).unwrap();
+    std::fs::copy(&renewed.key, &key).unwrap();
+    let said = run_cli(&["reload"], &parley.config);
+    assert!(said.contains("TLS certificate: replaced"), "{said}");
+    let second = fingerprint(Err(&cert));
+    assert_ne!(first, second);
+    assert_eq!(fingerprint(Ok(tls)), second);
+    parley.wait_for_output("TLS certificate reloaded");
+    // A key that does not match is refused, naming the files; the
+    // certificate in use stays.
+    let other = parley_test_support::pki::TestCert::self_signed("mismatch");
+    std::fs::copy(&other.key, &key).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["reload", "--config"])
+        .arg(&parley.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("do not match") && err.contains("key.pem"),
+        "{err}"
+    );
+    assert_eq!(fingerprint(Ok(tls)), second);
+}
