@@ -26,7 +26,7 @@ use crate::net::dns::Resolver;
 use crate::net::{Running, Server, Sip};
 use crate::router::Router;
 use crate::simple::Core;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 /// Starts logging at the configured level (`RUST_LOG` wins).
 pub fn init_logging(config: &Config) {
@@ -118,11 +118,9 @@ impl Parley {
             // Counted from the first request on.
             let _ = crate::admin::metrics_handle();
         }
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&config.sqlite_path())
-                .await
-                .context("opening the store")?,
-        );
+        let store: Arc<dyn Store> = crate::store::open(&config.store, &config.sqlite_path())
+            .await
+            .context("opening the store")?;
         let dns = Resolver::new(&config.dns);
         let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
         if config.xmpp.enabled {

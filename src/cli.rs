@@ -93,6 +93,12 @@ pub enum Command {
         /// Where the copy goes; it must not exist yet.
         file: PathBuf,
     },
+    /// The store: move a node's data into a cluster's database.
+    Store {
+        /// The store tool to run.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -110,6 +116,23 @@ pub enum Command {
         /// The PIDF tool to run.
         #[command(subcommand)]
         command: PidfCommand,
+    },
+}
+
+/// `parley store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy everything (users, bindings, kept messages, presence rules,
+    /// the archive, rooms) from one store into an empty one, then count
+    /// both to show nothing was lost. Stop Parley first.
+    Migrate {
+        /// The source: `sqlite:PATH` (default: the configuration's database).
+        #[arg(long)]
+        from: Option<String>,
+        /// The destination: `postgres://user@host/database` (default: the
+        /// configuration's `[store] url`).
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -379,7 +402,7 @@ fn user_address<'a>(
 }
 
 fn user_command(config: &crate::config::Config, command: UserCommand) -> anyhow::Result<i32> {
-    use crate::store::{Store, User};
+    use crate::store::User;
     let (runtime, store) = open_store(config)?;
     runtime.block_on(async {
         match command {
@@ -450,11 +473,14 @@ fn user_command(config: &crate::config::Config, command: UserCommand) -> anyhow:
 /// command that edits stored state starts with.
 fn open_store(
     config: &crate::config::Config,
-) -> anyhow::Result<(tokio::runtime::Runtime, crate::store::SqliteStore)> {
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    std::sync::Arc<dyn crate::store::Store>,
+)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let store = runtime.block_on(crate::store::SqliteStore::open(&config.sqlite_path()))?;
+    let store = runtime.block_on(crate::store::open(&config.store, &config.sqlite_path()))?;
     Ok((runtime, store))
 }
 
@@ -462,7 +488,6 @@ fn presence_command(
     config: &crate::config::Config,
     command: PresenceCommand,
 ) -> anyhow::Result<i32> {
-    use crate::store::Store;
     let (runtime, store) = open_store(config)?;
     runtime.block_on(async {
         let checked = |a: &RuleArgs| -> anyhow::Result<(String, String)> {
@@ -659,6 +684,43 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("changed, needing a restart: {restart}");
             }
             Ok(0)
+        }
+        Command::Store {
+            command: StoreCommand::Migrate { from, to },
+        } => {
+            let config = config()?;
+            let from = from.unwrap_or_else(|| format!("sqlite:{}", config.sqlite_path().display()));
+            let Some(to) = to.or_else(|| config.store.url.clone()) else {
+                anyhow::bail!("--to postgres://… is needed (or [store] url in the configuration)");
+            };
+            if from == to {
+                anyhow::bail!("--from and --to name the same store");
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let source = crate::store::open_url(&from).await?;
+                let target = crate::store::open_url(&to).await?;
+                let copied = crate::store::copy(&*source, &*target).await?;
+                // Counted again on both sides: what was copied is there.
+                let (a, b) = (
+                    crate::store::census(&*source).await?,
+                    crate::store::census(&*target).await?,
+                );
+                for (what, n) in &copied.counts {
+                    println!("{what:<20} {n:>8}");
+                }
+                if a != b {
+                    anyhow::bail!("the counts differ after copying: {a:?} in the source, {b:?} in the destination");
+                }
+                println!(
+                    "{} -> {}: everything copied and counted",
+                    from,
+                    crate::store::postgres::redacted(&to)
+                );
+                Ok(0)
+            })
         }
         Command::Backup { file } => {
             let config = config()?;
@@ -1099,7 +1161,7 @@ fn archive_command(config: &crate::config::Config, command: ArchiveCommand) -> a
     };
     let (runtime, store) = open_store(config)?;
     eprintln!("searching the archive …");
-    let rows = runtime.block_on(crate::store::Store::search_archive(&store, &query))?;
+    let rows = runtime.block_on(store.search_archive(&query))?;
     println!(
         "{:<20} {:<5} {:<5} {:<28} {:<28} {:<20} {:<12} DECISION",
         "TIME", "FROM", "TO", "SENDER", "RECIPIENT", "PEER", "AUTH"

@@ -1125,6 +1125,10 @@ impl Default for AuthConfig {
 pub struct StoreConfig {
     /// The SQLite database file; `state_dir/parley.db` when absent.
     pub sqlite: Option<PathBuf>,
+    /// A PostgreSQL database shared by several nodes
+    /// (`postgres://user:password@host/db?sslmode=verify-full`), instead
+    /// of SQLite.
+    pub url: Option<String>,
 }
 
 impl Config {

@@ -14,6 +14,175 @@ use sqlx::{Row, SqlitePool};
 
 use crate::proto::digest::Algorithm;
 
+pub mod postgres;
+
+pub use postgres::PostgresStore;
+
+/// The store `[store]` names: PostgreSQL for `url = "postgres://…"`, else
+/// SQLite in `sqlite_path` (the embedded default).
+pub async fn open(
+    config: &crate::config::StoreConfig,
+    sqlite_path: &Path,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match &config.url {
+        Some(url) if is_postgres(url) => std::sync::Arc::new(PostgresStore::open(url).await?),
+        _ => std::sync::Arc::new(SqliteStore::open(sqlite_path).await?),
+    })
+}
+
+/// The store a URL names: `postgres://…` (or `postgresql://…`), or
+/// `sqlite:PATH`.
+pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if is_postgres(url) {
+        return Ok(std::sync::Arc::new(PostgresStore::open(url).await?));
+    }
+    match url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        Some(path) if !path.is_empty() => {
+            if !Path::new(path).exists() {
+                return Err(StoreError(format!("{path}: no such database")));
+            }
+            Ok(std::sync::Arc::new(
+                SqliteStore::open(Path::new(path)).await?,
+            ))
+        }
+        _ => Err(StoreError(format!(
+            "{url:?}: a store is sqlite:PATH or postgres://user@host/database"
+        ))),
+    }
+}
+
+/// How many rows of each kind [`copy`] moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// (what, how many), in the order copied.
+    pub counts: Vec<(&'static str, usize)>,
+}
+
+/// Copies everything `from` holds into `to`, which must hold no users,
+/// bindings, kept messages, rules, archive or rooms yet: users, bindings,
+/// kept messages (new ids, same order), presence rules, the archive
+/// (oldest first), rooms with their affiliations and histories.
+pub async fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied, StoreError> {
+    let everything = ArchiveQuery {
+        address: None,
+        domain: None,
+        since: None,
+        until: None,
+        limit: i64::MAX,
+    };
+    let empty = to.users().await?.is_empty()
+        && to.bindings().await?.is_empty()
+        && to.offline_counts().await?.is_empty()
+        && to.presence_rules().await?.is_empty()
+        && to.rooms().await?.is_empty()
+        && to
+            .search_archive(&ArchiveQuery {
+                limit: 1,
+                ..everything.clone()
+            })
+            .await?
+            .is_empty();
+    if !empty {
+        return Err(StoreError(
+            "the destination holds data already: migrate into an empty database".into(),
+        ));
+    }
+    let mut out = Copied::default();
+    let users = from.users().await?;
+    for u in &users {
+        to.put_user(u).await?;
+    }
+    out.counts.push(("users", users.len()));
+    let bindings = from.bindings().await?;
+    for b in &bindings {
+        to.put_binding(b).await?;
+    }
+    out.counts.push(("bindings", bindings.len()));
+    let mut kept = 0;
+    for (aor, _) in from.offline_counts().await? {
+        for m in from.offline_for(&aor).await? {
+            to.put_offline(&m).await?;
+            kept += 1;
+        }
+    }
+    out.counts.push(("offline messages", kept));
+    let rules = from.presence_rules().await?;
+    for (p, w, d) in &rules {
+        to.put_presence_rule(p, w, d).await?;
+    }
+    out.counts.push(("presence rules", rules.len()));
+    let mut archive = from.search_archive(&everything).await?;
+    archive.reverse();
+    for chunk in archive.chunks(1000) {
+        to.put_archive_batch(chunk).await?;
+    }
+    out.counts.push(("archived messages", archive.len()));
+    let rooms = from.rooms().await?;
+    let mut lines = 0;
+    for r in &rooms {
+        to.put_room(r).await?;
+        let history = from.room_history(&r.address, usize::MAX >> 1).await?;
+        for l in &history {
+            to.put_room_line(&r.address, l, history.len()).await?;
+        }
+        lines += history.len();
+    }
+    out.counts.push(("rooms", rooms.len()));
+    let affiliations = from.room_affiliations().await?;
+    for (room, member, a) in &affiliations {
+        to.put_room_affiliation(room, member, a).await?;
+    }
+    out.counts.push(("room affiliations", affiliations.len()));
+    out.counts.push(("room history lines", lines));
+    Ok(out)
+}
+
+/// How many rows of each kind a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// Users.
+    pub users: usize,
+    /// Bindings.
+    pub bindings: usize,
+    /// Kept messages.
+    pub offline: i64,
+    /// Presence rules.
+    pub rules: usize,
+    /// Archived messages.
+    pub archive: usize,
+    /// Rooms.
+    pub rooms: usize,
+    /// Room affiliations.
+    pub affiliations: usize,
+}
+
+/// Counts what `s` holds.
+pub async fn census(s: &dyn Store) -> Result<Census, StoreError> {
+    Ok(Census {
+        users: s.users().await?.len(),
+        bindings: s.bindings().await?.len(),
+        offline: s.offline_counts().await?.iter().map(|(_, n)| n).sum(),
+        rules: s.presence_rules().await?.len(),
+        archive: s
+            .search_archive(&ArchiveQuery {
+                limit: i64::MAX,
+                ..Default::default()
+            })
+            .await?
+            .len(),
+        rooms: s.rooms().await?.len(),
+        affiliations: s.room_affiliations().await?.len(),
+    })
+}
+
+/// True for a `postgres://` or `postgresql://` URL.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// A boxed future, so [`Store`] can be used as a trait object.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -274,6 +443,9 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, ()>;
     /// The last `limit` lines of `room`'s history, oldest first.
     fn room_history<'a>(&'a self, room: &'a str, limit: usize) -> StoreFuture<'a, Vec<RoomLine>>;
+    /// Writes a consistent copy to `to` while others keep writing; its
+    /// size in bytes.
+    fn backup<'a>(&'a self, to: &'a Path) -> StoreFuture<'a, u64>;
 }
 
 /// SQLite, the embedded default.
@@ -327,7 +499,7 @@ impl SqliteStore {
     /// Writes a consistent copy of the database to `to` (which must not
     /// exist), readable by its owner alone, while others keep writing:
     /// SQLite's `VACUUM INTO` reads one snapshot.
-    pub async fn backup(&self, to: &Path) -> Result<u64, StoreError> {
+    async fn vacuum_into(&self, to: &Path) -> Result<u64, StoreError> {
         if to.exists() {
             return Err(StoreError(format!("{} exists already", to.display())));
         }
@@ -405,6 +577,10 @@ fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
 }
 
 impl Store for SqliteStore {
+    fn backup<'a>(&'a self, to: &'a Path) -> StoreFuture<'a, u64> {
+        Box::pin(self.vacuum_into(to))
+    }
+
     fn put_archive<'a>(&'a self, row: &'a ArchiveRow) -> StoreFuture<'a, i64> {
         Box::pin(async move {
             let r = insert_archive(row).execute(&self.pool).await?;

@@ -3,6 +3,7 @@
 mod admin;
 mod cli_sip_parse;
 mod client;
+mod cluster;
 mod compliance;
 mod console;
 mod gateway;

@@ -31,6 +31,14 @@ command -v turnutils_stunclient >/dev/null 2>&1 || need+=(coturn)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # systemd's unit checker reads the packaged unit (systemd-analyze verify).
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# PostgreSQL for the cluster tests: the server programs only; the tests
+# make and start their own clusters (no main cluster, no service).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  mkdir -p /etc/postgresql-common
+  [ -f /etc/postgresql-common/createcluster.conf ] ||
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  need+=(postgresql-15)
+fi
 # The scripted XMPP clients run in a venv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

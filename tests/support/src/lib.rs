@@ -12,6 +12,7 @@ pub mod inspircd;
 pub mod kamailio;
 pub mod ngircd;
 pub mod pki;
+pub mod postgres;
 pub mod prosody;
 pub mod server;
 pub mod simnet;

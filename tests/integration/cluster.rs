@@ -1,0 +1,486 @@
+//! Parley on PostgreSQL (Debian's PostgreSQL 15, a cluster of its own per
+//! test, started as the tests start Kamailio): the store behaves as the
+//! SQLite one does, the two schemas hold the same columns, a node's SQLite
+//! data moves into PostgreSQL without loss, and Parley runs on it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use parley::store::{
+    ArchiveQuery, ArchiveRow, BindingRow, OfflineRow, RoomLine, RoomRow, SqliteStore, Store, User,
+};
+use parley_test_support::postgres::Postgres;
+
+use crate::operator::Running;
+use crate::presence::{status, Ua};
+use crate::registrar_proxy::run_cli;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn binding(aor: &str, uri: &str, reg_id: i64) -> BindingRow {
+    BindingRow {
+        aor: aor.into(),
+        uri: uri.into(),
+        contact: format!("<{uri}>;expires=600"),
+        expires_at: 4_000_000_000,
+        q: 1000,
+        call_id: format!("{aor}-{reg_id}"),
+        cseq: 7,
+        path: String::new(),
+        transport: "udp".into(),
+        source: "127.0.0.1:5099".into(),
+        instance: if reg_id > 0 {
+            "<urn:uuid:00000000-0000-0000-0000-000000000001>".into()
+        } else {
+            String::new()
+        },
+        reg_id,
+        user_agent: "Cluster-Test/1.0".into(),
+    }
+}
+
+fn archived(at: i64, sender: &str, recipient: &str) -> ArchiveRow {
+    ArchiveRow {
+        id: 0,
+        at,
+        source_protocol: "xmpp".into(),
+        destination_protocol: "sip".into(),
+        sender: sender.into(),
+        recipient: recipient.into(),
+        peer_domain: "xmpp.test".into(),
+        auth: "dialback".into(),
+        decision: "delivered".into(),
+        cpim: format!("From: <im:{sender}>\r\n\r\nContent-Type: text/plain\r\n\r\nat {at}"),
+    }
+}
+
+/// Fills a store with some of everything.
+async fn populate(s: &dyn Store) {
+    for u in ["alice", "bob", "carol"] {
+        s.put_user(&User::with_password(u, "localhost", "pw"))
+            .await
+            .unwrap();
+    }
+    s.put_binding(&binding("alice@localhost", "sip:alice@127.0.0.1:5099", 0))
+        .await
+        .unwrap();
+    s.put_binding(&binding("alice@localhost", "sip:alice@127.0.0.1:5098", 1))
+        .await
+        .unwrap();
+    for (i, text) in [b"one".as_slice(), b"two\x00\xff binary"]
+        .iter()
+        .enumerate()
+    {
+        s.put_offline(&OfflineRow {
+            id: 0,
+            aor: "bob@localhost".into(),
+            sender: "<sip:alice@localhost>".into(),
+            content_type: "text/plain".into(),
+            body: text.to_vec(),
+            received_at: 100 + i as i64,
+            expires_at: 10_000 + i as i64,
+        })
+        .await
+        .unwrap();
+    }
+    s.put_presence_rule("alice@localhost", "bob@partner.test", "allow")
+        .await
+        .unwrap();
+    s.put_presence_rule("alice@localhost", "*", "polite-block")
+        .await
+        .unwrap();
+    s.put_archive_batch(&[
+        archived(100, "juliet@xmpp.test", "alice@localhost"),
+        archived(200, "alice@localhost", "juliet@xmpp.test"),
+    ])
+    .await
+    .unwrap();
+    s.put_archive(&archived(300, "romeo@xmpp.test", "bob@localhost"))
+        .await
+        .unwrap();
+    s.put_room(&RoomRow {
+        address: "ops@conference.localhost".into(),
+        subject: "Operations".into(),
+        public: true,
+        members_only: false,
+        moderated: true,
+        password: Some("door".into()),
+        history: 20,
+        max_members: 50,
+        created_at: 1_700_000_000,
+    })
+    .await
+    .unwrap();
+    s.put_room_affiliation("ops@conference.localhost", "alice@localhost", "owner")
+        .await
+        .unwrap();
+    s.put_room_affiliation("ops@conference.localhost", "mallory@evil.test", "outcast")
+        .await
+        .unwrap();
+    for (i, body) in ["first", "second", "third"].iter().enumerate() {
+        s.put_room_line(
+            "ops@conference.localhost",
+            &RoomLine {
+                nick: "alice".into(),
+                body: body.to_string(),
+                at: 1_700_000_100 + i as i64,
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// What a store says about everything in it, as text to compare.
+async fn transcript(s: &dyn Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in s.users().await.unwrap() {
+        out.push(format!("user {}@{} {:?}", u.username, u.domain, u.ha1));
+    }
+    out.push(format!(
+        "user lookup {:?}",
+        s.user("alice", "localhost")
+            .await
+            .unwrap()
+            .map(|u| u.username)
+    ));
+    out.push(format!(
+        "no user {:?}",
+        s.user("nobody", "localhost").await.unwrap()
+    ));
+    for b in s.bindings().await.unwrap() {
+        out.push(format!("binding {b:?}"));
+    }
+    for m in s.offline_for("bob@localhost").await.unwrap() {
+        out.push(format!(
+            "kept {} {:?} {} {}",
+            m.sender, m.body, m.received_at, m.expires_at
+        ));
+    }
+    out.push(format!(
+        "kept counts {:?}",
+        s.offline_counts().await.unwrap()
+    ));
+    out.push(format!(
+        "kept senders {:?}",
+        s.offline_sender_counts().await.unwrap()
+    ));
+    out.push(format!(
+        "expired {}",
+        s.offline_expired(10_000).await.unwrap().len()
+    ));
+    out.push(format!("rules {:?}", s.presence_rules().await.unwrap()));
+    out.push(format!(
+        "rules version {:?}",
+        s.presence_rules_version().await.unwrap()
+    ));
+    let q = |address: Option<&str>, domain: Option<&str>, since, until| ArchiveQuery {
+        address: address.map(str::to_string),
+        domain: domain.map(str::to_string),
+        since,
+        until,
+        limit: 10,
+    };
+    for query in [
+        q(Some("Juliet@xmpp.test"), None, None, None),
+        q(None, Some("localhost"), Some(150), None),
+        q(None, None, None, Some(250)),
+    ] {
+        let found: Vec<(i64, String)> = s
+            .search_archive(&query)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.at, r.cpim))
+            .collect();
+        out.push(format!("archive {query:?}: {found:?}"));
+    }
+    out.push(format!("rooms {:?}", s.rooms().await.unwrap()));
+    out.push(format!(
+        "affiliations {:?}",
+        s.room_affiliations().await.unwrap()
+    ));
+    let history: Vec<(String, i64)> = s
+        .room_history("ops@conference.localhost", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.body, l.at))
+        .collect();
+    out.push(format!("history {history:?}"));
+    out
+}
+
+/// Changes every kind of row once more and reads again.
+async fn change(s: &dyn Store) -> Vec<String> {
+    let mut out = Vec::new();
+    s.put_user(&User::with_password("alice", "localhost", "new"))
+        .await
+        .unwrap();
+    out.push(format!(
+        "removed carol {}",
+        s.remove_user("carol", "localhost").await.unwrap()
+    ));
+    out.push(format!(
+        "removed carol again {}",
+        s.remove_user("carol", "localhost").await.unwrap()
+    ));
+    let mut refreshed = binding("alice@localhost", "sip:alice@127.0.0.1:5099", 0);
+    refreshed.cseq = 8;
+    refreshed.expires_at = 50;
+    s.put_binding(&refreshed).await.unwrap();
+    out.push(format!(
+        "expired bindings {}",
+        s.remove_expired(60).await.unwrap()
+    ));
+    s.remove_binding("alice@localhost", "sip:alice@127.0.0.1:5098", 1)
+        .await
+        .unwrap();
+    let first = s.offline_for("bob@localhost").await.unwrap()[0].id;
+    out.push(format!("taken {}", s.remove_offline(first).await.unwrap()));
+    out.push(format!(
+        "taken again {}",
+        s.remove_offline(first).await.unwrap()
+    ));
+    out.push(format!(
+        "rule forgotten {}",
+        s.remove_presence_rule("alice@localhost", "*")
+            .await
+            .unwrap()
+    ));
+    out.push(format!(
+        "archive expired {}",
+        s.expire_archive(250).await.unwrap()
+    ));
+    s.put_room_affiliation("ops@conference.localhost", "mallory@evil.test", "none")
+        .await
+        .unwrap();
+    out.push(format!(
+        "room closed {}",
+        s.remove_room("ops@conference.localhost").await.unwrap()
+    ));
+    out.extend(transcript(s).await);
+    out
+}
+
+#[test]
+fn the_store_behaves_alike_on_sqlite_and_postgresql() {
+    let pg = Postgres::start();
+    let url = pg.database("alike");
+    let dir = std::env::temp_dir().join(format!("parley-alike-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    runtime().block_on(async {
+        let sqlite = SqliteStore::open(&dir.join("alike.db")).await.unwrap();
+        let postgres = parley::store::open_url(&url).await.unwrap();
+        populate(&sqlite).await;
+        populate(&*postgres).await;
+        let (a, b) = (transcript(&sqlite).await, transcript(&*postgres).await);
+        assert_eq!(a, b);
+        // What the stores were asked to keep is what they say.
+        let text = a.join("\n");
+        assert_eq!(
+            a.iter().filter(|l| l.starts_with("binding ")).count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            text.contains("[116, 119, 111, 0, 255, 32, 98"),
+            "binary body kept: {text}"
+        );
+        assert!(
+            text.contains("history [(\"second\", 1700000101), (\"third\", 1700000102)]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(\"alice@localhost\", \"*\", \"polite-block\")"),
+            "{text}"
+        );
+        let (a, b) = (change(&sqlite).await, change(&*postgres).await);
+        assert_eq!(a, b);
+        let text = a.join("\n");
+        assert!(
+            text.contains("removed carol true\nremoved carol again false"),
+            "{text}"
+        );
+        assert!(text.contains("taken true\ntaken again false"), "{text}");
+        assert!(text.contains("expired bindings 1"), "{text}");
+        assert!(text.contains("rooms []"), "{text}");
+        assert!(text.contains("affiliations []"), "{text}");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_postgresql_schema_holds_the_sqlite_columns() {
+    use sqlx::Row;
+    let pg = Postgres::start();
+    let url = pg.database("schema");
+    let dir = std::env::temp_dir().join(format!("parley-schema-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("schema.db");
+    runtime().block_on(async {
+        SqliteStore::open(&db).await.unwrap();
+        parley::store::open_url(&url).await.unwrap();
+        let sqlite = sqlx::SqlitePool::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        let lite: BTreeSet<(String, String)> = sqlx::query(
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name != '_sqlx_migrations'",
+        )
+        .fetch_all(&sqlite)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let postgres = sqlx::PgPool::connect(&url).await.unwrap();
+        let pg_columns: BTreeSet<(String, String)> = sqlx::query(
+            "SELECT table_name::TEXT, column_name::TEXT FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name != '_sqlx_migrations'",
+        )
+        .fetch_all(&postgres)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        assert!(lite.len() > 40, "{lite:?}");
+        assert_eq!(lite, pg_columns);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_node_moves_into_postgresql_without_losing_anything() {
+    let pg = Postgres::start();
+    let url = pg.database("moved");
+    let dir = std::env::temp_dir().join(format!("parley-moved-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("node.db");
+    let before = runtime().block_on(async {
+        let sqlite = SqliteStore::open(&db).await.unwrap();
+        populate(&sqlite).await;
+        transcript(&sqlite).await
+    });
+    let config = dir.join("p.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = {:?}\n", dir.display().to_string()),
+    )
+    .unwrap();
+    let from = format!("sqlite:{}", db.display());
+    let said = run_cli(
+        &["store", "migrate", "--from", &from, "--to", &url],
+        &config,
+    );
+    for line in [
+        "users                       3",
+        "bindings                    2",
+        "offline messages            2",
+        "archived messages           3",
+        "room history lines          2",
+        "everything copied and counted",
+    ] {
+        assert!(said.contains(line), "{line:?} missing:\n{said}");
+    }
+    let after = runtime().block_on(async {
+        let postgres = parley::store::open_url(&url).await.unwrap();
+        transcript(&*postgres).await
+    });
+    assert_eq!(before, after);
+    // Into a database that holds data: refused, nothing changed.
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args([
+            "store", "migrate", "--from", &from, "--to", &url, "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds data already"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn parley_runs_on_postgresql_and_says_when_it_cannot_reach_it() {
+    let pg = Postgres::start();
+    let url = pg.database("node");
+    let parley = Running::start(
+        "on-postgres",
+        &format!(
+            "[store]\nurl = {url:?}\n[auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n"
+        ),
+    );
+    // The command line works on the same database.
+    run_cli(
+        &["user", "add", "alice@localhost", "--password", "pw"],
+        &parley.config,
+    );
+    assert_eq!(
+        run_cli(&["user", "list"], &parley.config).trim(),
+        "alice@localhost"
+    );
+    // A MESSAGE for Alice, offline: kept in PostgreSQL (202).
+    let ua = Ua::new(parley.sip);
+    ua.send(
+        "MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:bob@partner.test>;tag=k\nTo: <sip:alice@localhost>\nCall-ID: pg-kept\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        "kept in postgres",
+    );
+    assert_eq!(status(&ua.final_response()), 202);
+    let kept = runtime().block_on(async {
+        let s = parley::store::open_url(&url).await.unwrap();
+        s.offline_for("alice@localhost").await.unwrap()
+    });
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].body, b"kept in postgres");
+    drop(parley);
+
+    // A database that does not answer: one clear error, nothing listening.
+    let closed = parley_test_support::sipp::free_port();
+    let dir = std::env::temp_dir().join(format!("parley-pg-down-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[store]\nurl = \"postgres://parley:secret@127.0.0.1:{closed}/parley\"\n\
+             [[sip.listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:0\"\n[xmpp]\nenabled = false\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[msrp]\nlisten = \"127.0.0.1:0\"\nlisten_tls = \"127.0.0.1:0\"\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "cannot reach postgres://parley:…@127.0.0.1:{closed}/parley"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+    assert!(!text.contains("listening on"), "{text}");
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
