@@ -158,6 +158,22 @@ impl Parley {
             .await
             .map_err(|(name, e)| anyhow::anyhow!("adapter {name}: {e}"))?;
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        // In a cluster: what the other nodes change, as the store tells it.
+        if config.clustered() {
+            match store.changes() {
+                Some(changes) => {
+                    info!(node = %config.cluster.node, "following the cluster's changes");
+                    tasks.spawn(crate::simple::cluster::follow(
+                        core.clone(),
+                        transports.sip(),
+                        store.clone(),
+                        changes,
+                        stop.clone(),
+                    ));
+                }
+                None => warn!("[cluster] node is set but the store is not shared"),
+            }
+        }
         let reloader = Arc::new(Reloader {
             current: std::sync::Mutex::new(config.clone()),
             core: core.clone(),

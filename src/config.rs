@@ -286,6 +286,9 @@ pub struct Config {
     /// `[irc]`: IRC networks bridged in (`[[irc.network]]`).
     #[serde(default)]
     pub irc: IrcConfig,
+    /// `[cluster]`: several nodes on one PostgreSQL store.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// The file this configuration was read from (for reloads).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -1119,6 +1122,26 @@ impl Default for AuthConfig {
     }
 }
 
+/// `[cluster]`: this node's part in a cluster of nodes serving the same
+/// domains on one PostgreSQL database (`[store] url`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name, different on every node; empty for a node on
+    /// its own.
+    pub node: String,
+    /// Shared by the nodes: requests one node forwards to another (to a
+    /// user whose connection the other holds) are signed with it.
+    pub secret: String,
+}
+
+impl Config {
+    /// True when this node is one of a cluster.
+    pub fn clustered(&self) -> bool {
+        !self.cluster.node.is_empty()
+    }
+}
+
 /// `[store]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1735,6 +1758,39 @@ impl Config {
             }
         }
         check_log_filter(&config.log.level).map_err(|why| value("log.level", why))?;
+        if let Some(url) = &config.store.url {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                return Err(value(
+                    "store.url",
+                    format!(
+                        "{:?} is not a postgres:// URL (SQLite is `sqlite = PATH`)",
+                        url
+                    ),
+                ));
+            }
+        }
+        if config.clustered() {
+            if config.store.url.is_none() {
+                return Err(value(
+                    "cluster.node",
+                    "needs a shared store: [store] url = \"postgres://…\"".into(),
+                ));
+            }
+            if config.cluster.secret.len() < 16 {
+                return Err(value(
+                    "cluster.secret",
+                    "needs at least 16 characters, the same on every node".into(),
+                ));
+            }
+            if !config
+                .cluster
+                .node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(value("cluster.node", "letters, digits and '-' only".into()));
+            }
+        }
         if let Some((key, other, addr)) = config.colliding_listeners() {
             return Err(value(
                 &key,

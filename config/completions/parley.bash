@@ -61,6 +61,9 @@ _parley() {
             parley,status)
                 cmd="parley__subcmd__status"
                 ;;
+            parley,store)
+                cmd="parley__subcmd__store"
+                ;;
             parley,user)
                 cmd="parley__subcmd__user"
                 ;;
@@ -121,6 +124,9 @@ _parley() {
             parley__subcmd__help,status)
                 cmd="parley__subcmd__help__subcmd__status"
                 ;;
+            parley__subcmd__help,store)
+                cmd="parley__subcmd__help__subcmd__store"
+                ;;
             parley__subcmd__help,user)
                 cmd="parley__subcmd__help__subcmd__user"
                 ;;
@@ -165,6 +171,9 @@ _parley() {
                 ;;
             parley__subcmd__help__subcmd__sip,parse)
                 cmd="parley__subcmd__help__subcmd__sip__subcmd__parse"
+                ;;
+            parley__subcmd__help__subcmd__store,migrate)
+                cmd="parley__subcmd__help__subcmd__store__subcmd__migrate"
                 ;;
             parley__subcmd__help__subcmd__user,add)
                 cmd="parley__subcmd__help__subcmd__user__subcmd__add"
@@ -283,6 +292,18 @@ _parley() {
             parley__subcmd__sip__subcmd__help,parse)
                 cmd="parley__subcmd__sip__subcmd__help__subcmd__parse"
                 ;;
+            parley__subcmd__store,help)
+                cmd="parley__subcmd__store__subcmd__help"
+                ;;
+            parley__subcmd__store,migrate)
+                cmd="parley__subcmd__store__subcmd__migrate"
+                ;;
+            parley__subcmd__store__subcmd__help,help)
+                cmd="parley__subcmd__store__subcmd__help__subcmd__help"
+                ;;
+            parley__subcmd__store__subcmd__help,migrate)
+                cmd="parley__subcmd__store__subcmd__help__subcmd__migrate"
+                ;;
             parley__subcmd__user,add)
                 cmd="parley__subcmd__user__subcmd__add"
                 ;;
@@ -314,7 +335,7 @@ _parley() {
 
     case "${cmd}" in
         parley)
-            opts="-h -V --config --help --version run status check-config user sip presence archive room registrations log-level reload backup completions man pidf help"
+            opts="-h -V --config --help --version run status check-config user sip presence archive room registrations log-level reload backup store completions man pidf help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,7 +505,7 @@ _parley() {
             return 0
             ;;
         parley__subcmd__help)
-            opts="run status check-config user sip presence archive room registrations log-level reload backup completions man pidf help"
+            opts="run status check-config user sip presence archive room registrations log-level reload backup store completions man pidf help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -892,6 +913,34 @@ _parley() {
         parley__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        parley__subcmd__help__subcmd__store)
+            opts="migrate"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        parley__subcmd__help__subcmd__store__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1760,6 +1809,92 @@ _parley() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        parley__subcmd__store)
+            opts="-h --config --help migrate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        parley__subcmd__store__subcmd__help)
+            opts="migrate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        parley__subcmd__store__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        parley__subcmd__store__subcmd__help__subcmd__migrate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        parley__subcmd__store__subcmd__migrate)
+            opts="-h --from --to --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

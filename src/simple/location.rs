@@ -39,6 +39,10 @@ pub struct Binding {
     pub reg_id: u32,
     /// The User-Agent of the REGISTER that made it.
     pub user_agent: Box<str>,
+    /// The node of the cluster holding it; empty for this node's own.
+    /// Another node's stream binding is reached through that node (its
+    /// Route leads the Path).
+    pub node: Box<str>,
 }
 
 impl Binding {
@@ -53,8 +57,21 @@ impl Binding {
         self.uri == other.uri && self.reg_id == other.reg_id
     }
 
-    fn row(&self, aor: &str) -> BindingRow {
+    fn row(&self, aor: &str, node: Option<&Node>) -> BindingRow {
+        let (name, route) = match node {
+            Some(n) if self.node.is_empty() => (
+                n.name.clone(),
+                if self.transport.is_stream() {
+                    (n.route)(self.transport, self.source)
+                } else {
+                    String::new()
+                },
+            ),
+            _ => (self.node.to_string(), String::new()),
+        };
         BindingRow {
+            node: name,
+            node_route: route,
             aor: aor.to_string(),
             uri: self.uri.to_string(),
             contact: self.contact.to_string(),
@@ -71,8 +88,17 @@ impl Binding {
         }
     }
 
-    fn from_row(row: &BindingRow) -> Option<(String, Binding)> {
+    /// The binding a stored row holds, as this node (`own`, when in a
+    /// cluster) sees it: another node's stream binding is reached through
+    /// that node.
+    fn from_row(row: &BindingRow, own: Option<&str>) -> Option<(String, Binding)> {
         let transport = Transport::from_name(&row.transport)?;
+        let remote = !row.node.is_empty() && own.is_some_and(|o| o != row.node);
+        let path = match (remote, row.node_route.is_empty(), row.path.is_empty()) {
+            (true, false, true) => row.node_route.clone(),
+            (true, false, false) => format!("{}, {}", row.node_route, row.path),
+            _ => row.path.clone(),
+        };
         Some((
             row.aor.clone(),
             Binding {
@@ -82,12 +108,17 @@ impl Binding {
                 q: u16::try_from(row.q).ok()?,
                 call_id: row.call_id.as_str().into(),
                 cseq: u32::try_from(row.cseq).ok()?,
-                path: row.path.as_str().into(),
+                path: path.into(),
                 transport,
                 source: row.source.parse().ok()?,
                 instance: row.instance.as_str().into(),
                 reg_id: u32::try_from(row.reg_id).ok()?,
                 user_agent: row.user_agent.as_str().into(),
+                node: if remote {
+                    row.node.as_str().into()
+                } else {
+                    "".into()
+                },
             },
         ))
     }
@@ -96,7 +127,7 @@ impl Binding {
 /// A change to write through.
 #[derive(Debug)]
 enum Write {
-    Put(BindingRow),
+    Put(Box<BindingRow>),
     Remove {
         aor: String,
         uri: String,
@@ -105,8 +136,27 @@ enum Write {
     Expired(i64),
 }
 
+/// This node in a cluster: its name, and the Route by which another node
+/// reaches a flow of this one (a signed flow token at this node's address).
+pub struct Node {
+    /// The node's name (`[cluster] node`).
+    pub name: String,
+    /// The Route value reaching `(transport, source)` through this node.
+    pub route: Box<dyn Fn(Transport, SocketAddr) -> String + Send + Sync>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Bindings by address of record (`user@domain`, lower-case domain).
 pub struct Location {
+    /// This node, when several share the store.
+    node: Option<Node>,
     map: Mutex<HashMap<Box<str>, Vec<Binding>>>,
     /// Addresses of record whose bindings were added or refreshed (a
     /// request held for a device waits on it, RFC 8599).
@@ -124,17 +174,20 @@ impl std::fmt::Debug for Location {
 }
 
 impl Location {
-    /// Loads the unexpired bindings from the store and starts the writer.
+    /// Loads the unexpired bindings from the store and starts the writer;
+    /// `node` is this node when several share the store.
     pub async fn load(
         store: Arc<dyn Store>,
         now: u64,
+        node: Option<Node>,
     ) -> Result<Location, crate::store::StoreError> {
+        let own = node.as_ref().map(|n| n.name.as_str());
         store
             .remove_expired(i64::try_from(now).unwrap_or(i64::MAX))
             .await?;
         let mut map: HashMap<Box<str>, Vec<Binding>> = HashMap::new();
         for row in store.bindings().await? {
-            match Binding::from_row(&row) {
+            match Binding::from_row(&row, own) {
                 Some((aor, b)) if b.expires_at > now => map.entry(aor.into()).or_default().push(b),
                 Some(_) => {}
                 None => warn!(aor = %row.aor, uri = %row.uri, "unreadable binding in the store"),
@@ -159,11 +212,40 @@ impl Location {
             }
         });
         Ok(Location {
+            node,
             map: Mutex::new(map),
             registered: tokio::sync::broadcast::channel(256).0,
             writes,
             pending,
         })
+    }
+
+    /// Takes in what the store now holds for `aor` after another node
+    /// changed it: the other nodes' bindings as stored, this node's own as
+    /// it keeps them (they are written from here). Nothing is written.
+    pub fn merge(&self, aor: &str, rows: &[BindingRow]) {
+        let Some(node) = &self.node else { return };
+        let remote: Vec<Binding> = rows
+            .iter()
+            .filter(|r| r.aor == aor && !r.node.is_empty() && r.node != node.name)
+            .filter_map(|r| Binding::from_row(r, Some(&node.name)).map(|(_, b)| b))
+            .collect();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<Binding> = map
+            .get(aor)
+            .map(|v| v.iter().filter(|b| b.node.is_empty()).cloned().collect())
+            .unwrap_or_default();
+        list.extend(remote);
+        if list.is_empty() {
+            map.remove(aor);
+        } else {
+            map.insert(aor.into(), list);
+        }
+    }
+
+    /// This node's name in a cluster.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_ref().map(|n| n.name.as_str())
     }
 
     /// Every live binding with its address of record (for the admin API).
@@ -214,7 +296,7 @@ impl Location {
         }
         for b in &bindings {
             if !before.contains(b) {
-                self.write(Write::Put(b.row(aor)));
+                self.write(Write::Put(Box::new(b.row(aor, self.node.as_ref()))));
             }
         }
         if bindings.is_empty() {

@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod cluster;
 pub mod edge;
 pub mod gruu;
 pub mod location;
@@ -71,7 +72,10 @@ pub struct Core {
     /// Registrars Parley fronts as an edge proxy (`[proxy] edge_for`).
     pub edge_for: Vec<String>,
     /// The flow tokens of the Paths it adds for them (RFC 5626 §5.3).
-    pub flow_tokens: edge::FlowTokens,
+    pub flow_tokens: Arc<edge::FlowTokens>,
+    /// This node's name and the cluster's shared secret, when several
+    /// nodes share the store.
+    pub cluster: Option<(String, String)>,
     /// INVITEs being proxied, for CANCEL.
     pub invites: proxy::Invites,
     /// Redirect rules.
@@ -102,6 +106,24 @@ impl Core {
         auth: Arc<auth::Authenticator>,
         relay: Option<crate::msrp::Relay>,
     ) -> Result<Core, crate::store::StoreError> {
+        let flow_tokens = Arc::new(edge::FlowTokens::default());
+        // In a cluster, another node reaches this node's flows through it:
+        // over UDP to this node, with a flow token only this node reads.
+        let node = match listen.iter().find(|(t, _)| *t == Transport::Udp) {
+            Some((_, udp)) if config.clustered() => {
+                let (tokens, udp) = (flow_tokens.clone(), *udp);
+                Some(location::Node {
+                    name: config.cluster.node.clone(),
+                    route: Box::new(move |t, source| {
+                        format!(
+                            "<sip:{}@{udp};transport=udp;lr;parley-node>",
+                            tokens.encode(t, source)
+                        )
+                    }),
+                })
+            }
+            _ => None,
+        };
         Ok(Core {
             router,
             listen,
@@ -117,7 +139,7 @@ impl Core {
                 .iter()
                 .map(|p| p.to_ascii_lowercase())
                 .collect(),
-            location: location::Location::load(store.clone(), now_secs()).await?,
+            location: location::Location::load(store.clone(), now_secs(), node).await?,
             gruus: gruu::Gruus::default(),
             // The config was checked: its webhook URLs read.
             push: push::Push::new(&config.push).unwrap_or_else(|e| {
@@ -136,7 +158,10 @@ impl Core {
                 .iter()
                 .map(|d| d.to_ascii_lowercase())
                 .collect(),
-            flow_tokens: edge::FlowTokens::default(),
+            flow_tokens,
+            cluster: config
+                .clustered()
+                .then(|| (config.cluster.node.clone(), config.cluster.secret.clone())),
             purrs: push::Purrs::default(),
             presence: Arc::new(presence::PresenceAgent::new(
                 config.presence,

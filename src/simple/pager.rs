@@ -83,6 +83,19 @@ impl Offline {
         self.counts().values().map(|n| u64::from(*n)).sum()
     }
 
+    /// Reads again how many messages wait for `aor` (another node kept or
+    /// delivered some).
+    pub async fn recount(&self, aor: &str) {
+        let Ok(rows) = self.store.offline_for(aor).await else {
+            return;
+        };
+        let mut counts = self.counts();
+        match u32::try_from(rows.len()).unwrap_or(u32::MAX) {
+            0 => counts.remove(aor),
+            n => counts.insert(aor.to_string(), n),
+        };
+    }
+
     /// How many messages wait for `aor`.
     pub fn waiting(&self, aor: &str) -> u32 {
         self.counts().get(aor).copied().unwrap_or(0)
@@ -269,6 +282,9 @@ pub async fn report(core: &Arc<Core>, sip: &Sip, to_uri: &str, about: &str, text
     .await;
 }
 
+/// How long a node holds the kept messages it is delivering.
+const CLAIM_SECS: i64 = 60;
+
 /// Delivers what waits for `aor` to its registered contacts, oldest
 /// first; stops at the first message no contact accepts.
 pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
@@ -285,7 +301,14 @@ pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
     {
         return;
     }
-    let rows = match offline.store.offline_for(&aor).await {
+    // Claimed for a minute: another node sharing the store delivers none
+    // of them meanwhile, and takes over what this one could not.
+    let now = now_secs() as i64;
+    let rows = match offline
+        .store
+        .claim_offline(&aor, now, now + CLAIM_SECS)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "offline store failed");
@@ -293,8 +316,12 @@ pub async fn deliver(core: Arc<Core>, sip: Sip, aor: String) {
         }
     };
     let mut delivered = 0usize;
-    for row in &rows {
+    for (i, row) in rows.iter().enumerate() {
         if !deliver_one(&core, &sip, row).await {
+            let left: Vec<i64> = rows[i..].iter().map(|r| r.id).collect();
+            if let Err(e) = offline.store.release_offline(&left).await {
+                warn!(error = %e, "offline store failed");
+            }
             break;
         }
         {

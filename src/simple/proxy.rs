@@ -823,6 +823,15 @@ async fn start_group(ctx: Arc<Mutex<Context>>, core: Arc<Core>, sip: Sip) {
                 for route in branch.routes.iter().rev() {
                     let _ = copy.headers_mut().push_front("Route", route);
                 }
+                // To a user whose connection another node of the cluster
+                // holds: through that node, signed.
+                if branch
+                    .routes
+                    .first()
+                    .is_some_and(|r| r.contains(";parley-node"))
+                {
+                    super::cluster::sign(&core, &mut copy);
+                }
                 if c.dialog_creating {
                     for rr in core.record_route(c.inbound, branch.target.transport) {
                         let rr = match &c.flow_token {

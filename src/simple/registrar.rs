@@ -311,6 +311,7 @@ pub async fn register(core: &Core, inc: &mut Incoming) {
                 instance: w.instance.as_deref().unwrap_or("").into(),
                 reg_id: w.flow.as_ref().map_or(0, |f| f.1),
                 user_agent: user_agent.clone(),
+                node: "".into(),
             });
         }
         Ok(())

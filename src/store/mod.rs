@@ -265,6 +265,11 @@ pub struct BindingRow {
     pub reg_id: i64,
     /// The User-Agent of the REGISTER (empty without one).
     pub user_agent: String,
+    /// The node holding the binding's flow (empty for a single node).
+    pub node: String,
+    /// The Route that reaches the flow through that node, empty when the
+    /// binding is reached directly.
+    pub node_route: String,
 }
 
 /// A MESSAGE kept for a user with no registered contact.
@@ -446,6 +451,45 @@ pub trait Store: Send + Sync {
     /// Writes a consistent copy to `to` while others keep writing; its
     /// size in bytes.
     fn backup<'a>(&'a self, to: &'a Path) -> StoreFuture<'a, u64>;
+    /// Claims the kept MESSAGEs for `aor` that no node is delivering, for
+    /// this node until `until` (Unix seconds), oldest first: two nodes
+    /// never claim the same message.
+    fn claim_offline<'a>(
+        &'a self,
+        aor: &'a str,
+        now: i64,
+        until: i64,
+    ) -> StoreFuture<'a, Vec<OfflineRow>>;
+    /// Gives claimed messages back (not delivered).
+    fn release_offline<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, ()>;
+    /// The bindings of one address of record.
+    fn bindings_of<'a>(&'a self, aor: &'a str) -> StoreFuture<'a, Vec<BindingRow>> {
+        Box::pin(async move {
+            Ok(self
+                .bindings()
+                .await?
+                .into_iter()
+                .filter(|b| b.aor == aor)
+                .collect())
+        })
+    }
+    /// Changes other nodes made, as the engine tells them; `None` for a
+    /// store only this process writes.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+}
+
+/// A change another node made to the shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The bindings of this address of record changed.
+    Bindings(String),
+    /// A message was kept for, or taken from, this address of record.
+    Offline(String),
+    /// Notifications were lost (the connection to the engine dropped):
+    /// read everything again.
+    Resync,
 }
 
 /// SQLite, the embedded default.
@@ -577,6 +621,41 @@ fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
 }
 
 impl Store for SqliteStore {
+    fn claim_offline<'a>(
+        &'a self,
+        aor: &'a str,
+        now: i64,
+        until: i64,
+    ) -> StoreFuture<'a, Vec<OfflineRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "UPDATE offline_messages SET claimed_until = ?3
+                 WHERE aor = ?1 AND claimed_until <= ?2 RETURNING *",
+            )
+            .bind(aor)
+            .bind(now)
+            .bind(until)
+            .fetch_all(&self.durable)
+            .await?;
+            let mut rows: Vec<OfflineRow> =
+                rows.iter().map(offline_of).collect::<Result<_, _>>()?;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        })
+    }
+
+    fn release_offline<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            for id in ids {
+                sqlx::query("UPDATE offline_messages SET claimed_until = 0 WHERE id = ?")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
     fn backup<'a>(&'a self, to: &'a Path) -> StoreFuture<'a, u64> {
         Box::pin(self.vacuum_into(to))
     }
@@ -980,8 +1059,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT OR REPLACE INTO bindings
                  (aor, uri, contact, expires_at, q, call_id, cseq, path, transport, source,
-                  instance, reg_id, user_agent)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  instance, reg_id, user_agent, node, node_route)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&b.aor)
             .bind(&b.uri)
@@ -996,6 +1075,8 @@ impl Store for SqliteStore {
             .bind(&b.instance)
             .bind(b.reg_id)
             .bind(&b.user_agent)
+            .bind(&b.node)
+            .bind(&b.node_route)
             .execute(&self.pool)
             .await?;
             Ok(())
@@ -1050,6 +1131,8 @@ impl Store for SqliteStore {
                         instance: r.try_get("instance")?,
                         reg_id: r.try_get("reg_id")?,
                         user_agent: r.try_get("user_agent")?,
+                        node: r.try_get("node")?,
+                        node_route: r.try_get("node_route")?,
                     })
                 })
                 .collect::<Result<_, sqlx::Error>>()

@@ -9,6 +9,10 @@ use std::path::Path;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::broadcast;
+
+use super::Change;
 
 use super::{
     ArchiveQuery, ArchiveRow, BindingRow, OfflineRow, RoomLine, RoomRow, Store, StoreError,
@@ -19,6 +23,9 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// What the other nodes change, heard with LISTEN (started on first
+    /// use).
+    changes: Arc<OnceLock<broadcast::Sender<Change>>>,
 }
 
 impl PostgresStore {
@@ -38,7 +45,10 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError(format!("cannot reach {}: {e}", redacted(url))))?;
         sqlx::migrate!("src/store/migrations_pg").run(&pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            changes: Arc::default(),
+        })
     }
 
     /// The pool (the cluster's notifications listen on it).
@@ -115,6 +125,8 @@ fn binding_of(r: &PgRow) -> Result<BindingRow, sqlx::Error> {
         instance: r.try_get("instance")?,
         reg_id: r.try_get("reg_id")?,
         user_agent: r.try_get("user_agent")?,
+        node: r.try_get("node")?,
+        node_route: r.try_get("node_route")?,
     })
 }
 
@@ -154,7 +166,112 @@ fn counts(rows: &[PgRow]) -> Result<Vec<(String, i64)>, StoreError> {
         .map_err(StoreError::from)
 }
 
+/// Listens on the channels the triggers notify, and hands each change on;
+/// after a lost connection (sqlx reconnects), a resync.
+async fn listen(pool: PgPool, tx: broadcast::Sender<Change>) {
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        let listener = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            l.listen_all(["parley_bindings", "parley_offline"]).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = match listener.await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for the other nodes' changes");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                continue;
+            }
+        };
+        delay = std::time::Duration::from_millis(200);
+        let _ = tx.send(Change::Resync);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    let aor = n.payload().to_string();
+                    let change = match n.channel() {
+                        "parley_bindings" => Change::Bindings(aor),
+                        _ => Change::Offline(aor),
+                    };
+                    if tx.send(change).is_err() {
+                        return;
+                    }
+                }
+                // The connection dropped: notifications may be lost.
+                Ok(None) => {
+                    let _ = tx.send(Change::Resync);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the other nodes' changes");
+                    break;
+                }
+            }
+            if tx.receiver_count() == 0 {
+                return;
+            }
+        }
+    }
+}
+
 impl Store for PostgresStore {
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        let tx = self.changes.get_or_init(|| {
+            let (tx, _) = broadcast::channel(4096);
+            tokio::spawn(listen(self.pool.clone(), tx.clone()));
+            tx
+        });
+        Some(tx.subscribe())
+    }
+
+    /// Row locks, skipping those another node holds: each message goes to
+    /// one node.
+    fn claim_offline<'a>(
+        &'a self,
+        aor: &'a str,
+        now: i64,
+        until: i64,
+    ) -> StoreFuture<'a, Vec<OfflineRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "UPDATE offline_messages SET claimed_until = $3 WHERE id IN
+                   (SELECT id FROM offline_messages WHERE aor = $1 AND claimed_until <= $2
+                    ORDER BY id FOR UPDATE SKIP LOCKED)
+                 RETURNING *",
+            )
+            .bind(aor)
+            .bind(now)
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut rows: Vec<OfflineRow> =
+                rows.iter().map(offline_of).collect::<Result<_, _>>()?;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        })
+    }
+
+    fn release_offline<'a>(&'a self, ids: &'a [i64]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE offline_messages SET claimed_until = 0 WHERE id = ANY($1)")
+                .bind(ids)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn bindings_of<'a>(&'a self, aor: &'a str) -> StoreFuture<'a, Vec<BindingRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM bindings WHERE aor = $1 ORDER BY uri")
+                .bind(aor)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(binding_of).collect::<Result<_, _>>()?)
+        })
+    }
+
     fn put_user<'a>(&'a self, user: &'a User) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             sqlx::query(
@@ -211,14 +328,15 @@ impl Store for PostgresStore {
             sqlx::query(
                 "INSERT INTO bindings
                  (aor, uri, contact, expires_at, q, call_id, cseq, path, transport, source,
-                  instance, reg_id, user_agent)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                  instance, reg_id, user_agent, node, node_route)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                  ON CONFLICT (aor, uri, reg_id) DO UPDATE SET
                    contact = excluded.contact, expires_at = excluded.expires_at,
                    q = excluded.q, call_id = excluded.call_id, cseq = excluded.cseq,
                    path = excluded.path, transport = excluded.transport,
                    source = excluded.source, instance = excluded.instance,
-                   user_agent = excluded.user_agent",
+                   user_agent = excluded.user_agent, node = excluded.node,
+                   node_route = excluded.node_route",
             )
             .bind(&b.aor)
             .bind(&b.uri)
@@ -233,6 +351,8 @@ impl Store for PostgresStore {
             .bind(&b.instance)
             .bind(b.reg_id)
             .bind(&b.user_agent)
+            .bind(&b.node)
+            .bind(&b.node_route)
             .execute(&self.pool)
             .await?;
             Ok(())

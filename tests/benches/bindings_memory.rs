@@ -43,7 +43,9 @@ fn main() {
         let store = SqliteStore::open(&dir.join("parley.db"))
             .await
             .expect("store");
-        let location = Location::load(Arc::new(store), 0).await.expect("location");
+        let location = Location::load(Arc::new(store), 0, None)
+            .await
+            .expect("location");
         let source: SocketAddr = "127.0.0.1:5070".parse().expect("address");
         // Warm up the allocator and the writer before measuring.
         let add = |i: usize| {
@@ -67,6 +69,7 @@ fn main() {
                     instance: format!("<urn:uuid:{i:08}-0000-0000-0000-000000000000>").into(),
                     reg_id: 1,
                     user_agent: "".into(),
+                    node: "".into(),
                 });
                 Ok::<(), ()>(())
             });

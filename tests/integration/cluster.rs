@@ -12,8 +12,9 @@ use parley::store::{
 };
 use parley_test_support::postgres::Postgres;
 
+use crate::mobile::Flow;
 use crate::operator::Running;
-use crate::presence::{status, Ua};
+use crate::presence::{digest_answer, header, status, Ua};
 use crate::registrar_proxy::run_cli;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -42,6 +43,16 @@ fn binding(aor: &str, uri: &str, reg_id: i64) -> BindingRow {
         },
         reg_id,
         user_agent: "Cluster-Test/1.0".into(),
+        node: if reg_id > 0 {
+            "a".into()
+        } else {
+            String::new()
+        },
+        node_route: if reg_id > 0 {
+            "<sip:ft-x@127.0.0.1:5070;transport=udp;lr;parley-node>".into()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -483,4 +494,185 @@ fn parley_runs_on_postgresql_and_says_when_it_cannot_reach_it() {
     assert!(!text.contains("secret"), "{text}");
     assert!(!text.contains("listening on"), "{text}");
     let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
+
+const SECRET: &str = "cluster-secret-for-the-tests";
+
+/// A node of a cluster on `url`: UDP and TCP SIP listeners, the default
+/// `[auth]`; its TCP address.
+fn node(name: &str, url: &str) -> (Running, std::net::SocketAddr) {
+    let parley = Running::start(
+        &format!("node-{name}"),
+        &format!(
+            "[store]\nurl = {url:?}\n[cluster]\nnode = {name:?}\nsecret = {SECRET:?}\n\
+             [xmpp]\nenabled = false\n[[sip.listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n"
+        ),
+    );
+    let out = parley.wait_for_output("following the cluster's changes");
+    let tcp = out
+        .split("listening on tcp ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("the TCP address");
+    (parley, tcp)
+}
+
+/// Waits until `node`'s registrations hold `needle`.
+fn until_registered(node: &Running, needle: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (code, body) = crate::admin::http(
+            node.admin,
+            "GET",
+            "/api/v1/registrations",
+            Some(&node.token()),
+            None,
+        );
+        assert_eq!(code, 200);
+        if body.contains(needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle} never seen: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A UDP user agent registering `user` (password pw) through `ua`'s node.
+fn register_udp(ua: &Ua, user: &str) {
+    let head = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:{user}@localhost>;tag=r\nTo: <sip:{user}@localhost>\nCall-ID: reg-{user}-{}\nCSeq: {cseq} REGISTER\nContact: <sip:{user}@{}>\nExpires: 600{auth}",
+            ua.local.port(),
+            ua.local
+        )
+    };
+    ua.send(&head(1, ""), "");
+    let r = ua.final_response();
+    assert_eq!(status(&r), 401, "{r}");
+    let answer = digest_answer(&r, "REGISTER", "sip:localhost", user, "pw");
+    ua.send(&head(2, &format!("\nAuthorization: {answer}")), "");
+    let r = ua.final_response();
+    assert_eq!(status(&r), 200, "{r}");
+}
+
+/// A MESSAGE from `user` through `ua`'s node, answering the proxy's
+/// challenge; the final status.
+fn message_udp(ua: &Ua, user: &str, to: &str, call: &str, text: &str) -> u16 {
+    let head = |cseq: u32, auth: &str| {
+        format!(
+            "MESSAGE sip:{to} SIP/2.0\nFrom: <sip:{user}@localhost>;tag=m{call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: {cseq} MESSAGE\nContent-Type: text/plain{auth}"
+        )
+    };
+    ua.send(&head(1, ""), text);
+    let r = ua.final_response();
+    if status(&r) != 407 {
+        return status(&r);
+    }
+    let answer = digest_answer(&r, "MESSAGE", &format!("sip:{to}"), user, "pw");
+    ua.send(&head(2, &format!("\nProxy-Authorization: {answer}")), text);
+    status(&ua.final_response())
+}
+
+/// The next MESSAGE `ua` receives (answered 200), within a few seconds.
+fn received(ua: &Ua) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Some(m) = ua.try_next_within(std::time::Duration::from_millis(200)) {
+            if m.starts_with("MESSAGE ") {
+                return Some(m);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn two_nodes_on_one_database_serve_one_domain() {
+    let pg = Postgres::start();
+    let url = pg.database("cluster");
+    let (a, a_tcp) = node("a", &url);
+    let (b, _) = node("b", &url);
+    for user in ["alice", "bob", "dave"] {
+        run_cli(
+            &[
+                "user",
+                "add",
+                &format!("{user}@localhost"),
+                "--password",
+                "pw",
+            ],
+            &a.config,
+        );
+    }
+
+    // Alice is on a connection to node A; Bob on UDP at node B.
+    let mut alice = Flow::connect(a_tcp);
+    let r = alice.register(
+        &format!("Contact: <sip:alice@{}>;expires=600\n", alice.local()),
+        "",
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let bob = Ua::new(b.sip);
+    register_udp(&bob, "bob");
+    until_registered(&b, "alice@localhost");
+    until_registered(&a, "bob@localhost");
+
+    // Bob writes to Alice through B: B forwards it, signed, to A, which
+    // holds her connection.
+    let (status_b, m) = std::thread::scope(|scope| {
+        let answered = scope.spawn(|| {
+            let m = alice.next();
+            alice.answer(&m);
+            m
+        });
+        let s = message_udp(&bob, "bob", "alice@localhost", "x-1", "hello from b");
+        (s, answered.join().unwrap())
+    });
+    assert_eq!(status_b, 200);
+    assert!(m.starts_with("MESSAGE sip:alice@"), "{m}");
+    assert!(m.ends_with("hello from b"), "{m}");
+    assert!(
+        header(&m, "Parley-Node").is_none(),
+        "the node's signature left the cluster: {m}"
+    );
+
+    // A signature that does not verify authenticates nothing.
+    bob.send(
+        "MESSAGE sip:alice@localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=forged\nTo: <sip:alice@localhost>\nCall-ID: forged\nCSeq: 1 MESSAGE\nParley-Node: a;sig=00112233445566778899aabbccddeeff\nContent-Type: text/plain",
+        "forged",
+    );
+    assert_eq!(status(&bob.final_response()), 407);
+
+    // Alice writes to Bob through A: his UDP binding is reached from A.
+    assert!(alice
+        .send_authenticated("MESSAGE", "sip:bob@localhost", "Content-Type: text/plain\n")
+        .is_none());
+    let m = received(&bob).expect("Bob's message through A");
+    assert!(m.starts_with("MESSAGE sip:bob@"), "{m}");
+
+    // Dave is offline: a message accepted (202) through A is kept once in
+    // the shared store. A dies (SIGKILL); Dave registers on B and gets it,
+    // once.
+    let carol = Ua::new(a.sip);
+    assert_eq!(
+        message_udp(&carol, "bob", "dave@localhost", "x-2", "while you were out"),
+        202
+    );
+    let mut a = a;
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let dave = Ua::new(b.sip);
+    register_udp(&dave, "dave");
+    let m = received(&dave).expect("the kept message, on B");
+    assert!(m.ends_with("while you were out"), "{m}");
+    assert!(received(&dave).is_none(), "delivered twice");
+    let kept = runtime().block_on(async {
+        let s = parley::store::open_url(&url).await.unwrap();
+        s.offline_for("dave@localhost").await.unwrap()
+    });
+    assert!(kept.is_empty(), "{kept:?}");
 }

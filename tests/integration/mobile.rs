@@ -47,7 +47,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A SIP client's connection to Parley (a flow), framing messages by
 /// Content-Length and answering digest challenges for alice.
-struct Flow {
+pub(crate) struct Flow {
     stream: std::net::TcpStream,
     buf: Vec<u8>,
     n: u32,
@@ -58,7 +58,12 @@ struct Flow {
 
 impl Flow {
     fn open(server: &TestServer) -> Flow {
-        let stream = std::net::TcpStream::connect(server.tcp).unwrap();
+        Flow::connect(server.tcp)
+    }
+
+    /// A connection to Parley's TCP listener at `addr`.
+    pub(crate) fn connect(addr: std::net::SocketAddr) -> Flow {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
         Flow {
             stream,
@@ -68,11 +73,11 @@ impl Flow {
         }
     }
 
-    fn local(&self) -> std::net::SocketAddr {
+    pub(crate) fn local(&self) -> std::net::SocketAddr {
         self.stream.local_addr().unwrap()
     }
 
-    fn send(&mut self, head: &str, body: &str) {
+    pub(crate) fn send(&mut self, head: &str, body: &str) {
         let text = format!(
             "{}\r\nContent-Length: {}\r\n\r\n{body}",
             head.trim_end().replace('\n', "\r\n"),
@@ -82,7 +87,7 @@ impl Flow {
     }
 
     /// The next message, whole (kept requests first).
-    fn next(&mut self) -> String {
+    pub(crate) fn next(&mut self) -> String {
         if let Some(m) = self.kept.pop_front() {
             return m;
         }
@@ -116,7 +121,7 @@ impl Flow {
         }
     }
 
-    fn final_response(&mut self) -> String {
+    pub(crate) fn final_response(&mut self) -> String {
         loop {
             let m = self.read_one();
             if m.starts_with("SIP/2.0 ") {
@@ -131,7 +136,7 @@ impl Flow {
 
     /// A REGISTER for alice with `contact` (and `extra` headers), answering
     /// the digest challenge; the final response.
-    fn register(&mut self, contact: &str, extra: &str) -> String {
+    pub(crate) fn register(&mut self, contact: &str, extra: &str) -> String {
         self.n += 1;
         let call = format!("ob-{}", self.local().port());
         let (local, n) = (self.local(), self.n);
@@ -156,7 +161,12 @@ impl Flow {
     /// Sends the request and, when challenged, sends it again with
     /// credentials; the final answer is read by the caller (`Some` when the
     /// first answer was final and no challenge).
-    fn send_authenticated(&mut self, method: &str, uri: &str, extra: &str) -> Option<String> {
+    pub(crate) fn send_authenticated(
+        &mut self,
+        method: &str,
+        uri: &str,
+        extra: &str,
+    ) -> Option<String> {
         self.n += 1;
         let (local, n) = (self.local(), self.n);
         let head = |cseq: u32, auth: &str| {
@@ -176,7 +186,7 @@ impl Flow {
     }
 
     /// Answers a request 200.
-    fn answer(&mut self, request: &str) {
+    pub(crate) fn answer(&mut self, request: &str) {
         let copy = |name: &str| {
             request
                 .split("\r\n")
