@@ -518,7 +518,15 @@ fn xmpp_adapter(
         tls_server: Some(crate::net::tls::server_config(config)?),
         tls_client: crate::net::tls::dialback_client_config(config)?,
         tls_client_verified: crate::net::tls::client_config(config)?,
-        dialback_secret: crate::sys::token_hex(16),
+        // Nodes of a cluster verify each other's dialback keys: the
+        // secret comes from the cluster's (XEP-0185 keys are an HMAC).
+        dialback_secret: if config.clustered() {
+            let key =
+                ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.cluster.secret.as_bytes());
+            crate::proto::digest::hex(ring::hmac::sign(&key, b"xmpp dialback").as_ref())
+        } else {
+            crate::sys::token_hex(16)
+        },
         components,
         max_stanza: x.max_stanza_bytes,
         connect_timeout: Duration::from_millis(x.connect_timeout_ms),

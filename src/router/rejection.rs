@@ -52,6 +52,11 @@ impl Rejection {
                 extra.push(("Retry-After", "1".to_string()));
             }
         }
+        // A service that will be back (the store unreachable): try again
+        // in a few seconds (RFC 3261 §21.5.4).
+        if self.status == 503 && self.refusal.is_none() {
+            extra.push(("Retry-After", "5".to_string()));
+        }
         extra
     }
 

@@ -222,7 +222,11 @@ async fn store(
         }
         Err(e) => {
             warn!(error = %e, "offline store failed");
-            Err(Rejection::new(500, "Offline store failed"))
+            // Nothing was accepted: the sender keeps it and tries again.
+            Err(Rejection::new(
+                503,
+                "Service Unavailable (the store does not answer)",
+            ))
         }
     }
 }

@@ -541,8 +541,25 @@ fn until_registered(node: &Running, needle: &str) {
     }
 }
 
-/// A UDP user agent registering `user` (password pw) through `ua`'s node.
-fn register_udp(ua: &Ua, user: &str) {
+/// The final response to the last request; requests that come first
+/// (a kept message can overtake the REGISTER's 200) are answered and kept.
+fn final_keeping(ua: &Ua, kept: &mut Vec<String>) -> String {
+    loop {
+        let m = ua.next();
+        if m.starts_with("SIP/2.0 ") {
+            if !m.starts_with("SIP/2.0 1") {
+                return m;
+            }
+        } else {
+            kept.push(m);
+        }
+    }
+}
+
+/// A UDP user agent registering `user` (password pw) through `ua`'s node;
+/// the requests that came meanwhile.
+fn register_udp(ua: &Ua, user: &str) -> Vec<String> {
+    let mut kept = Vec::new();
     let head = |cseq: u32, auth: &str| {
         format!(
             "REGISTER sip:localhost SIP/2.0\nFrom: <sip:{user}@localhost>;tag=r\nTo: <sip:{user}@localhost>\nCall-ID: reg-{user}-{}\nCSeq: {cseq} REGISTER\nContact: <sip:{user}@{}>\nExpires: 600{auth}",
@@ -551,12 +568,13 @@ fn register_udp(ua: &Ua, user: &str) {
         )
     };
     ua.send(&head(1, ""), "");
-    let r = ua.final_response();
+    let r = final_keeping(ua, &mut kept);
     assert_eq!(status(&r), 401, "{r}");
     let answer = digest_answer(&r, "REGISTER", "sip:localhost", user, "pw");
     ua.send(&head(2, &format!("\nAuthorization: {answer}")), "");
-    let r = ua.final_response();
+    let r = final_keeping(ua, &mut kept);
     assert_eq!(status(&r), 200, "{r}");
+    kept
 }
 
 /// A MESSAGE from `user` through `ua`'s node, answering the proxy's
@@ -666,8 +684,11 @@ fn two_nodes_on_one_database_serve_one_domain() {
     let _ = a.child.kill();
     let _ = a.child.wait();
     let dave = Ua::new(b.sip);
-    register_udp(&dave, "dave");
-    let m = received(&dave).expect("the kept message, on B");
+    let early = register_udp(&dave, "dave");
+    let m = match early.into_iter().find(|m| m.starts_with("MESSAGE ")) {
+        Some(m) => m,
+        None => received(&dave).expect("the kept message, on B"),
+    };
     assert!(m.ends_with("while you were out"), "{m}");
     assert!(received(&dave).is_none(), "delivered twice");
     let kept = runtime().block_on(async {
@@ -675,4 +696,31 @@ fn two_nodes_on_one_database_serve_one_domain() {
         s.offline_for("dave@localhost").await.unwrap()
     });
     assert!(kept.is_empty(), "{kept:?}");
+
+    // The database goes away: what would be kept is refused with 503 and
+    // Retry-After (the sender keeps it), not lost.
+    run_cli(
+        &["user", "add", "erin@localhost", "--password", "pw"],
+        &b.config,
+    );
+    assert_eq!(
+        message_udp(&bob, "bob", "erin@localhost", "x-3", "kept"),
+        202
+    );
+    drop(pg);
+    bob.send(
+        "MESSAGE sip:erin@localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=down\nTo: <sip:erin@localhost>\nCall-ID: x-4\nCSeq: 1 MESSAGE\nContent-Type: text/plain",
+        "not kept",
+    );
+    let mut r = bob.final_response();
+    if status(&r) == 407 {
+        let answer = digest_answer(&r, "MESSAGE", "sip:erin@localhost", "bob", "pw");
+        bob.send(
+            &format!("MESSAGE sip:erin@localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=down\nTo: <sip:erin@localhost>\nCall-ID: x-4\nCSeq: 2 MESSAGE\nProxy-Authorization: {answer}\nContent-Type: text/plain"),
+            "not kept",
+        );
+        r = bob.final_response();
+    }
+    assert_eq!(status(&r), 503, "{r}");
+    assert_eq!(header(&r, "Retry-After"), Some("5"), "{r}");
 }
