@@ -105,6 +105,10 @@ pub async fn follow(
                 }
                 Err(e) => warn!(error = %e, %aor, "bindings not read again"),
             },
+            Ok(Change::Presence(presentity)) => match store.presence_documents(&presentity).await {
+                Ok(rows) => super::presence::remote_changed(&core, &sip, &presentity, rows).await,
+                Err(e) => warn!(error = %e, %presentity, "presence not read again"),
+            },
             Ok(Change::Offline(aor)) => {
                 core.offline.recount(&aor).await;
                 deliver_if_waiting(&core, &sip, &aor);

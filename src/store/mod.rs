@@ -473,6 +473,20 @@ pub trait Store: Send + Sync {
                 .collect())
         })
     }
+    /// Sets this node's presence document of `presentity` (`None`
+    /// removes it): what watchers on other nodes compose with theirs.
+    fn put_presence_document<'a>(
+        &'a self,
+        presentity: &'a str,
+        node: &'a str,
+        document: Option<(&'a str, i64)>,
+    ) -> StoreFuture<'a, ()>;
+    /// Every node's presence document of `presentity`, as (node,
+    /// document, expires_at).
+    fn presence_documents<'a>(
+        &'a self,
+        presentity: &'a str,
+    ) -> StoreFuture<'a, Vec<(String, String, i64)>>;
     /// Changes other nodes made, as the engine tells them; `None` for a
     /// store only this process writes.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
@@ -487,6 +501,8 @@ pub enum Change {
     Bindings(String),
     /// A message was kept for, or taken from, this address of record.
     Offline(String),
+    /// A node's presence document of this presentity changed.
+    Presence(String),
     /// Notifications were lost (the connection to the engine dropped):
     /// read everything again.
     Resync,
@@ -621,6 +637,57 @@ fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
 }
 
 impl Store for SqliteStore {
+    fn put_presence_document<'a>(
+        &'a self,
+        presentity: &'a str,
+        node: &'a str,
+        document: Option<(&'a str, i64)>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            match document {
+                Some((doc, expires_at)) => {
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO presence_documents
+                         (presentity, node, document, expires_at) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(presentity)
+                    .bind(node)
+                    .bind(doc)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM presence_documents WHERE presentity = ? AND node = ?")
+                        .bind(presentity)
+                        .bind(node)
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn presence_documents<'a>(
+        &'a self,
+        presentity: &'a str,
+    ) -> StoreFuture<'a, Vec<(String, String, i64)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT node, document, expires_at FROM presence_documents
+                 WHERE presentity = ? ORDER BY node",
+            )
+            .bind(presentity)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
     fn claim_offline<'a>(
         &'a self,
         aor: &'a str,

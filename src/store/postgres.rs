@@ -158,6 +158,14 @@ fn triples(rows: &[PgRow]) -> Result<Vec<(String, String, String)>, StoreError> 
         .map_err(StoreError::from)
 }
 
+/// Rows of (text, text, number).
+fn triples_with_count(rows: &[PgRow]) -> Result<Vec<(String, String, i64)>, StoreError> {
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
 /// Rows of (text, count).
 fn counts(rows: &[PgRow]) -> Result<Vec<(String, i64)>, StoreError> {
     rows.iter()
@@ -173,7 +181,8 @@ async fn listen(pool: PgPool, tx: broadcast::Sender<Change>) {
     loop {
         let listener = async {
             let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
-            l.listen_all(["parley_bindings", "parley_offline"]).await?;
+            l.listen_all(["parley_bindings", "parley_offline", "parley_presence"])
+                .await?;
             Ok::<_, sqlx::Error>(l)
         };
         let mut listener = match listener.await {
@@ -193,6 +202,7 @@ async fn listen(pool: PgPool, tx: broadcast::Sender<Change>) {
                     let aor = n.payload().to_string();
                     let change = match n.channel() {
                         "parley_bindings" => Change::Bindings(aor),
+                        "parley_presence" => Change::Presence(aor),
                         _ => Change::Offline(aor),
                     };
                     if tx.send(change).is_err() {
@@ -216,6 +226,58 @@ async fn listen(pool: PgPool, tx: broadcast::Sender<Change>) {
 }
 
 impl Store for PostgresStore {
+    fn put_presence_document<'a>(
+        &'a self,
+        presentity: &'a str,
+        node: &'a str,
+        document: Option<(&'a str, i64)>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            match document {
+                Some((doc, expires_at)) => {
+                    sqlx::query(
+                        "INSERT INTO presence_documents (presentity, node, document, expires_at)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (presentity, node) DO UPDATE SET
+                           document = excluded.document, expires_at = excluded.expires_at",
+                    )
+                    .bind(presentity)
+                    .bind(node)
+                    .bind(doc)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(
+                        "DELETE FROM presence_documents WHERE presentity = $1 AND node = $2",
+                    )
+                    .bind(presentity)
+                    .bind(node)
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn presence_documents<'a>(
+        &'a self,
+        presentity: &'a str,
+    ) -> StoreFuture<'a, Vec<(String, String, i64)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT node, document, expires_at FROM presence_documents
+                 WHERE presentity = $1 ORDER BY node",
+            )
+            .bind(presentity)
+            .fetch_all(&self.pool)
+            .await?;
+            triples_with_count(&rows)
+        })
+    }
+
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {
         let tx = self.changes.get_or_init(|| {
             let (tx, _) = broadcast::channel(4096);

@@ -724,3 +724,123 @@ fn two_nodes_on_one_database_serve_one_domain() {
     assert_eq!(status(&r), 503, "{r}");
     assert_eq!(header(&r, "Retry-After"), Some("5"), "{r}");
 }
+
+/// A request of `user` through `ua`'s node, answering a 407; the final
+/// response (requests that come meanwhile are kept in `kept`).
+#[allow(clippy::too_many_arguments)]
+fn request_udp(
+    ua: &Ua,
+    user: &str,
+    method: &str,
+    uri: &str,
+    call: &str,
+    extra: &str,
+    body: &str,
+    kept: &mut Vec<String>,
+) -> String {
+    let head = |cseq: u32, auth: &str| {
+        format!(
+            "{method} {uri} SIP/2.0\nFrom: <sip:{user}@localhost>;tag=t{call}\nTo: <{uri}>\nCall-ID: {call}\nCSeq: {cseq} {method}\nContact: <sip:{user}@{}>\n{extra}{auth}",
+            ua.local
+        )
+    };
+    ua.send(&head(1, ""), body);
+    let r = final_keeping(ua, kept);
+    if status(&r) != 407 {
+        return r;
+    }
+    let answer = digest_answer(&r, method, uri, user, "pw");
+    ua.send(&head(2, &format!("\nProxy-Authorization: {answer}")), body);
+    final_keeping(ua, kept)
+}
+
+#[test]
+fn a_watcher_on_one_node_sees_a_publication_on_another() {
+    let pg = Postgres::start();
+    let url = pg.database("presence");
+    let (a, _) = node("a", &url);
+    let (b, _) = node("b", &url);
+    for user in ["alice", "bob"] {
+        run_cli(
+            &[
+                "user",
+                "add",
+                &format!("{user}@localhost"),
+                "--password",
+                "pw",
+            ],
+            &a.config,
+        );
+    }
+    // Bob watches Alice on node A.
+    let bob = Ua::new(a.sip);
+    let mut kept = Vec::new();
+    let r = request_udp(
+        &bob,
+        "bob",
+        "SUBSCRIBE",
+        "sip:alice@localhost",
+        "w-1",
+        "Event: presence\nAccept: application/pidf+xml\nExpires: 600",
+        "",
+        &mut kept,
+    );
+    assert!(status(&r) < 300, "{r}");
+    // Alice publishes on node B.
+    let alice = Ua::new(b.sip);
+    let pidf = r#"<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="pres:alice@localhost"><tuple id="t1"><status><basic>open</basic></status><note>At the other node</note></tuple></presence>"#;
+    let r = request_udp(
+        &alice,
+        "alice",
+        "PUBLISH",
+        "sip:alice@localhost",
+        "p-1",
+        "Event: presence\nContent-Type: application/pidf+xml\nExpires: 600",
+        pidf,
+        &mut Vec::new(),
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    // Bob's NOTIFY on A carries what Alice published on B.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        if let Some(n) = kept.iter().find(|m| m.contains("At the other node")) {
+            break n.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no NOTIFY from A with B's publication: {kept:?}"
+        );
+        if let Some(m) = bob.try_next_within(std::time::Duration::from_millis(200)) {
+            kept.push(m);
+        }
+    };
+    assert!(seen.starts_with("NOTIFY "), "{seen}");
+    assert!(seen.contains("<basic>open</basic>"), "{seen}");
+    // Alice's publication ends on B: Bob sees her closed on A.
+    let etag = header(&r, "SIP-ETag").expect("an entity tag").to_string();
+    let r = request_udp(
+        &alice,
+        "alice",
+        "PUBLISH",
+        "sip:alice@localhost",
+        "p-2",
+        &format!("Event: presence\nSIP-If-Match: {etag}\nExpires: 0"),
+        "",
+        &mut Vec::new(),
+    );
+    assert_eq!(status(&r), 200, "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no closed NOTIFY: {kept:?}"
+        );
+        if let Some(m) = bob.try_next_within(std::time::Duration::from_millis(200)) {
+            if m.starts_with("NOTIFY ") && m.contains("<basic>closed</basic>") {
+                break;
+            }
+        }
+    }
+    drop(b);
+    drop(a);
+}

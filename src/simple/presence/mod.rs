@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{proxy, Core};
 use crate::net::{Incoming, Sip, Target};
@@ -243,6 +243,10 @@ struct State {
     /// Users removed by the operator: their subscriptions, as presentity
     /// and as watcher, end with the next sweep.
     ending: Vec<String>,
+    /// What the presentity published on the other nodes of a cluster, by
+    /// presentity: (node, document, expiry), composed with what it
+    /// published here.
+    remote: HashMap<String, Vec<(String, Document, u64)>>,
     /// Subscriptions by watcher domain, by source address, and pending
     /// ones of other domains' watchers: what the caps are checked against.
     per_domain: HashMap<Box<str>, u32>,
@@ -523,10 +527,14 @@ fn index_dialog(state: &mut State, key: DialogId, sub: SubId) {
 
 fn compose(state: &State, presentity: &str) -> Document {
     let entity = format!("pres:{presentity}");
+    let local = state.publications.get(presentity).into_iter().flatten();
+    let remote = state.remote.get(presentity).into_iter().flatten();
+    let documents: Vec<&Document> = local
+        .map(|p| &p.document)
+        .chain(remote.map(|(_, d, _)| d))
+        .collect();
     match state.publications.get(presentity) {
-        Some(list) if !list.is_empty() => {
-            Document::compose(&entity, list.iter().map(|p| &p.document))
-        }
+        _ if !documents.is_empty() => Document::compose(&entity, documents),
         // A suspended device is asleep, not gone: a request wakes it.
         _ if state.pushable.contains_key(presentity) => {
             Document::open_with_note(&entity, PUSH_NOTE)
@@ -772,6 +780,80 @@ pub async fn publish(core: &Core, sip: &Sip, mut inc: Incoming) {
     }
     inc.responder.reply(200, "OK", &extra).await;
     send_all(core, sip, notify).await;
+    share(core, &presentity);
+}
+
+/// In a cluster: what `presentity` published on this node, composed, for
+/// the watchers on the other nodes (or nothing, when it has no
+/// publication here any more). Written off the request path.
+fn share(core: &Core, presentity: &str) {
+    let (Some((node, _)), Some(store)) = (&core.cluster, &core.presence.store) else {
+        return;
+    };
+    let local = {
+        let state = core.presence.state();
+        state
+            .publications
+            .get(presentity)
+            .filter(|l| !l.is_empty())
+            .map(|list| {
+                let entity = format!("pres:{presentity}");
+                let expires = list.iter().map(|p| p.expires_at).max().unwrap_or(0);
+                (
+                    Document::compose(&entity, list.iter().map(|p| &p.document)).to_xml(),
+                    i64::try_from(expires).unwrap_or(i64::MAX),
+                )
+            })
+    };
+    let (store, node, presentity) = (store.clone(), node.clone(), presentity.to_string());
+    tokio::spawn(async move {
+        let document = local.as_ref().map(|(d, e)| (d.as_str(), *e));
+        if let Err(e) = store
+            .put_presence_document(&presentity, &node, document)
+            .await
+        {
+            warn!(error = %e, %presentity, "presence not shared with the other nodes");
+        }
+    });
+}
+
+/// Another node of the cluster published for `presentity`: `rows` are
+/// every node's documents (this node's own are skipped). Watchers here
+/// are told when what they see changes.
+pub async fn remote_changed(
+    core: &Core,
+    sip: &Sip,
+    presentity: &str,
+    rows: Vec<(String, String, i64)>,
+) {
+    let Some((own, _)) = &core.cluster else {
+        return;
+    };
+    let agent = &core.presence;
+    let now = now_secs();
+    let documents: Vec<(String, Document, u64)> = rows
+        .into_iter()
+        .filter(|(node, _, expires)| node != own && *expires > now as i64)
+        .filter_map(|(node, xml, expires)| {
+            let doc = Document::parse(xml.as_bytes(), &agent.limits).ok()?;
+            Some((node, doc, u64::try_from(expires).ok()?))
+        })
+        .collect();
+    let out = {
+        let mut state = agent.state();
+        let before = compose(&state, presentity);
+        if documents.is_empty() {
+            state.remote.remove(presentity);
+        } else {
+            state.remote.insert(presentity.to_string(), documents);
+        }
+        if compose(&state, presentity) != before {
+            notifications(core, &mut state, presentity, now)
+        } else {
+            Vec::new()
+        }
+    };
+    send_all(core, sip, out).await;
 }
 
 /// Applies one PUBLISH to the state: the new entity tag (empty after a
@@ -1118,6 +1200,7 @@ pub async fn sweep(core: &Core, sip: &Sip) {
             }
         }
     }
+    let changed_here: Vec<String>;
     let out = {
         let mut state = agent.state();
         let mut out = Vec::new();
@@ -1170,9 +1253,22 @@ pub async fn sweep(core: &Core, sip: &Sip) {
             state.pushable.remove(&who);
             expired.push(who);
         }
-        for who in expired {
-            out.extend(notifications(core, &mut state, &who, now));
+        // Documents of other nodes past their expiry (a node that died
+        // does not take its own away).
+        let mut remote_gone = Vec::new();
+        state.remote.retain(|who, list| {
+            let n = list.len();
+            list.retain(|(_, _, until)| *until > now);
+            if list.len() != n {
+                remote_gone.push(who.clone());
+            }
+            !list.is_empty()
+        });
+        expired.extend(remote_gone);
+        for who in &expired {
+            out.extend(notifications(core, &mut state, who, now));
         }
+        changed_here = expired;
         let ended: Vec<(SubId, String, Package)> = state
             .subscriptions
             .iter()
@@ -1188,6 +1284,9 @@ pub async fn sweep(core: &Core, sip: &Sip) {
         out
     };
     send_all(core, sip, out).await;
+    for who in &changed_here {
+        share(core, who);
+    }
 }
 
 /// Decides every presence subscription again under new rules: a watcher
