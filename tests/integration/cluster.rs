@@ -841,6 +841,41 @@ fn a_watcher_on_one_node_sees_a_publication_on_another() {
             }
         }
     }
+    // Node A dies. Bob's refresh lands on B, which does not know the
+    // dialog: 481, and RFC 6665 §4.1.2.4 has Bob subscribe again, which B
+    // serves.
+    let mut a = a;
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let to_tag = kept
+        .iter()
+        .chain(std::iter::once(&seen))
+        .find_map(|m| {
+            header(m, "From")
+                .and_then(|f| f.split(";tag=").nth(1))
+                .map(str::to_string)
+        })
+        .expect("the notifier's tag");
+    let bob_at_b = Ua::new(b.sip);
+    bob_at_b.send(
+        &format!(
+            "SUBSCRIBE sip:alice@localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=tw-1\nTo: <sip:alice@localhost>;tag={to_tag}\nCall-ID: w-1\nCSeq: 5 SUBSCRIBE\nContact: <sip:bob@{}>\nEvent: presence\nExpires: 600",
+            bob_at_b.local
+        ),
+        "",
+    );
+    let r = bob_at_b.final_response();
+    assert_eq!(status(&r), 481, "{r}");
+    let r = request_udp(
+        &bob_at_b,
+        "bob",
+        "SUBSCRIBE",
+        "sip:alice@localhost",
+        "w-2",
+        "Event: presence\nAccept: application/pidf+xml\nExpires: 600",
+        "",
+        &mut Vec::new(),
+    );
+    assert!(status(&r) < 300, "{r}");
     drop(b);
-    drop(a);
 }
