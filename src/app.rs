@@ -163,11 +163,30 @@ impl Parley {
             match store.changes() {
                 Some(changes) => {
                     info!(node = %config.cluster.node, "following the cluster's changes");
+                    let me = crate::store::NodeRow {
+                        name: config.cluster.node.clone(),
+                        sip: core
+                            .listen
+                            .iter()
+                            .map(|(t, a)| format!("{t} {a}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        admin: admin
+                            .as_ref()
+                            .and_then(|l| l.local_addr().ok())
+                            .map(|a| format!("http://{a}/"))
+                            .unwrap_or_default(),
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        started_at: crate::sys::now_secs() as i64,
+                        seen_at: 0,
+                        registrations: 0,
+                    };
                     tasks.spawn(crate::simple::cluster::follow(
                         core.clone(),
                         transports.sip(),
                         store.clone(),
                         changes,
+                        me,
                         stop.clone(),
                     ));
                 }

@@ -154,6 +154,7 @@ fn router(admin: Admin) -> Router {
         .route("/reload", post(reload))
         .route("/log-level", get(log_level).put(set_log_level))
         .route("/history", get(history))
+        .route("/cluster", get(cluster))
         .route("/refusals", get(refusals))
         .route("/users", get(users).post(add_user))
         .route("/users/{address}", delete(remove_user))
@@ -262,6 +263,36 @@ async fn history(State(a): State<Admin>) -> Json<Value> {
             "refusals": s.refusals.iter().map(|(r, n)| (r.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// The nodes of the cluster (none for a node on its own), each with its
+/// addresses, version, uptime and whether it wrote its row lately.
+async fn cluster(State(a): State<Admin>) -> Response {
+    let own = a.core.cluster.as_ref().map(|(n, _)| n.clone());
+    if own.is_none() {
+        return Json(json!({"node": null, "nodes": []})).into_response();
+    }
+    match a.store.nodes().await {
+        Ok(nodes) => {
+            let now = now_secs() as i64;
+            let late = 3 * crate::simple::cluster::HEARTBEAT_SECS as i64;
+            Json(json!({
+                "node": own,
+                "nodes": nodes.iter().map(|n| json!({
+                    "name": n.name,
+                    "sip": n.sip,
+                    "admin": n.admin,
+                    "version": n.version,
+                    "uptime_secs": (now - n.started_at).max(0),
+                    "seen_secs_ago": (now - n.seen_at).max(0),
+                    "up": now - n.seen_at <= late,
+                    "registrations": n.registrations,
+                })).collect::<Vec<_>>(),
+            }))
+            .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// A JSON error with its reason.

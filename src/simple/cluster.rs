@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::Core;
 use crate::net::Sip;
 use crate::proto::sip::{HeaderName, Message};
-use crate::store::{Change, Store};
+use crate::store::{Change, NodeRow, Store};
 use crate::sys::now_secs;
 
 /// The header a node signs what it forwards to another node with.
@@ -82,19 +82,33 @@ pub fn signed_by_a_node(core: &Core, msg: &mut Message) -> bool {
     ok
 }
 
+/// How often a node writes its row (its health on every console).
+pub const HEARTBEAT_SECS: u64 = 5;
+
 /// Follows the other nodes' changes until `stop`: bindings read again for
 /// each address of record changed, kept messages counted again, and
-/// delivered from here when their user is registered.
+/// delivered from here when their user is registered. Writes this node's
+/// row (`me`) every few seconds.
 pub async fn follow(
     core: Arc<Core>,
     sip: Sip,
     store: Arc<dyn Store>,
     mut changes: broadcast::Receiver<Change>,
+    mut me: NodeRow,
     stop: CancellationToken,
 ) {
+    let mut beat = tokio::time::interval(std::time::Duration::from_secs(HEARTBEAT_SECS));
     loop {
         let change = tokio::select! {
             _ = stop.cancelled() => return,
+            _ = beat.tick() => {
+                me.seen_at = now_secs() as i64;
+                me.registrations = core.location.all(now_secs()).iter().filter(|(_, b)| b.node.is_empty()).count() as i64;
+                if let Err(e) = store.put_node(&me).await {
+                    warn!(error = %e, "this node's row not written");
+                }
+                continue;
+            }
             c = changes.recv() => c,
         };
         match change {

@@ -487,11 +487,34 @@ pub trait Store: Send + Sync {
         &'a self,
         presentity: &'a str,
     ) -> StoreFuture<'a, Vec<(String, String, i64)>>;
+    /// Writes this node's row.
+    fn put_node<'a>(&'a self, node: &'a NodeRow) -> StoreFuture<'a, ()>;
+    /// Every node's row, by name.
+    fn nodes(&self) -> StoreFuture<'_, Vec<NodeRow>>;
     /// Changes other nodes made, as the engine tells them; `None` for a
     /// store only this process writes.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
+}
+
+/// A node of a cluster as it last said it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// `[cluster] node`.
+    pub name: String,
+    /// Its SIP addresses (`udp 127.0.0.1:5060, …`).
+    pub sip: String,
+    /// Its console's address (empty without one).
+    pub admin: String,
+    /// Parley's version there.
+    pub version: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// When it last wrote this row, Unix seconds.
+    pub seen_at: i64,
+    /// The bindings it holds.
+    pub registrations: i64,
 }
 
 /// A change another node made to the shared store.
@@ -577,6 +600,24 @@ impl SqliteStore {
     }
 }
 
+/// A node's row, from either engine.
+pub(crate) fn node_of<R: Row>(r: &R) -> Result<NodeRow, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(NodeRow {
+        name: r.try_get("name")?,
+        sip: r.try_get("sip")?,
+        admin: r.try_get("admin")?,
+        version: r.try_get("version")?,
+        started_at: r.try_get("started_at")?,
+        seen_at: r.try_get("seen_at")?,
+        registrations: r.try_get("registrations")?,
+    })
+}
+
 fn user_of(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
     Ok(User {
         username: row.try_get("username")?,
@@ -637,6 +678,35 @@ fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
 }
 
 impl Store for SqliteStore {
+    fn put_node<'a>(&'a self, n: &'a NodeRow) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT OR REPLACE INTO nodes
+                 (name, sip, admin, version, started_at, seen_at, registrations)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&n.name)
+            .bind(&n.sip)
+            .bind(&n.admin)
+            .bind(&n.version)
+            .bind(n.started_at)
+            .bind(n.seen_at)
+            .bind(n.registrations)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn nodes(&self) -> StoreFuture<'_, Vec<NodeRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM nodes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(node_of).collect::<Result<_, _>>()?)
+        })
+    }
+
     fn put_presence_document<'a>(
         &'a self,
         presentity: &'a str,

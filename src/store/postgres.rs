@@ -226,6 +226,37 @@ async fn listen(pool: PgPool, tx: broadcast::Sender<Change>) {
 }
 
 impl Store for PostgresStore {
+    fn put_node<'a>(&'a self, n: &'a super::NodeRow) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO nodes (name, sip, admin, version, started_at, seen_at, registrations)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (name) DO UPDATE SET sip = excluded.sip, admin = excluded.admin,
+                   version = excluded.version, started_at = excluded.started_at,
+                   seen_at = excluded.seen_at, registrations = excluded.registrations",
+            )
+            .bind(&n.name)
+            .bind(&n.sip)
+            .bind(&n.admin)
+            .bind(&n.version)
+            .bind(n.started_at)
+            .bind(n.seen_at)
+            .bind(n.registrations)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn nodes(&self) -> StoreFuture<'_, Vec<super::NodeRow>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM nodes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(super::node_of).collect::<Result<_, _>>()?)
+        })
+    }
+
     fn put_presence_document<'a>(
         &'a self,
         presentity: &'a str,

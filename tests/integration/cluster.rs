@@ -639,6 +639,33 @@ fn two_nodes_on_one_database_serve_one_domain() {
     until_registered(&b, "alice@localhost");
     until_registered(&a, "bob@localhost");
 
+    // Either node's console shows both nodes, up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (code, body) =
+            crate::admin::http(b.admin, "GET", "/api/v1/cluster", Some(&b.token()), None);
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let up: Vec<&str> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["up"] == true)
+            .filter_map(|n| n["name"].as_str())
+            .collect();
+        if up == ["a", "b"] {
+            assert_eq!(v["node"], "b");
+            let a_row = &v["nodes"][0];
+            assert!(
+                a_row["sip"].as_str().unwrap().contains(&a.sip.to_string()),
+                "{body}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     // Bob writes to Alice through B: B forwards it, signed, to A, which
     // holds her connection.
     let (status_b, m) = std::thread::scope(|scope| {
