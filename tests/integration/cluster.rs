@@ -906,3 +906,102 @@ fn a_watcher_on_one_node_sees_a_publication_on_another() {
     assert!(status(&r) < 300, "{r}");
     drop(b);
 }
+
+/// Prosody federates with the cluster: its streams reach node A (the SRV
+/// record), which delivers to a SIP user registered on node B; node B
+/// opens its own stream to Prosody, whose dialback check lands on node A,
+/// which verifies B's key (the cluster's shared secret).
+#[test]
+fn prosody_federates_with_both_nodes() {
+    use parley_test_support::dns::{Rec, TestDns};
+    use parley_test_support::prosody::{Ports, Prosody, XmppClient};
+    const PARLEY: &str = "parley.example.test";
+    const XMPP: &str = "xmpp.example.test";
+    let wait = std::time::Duration::from_secs(30);
+    let pg = Postgres::start();
+    let url = pg.database("federation");
+    let ports = Ports::free();
+    let (a_s2s, b_s2s) = (
+        parley_test_support::sipp::free_port(),
+        parley_test_support::sipp::free_port(),
+    );
+    let record = |domain: &str, port: u16| {
+        vec![
+            Rec::Srv {
+                name: format!("_xmpp-server._tcp.{domain}"),
+                priority: 0,
+                weight: 5,
+                port,
+                target: domain.to_string(),
+            },
+            Rec::A {
+                name: domain.to_string(),
+                ip: std::net::Ipv4Addr::LOCALHOST,
+            },
+        ]
+    };
+    let mut records = record(PARLEY, a_s2s);
+    records.extend(record(XMPP, ports.s2s));
+    let dns = TestDns::start("example.test", records);
+    let prosody = Prosody::start(XMPP, ports, dns.addr, &[]);
+    prosody.register("juliet", "jpw");
+    let node_on = |name: &str, s2s: u16| {
+        Running::start(
+            &format!("xmpp-{name}"),
+            &format!(
+                "domains = [{PARLEY:?}]\n[store]\nurl = {url:?}\n[cluster]\nnode = {name:?}\nsecret = {SECRET:?}\n\
+                 [auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n\
+                 [xmpp]\nenabled = true\nlisten = \"127.0.0.1:{s2s}\"\n",
+                dns.addr
+            ),
+        )
+    };
+    let a = node_on("a", a_s2s);
+    let b = node_on("b", b_s2s);
+    run_cli(
+        &[
+            "user",
+            "add",
+            &format!("romeo@{PARLEY}"),
+            "--password",
+            "pw",
+        ],
+        &a.config,
+    );
+    let romeo = Ua::new(b.sip);
+    romeo.send(
+        &format!(
+            "REGISTER sip:{PARLEY} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=r\nTo: <sip:romeo@{PARLEY}>\nCall-ID: reg-romeo\nCSeq: 1 REGISTER\nContact: <sip:romeo@{}>\nExpires: 600",
+            romeo.local
+        ),
+        "",
+    );
+    assert_eq!(status(&romeo.final_response()), 200);
+    until_registered(&a, &format!("romeo@{PARLEY}"));
+    let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", prosody.c2s);
+
+    // XMPP → SIP: Prosody's stream reaches A; Romeo is on B.
+    juliet.command(&format!(
+        r#"{{"cmd": "message", "to": "romeo@{PARLEY}", "body": "Wherefore art thou?", "id": "j1"}}"#
+    ));
+    let m = received(&romeo).unwrap_or_else(|| panic!("nothing through A:\n{}", a.output()));
+    assert!(m.ends_with("Wherefore art thou?"), "{m}");
+
+    // SIP → XMPP from B: B dials Prosody; Prosody's dialback check goes to
+    // A, which verifies B's key.
+    romeo.send(
+        &format!(
+            "MESSAGE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=s1\nTo: <sip:juliet@{XMPP}>\nCall-ID: s1\nCSeq: 1 MESSAGE\nContent-Type: text/plain"
+        ),
+        "It is the east",
+    );
+    let r = romeo.final_response();
+    assert_eq!(status(&r), 202, "{r}");
+    let e = juliet.wait_for(
+        |e| e.contains("\"event\": \"message\"") && e.contains("It is the east"),
+        wait,
+    );
+    assert!(e.contains(&format!("\"from\": \"romeo@{PARLEY}\"")), "{e}");
+    drop(b);
+    drop(a);
+}
