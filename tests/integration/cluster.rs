@@ -1005,3 +1005,52 @@ fn prosody_federates_with_both_nodes() {
     drop(b);
     drop(a);
 }
+
+/// SIPp as the users: a SIPp user agent registered on node A receives
+/// the MESSAGEs a SIPp client sends to node B.
+#[test]
+fn a_sipp_user_on_one_node_gets_messages_sent_to_the_other() {
+    use parley_test_support::sipp::{free_port, Sipp};
+    let pg = Postgres::start();
+    let url = pg.database("sipp");
+    let base = |name: &str| {
+        format!(
+            "[store]\nurl = {url:?}\n[cluster]\nnode = {name:?}\nsecret = {SECRET:?}\n\
+             [auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n"
+        )
+    };
+    let a = Running::start("sipp-a", &base("a"));
+    let b = Running::start("sipp-b", &base("b"));
+    run_cli(
+        &["user", "add", "bob@localhost", "--password", "pw"],
+        &a.config,
+    );
+    let calls = 20;
+    let bob_port = free_port();
+    let bob = Sipp::start_on("uas_message.xml", "u1", calls, None, bob_port, &[]);
+    Sipp::start(
+        "register_contact.xml",
+        "u1",
+        1,
+        Some(a.sip),
+        &[
+            "-s",
+            "bob",
+            "-key",
+            "uas_port",
+            &bob_port.to_string(),
+            "-key",
+            "domain",
+            "localhost",
+        ],
+    )
+    .wait();
+    until_registered(&b, "bob@localhost");
+    Sipp::start("message_load.xml", "u1", calls, Some(b.sip), &[]).wait();
+    let trace = bob.wait();
+    assert_eq!(
+        trace.matches("MESSAGE sip:bob@").count() as u32 >= calls,
+        true,
+        "{trace}"
+    );
+}
