@@ -157,7 +157,12 @@ async fn resync(core: &Arc<Core>, sip: &Sip, store: &dyn Store) {
             deliver_if_waiting(core, sip, &aor);
         }
     }
-    debug!(addresses = aors.len(), "bindings read again");
+    for presentity in core.presence.followed() {
+        if let Ok(rows) = store.presence_documents(&presentity).await {
+            super::presence::remote_changed(core, sip, &presentity, rows).await;
+        }
+    }
+    debug!(addresses = aors.len(), "bindings and presence read again");
 }
 
 /// Kept messages for `aor` go now if it is registered (on any node: a

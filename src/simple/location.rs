@@ -222,7 +222,10 @@ impl Location {
 
     /// Takes in what the store now holds for `aor` after another node
     /// changed it: the other nodes' bindings as stored, this node's own as
-    /// it keeps them (they are written from here). Nothing is written.
+    /// it keeps them (they are written from here) unless another node
+    /// replaced one (the same contact registered there) or removed it (it
+    /// is gone from the store while nothing of this node's waits to be
+    /// written). Nothing is written.
     pub fn merge(&self, aor: &str, rows: &[BindingRow]) {
         let Some(node) = &self.node else { return };
         let remote: Vec<Binding> = rows
@@ -230,10 +233,26 @@ impl Location {
             .filter(|r| r.aor == aor && !r.node.is_empty() && r.node != node.name)
             .filter_map(|r| Binding::from_row(r, Some(&node.name)).map(|(_, b)| b))
             .collect();
+        let settled = self.pending_writes() == 0;
+        let stored = |b: &Binding| {
+            rows.iter().any(|r| {
+                r.aor == aor
+                    && *r.uri == *b.uri
+                    && r.reg_id == i64::from(b.reg_id)
+                    && (r.node.is_empty() || r.node == node.name)
+            })
+        };
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let mut list: Vec<Binding> = map
             .get(aor)
-            .map(|v| v.iter().filter(|b| b.node.is_empty()).cloned().collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|b| b.node.is_empty())
+                    .filter(|b| !remote.iter().any(|r| r.same_key(b)))
+                    .filter(|b| !settled || stored(b))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         list.extend(remote);
         if list.is_empty() {

@@ -699,6 +699,47 @@ fn two_nodes_on_one_database_serve_one_domain() {
     let m = received(&bob).expect("Bob's message through A");
     assert!(m.starts_with("MESSAGE sip:bob@"), "{m}");
 
+    // Bob unregisters through A: B, which held his binding, drops it too.
+    let via_a = Ua::new(a.sip);
+    via_a.send(
+        &format!(
+            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=u\nTo: <sip:bob@localhost>\nCall-ID: unreg-bob-a\nCSeq: 1 REGISTER\nContact: <sip:bob@{}>;expires=0",
+            bob.local
+        ),
+        "",
+    );
+    let r = via_a.final_response();
+    if status(&r) == 401 {
+        let answer = digest_answer(&r, "REGISTER", "sip:localhost", "bob", "pw");
+        via_a.send(
+            &format!(
+                "REGISTER sip:localhost SIP/2.0\nFrom: <sip:bob@localhost>;tag=u\nTo: <sip:bob@localhost>\nCall-ID: unreg-bob-a\nCSeq: 2 REGISTER\nContact: <sip:bob@{}>;expires=0\nAuthorization: {answer}",
+                bob.local
+            ),
+            "",
+        );
+        assert_eq!(status(&via_a.final_response()), 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, body) = crate::admin::http(
+            b.admin,
+            "GET",
+            "/api/v1/registrations",
+            Some(&b.token()),
+            None,
+        );
+        if !body.contains("bob@localhost") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B kept Bob's binding: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    register_udp(&bob, "bob");
+
     // Dave is offline: a message accepted (202) through A is kept once in
     // the shared store. A dies (SIGKILL); Dave registers on B and gets it,
     // once.

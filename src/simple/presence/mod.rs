@@ -441,6 +441,21 @@ impl PresenceAgent {
         n
     }
 
+    /// The presentities watched here or published for on other nodes
+    /// (what a resync reads again).
+    pub fn followed(&self) -> Vec<String> {
+        let state = self.state();
+        let mut out: Vec<String> = state
+            .watchers
+            .keys()
+            .map(|(p, _)| p.clone())
+            .chain(state.remote.keys().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// How many subscriptions are active.
     pub fn subscription_count(&self) -> usize {
         self.state().subscriptions.len()
