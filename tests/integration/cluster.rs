@@ -508,7 +508,10 @@ fn node(name: &str, url: &str) -> (Running, std::net::SocketAddr) {
              [xmpp]\nenabled = false\n[[sip.listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:0\"\n"
         ),
     );
-    let out = parley.wait_for_output("following the cluster's changes");
+    parley.wait_for_output("following the cluster's changes");
+    // The listeners are reported once every layer runs, just before the
+    // console's address.
+    let out = parley.wait_for_output("console at");
     let tcp = out
         .split("listening on tcp ")
         .nth(1)
