@@ -76,6 +76,55 @@ const UNLABELLED: [&str; 8] = [
     "parley_room_members_dropped_total",
 ];
 
+/// The other counters' label values, each family with every value it
+/// takes.
+const LABELLED: [(&str, &str, &[&str]); 6] = [
+    (
+        "parley_caps_reached_total",
+        "cap",
+        &[
+            "kept messages per user",
+            "kept messages per sender domain",
+            "subscriptions to this user",
+            "subscriptions from this watcher domain",
+            "subscriptions from this address",
+            "pending subscriptions from other domains",
+            "rooms",
+            "room joins per minute",
+        ],
+    ),
+    (
+        "parley_requests_shed_total",
+        "reason",
+        &["pending", "downstream-oc"],
+    ),
+    (
+        "parley_connections_refused_total",
+        "limit",
+        &[
+            "new connections per second from this address",
+            "connections from this address",
+            "connections, all in use",
+            "connections",
+        ],
+    ),
+    (
+        "parley_connections_closed_total",
+        "reason",
+        &["message-timeout"],
+    ),
+    (
+        "parley_stun_requests_total",
+        "outcome",
+        &["answered", "dropped"],
+    ),
+    (
+        "parley_failure_reports_total",
+        "outcome",
+        &["unmatched", "answered", "reported", "rate-limited"],
+    ),
+];
+
 /// Methods counted by name (the rest are `other`).
 const METHODS: [&str; 14] = [
     "INVITE",
@@ -135,7 +184,52 @@ pub(super) fn describe() {
     for r in AUTH_FAILURES {
         metrics::counter!("parley_auth_failures_total", "reason" => r).absolute(0);
     }
+    for (name, label, values) in LABELLED {
+        for v in values {
+            metrics::counter!(name, label => *v).absolute(0);
+        }
+    }
     for r in crate::router::policy::Refusal::ALL {
         metrics::counter!("parley_policy_refusals_total", "reason" => r.name()).absolute(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every label value listed is one the code counts (a value renamed
+    /// there would leave a series at zero forever here).
+    #[test]
+    fn listed_label_values_are_the_ones_counted() {
+        let sources = [
+            include_str!("../simple/pager.rs"),
+            include_str!("../simple/presence/mod.rs"),
+            include_str!("../simple/rooms/mod.rs"),
+            include_str!("../net/overload.rs"),
+            include_str!("../net/fair.rs"),
+            include_str!("../net/stream.rs"),
+            include_str!("../net/udp.rs"),
+            include_str!("../router/reports.rs"),
+            include_str!("../auth.rs"),
+        ]
+        .concat();
+        for (name, _, values) in LABELLED {
+            assert!(SERIES.iter().any(|(n, _, _)| *n == name), "{name}");
+            for v in values {
+                assert!(sources.contains(&format!("\"{v}\"")), "{name}: {v:?}");
+            }
+        }
+        for r in AUTH_FAILURES {
+            assert!(sources.contains(&format!("fail(\"{r}\")")), "{r}");
+        }
+        for name in UNLABELLED {
+            assert!(
+                SERIES
+                    .iter()
+                    .any(|(n, k, _)| *n == name && *k == Kind::Counter),
+                "{name}"
+            );
+        }
     }
 }
