@@ -1097,3 +1097,43 @@ fn a_sipp_user_on_one_node_gets_messages_sent_to_the_other() {
         "{trace}"
     );
 }
+
+/// TLS to the database: `sslmode=verify-full` with the server's CA in
+/// `sslrootcert` connects (and the session is encrypted); a certificate
+/// from another CA is refused.
+#[test]
+fn the_store_reaches_postgresql_over_verified_tls() {
+    use sqlx::Row;
+    let server = parley_test_support::pki::TestCert::self_signed("127.0.0.1");
+    let stranger = parley_test_support::pki::TestCert::self_signed("127.0.0.1");
+    let pg = Postgres::start_tls(&server.cert, &server.key);
+    pg.database("tls");
+    let url = |ca: &Path| {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            pg.url("tls"),
+            ca.display()
+        )
+    };
+    runtime().block_on(async {
+        let store = parley::store::open_url(&url(&server.cert)).await.unwrap();
+        store
+            .put_user(&User::with_password("alice", "localhost", "pw"))
+            .await
+            .unwrap();
+        assert_eq!(store.users().await.unwrap().len(), 1);
+        let pool = sqlx::PgPool::connect(&url(&server.cert)).await.unwrap();
+        let encrypted: bool =
+            sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get(0);
+        assert!(encrypted);
+        let refused = match parley::store::open_url(&url(&stranger.cert)).await {
+            Ok(_) => panic!("a certificate of another CA was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(refused.contains("cannot reach"), "{refused}");
+    });
+}

@@ -49,6 +49,15 @@ impl Postgres {
     /// Makes a cluster (trust authentication on loopback: the tests are
     /// its only clients) and starts it; waits until it accepts.
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// [`Postgres::start`] serving TLS with this certificate and key.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Postgres {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> Postgres {
         let port = crate::sipp::free_port();
         let dir = std::env::temp_dir().join(format!("parley-pg-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -73,9 +82,27 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut settings: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            // The server reads them as its user, the key private to it.
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                std::fs::copy(from, data.join(to)).expect("TLS file");
+            }
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .status();
+            let _ = Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key"))
+                .status();
+            settings.extend(["-c".into(), "ssl=on".into()]);
+        }
         let child = as_postgres("postgres")
             .arg("-D")
             .arg(&data)
+            .args(&settings)
             .args(["-c", "listen_addresses=127.0.0.1", "-c"])
             .arg(format!("port={port}"))
             .args(["-c"])
