@@ -431,9 +431,7 @@ fn parley_runs_on_postgresql_and_says_when_it_cannot_reach_it() {
     let url = pg.database("node");
     let parley = Running::start(
         "on-postgres",
-        &format!(
-            "[store]\nurl = {url:?}\n[auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n"
-        ),
+        &format!("[store]\nurl = {url:?}\n[xmpp]\nenabled = false\n"),
     );
     // The command line works on the same database.
     run_cli(
@@ -559,13 +557,18 @@ fn final_keeping(ua: &Ua, kept: &mut Vec<String>) -> String {
     }
 }
 
-/// A UDP user agent registering `user` (password pw) through `ua`'s node;
-/// the requests that came meanwhile.
+/// A UDP user agent registering `user@localhost` (password pw) through
+/// `ua`'s node; the requests that came meanwhile.
 fn register_udp(ua: &Ua, user: &str) -> Vec<String> {
+    register_at(ua, user, "localhost")
+}
+
+/// [`register_udp`] in `domain`.
+fn register_at(ua: &Ua, user: &str, domain: &str) -> Vec<String> {
     let mut kept = Vec::new();
     let head = |cseq: u32, auth: &str| {
         format!(
-            "REGISTER sip:localhost SIP/2.0\nFrom: <sip:{user}@localhost>;tag=r\nTo: <sip:{user}@localhost>\nCall-ID: reg-{user}-{}\nCSeq: {cseq} REGISTER\nContact: <sip:{user}@{}>\nExpires: 600{auth}",
+            "REGISTER sip:{domain} SIP/2.0\nFrom: <sip:{user}@{domain}>;tag=r\nTo: <sip:{user}@{domain}>\nCall-ID: reg-{user}-{}\nCSeq: {cseq} REGISTER\nContact: <sip:{user}@{}>\nExpires: 600{auth}",
             ua.local.port(),
             ua.local
         )
@@ -573,29 +576,32 @@ fn register_udp(ua: &Ua, user: &str) -> Vec<String> {
     ua.send(&head(1, ""), "");
     let r = final_keeping(ua, &mut kept);
     assert_eq!(status(&r), 401, "{r}");
-    let answer = digest_answer(&r, "REGISTER", "sip:localhost", user, "pw");
+    let answer = digest_answer(&r, "REGISTER", &format!("sip:{domain}"), user, "pw");
     ua.send(&head(2, &format!("\nAuthorization: {answer}")), "");
     let r = final_keeping(ua, &mut kept);
     assert_eq!(status(&r), 200, "{r}");
     kept
 }
 
-/// A MESSAGE from `user` through `ua`'s node, answering the proxy's
-/// challenge; the final status.
+/// A MESSAGE from `user@localhost` through `ua`'s node, answering the
+/// proxy's challenge; the final status.
 fn message_udp(ua: &Ua, user: &str, to: &str, call: &str, text: &str) -> u16 {
-    let head = |cseq: u32, auth: &str| {
-        format!(
-            "MESSAGE sip:{to} SIP/2.0\nFrom: <sip:{user}@localhost>;tag=m{call}\nTo: <sip:{to}>\nCall-ID: {call}\nCSeq: {cseq} MESSAGE\nContent-Type: text/plain{auth}"
-        )
-    };
-    ua.send(&head(1, ""), text);
-    let r = ua.final_response();
-    if status(&r) != 407 {
-        return status(&r);
-    }
-    let answer = digest_answer(&r, "MESSAGE", &format!("sip:{to}"), user, "pw");
-    ua.send(&head(2, &format!("\nProxy-Authorization: {answer}")), text);
-    status(&ua.final_response())
+    message_from(ua, &format!("{user}@localhost"), to, call, text)
+}
+
+/// [`message_udp`] from any `user@domain`.
+fn message_from(ua: &Ua, from: &str, to: &str, call: &str, text: &str) -> u16 {
+    let r = request_udp(
+        ua,
+        from,
+        "MESSAGE",
+        &format!("sip:{to}"),
+        call,
+        "Content-Type: text/plain",
+        text,
+        &mut Vec::new(),
+    );
+    status(&r)
 }
 
 /// The next MESSAGE `ua` receives (answered 200), within a few seconds.
@@ -796,12 +802,13 @@ fn two_nodes_on_one_database_serve_one_domain() {
     assert_eq!(header(&r, "Retry-After"), Some("5"), "{r}");
 }
 
-/// A request of `user` through `ua`'s node, answering a 407; the final
-/// response (requests that come meanwhile are kept in `kept`).
+/// A request of `from` (`user@domain`, password pw) through `ua`'s node,
+/// answering a 407; the final response (requests that come meanwhile are
+/// kept in `kept`).
 #[allow(clippy::too_many_arguments)]
 fn request_udp(
     ua: &Ua,
-    user: &str,
+    from: &str,
     method: &str,
     uri: &str,
     call: &str,
@@ -809,9 +816,10 @@ fn request_udp(
     body: &str,
     kept: &mut Vec<String>,
 ) -> String {
+    let user = from.split('@').next().unwrap_or(from);
     let head = |cseq: u32, auth: &str| {
         format!(
-            "{method} {uri} SIP/2.0\nFrom: <sip:{user}@localhost>;tag=t{call}\nTo: <{uri}>\nCall-ID: {call}\nCSeq: {cseq} {method}\nContact: <sip:{user}@{}>\n{extra}{auth}",
+            "{method} {uri} SIP/2.0\nFrom: <sip:{from}>;tag=t{call}\nTo: <{uri}>\nCall-ID: {call}\nCSeq: {cseq} {method}\nContact: <sip:{user}@{}>\n{extra}{auth}",
             ua.local
         )
     };
@@ -848,7 +856,7 @@ fn a_watcher_on_one_node_sees_a_publication_on_another() {
     let mut kept = Vec::new();
     let r = request_udp(
         &bob,
-        "bob",
+        "bob@localhost",
         "SUBSCRIBE",
         "sip:alice@localhost",
         "w-1",
@@ -862,7 +870,7 @@ fn a_watcher_on_one_node_sees_a_publication_on_another() {
     let pidf = r#"<?xml version="1.0" encoding="UTF-8"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="pres:alice@localhost"><tuple id="t1"><status><basic>open</basic></status><note>At the other node</note></tuple></presence>"#;
     let r = request_udp(
         &alice,
-        "alice",
+        "alice@localhost",
         "PUBLISH",
         "sip:alice@localhost",
         "p-1",
@@ -891,7 +899,7 @@ fn a_watcher_on_one_node_sees_a_publication_on_another() {
     let etag = header(&r, "SIP-ETag").expect("an entity tag").to_string();
     let r = request_udp(
         &alice,
-        "alice",
+        "alice@localhost",
         "PUBLISH",
         "sip:alice@localhost",
         "p-2",
@@ -939,7 +947,7 @@ fn a_watcher_on_one_node_sees_a_publication_on_another() {
     assert_eq!(status(&r), 481, "{r}");
     let r = request_udp(
         &bob_at_b,
-        "bob",
+        "bob@localhost",
         "SUBSCRIBE",
         "sip:alice@localhost",
         "w-2",
@@ -994,7 +1002,7 @@ fn prosody_federates_with_both_nodes() {
             &format!("xmpp-{name}"),
             &format!(
                 "domains = [{PARLEY:?}]\n[store]\nurl = {url:?}\n[cluster]\nnode = {name:?}\nsecret = {SECRET:?}\n\
-                 [auth]\nregistrar = false\nproxy = false\n[dns]\nnameserver = \"{}\"\n\
+                 [dns]\nnameserver = \"{}\"\n\
                  [xmpp]\nenabled = true\nlisten = \"127.0.0.1:{s2s}\"\n",
                 dns.addr
             ),
@@ -1013,14 +1021,7 @@ fn prosody_federates_with_both_nodes() {
         &a.config,
     );
     let romeo = Ua::new(b.sip);
-    romeo.send(
-        &format!(
-            "REGISTER sip:{PARLEY} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=r\nTo: <sip:romeo@{PARLEY}>\nCall-ID: reg-romeo\nCSeq: 1 REGISTER\nContact: <sip:romeo@{}>\nExpires: 600",
-            romeo.local
-        ),
-        "",
-    );
-    assert_eq!(status(&romeo.final_response()), 200);
+    register_at(&romeo, "romeo", PARLEY);
     until_registered(&a, &format!("romeo@{PARLEY}"));
     let mut juliet = XmppClient::connect(&format!("juliet@{XMPP}/balcony"), "jpw", prosody.c2s);
 
@@ -1033,14 +1034,16 @@ fn prosody_federates_with_both_nodes() {
 
     // SIP → XMPP from B: B dials Prosody; Prosody's dialback check goes to
     // A, which verifies B's key.
-    romeo.send(
-        &format!(
-            "MESSAGE sip:juliet@{XMPP} SIP/2.0\nFrom: <sip:romeo@{PARLEY}>;tag=s1\nTo: <sip:juliet@{XMPP}>\nCall-ID: s1\nCSeq: 1 MESSAGE\nContent-Type: text/plain"
+    assert_eq!(
+        message_from(
+            &romeo,
+            &format!("romeo@{PARLEY}"),
+            &format!("juliet@{XMPP}"),
+            "s1",
+            "It is the east"
         ),
-        "It is the east",
+        202
     );
-    let r = romeo.final_response();
-    assert_eq!(status(&r), 202, "{r}");
     let e = juliet.wait_for(
         |e| e.contains("\"event\": \"message\"") && e.contains("It is the east"),
         wait,
@@ -1050,8 +1053,9 @@ fn prosody_federates_with_both_nodes() {
     drop(a);
 }
 
-/// SIPp as the users: a SIPp user agent registered on node A receives
-/// the MESSAGEs a SIPp client sends to node B.
+/// SIPp as the users, on the default `[auth]`: a SIPp user agent
+/// registered with digest on node A receives the MESSAGEs a SIPp client of
+/// another domain sends to node B.
 #[test]
 fn a_sipp_user_on_one_node_gets_messages_sent_to_the_other() {
     use parley_test_support::sipp::{free_port, Sipp};
@@ -1060,7 +1064,7 @@ fn a_sipp_user_on_one_node_gets_messages_sent_to_the_other() {
     let base = |name: &str| {
         format!(
             "[store]\nurl = {url:?}\n[cluster]\nnode = {name:?}\nsecret = {SECRET:?}\n\
-             [auth]\nregistrar = false\nproxy = false\n[xmpp]\nenabled = false\n"
+             [xmpp]\nenabled = false\n"
         )
     };
     let a = Running::start("sipp-a", &base("a"));
@@ -1073,11 +1077,15 @@ fn a_sipp_user_on_one_node_gets_messages_sent_to_the_other() {
     let bob_port = free_port();
     let bob = Sipp::start_on("uas_message.xml", "u1", calls, None, bob_port, &[]);
     Sipp::start(
-        "register_contact.xml",
+        "register_contact_auth.xml",
         "u1",
         1,
         Some(a.sip),
         &[
+            "-au",
+            "bob",
+            "-ap",
+            "pw",
             "-s",
             "bob",
             "-key",
