@@ -15,6 +15,7 @@ use sqlx::{Row, SqlitePool};
 use crate::proto::digest::Algorithm;
 
 pub mod postgres;
+mod rows;
 
 pub use postgres::PostgresStore;
 
@@ -600,48 +601,6 @@ impl SqliteStore {
     }
 }
 
-/// A node's row, from either engine.
-pub(crate) fn node_of<R: Row>(r: &R) -> Result<NodeRow, sqlx::Error>
-where
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    for<'q> String: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-    for<'q> i64: sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(NodeRow {
-        name: r.try_get("name")?,
-        sip: r.try_get("sip")?,
-        admin: r.try_get("admin")?,
-        version: r.try_get("version")?,
-        started_at: r.try_get("started_at")?,
-        seen_at: r.try_get("seen_at")?,
-        registrations: r.try_get("registrations")?,
-    })
-}
-
-fn user_of(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        username: row.try_get("username")?,
-        domain: row.try_get("domain")?,
-        ha1: [
-            row.try_get("ha1_md5")?,
-            row.try_get("ha1_sha256")?,
-            row.try_get("ha1_sha512_256")?,
-        ],
-    })
-}
-
-fn offline_of(r: &sqlx::sqlite::SqliteRow) -> Result<OfflineRow, sqlx::Error> {
-    Ok(OfflineRow {
-        id: r.try_get("id")?,
-        aor: r.try_get("aor")?,
-        sender: r.try_get("sender")?,
-        content_type: r.try_get("content_type")?,
-        body: r.try_get("body")?,
-        received_at: r.try_get("received_at")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
 /// The INSERT of one archive row.
 fn insert_archive(
     row: &ArchiveRow,
@@ -660,21 +619,6 @@ fn insert_archive(
     .bind(&row.auth)
     .bind(&row.decision)
     .bind(&row.cpim)
-}
-
-fn archive_of(r: &sqlx::sqlite::SqliteRow) -> Result<ArchiveRow, sqlx::Error> {
-    Ok(ArchiveRow {
-        id: r.try_get("id")?,
-        at: r.try_get("at")?,
-        source_protocol: r.try_get("source_protocol")?,
-        destination_protocol: r.try_get("destination_protocol")?,
-        sender: r.try_get("sender")?,
-        recipient: r.try_get("recipient")?,
-        peer_domain: r.try_get("peer_domain")?,
-        auth: r.try_get("auth")?,
-        decision: r.try_get("decision")?,
-        cpim: r.try_get("cpim")?,
-    })
 }
 
 impl Store for SqliteStore {
@@ -703,7 +647,7 @@ impl Store for SqliteStore {
             let rows = sqlx::query("SELECT * FROM nodes ORDER BY name")
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(node_of).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::node_of).collect::<Result<_, _>>()?)
         })
     }
 
@@ -751,10 +695,7 @@ impl Store for SqliteStore {
             .bind(presentity)
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::texts2_int)
         })
     }
 
@@ -774,8 +715,10 @@ impl Store for SqliteStore {
             .bind(until)
             .fetch_all(&self.durable)
             .await?;
-            let mut rows: Vec<OfflineRow> =
-                rows.iter().map(offline_of).collect::<Result<_, _>>()?;
+            let mut rows: Vec<OfflineRow> = rows
+                .iter()
+                .map(rows::offline_of)
+                .collect::<Result<_, _>>()?;
             rows.sort_by_key(|r| r.id);
             Ok(rows)
         })
@@ -835,7 +778,10 @@ impl Store for SqliteStore {
             .bind(if q.limit > 0 { q.limit } else { 100 })
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows.iter().map(archive_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::archive_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -891,10 +837,7 @@ impl Store for SqliteStore {
             )
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::texts3)
         })
     }
 
@@ -951,22 +894,7 @@ impl Store for SqliteStore {
             )
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(RoomRow {
-                        address: r.try_get(0)?,
-                        subject: r.try_get(1)?,
-                        public: r.try_get(2)?,
-                        members_only: r.try_get(3)?,
-                        moderated: r.try_get(4)?,
-                        password: r.try_get(5)?,
-                        history: r.try_get(6)?,
-                        max_members: r.try_get(7)?,
-                        created_at: r.try_get(8)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::room_of)
         })
     }
 
@@ -1005,10 +933,7 @@ impl Store for SqliteStore {
             )
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::texts3)
         })
     }
 
@@ -1051,16 +976,7 @@ impl Store for SqliteStore {
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(RoomLine {
-                        nick: r.try_get(0)?,
-                        body: r.try_get(1)?,
-                        at: r.try_get(2)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::line_of)
         })
     }
 
@@ -1090,7 +1006,10 @@ impl Store for SqliteStore {
                 .bind(aor)
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(offline_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::offline_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -1111,7 +1030,10 @@ impl Store for SqliteStore {
                     .bind(now)
                     .fetch_all(&self.pool)
                     .await?;
-            Ok(rows.iter().map(offline_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::offline_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -1120,10 +1042,7 @@ impl Store for SqliteStore {
             let rows = sqlx::query("SELECT aor, COUNT(*) AS n FROM offline_messages GROUP BY aor")
                 .fetch_all(&self.pool)
                 .await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get("aor")?, r.try_get("n")?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::text_int)
         })
     }
 
@@ -1133,10 +1052,7 @@ impl Store for SqliteStore {
                 sqlx::query("SELECT sender, COUNT(*) AS n FROM offline_messages GROUP BY sender")
                     .fetch_all(&self.pool)
                     .await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get("sender")?, r.try_get("n")?)))
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::text_int)
         })
     }
 
@@ -1178,7 +1094,7 @@ impl Store for SqliteStore {
                 .bind(domain)
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(row.as_ref().map(user_of).transpose()?)
+            Ok(row.as_ref().map(rows::user_of).transpose()?)
         })
     }
 
@@ -1187,7 +1103,7 @@ impl Store for SqliteStore {
             let rows = sqlx::query("SELECT * FROM users ORDER BY domain, username")
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(user_of).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::user_of).collect::<Result<_, _>>()?)
         })
     }
 
@@ -1252,28 +1168,7 @@ impl Store for SqliteStore {
             let rows = sqlx::query("SELECT * FROM bindings ORDER BY aor, uri")
                 .fetch_all(&self.pool)
                 .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(BindingRow {
-                        aor: r.try_get("aor")?,
-                        uri: r.try_get("uri")?,
-                        contact: r.try_get("contact")?,
-                        expires_at: r.try_get("expires_at")?,
-                        q: r.try_get("q")?,
-                        call_id: r.try_get("call_id")?,
-                        cseq: r.try_get("cseq")?,
-                        path: r.try_get("path")?,
-                        transport: r.try_get("transport")?,
-                        source: r.try_get("source")?,
-                        instance: r.try_get("instance")?,
-                        reg_id: r.try_get("reg_id")?,
-                        user_agent: r.try_get("user_agent")?,
-                        node: r.try_get("node")?,
-                        node_route: r.try_get("node_route")?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::binding_of)
         })
     }
 }

@@ -7,13 +7,14 @@
 
 use std::path::Path;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 use super::Change;
 
+use super::rows;
 use super::{
     ArchiveQuery, ArchiveRow, BindingRow, OfflineRow, RoomLine, RoomRow, Store, StoreError,
     StoreFuture, User,
@@ -71,65 +72,6 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-fn user_of(row: &PgRow) -> Result<User, sqlx::Error> {
-    Ok(User {
-        username: row.try_get("username")?,
-        domain: row.try_get("domain")?,
-        ha1: [
-            row.try_get("ha1_md5")?,
-            row.try_get("ha1_sha256")?,
-            row.try_get("ha1_sha512_256")?,
-        ],
-    })
-}
-
-fn offline_of(r: &PgRow) -> Result<OfflineRow, sqlx::Error> {
-    Ok(OfflineRow {
-        id: r.try_get("id")?,
-        aor: r.try_get("aor")?,
-        sender: r.try_get("sender")?,
-        content_type: r.try_get("content_type")?,
-        body: r.try_get("body")?,
-        received_at: r.try_get("received_at")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
-fn archive_of(r: &PgRow) -> Result<ArchiveRow, sqlx::Error> {
-    Ok(ArchiveRow {
-        id: r.try_get("id")?,
-        at: r.try_get("at")?,
-        source_protocol: r.try_get("source_protocol")?,
-        destination_protocol: r.try_get("destination_protocol")?,
-        sender: r.try_get("sender")?,
-        recipient: r.try_get("recipient")?,
-        peer_domain: r.try_get("peer_domain")?,
-        auth: r.try_get("auth")?,
-        decision: r.try_get("decision")?,
-        cpim: r.try_get("cpim")?,
-    })
-}
-
-fn binding_of(r: &PgRow) -> Result<BindingRow, sqlx::Error> {
-    Ok(BindingRow {
-        aor: r.try_get("aor")?,
-        uri: r.try_get("uri")?,
-        contact: r.try_get("contact")?,
-        expires_at: r.try_get("expires_at")?,
-        q: r.try_get("q")?,
-        call_id: r.try_get("call_id")?,
-        cseq: r.try_get("cseq")?,
-        path: r.try_get("path")?,
-        transport: r.try_get("transport")?,
-        source: r.try_get("source")?,
-        instance: r.try_get("instance")?,
-        reg_id: r.try_get("reg_id")?,
-        user_agent: r.try_get("user_agent")?,
-        node: r.try_get("node")?,
-        node_route: r.try_get("node_route")?,
-    })
-}
-
 /// The INSERT of one archive row.
 fn insert_archive(
     row: &ArchiveRow,
@@ -148,30 +90,6 @@ fn insert_archive(
     .bind(&row.auth)
     .bind(&row.decision)
     .bind(&row.cpim)
-}
-
-/// Rows of three text columns.
-fn triples(rows: &[PgRow]) -> Result<Vec<(String, String, String)>, StoreError> {
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
-}
-
-/// Rows of (text, text, number).
-fn triples_with_count(rows: &[PgRow]) -> Result<Vec<(String, String, i64)>, StoreError> {
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
-}
-
-/// Rows of (text, count).
-fn counts(rows: &[PgRow]) -> Result<Vec<(String, i64)>, StoreError> {
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StoreError::from)
 }
 
 /// Listens on the channels the triggers notify, and hands each change on;
@@ -253,7 +171,7 @@ impl Store for PostgresStore {
             let rows = sqlx::query("SELECT * FROM nodes ORDER BY name")
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(super::node_of).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::node_of).collect::<Result<_, _>>()?)
         })
     }
 
@@ -305,7 +223,7 @@ impl Store for PostgresStore {
             .bind(presentity)
             .fetch_all(&self.pool)
             .await?;
-            triples_with_count(&rows)
+            rows::all(&rows, rows::texts2_int)
         })
     }
 
@@ -338,8 +256,10 @@ impl Store for PostgresStore {
             .bind(until)
             .fetch_all(&self.pool)
             .await?;
-            let mut rows: Vec<OfflineRow> =
-                rows.iter().map(offline_of).collect::<Result<_, _>>()?;
+            let mut rows: Vec<OfflineRow> = rows
+                .iter()
+                .map(rows::offline_of)
+                .collect::<Result<_, _>>()?;
             rows.sort_by_key(|r| r.id);
             Ok(rows)
         })
@@ -361,7 +281,10 @@ impl Store for PostgresStore {
                 .bind(aor)
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(binding_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::binding_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -403,7 +326,7 @@ impl Store for PostgresStore {
                 .bind(domain)
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(row.as_ref().map(user_of).transpose()?)
+            Ok(row.as_ref().map(rows::user_of).transpose()?)
         })
     }
 
@@ -412,7 +335,7 @@ impl Store for PostgresStore {
             let rows = sqlx::query("SELECT * FROM users ORDER BY domain, username")
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(user_of).collect::<Result<_, _>>()?)
+            Ok(rows.iter().map(rows::user_of).collect::<Result<_, _>>()?)
         })
     }
 
@@ -484,7 +407,10 @@ impl Store for PostgresStore {
             let rows = sqlx::query("SELECT * FROM bindings ORDER BY aor, uri")
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(binding_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::binding_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -515,7 +441,10 @@ impl Store for PostgresStore {
                 .bind(aor)
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(offline_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::offline_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -536,7 +465,10 @@ impl Store for PostgresStore {
                     .bind(now)
                     .fetch_all(&self.pool)
                     .await?;
-            Ok(rows.iter().map(offline_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::offline_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -545,7 +477,7 @@ impl Store for PostgresStore {
             let rows = sqlx::query("SELECT aor, COUNT(*) FROM offline_messages GROUP BY aor")
                 .fetch_all(&self.pool)
                 .await?;
-            counts(&rows)
+            rows::all(&rows, rows::text_int)
         })
     }
 
@@ -554,7 +486,7 @@ impl Store for PostgresStore {
             let rows = sqlx::query("SELECT sender, COUNT(*) FROM offline_messages GROUP BY sender")
                 .fetch_all(&self.pool)
                 .await?;
-            counts(&rows)
+            rows::all(&rows, rows::text_int)
         })
     }
 
@@ -603,7 +535,7 @@ impl Store for PostgresStore {
             )
             .fetch_all(&self.pool)
             .await?;
-            triples(&rows)
+            rows::all(&rows, rows::texts3)
         })
     }
 
@@ -654,7 +586,10 @@ impl Store for PostgresStore {
             .bind(if q.limit > 0 { q.limit } else { 100 })
             .fetch_all(&self.pool)
             .await?;
-            Ok(rows.iter().map(archive_of).collect::<Result<_, _>>()?)
+            Ok(rows
+                .iter()
+                .map(rows::archive_of)
+                .collect::<Result<_, _>>()?)
         })
     }
 
@@ -712,22 +647,7 @@ impl Store for PostgresStore {
             )
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(RoomRow {
-                        address: r.try_get(0)?,
-                        subject: r.try_get(1)?,
-                        public: r.try_get(2)?,
-                        members_only: r.try_get(3)?,
-                        moderated: r.try_get(4)?,
-                        password: r.try_get(5)?,
-                        history: r.try_get(6)?,
-                        max_members: r.try_get(7)?,
-                        created_at: r.try_get(8)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::room_of)
         })
     }
 
@@ -767,7 +687,7 @@ impl Store for PostgresStore {
             )
             .fetch_all(&self.pool)
             .await?;
-            triples(&rows)
+            rows::all(&rows, rows::texts3)
         })
     }
 
@@ -809,16 +729,7 @@ impl Store for PostgresStore {
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(RoomLine {
-                        nick: r.try_get(0)?,
-                        body: r.try_get(1)?,
-                        at: r.try_get(2)?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows::all(&rows, rows::line_of)
         })
     }
 
