@@ -209,17 +209,7 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                 if core.auth.user(user, &domain).await.is_none() {
                     return inc.responder.reply(404, "Not Found", &[]).await;
                 }
-                // RFC 3428 pager mode: kept for the user's next contact.
-                if matches!(method, Some(Method::Message)) && core.offline.enabled() {
-                    if super::pager::keep(&core, &mut inc, &aor).await {
-                        archive_message(&core, &msg, &sender, "kept offline");
-                    }
-                    return;
-                }
-                return inc
-                    .responder
-                    .reply(480, "Temporarily Unavailable", &[])
-                    .await;
+                return unreachable(&core, &mut inc, &msg, &sender, &aor, true).await;
             }
             // RFC 8599: a suspended device is woken by push, and the
             // request waits for it.
@@ -227,19 +217,8 @@ pub async fn route(core: Arc<Core>, sip: Sip, mut inc: Incoming) {
                 match super::push::wake_and_wait(&core, &sip, &msg, &aor, bindings).await {
                     Some(b) => b,
                     None => {
-                        if matches!(method, Some(Method::Message))
-                            && core.offline.enabled()
-                            && device.is_none()
-                        {
-                            if super::pager::keep(&core, &mut inc, &aor).await {
-                                archive_message(&core, &msg, &sender, "kept offline");
-                            }
-                            return;
-                        }
-                        return inc
-                            .responder
-                            .reply(480, "Temporarily Unavailable", &[])
-                            .await;
+                        let keep = device.is_none();
+                        return unreachable(&core, &mut inc, &msg, &sender, &aor, keep).await;
                     }
                 }
             } else {
@@ -376,6 +355,29 @@ pub async fn originate_response(
     let ctx = Arc::new(Mutex::new(context));
     start_group(ctx, core.clone(), sip.clone()).await;
     rx.await.unwrap_or((408, None))
+}
+
+/// A local user with no contact to reach: a MESSAGE is kept for the
+/// user's next contact (RFC 3428 pager mode, when `keep`: not for one
+/// device's GRUU) and archived once accepted, as a relayed one is;
+/// anything else gets 480.
+async fn unreachable(
+    core: &Core,
+    inc: &mut Incoming,
+    msg: &Message,
+    sender: &Sender,
+    aor: &str,
+    keep: bool,
+) {
+    if keep && matches!(msg.method(), Some(Method::Message)) && core.offline.enabled() {
+        if super::pager::keep(core, inc, aor).await {
+            archive_message(core, msg, sender, "kept offline");
+        }
+        return;
+    }
+    inc.responder
+        .reply(480, "Temporarily Unavailable", &[])
+        .await
 }
 
 /// A MESSAGE relayed or refused between SIP domains goes to the compliance

@@ -88,19 +88,10 @@ start_kamailio registrar-proxy.cfg 25070
 wait_udp 25070
 sleep 1
 
-uas() {
-  local port=$1 server=$2
-  timeout 3600 sipp -sf tests/data/sipp/uas_message.xml -t u1 -i 127.0.0.1 -p "$port" \
-    -m 100000000 -nostdin -buff_size 1048576 >/dev/null 2>&1 &
-  sleep 0.5
-  sipp -sf tests/data/sipp/register_contact.xml -t u1 -i 127.0.0.1 -p 0 -s bob \
-    -key uas_port "$port" -key domain localhost -m 1 -nostdin -timeout 10s 127.0.0.1:"$server" >/dev/null 2>&1 \
-    || { echo "registering bob at $server failed"; exit 1; }
-}
-uas 25160 25060
-uas 25180 25080
-uas 25190 25090
-uas 25170 25070
+message_uas 25160 25060
+message_uas 25180 25080
+message_uas 25190 25090
+message_uas 25170 25070
 sleep 1
 
 scenario=tests/data/sipp/message_load.xml

@@ -143,3 +143,17 @@ wait_udp() {
   echo "nothing listens on udp $1" >&2
   return 1
 }
+
+# A SIPp user agent server for MESSAGE on UDP PORT, registered as bob at
+# the registrar on UDP SERVER (without authentication: the load configs
+# turn it off for Parley and Kamailio alike).
+# Usage: message_uas PORT SERVER
+message_uas() {
+  local port=$1 server=$2
+  timeout 3600 sipp -sf tests/data/sipp/uas_message.xml -t u1 -i 127.0.0.1 -p "$port" \
+    -m 100000000 -nostdin -buff_size 1048576 >/dev/null 2>&1 &
+  sleep 0.5
+  sipp -sf tests/data/sipp/register_contact.xml -t u1 -i 127.0.0.1 -p 0 -s bob \
+    -key uas_port "$port" -key domain localhost -m 1 -nostdin -timeout 10s 127.0.0.1:"$server" >/dev/null 2>&1 \
+    || { echo "registering bob at $server failed"; exit 1; }
+}

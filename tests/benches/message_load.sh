@@ -44,17 +44,8 @@ wait_udp 25070
 sleep 1
 
 # One SIPp user agent server per proxy, registered as bob.
-uas() {
-  local port=$1 server=$2
-  timeout 3600 sipp -sf tests/data/sipp/uas_message.xml -t u1 -i 127.0.0.1 -p "$port" \
-    -m 100000000 -nostdin -buff_size 1048576 >/dev/null 2>&1 &
-  sleep 0.5
-  sipp -sf tests/data/sipp/register_contact.xml -t u1 -i 127.0.0.1 -p 0 -s bob \
-    -key uas_port "$port" -key domain localhost -m 1 -nostdin -timeout 10s 127.0.0.1:"$server" >/dev/null 2>&1 \
-    || { echo "registering bob at $server failed"; exit 1; }
-}
-uas 25160 25060
-uas 25170 25070
+message_uas 25160 25060
+message_uas 25170 25070
 
 scenario=tests/data/sipp/message_load.xml
 echo "MESSAGE over ${TRANSPORT:-u1} through a registrar+proxy, SIPp (client and UAS) on the same 2 cores; rates tried: $RATES (${SECONDS_PER_RATE}s each)"
