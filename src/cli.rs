@@ -957,36 +957,34 @@ fn registrations_command(
 
 /// `parley room …` through the admin API.
 fn room_command(config: &crate::config::Config, command: RoomCommand) -> anyhow::Result<i32> {
-    let config = config.clone();
-    let enc = |s: &str| {
-        s.replace('%', "%25")
-            .replace('/', "%2F")
-            .replace(' ', "%20")
-    };
     let (code, v) = match &command {
-        RoomCommand::List => api(&config, "GET", "/api/v1/rooms", None)?,
+        RoomCommand::List => api(config, "GET", "/api/v1/rooms", None)?,
         RoomCommand::Create { room, settings } => api(
-            &config,
+            config,
             "POST",
             "/api/v1/rooms",
             Some(&settings.json(Some(room))),
         )?,
         RoomCommand::Set { room, settings } => api(
-            &config,
+            config,
             "PATCH",
-            &format!("/api/v1/rooms/{}", enc(room)),
+            &format!("/api/v1/rooms/{}", url_encode(room)),
             Some(&settings.json(None)),
         )?,
         RoomCommand::Close { room } => api(
-            &config,
+            config,
             "DELETE",
-            &format!("/api/v1/rooms/{}", enc(room)),
+            &format!("/api/v1/rooms/{}", url_encode(room)),
             None,
         )?,
         RoomCommand::Kick { room, nick } => api(
-            &config,
+            config,
             "DELETE",
-            &format!("/api/v1/rooms/{}/members/{}", enc(room), enc(nick)),
+            &format!(
+                "/api/v1/rooms/{}/members/{}",
+                url_encode(room),
+                url_encode(nick)
+            ),
             None,
         )?,
     };

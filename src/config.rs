@@ -1759,7 +1759,7 @@ impl Config {
         }
         check_log_filter(&config.log.level).map_err(|why| value("log.level", why))?;
         if let Some(url) = &config.store.url {
-            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            if !is_postgres_url(url) {
                 return Err(value(
                     "store.url",
                     format!(
@@ -1966,6 +1966,11 @@ impl FileKind {
         }
         Ok(())
     }
+}
+
+/// True for a `postgres://` or `postgresql://` URL.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// A host name as DNS has it (RFC 1035 labels with RFC 1123's leading

@@ -262,11 +262,6 @@ impl Location {
         }
     }
 
-    /// This node's name in a cluster.
-    pub fn node(&self) -> Option<&str> {
-        self.node.as_ref().map(|n| n.name.as_str())
-    }
-
     /// Every live binding with its address of record (for the admin API).
     pub fn all(&self, now: u64) -> Vec<(String, Binding)> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());

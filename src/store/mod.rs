@@ -26,7 +26,9 @@ pub async fn open(
     sqlite_path: &Path,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     Ok(match &config.url {
-        Some(url) if is_postgres(url) => std::sync::Arc::new(PostgresStore::open(url).await?),
+        Some(url) if crate::config::is_postgres_url(url) => {
+            std::sync::Arc::new(PostgresStore::open(url).await?)
+        }
         _ => std::sync::Arc::new(SqliteStore::open(sqlite_path).await?),
     })
 }
@@ -34,7 +36,7 @@ pub async fn open(
 /// The store a URL names: `postgres://…` (or `postgresql://…`), or
 /// `sqlite:PATH`.
 pub async fn open_url(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    if is_postgres(url) {
+    if crate::config::is_postgres_url(url) {
         return Ok(std::sync::Arc::new(PostgresStore::open(url).await?));
     }
     match url
@@ -177,11 +179,6 @@ pub async fn census(s: &dyn Store) -> Result<Census, StoreError> {
         rooms: s.rooms().await?.len(),
         affiliations: s.room_affiliations().await?.len(),
     })
-}
-
-/// True for a `postgres://` or `postgresql://` URL.
-pub fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// A boxed future, so [`Store`] can be used as a trait object.

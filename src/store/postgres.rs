@@ -51,11 +51,6 @@ impl PostgresStore {
             changes: Arc::default(),
         })
     }
-
-    /// The pool (the cluster's notifications listen on it).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 /// A database URL as it may be shown: without its password.
